@@ -1,0 +1,116 @@
+//! Merging the groups of all files into one desired state, reporting conflicts, and the revision digest.
+
+use super::{DesiredGroup, LoadError};
+use crate::model::GroupKey;
+use sha2::{Digest, Sha256};
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+
+/// Adds `group`, keeping the first declaration. A second declaration of the same (region, id) with the
+/// same policy is accepted; with a different policy it is a conflict reported at the later location.
+pub(crate) fn add(
+    groups: &mut BTreeMap<GroupKey, DesiredGroup>,
+    group: DesiredGroup,
+    errors: &mut Vec<LoadError>,
+) {
+    match groups.entry(group.key.clone()) {
+        Entry::Vacant(slot) => {
+            slot.insert(group);
+        }
+        Entry::Occupied(first) => {
+            let first = first.get();
+            if first.policy != group.policy {
+                errors.push(LoadError {
+                    message: format!(
+                        "conflict: {} in {} is declared {} here and {} at {}",
+                        group.key.id, group.key.region, group.policy, first.policy, first.source
+                    ),
+                    location: group.source,
+                });
+            }
+        }
+    }
+}
+
+/// The first 12 lowercase hex digits of SHA-256 over `"{region}\t{id}\t{policy}\n"` for every group in
+/// (region, id) order: it names the desired state itself, whatever files, order, comments or formatting
+/// declared it. The empty state has a revision too (`e3b0c44298fc`).
+pub fn revision_of(groups: &BTreeMap<GroupKey, DesiredGroup>) -> String {
+    let mut hasher = Sha256::new();
+    for (key, group) in groups {
+        hasher.update(format!("{}\t{}\t{}\n", key.region, key.id, group.policy).as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Location, Policy};
+
+    fn group(region: &str, id: &str, policy: Policy, line: usize) -> DesiredGroup {
+        DesiredGroup {
+            key: GroupKey::new(region, id),
+            policy,
+            source: Location {
+                path: "p.yaml".into(),
+                line,
+                column: 5,
+            },
+        }
+    }
+
+    #[test]
+    fn revision_is_the_documented_digest() {
+        assert_eq!(revision_of(&BTreeMap::new()), "e3b0c44298fc");
+        let mut groups = BTreeMap::new();
+        let mut errors = Vec::new();
+        add(
+            &mut groups,
+            group("cn-b", "sg-2", Policy::Accept, 1),
+            &mut errors,
+        );
+        add(
+            &mut groups,
+            group("cn-a", "sg-1", Policy::Drop, 2),
+            &mut errors,
+        );
+        let expected = Sha256::digest(b"cn-a\tsg-1\tDrop\ncn-b\tsg-2\tAccept\n");
+        let hex: String = expected.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(revision_of(&groups), hex[..12]);
+        assert!(errors.is_empty());
+    }
+
+    #[test]
+    fn same_policy_keeps_the_first_and_different_policy_conflicts() {
+        let mut groups = BTreeMap::new();
+        let mut errors = Vec::new();
+        add(&mut groups, group("r", "sg", Policy::Drop, 1), &mut errors);
+        add(&mut groups, group("r", "sg", Policy::Drop, 2), &mut errors);
+        assert!(errors.is_empty());
+        assert_eq!(groups[&GroupKey::new("r", "sg")].source.line, 1);
+        add(
+            &mut groups,
+            group("r", "sg", Policy::Accept, 3),
+            &mut errors,
+        );
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].to_string(),
+            "p.yaml:3:5: conflict: sg in r is declared Accept here and Drop at p.yaml:1:5"
+        );
+        // The same id in another region is another group.
+        add(
+            &mut groups,
+            group("r2", "sg", Policy::Accept, 4),
+            &mut errors,
+        );
+        assert_eq!(errors.len(), 1);
+        assert_eq!(groups.len(), 2);
+    }
+}

@@ -1,0 +1,145 @@
+//! Desired state: the policy file schema, loading a folder, conflicts, and the revision digest.
+//!
+//! [`load_folder`] reads every `*.yaml`/`*.yml` file under a folder (see `walk` for which files),
+//! parses each into a spanned tree (`yaml`), validates it against schema v1 (`schema`), and merges all
+//! declarations (`merge`). Every problem of every file is collected and returned at once, sorted by
+//! location; if there is any, there is no desired state, so a pass can never act on half a folder.
+//!
+//! Decisions:
+//! - A folder with no policy files at all is valid and declares zero groups (`files == 0`). Declaring
+//!   nothing never causes a write (sgpolicy only changes groups that are declared), so this is safe, and it
+//!   lets a new repository or an empty ConfigMap start cleanly; callers can warn on `files == 0`.
+//! - YAML anchors and aliases are rejected, so alias bombs cannot expand; nesting is capped at 64 levels
+//!   and a file at 200,000 nodes and `max_file_bytes` bytes.
+//! - One YAML document per file: a second `---` document is an error (split it into its own file).
+//! - An invalid `--region` value is reported once, at the folder.
+
+mod merge;
+mod schema;
+mod walk;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_hostile;
+
+pub use merge::revision_of;
+
+use crate::model::{GroupKey, Location, Policy};
+use schema::Fallback;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Most errors reported for one file; a hostile file could otherwise produce one per node.
+const MAX_ERRORS_PER_FILE: usize = 100;
+
+/// One group's declared policy and the place in the folder that declared it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredGroup {
+    pub key: GroupKey,
+    pub policy: Policy,
+    pub source: Location,
+}
+
+/// Everything the policy folder asks for, plus the digest that names this exact desired state.
+#[derive(Clone, Debug, Default)]
+pub struct Desired {
+    pub groups: BTreeMap<GroupKey, DesiredGroup>,
+    pub revision: String,
+    pub files: usize,
+}
+
+/// A problem with the folder, rendered `path:line:column: message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadError {
+    pub location: Location,
+    pub message: String,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub default_region: Option<String>,
+    pub max_file_bytes: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            default_region: None,
+            max_file_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Loads the desired state from every policy file under `dir`, or returns every problem found.
+pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadError>> {
+    let mut errors = Vec::new();
+    let fallback = match opts.default_region.as_deref() {
+        None => Fallback::None,
+        Some(region) => match schema::region_problem(region) {
+            None => Fallback::Region(region),
+            Some(problem) => {
+                errors.push(LoadError {
+                    location: schema::location(dir, yaml::Pos::START),
+                    message: format!("invalid --region: {problem}"),
+                });
+                Fallback::Invalid
+            }
+        },
+    };
+    let files = walk::policy_files(dir, &mut errors);
+    let mut groups = BTreeMap::new();
+    for path in &files {
+        let text = match walk::read_policy_file(path, opts.max_file_bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let tree = match yaml::parse(&text) {
+            Ok(tree) => tree,
+            Err(e) => {
+                errors.push(LoadError {
+                    location: schema::location(path, e.pos),
+                    message: e.message,
+                });
+                continue;
+            }
+        };
+        let (declared, mut file_errors) = schema::groups_of_file(tree.as_ref(), path, fallback);
+        for group in declared {
+            merge::add(&mut groups, group, &mut file_errors);
+        }
+        if file_errors.len() > MAX_ERRORS_PER_FILE {
+            file_errors.sort_by(|a, b| a.location.cmp(&b.location));
+            let rest = file_errors.len() - MAX_ERRORS_PER_FILE;
+            file_errors.truncate(MAX_ERRORS_PER_FILE);
+            if let Some(last) = file_errors.last().map(|e| e.location.clone()) {
+                file_errors.push(LoadError {
+                    location: last,
+                    message: format!("{rest} more errors in this file not shown"),
+                });
+            }
+        }
+        errors.extend(file_errors);
+    }
+    if errors.is_empty() {
+        Ok(Desired {
+            revision: revision_of(&groups),
+            groups,
+            files: files.len(),
+        })
+    } else {
+        errors.sort_by(|a, b| a.location.cmp(&b.location));
+        errors.dedup();
+        Err(errors)
+    }
+}

@@ -1,0 +1,467 @@
+//! Schema v1: turns one file's spanned YAML tree into declared groups, collecting every problem.
+//!
+//! ```yaml
+//! region: cn-hangzhou          # optional default region for this file
+//! groups:
+//!   - id: sg-bp67acfmxazb4ph0001
+//!     region: cn-shanghai      # optional, overrides the file default
+//!     innerAccessPolicy: Drop  # Accept | Drop, any letter case
+//! ```
+//! Unknown fields are errors (with a "did you mean" hint). A file without a document, `groups:` with no
+//! value and `groups: []` declare nothing. Unquoted numbers or booleans used as ids or regions are taken
+//! as their text (`id: 12345` is the id "12345"). Errors point at the key for unknown or duplicate fields,
+//! at the value for bad values and at the entry's start for missing fields.
+
+use super::yaml::{Node, Pos, Value};
+use super::{DesiredGroup, LoadError};
+use crate::model::{GroupKey, Location, Policy};
+use std::path::Path;
+
+const TOP_FIELDS: &[&str] = &["region", "groups"];
+const ENTRY_FIELDS: &[&str] = &["id", "region", "innerAccessPolicy"];
+const MAX_ID_LEN: usize = 100;
+const MAX_REGION_LEN: usize = 64;
+
+/// The region used when neither the entry nor the file names one (the `--region` flag).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Fallback<'a> {
+    None,
+    Region(&'a str),
+    /// The flag was given but is invalid; that was reported once, so entries needing it stay silent.
+    Invalid,
+}
+
+/// Problems found in one file, each already located.
+struct Report<'a> {
+    path: &'a Path,
+    errors: Vec<LoadError>,
+}
+
+impl Report<'_> {
+    fn err(&mut self, pos: Pos, message: impl Into<String>) {
+        self.errors.push(LoadError {
+            location: location(self.path, pos),
+            message: message.into(),
+        });
+    }
+}
+
+pub(crate) fn location(path: &Path, pos: Pos) -> Location {
+    Location {
+        path: path.to_path_buf(),
+        line: pos.line,
+        column: pos.column,
+    }
+}
+
+/// Validates one file's tree. Valid entries are returned even when others fail, so that conflicts
+/// between files are still found in the same run.
+pub(crate) fn groups_of_file(
+    root: Option<&Node>,
+    path: &Path,
+    fallback: Fallback<'_>,
+) -> (Vec<DesiredGroup>, Vec<LoadError>) {
+    let mut report = Report {
+        path,
+        errors: Vec::new(),
+    };
+    let mut groups = Vec::new();
+    let fields = match root {
+        None => return (groups, report.errors),
+        Some(n) if n.is_null() => return (groups, report.errors),
+        Some(Node {
+            value: Value::Map(fields),
+            ..
+        }) => fields,
+        Some(other) => {
+            report.err(
+                other.pos,
+                format!(
+                    "expected a mapping with `groups:` (and optionally `region:`) at the top of the file, found {}",
+                    other.kind()
+                ),
+            );
+            return (groups, report.errors);
+        }
+    };
+
+    // None: no file region; Some(None): given but invalid (already reported).
+    let mut file_region: Option<Option<String>> = None;
+    let mut group_list: Option<&Node> = None;
+    for (name, value) in known_fields(fields, TOP_FIELDS, "at the top of the file", &mut report) {
+        match name {
+            "region" => file_region = Some(region_value(value, &mut report)),
+            _ => group_list = Some(value),
+        }
+    }
+    let region = match &file_region {
+        Some(Some(r)) => Fallback::Region(r.as_str()),
+        Some(None) => Fallback::Invalid,
+        None => fallback,
+    };
+
+    let Some(list) = group_list else {
+        return (groups, report.errors);
+    };
+    match &list.value {
+        _ if list.is_null() => {}
+        Value::Seq(items) => {
+            for item in items {
+                if let Some(g) = entry(item, region, &mut report) {
+                    groups.push(g);
+                }
+            }
+        }
+        _ => report.err(
+            list.pos,
+            format!(
+                "expected a list of groups under `groups:`, found {}",
+                list.kind()
+            ),
+        ),
+    }
+    (groups, report.errors)
+}
+
+fn entry(node: &Node, fallback: Fallback<'_>, report: &mut Report<'_>) -> Option<DesiredGroup> {
+    let Value::Map(fields) = &node.value else {
+        report.err(
+            node.pos,
+            format!(
+                "expected a group (a mapping with `id:` and `innerAccessPolicy:`), found {}",
+                node.kind()
+            ),
+        );
+        return None;
+    };
+    // Each field: None = absent, Some(None) = present but invalid (reported), Some(Some(v)) = valid.
+    let (mut id, mut region, mut policy) = (None, None, None);
+    for (name, value) in known_fields(fields, ENTRY_FIELDS, "in a group entry", report) {
+        match name {
+            "id" => id = Some(id_value(value, report)),
+            "region" => region = Some(region_value(value, report)),
+            _ => policy = Some(policy_value(value, report)),
+        }
+    }
+    let id = match id {
+        Some(id) => id,
+        None => {
+            report.err(node.pos, "group entry has no `id`");
+            None
+        }
+    };
+    let shown = id.as_deref().unwrap_or("this group");
+    let policy = match policy {
+        Some(p) => p,
+        None => {
+            report.err(
+                node.pos,
+                format!("`{shown}` has no `innerAccessPolicy` (Accept or Drop)"),
+            );
+            None
+        }
+    };
+    let region = match (region, fallback) {
+        (Some(r), _) => r,
+        (None, Fallback::Region(r)) => Some(r.to_string()),
+        (None, Fallback::Invalid) => None,
+        (None, Fallback::None) => {
+            report.err(
+                node.pos,
+                format!(
+                    "`{shown}` has no region: add `region:` to the entry or to the top of the file, or pass --region"
+                ),
+            );
+            None
+        }
+    };
+    Some(DesiredGroup {
+        key: GroupKey::new(region?, id?),
+        policy: policy?,
+        source: location(report.path, node.pos),
+    })
+}
+
+/// The known fields of a mapping, in order; reports unknown, duplicate and non-string keys.
+fn known_fields<'n>(
+    fields: &'n [(Node, Node)],
+    known: &[&'static str],
+    place: &str,
+    report: &mut Report<'_>,
+) -> Vec<(&'static str, &'n Node)> {
+    let mut out: Vec<(&'static str, &'n Node, Pos)> = Vec::new();
+    for (key, value) in fields {
+        let Some(name) = key.as_str() else {
+            report.err(
+                key.pos,
+                format!("expected a field name {place}, found {}", key.kind()),
+            );
+            continue;
+        };
+        let Some(known_name) = known.iter().copied().find(|k| *k == name) else {
+            let expected = known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let message = match suggest(name, known) {
+                Some(hint) => format!("unknown field `{name}` {place}, did you mean `{hint}`?"),
+                None => format!("unknown field `{name}` {place}; expected one of {expected}"),
+            };
+            report.err(key.pos, message);
+            continue;
+        };
+        if let Some((_, _, first)) = out.iter().find(|(k, _, _)| *k == known_name) {
+            let first = *first;
+            report.err(
+                key.pos,
+                format!(
+                    "duplicate field `{name}` {place} (first set at line {}, column {})",
+                    first.line, first.column
+                ),
+            );
+            continue;
+        }
+        out.push((known_name, value, key.pos));
+    }
+    out.into_iter().map(|(k, v, _)| (k, v)).collect()
+}
+
+/// A near-miss suggestion for an unknown field name, if one is close enough to be a typo.
+pub(crate) fn suggest(unknown: &str, known: &[&'static str]) -> Option<&'static str> {
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-' && *c != ' ')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let u = norm(unknown);
+    if u.is_empty() {
+        return None;
+    }
+    let mut best: Option<(usize, &'static str)> = None;
+    for k in known.iter().copied() {
+        let kn = norm(k);
+        let distance = strsim::levenshtein(&u, &kn);
+        let allowed = (kn.chars().count() / 3).clamp(1, 3);
+        let close = distance <= allowed
+            || strsim::jaro_winkler(&u, &kn) >= 0.92
+            || (u.chars().count() >= 4 && kn.contains(&u))
+            || (kn.chars().count() >= 4 && u.contains(&kn));
+        let better = match best {
+            None => true,
+            Some((d, _)) => distance < d,
+        };
+        if close && better {
+            best = Some((distance, k));
+        }
+    }
+    best.map(|(_, k)| k)
+}
+
+fn string_value<'n>(node: &'n Node, what: &str, report: &mut Report<'_>) -> Option<&'n str> {
+    match node.as_str() {
+        Some(s) => Some(s),
+        None => {
+            report.err(
+                node.pos,
+                format!("expected a string for `{what}`, found {}", node.kind()),
+            );
+            None
+        }
+    }
+}
+
+fn id_value(node: &Node, report: &mut Report<'_>) -> Option<String> {
+    let id = string_value(node, "id", report)?;
+    let problem = if id.is_empty() {
+        Some("a group id must not be empty".to_string())
+    } else if id.chars().count() > MAX_ID_LEN {
+        Some(format!("group id is longer than {MAX_ID_LEN} characters"))
+    } else if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        Some(format!(
+            "group id {id:?} may contain only letters, digits, `-` and `_`"
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(message) => {
+            report.err(node.pos, message);
+            None
+        }
+        None => Some(id.to_string()),
+    }
+}
+
+/// Checks a region name (`[a-z0-9-]+`); `None` when valid, else the problem.
+pub(crate) fn region_problem(region: &str) -> Option<String> {
+    if region.is_empty() {
+        Some("a region must not be empty".to_string())
+    } else if region.len() > MAX_REGION_LEN {
+        Some(format!("region is longer than {MAX_REGION_LEN} characters"))
+    } else if !region
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        Some(format!(
+            "region {region:?} may contain only lowercase letters, digits and `-` (like cn-hangzhou)"
+        ))
+    } else {
+        None
+    }
+}
+
+fn region_value(node: &Node, report: &mut Report<'_>) -> Option<String> {
+    let region = string_value(node, "region", report)?;
+    match region_problem(region) {
+        Some(message) => {
+            report.err(node.pos, message);
+            None
+        }
+        None => Some(region.to_string()),
+    }
+}
+
+fn policy_value(node: &Node, report: &mut Report<'_>) -> Option<Policy> {
+    let parsed = node.as_str().and_then(Policy::parse);
+    if parsed.is_none() {
+        report.err(
+            node.pos,
+            format!("expected Accept or Drop, found {}", node.kind()),
+        );
+    }
+    parsed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::yaml::parse;
+
+    fn check(text: &str, fallback: Fallback<'_>) -> (Vec<DesiredGroup>, Vec<String>) {
+        let root = parse(text).expect("syntax ok");
+        let (groups, errors) = groups_of_file(root.as_ref(), Path::new("f.yaml"), fallback);
+        (groups, errors.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn suggestions_catch_typos_but_not_unrelated_words() {
+        assert_eq!(
+            suggest("innerAcessPolicy", ENTRY_FIELDS),
+            Some("innerAccessPolicy")
+        );
+        assert_eq!(
+            suggest("InnerAccessPolicy", ENTRY_FIELDS),
+            Some("innerAccessPolicy")
+        );
+        assert_eq!(
+            suggest("inner_access_policy", ENTRY_FIELDS),
+            Some("innerAccessPolicy")
+        );
+        assert_eq!(suggest("policy", ENTRY_FIELDS), Some("innerAccessPolicy"));
+        assert_eq!(suggest("regoin", ENTRY_FIELDS), Some("region"));
+        assert_eq!(suggest("group", TOP_FIELDS), Some("groups"));
+        assert_eq!(suggest("Id", ENTRY_FIELDS), Some("id"));
+        assert_eq!(suggest("description", ENTRY_FIELDS), None);
+        assert_eq!(suggest("name", ENTRY_FIELDS), None);
+        assert_eq!(suggest("", ENTRY_FIELDS), None);
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let (g, e) = check("groups: {id: x}\n", Fallback::Region("r"));
+        assert!(g.is_empty());
+        assert_eq!(
+            e,
+            ["f.yaml:1:9: expected a list of groups under `groups:`, found a mapping"]
+        );
+        let (_, e) = check("- a\n", Fallback::None);
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with("f.yaml:1:1: expected a mapping with `groups:`"),
+            "{e:?}"
+        );
+        let (_, e) = check(
+            "region: [a]\ngroups:\n  - id: [x]\n    innerAccessPolicy: {a: b}\n  - just-a-string\n",
+            Fallback::None,
+        );
+        assert_eq!(
+            e,
+            [
+                "f.yaml:1:9: expected a string for `region`, found a list",
+                "f.yaml:3:9: expected a string for `id`, found a list",
+                "f.yaml:4:24: expected Accept or Drop, found a mapping",
+                "f.yaml:5:5: expected a group (a mapping with `id:` and `innerAccessPolicy:`), found \"just-a-string\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn ids_and_regions_are_checked() {
+        let text = "groups:\n- {id: \"\", innerAccessPolicy: Drop}\n- {id: sg x, innerAccessPolicy: Drop}\n- {id: 12345, innerAccessPolicy: Drop}\n- {id: ok_1-a, region: CN_X, innerAccessPolicy: Drop}\n- {id: ok2, region: \"\", innerAccessPolicy: Drop}\n";
+        let (g, e) = check(text, Fallback::Region("cn-hangzhou"));
+        assert_eq!(g.len(), 1, "{g:?}");
+        assert_eq!(g[0].key, GroupKey::new("cn-hangzhou", "12345"));
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(
+            e[0].starts_with("f.yaml:2:8: a group id must not be empty"),
+            "{e:?}"
+        );
+        assert!(e[1].contains("may contain only letters"), "{e:?}");
+        assert!(e[2].starts_with("f.yaml:5:24: region \"CN_X\""), "{e:?}");
+        assert!(e[3].contains("region must not be empty"), "{e:?}");
+        let long = format!(
+            "groups: [{{id: {}, innerAccessPolicy: Drop}}]",
+            "a".repeat(101)
+        );
+        let (_, e) = check(&long, Fallback::Region("r"));
+        assert!(e[0].contains("longer than 100"), "{e:?}");
+    }
+
+    #[test]
+    fn missing_fields_point_at_the_entry_and_duplicates_at_the_second_key() {
+        let text = "groups:\n  - region: cn-a\n  - id: a\n    id: b\n    innerAccessPolicy: Drop\n    region: cn-a\n";
+        let (g, e) = check(text, Fallback::None);
+        assert_eq!(
+            e,
+            [
+                "f.yaml:2:5: group entry has no `id`",
+                "f.yaml:2:5: `this group` has no `innerAccessPolicy` (Accept or Drop)",
+                "f.yaml:4:5: duplicate field `id` in a group entry (first set at line 3, column 5)",
+            ]
+        );
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].key, GroupKey::new("cn-a", "a"));
+        assert_eq!(g[0].source.line, 3);
+    }
+
+    #[test]
+    fn an_invalid_fallback_region_is_not_reported_again_per_entry() {
+        let (g, e) = check(
+            "groups: [{id: a, innerAccessPolicy: Drop}]",
+            Fallback::Invalid,
+        );
+        assert!(g.is_empty());
+        assert!(e.is_empty(), "{e:?}");
+        let (g, e) = check(
+            "region: BAD\ngroups: [{id: a, innerAccessPolicy: Drop}]",
+            Fallback::Region("cn-x"),
+        );
+        assert!(
+            g.is_empty(),
+            "an invalid file region must not fall back to --region"
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+    }
+
+    #[test]
+    fn null_groups_and_null_document_declare_nothing() {
+        assert_eq!(check("groups:\n", Fallback::None), (vec![], vec![]));
+        assert_eq!(check("~\n", Fallback::None), (vec![], vec![]));
+        assert_eq!(check("region: cn-a\n", Fallback::None), (vec![], vec![]));
+    }
+}
