@@ -1,0 +1,428 @@
+//! The HTTP adapter: one signed RPC call per attempt, retries with backoff, and per-action call counts.
+//!
+//! Requests follow the Terraform provider's layout (proven against the real API): `POST /` with the
+//! common parameters in the query string and the business parameters in a form body, all signed.
+
+use super::api::{self, AttributeResponse, GroupsResponse};
+use super::credentials::CredentialSource;
+use super::error::{ApiError, ErrorClass};
+use super::sign;
+use crate::model::{Policy, GroupKey};
+use crate::plan::GroupMeta;
+use reqwest::Url;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Send every call here instead of `https://ecs.<region>.aliyuncs.com`.
+    pub endpoint: Option<String>,
+    /// Allow a plain-http endpoint that is not a loopback address (a simulator on another host).
+    pub allow_insecure_http: bool,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            endpoint: None,
+            allow_insecure_http: false,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            max_attempts: 6,
+            backoff_base: Duration::from_millis(200),
+            backoff_cap: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Rejects endpoints that would send signed requests in clear text over a real network.
+pub fn validate_endpoint(endpoint: &str, allow_insecure_http: bool) -> Result<Url, String> {
+    let url = Url::parse(endpoint)
+        .map_err(|e| format!("invalid endpoint {endpoint:?}: {e} (expected e.g. https://ecs.cn-hangzhou.aliyuncs.com)"))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+                Some(url::Host::Domain(d)) => d == "localhost",
+                None => false,
+            };
+            if loopback || allow_insecure_http {
+                Ok(url)
+            } else {
+                Err(format!("refusing plain http endpoint {endpoint}: signed requests would cross the network unencrypted; use https, a loopback address, or pass --insecure-http"))
+            }
+        }
+        other => Err(format!("endpoint {endpoint} has scheme {other:?}; expected https")),
+    }
+}
+
+/// Calls made, by action and outcome code (`OK` for success), so passes and metrics can report them.
+#[derive(Default, Debug)]
+pub struct CallStats {
+    counts: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl CallStats {
+    fn record(&self, action: &str, outcome: &str) {
+        if let Ok(mut c) = self.counts.lock() {
+            *c.entry((action.to_string(), outcome.to_string())).or_default() += 1;
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Total HTTP requests sent for `action`, whatever their outcome.
+    pub fn total(&self, action: &str) -> u64 {
+        self.snapshot()
+            .iter()
+            .filter(|((a, _), _)| a == action)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+#[derive(Clone)]
+pub struct EcsClient {
+    http: reqwest::Client,
+    config: ClientConfig,
+    endpoint: Option<Url>,
+    credentials: Arc<dyn CredentialSource>,
+    stats: Arc<CallStats>,
+}
+
+impl EcsClient {
+    pub fn new(config: ClientConfig, credentials: Arc<dyn CredentialSource>) -> Result<Self, String> {
+        let endpoint = match &config.endpoint {
+            Some(e) => Some(validate_endpoint(e, config.allow_insecure_http)?),
+            None => None,
+        };
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("sgpolicy/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("building the HTTP client: {e}"))?;
+        Ok(EcsClient {
+            http,
+            config,
+            endpoint,
+            credentials,
+            stats: Arc::new(CallStats::default()),
+        })
+    }
+
+    pub fn stats(&self) -> &CallStats {
+        &self.stats
+    }
+
+    fn url_for(&self, region: &str) -> Result<Url, ApiError> {
+        match &self.endpoint {
+            Some(u) => Ok(u.clone()),
+            None => Url::parse(&format!("https://ecs.{region}.aliyuncs.com/")).map_err(|e| {
+                ApiError::transport("resolve", "InvalidEndpoint", format!("region {region:?}: {e}"))
+            }),
+        }
+    }
+
+    /// Reads one group's InnerAccessPolicy.
+    pub async fn describe_attribute(&self, key: &GroupKey) -> Result<Policy, ApiError> {
+        let body = self
+            .call(
+                api::DESCRIBE_ATTRIBUTE,
+                &key.region,
+                &[
+                    ("RegionId", key.region.clone()),
+                    ("SecurityGroupId", key.id.clone()),
+                    ("MaxResults", api::SMALLEST_RULE_PAGE.to_string()),
+                ],
+            )
+            .await?;
+        let parsed: AttributeResponse = serde_json::from_value(body).map_err(|e| {
+            ApiError::transport(api::DESCRIBE_ATTRIBUTE, "MalformedResponse", e.to_string())
+        })?;
+        parsed.policy().ok_or_else(|| {
+            ApiError::transport(
+                api::DESCRIBE_ATTRIBUTE,
+                "MalformedResponse",
+                "InnerAccessPolicy is missing or neither Accept nor Drop",
+            )
+        })
+    }
+
+    /// Type and managed flags for up to 100 ids of one region. Ids absent from the map do not exist.
+    pub async fn describe_groups(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, GroupMeta>, ApiError> {
+        let mut found = BTreeMap::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let mut params = vec![
+                ("RegionId", region.to_string()),
+                ("SecurityGroupIds", api::ids_param(ids)),
+                ("MaxResults", api::MAX_IDS_PER_DESCRIBE.to_string()),
+            ];
+            if let Some(t) = &next_token {
+                params.push(("NextToken", t.clone()));
+            }
+            let body = self.call(api::DESCRIBE_GROUPS, region, &params).await?;
+            let parsed: GroupsResponse = serde_json::from_value(body).map_err(|e| {
+                ApiError::transport(api::DESCRIBE_GROUPS, "MalformedResponse", e.to_string())
+            })?;
+            for item in &parsed.security_groups.security_group {
+                found.insert(item.security_group_id.clone(), item.meta());
+            }
+            match parsed.next_token.filter(|t| !t.is_empty()) {
+                Some(t) if next_token.as_ref() != Some(&t) => next_token = Some(t),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// Sets one group's policy; returns the RequestId. The token is reused by every retry.
+    pub async fn modify_policy(
+        &self,
+        key: &GroupKey,
+        policy: Policy,
+        client_token: &str,
+    ) -> Result<String, ApiError> {
+        let body = self
+            .call(
+                api::MODIFY_POLICY,
+                &key.region,
+                &[
+                    ("RegionId", key.region.clone()),
+                    ("SecurityGroupId", key.id.clone()),
+                    ("InnerAccessPolicy", policy.as_str().to_string()),
+                    ("ClientToken", client_token.to_string()),
+                ],
+            )
+            .await?;
+        Ok(body
+            .get("RequestId")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// One logical call: retried while the error is retryable, each attempt freshly signed.
+    pub async fn call(
+        &self,
+        action: &'static str,
+        region: &str,
+        params: &[(&str, String)],
+    ) -> Result<serde_json::Value, ApiError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = self.call_once(action, region, params).await;
+            let err = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if err.class() != ErrorClass::Retryable || attempt >= self.config.max_attempts {
+                return Err(err);
+            }
+            let delay = self.backoff(attempt, &err);
+            tracing::debug!(action, region, attempt, code = %err.code, delay_ms = delay.as_millis() as u64, "retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Full-jitter exponential backoff, never shorter than a server's retry hint.
+    fn backoff(&self, attempt: u32, err: &ApiError) -> Duration {
+        let base = if err.is_throttling() {
+            self.config.backoff_base.max(Duration::from_millis(500))
+        } else {
+            self.config.backoff_base
+        };
+        let exp = base.saturating_mul(1u32 << attempt.min(16));
+        let ceiling = exp.min(self.config.backoff_cap);
+        let jittered = ceiling.mul_f64(0.5 + fastrand::f64() * 0.5);
+        let hint = Duration::from_millis(err.retry_after_ms.unwrap_or(0));
+        jittered.max(hint).min(self.config.backoff_cap.max(hint))
+    }
+
+    async fn call_once(
+        &self,
+        action: &'static str,
+        region: &str,
+        business: &[(&str, String)],
+    ) -> Result<serde_json::Value, ApiError> {
+        let creds = self.credentials.current().map_err(|e| ApiError {
+            action,
+            status: Some(401),
+            code: "CredentialsUnavailable".into(),
+            message: e.to_string(),
+            request_id: None,
+            retry_after_ms: None,
+        })?;
+        let url = self.url_for(region)?;
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let timestamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let mut common: Vec<(&str, String)> = vec![
+            ("Action", action.to_string()),
+            ("Version", api::VERSION.to_string()),
+            ("Format", "JSON".to_string()),
+            ("AccessKeyId", creds.access_key_id.clone()),
+            ("SignatureMethod", "HMAC-SHA1".to_string()),
+            ("SignatureVersion", "1.0".to_string()),
+            ("SignatureNonce", nonce),
+            ("Timestamp", timestamp),
+        ];
+        if let Some(token) = &creds.security_token {
+            common.push(("SecurityToken", token.expose().to_string()));
+        }
+        let signature = sign::sign(
+            "POST",
+            common
+                .iter()
+                .chain(business.iter())
+                .map(|(k, v)| (*k, v.as_str())),
+            creds.access_key_secret.expose(),
+        );
+        common.push(("Signature", signature));
+        let query = common
+            .iter()
+            .map(|(k, v)| format!("{}={}", sign::encode(k), sign::encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let body = business
+            .iter()
+            .map(|(k, v)| format!("{}={}", sign::encode(k), sign::encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut url = url;
+        url.set_query(Some(&query));
+
+        let response = self
+            .http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-acs-action", action)
+            .header("x-acs-version", api::VERSION)
+            .body(body)
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                let code = if e.is_timeout() { "Timeout" } else { "Transport" };
+                self.stats.record(action, code);
+                // reqwest's Display includes the URL with its signed query: keep only the cause.
+                return Err(ApiError::transport(action, code, transport_cause(&e)));
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after_ms = response
+            .headers()
+            .get("x-acs-retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let text = match response.text().await {
+            Ok(t) => t,
+            Err(e) => {
+                self.stats.record(action, "Transport");
+                return Err(ApiError::transport(action, "Transport", transport_cause(&e)));
+            }
+        };
+        let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
+        if (200..300).contains(&status) {
+            self.stats.record(action, "OK");
+            return json.ok_or_else(|| {
+                ApiError::transport(action, "MalformedResponse", "the response body is not JSON")
+            });
+        }
+        let field = |names: &[&str]| -> Option<String> {
+            let obj = json.as_ref()?.as_object()?;
+            names
+                .iter()
+                .find_map(|n| obj.get(*n).and_then(|v| v.as_str()).map(str::to_string))
+        };
+        let err = ApiError {
+            action,
+            status: Some(status),
+            code: field(&["Code", "code"]).unwrap_or_else(|| format!("HTTP{status}")),
+            message: field(&["Message", "message"])
+                .unwrap_or_else(|| text.chars().take(200).collect()),
+            request_id: field(&["RequestId", "requestId"]),
+            retry_after_ms,
+        };
+        self.stats.record(action, &err.code);
+        Err(err)
+    }
+}
+
+/// The innermost cause of a transport error, without the URL (which carries the signed query).
+fn transport_cause(e: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut last = None;
+    while let Some(s) = source {
+        last = Some(s.to_string());
+        source = s.source();
+    }
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    match last {
+        Some(cause) => format!("{kind}: {cause}"),
+        None => kind.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_only_for_loopback_unless_allowed() {
+        assert!(validate_endpoint("http://127.0.0.1:8080", false).is_ok());
+        assert!(validate_endpoint("http://localhost:8080", false).is_ok());
+        assert!(validate_endpoint("http://[::1]:8080", false).is_ok());
+        let e = validate_endpoint("http://10.0.0.5:8080", false).unwrap_err();
+        assert!(e.contains("--insecure-http"), "{e}");
+        assert!(validate_endpoint("http://10.0.0.5:8080", true).is_ok());
+        assert!(validate_endpoint("https://ecs.cn-hangzhou.aliyuncs.com", false).is_ok());
+        assert!(validate_endpoint("ftp://x", true).is_err());
+        assert!(validate_endpoint("not a url", true).is_err());
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_hints() {
+        let creds = crate::ecs::Credentials {
+            access_key_id: "id".into(),
+            access_key_secret: crate::ecs::credentials::Secret::new("s"),
+            security_token: None,
+        };
+        let client = EcsClient::new(ClientConfig::default(), Arc::new(creds)).unwrap();
+        let err = ApiError::transport("X", "Transport", "boom");
+        for attempt in 1..20 {
+            let d = client.backoff(attempt, &err);
+            assert!(d <= Duration::from_secs(10), "{d:?}");
+            let floor = Duration::from_millis(200).saturating_mul(1 << attempt.min(16)).min(Duration::from_secs(10)) / 2;
+            assert!(d >= floor, "attempt {attempt}: {d:?} < {floor:?}");
+        }
+        let mut hinted = err.clone();
+        hinted.retry_after_ms = Some(30_000);
+        assert_eq!(client.backoff(1, &hinted), Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,188 @@
+//! What went wrong talking to ECS, and what the caller should do about it: retry, give up on this group,
+//! or stop the whole pass.
+
+use std::fmt;
+
+/// How a failure affects the pass. The reconciler branches on this, never on raw codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Worth another attempt with the same ClientToken and a fresh nonce.
+    Retryable,
+    /// Only this group is affected; every other group carries on.
+    PerGroup,
+    /// Every further call would fail the same way (credentials, signature, permission): stop the pass.
+    Fatal,
+}
+
+/// An ECS error answer, or a transport failure (then `status` is `None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub action: &'static str,
+    pub status: Option<u16>,
+    pub code: String,
+    pub message: String,
+    pub request_id: Option<String>,
+    /// `x-acs-retry-after`, when a gateway sent one.
+    pub retry_after_ms: Option<u64>,
+}
+
+impl ApiError {
+    pub fn transport(action: &'static str, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            action,
+            status: None,
+            code: code.to_string(),
+            message: message.into(),
+            request_id: None,
+            retry_after_ms: None,
+        }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        classify(self.status, &self.code)
+    }
+
+    pub fn is_throttling(&self) -> bool {
+        self.code.contains("Throttling")
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.action, self.code)?;
+        if let Some(status) = self.status {
+            write!(f, " (HTTP {status})")?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " [RequestId {id}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The classification table. Codes decide first (throttling comes with 400, 403 or 429; some 403s are
+/// per-group), the HTTP status only for codes we have never seen.
+pub fn classify(status: Option<u16>, code: &str) -> ErrorClass {
+    const RETRYABLE: &[&str] = &[
+        "ServiceUnavailable",
+        "InternalError",
+        "LastTokenProcessing",
+        "IdempotentProcessing",
+        "OperationConflict",
+        "SignatureNonceUsed",
+        "UnknownError",
+    ];
+    const PER_GROUP: &[&str] = &[
+        "InvalidSecurityGroupId.NotFound",
+        "InvalidSecurityGroupId.Malformed",
+        "InvalidOperation.ResourceManagedByCloudProduct",
+        "InvalidParameter.InnerAccessPolicy",
+        "InvalidPolicy.Malformed",
+        "IdempotentParameterMismatch",
+        "InvalidRegionId.NotFound",
+        "InvalidRegionId.Malformed",
+        "MissingParamter.RegionId",
+        "MissingParameter.RegionId",
+    ];
+    const FATAL_PREFIXES: &[&str] = &[
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "InvalidAccessKeyId",
+        "InvalidAccessKeySecret",
+        "InvalidSecurityToken",
+        "Forbidden",
+        "IllegalTimestamp",
+        "MissingTimestamp",
+        "InvalidTimeStamp",
+        "InvalidAction",
+        "UnsupportedHTTPMethod",
+    ];
+    if status.is_none() || code.contains("Throttling") || RETRYABLE.contains(&code) {
+        return ErrorClass::Retryable;
+    }
+    if PER_GROUP.contains(&code) {
+        return ErrorClass::PerGroup;
+    }
+    if FATAL_PREFIXES.iter().any(|p| code.starts_with(p)) {
+        return ErrorClass::Fatal;
+    }
+    match status {
+        Some(s) if s >= 500 => ErrorClass::Retryable,
+        Some(401) | Some(403) => ErrorClass::Fatal,
+        _ => ErrorClass::PerGroup,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_codes_and_statuses() {
+        for (status, code) in [
+            (None, "Transport"),
+            (Some(500), "InternalError"),
+            (Some(503), "ServiceUnavailable"),
+            (Some(502), "BadGateway"),
+            (Some(400), "Throttling.User"),
+            (Some(403), "Throttling.Api"),
+            (Some(429), "Throttling"),
+            (Some(400), "Rejected.Throttling"),
+            (Some(400), "Throttling.QuotaExceeded"),
+            (Some(403), "LastTokenProcessing"),
+            (Some(403), "IdempotentProcessing"),
+        ] {
+            assert_eq!(classify(status, code), ErrorClass::Retryable, "{code}");
+        }
+    }
+
+    #[test]
+    fn per_group_codes() {
+        for (status, code) in [
+            (404, "InvalidSecurityGroupId.NotFound"),
+            (400, "InvalidSecurityGroupId.Malformed"),
+            (403, "InvalidOperation.ResourceManagedByCloudProduct"),
+            (404, "InvalidParameter.InnerAccessPolicy"),
+            (400, "IdempotentParameterMismatch"),
+            (400, "MissingParamter.RegionId"),
+            (400, "SomethingNew"),
+        ] {
+            assert_eq!(classify(Some(status), code), ErrorClass::PerGroup, "{code}");
+        }
+    }
+
+    #[test]
+    fn fatal_codes_stop_the_pass() {
+        for (status, code) in [
+            (400, "SignatureDoesNotMatch"),
+            (404, "InvalidAccessKeyId.NotFound"),
+            (403, "Forbidden.RAM"),
+            (403, "Forbidden.AccessKeyDisabled"),
+            (400, "InvalidTimeStamp.Expired"),
+            (403, "SomethingForbiddenNew"),
+        ] {
+            assert_eq!(classify(Some(status), code), ErrorClass::Fatal, "{code}");
+        }
+    }
+
+    #[test]
+    fn display_carries_status_code_message_and_request_id() {
+        let e = ApiError {
+            action: "ModifySecurityGroupPolicy",
+            status: Some(404),
+            code: "InvalidSecurityGroupId.NotFound".into(),
+            message: "The specified SecurityGroupId does not exist.".into(),
+            request_id: Some("CEF72CEB".into()),
+            retry_after_ms: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "ModifySecurityGroupPolicy: InvalidSecurityGroupId.NotFound (HTTP 404): The specified SecurityGroupId does not exist. [RequestId CEF72CEB]"
+        );
+    }
+}

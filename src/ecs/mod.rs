@@ -1,0 +1,11 @@
+//! The cloud boundary: everything that knows ECS speaks RPC over HTTP lives here.
+
+pub mod api;
+pub mod client;
+pub mod credentials;
+pub mod error;
+pub mod sign;
+
+pub use client::{ClientConfig, EcsClient};
+pub use credentials::Credentials;
+pub use error::{ApiError, ErrorClass};

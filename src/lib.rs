@@ -1,0 +1,28 @@
+//! sgpolicy keeps the InnerAccessPolicy of Alibaba Cloud ECS security groups equal to what a folder of
+//! YAML files (usually a Git checkout) declares.
+//!
+//! # Layout
+//!
+//! The pure core — no I/O, no clock, no environment; time and credentials are arguments:
+//! - [`model`]: shared vocabulary (policy values, group keys, file locations).
+//! - [`policy`]: desired state: the file schema, loading a folder, conflicts, the revision digest.
+//! - [`plan`]: `plan(desired, observed)` decides what each group needs.
+//! - [`token`]: the deterministic ClientToken derivation and its guarantees.
+//! - [`ecs::sign`]: RPC signature V1.
+//!
+//! The edges:
+//! - [`ecs`]: the cloud boundary: typed calls, errors and their classification, the HTTP client.
+//! - [`reconcile`]: one pass: load → observe → plan → apply → verify → report. The only writer.
+//! - [`report`]: renders plans and results for humans (text) and machines (JSON).
+//! - [`cli`]: raw arguments → validated configuration.
+//! - [`sim`]: the built-in ECS simulator, the test double and a demo for users without an account.
+
+pub mod cli;
+pub mod ecs;
+pub mod model;
+pub mod plan;
+pub mod policy;
+pub mod reconcile;
+pub mod report;
+pub mod sim;
+pub mod token;

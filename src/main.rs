@@ -1,0 +1,158 @@
+//! The `sgpolicy` binary: parse arguments, set up logging, run, and map the outcome to an exit status.
+
+use clap::Parser;
+use sgpolicy::cli::{exit, Cli, Command, Config, OutputFormat, SimArgs};
+use sgpolicy::ecs::{ClientConfig, Credentials, EcsClient};
+use sgpolicy::policy::{self, LoadOptions};
+use sgpolicy::{reconcile, report};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(exit::ERROR as u8);
+        }
+    };
+    let code = match cli.command {
+        Some(Command::Sim(args)) => runtime.block_on(run_sim(args)),
+        None => match cli.run.validate() {
+            Ok(config) => runtime.block_on(run_once(config)),
+            Err(problems) => {
+                for p in problems {
+                    eprintln!("error: {p}");
+                }
+                eprintln!("(see sgpolicy --help)");
+                exit::USAGE
+            }
+        },
+    };
+    ExitCode::from(code as u8)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("sgpolicy=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run_once(config: Config) -> i32 {
+    let opts = LoadOptions {
+        default_region: config.region.clone(),
+        max_file_bytes: config.max_file_bytes,
+    };
+    let desired = match policy::load_folder(&config.policies, &opts) {
+        Ok(d) => d,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "error: {} problem(s) in {}; nothing was written",
+                errors.len(),
+                config.policies.display()
+            );
+            if config.output == OutputFormat::Json {
+                let list: Vec<_> = errors
+                    .iter()
+                    .map(|e| serde_json::json!({
+                        "path": e.location.path.display().to_string(),
+                        "line": e.location.line,
+                        "column": e.location.column,
+                        "message": e.message,
+                    }))
+                    .collect();
+                println!("{}", serde_json::json!({"version": report::JSON_VERSION, "errors": list}));
+            }
+            return exit::ERROR;
+        }
+    };
+    let credentials = match Credentials::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+    };
+    let client_config = ClientConfig {
+        endpoint: config.endpoint.clone(),
+        allow_insecure_http: config.insecure_http,
+        ..ClientConfig::default()
+    };
+    let client = match EcsClient::new(client_config, Arc::new(credentials)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let pass_opts = reconcile::PassOptions {
+        dry_run: config.dry_run,
+        concurrency: config.concurrency,
+        ..reconcile::PassOptions::default()
+    };
+    let result = reconcile::run_pass(&client, &desired, &pass_opts).await;
+    tracing::info!("{}", report::summary_line(&result));
+    match config.output {
+        OutputFormat::Text => print!("{}", report::text(&result)),
+        OutputFormat::Json => println!("{}", report::json(&result)),
+    }
+    if result.has_errors() {
+        exit::ERROR
+    } else if config.dry_run && config.detailed_exitcode && result.has_drift() {
+        exit::DRIFT
+    } else {
+        exit::OK
+    }
+}
+
+async fn run_sim(args: SimArgs) -> i32 {
+    let text = match std::fs::read_to_string(&args.seed) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: reading seed {}: {e}", args.seed.display());
+            return exit::USAGE;
+        }
+    };
+    let seed = match sgpolicy::sim::Seed::from_yaml(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {}: {e:#}", args.seed.display());
+            return exit::USAGE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: listening on {}: {e}", args.listen);
+            return exit::USAGE;
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => println!("listening on http://{addr}"),
+        Err(e) => eprintln!("warning: cannot read the bound address: {e}"),
+    }
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match sgpolicy::sim::Simulator::new(seed).serve(listener, shutdown).await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: simulator: {e}");
+            exit::ERROR
+        }
+    }
+}

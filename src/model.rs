@@ -1,0 +1,76 @@
+//! The vocabulary every layer shares: what a group is called, what its policy can be, and where in the
+//! policy folder a declaration came from. Kept free of I/O so the pure core can depend on it.
+
+use serde::Serialize;
+use std::fmt;
+use std::path::PathBuf;
+
+/// The two values ECS accepts for InnerAccessPolicy. Parsed case-insensitively because both the API and
+/// the policy files accept any letter case; always rendered in ECS's canonical spelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Policy {
+    Accept,
+    Drop,
+}
+
+impl Policy {
+    pub fn parse(s: &str) -> Option<Policy> {
+        if s.eq_ignore_ascii_case("accept") {
+            Some(Policy::Accept)
+        } else if s.eq_ignore_ascii_case("drop") {
+            Some(Policy::Drop)
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Accept => "Accept",
+            Policy::Drop => "Drop",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A security group is only unique within its region, so every map in the program is keyed by both.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct GroupKey {
+    pub region: String,
+    pub id: String,
+}
+
+impl GroupKey {
+    pub fn new(region: impl Into<String>, id: impl Into<String>) -> Self {
+        GroupKey {
+            region: region.into(),
+            id: id.into(),
+        }
+    }
+}
+
+impl fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.region, self.id)
+    }
+}
+
+/// Where a declaration (or a problem) sits in the policy folder. Lines and columns are 1-based, the way
+/// editors and `path:line:col` jump-to-error conventions count them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Location {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+    }
+}

@@ -1,0 +1,269 @@
+//! The pure decision: given what the folder asks for and what the cloud reported, what does each
+//! group need? No async, no clock, no I/O — so every rule here is tested with plain values.
+
+use crate::model::{GroupKey, Location, Policy};
+use crate::policy::Desired;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What DescribeSecurityGroups tells us that DescribeSecurityGroupAttribute does not: whether the
+/// group can be modified at all.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct GroupMeta {
+    pub enterprise: bool,
+    pub service_managed: bool,
+    pub service_id: Option<String>,
+    pub name: Option<String>,
+    pub vpc_id: Option<String>,
+}
+
+impl GroupMeta {
+    /// Why ECS would refuse a write, if it would.
+    pub fn unmanageable_reason(&self) -> Option<String> {
+        if self.enterprise {
+            Some("enterprise-level security groups have no modifiable InnerAccessPolicy".into())
+        } else if self.service_managed {
+            Some(match &self.service_id {
+                Some(id) => format!("managed by cloud service {id}"),
+                None => "managed by a cloud service".into(),
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// One group as the cloud reported it in this pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    Found { policy: Policy, meta: GroupMeta },
+    NotFound,
+    /// The read failed even after retries; the group is left alone this pass.
+    Failed { code: String, message: String },
+}
+
+pub type Observed = BTreeMap<GroupKey, Observation>;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Action {
+    InSync,
+    Change { from: Policy, to: Policy },
+    /// Differs from the declaration but ECS refuses writes to it: an error the user must resolve.
+    Unmanageable { reason: String },
+    NotFound,
+    ReadFailed { code: String, message: String },
+}
+
+impl Action {
+    /// Whether this group makes the run fail (exit 1) even though others are reconciled.
+    pub fn is_error(&self) -> bool {
+        !matches!(self, Action::InSync | Action::Change { .. })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanEntry {
+    pub key: GroupKey,
+    pub desired: Policy,
+    pub observed: Option<Policy>,
+    pub source: Location,
+    pub action: Action,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub revision: String,
+    pub entries: Vec<PlanEntry>,
+}
+
+impl Plan {
+    pub fn changes(&self) -> impl Iterator<Item = &PlanEntry> {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.action, Action::Change { .. }))
+    }
+}
+
+pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
+    let entries = desired
+        .groups
+        .values()
+        .map(|d| {
+            let (observed_policy, action) = match observed.get(&d.key) {
+                None => (
+                    None,
+                    Action::ReadFailed {
+                        code: "NotObserved".into(),
+                        message: "the group was not read in this pass".into(),
+                    },
+                ),
+                Some(Observation::NotFound) => (None, Action::NotFound),
+                Some(Observation::Failed { code, message }) => (
+                    None,
+                    Action::ReadFailed {
+                        code: code.clone(),
+                        message: message.clone(),
+                    },
+                ),
+                Some(Observation::Found { policy, meta }) => {
+                    let action = if *policy == d.policy {
+                        Action::InSync
+                    } else if let Some(reason) = meta.unmanageable_reason() {
+                        Action::Unmanageable { reason }
+                    } else {
+                        Action::Change {
+                            from: *policy,
+                            to: d.policy,
+                        }
+                    };
+                    (Some(*policy), action)
+                }
+            };
+            PlanEntry {
+                key: d.key.clone(),
+                desired: d.policy,
+                observed: observed_policy,
+                source: d.source.clone(),
+                action,
+            }
+        })
+        .collect();
+    Plan {
+        revision: desired.revision.clone(),
+        entries,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::DesiredGroup;
+
+    fn desired(groups: &[(&str, Policy)]) -> Desired {
+        let mut d = Desired {
+            revision: "abc".into(),
+            ..Desired::default()
+        };
+        for (i, (id, p)) in groups.iter().enumerate() {
+            let key = GroupKey::new("cn-hangzhou", *id);
+            d.groups.insert(
+                key.clone(),
+                DesiredGroup {
+                    key,
+                    policy: *p,
+                    source: Location {
+                        path: "p.yaml".into(),
+                        line: i + 3,
+                        column: 5,
+                    },
+                },
+            );
+        }
+        d
+    }
+
+    fn found(p: Policy) -> Observation {
+        Observation::Found {
+            policy: p,
+            meta: GroupMeta::default(),
+        }
+    }
+
+    fn action_of<'a>(plan: &'a Plan, id: &str) -> &'a Action {
+        &plan
+            .entries
+            .iter()
+            .find(|e| e.key.id == id)
+            .expect("entry")
+            .action
+    }
+
+    #[test]
+    fn matching_group_is_in_sync_and_drifted_group_is_a_change() {
+        let d = desired(&[("sg-a", Policy::Drop), ("sg-b", Policy::Drop)]);
+        let mut o = Observed::new();
+        o.insert(GroupKey::new("cn-hangzhou", "sg-a"), found(Policy::Drop));
+        o.insert(GroupKey::new("cn-hangzhou", "sg-b"), found(Policy::Accept));
+        let p = plan(&d, &o);
+        assert_eq!(action_of(&p, "sg-a"), &Action::InSync);
+        assert_eq!(
+            action_of(&p, "sg-b"),
+            &Action::Change {
+                from: Policy::Accept,
+                to: Policy::Drop
+            }
+        );
+        assert_eq!(p.changes().count(), 1);
+        assert_eq!(p.revision, "abc");
+    }
+
+    #[test]
+    fn drifted_enterprise_or_managed_group_is_unmanageable_not_a_change() {
+        let d = desired(&[("sg-e", Policy::Drop), ("sg-m", Policy::Drop)]);
+        let mut o = Observed::new();
+        o.insert(
+            GroupKey::new("cn-hangzhou", "sg-e"),
+            Observation::Found {
+                policy: Policy::Accept,
+                meta: GroupMeta {
+                    enterprise: true,
+                    ..GroupMeta::default()
+                },
+            },
+        );
+        o.insert(
+            GroupKey::new("cn-hangzhou", "sg-m"),
+            Observation::Found {
+                policy: Policy::Accept,
+                meta: GroupMeta {
+                    service_managed: true,
+                    service_id: Some("1679259531804325".into()),
+                    ..GroupMeta::default()
+                },
+            },
+        );
+        let p = plan(&d, &o);
+        assert_eq!(p.changes().count(), 0);
+        assert!(matches!(action_of(&p, "sg-e"), Action::Unmanageable { reason } if reason.contains("enterprise")));
+        assert!(matches!(action_of(&p, "sg-m"), Action::Unmanageable { reason } if reason.contains("1679259531804325")));
+        assert!(action_of(&p, "sg-m").is_error());
+    }
+
+    #[test]
+    fn unmanageable_group_that_already_matches_is_in_sync() {
+        let d = desired(&[("sg-e", Policy::Accept)]);
+        let mut o = Observed::new();
+        o.insert(
+            GroupKey::new("cn-hangzhou", "sg-e"),
+            Observation::Found {
+                policy: Policy::Accept,
+                meta: GroupMeta {
+                    enterprise: true,
+                    ..GroupMeta::default()
+                },
+            },
+        );
+        assert_eq!(action_of(&plan(&d, &o), "sg-e"), &Action::InSync);
+    }
+
+    #[test]
+    fn missing_and_unreadable_groups_are_errors_without_writes() {
+        let d = desired(&[("sg-x", Policy::Drop), ("sg-y", Policy::Drop), ("sg-z", Policy::Drop)]);
+        let mut o = Observed::new();
+        o.insert(GroupKey::new("cn-hangzhou", "sg-x"), Observation::NotFound);
+        o.insert(
+            GroupKey::new("cn-hangzhou", "sg-y"),
+            Observation::Failed {
+                code: "ServiceUnavailable".into(),
+                message: "try later".into(),
+            },
+        );
+        let p = plan(&d, &o);
+        assert_eq!(action_of(&p, "sg-x"), &Action::NotFound);
+        assert!(matches!(action_of(&p, "sg-y"), Action::ReadFailed { code, .. } if code == "ServiceUnavailable"));
+        assert!(matches!(action_of(&p, "sg-z"), Action::ReadFailed { code, .. } if code == "NotObserved"));
+        assert_eq!(p.changes().count(), 0);
+        assert!(p.entries.iter().all(|e| e.action.is_error()));
+    }
+}

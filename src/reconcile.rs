@@ -1,0 +1,373 @@
+//! One reconcile pass: observe the cloud for every declared group, plan, write only the changes, and
+//! verify each write by reading the group again. The only module that writes to the cloud, and only for
+//! a change the plan produced from a read made in the same pass.
+
+use crate::ecs::{ApiError, EcsClient, ErrorClass};
+use crate::model::{GroupKey, Policy};
+use crate::plan::{self, Action, Observation, Observed, Plan, PlanEntry};
+use crate::policy::Desired;
+use crate::token::{self, TokenInput};
+use futures::stream::{self, StreamExt};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct PassOptions {
+    pub dry_run: bool,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Re-reads after an acknowledged write before concluding the write did not take effect.
+    pub verify_reads: u32,
+    pub verify_delay: Duration,
+}
+
+impl Default for PassOptions {
+    fn default() -> Self {
+        PassOptions {
+            dry_run: false,
+            concurrency: 16,
+            verify_reads: 2,
+            verify_delay: Duration::from_millis(300),
+        }
+    }
+}
+
+/// What happened to one group in this pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    InSync,
+    /// Dry run: the change that an apply would make.
+    WouldChange,
+    /// Written and verified by a fresh read.
+    Changed,
+    /// The write (or its verification) failed.
+    Failed,
+    /// Nothing was written because the group cannot be reconciled (not found, unmanageable, unreadable).
+    Error,
+}
+
+#[derive(Clone, Debug)]
+pub struct GroupResult {
+    pub entry: PlanEntry,
+    pub outcome: Outcome,
+    pub token: Option<String>,
+    pub request_id: Option<String>,
+    pub error: Option<ApiError>,
+}
+
+impl GroupResult {
+    pub fn is_error(&self) -> bool {
+        matches!(self.outcome, Outcome::Failed | Outcome::Error)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PassReport {
+    pub revision: String,
+    pub files: usize,
+    pub dry_run: bool,
+    pub results: Vec<GroupResult>,
+    /// The error that stopped the pass early (bad credentials, signature, permission), if any.
+    pub fatal: Option<ApiError>,
+    pub api_calls: BTreeMap<String, u64>,
+    pub duration: Duration,
+}
+
+impl PassReport {
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.results.iter().filter(|r| r.outcome == outcome).count()
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.fatal.is_some() || self.results.iter().any(GroupResult::is_error)
+    }
+
+    pub fn has_drift(&self) -> bool {
+        self.results
+            .iter()
+            .any(|r| matches!(r.entry.action, Action::Change { .. }))
+    }
+}
+
+/// Shared by every task of one pass: the first fatal error stops new requests.
+#[derive(Default)]
+struct PassState {
+    fatal: Mutex<Option<ApiError>>,
+}
+
+impl PassState {
+    fn fatal(&self) -> Option<ApiError> {
+        self.fatal.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Passes `result` through, remembering a fatal error; refuses to start when one is known.
+    fn note<T>(&self, result: Result<T, ApiError>) -> Result<T, ApiError> {
+        if let Err(e) = &result {
+            if e.class() == ErrorClass::Fatal {
+                if let Ok(mut f) = self.fatal.lock() {
+                    f.get_or_insert_with(|| e.clone());
+                }
+            }
+        }
+        result
+    }
+
+    fn guard(&self) -> Result<(), ApiError> {
+        match self.fatal() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+pub async fn run_pass(client: &EcsClient, desired: &Desired, opts: &PassOptions) -> PassReport {
+    let started = Instant::now();
+    let before = client.stats().snapshot();
+    let state = Arc::new(PassState::default());
+    let observed_at = chrono::Utc::now().timestamp();
+    let observed = observe(client, desired, opts, &state).await;
+    let plan = plan::plan(desired, &observed);
+    let results = apply(client, &plan, observed_at, opts, &state).await;
+    let api_calls = calls_since(&before, &client.stats().snapshot());
+    PassReport {
+        revision: desired.revision.clone(),
+        files: desired.files,
+        dry_run: opts.dry_run,
+        results,
+        fatal: state.fatal(),
+        api_calls,
+        duration: started.elapsed(),
+    }
+}
+
+fn calls_since(
+    before: &BTreeMap<(String, String), u64>,
+    after: &BTreeMap<(String, String), u64>,
+) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for ((action, outcome), n) in after {
+        let prev = before
+            .get(&(action.clone(), outcome.clone()))
+            .copied()
+            .unwrap_or(0);
+        *out.entry(action.clone()).or_insert(0) += n - prev;
+    }
+    out.retain(|_, n| *n > 0);
+    out
+}
+
+/// Reads type and managed flags (100 ids a call), then the policy of every group that exists.
+async fn observe(
+    client: &EcsClient,
+    desired: &Desired,
+    opts: &PassOptions,
+    state: &PassState,
+) -> Observed {
+    let mut by_region: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for key in desired.groups.keys() {
+        by_region.entry(&key.region).or_default().push(key.id.clone());
+    }
+    let batches: Vec<(String, Vec<String>)> = by_region
+        .into_iter()
+        .flat_map(|(region, ids)| {
+            ids.chunks(crate::ecs::api::MAX_IDS_PER_DESCRIBE)
+                .map(|c| (region.to_string(), c.to_vec()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+
+    let metas = stream::iter(batches)
+        .map(|(region, ids)| async move {
+            let r = match state.guard() {
+                Ok(()) => state.note(client.describe_groups(&region, &ids).await),
+                Err(e) => Err(e),
+            };
+            (region, ids, r)
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+
+    let mut observed = Observed::new();
+    let mut to_read = Vec::new();
+    for (region, ids, result) in metas {
+        match result {
+            Ok(found) => {
+                for id in ids {
+                    let key = GroupKey::new(region.clone(), id.clone());
+                    match found.get(&id) {
+                        Some(meta) => to_read.push((key, meta.clone())),
+                        None => {
+                            observed.insert(key, Observation::NotFound);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                for id in ids {
+                    observed.insert(GroupKey::new(region.clone(), id), failed(&e));
+                }
+            }
+        }
+    }
+
+    let reads = stream::iter(to_read)
+        .map(|(key, meta)| async move {
+            let r = match state.guard() {
+                Ok(()) => state.note(client.describe_attribute(&key).await),
+                Err(e) => Err(e),
+            };
+            let obs = match r {
+                Ok(policy) => Observation::Found { policy, meta },
+                Err(e) if e.code == "InvalidSecurityGroupId.NotFound" => Observation::NotFound,
+                Err(e) => failed(&e),
+            };
+            (key, obs)
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    observed.extend(reads);
+    observed
+}
+
+fn failed(e: &ApiError) -> Observation {
+    Observation::Failed {
+        code: e.code.clone(),
+        message: e.to_string(),
+    }
+}
+
+async fn apply(
+    client: &EcsClient,
+    plan: &Plan,
+    observed_at: i64,
+    opts: &PassOptions,
+    state: &PassState,
+) -> Vec<GroupResult> {
+    let mut results: Vec<GroupResult> = stream::iter(plan.entries.iter())
+        .map(|entry| async move {
+            match (&entry.action, opts.dry_run) {
+                (Action::InSync, _) => simple(entry, Outcome::InSync),
+                (Action::Change { from, to }, true) => {
+                    let mut r = simple(entry, Outcome::WouldChange);
+                    r.token = Some(token_for(plan, entry, *from, *to, observed_at, 0));
+                    r
+                }
+                (Action::Change { from, to }, false) => {
+                    write_and_verify(client, plan, entry, *from, *to, observed_at, opts, state)
+                        .await
+                }
+                _ => simple(entry, Outcome::Error),
+            }
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    results.sort_by(|a, b| a.entry.key.cmp(&b.entry.key));
+    results
+}
+
+fn simple(entry: &PlanEntry, outcome: Outcome) -> GroupResult {
+    GroupResult {
+        entry: entry.clone(),
+        outcome,
+        token: None,
+        request_id: None,
+        error: None,
+    }
+}
+
+fn token_for(plan: &Plan, entry: &PlanEntry, from: Policy, to: Policy, at: i64, gen: u32) -> String {
+    token::client_token(&TokenInput {
+        key: &entry.key,
+        from,
+        to,
+        revision: &plan.revision,
+        observed_at: at,
+        generation: gen,
+    })
+}
+
+/// Writes with generation 0, verifies, and escalates the generation only when ECS acknowledged the
+/// write but the group still differs (the token was a replay of an earlier correction).
+#[allow(clippy::too_many_arguments)]
+async fn write_and_verify(
+    client: &EcsClient,
+    plan: &Plan,
+    entry: &PlanEntry,
+    from: Policy,
+    to: Policy,
+    observed_at: i64,
+    opts: &PassOptions,
+    state: &PassState,
+) -> GroupResult {
+    let mut result = simple(entry, Outcome::Failed);
+    for generation in 0..token::MAX_GENERATION {
+        let token = token_for(plan, entry, from, to, observed_at, generation);
+        result.token = Some(token.clone());
+        if let Err(e) = state.guard() {
+            result.error = Some(e);
+            return result;
+        }
+        match state.note(client.modify_policy(&entry.key, to, &token).await) {
+            Ok(request_id) => result.request_id = Some(request_id),
+            Err(e) => {
+                tracing::warn!(group = %entry.key, code = %e.code, "write failed: {e}");
+                result.error = Some(e);
+                return result;
+            }
+        }
+        match verify(client, entry, to, opts, state).await {
+            Ok(true) => {
+                tracing::info!(
+                    group = %entry.key, from = %from, to = %to, revision = %plan.revision,
+                    source = %entry.source, token = %token,
+                    request_id = result.request_id.as_deref().unwrap_or(""),
+                    "changed InnerAccessPolicy"
+                );
+                result.outcome = Outcome::Changed;
+                result.error = None;
+                return result;
+            }
+            Ok(false) => {
+                tracing::warn!(group = %entry.key, token = %token, "write acknowledged but the group still differs; retrying with a new token generation");
+            }
+            Err(e) => {
+                result.error = Some(e);
+                return result;
+            }
+        }
+    }
+    result.error = Some(ApiError::transport(
+        crate::ecs::api::MODIFY_POLICY,
+        "WriteNotEffective",
+        format!(
+            "ECS acknowledged {} writes but the group is still not {to}",
+            token::MAX_GENERATION
+        ),
+    ));
+    result
+}
+
+/// Re-reads the group until it shows `to`, allowing for a short propagation delay.
+async fn verify(
+    client: &EcsClient,
+    entry: &PlanEntry,
+    to: Policy,
+    opts: &PassOptions,
+    state: &PassState,
+) -> Result<bool, ApiError> {
+    for attempt in 0..opts.verify_reads.max(1) {
+        if attempt > 0 {
+            tokio::time::sleep(opts.verify_delay).await;
+        }
+        state.guard()?;
+        if state.note(client.describe_attribute(&entry.key).await)? == to {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

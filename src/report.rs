@@ -1,0 +1,172 @@
+//! Renders a pass for people (a compact table of what is not in sync, then one summary line) and for
+//! programs (a documented, stable JSON object; see README "JSON output").
+
+use crate::plan::Action;
+use crate::reconcile::{GroupResult, Outcome, PassReport};
+use serde_json::{json, Value};
+use std::fmt::Write;
+
+/// The JSON schema version; bumped only for incompatible changes.
+pub const JSON_VERSION: u32 = 1;
+
+fn action_name(a: &Action) -> &'static str {
+    match a {
+        Action::InSync => "none",
+        Action::Change { .. } => "change",
+        Action::Unmanageable { .. } => "unmanageable",
+        Action::NotFound => "not-found",
+        Action::ReadFailed { .. } => "read-failed",
+    }
+}
+
+/// Why a group is an error, in one line.
+fn problem(r: &GroupResult) -> Option<String> {
+    if let Some(e) = &r.error {
+        return Some(e.to_string());
+    }
+    match &r.entry.action {
+        Action::Unmanageable { reason } => Some(format!("cannot be managed: {reason}")),
+        Action::NotFound => Some("security group not found in this region".into()),
+        Action::ReadFailed { message, .. } => Some(message.clone()),
+        _ => None,
+    }
+}
+
+fn error_code(r: &GroupResult) -> Option<String> {
+    if let Some(e) = &r.error {
+        return Some(e.code.clone());
+    }
+    match &r.entry.action {
+        Action::Unmanageable { .. } => Some("Unmanageable".into()),
+        Action::NotFound => Some("InvalidSecurityGroupId.NotFound".into()),
+        Action::ReadFailed { code, .. } => Some(code.clone()),
+        _ => None,
+    }
+}
+
+pub fn summary_line(report: &PassReport) -> String {
+    let changes = if report.dry_run {
+        format!("{} to change", report.count(Outcome::WouldChange))
+    } else {
+        format!("{} changed", report.count(Outcome::Changed))
+    };
+    let calls = report
+        .api_calls
+        .iter()
+        .map(|(a, n)| format!("{n} {a}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{}: {changes}, {} in sync, {} errors ({} groups, revision {}, {:.1}s; API calls: {})",
+        if report.dry_run { "Plan" } else { "Apply" },
+        report.count(Outcome::InSync),
+        report.count(Outcome::Failed) + report.count(Outcome::Error),
+        report.results.len(),
+        report.revision,
+        report.duration.as_secs_f64(),
+        if calls.is_empty() { "none".to_string() } else { calls },
+    )
+}
+
+pub fn text(report: &PassReport) -> String {
+    let mut out = String::new();
+    let rows: Vec<&GroupResult> = report
+        .results
+        .iter()
+        .filter(|r| r.outcome != Outcome::InSync)
+        .collect();
+    if !rows.is_empty() {
+        let header = ["REGION", "GROUP", "OBSERVED", "DESIRED", "RESULT", "SOURCE"];
+        let cells: Vec<[String; 6]> = rows
+            .iter()
+            .map(|r| {
+                let result = match (&r.entry.action, r.outcome) {
+                    (Action::Change { from, to }, Outcome::WouldChange) => format!("will change {from} -> {to}"),
+                    (Action::Change { from, to }, Outcome::Changed) => format!("changed {from} -> {to}"),
+                    (_, Outcome::Failed) => "FAILED".to_string(),
+                    (a, _) => format!("ERROR {}", action_name(a)),
+                };
+                [
+                    r.entry.key.region.clone(),
+                    r.entry.key.id.clone(),
+                    r.entry.observed.map_or("-".into(), |p| p.to_string()),
+                    r.entry.desired.to_string(),
+                    result,
+                    r.entry.source.to_string(),
+                ]
+            })
+            .collect();
+        let mut widths = header.map(str::len);
+        for row in &cells {
+            for (w, c) in widths.iter_mut().zip(row) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cols: &[String]| {
+            let mut s = String::new();
+            for (i, c) in cols.iter().enumerate() {
+                if i + 1 == cols.len() {
+                    s.push_str(c);
+                } else {
+                    let _ = write!(s, "{:<w$}  ", c, w = widths[i]);
+                }
+            }
+            s.trim_end().to_string() + "\n"
+        };
+        out.push_str(&line(&header.map(String::from)));
+        for (row, r) in cells.iter().zip(&rows) {
+            out.push_str(&line(row));
+            if let Some(p) = problem(r) {
+                let _ = writeln!(out, "    {p}");
+            }
+        }
+        out.push('\n');
+    }
+    if let Some(f) = &report.fatal {
+        let _ = writeln!(out, "error: the pass stopped early: {f}");
+    }
+    out.push_str(&summary_line(report));
+    out.push('\n');
+    out
+}
+
+pub fn json(report: &PassReport) -> Value {
+    let groups: Vec<Value> = report
+        .results
+        .iter()
+        .map(|r| {
+            json!({
+                "region": r.entry.key.region,
+                "id": r.entry.key.id,
+                "desired": r.entry.desired,
+                "observed": r.entry.observed,
+                "action": action_name(&r.entry.action),
+                "outcome": r.outcome,
+                "token": r.token,
+                "requestId": r.request_id,
+                "source": r.entry.source.to_string(),
+                "error": error_code(r).map(|code| json!({
+                    "code": code,
+                    "message": problem(r),
+                })),
+            })
+        })
+        .collect();
+    json!({
+        "version": JSON_VERSION,
+        "revision": report.revision,
+        "dryRun": report.dry_run,
+        "summary": {
+            "groups": report.results.len(),
+            "inSync": report.count(Outcome::InSync),
+            "wouldChange": report.count(Outcome::WouldChange),
+            "changed": report.count(Outcome::Changed),
+            "failed": report.count(Outcome::Failed),
+            "errors": report.count(Outcome::Error),
+            "durationMs": report.duration.as_millis() as u64,
+        },
+        "fatal": report.fatal.as_ref().map(|e| json!({"code": e.code, "message": e.to_string()})),
+        "apiCalls": report.api_calls,
+        "groups": groups,
+    })
+}

@@ -1,0 +1,177 @@
+//! The deterministic ClientToken: what makes retries, restarts and a second replica harmless.
+//!
+//! `token = "sgpolicy-" rev12 "-" to "-" window "-" generation "-" hash16`, for example
+//! `sgpolicy-3f2a9c1b7d4e-drop-202611280410-0-9c0d5e1f2a3b4c5d` (60 characters), where
+//! `hash16` is the first 16 hex digits of SHA-256 over every input below, NUL-separated.
+//!
+//! Inputs and the guarantee each one buys:
+//! - region, group id, from, to: one token per intended change of one group. A retry of that change
+//!   computes the same inputs, so it sends the same token (guarantee 1).
+//! - no access key, host name or random value: two replicas (even signing with different keys of the
+//!   same account) that see the same drift send the same token and ECS applies it once (guarantee 2).
+//! - the policy revision: a new commit that asks for the same change gets a new token, and an auditor
+//!   reading ActionTrail sees which revision asked (guarantee 4, with the `sgpolicy-` prefix).
+//! - the observation window (UTC, [`WINDOW_SECS`] long, shown as its start `YYYYMMDDhhmm`): drift that
+//!   recurs later is a new episode with a new token, so ECS's memory of old tokens cannot turn the
+//!   correction into a silent no-op (guarantee 3).
+//! - the generation: if a write is acknowledged but verification still sees drift within the same
+//!   window (the token was a replay of an earlier correction in this window), the reconciler retries
+//!   with the next generation. Every replica makes the same observation, so they escalate in step.
+//!
+//! Two replicas observing on either side of a window boundary send different tokens; both writes then
+//! set the same value, which ModifySecurityGroupPolicy treats as a no-op, so the cost is one extra call.
+
+use crate::model::{GroupKey, Policy};
+use sha2::{Digest, Sha256};
+
+/// Length of an observation window. Long enough that replicas on a common resync schedule agree; short
+/// enough that a correction re-applied after a console flip is never blocked for long.
+pub const WINDOW_SECS: i64 = 600;
+
+/// The highest generation the reconciler will try within one window before giving up on a group.
+pub const MAX_GENERATION: u32 = 3;
+
+/// Everything the token depends on. Time is an argument: this module reads no clock.
+#[derive(Clone, Debug)]
+pub struct TokenInput<'a> {
+    pub key: &'a GroupKey,
+    pub from: Policy,
+    pub to: Policy,
+    pub revision: &'a str,
+    /// When the drift was observed, in Unix seconds.
+    pub observed_at: i64,
+    pub generation: u32,
+}
+
+pub fn client_token(input: &TokenInput<'_>) -> String {
+    let window_start = input.observed_at.div_euclid(WINDOW_SECS) * WINDOW_SECS;
+    let mut hasher = Sha256::new();
+    for part in [
+        "sgpolicy-token-v1",
+        &input.key.region,
+        &input.key.id,
+        input.from.as_str(),
+        input.to.as_str(),
+        input.revision,
+        &window_start.to_string(),
+        &input.generation.to_string(),
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    let digest = hasher.finalize();
+    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let rev: String = input
+        .revision
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
+    let window = chrono::DateTime::from_timestamp(window_start, 0)
+        .map(|t| t.format("%Y%m%d%H%M").to_string())
+        .unwrap_or_else(|| "000000000000".to_string());
+    format!(
+        "sgpolicy-{rev}-{}-{window}-{}-{hash}",
+        input.to.as_str().to_ascii_lowercase(),
+        input.generation.min(9)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> GroupKey {
+        GroupKey::new("cn-hangzhou", "sg-bp67acfmxazb4ph0001")
+    }
+
+    fn input(k: &GroupKey, observed_at: i64, generation: u32) -> TokenInput<'_> {
+        TokenInput {
+            key: k,
+            from: Policy::Accept,
+            to: Policy::Drop,
+            revision: "3f2a9c1b7d4e",
+            observed_at,
+            generation,
+        }
+    }
+
+    // 2026-11-28T04:10:00Z
+    const T0: i64 = 1_795_839_000;
+
+    #[test]
+    fn every_retry_of_one_change_sends_the_same_token() {
+        let k = key();
+        let first = client_token(&input(&k, T0 + 5, 0));
+        for _ in 0..3 {
+            assert_eq!(client_token(&input(&k, T0 + 5, 0)), first);
+        }
+    }
+
+    #[test]
+    fn two_replicas_observing_the_same_drift_moments_apart_agree() {
+        let k = key();
+        // Different processes observe a few minutes apart inside one window; nothing about the
+        // process (keys, host, randomness) is an input, so they must agree.
+        assert_eq!(
+            client_token(&input(&k, T0 + 1, 0)),
+            client_token(&input(&k, T0 + WINDOW_SECS - 1, 0))
+        );
+    }
+
+    #[test]
+    fn drift_recurring_in_a_later_window_gets_a_new_token() {
+        let k = key();
+        assert_ne!(
+            client_token(&input(&k, T0, 0)),
+            client_token(&input(&k, T0 + WINDOW_SECS, 0))
+        );
+    }
+
+    #[test]
+    fn a_replayed_token_escalates_to_a_new_generation() {
+        let k = key();
+        let g0 = client_token(&input(&k, T0, 0));
+        let g1 = client_token(&input(&k, T0, 1));
+        assert_ne!(g0, g1);
+        assert!(g1.contains("-1-"));
+    }
+
+    #[test]
+    fn token_differs_per_group_direction_and_revision() {
+        let a = key();
+        let b = GroupKey::new("cn-hangzhou", "sg-bp67acfmxazb4ph0002");
+        let c = GroupKey::new("cn-shanghai", "sg-bp67acfmxazb4ph0001");
+        let base = client_token(&input(&a, T0, 0));
+        assert_ne!(base, client_token(&input(&b, T0, 0)));
+        assert_ne!(base, client_token(&input(&c, T0, 0)));
+        let mut other_rev = input(&a, T0, 0);
+        other_rev.revision = "000000000000";
+        assert_ne!(base, client_token(&other_rev));
+        let mut reverse = input(&a, T0, 0);
+        reverse.from = Policy::Drop;
+        reverse.to = Policy::Accept;
+        assert_ne!(base, client_token(&reverse));
+    }
+
+    #[test]
+    fn token_is_short_ascii_and_names_sgpolicy_and_the_revision() {
+        let k = GroupKey::new("ap-southeast-1", "sg-".to_string() + &"x".repeat(97));
+        let mut i = input(&k, T0, MAX_GENERATION);
+        i.to = Policy::Accept;
+        let t = client_token(&i);
+        assert!(t.len() <= 64, "{t} is {} long", t.len());
+        assert!(t.is_ascii());
+        assert!(t.starts_with("sgpolicy-3f2a9c1b7d4e-accept-202611280410-"));
+    }
+
+    #[test]
+    fn hostile_revision_text_cannot_break_the_format() {
+        let k = key();
+        let mut i = input(&k, T0, 0);
+        let rev = "é&=/ 💥".repeat(20);
+        i.revision = &rev;
+        let t = client_token(&i);
+        assert!(t.len() <= 64 && t.is_ascii(), "{t}");
+    }
+}

@@ -1,0 +1,169 @@
+//! Test fixtures: a simulator on 127.0.0.1:0, policy folders on disk, and the binary run as a user would.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use sgpolicy::model::Policy;
+use sgpolicy::sim::{CallRecord, Seed, Simulator};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sgpolicy");
+
+/// A running simulator; dropped with the test's runtime.
+pub struct Sim {
+    pub sim: Simulator,
+    pub url: String,
+}
+
+impl Sim {
+    pub async fn start(seed_yaml: &str) -> Sim {
+        let seed = Seed::from_yaml(seed_yaml).expect("seed parses");
+        let sim = Simulator::new(seed);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = sim.clone();
+        tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
+        Sim { sim, url }
+    }
+
+    pub fn calls(&self) -> Vec<CallRecord> {
+        self.sim.calls()
+    }
+
+    pub fn calls_of(&self, action: &str) -> Vec<CallRecord> {
+        self.calls().into_iter().filter(|c| c.action == action).collect()
+    }
+
+    pub fn writes(&self) -> Vec<CallRecord> {
+        self.calls_of("ModifySecurityGroupPolicy")
+    }
+
+    pub fn effective_writes(&self) -> Vec<CallRecord> {
+        self.writes().into_iter().filter(|c| c.effective).collect()
+    }
+
+    pub fn policy(&self, region: &str, id: &str) -> Policy {
+        self.sim.policy_of(region, id).expect("group exists")
+    }
+
+    pub async fn faults(&self, body: Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/_sim/faults", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("faults request");
+        assert!(r.status().is_success(), "faults rejected: {}", r.status());
+    }
+}
+
+/// A seed with the test keys and the given groups `(region, id, policy, extra yaml fields)`.
+pub fn seed(groups: &[(&str, &str, &str, &str)]) -> String {
+    let mut s = String::from(
+        "accessKeys:\n  - id: testid\n    secret: testsecret\n  - id: otherid\n    secret: othersecret\nsecurityGroups:\n",
+    );
+    for (region, id, policy, extra) in groups {
+        s += &format!("  - id: {id}\n    region: {region}\n    innerAccessPolicy: {policy}\n");
+        for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+            s += &format!("    {}\n", line.trim());
+        }
+    }
+    s
+}
+
+/// A policy folder in a temporary directory.
+pub struct Folder {
+    pub dir: tempfile::TempDir,
+}
+
+impl Folder {
+    pub fn new() -> Folder {
+        Folder {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn with(files: &[(&str, &str)]) -> Folder {
+        let f = Folder::new();
+        for (name, text) in files {
+            f.write(name, text);
+        }
+        f
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(path, text).expect("write policy file");
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+
+    /// The JSON entry for one group.
+    pub fn group(&self, id: &str) -> Value {
+        self.json()["groups"]
+            .as_array()
+            .expect("groups array")
+            .iter()
+            .find(|g| g["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no group {id} in output:\n{}", self.stdout))
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs the binary with the simulator's endpoint and the test key, plus `env` overrides
+/// (`("NAME", None)` removes a variable).
+pub async fn run(sim: &Sim, args: &[&str], env: &[(&str, Option<&str>)]) -> Run {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "testid")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "testsecret")
+        .env("ALIBABA_CLOUD_ENDPOINT_ECS", &sim.url)
+        .env("RUST_LOG", "sgpolicy=debug");
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.output().await.expect("run sgpolicy").into()
+}
+
+/// `--policies DIR --once [extra...] --output json`.
+pub async fn once(sim: &Sim, folder: &Folder, extra: &[&str]) -> Run {
+    let dir: PathBuf = folder.path().to_path_buf();
+    let dir = dir.to_str().expect("utf-8 temp path").to_string();
+    let mut args = vec!["--policies", dir.as_str(), "--once", "--output", "json"];
+    args.extend_from_slice(extra);
+    run(sim, &args, &[]).await
+}
