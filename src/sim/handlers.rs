@@ -1,0 +1,441 @@
+//! The three ECS actions: parameter checks, error codes and response shapes as the reference gives them.
+
+use super::auth::Params;
+use super::respond::ApiError;
+use super::state::{Group, State, TokenEntry};
+use crate::model::Policy;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+pub const ACTIONS: &[&str] = &[
+    "DescribeSecurityGroupAttribute",
+    "DescribeSecurityGroups",
+    "ModifySecurityGroupPolicy",
+];
+
+/// Used when a managed group's seed names no service.
+const DEFAULT_SERVICE_ID: &str = "1679259531804325";
+
+/// A successful action: the body (without RequestId), the RequestId to report (a replay repeats
+/// the first call's), and what happened to the state.
+#[derive(Debug)]
+pub struct Outcome {
+    pub body: Value,
+    pub request_id: String,
+    pub effective: bool,
+    pub replayed: bool,
+}
+
+impl Outcome {
+    fn read(body: Value, request_id: &str) -> Outcome {
+        Outcome {
+            body,
+            request_id: request_id.to_string(),
+            effective: false,
+            replayed: false,
+        }
+    }
+}
+
+/// Runs `action` against the state. `request_id` is this request's fresh id.
+pub fn dispatch(
+    state: &mut State,
+    action: &str,
+    p: &Params,
+    request_id: &str,
+) -> Result<Outcome, ApiError> {
+    match action {
+        "DescribeSecurityGroupAttribute" => describe_attribute(state, p, request_id),
+        "DescribeSecurityGroups" => describe_groups(state, p, request_id),
+        "ModifySecurityGroupPolicy" => modify_policy(state, p, request_id),
+        _ => Err(ApiError::new(
+            404,
+            "InvalidAction.NotFound",
+            "Specified api is not found, please check your url and method.",
+        )),
+    }
+}
+
+/// A parameter that is present and not empty; ECS treats `Name=` like a missing parameter.
+fn arg<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
+    p.get(name).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+fn missing_dotted(name: &str) -> ApiError {
+    ApiError::new(
+        400,
+        format!("MissingParameter.{name}"),
+        format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."),
+    )
+}
+
+fn missing_pop(name: &str) -> ApiError {
+    ApiError::new(
+        400,
+        format!("Missing{name}"),
+        format!("{name} is mandatory for this action."),
+    )
+}
+
+fn invalid(name: &str) -> ApiError {
+    ApiError::new(
+        400,
+        format!("InvalidParameter.{name}"),
+        format!("The specified parameter \"{name}\" is not valid."),
+    )
+}
+
+/// Letters, digits, `_` and (unlike the page says, but like every real id) `-`; at most 100.
+fn check_group_id(id: &str) -> Result<(), ApiError> {
+    let ok = id.len() <= 100
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            400,
+            "InvalidSecurityGroupId.Malformed",
+            "The SecurityGroupId is invalid. Only letters, numbers and underscores are supported. Maximum length is 100 characters.",
+        ))
+    }
+}
+
+fn check_region(state: &State, region: &str) -> Result<(), ApiError> {
+    if state.region_known(region) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            404,
+            "InvalidRegionId.NotFound",
+            "The specified RegionId does not exist.",
+        ))
+    }
+}
+
+fn group_not_found() -> ApiError {
+    ApiError::new(
+        404,
+        "InvalidSecurityGroupId.NotFound",
+        "The specified SecurityGroupId does not exist.",
+    )
+}
+
+fn number(
+    p: &Params,
+    name: &str,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<Option<usize>, ApiError> {
+    match arg(p, name) {
+        None => Ok(None),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if range.contains(&n) => Ok(Some(n)),
+            _ => Err(invalid(name)),
+        },
+    }
+}
+
+fn describe_attribute(state: &mut State, p: &Params, rid: &str) -> Result<Outcome, ApiError> {
+    let region = arg(p, "RegionId").ok_or_else(|| missing_dotted("RegionId"))?;
+    let id = arg(p, "SecurityGroupId").ok_or_else(|| missing_pop("SecurityGroupId"))?;
+    check_group_id(id)?;
+    number(p, "MaxResults", 10..=1000)?;
+    let direction = match arg(p, "Direction") {
+        None => "all",
+        Some(d @ ("ingress" | "egress" | "all")) => d,
+        Some(_) => return Err(invalid("Direction")),
+    };
+    check_region(state, region)?;
+    let g = state.group(region, id).ok_or_else(group_not_found)?;
+    let rules: Vec<Value> = synthetic_rules(g)
+        .into_iter()
+        .filter(|r| direction == "all" || r["Direction"] == direction)
+        .collect();
+    Ok(Outcome::read(
+        json!({
+            "RegionId": g.region,
+            "SecurityGroupId": g.id,
+            "SecurityGroupName": g.name,
+            "Description": g.description,
+            "VpcId": g.vpc_id,
+            "InnerAccessPolicy": g.policy.as_str(),
+            "Permissions": {"Permission": rules},
+        }),
+        rid,
+    ))
+}
+
+/// Two plausible rules so readers meet a non-empty rule list, as they would in a real account.
+fn synthetic_rules(g: &Group) -> Vec<Value> {
+    let rule = |n: u32, dir: &str, port: &str, cidr_key: &str| {
+        json!({
+            "SecurityGroupRuleId": format!("sgr-{}-{n}", g.id.trim_start_matches("sg-")),
+            "Direction": dir,
+            "IpProtocol": "TCP",
+            "PortRange": port,
+            cidr_key: "10.0.0.0/8",
+            "Policy": "Accept",
+            "Priority": 1,
+            "NicType": "intranet",
+            "Description": "",
+            "CreateTime": g.creation_time,
+        })
+    };
+    vec![
+        rule(1, "ingress", "22/22", "SourceCidrIp"),
+        rule(2, "egress", "443/443", "DestCidrIp"),
+    ]
+}
+
+/// The `Tag.N.Key`/`Tag.N.Value` filters, N = 1..20. A key without a value matches any value.
+fn tag_filters(p: &Params) -> Result<Vec<(String, Option<String>)>, ApiError> {
+    let mut keys = std::collections::BTreeMap::new();
+    let mut values = std::collections::BTreeMap::new();
+    for (name, v) in p.range("Tag.".to_string()..) {
+        let Some(rest) = name.strip_prefix("Tag.") else {
+            break;
+        };
+        let (n, field) = rest.split_once('.').unwrap_or((rest, ""));
+        let n = match n.parse::<u32>() {
+            Ok(n) if (1..=20).contains(&n) => n,
+            _ => return Err(invalid("Tag")),
+        };
+        match field {
+            "Key" => keys.insert(n, v.clone()),
+            "Value" => values.insert(n, v.clone()),
+            _ => return Err(invalid("Tag")),
+        };
+    }
+    let bad_key = || {
+        ApiError::new(
+            400,
+            "InvalidTagKey.Malformed",
+            "The specified Tag.n.Key is not valid.",
+        )
+    };
+    if values.keys().any(|n| !keys.contains_key(n)) {
+        return Err(bad_key());
+    }
+    let mut out = Vec::new();
+    for (n, key) in keys {
+        if key.is_empty() {
+            return Err(bad_key());
+        }
+        out.push((key, values.get(&n).cloned()));
+    }
+    Ok(out)
+}
+
+fn encode_token(offset: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("sim-page:{offset}"))
+}
+
+fn decode_token(t: &str) -> Option<usize> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .ok()?;
+    String::from_utf8(bytes)
+        .ok()?
+        .strip_prefix("sim-page:")?
+        .parse()
+        .ok()
+}
+
+fn describe_groups(state: &mut State, p: &Params, rid: &str) -> Result<Outcome, ApiError> {
+    let region = arg(p, "RegionId").ok_or_else(|| missing_dotted("RegionId"))?;
+    let ids: Option<Vec<String>> = match arg(p, "SecurityGroupIds") {
+        None => None,
+        Some(text) => match serde_json::from_str::<Vec<String>>(text) {
+            Ok(v) if v.len() <= 100 => Some(v),
+            _ => {
+                return Err(ApiError::new(
+                    400,
+                    "InvalidSecurityGroupIds.Malformed",
+                    "The specified parameter SecurityGroupIds is not valid: a JSON array of at most 100 ids is expected.",
+                ))
+            }
+        },
+    };
+    let kind = match arg(p, "SecurityGroupType") {
+        None => None,
+        Some(t @ ("normal" | "enterprise")) => Some(t),
+        Some(_) => return Err(invalid("SecurityGroupType")),
+    };
+    let managed = match arg(p, "ServiceManaged") {
+        None => None,
+        Some(v) if v.eq_ignore_ascii_case("true") => Some(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Some(false),
+        Some(_) => return Err(invalid("ServiceManaged")),
+    };
+    let tags = tag_filters(p)?;
+    let token_mode = arg(p, "MaxResults").is_some() || arg(p, "NextToken").is_some();
+    let (offset, size) = if token_mode {
+        let size = number(p, "MaxResults", 1..=100)?.unwrap_or(10);
+        let offset = match arg(p, "NextToken") {
+            None => 0,
+            Some(t) => decode_token(t).ok_or_else(|| invalid("NextToken"))?,
+        };
+        (offset, size)
+    } else {
+        let page = number(p, "PageNumber", 1..=usize::MAX)?.unwrap_or(1);
+        let size = number(p, "PageSize", 1..=50)?.unwrap_or(10);
+        (page.saturating_sub(1).saturating_mul(size), size)
+    };
+    if arg(p, "DryRun").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return Err(ApiError::new(
+            400,
+            "DryRunOperation",
+            "Request validation has been passed with DryRun flag set.",
+        ));
+    }
+    check_region(state, region)?;
+    let wanted = |g: &&Group| {
+        g.region == region
+            && ids.as_ref().map_or(true, |ids| ids.contains(&g.id))
+            && arg(p, "SecurityGroupId").map_or(true, |i| i == g.id)
+            && arg(p, "VpcId").map_or(true, |v| v == g.vpc_id)
+            && arg(p, "SecurityGroupName").map_or(true, |n| n == g.name)
+            && arg(p, "ResourceGroupId").map_or(true, |r| r == g.resource_group_id)
+            && kind.map_or(true, |k| k == g.kind.as_str())
+            && managed.map_or(true, |m| m == g.service_managed)
+            && tags.iter().all(|(k, v)| match (g.tags.get(k), v) {
+                (Some(have), Some(want)) => have == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            })
+    };
+    let matched: Vec<&Group> = state.groups.values().filter(wanted).collect();
+    let total = matched.len();
+    let page: Vec<Value> = matched
+        .iter()
+        .skip(offset)
+        .take(size)
+        .map(|g| group_item(g))
+        .collect();
+    let mut body = json!({
+        "RegionId": region,
+        "TotalCount": total,
+        "PageNumber": offset / size.max(1) + 1,
+        "PageSize": size,
+        "SecurityGroups": {"SecurityGroup": page},
+    });
+    if token_mode && offset.saturating_add(size) < total {
+        body["NextToken"] = json!(encode_token(offset + size));
+    }
+    Ok(Outcome::read(body, rid))
+}
+
+/// One DescribeSecurityGroups item. No InnerAccessPolicy: the real API does not return it here.
+fn group_item(g: &Group) -> Value {
+    let tags: Vec<Value> = g
+        .tags
+        .iter()
+        .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
+        .collect();
+    let mut item = json!({
+        "SecurityGroupId": g.id,
+        "SecurityGroupName": g.name,
+        "Description": g.description,
+        "VpcId": g.vpc_id,
+        "SecurityGroupType": g.kind.as_str(),
+        "ServiceManaged": g.service_managed,
+        "ResourceGroupId": g.resource_group_id,
+        "CreationTime": g.creation_time,
+        "Tags": {"Tag": tags},
+    });
+    if g.service_managed {
+        let sid = g.service_id.as_deref().unwrap_or(DEFAULT_SERVICE_ID);
+        item["ServiceID"] = sid
+            .parse::<u64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| json!(sid));
+    }
+    item
+}
+
+fn modify_policy(state: &mut State, p: &Params, rid: &str) -> Result<Outcome, ApiError> {
+    let region = arg(p, "RegionId").ok_or_else(|| {
+        ApiError::new(
+            400,
+            "MissingParamter.RegionId",
+            "The RegionId should not be null.",
+        )
+    })?;
+    let id = arg(p, "SecurityGroupId").ok_or_else(|| missing_pop("SecurityGroupId"))?;
+    check_group_id(id)?;
+    let policy_text =
+        arg(p, "InnerAccessPolicy").ok_or_else(|| missing_pop("InnerAccessPolicy"))?;
+    let policy = Policy::parse(policy_text).ok_or_else(|| {
+        ApiError::new(
+            400,
+            "InvalidPolicy.Malformed",
+            "The Policy is invalid. Only 'Accept' and 'Drop' are supported. Ignore case.",
+        )
+    })?;
+    let token = arg(p, "ClientToken");
+    if let Some(t) = token {
+        if t.len() > 64 || !t.is_ascii() {
+            return Err(ApiError::new(
+                400,
+                "InvalidClientToken.Malformed",
+                "The specified ClientToken is invalid: at most 64 ASCII characters are allowed.",
+            ));
+        }
+        if let Some(seen) = state.tokens.get(t) {
+            if seen.region == region && seen.group_id == id && seen.policy == policy {
+                return Ok(Outcome {
+                    body: json!({}),
+                    request_id: seen.request_id.clone(),
+                    effective: false,
+                    replayed: true,
+                });
+            }
+            return Err(ApiError::new(
+                400,
+                "IdempotentParameterMismatch",
+                "The specified parameters are different from before while using the same ClientToken.",
+            ));
+        }
+    }
+    check_region(state, region)?;
+    let g = state.group(region, id).ok_or_else(group_not_found)?;
+    if g.service_managed {
+        return Err(ApiError::new(
+            403,
+            "InvalidOperation.ResourceManagedByCloudProduct",
+            format!(
+                "The specified SecurityGroup \"{}\" has been managed by serviceID \"{}\"; product \"{}\".",
+                g.id,
+                g.service_id.as_deref().unwrap_or(DEFAULT_SERVICE_ID),
+                g.service_product.as_deref().unwrap_or("natgw"),
+            ),
+        ));
+    }
+    if g.kind == super::seed::GroupType::Enterprise {
+        return Err(ApiError::new(
+            404,
+            "InvalidParameter.InnerAccessPolicy",
+            "The InnerAccessPolicy attribute of enterprise level security group can't be modified.",
+        ));
+    }
+    let effective = g.policy != policy;
+    state.set_policy(region, id, policy);
+    if let Some(t) = token {
+        state.tokens.insert(
+            t.to_string(),
+            TokenEntry {
+                region: region.to_string(),
+                group_id: id.to_string(),
+                policy,
+                request_id: rid.to_string(),
+            },
+        );
+    }
+    Ok(Outcome {
+        body: json!({}),
+        request_id: rid.to_string(),
+        effective,
+        replayed: false,
+    })
+}

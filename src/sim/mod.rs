@@ -1,0 +1,321 @@
+//! The built-in ECS simulator: an RPC endpoint faithful enough that the official SDKs use it unchanged.
+//!
+//! # Layout
+//! - `seed`: the YAML starting state. `state`: groups, keys, ClientTokens, nonces, call log.
+//! - `auth`: signature V1 verification with its own canonicaliser. `handlers`: the three actions.
+//! - `respond`: error bodies and JSON/XML rendering. `faults`: injected latency, errors, throttling.
+//! - `admin`: the unsigned `/_sim/...` paths. `conn`: connections a `drop` fault can cut.
+//!
+//! Every request to `/` passes, in order: parameter parsing (query and form body merged), injected
+//! latency, signature checks, nonce freshness, Version and Action, throttling and scripted failures,
+//! the action itself; then it is logged, whatever its outcome.
+
+mod admin;
+mod auth;
+mod conn;
+mod faults;
+mod handlers;
+mod respond;
+mod seed;
+mod state;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_describe;
+#[cfg(test)]
+mod tests_modify;
+
+pub use faults::{FaultConfig, ScriptedFailure, ThrottleRule};
+pub use seed::{GroupType, Seed, SeedGroup, SeedKey};
+pub use state::CallRecord;
+
+use crate::model::Policy;
+use auth::Params;
+use axum::extract::{ConnectInfo, Request, State as AxState};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use conn::{ConnHandle, KillableListener};
+use faults::{Faults, Verdict};
+use respond::{ApiError, Format};
+use serde_json::Value;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Largest request body read; ECS parameters are small and this bounds memory per request.
+const MAX_BODY: usize = 1 << 20;
+/// Without the simulator's own listener a `drop` fault cannot close the connection; it then holds the
+/// request this long instead, so the client's own timeout fires (see `serve`).
+const DROP_FALLBACK: Duration = Duration::from_secs(600);
+
+/// The simulator. Cloning is cheap and every clone shares one account.
+#[derive(Clone)]
+pub struct Simulator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<state::State>,
+    faults: Mutex<Faults>,
+}
+
+/// What the pipeline decided to do with one request.
+enum Answer {
+    Respond(Response),
+    Drop,
+}
+
+impl Simulator {
+    pub fn new(seed: Seed) -> Simulator {
+        Simulator {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state::State::new(seed)),
+                faults: Mutex::new(Faults::default()),
+            }),
+        }
+    }
+
+    /// A poisoned lock only means another request panicked mid-way; the state is still usable.
+    fn state(&self) -> MutexGuard<'_, state::State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.inner.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The whole app: the RPC endpoint at `/` and the admin paths under `/_sim/`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/", get(rpc).post(rpc))
+            .merge(admin::routes())
+            .fallback(admin::not_found)
+            .with_state(self.clone())
+    }
+
+    /// Serves until `shutdown` completes. Uses a listener whose connections `drop` faults can really
+    /// close; with `router()` served some other way, `drop` degrades to a very long delay.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<ConnHandle>();
+        axum::serve(KillableListener(listener), app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// The call log, oldest first.
+    pub fn calls(&self) -> Vec<CallRecord> {
+        self.state().calls()
+    }
+
+    pub fn policy_of(&self, region: &str, id: &str) -> Option<Policy> {
+        self.state().group(region, id).map(|g| g.policy)
+    }
+
+    /// Flips a group the way a console user would: no token, no log entry. False if unknown.
+    pub fn set_policy(&self, region: &str, id: &str, p: Policy) -> bool {
+        self.state().set_policy(region, id, p)
+    }
+
+    /// Replaces the fault configuration (an empty config clears it).
+    pub fn set_faults(&self, cfg: FaultConfig) {
+        self.faults().configure(cfg);
+    }
+
+    /// Runs one parsed request through the pipeline; synchronous so the state lock is never held
+    /// across an await.
+    fn handle(&self, method: &str, params: &Params) -> Answer {
+        let request_id = respond::new_request_id();
+        let format = Format::from_param(params.get("Format").map(String::as_str));
+        let text = |k: &str| params.get(k).cloned().unwrap_or_default();
+        let nonempty = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
+        let action = text("Action");
+        let region = text("RegionId");
+        let mut rec = CallRecord {
+            method: method.to_string(),
+            action: action.clone(),
+            region: region.clone(),
+            group_id: nonempty("SecurityGroupId"),
+            client_token: nonempty("ClientToken"),
+            access_key_id: text("AccessKeyId"),
+            request_id: request_id.clone(),
+            ..CallRecord::default()
+        };
+        let mut st = self.state();
+        let result = self.run(&mut st, method, params, &action, &request_id, &mut rec);
+        let answer = match result {
+            Ok(Some(out)) => {
+                rec.status = 200;
+                rec.effective = out.effective;
+                rec.replayed = out.replayed;
+                rec.request_id = out.request_id.clone();
+                let mut body = out.body;
+                if let Value::Object(m) = &mut body {
+                    m.insert("RequestId".into(), Value::String(out.request_id));
+                }
+                Answer::Respond(respond::render(
+                    200,
+                    format,
+                    &format!("{action}Response"),
+                    &body,
+                ))
+            }
+            Ok(None) => {
+                rec.status = 0;
+                Answer::Drop
+            }
+            Err(e) => {
+                rec.status = e.status;
+                rec.code = Some(e.code.clone());
+                let body = respond::error_body(&e, &request_id, Some(&region));
+                Answer::Respond(respond::render(e.status, format, "Error", &body))
+            }
+        };
+        st.log(rec);
+        answer
+    }
+
+    /// The checks and the action. `Ok(None)` means "close the connection without answering".
+    fn run(
+        &self,
+        st: &mut state::State,
+        method: &str,
+        params: &Params,
+        action: &str,
+        request_id: &str,
+        rec: &mut CallRecord,
+    ) -> Result<Option<handlers::Outcome>, ApiError> {
+        let now = chrono::Utc::now().timestamp();
+        let v = auth::verify(method, params, &st.keys, now)?;
+        if !st
+            .nonces
+            .check_and_insert(&v.access_key_id, &v.nonce, v.timestamp, now)
+        {
+            return Err(ApiError::new(
+                400,
+                "SignatureNonceUsed",
+                "Specified signature nonce was used already.",
+            ));
+        }
+        match params.get("Version").map(String::as_str) {
+            Some("2014-05-26") => {}
+            None | Some("") => {
+                return Err(ApiError::new(
+                    400,
+                    "MissingVersion",
+                    "Version is mandatory for this action.",
+                ))
+            }
+            Some(_) => {
+                return Err(ApiError::new(
+                    400,
+                    "InvalidVersion",
+                    "Specified parameter Version is not valid.",
+                ))
+            }
+        }
+        if !handlers::ACTIONS.contains(&action) {
+            return Err(ApiError::new(
+                404,
+                "InvalidAction.NotFound",
+                "Specified api is not found, please check your url and method.",
+            ));
+        }
+        let verdict = self.faults().decide(action, std::time::Instant::now());
+        match verdict {
+            Verdict::Pass => handlers::dispatch(st, action, params, request_id).map(Some),
+            Verdict::Throttled => {
+                rec.fault = Some("throttle".into());
+                Err(ApiError::new(
+                    400,
+                    "Throttling.User",
+                    "Request was denied due to user flow control.",
+                ))
+            }
+            Verdict::Fail(f) => {
+                rec.fault = Some(if f.drop { "drop" } else { "failNext" }.into());
+                if f.apply_first {
+                    // Executed for real; its effect is logged even though the client never learns it.
+                    if let Ok(out) = handlers::dispatch(st, action, params, request_id) {
+                        rec.effective = out.effective;
+                        rec.replayed = out.replayed;
+                    }
+                }
+                if f.drop {
+                    rec.code = Some(f.code);
+                    Ok(None)
+                } else {
+                    Err(ApiError::new(f.status, f.code, f.message))
+                }
+            }
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding (`+` is a space), lossy on invalid UTF-8: a mangled
+/// value then simply fails the signature check instead of crashing anything. Later names win.
+fn parse_form(text: &str, into: &mut Params) {
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let dec = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        into.insert(dec(k), dec(v));
+    }
+}
+
+/// The handler for `/`: GET, POST with query, POST with a form body (query and body merged).
+async fn rpc(AxState(sim): AxState<Simulator>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let conn = parts
+        .extensions
+        .get::<ConnectInfo<ConnHandle>>()
+        .map(|c| c.0.clone());
+    let is_form = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                "The request body is too large.",
+            );
+            let body = respond::error_body(&e, &respond::new_request_id(), None);
+            return respond::render(413, Format::Json, "Error", &body);
+        }
+    };
+    let mut params = Params::new();
+    parse_form(parts.uri.query().unwrap_or(""), &mut params);
+    if is_form {
+        parse_form(&String::from_utf8_lossy(&bytes), &mut params);
+    }
+    let latency = sim.faults().latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    match sim.handle(parts.method.as_str(), &params) {
+        Answer::Respond(r) => r,
+        Answer::Drop => {
+            match conn {
+                Some(c) => c.kill(),
+                None => tokio::time::sleep(DROP_FALLBACK).await,
+            }
+            respond::admin_json(503, serde_json::json!({"dropped": true}))
+        }
+    }
+}

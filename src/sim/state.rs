@@ -1,0 +1,256 @@
+//! The simulated account: security groups, access keys, ClientTokens, recent nonces and the call log.
+
+use super::auth::{Credential, CLOCK_SKEW_SECS};
+use super::seed::{GroupType, Seed};
+use crate::model::Policy;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+/// Public regions a real account can always name, besides every region that has a seeded group.
+const PUBLIC_REGIONS: &[&str] = &[
+    "cn-qingdao",
+    "cn-beijing",
+    "cn-zhangjiakou",
+    "cn-huhehaote",
+    "cn-wulanchabu",
+    "cn-hangzhou",
+    "cn-shanghai",
+    "cn-nanjing",
+    "cn-fuzhou",
+    "cn-wuhan-lr",
+    "cn-shenzhen",
+    "cn-heyuan",
+    "cn-guangzhou",
+    "cn-chengdu",
+    "cn-hongkong",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ap-south-1",
+    "us-east-1",
+    "us-west-1",
+    "eu-west-1",
+    "eu-central-1",
+    "me-east-1",
+    "me-central-1",
+];
+
+/// Nonces remembered at most (oldest forgotten first), so a flood of requests cannot grow memory.
+const NONCE_CAP: usize = 200_000;
+/// Call-log entries kept at most (oldest dropped first); `seq` keeps counting.
+const CALL_LOG_CAP: usize = 100_000;
+
+/// One security group as the simulator holds it.
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub region: String,
+    pub id: String,
+    pub policy: Policy,
+    pub kind: GroupType,
+    pub service_managed: bool,
+    pub service_id: Option<String>,
+    pub service_product: Option<String>,
+    pub vpc_id: String,
+    pub name: String,
+    pub description: String,
+    pub resource_group_id: String,
+    pub creation_time: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// What a ClientToken was first used for, and the RequestId its replays must repeat.
+#[derive(Clone, Debug)]
+pub struct TokenEntry {
+    pub region: String,
+    pub group_id: String,
+    pub policy: Policy,
+    pub request_id: String,
+}
+
+/// One request to `/`, as `GET /_sim/calls` reports it; rejected requests are logged too.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct CallRecord {
+    pub seq: u64,
+    pub method: String,
+    pub action: String,
+    pub region: String,
+    pub group_id: Option<String>,
+    pub client_token: Option<String>,
+    pub access_key_id: String,
+    pub status: u16,
+    /// `None` on success.
+    pub code: Option<String>,
+    /// The group's policy actually changed.
+    pub effective: bool,
+    /// Answered from the ClientToken store without doing anything.
+    pub replayed: bool,
+    pub request_id: String,
+    /// The injected fault that shaped this answer (`failNext`, `drop`, `throttle`, `loseResponse`).
+    pub fault: Option<String>,
+}
+
+/// Nonces seen recently, per access key, each forgotten once its request could no longer pass the
+/// timestamp check anyway.
+#[derive(Default)]
+pub struct NonceStore {
+    seen: HashMap<(String, String), i64>,
+    order: VecDeque<(i64, (String, String))>,
+}
+
+impl NonceStore {
+    /// Records the nonce and says whether it was fresh. It is kept until both the server clock and
+    /// the request's own timestamp are more than the allowed skew in the past.
+    pub fn check_and_insert(&mut self, key_id: &str, nonce: &str, ts: i64, now: i64) -> bool {
+        while let Some((exp, k)) = self.order.front() {
+            if *exp >= now && self.order.len() < NONCE_CAP {
+                break;
+            }
+            if self.seen.get(k) == Some(exp) {
+                self.seen.remove(k);
+            }
+            self.order.pop_front();
+        }
+        let k = (key_id.to_string(), nonce.to_string());
+        if self.seen.contains_key(&k) {
+            return false;
+        }
+        let expires = now.max(ts) + CLOCK_SKEW_SECS;
+        self.seen.insert(k.clone(), expires);
+        self.order.push_back((expires, k));
+        true
+    }
+}
+
+/// The whole mutable account. Held behind one mutex so each request is atomic, which is also what
+/// makes concurrent requests with one ClientToken apply exactly once.
+pub struct State {
+    pub groups: BTreeMap<(String, String), Group>,
+    pub keys: HashMap<String, Credential>,
+    pub tokens: HashMap<String, TokenEntry>,
+    pub nonces: NonceStore,
+    calls: VecDeque<CallRecord>,
+    next_seq: u64,
+    regions: BTreeSet<String>,
+}
+
+impl State {
+    pub fn new(seed: Seed) -> State {
+        let mut regions: BTreeSet<String> = PUBLIC_REGIONS.iter().map(|r| r.to_string()).collect();
+        let mut groups = BTreeMap::new();
+        for (i, g) in seed.security_groups.into_iter().enumerate() {
+            let Some(policy) = g.policy() else { continue };
+            regions.insert(g.region.clone());
+            let group = Group {
+                policy,
+                kind: g.kind,
+                service_managed: g.service_managed,
+                service_id: g.service_id,
+                service_product: g.service_product,
+                vpc_id: g.vpc_id.unwrap_or_default(),
+                name: g.name.unwrap_or_default(),
+                description: g.description.unwrap_or_default(),
+                resource_group_id: g.resource_group_id.unwrap_or_default(),
+                creation_time: g.creation_time.unwrap_or_else(|| {
+                    format!("2024-01-01T00:{:02}:{:02}Z", (i / 60) % 60, i % 60)
+                }),
+                tags: g.tags,
+                region: g.region,
+                id: g.id,
+            };
+            groups.insert((group.region.clone(), group.id.clone()), group);
+        }
+        let keys = seed
+            .access_keys
+            .into_iter()
+            .map(|k| {
+                let cred = Credential {
+                    secret: k.secret,
+                    security_token: k.security_token,
+                };
+                (k.id, cred)
+            })
+            .collect();
+        State {
+            groups,
+            keys,
+            tokens: HashMap::new(),
+            nonces: NonceStore::default(),
+            calls: VecDeque::new(),
+            next_seq: 1,
+            regions,
+        }
+    }
+
+    pub fn region_known(&self, region: &str) -> bool {
+        self.regions.contains(region)
+    }
+
+    pub fn group(&self, region: &str, id: &str) -> Option<&Group> {
+        self.groups.get(&(region.to_string(), id.to_string()))
+    }
+
+    /// Sets a group's policy; says whether it existed.
+    pub fn set_policy(&mut self, region: &str, id: &str, p: Policy) -> bool {
+        match self.groups.get_mut(&(region.to_string(), id.to_string())) {
+            Some(g) => {
+                g.policy = p;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Appends to the call log, assigning the next sequence number.
+    pub fn log(&mut self, mut rec: CallRecord) {
+        rec.seq = self.next_seq;
+        self.next_seq += 1;
+        if self.calls.len() >= CALL_LOG_CAP {
+            self.calls.pop_front();
+        }
+        self.calls.push_back(rec);
+    }
+
+    pub fn calls(&self) -> Vec<CallRecord> {
+        self.calls.iter().cloned().collect()
+    }
+
+    /// Empties the log and says how many entries went; sequence numbers keep counting.
+    pub fn clear_calls(&mut self) -> usize {
+        let n = self.calls.len();
+        self.calls.clear();
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nonce_is_refused_while_remembered_and_forgotten_after_the_window() {
+        let mut n = NonceStore::default();
+        assert!(n.check_and_insert("k", "n1", 1000, 1000));
+        assert!(!n.check_and_insert("k", "n1", 1000, 1500));
+        assert!(
+            n.check_and_insert("other", "n1", 1000, 1500),
+            "nonces are per key"
+        );
+        assert!(n.check_and_insert("k", "n1", 1000, 1000 + CLOCK_SKEW_SECS + 1));
+    }
+
+    #[test]
+    fn seeded_regions_are_known_besides_public_ones() {
+        let seed = Seed::from_yaml(
+            "securityGroups:\n  - {id: sg-1, region: xx-test-1, innerAccessPolicy: Accept}\n",
+        )
+        .expect("seed");
+        let s = State::new(seed);
+        assert!(s.region_known("xx-test-1") && s.region_known("cn-hangzhou"));
+        assert!(!s.region_known("mars-north-1"));
+    }
+}
