@@ -12,7 +12,7 @@
 //! as their text (`id: 12345` is the id "12345"). Errors point at the key for unknown or duplicate fields,
 //! at the value for bad values and at the entry's start for missing fields.
 
-use super::yaml::{Node, Pos, Value};
+use super::yaml::{clip, Node, Pos, Value};
 use super::{DesiredGroup, LoadError};
 use crate::model::{GroupKey, Location, Policy};
 use std::path::Path;
@@ -204,9 +204,10 @@ fn known_fields<'n>(
                 .map(|k| format!("`{k}`"))
                 .collect::<Vec<_>>()
                 .join(", ");
+            let shown = clip(name).escape_debug().to_string();
             let message = match suggest(name, known) {
-                Some(hint) => format!("unknown field `{name}` {place}, did you mean `{hint}`?"),
-                None => format!("unknown field `{name}` {place}; expected one of {expected}"),
+                Some(hint) => format!("unknown field `{shown}` {place}, did you mean `{hint}`?"),
+                None => format!("unknown field `{shown}` {place}; expected one of {expected}"),
             };
             report.err(key.pos, message);
             continue;
@@ -216,7 +217,7 @@ fn known_fields<'n>(
             report.err(
                 key.pos,
                 format!(
-                    "duplicate field `{name}` {place} (first set at line {}, column {})",
+                    "duplicate field `{known_name}` {place} (first set at line {}, column {})",
                     first.line, first.column
                 ),
             );
@@ -283,7 +284,8 @@ fn id_value(node: &Node, report: &mut Report<'_>) -> Option<String> {
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         Some(format!(
-            "group id {id:?} may contain only letters, digits, `-` and `_`"
+            "group id {:?} may contain only letters, digits, `-` and `_`",
+            clip(id)
         ))
     } else {
         None
@@ -308,7 +310,8 @@ pub(crate) fn region_problem(region: &str) -> Option<String> {
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     {
         Some(format!(
-            "region {region:?} may contain only lowercase letters, digits and `-` (like cn-hangzhou)"
+            "region {:?} may contain only lowercase letters, digits and `-` (like cn-hangzhou)",
+            clip(region)
         ))
     } else {
         None
@@ -369,6 +372,18 @@ mod tests {
         assert_eq!(suggest("description", ENTRY_FIELDS), None);
         assert_eq!(suggest("name", ENTRY_FIELDS), None);
         assert_eq!(suggest("", ENTRY_FIELDS), None);
+    }
+
+    #[test]
+    fn user_text_in_messages_is_escaped_and_clipped() {
+        let key = format!("\"x\\n{}\": 1\n", "y".repeat(100));
+        let (_, e) = check(&key, Fallback::None);
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].contains(&format!("`x\\n{}...`", "y".repeat(38))),
+            "{e:?}"
+        );
+        assert!(!e[0].contains('\n'), "{e:?}");
     }
 
     #[test]

@@ -68,10 +68,19 @@ impl Node {
     pub(crate) fn kind(&self) -> String {
         match &self.value {
             _ if self.is_null() => "nothing".to_string(),
-            Value::Scalar { text, .. } => format!("{text:?}"),
+            Value::Scalar { text, .. } => format!("{:?}", clip(text)),
             Value::Seq(_) => "a list".to_string(),
             Value::Map(_) => "a mapping".to_string(),
         }
+    }
+}
+
+/// At most 40 characters of `s`, for quoting user text in a message without flooding it.
+pub(crate) fn clip(s: &str) -> String {
+    const MAX: usize = 40;
+    match s.char_indices().nth(MAX) {
+        None => s.to_string(),
+        Some((cut, _)) => format!("{}...", s.get(..cut).unwrap_or_default()),
     }
 }
 
@@ -275,6 +284,17 @@ mod tests {
         assert!(m[2].1.is_null());
         assert_eq!(m[3].1.as_str(), Some("12345"));
         assert_eq!(m[2].1.kind(), "nothing");
+        assert_eq!(m[1].1.kind(), "\"~\"");
+        let long = parse(&format!("k: \"{}\\n\"", "é".repeat(50)))
+            .expect("ok")
+            .expect("doc");
+        let Value::Map(m) = &long.value else {
+            panic!("expected a map")
+        };
+        assert_eq!(
+            m[0].1.kind(),
+            format!("{:?}", format!("{}...", "é".repeat(40)))
+        );
     }
 
     #[test]
