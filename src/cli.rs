@@ -83,6 +83,21 @@ pub struct RunArgs {
     /// Largest policy file accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024, hide = true)]
     pub max_file_bytes: u64,
+    /// Requests per second per region and API action (set it below your Quota Center quota).
+    #[arg(long, value_name = "RPS", default_value_t = crate::ecs::limit::DEFAULT_MAX_RPS)]
+    pub max_rps: f64,
+    /// Per-action override of --max-rps, e.g. ModifySecurityGroupPolicy=5 (repeatable).
+    #[arg(long, value_name = "ACTION=RPS")]
+    pub max_rps_action: Vec<String>,
+    /// Deadline for a whole pass (e.g. 30m, 90s; 0 for none); unfinished groups are reported as errors.
+    #[arg(long, value_name = "DURATION", default_value = "30m")]
+    pub pass_timeout: String,
+    /// Timeout for one HTTP request, connection included.
+    #[arg(long, value_name = "DURATION", default_value = "15s")]
+    pub request_timeout: String,
+    /// Timeout for establishing one connection.
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub connect_timeout: String,
 }
 
 /// A validated one-shot configuration.
@@ -97,6 +112,10 @@ pub struct Config {
     pub insecure_http: bool,
     pub concurrency: usize,
     pub max_file_bytes: u64,
+    pub rate_limits: crate::ecs::limit::RateLimits,
+    pub pass_timeout: Option<std::time::Duration>,
+    pub request_timeout: std::time::Duration,
+    pub connect_timeout: std::time::Duration,
 }
 
 impl RunArgs {
@@ -104,7 +123,8 @@ impl RunArgs {
     pub fn validate(&self) -> Result<Config, Vec<String>> {
         let mut problems = Vec::new();
         if self.policies.is_none() {
-            problems.push("--policies DIR is required (the folder of policy YAML files)".to_string());
+            problems
+                .push("--policies DIR is required (the folder of policy YAML files)".to_string());
         }
         if !self.once {
             problems.push(
@@ -122,8 +142,14 @@ impl RunArgs {
             ));
         }
         if let Some(r) = &self.region {
-            if r.is_empty() || !r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-                problems.push(format!("--region {r:?} is not a region id like cn-hangzhou"));
+            if r.is_empty()
+                || !r
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                problems.push(format!(
+                    "--region {r:?} is not a region id like cn-hangzhou"
+                ));
             }
         }
         if let Some(e) = &self.endpoint {
@@ -131,6 +157,7 @@ impl RunArgs {
                 problems.push(msg);
             }
         }
+        let scale = crate::cli_scale::validate(self, &mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -144,6 +171,10 @@ impl RunArgs {
             insecure_http: self.insecure_http,
             concurrency: self.concurrency,
             max_file_bytes: self.max_file_bytes,
+            rate_limits: scale.rate_limits,
+            pass_timeout: scale.pass_timeout,
+            request_timeout: scale.request_timeout,
+            connect_timeout: scale.connect_timeout,
         })
     }
 }
@@ -158,7 +189,13 @@ mod tests {
 
     #[test]
     fn all_argument_problems_are_reported_together() {
-        let cli = parse(&["--detailed-exitcode", "--endpoint", "http://192.0.2.1", "--concurrency", "0"]);
+        let cli = parse(&[
+            "--detailed-exitcode",
+            "--endpoint",
+            "http://192.0.2.1",
+            "--concurrency",
+            "0",
+        ]);
         let problems = cli.run.validate().unwrap_err();
         assert_eq!(problems.len(), 5, "{problems:#?}");
         assert!(problems.iter().any(|p| p.contains("--policies")));
@@ -167,7 +204,15 @@ mod tests {
 
     #[test]
     fn a_valid_one_shot_dry_run() {
-        let cli = parse(&["--policies", "p", "--once", "--dry-run", "--detailed-exitcode", "--output", "json"]);
+        let cli = parse(&[
+            "--policies",
+            "p",
+            "--once",
+            "--dry-run",
+            "--detailed-exitcode",
+            "--output",
+            "json",
+        ]);
         let c = cli.run.validate().unwrap();
         assert!(c.dry_run && c.detailed_exitcode);
         assert_eq!(c.output, OutputFormat::Json);

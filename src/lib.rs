@@ -14,15 +14,18 @@
 //! - [`ecs`]: the cloud boundary: typed calls, errors and their classification, the HTTP client.
 //! - [`reconcile`]: one pass: load → observe → plan → apply → verify → report. The only writer.
 //! - [`report`]: renders plans and results for humans (text) and machines (JSON).
+//! - [`schedule`]: the order a pass starts work in (round-robin over regions) and its deadline.
 //! - [`cli`]: raw arguments → validated configuration.
 //! - [`sim`]: the built-in ECS simulator, the test double and a demo for users without an account.
 
 pub mod cli;
+pub mod cli_scale;
 pub mod ecs;
 pub mod model;
 pub mod plan;
 pub mod policy;
 pub mod reconcile;
 pub mod report;
+pub mod schedule;
 pub mod sim;
 pub mod token;

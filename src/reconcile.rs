@@ -6,6 +6,7 @@ use crate::ecs::{ApiError, EcsClient, ErrorClass};
 use crate::model::{GroupKey, Policy};
 use crate::plan::{self, Action, Observation, Observed, Plan, PlanEntry};
 use crate::policy::Desired;
+use crate::schedule::{self, within};
 use crate::token::{self, TokenInput};
 use futures::stream::{self, StreamExt};
 use std::collections::BTreeMap;
@@ -20,6 +21,8 @@ pub struct PassOptions {
     /// Re-reads after an acknowledged write before concluding the write did not take effect.
     pub verify_reads: u32,
     pub verify_delay: Duration,
+    /// The whole pass's deadline (`--pass-timeout`); groups unfinished by then are reported as errors.
+    pub pass_timeout: Option<Duration>,
 }
 
 impl Default for PassOptions {
@@ -29,6 +32,7 @@ impl Default for PassOptions {
             concurrency: 16,
             verify_reads: 2,
             verify_delay: Duration::from_millis(300),
+            pass_timeout: Some(Duration::from_secs(30 * 60)),
         }
     }
 }
@@ -72,6 +76,9 @@ pub struct PassReport {
     /// The error that stopped the pass early (bad credentials, signature, permission), if any.
     pub fatal: Option<ApiError>,
     pub api_calls: BTreeMap<String, u64>,
+    /// Attempts repeated after transient errors, and throttled answers, during this pass.
+    pub retries: u64,
+    pub throttled: u64,
     pub duration: Duration,
 }
 
@@ -95,6 +102,7 @@ impl PassReport {
 #[derive(Default)]
 struct PassState {
     fatal: Mutex<Option<ApiError>>,
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl PassState {
@@ -117,6 +125,12 @@ impl PassState {
     fn guard(&self) -> Result<(), ApiError> {
         match self.fatal() {
             Some(e) => Err(e),
+            None if self
+                .deadline
+                .is_some_and(|d| tokio::time::Instant::now() >= d) =>
+            {
+                Err(schedule::deadline_error("Pass"))
+            }
             None => Ok(()),
         }
     }
@@ -125,7 +139,11 @@ impl PassState {
 pub async fn run_pass(client: &EcsClient, desired: &Desired, opts: &PassOptions) -> PassReport {
     let started = Instant::now();
     let before = client.stats().snapshot();
-    let state = Arc::new(PassState::default());
+    let (retries_before, throttled_before) = (client.stats().retries(), client.stats().throttled());
+    let state = Arc::new(PassState {
+        deadline: opts.pass_timeout.map(|t| tokio::time::Instant::now() + t),
+        ..PassState::default()
+    });
     let observed_at = chrono::Utc::now().timestamp();
     let observed = observe(client, desired, opts, &state).await;
     let plan = plan::plan(desired, &observed);
@@ -138,6 +156,8 @@ pub async fn run_pass(client: &EcsClient, desired: &Desired, opts: &PassOptions)
         results,
         fatal: state.fatal(),
         api_calls,
+        retries: client.stats().retries() - retries_before,
+        throttled: client.stats().throttled() - throttled_before,
         duration: started.elapsed(),
     }
 }
@@ -167,7 +187,10 @@ async fn observe(
 ) -> Observed {
     let mut by_region: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for key in desired.groups.keys() {
-        by_region.entry(&key.region).or_default().push(key.id.clone());
+        by_region
+            .entry(&key.region)
+            .or_default()
+            .push(key.id.clone());
     }
     let batches: Vec<(String, Vec<String>)> = by_region
         .into_iter()
@@ -177,11 +200,19 @@ async fn observe(
                 .collect::<Vec<_>>()
         })
         .collect();
+    let batches = schedule::interleave_by_region(batches, |b| b.0.as_str());
 
     let metas = stream::iter(batches)
         .map(|(region, ids)| async move {
             let r = match state.guard() {
-                Ok(()) => state.note(client.describe_groups(&region, &ids).await),
+                Ok(()) => state.note(
+                    within(
+                        state.deadline,
+                        crate::ecs::api::DESCRIBE_GROUPS,
+                        client.describe_groups(&region, &ids),
+                    )
+                    .await,
+                ),
                 Err(e) => Err(e),
             };
             (region, ids, r)
@@ -213,10 +244,18 @@ async fn observe(
         }
     }
 
+    let to_read = schedule::interleave_by_region(to_read, |(k, _)| k.region.as_str());
     let reads = stream::iter(to_read)
         .map(|(key, meta)| async move {
             let r = match state.guard() {
-                Ok(()) => state.note(client.describe_attribute(&key).await),
+                Ok(()) => state.note(
+                    within(
+                        state.deadline,
+                        crate::ecs::api::DESCRIBE_ATTRIBUTE,
+                        client.describe_attribute(&key),
+                    )
+                    .await,
+                ),
                 Err(e) => Err(e),
             };
             let obs = match r {
@@ -247,7 +286,9 @@ async fn apply(
     opts: &PassOptions,
     state: &PassState,
 ) -> Vec<GroupResult> {
-    let mut results: Vec<GroupResult> = stream::iter(plan.entries.iter())
+    let entries =
+        schedule::interleave_by_region(plan.entries.iter().collect(), |e| e.key.region.as_str());
+    let mut results: Vec<GroupResult> = stream::iter(entries)
         .map(|entry| async move {
             match (&entry.action, opts.dry_run) {
                 (Action::InSync, _) => simple(entry, Outcome::InSync),
@@ -280,7 +321,14 @@ fn simple(entry: &PlanEntry, outcome: Outcome) -> GroupResult {
     }
 }
 
-fn token_for(plan: &Plan, entry: &PlanEntry, from: Policy, to: Policy, at: i64, gen: u32) -> String {
+fn token_for(
+    plan: &Plan,
+    entry: &PlanEntry,
+    from: Policy,
+    to: Policy,
+    at: i64,
+    gen: u32,
+) -> String {
     token::client_token(&TokenInput {
         key: &entry.key,
         from,
@@ -312,7 +360,8 @@ async fn write_and_verify(
             result.error = Some(e);
             return result;
         }
-        match state.note(client.modify_policy(&entry.key, to, &token).await) {
+        let write = client.modify_policy(&entry.key, to, &token);
+        match state.note(within(state.deadline, crate::ecs::api::MODIFY_POLICY, write).await) {
             Ok(request_id) => result.request_id = Some(request_id),
             Err(e) => {
                 tracing::warn!(group = %entry.key, code = %e.code, "write failed: {e}");
@@ -365,7 +414,10 @@ async fn verify(
             tokio::time::sleep(opts.verify_delay).await;
         }
         state.guard()?;
-        if state.note(client.describe_attribute(&entry.key).await)? == to {
+        let read = client.describe_attribute(&entry.key);
+        if state.note(within(state.deadline, crate::ecs::api::DESCRIBE_ATTRIBUTE, read).await)?
+            == to
+        {
             return Ok(true);
         }
     }

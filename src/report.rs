@@ -56,6 +56,14 @@ pub fn summary_line(report: &PassReport) -> String {
         .map(|(a, n)| format!("{n} {a}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let calls = if report.retries + report.throttled > 0 {
+        format!(
+            "{calls}; {} retried, {} throttled",
+            report.retries, report.throttled
+        )
+    } else {
+        calls
+    };
     format!(
         "{}: {changes}, {} in sync, {} errors ({} groups, revision {}, {:.1}s; API calls: {})",
         if report.dry_run { "Plan" } else { "Apply" },
@@ -64,7 +72,11 @@ pub fn summary_line(report: &PassReport) -> String {
         report.results.len(),
         report.revision,
         report.duration.as_secs_f64(),
-        if calls.is_empty() { "none".to_string() } else { calls },
+        if calls.is_empty() {
+            "none".to_string()
+        } else {
+            calls
+        },
     )
 }
 
@@ -81,8 +93,12 @@ pub fn text(report: &PassReport) -> String {
             .iter()
             .map(|r| {
                 let result = match (&r.entry.action, r.outcome) {
-                    (Action::Change { from, to }, Outcome::WouldChange) => format!("will change {from} -> {to}"),
-                    (Action::Change { from, to }, Outcome::Changed) => format!("changed {from} -> {to}"),
+                    (Action::Change { from, to }, Outcome::WouldChange) => {
+                        format!("will change {from} -> {to}")
+                    }
+                    (Action::Change { from, to }, Outcome::Changed) => {
+                        format!("changed {from} -> {to}")
+                    }
                     (_, Outcome::Failed) => "FAILED".to_string(),
                     (a, _) => format!("ERROR {}", action_name(a)),
                 };
@@ -167,6 +183,7 @@ pub fn json(report: &PassReport) -> Value {
         },
         "fatal": report.fatal.as_ref().map(|e| json!({"code": e.code, "message": e.to_string()})),
         "apiCalls": report.api_calls,
+        "apiRetries": {"retried": report.retries, "throttled": report.throttled},
         "groups": groups,
     })
 }

@@ -6,14 +6,16 @@
 use super::api::{self, AttributeResponse, GroupsResponse};
 use super::credentials::CredentialSource;
 use super::error::{ApiError, ErrorClass};
+use super::limit::{Limiter, RateLimits};
 use super::sign;
-use crate::model::{Policy, GroupKey};
+use crate::model::{GroupKey, Policy};
 use crate::plan::GroupMeta;
 use reqwest::Url;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -27,6 +29,10 @@ pub struct ClientConfig {
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
+    /// Client-side rate limits per (region, action); see `limit`.
+    pub rate_limits: RateLimits,
+    /// How long one call keeps retrying throttled answers (they do not use up `max_attempts`).
+    pub throttle_budget: Duration,
 }
 
 impl Default for ClientConfig {
@@ -39,6 +45,8 @@ impl Default for ClientConfig {
             max_attempts: 6,
             backoff_base: Duration::from_millis(200),
             backoff_cap: Duration::from_secs(10),
+            rate_limits: RateLimits::default(),
+            throttle_budget: Duration::from_secs(600),
         }
     }
 }
@@ -62,7 +70,9 @@ pub fn validate_endpoint(endpoint: &str, allow_insecure_http: bool) -> Result<Ur
                 Err(format!("refusing plain http endpoint {endpoint}: signed requests would cross the network unencrypted; use https, a loopback address, or pass --insecure-http"))
             }
         }
-        other => Err(format!("endpoint {endpoint} has scheme {other:?}; expected https")),
+        other => Err(format!(
+            "endpoint {endpoint} has scheme {other:?}; expected https"
+        )),
     }
 }
 
@@ -70,17 +80,30 @@ pub fn validate_endpoint(endpoint: &str, allow_insecure_http: bool) -> Result<Ur
 #[derive(Default, Debug)]
 pub struct CallStats {
     counts: Mutex<BTreeMap<(String, String), u64>>,
+    retries: AtomicU64,
+    throttled: AtomicU64,
 }
 
 impl CallStats {
     fn record(&self, action: &str, outcome: &str) {
         if let Ok(mut c) = self.counts.lock() {
-            *c.entry((action.to_string(), outcome.to_string())).or_default() += 1;
+            *c.entry((action.to_string(), outcome.to_string()))
+                .or_default() += 1;
         }
     }
 
     pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
         self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Attempts repeated after a retryable error other than throttling.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Throttled answers (`Throttling*`), each of which was retried while the budget allowed.
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
     }
 
     /// Total HTTP requests sent for `action`, whatever their outcome.
@@ -100,10 +123,14 @@ pub struct EcsClient {
     endpoint: Option<Url>,
     credentials: Arc<dyn CredentialSource>,
     stats: Arc<CallStats>,
+    limiter: Arc<Limiter>,
 }
 
 impl EcsClient {
-    pub fn new(config: ClientConfig, credentials: Arc<dyn CredentialSource>) -> Result<Self, String> {
+    pub fn new(
+        config: ClientConfig,
+        credentials: Arc<dyn CredentialSource>,
+    ) -> Result<Self, String> {
         let endpoint = match &config.endpoint {
             Some(e) => Some(validate_endpoint(e, config.allow_insecure_http)?),
             None => None,
@@ -117,6 +144,7 @@ impl EcsClient {
             .build()
             .map_err(|e| format!("building the HTTP client: {e}"))?;
         Ok(EcsClient {
+            limiter: Arc::new(Limiter::new(config.rate_limits.clone())),
             http,
             config,
             endpoint,
@@ -133,7 +161,11 @@ impl EcsClient {
         match &self.endpoint {
             Some(u) => Ok(u.clone()),
             None => Url::parse(&format!("https://ecs.{region}.aliyuncs.com/")).map_err(|e| {
-                ApiError::transport("resolve", "InvalidEndpoint", format!("region {region:?}: {e}"))
+                ApiError::transport(
+                    "resolve",
+                    "InvalidEndpoint",
+                    format!("region {region:?}: {e}"),
+                )
             }),
         }
     }
@@ -220,7 +252,9 @@ impl EcsClient {
             .to_string())
     }
 
-    /// One logical call: retried while the error is retryable, each attempt freshly signed.
+    /// One logical call: paced by the rate limiter, retried while the error is retryable, each attempt
+    /// freshly signed. Throttled answers slow the limiter down and are retried for up to
+    /// `throttle_budget` without using up `max_attempts`: throttling means "later", not "failed".
     pub async fn call(
         &self,
         action: &'static str,
@@ -228,16 +262,33 @@ impl EcsClient {
         params: &[(&str, String)],
     ) -> Result<serde_json::Value, ApiError> {
         let mut attempt = 0u32;
+        let mut first_throttle: Option<Instant> = None;
         loop {
-            attempt += 1;
+            let sent_at = self.limiter.acquire(region, action).await;
             let result = self.call_once(action, region, params).await;
             let err = match result {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    self.limiter.succeeded(region, action);
+                    return Ok(v);
+                }
                 Err(e) => e,
             };
+            if err.is_throttling() {
+                self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                let hint = err.retry_after_ms.map(Duration::from_millis);
+                self.limiter.throttled(region, action, sent_at, hint);
+                let since = *first_throttle.get_or_insert_with(Instant::now);
+                if since.elapsed() < self.config.throttle_budget {
+                    tracing::debug!(action, region, code = %err.code, "throttled; retrying when the limiter allows");
+                    continue;
+                }
+                return Err(err);
+            }
+            attempt += 1;
             if err.class() != ErrorClass::Retryable || attempt >= self.config.max_attempts {
                 return Err(err);
             }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
             let delay = self.backoff(attempt, &err);
             tracing::debug!(action, region, attempt, code = %err.code, delay_ms = delay.as_millis() as u64, "retrying");
             tokio::time::sleep(delay).await;
@@ -322,7 +373,11 @@ impl EcsClient {
         let response = match response {
             Ok(r) => r,
             Err(e) => {
-                let code = if e.is_timeout() { "Timeout" } else { "Transport" };
+                let code = if e.is_timeout() {
+                    "Timeout"
+                } else {
+                    "Transport"
+                };
                 self.stats.record(action, code);
                 // reqwest's Display includes the URL with its signed query: keep only the cause.
                 return Err(ApiError::transport(action, code, transport_cause(&e)));
@@ -338,7 +393,11 @@ impl EcsClient {
             Ok(t) => t,
             Err(e) => {
                 self.stats.record(action, "Transport");
-                return Err(ApiError::transport(action, "Transport", transport_cause(&e)));
+                return Err(ApiError::transport(
+                    action,
+                    "Transport",
+                    transport_cause(&e),
+                ));
             }
         };
         let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
@@ -418,7 +477,10 @@ mod tests {
         for attempt in 1..20 {
             let d = client.backoff(attempt, &err);
             assert!(d <= Duration::from_secs(10), "{d:?}");
-            let floor = Duration::from_millis(200).saturating_mul(1 << attempt.min(16)).min(Duration::from_secs(10)) / 2;
+            let floor = Duration::from_millis(200)
+                .saturating_mul(1 << attempt.min(16))
+                .min(Duration::from_secs(10))
+                / 2;
             assert!(d >= floor, "attempt {attempt}: {d:?} < {floor:?}");
         }
         let mut hinted = err.clone();

@@ -4,6 +4,7 @@ pub mod api;
 pub mod client;
 pub mod credentials;
 pub mod error;
+pub mod limit;
 pub mod sign;
 
 pub use client::{ClientConfig, EcsClient};
