@@ -2,7 +2,7 @@
 //! verify each write by reading the group again. The only module that writes to the cloud, and only for
 //! a change the plan produced from a read made in the same pass.
 
-use crate::ecs::{ApiError, EcsClient, ErrorClass};
+use crate::ecs::{api, ApiError, EcsClient, ErrorClass};
 use crate::model::{GroupKey, Policy};
 use crate::plan::{self, Action, Observation, Observed, Plan, PlanEntry};
 use crate::policy::Desired;
@@ -125,10 +125,7 @@ impl PassState {
     fn guard(&self) -> Result<(), ApiError> {
         match self.fatal() {
             Some(e) => Err(e),
-            None if self
-                .deadline
-                .is_some_and(|d| tokio::time::Instant::now() >= d) =>
-            {
+            None if self.deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => {
                 Err(schedule::deadline_error("Pass"))
             }
             None => Ok(()),
@@ -187,10 +184,7 @@ async fn observe(
 ) -> Observed {
     let mut by_region: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for key in desired.groups.keys() {
-        by_region
-            .entry(&key.region)
-            .or_default()
-            .push(key.id.clone());
+        by_region.entry(&key.region).or_default().push(key.id.clone());
     }
     let batches: Vec<(String, Vec<String>)> = by_region
         .into_iter()
@@ -205,14 +199,10 @@ async fn observe(
     let metas = stream::iter(batches)
         .map(|(region, ids)| async move {
             let r = match state.guard() {
-                Ok(()) => state.note(
-                    within(
-                        state.deadline,
-                        crate::ecs::api::DESCRIBE_GROUPS,
-                        client.describe_groups(&region, &ids),
-                    )
-                    .await,
-                ),
+                Ok(()) => {
+                    let read = client.describe_groups(&region, &ids);
+                    state.note(within(state.deadline, api::DESCRIBE_GROUPS, read).await)
+                }
                 Err(e) => Err(e),
             };
             (region, ids, r)
@@ -248,14 +238,10 @@ async fn observe(
     let reads = stream::iter(to_read)
         .map(|(key, meta)| async move {
             let r = match state.guard() {
-                Ok(()) => state.note(
-                    within(
-                        state.deadline,
-                        crate::ecs::api::DESCRIBE_ATTRIBUTE,
-                        client.describe_attribute(&key),
-                    )
-                    .await,
-                ),
+                Ok(()) => {
+                    let read = client.describe_attribute(&key);
+                    state.note(within(state.deadline, api::DESCRIBE_ATTRIBUTE, read).await)
+                }
                 Err(e) => Err(e),
             };
             let obs = match r {
@@ -286,8 +272,7 @@ async fn apply(
     opts: &PassOptions,
     state: &PassState,
 ) -> Vec<GroupResult> {
-    let entries =
-        schedule::interleave_by_region(plan.entries.iter().collect(), |e| e.key.region.as_str());
+    let entries = schedule::interleave_by_region(plan.entries.iter().collect(), |e| e.key.region.as_str());
     let mut results: Vec<GroupResult> = stream::iter(entries)
         .map(|entry| async move {
             match (&entry.action, opts.dry_run) {
@@ -321,14 +306,7 @@ fn simple(entry: &PlanEntry, outcome: Outcome) -> GroupResult {
     }
 }
 
-fn token_for(
-    plan: &Plan,
-    entry: &PlanEntry,
-    from: Policy,
-    to: Policy,
-    at: i64,
-    gen: u32,
-) -> String {
+fn token_for(plan: &Plan, entry: &PlanEntry, from: Policy, to: Policy, at: i64, gen: u32) -> String {
     token::client_token(&TokenInput {
         key: &entry.key,
         from,
@@ -361,7 +339,7 @@ async fn write_and_verify(
             return result;
         }
         let write = client.modify_policy(&entry.key, to, &token);
-        match state.note(within(state.deadline, crate::ecs::api::MODIFY_POLICY, write).await) {
+        match state.note(within(state.deadline, api::MODIFY_POLICY, write).await) {
             Ok(request_id) => result.request_id = Some(request_id),
             Err(e) => {
                 tracing::warn!(group = %entry.key, code = %e.code, "write failed: {e}");
@@ -415,9 +393,7 @@ async fn verify(
         }
         state.guard()?;
         let read = client.describe_attribute(&entry.key);
-        if state.note(within(state.deadline, crate::ecs::api::DESCRIBE_ATTRIBUTE, read).await)?
-            == to
-        {
+        if state.note(within(state.deadline, api::DESCRIBE_ATTRIBUTE, read).await)? == to {
             return Ok(true);
         }
     }
