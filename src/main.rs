@@ -46,6 +46,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -105,7 +106,8 @@ async fn run_once(config: Config) -> i32 {
         ..reconcile::PassOptions::default()
     };
     let result = reconcile::run_pass(&client, &desired, &pass_opts).await;
-    tracing::info!("{}", report::summary_line(&result));
+    // The summary is on stdout already; the log line is for runs whose stdout is a JSON report.
+    tracing::debug!("{}", report::summary_line(&result));
     match config.output {
         OutputFormat::Text => print!("{}", report::text(&result)),
         OutputFormat::Json => println!("{}", report::json(&result)),

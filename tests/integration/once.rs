@@ -76,7 +76,7 @@ async fn text_output_shows_changes_and_a_summary_and_logs_stay_off_stdout() {
     let run = run(&sim, &["--policies", &dir, "--once", "--dry-run"], &[]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("will change Accept -> Drop"), "{}", run.stdout);
-    assert!(run.stdout.contains("prod.yaml:4:"), "source location: {}", run.stdout);
+    assert!(run.stdout.contains("prod.yaml:3:5"), "source location: {}", run.stdout);
     assert!(run.stdout.contains("Plan: 2 to change, 1 in sync, 0 errors"), "{}", run.stdout);
     assert!(!run.stdout.contains("sg-insync-1"), "in-sync groups stay quiet: {}", run.stdout);
     assert!(!run.stdout.contains("DEBUG") && !run.stdout.contains(" INFO "));
@@ -271,7 +271,8 @@ async fn a_bad_policy_folder_reports_every_error_and_sends_no_request() {
     assert_eq!(run.code, 1);
     assert!(sim.calls().is_empty(), "no request at all: {:?}", sim.calls());
     let errors = run.json()["errors"].as_array().cloned().unwrap();
-    assert_eq!(errors.len(), 3, "{errors:#?}");
+    // typo.yaml: the unknown field and the then-missing innerAccessPolicy; value.yml; the conflict.
+    assert_eq!(errors.len(), 4, "{errors:#?}");
     assert!(run.stderr.contains("typo.yaml:4:5:"), "{}", run.stderr);
     assert!(run.stderr.contains("innerAccessPolicy"), "did-you-mean hint: {}", run.stderr);
     assert!(run.stderr.contains("value.yml:4:24:"), "{}", run.stderr);
