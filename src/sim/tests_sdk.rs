@@ -8,7 +8,8 @@ use std::path::Path;
 
 fn run_script(endpoint: &str, script: &str) -> (bool, String) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = std::env::var("SIM_PYTHON").unwrap_or_else(|_| root.join(".venv/bin/python").display().to_string());
+    let python = std::env::var("SIM_PYTHON")
+        .unwrap_or_else(|_| root.join(".venv/bin/python").display().to_string());
     let out = std::process::Command::new(python)
         .arg(root.join("tests/sdk").join(script))
         .arg(endpoint)
@@ -16,7 +17,11 @@ fn run_script(endpoint: &str, script: &str) -> (bool, String) {
     match out {
         Ok(o) => (
             o.status.success(),
-            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
         ),
         Err(e) => (false, format!("cannot run python: {e}")),
     }
@@ -25,10 +30,13 @@ fn run_script(endpoint: &str, script: &str) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the Python SDKs in .venv"]
 async fn official_python_sdks_work_unchanged() {
-    let seed_text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/seed.yaml"))
-        .expect("tests/sdk/seed.yaml");
+    let seed_text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/seed.yaml"))
+            .expect("tests/sdk/seed.yaml");
     let sim = Simulator::new(Seed::from_yaml(&seed_text).expect("seed"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let endpoint = listener.local_addr().expect("addr").to_string();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(sim.serve(listener, async move {

@@ -125,6 +125,11 @@ sts_bad = client(ak_="stsid", secret_="stssecret", token="wrong")
 err = error_of(lambda: sts_bad.describe_security_groups_with_options(ecs.DescribeSecurityGroupsRequest(region_id=REGION), rt)) or (0, "", "")
 c.eq("STS key with a wrong token", err[:2], (400, "InvalidSecurityToken.MismatchWithAccessKey"))
 
+# The SDK's default signing (no signature_algorithm) is V3, which the simulator refuses by name.
+v3 = Client(open_api_models.Config(access_key_id=ak, access_key_secret=secret, endpoint=endpoint, protocol="http", region_id=REGION))
+err = error_of(lambda: v3.describe_security_groups_with_options(ecs.DescribeSecurityGroupsRequest(region_id=REGION), rt)) or (0, "", "")
+c.eq("default V3 signing is refused with a named code", err[:2], (400, "UnsupportedSignature.V3"))
+
 calls = admin(endpoint, "GET", "/_sim/calls")
 c.true("every call arrived as POST", all(x["method"] == "POST" for x in calls))
 c.eq("call log: one effective write, one replay",
