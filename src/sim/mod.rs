@@ -24,8 +24,6 @@ mod tests;
 mod tests_describe;
 #[cfg(test)]
 mod tests_modify;
-#[cfg(test)]
-mod tests_sdk;
 
 pub use faults::{FaultConfig, ScriptedFailure, ThrottleRule};
 pub use seed::{GroupType, Seed, SeedGroup, SeedKey};
