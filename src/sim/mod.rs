@@ -130,9 +130,13 @@ impl Simulator {
 
     /// Runs one parsed request through the pipeline; synchronous so the state lock is never held
     /// across an await.
-    fn handle(&self, method: &str, params: &Params) -> Answer {
+    fn handle(&self, method: &str, params: &Params, v3: bool) -> Answer {
         let request_id = respond::new_request_id();
-        let format = Format::from_param(params.get("Format").map(String::as_str));
+        // V3 clients send no Format parameter; they ask for JSON with an Accept header.
+        let format = match v3 {
+            true => Format::Json,
+            false => Format::from_param(params.get("Format").map(String::as_str)),
+        };
         let text = |k: &str| params.get(k).cloned().unwrap_or_default();
         let nonempty = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
         let action = text("Action");
@@ -148,7 +152,15 @@ impl Simulator {
             ..CallRecord::default()
         };
         let mut st = self.state();
-        let result = self.run(&mut st, method, params, &action, &request_id, &mut rec);
+        let result = if v3 {
+            Err(ApiError::new(
+                400,
+                "UnsupportedSignature.V3",
+                "This simulator verifies RPC signature V1 only (HMAC-SHA1 Signature parameter); the request is signed with V3 (ACS3-HMAC-SHA256). Configure the SDK with signature_algorithm='v2'.",
+            ))
+        } else {
+            self.run(&mut st, method, params, &action, &request_id, &mut rec)
+        };
         let answer = match result {
             Ok(Some(out)) => {
                 rec.status = 200;
@@ -308,7 +320,14 @@ async fn rpc(AxState(sim): AxState<Simulator>, req: Request) -> Response {
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    match sim.handle(parts.method.as_str(), &params) {
+    // tea-openapi >= 0.4 signs with V3 by default: say so instead of a confusing MissingAccessKeyId.
+    let v3 = !params.contains_key("Signature")
+        && parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("ACS3-"));
+    match sim.handle(parts.method.as_str(), &params, v3) {
         Answer::Respond(r) => r,
         Answer::Drop => {
             match conn {
