@@ -125,7 +125,10 @@ impl PassState {
     fn guard(&self) -> Result<(), ApiError> {
         match self.fatal() {
             Some(e) => Err(e),
-            None if self.deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => {
+            None if self
+                .deadline
+                .is_some_and(|d| tokio::time::Instant::now() >= d) =>
+            {
                 Err(schedule::deadline_error("Pass"))
             }
             None => Ok(()),
@@ -275,7 +278,8 @@ async fn apply(
     opts: &PassOptions,
     state: &PassState,
 ) -> Vec<GroupResult> {
-    let entries = schedule::interleave_by_region(plan.entries.iter().collect(), |e| e.key.region.as_str());
+    let entries =
+        schedule::interleave_by_region(plan.entries.iter().collect(), |e| e.key.region.as_str());
     let mut results: Vec<GroupResult> = stream::iter(entries)
         .map(|entry| async move {
             match (&entry.action, opts.dry_run) {

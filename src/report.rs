@@ -57,7 +57,10 @@ pub fn summary_line(report: &PassReport) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let calls = if report.retries + report.throttled > 0 {
-        format!("{calls}; {} retried, {} throttled", report.retries, report.throttled)
+        format!(
+            "{calls}; {} retried, {} throttled",
+            report.retries, report.throttled
+        )
     } else {
         calls
     };
