@@ -1,7 +1,7 @@
 //! Injected misbehaviour for tests and demos: latency, scripted failures, lost responses, throttling.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The body of `POST /_sim/faults`. Posting replaces the whole configuration; `{}` clears it.
@@ -18,9 +18,26 @@ pub struct FaultConfig {
     /// closed without an answer: shorthand for `failNext` entries with `applyFirst` and `drop`.
     #[serde(default)]
     pub lose_responses: u32,
-    /// Per-action rate limits; requests over the rate get 400 `Throttling.User`.
+    /// Per-action rate limits, counted per region; requests over the rate get 400 `Throttling.User`.
     #[serde(default)]
     pub throttle: BTreeMap<String, ThrottleRule>,
+    /// Extra latency per request, uniform in `0..=latencyJitterMs` on top of `latencyMs`.
+    #[serde(default)]
+    pub latency_jitter_ms: u64,
+    /// Fraction of requests answered 503 `ServiceUnavailable` without being executed.
+    #[serde(default)]
+    pub server_error_rate: f64,
+    /// Fraction of requests whose connection is closed without executing them or answering.
+    #[serde(default)]
+    pub reset_rate: f64,
+    /// Fraction of requests executed for real whose response is then lost (connection closed).
+    #[serde(default)]
+    pub lost_response_rate: f64,
+    /// Fraction of requests held without an answer for `hangMs` (default 600 s), then closed.
+    #[serde(default)]
+    pub hang_rate: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hang_ms: Option<u64>,
 }
 
 /// One scripted failure.
@@ -59,7 +76,13 @@ fn default_message() -> String {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ThrottleRule {
-    pub per_second: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_second: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u32>,
+    /// Send `x-acs-retry-after` (milliseconds until the window ends) with each throttled answer.
+    #[serde(default)]
+    pub retry_after: bool,
 }
 
 /// What the fault layer decided for one request.
@@ -69,6 +92,8 @@ pub enum Verdict {
     Pass,
     /// Answer 400 `Throttling.User` without executing.
     Throttled,
+    /// Like `Throttled`, with an `x-acs-retry-after` header of this many milliseconds.
+    ThrottledHint(u64),
     /// Apply the scripted failure (which may say "execute first" and/or "drop").
     Fail(ScriptedFailure),
 }
@@ -80,7 +105,8 @@ pub struct Faults {
     queue: VecDeque<ScriptedFailure>,
     lose: u32,
     throttle: BTreeMap<String, ThrottleRule>,
-    windows: HashMap<String, (Instant, u32)>,
+    chaos: super::chaos::Chaos,
+    cfg: FaultConfig,
 }
 
 impl Faults {
@@ -88,10 +114,11 @@ impl Faults {
     pub fn configure(&mut self, cfg: FaultConfig) {
         *self = Faults {
             latency_ms: cfg.latency_ms,
-            queue: cfg.fail_next.into(),
+            queue: cfg.fail_next.clone().into(),
             lose: cfg.lose_responses,
-            throttle: cfg.throttle,
-            windows: HashMap::new(),
+            throttle: cfg.throttle.clone(),
+            chaos: super::chaos::Chaos::new(&cfg),
+            cfg,
         };
     }
 
@@ -102,25 +129,35 @@ impl Faults {
             fail_next: self.queue.iter().cloned().collect(),
             lose_responses: self.lose,
             throttle: self.throttle.clone(),
+            ..self.cfg.clone()
         }
     }
 
     pub fn latency(&self) -> Duration {
-        Duration::from_millis(self.latency_ms)
+        Duration::from_millis(self.latency_ms) + self.chaos.jitter()
+    }
+
+    /// Whether the next request hangs, and for how long.
+    pub fn hang(&mut self) -> Option<Duration> {
+        self.chaos.hang()
     }
 
     /// Decides the fate of an authenticated request for `action`. Throttling is checked first, as a
     /// gateway would, and a throttled request consumes no scripted failure.
+    #[cfg(test)]
     pub fn decide(&mut self, action: &str, now: Instant) -> Verdict {
+        self.decide_in("", action, now)
+    }
+
+    /// [`Faults::decide`] for a request to `region`: quotas are per region, as ECS's are.
+    pub fn decide_in(&mut self, region: &str, action: &str, now: Instant) -> Verdict {
         if let Some(rule) = self.throttle.get(action) {
-            let w = self.windows.entry(action.to_string()).or_insert((now, 0));
-            if now.duration_since(w.0) >= Duration::from_secs(1) {
-                *w = (now, 0);
+            if let Some(ms) = self.chaos.throttle(region, action, rule, now) {
+                return match rule.retry_after {
+                    true => Verdict::ThrottledHint(ms),
+                    false => Verdict::Throttled,
+                };
             }
-            if w.1 >= rule.per_second {
-                return Verdict::Throttled;
-            }
-            w.1 += 1;
         }
         let pos = self.queue.iter().position(|f| match &f.action {
             None => true,
@@ -140,7 +177,7 @@ impl Faults {
                 drop: true,
             });
         }
-        Verdict::Pass
+        self.chaos.failure().unwrap_or(Verdict::Pass)
     }
 }
 

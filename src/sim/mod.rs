@@ -12,6 +12,7 @@
 
 mod admin;
 mod auth;
+mod chaos;
 mod conn;
 mod faults;
 mod handlers;
@@ -186,7 +187,11 @@ impl Simulator {
                 rec.status = e.status;
                 rec.code = Some(e.code.clone());
                 let body = respond::error_body(&e, &request_id, Some(&region));
-                Answer::Respond(respond::render(e.status, format, "Error", &body))
+                let mut resp = respond::render(e.status, format, "Error", &body);
+                if let Some(ms) = e.retry_after_ms {
+                    resp.headers_mut().insert("x-acs-retry-after", ms.into());
+                }
+                Answer::Respond(resp)
             }
         };
         st.log(rec);
@@ -239,9 +244,22 @@ impl Simulator {
                 "Specified api is not found, please check your url and method.",
             ));
         }
-        let verdict = self.faults().decide(action, std::time::Instant::now());
+        let region = params.get("RegionId").map_or("", String::as_str);
+        let verdict = self
+            .faults()
+            .decide_in(region, action, std::time::Instant::now());
         match verdict {
             Verdict::Pass => handlers::dispatch(st, action, params, request_id).map(Some),
+            Verdict::ThrottledHint(ms) => {
+                rec.fault = Some("throttle".into());
+                let mut e = ApiError::new(
+                    400,
+                    "Throttling.User",
+                    "Request was denied due to user flow control.",
+                );
+                e.retry_after_ms = Some(ms);
+                Err(e)
+            }
             Verdict::Throttled => {
                 rec.fault = Some("throttle".into());
                 Err(ApiError::new(
@@ -319,6 +337,10 @@ async fn rpc(AxState(sim): AxState<Simulator>, req: Request) -> Response {
     let latency = sim.faults().latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
+    }
+    let hang = sim.faults().hang();
+    if let Some(d) = hang {
+        return chaos::hang(&sim, &params, d, conn).await;
     }
     // tea-openapi >= 0.4 signs with V3 by default: say so instead of a confusing MissingAccessKeyId.
     let v3 = !params.contains_key("Signature")

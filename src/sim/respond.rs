@@ -10,6 +10,8 @@ pub struct ApiError {
     pub status: u16,
     pub code: String,
     pub message: String,
+    /// Sent as `x-acs-retry-after` (milliseconds), as some gateways do with throttling answers.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ApiError {
@@ -18,6 +20,7 @@ impl ApiError {
             status,
             code: code.into(),
             message: message.into(),
+            retry_after_ms: None,
         }
     }
 }
