@@ -9,7 +9,9 @@
 //!   in any window). Waiters queue first-come first-served; only the head of the queue sleeps.
 //! - **Multiplicative decrease.** A `Throttling*` answer halves the current rate (never below 1 request
 //!   per second — Alibaba's advice is to probe at 1 QPS after a throttle) and pauses the bucket for the
-//!   server's `x-acs-retry-after` hint, or one second without one. Only a throttle for a request sent
+//!   server's `x-acs-retry-after` hint, or else for one interval at the new rate. Repeated throttles
+//!   (a quota spent for the rest of its minute) thus quickly bring the bucket down to 1-QPS probing,
+//!   while a single throttle at a window boundary costs little. Only a throttle for a request sent
 //!   *after* the previous decrease counts, so a burst of in-flight requests all throttled together
 //!   halves the rate once, not once each.
 //! - **Additive increase.** Every success raises the rate by a tenth of the ceiling per second elapsed
@@ -32,8 +34,6 @@ const FLOOR_RPS: f64 = 1.0;
 const DECREASE: f64 = 0.5;
 /// Additive increase: fraction of the ceiling regained per second without throttling.
 const INCREASE_PER_SEC: f64 = 0.1;
-/// Pause after a throttle without a retry hint: one window of a per-second quota.
-const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
 
 /// The configured ceilings: a default for every action plus per-action overrides.
 #[derive(Clone, Debug, PartialEq)]
@@ -182,21 +182,15 @@ impl Limiter {
         let bucket = self.bucket(region, action);
         let mut s = lock(&bucket.state);
         let now = Instant::now();
-        let pause = retry_after.unwrap_or(DEFAULT_PAUSE);
-        s.paused_until = s.paused_until.max(now + pause);
         if s.last_decrease.map_or(true, |d| sent_at > d) {
             let floor = FLOOR_RPS.min(s.ceiling);
             s.rate = (s.rate * DECREASE).max(floor);
             s.last_decrease = Some(now);
             s.last_change = now;
-            tracing::debug!(
-                region,
-                action,
-                rate = s.rate,
-                pause_ms = pause.as_millis() as u64,
-                "throttled: rate decreased"
-            );
+            tracing::debug!(region, action, rate = s.rate, "throttled: rate decreased");
         }
+        let pause = retry_after.unwrap_or_else(|| s.interval());
+        s.paused_until = s.paused_until.max(now + pause);
     }
 
     /// A request succeeded: regain rate linearly with time, up to the ceiling.
@@ -305,8 +299,8 @@ mod tests {
         let start = Instant::now();
         let next = l.acquire("r", "A").await;
         assert!(
-            next.duration_since(start) >= DEFAULT_PAUSE,
-            "paused for one second"
+            next.duration_since(start) >= Duration::from_millis(200),
+            "paused one interval at the new rate (5/s)"
         );
         // A throttle of a request sent after the decrease halves again, down to the floor at most.
         for _ in 0..10 {

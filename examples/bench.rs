@@ -1,0 +1,377 @@
+//! The scale benchmark: the real `sgpolicy` binary against the built-in simulator with 10,000 groups in
+//! 4 regions, 10% drifted, 20 ms latency and a per-(region, action) quota; one `--once` pass with the
+//! configured concurrency, then the same pass with concurrency 1 as the sequential baseline.
+//!
+//! Run it with `scripts/bench.sh` (builds in release mode first), or:
+//! `cargo build --release --bins --examples && target/release/examples/bench [options]`.
+//!
+//! Options (all optional): `--groups N` (10000), `--regions N` (4), `--drift F` (0.1),
+//! `--latency-ms N` (20), `--quota N` (requests per second per region and action, 50),
+//! `--max-rps F` (the agent's limit, default 95% of the quota, as docs/scale.md advises),
+//! `--concurrency N` (16), `--no-baseline`.
+//!
+//! It prints wall time, the ideal time the quota allows, their ratio, API calls by action against the
+//! formula of docs/scale.md, throttled responses, peak RSS (VmHWM from /proc and the kernel's
+//! ru_maxrss) and CPU time of the agent process, and the baseline's figures and ratio.
+
+use serde_json::{json, Value};
+use sgpolicy::sim::{FaultConfig, Seed, Simulator};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const REGIONS: [&str; 8] = [
+    "cn-hangzhou",
+    "cn-shanghai",
+    "cn-beijing",
+    "ap-southeast-1",
+    "eu-central-1",
+    "us-west-1",
+    "cn-shenzhen",
+    "ap-northeast-1",
+];
+const ACTIONS: [&str; 3] = [
+    "DescribeSecurityGroups",
+    "DescribeSecurityGroupAttribute",
+    "ModifySecurityGroupPolicy",
+];
+
+struct Opts {
+    groups: usize,
+    regions: usize,
+    drift: f64,
+    latency_ms: u64,
+    quota: u32,
+    max_rps: Option<f64>,
+    concurrency: usize,
+    baseline: bool,
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let mut o = Opts {
+        groups: 10_000,
+        regions: 4,
+        drift: 0.1,
+        latency_ms: 20,
+        quota: 50,
+        max_rps: None,
+        concurrency: 16,
+        baseline: true,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--no-baseline" {
+            o.baseline = false;
+            continue;
+        }
+        let v = args.next().ok_or(format!("{a} needs a value"))?;
+        let bad = |e: &dyn std::fmt::Display| format!("{a} {v}: {e}");
+        match a.as_str() {
+            "--groups" => o.groups = v.parse().map_err(|e| bad(&e))?,
+            "--regions" => o.regions = v.parse().map_err(|e| bad(&e))?,
+            "--drift" => o.drift = v.parse().map_err(|e| bad(&e))?,
+            "--latency-ms" => o.latency_ms = v.parse().map_err(|e| bad(&e))?,
+            "--quota" => o.quota = v.parse().map_err(|e| bad(&e))?,
+            "--max-rps" => o.max_rps = Some(v.parse().map_err(|e| bad(&e))?),
+            "--concurrency" => o.concurrency = v.parse().map_err(|e| bad(&e))?,
+            _ => return Err(format!("unknown option {a}")),
+        }
+    }
+    if o.regions == 0 || o.regions > REGIONS.len() || o.groups == 0 || o.quota == 0 {
+        return Err(format!(
+            "--regions must be 1..={}, --groups and --quota above 0",
+            REGIONS.len()
+        ));
+    }
+    Ok(o)
+}
+
+/// (region, id, drifted) for every group: round-robin over regions, every k-th one drifted.
+fn layout(o: &Opts) -> Vec<(&'static str, String, bool)> {
+    let every = if o.drift > 0.0 {
+        (1.0 / o.drift).round() as usize
+    } else {
+        usize::MAX
+    };
+    (0..o.groups)
+        .map(|i| {
+            // Drift counted within each region, so every region has the same share.
+            let drifted = every != usize::MAX && (i / o.regions) % every == 0;
+            (REGIONS[i % o.regions], format!("sg-bench-{i:06}"), drifted)
+        })
+        .collect()
+}
+
+fn seed(groups: &[(&str, String, bool)]) -> Seed {
+    let mut y =
+        String::from("accessKeys:\n  - {id: benchid, secret: benchsecret}\nsecurityGroups:\n");
+    for (region, id, drifted) in groups {
+        let p = if *drifted { "Accept" } else { "Drop" };
+        y += &format!("  - {{id: {id}, region: {region}, innerAccessPolicy: {p}}}\n");
+    }
+    Seed::from_yaml(&y).expect("the generated seed parses")
+}
+
+/// One policy file per region, so no file comes near the per-file size limit.
+fn write_policies(dir: &Path, groups: &[(&str, String, bool)]) {
+    let mut files: BTreeMap<&str, String> = BTreeMap::new();
+    for (region, id, _) in groups {
+        let f = files
+            .entry(region)
+            .or_insert_with(|| format!("region: {region}\ngroups:\n"));
+        *f += &format!("  - {{id: {id}, innerAccessPolicy: Drop}}\n");
+    }
+    for (region, text) in files {
+        std::fs::write(dir.join(format!("{region}.yaml")), text).expect("write policy file");
+    }
+}
+
+/// The formula of docs/scale.md: calls by action for one apply pass.
+fn formula(groups: &[(&str, String, bool)]) -> BTreeMap<&'static str, u64> {
+    let mut per_region: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (region, _, drifted) in groups {
+        let e = per_region.entry(region).or_default();
+        e.0 += 1;
+        e.1 += u64::from(*drifted);
+    }
+    let mut m = BTreeMap::new();
+    for (n, d) in per_region.values() {
+        *m.entry(ACTIONS[0]).or_default() += n.div_ceil(100);
+        *m.entry(ACTIONS[1]).or_default() += n + d;
+        *m.entry(ACTIONS[2]).or_default() += d;
+    }
+    m
+}
+
+/// The shortest time the quota allows: every (region, action) bucket runs in parallel, so the pass
+/// can be no faster than its busiest bucket.
+fn ideal(groups: &[(&str, String, bool)], quota: u32) -> Duration {
+    let mut per_region: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (region, _, drifted) in groups {
+        let e = per_region.entry(region).or_default();
+        e.0 += 1;
+        e.1 += u64::from(*drifted);
+    }
+    let busiest = per_region
+        .values()
+        .flat_map(|(n, d)| [n.div_ceil(100), n + d, *d])
+        .max()
+        .unwrap_or(0);
+    Duration::from_secs_f64(busiest as f64 / f64::from(quota))
+}
+
+struct Measured {
+    wall: Duration,
+    exit: i32,
+    report: Value,
+    vm_hwm_kib: u64,
+    maxrss_kib: u64,
+    cpu: Duration,
+    sim_calls: BTreeMap<String, u64>,
+    sim_throttled: u64,
+}
+
+fn vm_hwm_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn agent_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/examples/bench -> target/<profile>/sgpolicy
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    dir.join("sgpolicy")
+}
+
+fn run_pass(
+    rt: &tokio::runtime::Runtime,
+    o: &Opts,
+    groups: &[(&str, String, bool)],
+    concurrency: usize,
+) -> Measured {
+    let sim = Simulator::new(seed(groups));
+    let throttle: serde_json::Map<String, Value> = ACTIONS
+        .iter()
+        .map(|a| (a.to_string(), json!({"perSecond": o.quota})))
+        .collect();
+    let faults: FaultConfig =
+        serde_json::from_value(json!({"latencyMs": o.latency_ms, "throttle": throttle}))
+            .expect("fault config");
+    sim.set_faults(faults);
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = sim.clone();
+    rt.spawn(async move {
+        let _ = server
+            .serve(listener, async {
+                let _ = stop_rx.await;
+            })
+            .await;
+    });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_policies(dir.path(), groups);
+    let max_rps = o.max_rps.unwrap_or(f64::from(o.quota) * 0.95);
+    let start = Instant::now();
+    let mut child = Command::new(agent_path())
+        .args(["--policies"])
+        .arg(dir.path())
+        .args(["--once", "--output", "json"])
+        .args(["--max-rps", &max_rps.to_string()])
+        .args(["--concurrency", &concurrency.to_string()])
+        .env_clear()
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "benchid")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "benchsecret")
+        .env("ALIBABA_CLOUD_ENDPOINT_ECS", &url)
+        .env("RUST_LOG", "sgpolicy=warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "starting {}: {e} (build it with cargo build --release)",
+                agent_path().display()
+            )
+        });
+    let pid = child.id() as i32;
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let mut hwm = 0;
+    let (exit, rusage) = loop {
+        if let Some(v) = vm_hwm_kib(pid) {
+            hwm = hwm.max(v);
+        }
+        let mut status = 0;
+        // SAFETY: plain FFI calls with valid pointers to locals; `pid` is our own child.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+        if r == pid {
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                -1
+            };
+            break (code, ru);
+        }
+        if r < 0 {
+            panic!("wait4 failed: {}", std::io::Error::last_os_error());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let wall = start.elapsed();
+    let out = reader.join().unwrap_or_default();
+    let _ = stop_tx.send(());
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let mut sim_calls = BTreeMap::new();
+    let mut sim_throttled = 0;
+    for c in sim.calls() {
+        if c.fault.as_deref() == Some("throttle") {
+            sim_throttled += 1;
+        }
+        *sim_calls.entry(c.action).or_default() += 1;
+    }
+    Measured {
+        wall,
+        exit,
+        report: serde_json::from_str(&out).unwrap_or(Value::Null),
+        vm_hwm_kib: hwm,
+        maxrss_kib: rusage.ru_maxrss as u64,
+        cpu: tv(rusage.ru_utime) + tv(rusage.ru_stime),
+        sim_calls,
+        sim_throttled,
+    }
+}
+
+fn print(label: &str, m: &Measured, ideal: Duration, formula: &BTreeMap<&str, u64>) {
+    let s = &m.report["summary"];
+    println!("== {label}");
+    println!(
+        "wall {:.2} s | ideal {:.2} s | ratio {:.3} | exit {} | changed {} in sync {} failed {} errors {}",
+        m.wall.as_secs_f64(),
+        ideal.as_secs_f64(),
+        m.wall.as_secs_f64() / ideal.as_secs_f64(),
+        m.exit,
+        s["changed"],
+        s["inSync"],
+        s["failed"],
+        s["errors"]
+    );
+    for a in ACTIONS {
+        println!(
+            "  {a:<32} agent {:>6}  simulator {:>6}  formula {:>6}",
+            m.report["apiCalls"][a].as_u64().unwrap_or(0),
+            m.sim_calls.get(a).copied().unwrap_or(0),
+            formula.get(a).copied().unwrap_or(0)
+        );
+    }
+    println!(
+        "throttled: {} (simulator) / {} (agent) | retried: {}",
+        m.sim_throttled, m.report["apiRetries"]["throttled"], m.report["apiRetries"]["retried"]
+    );
+    println!(
+        "peak RSS: VmHWM {:.1} MiB, ru_maxrss {:.1} MiB | CPU {:.2} s ({:.1}% of wall)",
+        m.vm_hwm_kib as f64 / 1024.0,
+        m.maxrss_kib as f64 / 1024.0,
+        m.cpu.as_secs_f64(),
+        100.0 * m.cpu.as_secs_f64() / m.wall.as_secs_f64()
+    );
+}
+
+fn main() {
+    let o = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(64);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let groups = layout(&o);
+    let formula = formula(&groups);
+    let ideal = ideal(&groups, o.quota);
+    println!(
+        "sgpolicy bench: {} groups in {} regions, {} drifted, {} ms latency, quota {}/s per region and action, agent --max-rps {} --concurrency {}",
+        o.groups,
+        o.regions,
+        groups.iter().filter(|g| g.2).count(),
+        o.latency_ms,
+        o.quota,
+        o.max_rps.unwrap_or(f64::from(o.quota) * 0.95),
+        o.concurrency
+    );
+    let m = run_pass(&rt, &o, &groups, o.concurrency);
+    print(
+        &format!("concurrency {}", o.concurrency),
+        &m,
+        ideal,
+        &formula,
+    );
+    let mut ok =
+        m.exit == 0 && m.report["summary"]["failed"] == 0 && m.report["summary"]["errors"] == 0;
+    if o.baseline {
+        let b = run_pass(&rt, &o, &groups, 1);
+        print("sequential baseline (concurrency 1)", &b, ideal, &formula);
+        println!(
+            "baseline / concurrent wall time: {:.2}x",
+            b.wall.as_secs_f64() / m.wall.as_secs_f64()
+        );
+        ok &= b.exit == 0;
+    }
+    if !ok {
+        std::process::exit(1);
+    }
+}
