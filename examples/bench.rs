@@ -171,6 +171,29 @@ struct Measured {
     cpu: Duration,
     sim_calls: BTreeMap<String, u64>,
     sim_throttled: u64,
+    connections: usize,
+}
+
+/// Local ports of IPv4 TCP connections to `port` on 127.0.0.1 (from /proc/net/tcp): sampled during
+/// the run, their count shows whether connections are pooled (about `--concurrency`) or not (one
+/// per request).
+fn client_ports(port: u16, into: &mut std::collections::BTreeSet<u16>) {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return;
+    };
+    let want = format!("0100007F:{port:04X}");
+    for line in table.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() > 2 && cols[2] == want {
+            if let Some(p) = cols[1]
+                .split(':')
+                .nth(1)
+                .and_then(|h| u16::from_str_radix(h, 16).ok())
+            {
+                into.insert(p);
+            }
+        }
+    }
 }
 
 fn vm_hwm_kib(pid: i32) -> Option<u64> {
@@ -204,7 +227,8 @@ fn run_pass(
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let addr = listener.local_addr().expect("addr");
+    let url = format!("http://{addr}");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = sim.clone();
     rt.spawn(async move {
@@ -247,7 +271,9 @@ fn run_pass(
         s
     });
     let mut hwm = 0;
+    let mut ports = std::collections::BTreeSet::new();
     let (exit, rusage) = loop {
+        client_ports(addr.port(), &mut ports);
         if let Some(v) = vm_hwm_kib(pid) {
             hwm = hwm.max(v);
         }
@@ -289,6 +315,7 @@ fn run_pass(
         cpu: tv(rusage.ru_utime) + tv(rusage.ru_stime),
         sim_calls,
         sim_throttled,
+        connections: ports.len(),
     }
 }
 
@@ -315,8 +342,11 @@ fn print(label: &str, m: &Measured, ideal: Duration, formula: &BTreeMap<&str, u6
         );
     }
     println!(
-        "throttled: {} (simulator) / {} (agent) | retried: {}",
-        m.sim_throttled, m.report["apiRetries"]["throttled"], m.report["apiRetries"]["retried"]
+        "throttled: {} (simulator) / {} (agent) | retried: {} | TCP connections seen: {}",
+        m.sim_throttled,
+        m.report["apiRetries"]["throttled"],
+        m.report["apiRetries"]["retried"],
+        m.connections
     );
     println!(
         "peak RSS: VmHWM {:.1} MiB, ru_maxrss {:.1} MiB | CPU {:.2} s ({:.1}% of wall)",

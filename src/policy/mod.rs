@@ -14,6 +14,7 @@
 //! - One YAML document per file: a second `---` document is an error (split it into its own file).
 //! - An invalid `--region` value is reported once, at the folder.
 
+mod bytes;
 mod merge;
 mod schema;
 mod walk;
@@ -24,6 +25,7 @@ mod tests;
 #[cfg(test)]
 mod tests_hostile;
 
+pub use bytes::parse_file_bytes;
 pub use merge::revision_of;
 
 use crate::model::{GroupKey, Location, Policy};

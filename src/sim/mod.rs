@@ -16,6 +16,7 @@ mod chaos;
 mod conn;
 mod faults;
 mod handlers;
+mod raw;
 mod respond;
 mod seed;
 mod state;
