@@ -209,6 +209,8 @@ fn agent_path() -> PathBuf {
     dir.join("sgpolicy")
 }
 
+// The child is reaped with wait4 (for its rusage), not Child::wait.
+#[allow(clippy::zombie_processes)]
 fn run_pass(
     rt: &tokio::runtime::Runtime,
     o: &Opts,

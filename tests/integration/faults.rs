@@ -223,3 +223,54 @@ async fn text_summary_counts_retries_and_throttles() {
         run.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttled_calls_do_not_use_up_the_retry_attempts() {
+    use sgpolicy::ecs::credentials::Secret;
+    use sgpolicy::ecs::{ClientConfig, Credentials, EcsClient};
+    use sgpolicy::model::GroupKey;
+    use std::sync::Arc;
+
+    let ids: Vec<String> = (0..8).map(|i| format!("sg-t-{i}")).collect();
+    let rows: Vec<(&str, &str, &str, &str)> = ids
+        .iter()
+        .map(|id| ("cn-hangzhou", id.as_str(), "Accept", ""))
+        .collect();
+    let sim = Sim::start(&seed(&rows)).await;
+    sim.faults(json!({"throttle": {"ModifySecurityGroupPolicy": {"perSecond": 2}}}))
+        .await;
+    // Two attempts only: if throttled answers counted as attempts, most of these writes would fail.
+    let config = ClientConfig {
+        endpoint: Some(sim.url.clone()),
+        max_attempts: 2,
+        rate_limits: sgpolicy::ecs::limit::RateLimits {
+            default_rps: 100.0,
+            ..Default::default()
+        },
+        ..ClientConfig::default()
+    };
+    let creds = Credentials {
+        access_key_id: "testid".into(),
+        access_key_secret: Secret::new("testsecret"),
+        security_token: None,
+    };
+    let client = EcsClient::new(config, Arc::new(creds)).expect("client");
+    let writes = ids.iter().map(|id| {
+        let client = client.clone();
+        let key = GroupKey::new("cn-hangzhou".to_string(), id.clone());
+        async move {
+            client
+                .modify_policy(&key, Policy::Drop, &format!("tok-{}", key.id))
+                .await
+        }
+    });
+    let results = futures::future::join_all(writes).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(client.stats().throttled() > 0, "the quota was hit");
+    assert_eq!(
+        client.stats().retries(),
+        0,
+        "throttles are not counted as retries"
+    );
+    assert_eq!(sim.effective_writes().len(), ids.len());
+}
