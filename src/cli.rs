@@ -46,6 +46,14 @@ pub struct SimArgs {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines for people.
+    Human,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
     Json,
@@ -83,6 +91,11 @@ pub struct RunArgs {
     /// Largest policy file accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024, hide = true)]
     pub max_file_bytes: u64,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub daemon: crate::daemon::DaemonArgs,
 }
 
 /// A validated one-shot configuration.
@@ -97,6 +110,9 @@ pub struct Config {
     pub insecure_http: bool,
     pub concurrency: usize,
     pub max_file_bytes: u64,
+    /// Without `--once`: run as a daemon with these settings.
+    pub once: bool,
+    pub daemon: crate::daemon::DaemonSettings,
 }
 
 impl RunArgs {
@@ -104,11 +120,13 @@ impl RunArgs {
     pub fn validate(&self) -> Result<Config, Vec<String>> {
         let mut problems = Vec::new();
         if self.policies.is_none() {
-            problems.push("--policies DIR is required (the folder of policy YAML files)".to_string());
+            problems
+                .push("--policies DIR is required (the folder of policy YAML files)".to_string());
         }
-        if !self.once {
+        let daemon = self.daemon.validate(self.once, &mut problems);
+        if self.detailed_exitcode && !self.once {
             problems.push(
-                "the daemon mode is not available in this build: pass --once for a single pass"
+                "--detailed-exitcode only applies with --once (a daemon has no final exit code)"
                     .to_string(),
             );
         }
@@ -122,8 +140,14 @@ impl RunArgs {
             ));
         }
         if let Some(r) = &self.region {
-            if r.is_empty() || !r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-                problems.push(format!("--region {r:?} is not a region id like cn-hangzhou"));
+            if r.is_empty()
+                || !r
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                problems.push(format!(
+                    "--region {r:?} is not a region id like cn-hangzhou"
+                ));
             }
         }
         if let Some(e) = &self.endpoint {
@@ -144,6 +168,8 @@ impl RunArgs {
             insecure_http: self.insecure_http,
             concurrency: self.concurrency,
             max_file_bytes: self.max_file_bytes,
+            once: self.once,
+            daemon,
         })
     }
 }
@@ -158,19 +184,51 @@ mod tests {
 
     #[test]
     fn all_argument_problems_are_reported_together() {
-        let cli = parse(&["--detailed-exitcode", "--endpoint", "http://192.0.2.1", "--concurrency", "0"]);
+        let cli = parse(&[
+            "--detailed-exitcode",
+            "--endpoint",
+            "http://192.0.2.1",
+            "--concurrency",
+            "0",
+            "--interval",
+            "x",
+        ]);
         let problems = cli.run.validate().unwrap_err();
-        assert_eq!(problems.len(), 5, "{problems:#?}");
+        assert_eq!(problems.len(), 6, "{problems:#?}");
         assert!(problems.iter().any(|p| p.contains("--policies")));
         assert!(problems.iter().any(|p| p.contains("--insecure-http")));
     }
 
     #[test]
     fn a_valid_one_shot_dry_run() {
-        let cli = parse(&["--policies", "p", "--once", "--dry-run", "--detailed-exitcode", "--output", "json"]);
+        let cli = parse(&[
+            "--policies",
+            "p",
+            "--once",
+            "--dry-run",
+            "--detailed-exitcode",
+            "--output",
+            "json",
+        ]);
         let c = cli.run.validate().unwrap();
         assert!(c.dry_run && c.detailed_exitcode);
         assert_eq!(c.output, OutputFormat::Json);
+    }
+
+    #[test]
+    fn without_once_it_is_a_daemon() {
+        let cli = parse(&[
+            "--policies",
+            "p",
+            "--interval",
+            "30s",
+            "--metrics-addr",
+            ":9090",
+        ]);
+        let c = cli.run.validate().unwrap();
+        assert!(!c.once);
+        assert_eq!(c.daemon.interval, std::time::Duration::from_secs(30));
+        assert_eq!(c.daemon.metrics_addr.map(|a| a.port()), Some(9090));
     }
 
     #[test]

@@ -15,10 +15,16 @@
 //! - [`reconcile`]: one pass: load → observe → plan → apply → verify → report. The only writer.
 //! - [`report`]: renders plans and results for humans (text) and machines (JSON).
 //! - [`cli`]: raw arguments → validated configuration.
+//! - [`daemon`]: the long-lived mode: triggers (file changes, interval, SIGHUP), one pass at a time,
+//!   last good state, incremental passes, fights, audit trail, shutdown. [`watch`]: the file watcher.
+//!   [`metrics`] and [`health`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`sim`]: the built-in ECS simulator, the test double and a demo for users without an account.
 
 pub mod cli;
+pub mod daemon;
 pub mod ecs;
+pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod policy;
@@ -26,3 +32,4 @@ pub mod reconcile;
 pub mod report;
 pub mod sim;
 pub mod token;
+pub mod watch;

@@ -1,7 +1,7 @@
 //! The `sgpolicy` binary: parse arguments, set up logging, run, and map the outcome to an exit status.
 
 use clap::Parser;
-use sgpolicy::cli::{exit, Cli, Command, Config, OutputFormat, SimArgs};
+use sgpolicy::cli::{exit, Cli, Command, Config, LogFormat, OutputFormat, SimArgs};
 use sgpolicy::ecs::{ClientConfig, Credentials, EcsClient};
 use sgpolicy::policy::{self, LoadOptions};
 use sgpolicy::{reconcile, report};
@@ -16,8 +16,11 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
         }
     };
-    init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    init_logging(cli.run.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -27,7 +30,8 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Some(Command::Sim(args)) => runtime.block_on(run_sim(args)),
         None => match cli.run.validate() {
-            Ok(config) => runtime.block_on(run_once(config)),
+            Ok(config) if config.once => runtime.block_on(run_once(config)),
+            Ok(config) => runtime.block_on(sgpolicy::daemon::run(config)),
             Err(problems) => {
                 for p in problems {
                     eprintln!("error: {p}");
@@ -40,13 +44,20 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("sgpolicy=info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 async fn run_once(config: Config) -> i32 {
@@ -68,14 +79,19 @@ async fn run_once(config: Config) -> i32 {
             if config.output == OutputFormat::Json {
                 let list: Vec<_> = errors
                     .iter()
-                    .map(|e| serde_json::json!({
-                        "path": e.location.path.display().to_string(),
-                        "line": e.location.line,
-                        "column": e.location.column,
-                        "message": e.message,
-                    }))
+                    .map(|e| {
+                        serde_json::json!({
+                            "path": e.location.path.display().to_string(),
+                            "line": e.location.line,
+                            "column": e.location.column,
+                            "message": e.message,
+                        })
+                    })
                     .collect();
-                println!("{}", serde_json::json!({"version": report::JSON_VERSION, "errors": list}));
+                println!(
+                    "{}",
+                    serde_json::json!({"version": report::JSON_VERSION, "errors": list})
+                );
             }
             return exit::ERROR;
         }
@@ -105,6 +121,8 @@ async fn run_once(config: Config) -> i32 {
         ..reconcile::PassOptions::default()
     };
     let result = reconcile::run_pass(&client, &desired, &pass_opts).await;
+    let commit = sgpolicy::daemon::gitrev::commit_of(&config.policies);
+    sgpolicy::daemon::audit::log_writes(&result, commit.as_deref());
     tracing::info!("{}", report::summary_line(&result));
     match config.output {
         OutputFormat::Text => print!("{}", report::text(&result)),
@@ -148,7 +166,10 @@ async fn run_sim(args: SimArgs) -> i32 {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match sgpolicy::sim::Simulator::new(seed).serve(listener, shutdown).await {
+    match sgpolicy::sim::Simulator::new(seed)
+        .serve(listener, shutdown)
+        .await
+    {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("error: simulator: {e}");
