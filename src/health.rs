@@ -241,7 +241,7 @@ mod tests {
     #[test]
     fn readiness_needs_a_folder_a_full_pass_and_a_working_cloud() {
         let h = Health::new(Duration::from_secs(3600));
-        assert_eq!(h.ready().0, false);
+        assert!(!h.ready().0);
         h.folder(FolderStatus::NotLoaded, 2);
         assert!(h.ready().1.contains("2 error(s)"));
         h.folder(
@@ -275,7 +275,7 @@ mod tests {
             "{why}"
         );
         h.stopping();
-        assert_eq!(h.ready().0, false);
+        assert!(!h.ready().0);
     }
 
     #[test]
