@@ -125,7 +125,8 @@ async fn run_once(config: Config) -> i32 {
     let result = reconcile::run_pass(&client, &desired, &pass_opts).await;
     let commit = sgpolicy::daemon::gitrev::commit_of(&config.policies);
     sgpolicy::daemon::audit::log_writes(&result, commit.as_deref());
-    tracing::info!("{}", report::summary_line(&result));
+    // The summary is on stdout already; the log line is for runs whose stdout is a JSON report.
+    tracing::debug!("{}", report::summary_line(&result));
     match config.output {
         OutputFormat::Text => print!("{}", report::text(&result)),
         OutputFormat::Json => println!("{}", report::json(&result)),

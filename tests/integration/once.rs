@@ -83,7 +83,7 @@ async fn text_output_shows_changes_and_a_summary_and_logs_stay_off_stdout() {
         run.stdout
     );
     assert!(
-        run.stdout.contains("prod.yaml:4:"),
+        run.stdout.contains("prod.yaml:3:5"),
         "source location: {}",
         run.stdout
     );
@@ -392,7 +392,8 @@ async fn a_bad_policy_folder_reports_every_error_and_sends_no_request() {
         sim.calls()
     );
     let errors = run.json()["errors"].as_array().cloned().unwrap();
-    assert_eq!(errors.len(), 3, "{errors:#?}");
+    // typo.yaml: the unknown field and the then-missing innerAccessPolicy; value.yml; the conflict.
+    assert_eq!(errors.len(), 4, "{errors:#?}");
     assert!(run.stderr.contains("typo.yaml:4:5:"), "{}", run.stderr);
     assert!(
         run.stderr.contains("innerAccessPolicy"),

@@ -33,7 +33,7 @@ async fn official_python_sdks_work_against_the_simulator_unchanged() {
         .filter(|p| {
             p.extension().is_some_and(|x| x == "py")
                 && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("test_"))
+                    .is_some_and(|n| n.to_string_lossy().ends_with("_sdk.py"))
         })
         .collect();
     scripts.sort();
