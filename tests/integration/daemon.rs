@@ -745,10 +745,15 @@ async fn a_fight_over_a_group_is_held_back_and_reported() {
         ],
     )
     .await;
-    wait_policy(&sim, "sg-a", Policy::Drop, &d).await;
+    let corrections = |n: f64| move |m: &Metrics| m.get("sgpolicy_corrections_total") == n;
+    // Flips wait for the pass to have counted the correction, so a flip never lands inside the
+    // verification of the write before it.
+    d.wait_metrics("the first correction", corrections(1.0))
+        .await;
     // Someone flips it back; sgpolicy corrects it a second time: that is a fight (threshold 2).
     assert!(sim.sim.set_policy(HZ, "sg-a", Policy::Accept));
-    wait_policy(&sim, "sg-a", Policy::Drop, &d).await;
+    d.wait_metrics("the second correction", corrections(2.0))
+        .await;
     let warning = d.wait_log("was changed back 2 times").await;
     assert!(warning.contains("cn-hangzhou/sg-a"), "{warning}");
     // The third flip is left alone while held; the group is reported as drifted and fighting.
