@@ -6,7 +6,7 @@ use crate::plan::Action;
 use crate::reconcile::{GroupResult, Outcome, PassReport};
 
 /// Whether a ModifySecurityGroupPolicy request was actually sent for this result.
-fn write_sent(r: &GroupResult) -> bool {
+pub fn write_sent(r: &GroupResult) -> bool {
     match r.outcome {
         Outcome::Changed => true,
         Outcome::Failed => {

@@ -240,9 +240,8 @@ impl Runner {
         let started = Instant::now();
         self.health.pass_started();
         if let Some(w) = &self.watch {
-            if let Ok(mut w) = w.lock() {
-                w.rearm();
-            }
+            // A panic during an earlier rearm leaves the watch usable: take it back.
+            w.lock().unwrap_or_else(|e| e.into_inner()).rearm();
         }
         let loaded = self.load().await;
         let commit = gitrev::commit_of(&self.config.policies);
@@ -397,11 +396,7 @@ impl Runner {
                     }
                     Outcome::Failed => {
                         t.errors += 1;
-                        if r.request_id.is_some()
-                            || r.error
-                                .as_ref()
-                                .is_some_and(|e| e.action == crate::ecs::api::MODIFY_POLICY)
-                        {
+                        if audit::write_sent(r) {
                             self.write_outcome("failed");
                         }
                         if let Some(e) = r.error.as_ref().filter(|e| is_cloud_failure(&e.code)) {
