@@ -304,7 +304,8 @@ impl Runner {
         if scope > 0 {
             self.health.cloud(cloud_failure.clone());
         }
-        if full {
+        // Every declared group was read (also a file pass right after the first good load).
+        if full || scope == desired.groups.len() {
             self.health.full_pass_done();
         }
         let outcome = if cloud_failure.is_some() {

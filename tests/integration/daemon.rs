@@ -881,3 +881,52 @@ async fn a_one_line_edit_among_1000_groups_makes_four_calls() {
 async fn a_one_line_edit_among_10000_groups_makes_four_calls() {
     one_line_edit_among(10_000).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_folder_that_does_not_exist_yet_is_waited_for_like_git_syncs_first_sync() {
+    let sim = Sim::start(&seed(&[(HZ, "sg-a", "Accept", "")])).await;
+    let root = tempfile::tempdir().unwrap();
+    let policies = root.path().join("repo").join("policies");
+    let d = Daemon::start(&sim, &policies, &["--interval", "1h"]).await;
+    d.wait_log("does not exist yet").await;
+    d.wait_log("pass finished").await;
+    let (status, body) = d.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no earlier version"), "{body}");
+    assert!(sim.calls().is_empty());
+
+    // git-sync's first sync: the worktree appears and the link is created.
+    let wt = root.path().join(".worktrees").join(SHA1).join("policies");
+    std::fs::create_dir_all(&wt).unwrap();
+    std::fs::write(wt.join("prod.yaml"), policy_file(&[("sg-a", "Drop")])).unwrap();
+    std::os::unix::fs::symlink(format!(".worktrees/{SHA1}"), root.path().join("repo")).unwrap();
+    wait_policy(&sim, "sg-a", Policy::Drop, &d).await;
+    let start = Instant::now();
+    while d.get("/readyz").await.0 != 200 {
+        assert!(start.elapsed() < DEADLINE, "never ready:\n{}", d.log_text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = d.metrics().await;
+    assert_eq!(
+        m.get(&format!(
+            "sgpolicy_policy_revision_info{{revision=\"{}\",commit=\"{SHA1}\"}}",
+            revision_in(&d)
+        )),
+        1.0,
+        "{}",
+        m.text
+    );
+}
+
+/// The revision of the last "policy folder ... loaded" line.
+fn revision_in(d: &Daemon) -> String {
+    let line = d
+        .lines_with("loaded revision=")
+        .pop()
+        .expect("a loaded line");
+    line.split("revision=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("")
+        .to_string()
+}
