@@ -14,8 +14,10 @@
 //! - One YAML document per file: a second `---` document is an error (split it into its own file).
 //! - An invalid `--region` value is reported once, at the folder.
 
+pub mod json_schema;
 mod merge;
 mod schema;
+mod selector;
 mod walk;
 mod yaml;
 
@@ -25,8 +27,9 @@ mod tests;
 mod tests_hostile;
 
 pub use merge::revision_of;
+pub use selector::{glob_match, Selector};
 
-use crate::model::{GroupKey, Location, Policy};
+use crate::model::{GroupKey, Location, Mode, Note, Policy};
 use schema::Fallback;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,6 +43,8 @@ pub struct DesiredGroup {
     pub key: GroupKey,
     pub policy: Policy,
     pub source: Location,
+    /// `observe`: drift is planned and reported but never written.
+    pub mode: Mode,
 }
 
 /// Everything the policy folder asks for, plus the digest that names this exact desired state.
@@ -48,6 +53,10 @@ pub struct Desired {
     pub groups: BTreeMap<GroupKey, DesiredGroup>,
     pub revision: String,
     pub files: usize,
+    /// Declarations by tag/VPC/name, turned into `groups` at pass time by `crate::selectors`.
+    pub selectors: Vec<Selector>,
+    /// What that resolution found worth saying (matched nothing, conflicts); empty after loading.
+    pub notes: Vec<Note>,
 }
 
 /// A problem with the folder, rendered `path:line:column: message`.
@@ -96,6 +105,7 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
     };
     let files = walk::policy_files(dir, &mut errors);
     let mut groups = BTreeMap::new();
+    let mut selectors = Vec::new();
     for path in &files {
         let text = match walk::read_policy_file(path, opts.max_file_bytes) {
             Ok(text) => text,
@@ -114,7 +124,9 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
                 continue;
             }
         };
-        let (declared, mut file_errors) = schema::groups_of_file(tree.as_ref(), path, fallback);
+        let (declared, file_selectors, mut file_errors) =
+            schema::groups_of_file(tree.as_ref(), path, fallback);
+        selectors.extend(file_selectors);
         for group in declared {
             merge::add(&mut groups, group, &mut file_errors);
         }
@@ -133,9 +145,11 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
     }
     if errors.is_empty() {
         Ok(Desired {
-            revision: revision_of(&groups),
+            revision: merge::revision_with_selectors(&groups, &selectors),
             groups,
             files: files.len(),
+            selectors,
+            notes: Vec::new(),
         })
     } else {
         errors.sort_by(|a, b| a.location.cmp(&b.location));
