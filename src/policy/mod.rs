@@ -25,6 +25,8 @@ mod yaml;
 mod tests;
 #[cfg(test)]
 mod tests_hostile;
+#[cfg(test)]
+mod tests_workflow;
 
 pub use merge::revision_of;
 pub use selector::{glob_match, Selector};

@@ -208,3 +208,96 @@ pub fn markdown(report: &PassReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{GroupKey, Location, Mode, Note, Policy};
+    use crate::plan::PlanEntry;
+    use std::time::Duration;
+
+    fn result(i: usize, from: Policy, to: Policy, outcome: Outcome) -> GroupResult {
+        GroupResult {
+            entry: PlanEntry {
+                key: GroupKey::new("cn-hangzhou", format!("sg-bp1{i:016}")),
+                desired: to,
+                observed: Some(from),
+                source: Location {
+                    path: "policies/team-with-a-long-name/prod.yaml".into(),
+                    line: i + 3,
+                    column: 5,
+                },
+                action: if from == to {
+                    Action::InSync
+                } else {
+                    Action::Change { from, to }
+                },
+                mode: Mode::Enforce,
+            },
+            outcome,
+            token: None,
+            request_id: None,
+            error: None,
+            hold: None,
+        }
+    }
+
+    fn report(results: Vec<GroupResult>) -> PassReport {
+        PassReport {
+            revision: "0123456789ab".into(),
+            files: 1,
+            dry_run: true,
+            results,
+            fatal: None,
+            api_calls: Default::default(),
+            duration: Duration::from_millis(5),
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_small_plan_has_summary_table_directions_and_folded_in_sync_groups() {
+        let mut r = report(vec![
+            result(1, Policy::Accept, Policy::Drop, Outcome::WouldChange),
+            result(2, Policy::Drop, Policy::Accept, Outcome::WouldChange),
+            result(3, Policy::Drop, Policy::Drop, Outcome::InSync),
+        ]);
+        r.notes.push(Note {
+            level: NoteLevel::Warning,
+            message: "selector (cn-a name \"x|y\") matched no security group".into(),
+            locations: vec![Location { path: "s.yaml".into(), line: 2, column: 3 }],
+        });
+        let md = markdown(&r);
+        assert!(md.contains("revision `0123456789ab`"), "{md}");
+        assert!(md.contains("**Plan: 2 to change, 1 in sync, 0 errors"), "{md}");
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| `sg-")).collect();
+        assert_eq!(rows.len(), 2, "{md}");
+        assert!(rows[0].contains("Drop → Accept") && rows[0].contains("⚠️ **opens**"), "opens first: {md}");
+        assert!(rows[1].contains("Accept → Drop") && rows[1].contains("| isolates |"), "{md}");
+        assert!(md.contains("> [!WARNING]\n> 1 change(s) **open**"), "{md}");
+        assert!(md.contains("<details><summary>1 group(s) in sync</summary>"), "{md}");
+        assert!(md.contains("x\\|y"), "pipes in user text are escaped: {md}");
+        assert!(md.trim_end().ends_with("</details>"));
+    }
+
+    #[test]
+    fn ten_thousand_groups_stay_under_the_comment_limit_with_a_note() {
+        let results: Vec<GroupResult> = (0..10_000)
+            .map(|i| match i % 4 {
+                0 => result(i, Policy::Drop, Policy::Accept, Outcome::WouldChange),
+                1 => result(i, Policy::Accept, Policy::Drop, Outcome::WouldChange),
+                _ => result(i, Policy::Drop, Policy::Drop, Outcome::InSync),
+            })
+            .collect();
+        let md = markdown(&report(results));
+        assert!(md.chars().count() <= MAX_COMMENT_CHARS, "{} chars", md.chars().count());
+        assert!(md.len() <= MAX_COMMENT_CHARS, "{} bytes", md.len());
+        assert!(md.contains("more change(s) not shown"), "truncation is said");
+        assert!(md.contains("<details><summary>5000 group(s) in sync</summary>"));
+        assert!(md.trim_end().ends_with("</details>"), "the details block is closed");
+        // Opens are shown before isolations, so truncation drops isolations first.
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| `sg-")).collect();
+        assert!(rows.len() > 100, "{}", rows.len());
+        assert!(rows.iter().all(|r| r.contains("opens")), "only opens fit, and they come first");
+    }
+}
