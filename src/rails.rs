@@ -109,7 +109,11 @@ impl Gate {
 
 /// Decides which enforced changes of `plan` are held back.
 pub fn gate(plan: &Plan, rails: &Rails) -> Gate {
-    let enforced: Vec<&PlanEntry> = plan.entries.iter().filter(|e| e.is_enforced_change()).collect();
+    let enforced: Vec<&PlanEntry> = plan
+        .entries
+        .iter()
+        .filter(|e| e.is_enforced_change())
+        .collect();
     let opens = enforced.iter().filter(|e| e.opens()).count();
     let mut g = Gate {
         opens,
@@ -180,16 +184,37 @@ mod tests {
         let g = gate(&p, &Rails::default());
         assert_eq!(g.hold(&p.entries[0]), Some(&Hold::Open));
         assert_eq!(g.hold(&p.entries[1]), None);
-        assert_eq!(g.hold(&p.entries[2]), None, "observe entries are never written anyway");
+        assert_eq!(
+            g.hold(&p.entries[2]),
+            None,
+            "observe entries are never written anyway"
+        );
         assert_eq!(g.opens, 1);
-        let allowed = gate(&p, &Rails { allow_open: true, ..Rails::default() });
+        let allowed = gate(
+            &p,
+            &Rails {
+                allow_open: true,
+                ..Rails::default()
+            },
+        );
         assert_eq!(allowed.hold(&p.entries[0]), None);
-        assert!(allowed.notes(false, &Rails { allow_open: true, ..Rails::default() }).is_empty());
+        assert!(allowed
+            .notes(
+                false,
+                &Rails {
+                    allow_open: true,
+                    ..Rails::default()
+                }
+            )
+            .is_empty());
         let notes = g.notes(false, &Rails::default());
         assert_eq!(notes.len(), 1);
         assert_eq!(notes[0].level, NoteLevel::Error);
         assert!(notes[0].message.contains("--allow-open"));
-        assert_eq!(g.notes(true, &Rails::default())[0].level, NoteLevel::Warning);
+        assert_eq!(
+            g.notes(true, &Rails::default())[0].level,
+            NoteLevel::Warning
+        );
     }
 
     #[test]
@@ -200,16 +225,39 @@ mod tests {
         entries.push(entry("watched", Accept, Drop, Mode::Observe));
         entries.push(entry("same", Drop, Drop, Mode::Enforce));
         let p = plan(entries);
-        let at_cap = gate(&p, &Rails { max_changes: Some(3), allow_open: false });
+        let at_cap = gate(
+            &p,
+            &Rails {
+                max_changes: Some(3),
+                allow_open: false,
+            },
+        );
         assert_eq!(at_cap.exceeded, None, "exactly N changes is allowed");
-        let over = gate(&p, &Rails { max_changes: Some(2), allow_open: true });
+        let over = gate(
+            &p,
+            &Rails {
+                max_changes: Some(2),
+                allow_open: true,
+            },
+        );
         assert_eq!(over.exceeded, Some((3, 2)));
         for e in &p.entries[..3] {
             assert_eq!(over.hold(e), Some(&Hold::MaxChanges { planned: 3, max: 2 }));
         }
         assert_eq!(over.hold(&p.entries[3]), None);
         let note = &over.notes(false, &Rails::default())[0];
-        assert!(note.message.contains("3 changes") && note.message.contains("--max-changes 2"), "{note:?}");
-        assert!(gate(&p, &Rails { max_changes: None, allow_open: false }).exceeded.is_none());
+        assert!(
+            note.message.contains("3 changes") && note.message.contains("--max-changes 2"),
+            "{note:?}"
+        );
+        assert!(gate(
+            &p,
+            &Rails {
+                max_changes: None,
+                allow_open: false
+            }
+        )
+        .exceeded
+        .is_none());
     }
 }

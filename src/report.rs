@@ -13,8 +13,14 @@ pub use markdown::{markdown, MAX_COMMENT_CHARS};
 /// "opens" for Drop → Accept (weakens isolation), "isolates" for Accept → Drop; `None` otherwise.
 pub fn direction(entry: &PlanEntry) -> Option<&'static str> {
     match entry.action {
-        Action::Change { from: Policy::Drop, to: Policy::Accept } => Some("opens"),
-        Action::Change { from: Policy::Accept, to: Policy::Drop } => Some("isolates"),
+        Action::Change {
+            from: Policy::Drop,
+            to: Policy::Accept,
+        } => Some("opens"),
+        Action::Change {
+            from: Policy::Accept,
+            to: Policy::Drop,
+        } => Some("isolates"),
         _ => None,
     }
 }
@@ -92,7 +98,11 @@ pub fn summary_line(report: &PassReport) -> String {
         report.results.len(),
         report.revision,
         report.duration.as_secs_f64(),
-        if calls.is_empty() { "none".to_string() } else { calls },
+        if calls.is_empty() {
+            "none".to_string()
+        } else {
+            calls
+        },
     )
 }
 
@@ -110,10 +120,18 @@ pub fn text(report: &PassReport) -> String {
             .map(|r| {
                 let opens = if r.entry.opens() { " (opens)" } else { "" };
                 let result = match (&r.entry.action, r.outcome) {
-                    (Action::Change { from, to }, Outcome::WouldChange) => format!("will change {from} -> {to}{opens}"),
-                    (Action::Change { from, to }, Outcome::Changed) => format!("changed {from} -> {to}{opens}"),
-                    (Action::Change { from, to }, Outcome::Observed) => format!("observe only: {from} -> {to}{opens}"),
-                    (Action::Change { from, to }, Outcome::Held) => format!("HELD {from} -> {to}{opens}"),
+                    (Action::Change { from, to }, Outcome::WouldChange) => {
+                        format!("will change {from} -> {to}{opens}")
+                    }
+                    (Action::Change { from, to }, Outcome::Changed) => {
+                        format!("changed {from} -> {to}{opens}")
+                    }
+                    (Action::Change { from, to }, Outcome::Observed) => {
+                        format!("observe only: {from} -> {to}{opens}")
+                    }
+                    (Action::Change { from, to }, Outcome::Held) => {
+                        format!("HELD {from} -> {to}{opens}")
+                    }
                     (_, Outcome::Failed) => "FAILED".to_string(),
                     (a, _) => format!("ERROR {}", action_name(a)),
                 };
@@ -158,7 +176,11 @@ pub fn text(report: &PassReport) -> String {
             NoteLevel::Warning => "warning",
             NoteLevel::Error => "error",
         };
-        let at = n.locations.first().map(|l| format!("{l}: ")).unwrap_or_default();
+        let at = n
+            .locations
+            .first()
+            .map(|l| format!("{l}: "))
+            .unwrap_or_default();
         let _ = writeln!(out, "{at}{level}: {}", n.message);
     }
     if let Some(f) = &report.fatal {

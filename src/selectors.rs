@@ -69,7 +69,9 @@ pub async fn list_matching(client: &EcsClient, sel: &Selector) -> Listing {
         if let Some(t) = &next_token {
             params.push(("NextToken", t.clone()));
         }
-        let body = client.call(api::DESCRIBE_GROUPS, &sel.region, &params).await?;
+        let body = client
+            .call(api::DESCRIBE_GROUPS, &sel.region, &params)
+            .await?;
         let parsed: GroupsResponse = serde_json::from_value(body).map_err(|e| {
             ApiError::transport(api::DESCRIBE_GROUPS, "MalformedResponse", e.to_string())
         })?;
@@ -189,7 +191,10 @@ mod tests {
     #[test]
     fn explicit_ids_win_and_agreeing_selectors_share_a_group() {
         let mut d = Desired {
-            selectors: vec![sel(7, Policy::Drop, Mode::Enforce), sel(3, Policy::Drop, Mode::Observe)],
+            selectors: vec![
+                sel(7, Policy::Drop, Mode::Enforce),
+                sel(3, Policy::Drop, Mode::Observe),
+            ],
             ..Desired::default()
         };
         let key = GroupKey::new("cn-a", "sg-explicit");
@@ -206,8 +211,16 @@ mod tests {
         assert_eq!(out.groups[&key].policy, Policy::Accept, "explicit id wins");
         let g = &out.groups[&GroupKey::new("cn-a", "sg-1")];
         assert_eq!(g.policy, Policy::Drop);
-        assert_eq!(g.source, loc("s.yaml", 3), "the first selector by file:line is the source");
-        assert_eq!(g.mode, Mode::Observe, "any observe makes the group observed");
+        assert_eq!(
+            g.source,
+            loc("s.yaml", 3),
+            "the first selector by file:line is the source"
+        );
+        assert_eq!(
+            g.mode,
+            Mode::Observe,
+            "any observe makes the group observed"
+        );
         assert!(out.notes.is_empty(), "{:?}", out.notes);
         assert_eq!(out.revision, d.revision);
     }
@@ -215,7 +228,10 @@ mod tests {
     #[test]
     fn disagreeing_selectors_are_a_conflict_naming_both_and_other_groups_proceed() {
         let d = Desired {
-            selectors: vec![sel(3, Policy::Drop, Mode::Enforce), sel(9, Policy::Accept, Mode::Enforce)],
+            selectors: vec![
+                sel(3, Policy::Drop, Mode::Enforce),
+                sel(9, Policy::Accept, Mode::Enforce),
+            ],
             ..Desired::default()
         };
         let out = decide(&d, &[ids(&["sg-both", "sg-only-a"]), ids(&["sg-both"])]);
@@ -224,17 +240,28 @@ mod tests {
         assert_eq!(out.notes.len(), 1);
         let n = &out.notes[0];
         assert_eq!(n.level, NoteLevel::Error);
-        assert!(n.message.contains("Drop at s.yaml:3:5") && n.message.contains("Accept at s.yaml:9:5"), "{}", n.message);
+        assert!(
+            n.message.contains("Drop at s.yaml:3:5") && n.message.contains("Accept at s.yaml:9:5"),
+            "{}",
+            n.message
+        );
         assert_eq!(n.locations, [loc("s.yaml", 3), loc("s.yaml", 9)]);
     }
 
     #[test]
     fn empty_and_failed_selectors_are_noted() {
         let d = Desired {
-            selectors: vec![sel(3, Policy::Drop, Mode::Enforce), sel(9, Policy::Drop, Mode::Enforce)],
+            selectors: vec![
+                sel(3, Policy::Drop, Mode::Enforce),
+                sel(9, Policy::Drop, Mode::Enforce),
+            ],
             ..Desired::default()
         };
-        let failed = Err(ApiError::transport(api::DESCRIBE_GROUPS, "ServiceUnavailable", "later"));
+        let failed = Err(ApiError::transport(
+            api::DESCRIBE_GROUPS,
+            "ServiceUnavailable",
+            "later",
+        ));
         let out = decide(&d, &[ids(&[]), failed]);
         assert!(out.groups.is_empty());
         assert_eq!(out.notes[0].level, NoteLevel::Warning);

@@ -156,8 +156,17 @@ mod tests {
         .expect("write");
         let out = validate(dir.path(), &LoadOptions::default(), Format::Text);
         assert!(out.ok);
-        assert!(out.output.starts_with("valid: 1 file(s), 1 group(s), 0 selector(s), revision "), "{}", out.output);
-        std::fs::write(dir.path().join("b.yaml"), "groups:\n  - {id: sg-2, policy: Drop}\n").expect("write");
+        assert!(
+            out.output
+                .starts_with("valid: 1 file(s), 1 group(s), 0 selector(s), revision "),
+            "{}",
+            out.output
+        );
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            "groups:\n  - {id: sg-2, policy: Drop}\n",
+        )
+        .expect("write");
         let out = validate(dir.path(), &LoadOptions::default(), Format::Github);
         assert!(!out.ok);
         let lines: Vec<&str> = out.output.lines().collect();

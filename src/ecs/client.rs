@@ -7,7 +7,7 @@ use super::api::{self, AttributeResponse, GroupsResponse};
 use super::credentials::CredentialSource;
 use super::error::{ApiError, ErrorClass};
 use super::sign;
-use crate::model::{Policy, GroupKey};
+use crate::model::{GroupKey, Policy};
 use crate::plan::GroupMeta;
 use reqwest::Url;
 use std::collections::BTreeMap;
@@ -62,7 +62,9 @@ pub fn validate_endpoint(endpoint: &str, allow_insecure_http: bool) -> Result<Ur
                 Err(format!("refusing plain http endpoint {endpoint}: signed requests would cross the network unencrypted; use https, a loopback address, or pass --insecure-http"))
             }
         }
-        other => Err(format!("endpoint {endpoint} has scheme {other:?}; expected https")),
+        other => Err(format!(
+            "endpoint {endpoint} has scheme {other:?}; expected https"
+        )),
     }
 }
 
@@ -75,7 +77,8 @@ pub struct CallStats {
 impl CallStats {
     fn record(&self, action: &str, outcome: &str) {
         if let Ok(mut c) = self.counts.lock() {
-            *c.entry((action.to_string(), outcome.to_string())).or_default() += 1;
+            *c.entry((action.to_string(), outcome.to_string()))
+                .or_default() += 1;
         }
     }
 
@@ -103,7 +106,10 @@ pub struct EcsClient {
 }
 
 impl EcsClient {
-    pub fn new(config: ClientConfig, credentials: Arc<dyn CredentialSource>) -> Result<Self, String> {
+    pub fn new(
+        config: ClientConfig,
+        credentials: Arc<dyn CredentialSource>,
+    ) -> Result<Self, String> {
         let endpoint = match &config.endpoint {
             Some(e) => Some(validate_endpoint(e, config.allow_insecure_http)?),
             None => None,
@@ -133,7 +139,11 @@ impl EcsClient {
         match &self.endpoint {
             Some(u) => Ok(u.clone()),
             None => Url::parse(&format!("https://ecs.{region}.aliyuncs.com/")).map_err(|e| {
-                ApiError::transport("resolve", "InvalidEndpoint", format!("region {region:?}: {e}"))
+                ApiError::transport(
+                    "resolve",
+                    "InvalidEndpoint",
+                    format!("region {region:?}: {e}"),
+                )
             }),
         }
     }
@@ -322,7 +332,11 @@ impl EcsClient {
         let response = match response {
             Ok(r) => r,
             Err(e) => {
-                let code = if e.is_timeout() { "Timeout" } else { "Transport" };
+                let code = if e.is_timeout() {
+                    "Timeout"
+                } else {
+                    "Transport"
+                };
                 self.stats.record(action, code);
                 // reqwest's Display includes the URL with its signed query: keep only the cause.
                 return Err(ApiError::transport(action, code, transport_cause(&e)));
@@ -338,7 +352,11 @@ impl EcsClient {
             Ok(t) => t,
             Err(e) => {
                 self.stats.record(action, "Transport");
-                return Err(ApiError::transport(action, "Transport", transport_cause(&e)));
+                return Err(ApiError::transport(
+                    action,
+                    "Transport",
+                    transport_cause(&e),
+                ));
             }
         };
         let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
@@ -418,7 +436,10 @@ mod tests {
         for attempt in 1..20 {
             let d = client.backoff(attempt, &err);
             assert!(d <= Duration::from_secs(10), "{d:?}");
-            let floor = Duration::from_millis(200).saturating_mul(1 << attempt.min(16)).min(Duration::from_secs(10)) / 2;
+            let floor = Duration::from_millis(200)
+                .saturating_mul(1 << attempt.min(16))
+                .min(Duration::from_secs(10))
+                / 2;
             assert!(d >= floor, "attempt {attempt}: {d:?} < {floor:?}");
         }
         let mut hinted = err.clone();

@@ -177,7 +177,10 @@ mod tests {
             ("match", MATCH_FIELDS),
         ] {
             for f in fields {
-                assert!(property(table, f).is_some(), "{table}.{f} has no schema entry");
+                assert!(
+                    property(table, f).is_some(),
+                    "{table}.{f} has no schema entry"
+                );
             }
         }
     }
@@ -198,7 +201,10 @@ mod tests {
         assert_eq!(any_case(&["ab"]), "^([Aa][Bb])$");
         let s = policy_file_schema();
         assert_eq!(s["additionalProperties"], false);
-        assert_eq!(s["$defs"]["group"]["required"], json!(["id", "innerAccessPolicy"]));
+        assert_eq!(
+            s["$defs"]["group"]["required"],
+            json!(["id", "innerAccessPolicy"])
+        );
         assert_eq!(
             s["$defs"]["group"]["properties"]
                 .as_object()

@@ -15,8 +15,8 @@
 //! as their text (`id: 12345` is the id "12345"). Errors point at the key for unknown or duplicate fields,
 //! at the value for bad values and at the entry's start for missing fields.
 
-use super::yaml::{clip, Node, Pos, Value};
 use super::selector::{self, Selector};
+use super::yaml::{clip, Node, Pos, Value};
 use super::{DesiredGroup, LoadError};
 use crate::model::{GroupKey, Location, Mode, Policy};
 use std::path::Path;
@@ -272,7 +272,11 @@ pub(crate) fn suggest(unknown: &str, known: &[&'static str]) -> Option<&'static 
     best.map(|(_, k)| k)
 }
 
-pub(super) fn string_value<'n>(node: &'n Node, what: &str, report: &mut Report<'_>) -> Option<&'n str> {
+pub(super) fn string_value<'n>(
+    node: &'n Node,
+    what: &str,
+    report: &mut Report<'_>,
+) -> Option<&'n str> {
     match node.as_str() {
         Some(s) => Some(s),
         None => {
@@ -346,7 +350,10 @@ pub(super) fn mode_value(node: &Node, report: &mut Report<'_>) -> Option<Mode> {
     if parsed.is_none() {
         report.err(
             node.pos,
-            format!("expected enforce or observe for `mode`, found {}", node.kind()),
+            format!(
+                "expected enforce or observe for `mode`, found {}",
+                node.kind()
+            ),
         );
     }
     parsed

@@ -325,7 +325,10 @@ mod tests {
         assert_eq!(s.name.as_deref(), Some("pay-*"));
         assert_eq!((s.policy, s.mode), (Policy::Drop, Mode::Observe));
         assert_eq!((s.source.line, s.source.column), (3, 5));
-        assert_eq!(s.describe(), "cn-hangzhou tags env=prod,team=payments, vpcId vpc-1, name \"pay-*\"");
+        assert_eq!(
+            s.describe(),
+            "cn-hangzhou tags env=prod,team=payments, vpcId vpc-1, name \"pay-*\""
+        );
     }
 
     #[test]

@@ -17,23 +17,41 @@ fn mode_defaults_to_enforce_and_observe_is_kept() {
 #[test]
 fn the_same_group_with_different_modes_is_a_conflict() {
     let dir = folder(&[
-        ("a.yaml", b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop}\n"),
-        ("b.yaml", b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop, mode: observe}\n"),
+        (
+            "a.yaml",
+            b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop}\n",
+        ),
+        (
+            "b.yaml",
+            b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop, mode: observe}\n",
+        ),
     ]);
     let e = errs(dir.path(), &LoadOptions::default());
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].starts_with("b.yaml:3:5: conflict: sg-1 in cn-a is declared with mode observe here and enforce at "), "{e:?}");
+    assert!(
+        e[0].starts_with(
+            "b.yaml:3:5: conflict: sg-1 in cn-a is declared with mode observe here and enforce at "
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn revision_changes_with_mode_and_selectors_but_not_for_enforce_only_folders() {
-    let plain = ok(folder(&[("p.yaml", b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop}\n")]).path());
+    let plain = ok(folder(&[(
+        "p.yaml",
+        b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop}\n",
+    )])
+    .path());
     let explicit_enforce = ok(folder(&[(
         "p.yaml",
         b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop, mode: enforce}\n",
     )])
     .path());
-    assert_eq!(plain.revision, explicit_enforce.revision, "older revisions keep their value");
+    assert_eq!(
+        plain.revision, explicit_enforce.revision,
+        "older revisions keep their value"
+    );
     let observed = ok(folder(&[(
         "p.yaml",
         b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop, mode: observe}\n",
@@ -46,8 +64,14 @@ fn revision_changes_with_mode_and_selectors_but_not_for_enforce_only_folders() {
     assert_ne!(plain.revision, with_selector.revision);
     // The same selector in another file, formatted differently, names the same desired state.
     let moved = ok(folder(&[
-        ("p.yaml", b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop}\n"),
-        ("q.yml", b"selectors: [{region: cn-a, innerAccessPolicy: drop, match: {tags: {env: prod}}}]\n"),
+        (
+            "p.yaml",
+            b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop}\n",
+        ),
+        (
+            "q.yml",
+            b"selectors: [{region: cn-a, innerAccessPolicy: drop, match: {tags: {env: prod}}}]\n",
+        ),
     ])
     .path());
     assert_eq!(moved.revision, with_selector.revision);
@@ -55,7 +79,10 @@ fn revision_changes_with_mode_and_selectors_but_not_for_enforce_only_folders() {
 
 #[test]
 fn a_file_with_only_selectors_is_valid_and_uses_the_region_flag() {
-    let dir = folder(&[("s.yaml", b"selectors:\n  - match: {name: \"pay-*\"}\n    innerAccessPolicy: Drop\n")]);
+    let dir = folder(&[(
+        "s.yaml",
+        b"selectors:\n  - match: {name: \"pay-*\"}\n    innerAccessPolicy: Drop\n",
+    )]);
     let e = errs(dir.path(), &LoadOptions::default());
     assert!(e[0].contains("selector has no region"), "{e:?}");
     let d = load_folder(

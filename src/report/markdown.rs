@@ -107,7 +107,11 @@ fn push_within(out: &mut String, line: &str, limit: usize) -> bool {
 
 pub fn markdown(report: &PassReport) -> String {
     let mut out = String::new();
-    let title = if report.dry_run { "sgpolicy plan" } else { "sgpolicy apply" };
+    let title = if report.dry_run {
+        "sgpolicy plan"
+    } else {
+        "sgpolicy apply"
+    };
     let _ = writeln!(out, "### {title} · revision `{}`\n", cell(&report.revision));
     let opens = report.results.iter().filter(|r| r.entry.opens()).count();
     let _ = writeln!(out, "**{}**\n", cell(&summary_line(report)));
@@ -122,8 +126,16 @@ pub fn markdown(report: &PassReport) -> String {
             NoteLevel::Warning => "⚠️ warning",
             NoteLevel::Error => "❌ error",
         };
-        let at: Vec<String> = n.locations.iter().map(|l| format!("`{}`", cell(&l.to_string()))).collect();
-        let at = if at.is_empty() { String::new() } else { format!(" ({})", at.join(", ")) };
+        let at: Vec<String> = n
+            .locations
+            .iter()
+            .map(|l| format!("`{}`", cell(&l.to_string())))
+            .collect();
+        let at = if at.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", at.join(", "))
+        };
         let line = format!("- {icon}: {}{at}\n", cell(&n.message));
         if !push_within(&mut out, &line, BUDGET / 4) {
             out.push_str("- … more notes not shown (see the JSON report)\n");
@@ -131,7 +143,11 @@ pub fn markdown(report: &PassReport) -> String {
         }
     }
     if let Some(f) = &report.fatal {
-        let _ = writeln!(out, "\n❌ **The pass stopped early:** {}", cell(&f.to_string()));
+        let _ = writeln!(
+            out,
+            "\n❌ **The pass stopped early:** {}",
+            cell(&f.to_string())
+        );
     }
 
     let mut changes: Vec<&GroupResult> = report
@@ -265,17 +281,33 @@ mod tests {
         r.notes.push(Note {
             level: NoteLevel::Warning,
             message: "selector (cn-a name \"x|y\") matched no security group".into(),
-            locations: vec![Location { path: "s.yaml".into(), line: 2, column: 3 }],
+            locations: vec![Location {
+                path: "s.yaml".into(),
+                line: 2,
+                column: 3,
+            }],
         });
         let md = markdown(&r);
         assert!(md.contains("revision `0123456789ab`"), "{md}");
-        assert!(md.contains("**Plan: 2 to change, 1 in sync, 0 errors"), "{md}");
+        assert!(
+            md.contains("**Plan: 2 to change, 1 in sync, 0 errors"),
+            "{md}"
+        );
         let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| `sg-")).collect();
         assert_eq!(rows.len(), 2, "{md}");
-        assert!(rows[0].contains("Drop → Accept") && rows[0].contains("⚠️ **opens**"), "opens first: {md}");
-        assert!(rows[1].contains("Accept → Drop") && rows[1].contains("| isolates |"), "{md}");
+        assert!(
+            rows[0].contains("Drop → Accept") && rows[0].contains("⚠️ **opens**"),
+            "opens first: {md}"
+        );
+        assert!(
+            rows[1].contains("Accept → Drop") && rows[1].contains("| isolates |"),
+            "{md}"
+        );
         assert!(md.contains("> [!WARNING]\n> 1 change(s) **open**"), "{md}");
-        assert!(md.contains("<details><summary>1 group(s) in sync</summary>"), "{md}");
+        assert!(
+            md.contains("<details><summary>1 group(s) in sync</summary>"),
+            "{md}"
+        );
         assert!(md.contains("x\\|y"), "pipes in user text are escaped: {md}");
         assert!(md.trim_end().ends_with("</details>"));
     }
@@ -290,14 +322,27 @@ mod tests {
             })
             .collect();
         let md = markdown(&report(results));
-        assert!(md.chars().count() <= MAX_COMMENT_CHARS, "{} chars", md.chars().count());
+        assert!(
+            md.chars().count() <= MAX_COMMENT_CHARS,
+            "{} chars",
+            md.chars().count()
+        );
         assert!(md.len() <= MAX_COMMENT_CHARS, "{} bytes", md.len());
-        assert!(md.contains("more change(s) not shown"), "truncation is said");
+        assert!(
+            md.contains("more change(s) not shown"),
+            "truncation is said"
+        );
         assert!(md.contains("<details><summary>5000 group(s) in sync</summary>"));
-        assert!(md.trim_end().ends_with("</details>"), "the details block is closed");
+        assert!(
+            md.trim_end().ends_with("</details>"),
+            "the details block is closed"
+        );
         // Opens are shown before isolations, so truncation drops isolations first.
         let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| `sg-")).collect();
         assert!(rows.len() > 100, "{}", rows.len());
-        assert!(rows.iter().all(|r| r.contains("opens")), "only opens fit, and they come first");
+        assert!(
+            rows.iter().all(|r| r.contains("opens")),
+            "only opens fit, and they come first"
+        );
     }
 }
