@@ -4,3 +4,4 @@
 mod harness;
 mod once;
 mod sdk;
+mod workflow;
