@@ -70,12 +70,12 @@ fn property(table: &str, field: &str) -> Option<Value> {
         ("top", "groups") => json!({
             "type": ["array", "null"],
             "description": "Security groups declared by id.",
-            "items": {"$ref": "#/$defs/group"},
+            "items": {"$ref": "#/definitions/group"},
         }),
         ("top", "selectors") => json!({
             "type": ["array", "null"],
             "description": "Policies for every group matching tags, a VPC and/or a name glob, resolved at each pass. An explicit id always wins.",
-            "items": {"$ref": "#/$defs/selector"},
+            "items": {"$ref": "#/definitions/selector"},
         }),
         ("group", "id") => json!({
             "type": ["string", "integer"],
@@ -87,7 +87,7 @@ fn property(table: &str, field: &str) -> Option<Value> {
         ("group" | "selector", "region") => region(),
         ("group" | "selector", "innerAccessPolicy") => policy(),
         ("group" | "selector", "mode") => mode(),
-        ("selector", "match") => json!({"$ref": "#/$defs/match"}),
+        ("selector", "match") => json!({"$ref": "#/definitions/match"}),
         ("match", "tags") => json!({
             "type": "object",
             "description": "Tags that must all be present with these values.",
@@ -123,7 +123,7 @@ fn object(table: &str, fields: &[&str], required: &[&str], description: &str) ->
     })
 }
 
-/// The whole schema (draft 2020-12).
+/// The whole schema, in draft-07 (what yaml-language-server and most editors support).
 pub fn policy_file_schema() -> Value {
     let mut top = object(
         "top",
@@ -140,10 +140,10 @@ pub fn policy_file_schema() -> Value {
     );
     m["minProperties"] = json!(1);
     let mut root = json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": "https://sgpolicy.invalid/schema/policy-v1.json",
         "title": "sgpolicy policy file",
-        "$defs": {
+        "definitions": {
             "group": object("group", ENTRY_FIELDS, &["id", "innerAccessPolicy"], "A security group declared by id."),
             "selector": object("selector", SELECTOR_FIELDS, &["match", "innerAccessPolicy"], "A policy for every group that matches."),
             "match": m,
@@ -202,11 +202,11 @@ mod tests {
         let s = policy_file_schema();
         assert_eq!(s["additionalProperties"], false);
         assert_eq!(
-            s["$defs"]["group"]["required"],
+            s["definitions"]["group"]["required"],
             json!(["id", "innerAccessPolicy"])
         );
         assert_eq!(
-            s["$defs"]["group"]["properties"]
+            s["definitions"]["group"]["properties"]
                 .as_object()
                 .map(|p| p.keys().cloned().collect::<Vec<_>>()),
             Some({

@@ -99,7 +99,7 @@ async fn schema_command_prints_the_committed_schema() {
     .expect("committed schema");
     assert_eq!(run.stdout, committed);
     let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
-    assert_eq!(v["$defs"]["selector"]["additionalProperties"], false);
+    assert_eq!(v["definitions"]["selector"]["additionalProperties"], false);
 }
 
 fn mixed_drift() -> (String, Folder) {
