@@ -404,3 +404,95 @@ async fn disagreeing_selectors_leave_the_group_alone_and_an_empty_selector_is_a_
         "other groups proceed"
     );
 }
+
+/// Flags the daemon (issue 3, built in parallel) adds; once it is merged they are in `--help` and this
+/// list only keeps the test from depending on the merge order.
+const DAEMON_FLAGS: &[&str] = &["--interval", "--metrics-addr"];
+
+fn flags_in(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices("--") {
+        let rest = &text[i + 2..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+            .collect();
+        let before = text[..i].chars().last();
+        if !name.is_empty() && before.map_or(true, |c| c.is_whitespace() || c == '"' || c == '[') {
+            out.push(format!("--{}", name.trim_end_matches('-')));
+        }
+    }
+    out
+}
+
+/// The sgpolicy part of each command in a CI file: from the image name to a redirect, `||`, or the
+/// next list item.
+fn sgpolicy_commands(ci: &str) -> Vec<String> {
+    ci.match_indices("\"$SGPOLICY_IMAGE\"")
+        .map(|(i, m)| {
+            let rest = &ci[i + m.len()..];
+            let end = [" > ", " || ", "\n      - ", "\n    - ", "\n  artifacts"]
+                .iter()
+                .filter_map(|stop| rest.find(stop))
+                .min()
+                .unwrap_or(rest.len());
+            rest[..end].to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_files_use_only_documented_flags() {
+    let mut documented: Vec<String> = DAEMON_FLAGS.iter().map(|s| s.to_string()).collect();
+    for args in [&["--help"][..], &["validate", "--help"][..]] {
+        documented.extend(flags_in(&offline(args).await.stdout));
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read =
+        |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let mut used: Vec<(String, String)> = Vec::new();
+    for file in ["deploy/ci/github-actions.yml", "deploy/ci/gitlab-ci.yml"] {
+        let commands = sgpolicy_commands(&read(file));
+        assert!(commands.len() >= 3, "{file}: found {commands:?}");
+        for c in commands {
+            used.extend(flags_in(&c).into_iter().map(|f| (file.to_string(), f)));
+        }
+    }
+    let unit = read("deploy/systemd/sgpolicy.service");
+    let exec = unit
+        .lines()
+        .find(|l| l.starts_with("ExecStart="))
+        .expect("ExecStart");
+    used.extend(
+        flags_in(exec)
+            .into_iter()
+            .map(|f| ("sgpolicy.service".to_string(), f)),
+    );
+    let deployment: serde_yaml::Value =
+        serde_yaml::from_str(&read("deploy/kubernetes/base/deployment.yaml")).expect("yaml");
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default();
+    let agent = containers
+        .iter()
+        .find(|c| c["name"] == "sgpolicy")
+        .expect("sgpolicy container");
+    for a in agent["args"].as_sequence().cloned().unwrap_or_default() {
+        let flag = a
+            .as_str()
+            .unwrap_or_default()
+            .split('=')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        used.push(("deployment.yaml".into(), flag));
+    }
+    assert!(used.len() >= 10, "{used:?}");
+    for (file, flag) in &used {
+        assert!(
+            documented.contains(flag),
+            "{file} uses {flag}, which `sgpolicy --help` does not document"
+        );
+    }
+}
