@@ -142,10 +142,13 @@ pub fn markdown(report: &PassReport) -> String {
             break;
         }
     }
+    if !report.notes.is_empty() {
+        out.push('\n');
+    }
     if let Some(f) = &report.fatal {
         let _ = writeln!(
             out,
-            "\n❌ **The pass stopped early:** {}",
+            "❌ **The pass stopped early:** {}\n",
             cell(&f.to_string())
         );
     }
@@ -157,7 +160,7 @@ pub fn markdown(report: &PassReport) -> String {
         .collect();
     changes.sort_by_key(|r| (priority(r), r.entry.key.clone()));
     if !changes.is_empty() {
-        out.push_str("\n| group | region | change | direction | result | declared at |\n|---|---|---|---|---|---|\n");
+        out.push_str("| group | region | change | direction | result | declared at |\n|---|---|---|---|---|---|\n");
         let mut shown = 0;
         for r in &changes {
             if !push_within(&mut out, &change_row(r), BUDGET - RESERVE) {
