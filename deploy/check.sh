@@ -11,14 +11,19 @@ if ! cmp -s deploy/requirements.txt "$VENV/installed-requirements.txt"; then
   cp deploy/requirements.txt "$VENV/installed-requirements.txt"
 fi
 PY="$VENV/bin/python"
+# systemd-analyze (Debian's systemd package) verifies the unit; a fresh machine may not have it.
+if ! command -v systemd-analyze >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd >/dev/null
+fi
 out=$(mktemp -d)
+chmod 0755 "$out"
 trap 'rm -rf "$out"' EXIT
 
 echo "== static binary (the Dockerfile's build command), run as an unprivileged user with no environment"
 BUILD='cargo build --locked --release --target x86_64-unknown-linux-gnu'
 RUSTFLAGS="-C target-feature=+crt-static" $BUILD
 BIN=target/x86_64-unknown-linux-gnu/release/sgpolicy
-if ldd "$BIN" >/dev/null 2>&1; then echo "$BIN is dynamically linked" >&2; exit 1; fi
+ldd "$BIN" 2>&1 | grep -qE 'statically linked|not a dynamic executable' || { echo "$BIN is dynamically linked" >&2; exit 1; }
 install -m 0755 "$BIN" "$out/sgpolicy"
 setpriv --reuid=65532 --regid=65532 --clear-groups env -i "$out/sgpolicy" --version
 setpriv --reuid=65532 --regid=65532 --clear-groups env -i "$out/sgpolicy" validate "$PWD/examples/policies"
