@@ -88,6 +88,8 @@ async fn run_once(config: Config) -> i32 {
                     serde_json::json!({"version": report::JSON_VERSION, "errors": list})
                 );
             }
+            let markdown = config.output == OutputFormat::Markdown;
+            sgpolicy::validate::report_load_errors(&errors, markdown, config.report.as_deref());
             return exit::ERROR;
         }
     };

@@ -129,6 +129,46 @@ pub fn write_report(path: &Path, value: &serde_json::Value) -> Result<(), String
         .map_err(|e| format!("writing the report to {}: {e}", path.display()))
 }
 
+/// A pass whose folder failed to load: the Markdown comment (when that is the output) and the
+/// `--report` file still say why, since CI posts or archives them whatever the exit code.
+pub fn report_load_errors(errors: &[LoadError], markdown: bool, report: Option<&Path>) {
+    if markdown {
+        let mut out = format!(
+            "### sgpolicy plan\n\n❌ **The policy folder has {} problem(s); nothing was planned or written.**\n\n",
+            errors.len()
+        );
+        for e in errors.iter().take(200) {
+            let _ = writeln!(
+                out,
+                "- `{}`: {}",
+                e.location.to_string().replace('`', "'"),
+                e.message.replace(['<', '>'], "").replace('\n', " ")
+            );
+        }
+        if errors.len() > 200 {
+            let _ = writeln!(out, "- … and {} more", errors.len() - 200);
+        }
+        print!("{out}");
+    }
+    if let Some(path) = report {
+        let list: Vec<serde_json::Value> = errors
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "path": e.location.path.display().to_string(),
+                    "line": e.location.line,
+                    "column": e.location.column,
+                    "message": e.message,
+                })
+            })
+            .collect();
+        let value = serde_json::json!({"version": crate::report::JSON_VERSION, "errors": list});
+        if let Err(e) = write_report(path, &value) {
+            eprintln!("error: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

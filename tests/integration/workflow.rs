@@ -496,3 +496,73 @@ async fn deploy_files_use_only_documented_flags() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_folder_still_fills_the_markdown_comment_and_the_report_file() {
+    let sim = Sim::start(&seed(&[(HZ, "sg-a", "Accept", "")])).await;
+    let folder = Folder::with(&[(
+        "p.yaml",
+        "region: cn-hangzhou\ngroups:\n  - {id: sg-a, innerAccessPolicy: Allow}\n",
+    )]);
+    let out = tempfile::tempdir().expect("tempdir");
+    let report = out.path().join("r.json");
+    let report_arg = report.to_str().expect("utf-8").to_string();
+    let dir = dir_of(&folder);
+    let run = run(
+        &sim,
+        &[
+            "--policies",
+            &dir,
+            "--once",
+            "--dry-run",
+            "--output",
+            "markdown",
+            "--report",
+            &report_arg,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.contains("The policy folder has 1 problem(s)"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("p.yaml:3:"), "{}", run.stdout);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report written"))
+            .expect("JSON");
+    assert_eq!(json["errors"][0]["line"], 3);
+    assert!(sim.calls().is_empty(), "no request at all");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_over_max_changes_warns_that_an_apply_would_refuse() {
+    let sim = Sim::start(&seed(&[
+        (HZ, "sg-a", "Accept", ""),
+        (HZ, "sg-b", "Accept", ""),
+    ]))
+    .await;
+    let folder = Folder::with(&[(
+        "p.yaml",
+        "region: cn-hangzhou\ngroups:\n  - {id: sg-a, innerAccessPolicy: Drop}\n  - {id: sg-b, innerAccessPolicy: Drop}\n",
+    )]);
+    let plan = once(
+        &sim,
+        &folder,
+        &["--dry-run", "--detailed-exitcode", "--max-changes", "1"],
+    )
+    .await;
+    assert_eq!(plan.code, 2, "a plan is still a plan: {}", plan.stderr);
+    let notes = plan.json()["notes"].clone();
+    assert_eq!(notes[0]["level"], "warning");
+    assert!(
+        notes[0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("an apply would refuse this plan: 2 changes"),
+        "{notes}"
+    );
+    assert!(sim.writes().is_empty());
+}
