@@ -4,6 +4,8 @@
 //! parses each into a spanned tree (`yaml`), validates it against schema v1 (`schema`), and merges all
 //! declarations (`merge`). Every problem of every file is collected and returned at once, sorted by
 //! location; if there is any, there is no desired state, so a pass can never act on half a folder.
+//! Besides groups by id (each `enforce` or `observe`), files may declare `selectors` (`selector`); they
+//! are kept as declarations here and turned into groups at pass time by `crate::selectors`.
 //!
 //! Decisions:
 //! - A folder with no policy files at all is valid and declares zero groups (`files == 0`). Declaring
