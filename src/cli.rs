@@ -33,6 +33,32 @@ pub struct Cli {
 pub enum Command {
     /// Run the built-in ECS simulator (an RPC endpoint the official SDKs can use).
     Sim(SimArgs),
+    /// Check a policy folder offline (no credentials, no network): exit 0 valid, 1 invalid.
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of the policy file format.
+    Schema,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Folder of policy files (default: the current folder).
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// `text`: path:line:col: message. `github`: GitHub Actions ::error annotations.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: ValidateFormat,
+    /// Default region for groups whose file and entry name none (as in a pass).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Largest policy file accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024, hide = true)]
+    pub max_file_bytes: u64,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    Text,
+    Github,
 }
 
 #[derive(Args, Debug)]
@@ -57,6 +83,8 @@ pub enum LogFormat {
 pub enum OutputFormat {
     Text,
     Json,
+    /// A compact plan for a pull-request comment (under GitHub's 65,536-character limit).
+    Markdown,
 }
 
 #[derive(Args, Debug)]
@@ -96,6 +124,15 @@ pub struct RunArgs {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub daemon: crate::daemon::DaemonArgs,
+    /// Also write the JSON result to FILE (CI wrappers often lose stdout and exit codes).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// A pass planning more than N changes writes none of them and exits 1.
+    #[arg(long, value_name = "N", default_value_t = crate::rails::DEFAULT_MAX_CHANGES)]
+    pub max_changes: usize,
+    /// Apply changes that open a group (Drop -> Accept); without it they are held and the pass exits 1.
+    #[arg(long)]
+    pub allow_open: bool,
 }
 
 /// A validated one-shot configuration.
@@ -113,6 +150,9 @@ pub struct Config {
     /// Without `--once`: run as a daemon with these settings.
     pub once: bool,
     pub daemon: crate::daemon::DaemonSettings,
+    pub report: Option<PathBuf>,
+    pub max_changes: usize,
+    pub allow_open: bool,
 }
 
 impl RunArgs {
@@ -170,6 +210,9 @@ impl RunArgs {
             max_file_bytes: self.max_file_bytes,
             once: self.once,
             daemon,
+            report: self.report.clone(),
+            max_changes: self.max_changes,
+            allow_open: self.allow_open,
         })
     }
 }

@@ -29,6 +29,8 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Some(Command::Sim(args)) => runtime.block_on(run_sim(args)),
+        Some(Command::Validate(args)) => sgpolicy::validate::run_cli(&args),
+        Some(Command::Schema) => sgpolicy::validate::print_schema(),
         None => match cli.run.validate() {
             Ok(config) if config.once => runtime.block_on(run_once(config)),
             Ok(config) => runtime.block_on(sgpolicy::daemon::run(config)),
@@ -95,6 +97,8 @@ async fn run_once(config: Config) -> i32 {
                     serde_json::json!({"version": report::JSON_VERSION, "errors": list})
                 );
             }
+            let markdown = config.output == OutputFormat::Markdown;
+            sgpolicy::validate::report_load_errors(&errors, markdown, config.report.as_deref());
             return exit::ERROR;
         }
     };
@@ -120,6 +124,10 @@ async fn run_once(config: Config) -> i32 {
     let pass_opts = reconcile::PassOptions {
         dry_run: config.dry_run,
         concurrency: config.concurrency,
+        rails: sgpolicy::rails::Rails {
+            max_changes: Some(config.max_changes),
+            allow_open: config.allow_open,
+        },
         ..reconcile::PassOptions::default()
     };
     let result = reconcile::run_pass(&client, &desired, &pass_opts).await;
@@ -130,6 +138,13 @@ async fn run_once(config: Config) -> i32 {
     match config.output {
         OutputFormat::Text => print!("{}", report::text(&result)),
         OutputFormat::Json => println!("{}", report::json(&result)),
+        OutputFormat::Markdown => print!("{}", report::markdown(&result)),
+    }
+    if let Some(path) = &config.report {
+        if let Err(e) = sgpolicy::validate::write_report(path, &report::json(&result)) {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
     }
     if result.has_errors() {
         exit::ERROR

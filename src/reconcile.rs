@@ -3,9 +3,10 @@
 //! a change the plan produced from a read made in the same pass.
 
 use crate::ecs::{ApiError, EcsClient, ErrorClass};
-use crate::model::{GroupKey, Policy};
+use crate::model::{GroupKey, Mode, Note, NoteLevel, Policy};
 use crate::plan::{self, Action, Observation, Observed, Plan, PlanEntry};
 use crate::policy::Desired;
+use crate::rails::{self, Hold, Rails};
 use crate::token::{self, TokenInput};
 use futures::stream::{self, StreamExt};
 use std::collections::BTreeMap;
@@ -23,6 +24,8 @@ pub struct PassOptions {
     pub verify_delay: Duration,
     /// Once set (daemon shutdown), no new read or write starts; writes in flight finish and are verified.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// `--max-changes` and `--allow-open` (see `rails`).
+    pub rails: Rails,
 }
 
 impl Default for PassOptions {
@@ -33,6 +36,7 @@ impl Default for PassOptions {
             verify_reads: 2,
             verify_delay: Duration::from_millis(300),
             cancel: None,
+            rails: Rails::default(),
         }
     }
 }
@@ -50,6 +54,10 @@ pub enum Outcome {
     Failed,
     /// Nothing was written because the group cannot be reconciled (not found, unmanageable, unreadable).
     Error,
+    /// `mode: observe`: the drift was planned and reported, and never written.
+    Observed,
+    /// A safety rail held the change back (`--max-changes`, `--allow-open`); see `GroupResult::hold`.
+    Held,
 }
 
 #[derive(Clone, Debug)]
@@ -59,11 +67,15 @@ pub struct GroupResult {
     pub token: Option<String>,
     pub request_id: Option<String>,
     pub error: Option<ApiError>,
+    pub hold: Option<Hold>,
 }
 
 impl GroupResult {
     pub fn is_error(&self) -> bool {
-        matches!(self.outcome, Outcome::Failed | Outcome::Error)
+        matches!(
+            self.outcome,
+            Outcome::Failed | Outcome::Error | Outcome::Held
+        )
     }
 }
 
@@ -77,6 +89,8 @@ pub struct PassReport {
     pub fatal: Option<ApiError>,
     pub api_calls: BTreeMap<String, u64>,
     pub duration: Duration,
+    /// Selector warnings and conflicts, safety-rail refusals.
+    pub notes: Vec<Note>,
 }
 
 impl PassReport {
@@ -85,13 +99,14 @@ impl PassReport {
     }
 
     pub fn has_errors(&self) -> bool {
-        self.fatal.is_some() || self.results.iter().any(GroupResult::is_error)
+        self.fatal.is_some()
+            || self.results.iter().any(GroupResult::is_error)
+            || self.notes.iter().any(|n| n.level == NoteLevel::Error)
     }
 
+    /// Drift an apply would correct; observe-only drift is reported but is not "changes to make".
     pub fn has_drift(&self) -> bool {
-        self.results
-            .iter()
-            .any(|r| matches!(r.entry.action, Action::Change { .. }))
+        self.results.iter().any(|r| r.entry.is_enforced_change())
     }
 }
 
@@ -148,10 +163,24 @@ pub async fn run_pass(client: &EcsClient, desired: &Desired, opts: &PassOptions)
         ..PassState::default()
     });
     let observed_at = chrono::Utc::now().timestamp();
+    let resolved;
+    let desired = if desired.selectors.is_empty() {
+        desired
+    } else {
+        let (d, fatal) = crate::selectors::resolve(client, desired, opts.concurrency).await;
+        if let Some(e) = fatal {
+            let _ = state.note::<()>(Err(e));
+        }
+        resolved = d;
+        &resolved
+    };
     let observed = observe(client, desired, opts, &state).await;
     let plan = plan::plan(desired, &observed);
-    let results = apply(client, &plan, observed_at, opts, &state).await;
+    let gate = rails::gate(&plan, &opts.rails);
+    let results = apply(client, &plan, &gate, observed_at, opts, &state).await;
     let api_calls = calls_since(&before, &client.stats().snapshot());
+    let mut notes = desired.notes.clone();
+    notes.extend(gate.notes(opts.dry_run, &opts.rails));
     PassReport {
         revision: desired.revision.clone(),
         files: desired.files,
@@ -160,6 +189,7 @@ pub async fn run_pass(client: &EcsClient, desired: &Desired, opts: &PassOptions)
         fatal: state.fatal(),
         api_calls,
         duration: started.elapsed(),
+        notes,
     }
 }
 
@@ -267,6 +297,7 @@ fn failed(e: &ApiError) -> Observation {
 async fn apply(
     client: &EcsClient,
     plan: &Plan,
+    gate: &rails::Gate,
     observed_at: i64,
     opts: &PassOptions,
     state: &PassState,
@@ -275,6 +306,14 @@ async fn apply(
         .map(|entry| async move {
             match (&entry.action, opts.dry_run) {
                 (Action::InSync, _) => simple(entry, Outcome::InSync),
+                (Action::Change { .. }, _) if entry.mode == Mode::Observe => {
+                    simple(entry, Outcome::Observed)
+                }
+                (Action::Change { .. }, false) if gate.hold(entry).is_some() => {
+                    let mut r = simple(entry, Outcome::Held);
+                    r.hold = gate.hold(entry).cloned();
+                    r
+                }
                 (Action::Change { from, to }, true) => {
                     let mut r = simple(entry, Outcome::WouldChange);
                     r.token = Some(token_for(plan, entry, *from, *to, observed_at, 0));
@@ -301,6 +340,7 @@ fn simple(entry: &PlanEntry, outcome: Outcome) -> GroupResult {
         token: None,
         request_id: None,
         error: None,
+        hold: None,
     }
 }
 

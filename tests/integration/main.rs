@@ -5,3 +5,4 @@ mod daemon;
 mod harness;
 mod once;
 mod sdk;
+mod workflow;

@@ -5,6 +5,7 @@
 
 mod folder;
 mod results;
+mod scope;
 
 use super::config::DaemonSettings;
 use super::fights::Fights;
@@ -14,13 +15,13 @@ use crate::cli::Config;
 use crate::ecs::EcsClient;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::model::{GroupKey, Policy};
-use crate::policy::{Desired, DesiredGroup, LoadError};
+use crate::model::{GroupKey, Mode, Policy};
+use crate::policy::{Desired, DesiredGroup, LoadError, Selector};
 use crate::reconcile::{self, PassOptions};
 use crate::watch::FolderWatch;
 use futures::future::LocalBoxFuture;
 use results::{GroupState, Tally};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,9 +32,13 @@ struct State {
     last_errors: Vec<LoadError>,
     /// Groups whose declared policy was last seen in effect (or, dry-run, observed): a file pass skips
     /// them while their declaration stays the same.
-    settled: BTreeMap<GroupKey, Policy>,
+    settled: BTreeMap<GroupKey, (Policy, Mode)>,
     groups: BTreeMap<GroupKey, GroupState>,
     fights: Fights,
+    /// The last selector listing's groups (explicit entries excluded), and what it was made for.
+    selector_groups: BTreeMap<GroupKey, DesiredGroup>,
+    last_selectors: Vec<Selector>,
+    last_explicit: BTreeSet<GroupKey>,
 }
 
 pub struct Runner {
@@ -62,6 +67,9 @@ impl Runner {
                 commit: None,
                 last_errors: Vec::new(),
                 settled: BTreeMap::new(),
+                selector_groups: BTreeMap::new(),
+                last_selectors: Vec::new(),
+                last_explicit: BTreeSet::new(),
                 groups: BTreeMap::new(),
                 fights: Fights::new(settings.fight),
             }),
@@ -99,16 +107,40 @@ impl Runner {
             return Verdict::Done;
         };
 
+        let full = trigger.is_full();
+        let desired = match self.effective(&mut st, &desired, full).await {
+            Ok(d) => d,
+            Err(e) => {
+                // Nothing can be read with these credentials: report it like any cloud failure.
+                let why = e.to_string();
+                self.health.cloud(Some(why.clone()));
+                let revision = desired.revision.clone();
+                drop(st);
+                self.finish(
+                    trigger,
+                    "cloud_error",
+                    started,
+                    &Tally::default(),
+                    0,
+                    0,
+                    Some(&revision),
+                );
+                tracing::warn!(
+                    trigger = trigger.as_str(),
+                    "pass failed on the cloud: {why}"
+                );
+                return Verdict::Failed;
+            }
+        };
         let now = Instant::now();
         let declared = |k: &GroupKey| desired.groups.contains_key(k);
         st.settled.retain(|k, _| declared(k));
         st.groups.retain(|k, _| declared(k));
         st.fights.prune(declared, now);
-        let full = trigger.is_full();
         let (held, active): (Vec<&DesiredGroup>, Vec<&DesiredGroup>) = desired
             .groups
             .values()
-            .filter(|g| full || st.settled.get(&g.key) != Some(&g.policy))
+            .filter(|g| full || st.settled.get(&g.key) != Some(&(g.policy, g.mode)))
             .partition(|g| st.fights.held(&g.key, now));
         let scope = held.len() + active.len();
         let subset = |groups: Vec<&DesiredGroup>| Desired {
@@ -118,11 +150,17 @@ impl Runner {
                 .collect(),
             revision: desired.revision.clone(),
             files: desired.files,
+            selectors: Vec::new(),
+            notes: Vec::new(),
         };
         let opts = PassOptions {
             dry_run: self.config.dry_run,
             concurrency: self.config.concurrency,
             cancel: Some(self.cancel.clone()),
+            rails: crate::rails::Rails {
+                max_changes: Some(self.config.max_changes),
+                allow_open: self.config.allow_open,
+            },
             ..PassOptions::default()
         };
         let mut reports = Vec::new();
@@ -138,7 +176,8 @@ impl Runner {
         }
 
         let commit = st.commit.clone();
-        let (tally, cloud_failure) = self.take_reports(&mut st, &reports, commit.as_deref());
+        let (tally, cloud_failure) =
+            self.take_reports(&mut st, &reports, &desired.groups, commit.as_deref());
         self.publish_groups(&st);
         if scope > 0 {
             self.health.cloud(cloud_failure.clone());

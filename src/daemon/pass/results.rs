@@ -6,7 +6,9 @@ use crate::daemon::audit;
 use crate::daemon::scheduler::Trigger;
 use crate::ecs::error::{classify, ErrorClass};
 use crate::metrics::{GroupLabels, OutcomeLabels};
+use crate::model::{GroupKey, NoteLevel};
 use crate::plan::Action;
+use crate::policy::DesiredGroup;
 use crate::reconcile::{Outcome, PassReport};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -52,6 +54,7 @@ impl Runner {
         &self,
         st: &mut State,
         reports: &[PassReport],
+        declared: &BTreeMap<GroupKey, DesiredGroup>,
         commit: Option<&str>,
     ) -> (Tally, Option<String>) {
         let mut t = Tally::default();
@@ -62,6 +65,13 @@ impl Runner {
                 cloud.get_or_insert_with(|| f.to_string());
             }
             audit::log_writes(rep, commit);
+            for note in &rep.notes {
+                let at: Vec<String> = note.locations.iter().map(|l| l.to_string()).collect();
+                match note.level {
+                    NoteLevel::Warning => tracing::warn!("{}: {}", at.join(", "), note.message),
+                    NoteLevel::Error => tracing::error!("{}: {}", at.join(", "), note.message),
+                }
+            }
             t.api_calls += rep.api_calls.values().sum::<u64>();
             for r in &rep.results {
                 let key = &r.entry.key;
@@ -102,6 +112,16 @@ impl Runner {
                         }
                         GroupState::Drifted
                     }
+                    // `mode: observe`: drift reported, never written.
+                    Outcome::Observed => {
+                        t.would_change += 1;
+                        GroupState::Drifted
+                    }
+                    // A safety rail (`--max-changes`, `--allow-open`) held the change back.
+                    Outcome::Held => {
+                        t.held += 1;
+                        GroupState::Drifted
+                    }
                     Outcome::Failed => {
                         t.errors += 1;
                         if audit::write_sent(r) {
@@ -126,8 +146,12 @@ impl Runner {
                         }
                     }
                 };
-                if matches!(state, GroupState::InSync | GroupState::Drifted) {
-                    st.settled.insert(key.clone(), r.entry.desired);
+                let settled = declared.get(key).map(|g| (g.policy, g.mode));
+                if let (true, Some(s)) = (
+                    matches!(state, GroupState::InSync | GroupState::Drifted),
+                    settled,
+                ) {
+                    st.settled.insert(key.clone(), s);
                 } else {
                     st.settled.remove(key);
                 }

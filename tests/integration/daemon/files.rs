@@ -41,12 +41,14 @@ async fn an_editor_rename_over_is_applied_to_the_changed_group_only() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_checkout_of_many_files_is_applied_with_one_write_per_group() {
     let ids: Vec<String> = (0..20).map(|i| format!("sg-many-{i:02}")).collect();
-    let groups: Vec<(&str, &str, &str, &str)> =
-        ids.iter().map(|id| (HZ, id.as_str(), "Drop", "")).collect();
+    let groups: Vec<(&str, &str, &str, &str)> = ids
+        .iter()
+        .map(|id| (HZ, id.as_str(), "Accept", ""))
+        .collect();
     let sim = Sim::start(&seed(&groups)).await;
     let folder = Folder::new();
     for id in &ids {
-        folder.write(&format!("team/{id}.yaml"), &policy_file(&[(id, "Drop")]));
+        folder.write(&format!("team/{id}.yaml"), &policy_file(&[(id, "Accept")]));
     }
     let d = Daemon::start(&sim, folder.path(), &["--interval", "1h"]).await;
     d.wait_log("trigger=\"startup\"").await;
@@ -55,12 +57,12 @@ async fn a_checkout_of_many_files_is_applied_with_one_write_per_group() {
     for id in &ids {
         std::fs::write(
             folder.path().join(format!("team/{id}.yaml")),
-            policy_file(&[(id, "Accept")]),
+            policy_file(&[(id, "Drop")]),
         )
         .unwrap();
     }
     for id in &ids {
-        wait_policy(&sim, id, Policy::Accept, &d).await;
+        wait_policy(&sim, id, Policy::Drop, &d).await;
     }
     for id in &ids {
         assert_eq!(writes_to(&sim, id), 1, "{id}");

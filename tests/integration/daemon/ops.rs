@@ -303,12 +303,12 @@ async fn many_groups(n: usize) -> (Sim, Folder, Vec<String>) {
     let mut seed_yaml =
         String::from("accessKeys:\n  - id: testid\n    secret: testsecret\nsecurityGroups:\n");
     for id in &ids {
-        seed_yaml += &format!("  - id: {id}\n    region: {HZ}\n    innerAccessPolicy: Drop\n");
+        seed_yaml += &format!("  - id: {id}\n    region: {HZ}\n    innerAccessPolicy: Accept\n");
     }
     let sim = Sim::start(&seed_yaml).await;
     let folder = Folder::new();
     for (i, chunk) in ids.chunks(100).enumerate() {
-        let groups: Vec<(&str, &str)> = chunk.iter().map(|id| (id.as_str(), "Drop")).collect();
+        let groups: Vec<(&str, &str)> = chunk.iter().map(|id| (id.as_str(), "Accept")).collect();
         folder.write(&format!("f{i:03}.yaml"), &policy_file(&groups));
     }
     (sim, folder, ids)
@@ -330,18 +330,18 @@ async fn one_line_edit_among(n: usize) {
         "one DescribeSecurityGroups per 100, one read per group"
     );
 
-    // One line: the last group of the middle file becomes Accept.
+    // One line: the last group of the middle file becomes Drop.
     let target = &ids[n / 2 + 99 - (n / 2) % 100];
     let file = folder.path().join(format!("f{:03}.yaml", n / 2 / 100));
     let text = std::fs::read_to_string(&file).unwrap();
     let edited = text.replace(
-        &format!("{target}\n    innerAccessPolicy: Drop"),
         &format!("{target}\n    innerAccessPolicy: Accept"),
+        &format!("{target}\n    innerAccessPolicy: Drop"),
     );
     assert_ne!(text, edited);
     let changed_at = Instant::now();
     write_atomically(&file, &edited);
-    wait_policy(&sim, target, Policy::Accept, &d).await;
+    wait_policy(&sim, target, Policy::Drop, &d).await;
     let latency = changed_at.elapsed();
     d.wait_log("trigger=\"file\"").await;
     let after: Vec<_> = sim.calls().into_iter().skip(startup_calls).collect();
@@ -372,4 +372,45 @@ async fn a_one_line_edit_among_1000_groups_makes_four_calls() {
 #[ignore]
 async fn a_one_line_edit_among_10000_groups_makes_four_calls() {
     one_line_edit_among(10_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn selector_groups_are_enforced_and_a_file_pass_does_not_list_unchanged_selectors() {
+    let sim = Sim::start(&seed(&[
+        (HZ, "sg-t1", "Accept", "tags: {env: prod}"),
+        (HZ, "sg-t2", "Accept", "tags: {env: prod}"),
+        (HZ, "sg-x", "Accept", ""),
+        (HZ, "sg-y", "Accept", ""),
+    ]))
+    .await;
+    let text = |extra: &str| {
+        format!(
+            "region: cn-hangzhou\ngroups:\n  - id: sg-x\n    innerAccessPolicy: Drop\n{extra}selectors:\n  - match:\n      tags: {{env: prod}}\n    innerAccessPolicy: Drop\n"
+        )
+    };
+    let folder = Folder::with(&[("prod.yaml", &text(""))]);
+    let d = Daemon::start(&sim, folder.path(), &["--interval", "1h"]).await;
+    for id in ["sg-t1", "sg-t2", "sg-x"] {
+        wait_policy(&sim, id, Policy::Drop, &d).await;
+    }
+    d.wait_log("trigger=\"startup\"").await;
+    let listings = sim.calls_of("DescribeSecurityGroups").len();
+
+    // An edit that leaves the selector alone: only the new group is looked at.
+    write_atomically(
+        &folder.path().join("prod.yaml"),
+        &text("  - id: sg-y\n    innerAccessPolicy: Drop\n"),
+    );
+    wait_policy(&sim, "sg-y", Policy::Drop, &d).await;
+    d.wait_log("trigger=\"file\"").await;
+    assert_eq!(
+        sim.calls_of("DescribeSecurityGroups").len(),
+        listings + 1,
+        "metadata for sg-y only, no selector listing"
+    );
+
+    // A full pass lists the selector again and corrects its groups.
+    assert!(sim.sim.set_policy(HZ, "sg-t2", Policy::Accept));
+    d.signal("HUP");
+    wait_policy(&sim, "sg-t2", Policy::Drop, &d).await;
 }
