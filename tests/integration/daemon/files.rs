@@ -197,7 +197,7 @@ async fn a_removed_folder_is_reported_and_picked_up_again_when_it_returns() {
             m.get("sgpolicy_policy_load_errors") >= 1.0
         })
         .await;
-    assert_eq!(m.get("sgpolicy_policy_load_failures_total"), 1.0);
+    assert!(m.get("sgpolicy_policy_load_failures_total") >= 1.0);
     let (status, body) = d.get("/readyz").await;
     assert_eq!(status, 200, "the last good state is still enforced: {body}");
     assert!(body.contains("degraded"), "{body}");
