@@ -415,3 +415,15 @@ async fn selector_groups_are_enforced_and_a_file_pass_does_not_list_unchanged_se
     d.signal("HUP");
     wait_policy(&sim, "sg-t2", Policy::Drop, &d).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_when_idle_exits_0_promptly() {
+    let sim = Sim::start(&seed(&[(HZ, "sg-a", "Drop", "")])).await;
+    let folder = Folder::with(&[("prod.yaml", &policy_file(&[("sg-a", "Drop")]))]);
+    let mut d = Daemon::start(&sim, folder.path(), &["--interval", "1h"]).await;
+    d.wait_log("pass finished").await;
+    d.signal("INT");
+    assert_eq!(d.wait_exit().await, 0, "{}", d.log_text());
+    assert!(d.log_text().contains("SIGINT: shutting down"));
+    assert!(d.log_text().contains("stopped"));
+}
