@@ -251,6 +251,7 @@ fn run_pass(
         .args(["--once", "--output", "json"])
         .args(["--max-rps", &max_rps.to_string()])
         .args(["--concurrency", &concurrency.to_string()])
+        .args(["--max-changes", &groups.len().to_string()])
         .env_clear()
         .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "benchid")
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "benchsecret")

@@ -33,6 +33,32 @@ pub struct Cli {
 pub enum Command {
     /// Run the built-in ECS simulator (an RPC endpoint the official SDKs can use).
     Sim(SimArgs),
+    /// Check a policy folder offline (no credentials, no network): exit 0 valid, 1 invalid.
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of the policy file format.
+    Schema,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Folder of policy files (default: the current folder).
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// `text`: path:line:col: message. `github`: GitHub Actions ::error annotations.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: ValidateFormat,
+    /// Default region for groups whose file and entry name none (as in a pass).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Largest policy file accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024, hide = true)]
+    pub max_file_bytes: u64,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    Text,
+    Github,
 }
 
 #[derive(Args, Debug)]
@@ -46,9 +72,19 @@ pub struct SimArgs {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines for people.
+    Human,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
     Json,
+    /// A compact plan for a pull-request comment (under GitHub's 65,536-character limit).
+    Markdown,
 }
 
 #[derive(Args, Debug)]
@@ -83,6 +119,20 @@ pub struct RunArgs {
     /// Largest policy file accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024, hide = true)]
     pub max_file_bytes: u64,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub daemon: crate::daemon::DaemonArgs,
+    /// Also write the JSON result to FILE (CI wrappers often lose stdout and exit codes).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// A pass planning more than N changes writes none of them and exits 1.
+    #[arg(long, value_name = "N", default_value_t = crate::rails::DEFAULT_MAX_CHANGES)]
+    pub max_changes: usize,
+    /// Apply changes that open a group (Drop -> Accept); without it they are held and the pass exits 1.
+    #[arg(long)]
+    pub allow_open: bool,
     /// Requests per second per region and API action (set it below your Quota Center quota).
     #[arg(long, value_name = "RPS", default_value_t = crate::ecs::limit::DEFAULT_MAX_RPS)]
     pub max_rps: f64,
@@ -112,6 +162,12 @@ pub struct Config {
     pub insecure_http: bool,
     pub concurrency: usize,
     pub max_file_bytes: u64,
+    /// Without `--once`: run as a daemon with these settings.
+    pub once: bool,
+    pub daemon: crate::daemon::DaemonSettings,
+    pub report: Option<PathBuf>,
+    pub max_changes: usize,
+    pub allow_open: bool,
     pub rate_limits: crate::ecs::limit::RateLimits,
     pub pass_timeout: Option<std::time::Duration>,
     pub request_timeout: std::time::Duration,
@@ -126,9 +182,10 @@ impl RunArgs {
             problems
                 .push("--policies DIR is required (the folder of policy YAML files)".to_string());
         }
-        if !self.once {
+        let daemon = self.daemon.validate(self.once, &mut problems);
+        if self.detailed_exitcode && !self.once {
             problems.push(
-                "the daemon mode is not available in this build: pass --once for a single pass"
+                "--detailed-exitcode only applies with --once (a daemon has no final exit code)"
                     .to_string(),
             );
         }
@@ -171,6 +228,11 @@ impl RunArgs {
             insecure_http: self.insecure_http,
             concurrency: self.concurrency,
             max_file_bytes: self.max_file_bytes,
+            once: self.once,
+            daemon,
+            report: self.report.clone(),
+            max_changes: self.max_changes,
+            allow_open: self.allow_open,
             rate_limits: scale.rate_limits,
             pass_timeout: scale.pass_timeout,
             request_timeout: scale.request_timeout,
@@ -195,9 +257,11 @@ mod tests {
             "http://192.0.2.1",
             "--concurrency",
             "0",
+            "--interval",
+            "x",
         ]);
         let problems = cli.run.validate().unwrap_err();
-        assert_eq!(problems.len(), 5, "{problems:#?}");
+        assert_eq!(problems.len(), 6, "{problems:#?}");
         assert!(problems.iter().any(|p| p.contains("--policies")));
         assert!(problems.iter().any(|p| p.contains("--insecure-http")));
     }
@@ -216,6 +280,22 @@ mod tests {
         let c = cli.run.validate().unwrap();
         assert!(c.dry_run && c.detailed_exitcode);
         assert_eq!(c.output, OutputFormat::Json);
+    }
+
+    #[test]
+    fn without_once_it_is_a_daemon() {
+        let cli = parse(&[
+            "--policies",
+            "p",
+            "--interval",
+            "30s",
+            "--metrics-addr",
+            ":9090",
+        ]);
+        let c = cli.run.validate().unwrap();
+        assert!(!c.once);
+        assert_eq!(c.daemon.interval, std::time::Duration::from_secs(30));
+        assert_eq!(c.daemon.metrics_addr.map(|a| a.port()), Some(9090));
     }
 
     #[test]

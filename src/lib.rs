@@ -13,19 +13,32 @@
 //! The edges:
 //! - [`ecs`]: the cloud boundary: typed calls, errors and their classification, the HTTP client.
 //! - [`reconcile`]: one pass: load → observe → plan → apply → verify → report. The only writer.
-//! - [`report`]: renders plans and results for humans (text) and machines (JSON).
+//! - [`report`]: renders plans and results for humans (text, Markdown for PR comments) and machines (JSON).
+//! - [`rails`]: safety rails between plan and writes (`--max-changes`, `--allow-open`); pure.
+//! - [`selectors`]: turns tag/VPC/name selectors into groups at pass time (DescribeSecurityGroups).
+//! - [`validate`]: `sgpolicy validate` and `sgpolicy schema`: offline checks for pre-commit and CI.
 //! - [`schedule`]: the order a pass starts work in (round-robin over regions) and its deadline.
 //! - [`cli`]: raw arguments → validated configuration.
+//! - [`daemon`]: the long-lived mode: triggers (file changes, interval, SIGHUP), one pass at a time,
+//!   last good state, incremental passes, fights, audit trail, shutdown. [`watch`]: the file watcher.
+//!   [`metrics`] and [`health`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`sim`]: the built-in ECS simulator, the test double and a demo for users without an account.
 
 pub mod cli;
 pub mod cli_scale;
+pub mod daemon;
 pub mod ecs;
+pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod policy;
+pub mod rails;
 pub mod reconcile;
 pub mod report;
 pub mod schedule;
+pub mod selectors;
 pub mod sim;
 pub mod token;
+pub mod validate;
+pub mod watch;

@@ -1,7 +1,7 @@
 //! The `sgpolicy` binary: parse arguments, set up logging, run, and map the outcome to an exit status.
 
 use clap::Parser;
-use sgpolicy::cli::{exit, Cli, Command, Config, OutputFormat, SimArgs};
+use sgpolicy::cli::{exit, Cli, Command, Config, LogFormat, OutputFormat, SimArgs};
 use sgpolicy::ecs::{ClientConfig, Credentials, EcsClient};
 use sgpolicy::policy::{self, LoadOptions};
 use sgpolicy::{reconcile, report};
@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
         }
     };
-    init_logging();
+    init_logging(cli.run.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -29,8 +29,11 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Some(Command::Sim(args)) => runtime.block_on(run_sim(args)),
+        Some(Command::Validate(args)) => sgpolicy::validate::run_cli(&args),
+        Some(Command::Schema) => sgpolicy::validate::print_schema(),
         None => match cli.run.validate() {
-            Ok(config) => runtime.block_on(run_once(config)),
+            Ok(config) if config.once => runtime.block_on(run_once(config)),
+            Ok(config) => runtime.block_on(sgpolicy::daemon::run(config)),
             Err(problems) => {
                 for p in problems {
                     eprintln!("error: {p}");
@@ -43,14 +46,22 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("sgpolicy=info"));
-    tracing_subscriber::fmt()
+    // Colours only for a terminal: piped into a file or a log collector they are noise.
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 async fn run_once(config: Config) -> i32 {
@@ -86,6 +97,8 @@ async fn run_once(config: Config) -> i32 {
                     serde_json::json!({"version": report::JSON_VERSION, "errors": list})
                 );
             }
+            let markdown = config.output == OutputFormat::Markdown;
+            sgpolicy::validate::report_load_errors(&errors, markdown, config.report.as_deref());
             return exit::ERROR;
         }
     };
@@ -114,15 +127,28 @@ async fn run_once(config: Config) -> i32 {
     let pass_opts = reconcile::PassOptions {
         dry_run: config.dry_run,
         concurrency: config.concurrency,
+        rails: sgpolicy::rails::Rails {
+            max_changes: Some(config.max_changes),
+            allow_open: config.allow_open,
+        },
         pass_timeout: config.pass_timeout,
         ..reconcile::PassOptions::default()
     };
     let result = reconcile::run_pass(&client, &desired, &pass_opts).await;
+    let commit = sgpolicy::daemon::gitrev::commit_of(&config.policies);
+    sgpolicy::daemon::audit::log_writes(&result, commit.as_deref());
     // The summary is on stdout already; the log line is for runs whose stdout is a JSON report.
     tracing::debug!("{}", report::summary_line(&result));
     match config.output {
         OutputFormat::Text => print!("{}", report::text(&result)),
         OutputFormat::Json => println!("{}", report::json(&result)),
+        OutputFormat::Markdown => print!("{}", report::markdown(&result)),
+    }
+    if let Some(path) = &config.report {
+        if let Err(e) = sgpolicy::validate::write_report(path, &report::json(&result)) {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
     }
     if result.has_errors() {
         exit::ERROR

@@ -3,13 +3,15 @@
 //! a change the plan produced from a read made in the same pass.
 
 use crate::ecs::{api, ApiError, EcsClient, ErrorClass};
-use crate::model::{GroupKey, Policy};
+use crate::model::{GroupKey, Mode, Note, NoteLevel, Policy};
 use crate::plan::{self, Action, Observation, Observed, Plan, PlanEntry};
 use crate::policy::Desired;
+use crate::rails::{self, Hold, Rails};
 use crate::schedule::{self, within};
 use crate::token::{self, TokenInput};
 use futures::stream::{self, StreamExt};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,10 @@ pub struct PassOptions {
     /// Re-reads after an acknowledged write before concluding the write did not take effect.
     pub verify_reads: u32,
     pub verify_delay: Duration,
+    /// Once set (daemon shutdown), no new read or write starts; writes in flight finish and are verified.
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// `--max-changes` and `--allow-open` (see `rails`).
+    pub rails: Rails,
     /// The whole pass's deadline (`--pass-timeout`); groups unfinished by then are reported as errors.
     pub pass_timeout: Option<Duration>,
 }
@@ -32,6 +38,8 @@ impl Default for PassOptions {
             concurrency: 16,
             verify_reads: 2,
             verify_delay: Duration::from_millis(300),
+            cancel: None,
+            rails: Rails::default(),
             pass_timeout: Some(Duration::from_secs(30 * 60)),
         }
     }
@@ -50,6 +58,10 @@ pub enum Outcome {
     Failed,
     /// Nothing was written because the group cannot be reconciled (not found, unmanageable, unreadable).
     Error,
+    /// `mode: observe`: the drift was planned and reported, and never written.
+    Observed,
+    /// A safety rail held the change back (`--max-changes`, `--allow-open`); see `GroupResult::hold`.
+    Held,
 }
 
 #[derive(Clone, Debug)]
@@ -59,11 +71,15 @@ pub struct GroupResult {
     pub token: Option<String>,
     pub request_id: Option<String>,
     pub error: Option<ApiError>,
+    pub hold: Option<Hold>,
 }
 
 impl GroupResult {
     pub fn is_error(&self) -> bool {
-        matches!(self.outcome, Outcome::Failed | Outcome::Error)
+        matches!(
+            self.outcome,
+            Outcome::Failed | Outcome::Error | Outcome::Held
+        )
     }
 }
 
@@ -80,6 +96,8 @@ pub struct PassReport {
     pub retries: u64,
     pub throttled: u64,
     pub duration: Duration,
+    /// Selector warnings and conflicts, safety-rail refusals.
+    pub notes: Vec<Note>,
 }
 
 impl PassReport {
@@ -88,13 +106,14 @@ impl PassReport {
     }
 
     pub fn has_errors(&self) -> bool {
-        self.fatal.is_some() || self.results.iter().any(GroupResult::is_error)
+        self.fatal.is_some()
+            || self.results.iter().any(GroupResult::is_error)
+            || self.notes.iter().any(|n| n.level == NoteLevel::Error)
     }
 
+    /// Drift an apply would correct; observe-only drift is reported but is not "changes to make".
     pub fn has_drift(&self) -> bool {
-        self.results
-            .iter()
-            .any(|r| matches!(r.entry.action, Action::Change { .. }))
+        self.results.iter().any(|r| r.entry.is_enforced_change())
     }
 }
 
@@ -102,6 +121,7 @@ impl PassReport {
 #[derive(Default)]
 struct PassState {
     fatal: Mutex<Option<ApiError>>,
+    cancel: Option<Arc<AtomicBool>>,
     deadline: Option<tokio::time::Instant>,
 }
 
@@ -134,6 +154,19 @@ impl PassState {
             None => Ok(()),
         }
     }
+
+    /// Like `guard`, and also refuses to start new work once the pass is cancelled.
+    fn admit(&self, action: &'static str) -> Result<(), ApiError> {
+        self.guard()?;
+        match &self.cancel {
+            Some(c) if c.load(Ordering::SeqCst) => Err(ApiError::transport(
+                action,
+                "ShuttingDown",
+                "not started: sgpolicy is shutting down",
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 pub async fn run_pass(client: &EcsClient, desired: &Desired, opts: &PassOptions) -> PassReport {
@@ -141,14 +174,29 @@ pub async fn run_pass(client: &EcsClient, desired: &Desired, opts: &PassOptions)
     let before = client.stats().snapshot();
     let (retries_before, throttled_before) = (client.stats().retries(), client.stats().throttled());
     let state = Arc::new(PassState {
+        cancel: opts.cancel.clone(),
         deadline: opts.pass_timeout.map(|t| tokio::time::Instant::now() + t),
         ..PassState::default()
     });
     let observed_at = chrono::Utc::now().timestamp();
+    let resolved;
+    let desired = if desired.selectors.is_empty() {
+        desired
+    } else {
+        let (d, fatal) = crate::selectors::resolve(client, desired, opts.concurrency).await;
+        if let Some(e) = fatal {
+            let _ = state.note::<()>(Err(e));
+        }
+        resolved = d;
+        &resolved
+    };
     let observed = observe(client, desired, opts, &state).await;
     let plan = plan::plan(desired, &observed);
-    let results = apply(client, &plan, observed_at, opts, &state).await;
+    let gate = rails::gate(&plan, &opts.rails);
+    let results = apply(client, &plan, &gate, observed_at, opts, &state).await;
     let api_calls = calls_since(&before, &client.stats().snapshot());
+    let mut notes = desired.notes.clone();
+    notes.extend(gate.notes(opts.dry_run, &opts.rails));
     PassReport {
         revision: desired.revision.clone(),
         files: desired.files,
@@ -159,6 +207,7 @@ pub async fn run_pass(client: &EcsClient, desired: &Desired, opts: &PassOptions)
         retries: client.stats().retries() - retries_before,
         throttled: client.stats().throttled() - throttled_before,
         duration: started.elapsed(),
+        notes,
     }
 }
 
@@ -204,7 +253,7 @@ async fn observe(
 
     let metas = stream::iter(batches)
         .map(|(region, ids)| async move {
-            let r = match state.guard() {
+            let r = match state.admit(api::DESCRIBE_GROUPS) {
                 Ok(()) => {
                     let read = client.describe_groups(&region, &ids);
                     state.note(within(state.deadline, api::DESCRIBE_GROUPS, read).await)
@@ -243,7 +292,7 @@ async fn observe(
     let to_read = schedule::interleave_by_region(to_read, |(k, _)| k.region.as_str());
     let reads = stream::iter(to_read)
         .map(|(key, meta)| async move {
-            let r = match state.guard() {
+            let r = match state.admit(api::DESCRIBE_ATTRIBUTE) {
                 Ok(()) => {
                     let read = client.describe_attribute(&key);
                     state.note(within(state.deadline, api::DESCRIBE_ATTRIBUTE, read).await)
@@ -274,6 +323,7 @@ fn failed(e: &ApiError) -> Observation {
 async fn apply(
     client: &EcsClient,
     plan: &Plan,
+    gate: &rails::Gate,
     observed_at: i64,
     opts: &PassOptions,
     state: &PassState,
@@ -284,6 +334,14 @@ async fn apply(
         .map(|entry| async move {
             match (&entry.action, opts.dry_run) {
                 (Action::InSync, _) => simple(entry, Outcome::InSync),
+                (Action::Change { .. }, _) if entry.mode == Mode::Observe => {
+                    simple(entry, Outcome::Observed)
+                }
+                (Action::Change { .. }, false) if gate.hold(entry).is_some() => {
+                    let mut r = simple(entry, Outcome::Held);
+                    r.hold = gate.hold(entry).cloned();
+                    r
+                }
                 (Action::Change { from, to }, true) => {
                     let mut r = simple(entry, Outcome::WouldChange);
                     r.token = Some(token_for(plan, entry, *from, *to, observed_at, 0));
@@ -310,6 +368,7 @@ fn simple(entry: &PlanEntry, outcome: Outcome) -> GroupResult {
         token: None,
         request_id: None,
         error: None,
+        hold: None,
     }
 }
 
@@ -348,10 +407,11 @@ async fn write_and_verify(
     for generation in 0..token::MAX_GENERATION {
         let token = token_for(plan, entry, from, to, observed_at, generation);
         result.token = Some(token.clone());
-        if let Err(e) = state.guard() {
+        if let Err(e) = state.admit(crate::ecs::api::MODIFY_POLICY) {
             result.error = Some(e);
             return result;
         }
+        tracing::debug!(group = %entry.key, token = %token, "sending ModifySecurityGroupPolicy");
         let write = client.modify_policy(&entry.key, to, &token);
         match state.note(within(state.deadline, api::MODIFY_POLICY, write).await) {
             Ok(request_id) => result.request_id = Some(request_id),
@@ -363,7 +423,7 @@ async fn write_and_verify(
         }
         match verify(client, entry, to, opts, state).await {
             Ok(true) => {
-                tracing::info!(
+                tracing::debug!(
                     group = %entry.key, from = %from, to = %to, revision = %plan.revision,
                     source = %entry.source, token = %token,
                     request_id = result.request_id.as_deref().unwrap_or(""),

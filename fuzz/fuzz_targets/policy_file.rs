@@ -8,9 +8,12 @@ fuzz_target!(|data: &[u8]| {
     let path = Path::new("fuzz.yaml");
     for region in [None, Some("cn-hangzhou")] {
         match sgpolicy::policy::parse_file_bytes(path, data, region) {
-            Ok(groups) => {
+            Ok((groups, selectors)) => {
                 for g in groups {
                     assert!(!g.key.id.is_empty() && !g.key.region.is_empty());
+                }
+                for s in selectors {
+                    assert!(!s.region.is_empty());
                 }
             }
             Err(errors) => {

@@ -4,10 +4,13 @@
 use super::merge;
 use super::schema::{self, Fallback};
 use super::walk::decode;
-use super::{yaml, DesiredGroup, LoadError};
+use super::{yaml, DesiredGroup, LoadError, Selector};
 use crate::model::Location;
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// The groups and selectors one file declares.
+pub type FileDecl = (Vec<DesiredGroup>, Vec<Selector>);
 
 /// Parses and validates one file as if it were found at `path`, merging its entries the way a folder
 /// load does (so duplicate and conflicting entries within the file are reported too). Never panics.
@@ -15,7 +18,7 @@ pub fn parse_file_bytes(
     path: &Path,
     bytes: &[u8],
     default_region: Option<&str>,
-) -> Result<Vec<DesiredGroup>, Vec<LoadError>> {
+) -> Result<FileDecl, Vec<LoadError>> {
     let text = decode(bytes.to_vec()).map_err(|(pos, message)| {
         vec![LoadError {
             location: Location {
@@ -37,13 +40,13 @@ pub fn parse_file_bytes(
         Some(r) if schema::region_problem(r).is_none() => Fallback::Region(r),
         Some(_) => Fallback::Invalid,
     };
-    let (declared, mut errors) = schema::groups_of_file(tree.as_ref(), path, fallback);
+    let (declared, selectors, mut errors) = schema::groups_of_file(tree.as_ref(), path, fallback);
     let mut groups = BTreeMap::new();
     for group in declared {
         merge::add(&mut groups, group, &mut errors);
     }
     if errors.is_empty() {
-        Ok(groups.into_values().collect())
+        Ok((groups.into_values().collect(), selectors))
     } else {
         Err(errors)
     }
@@ -62,8 +65,8 @@ mod tests {
             None,
         )
         .expect("valid");
-        assert_eq!(ok.len(), 1);
-        assert_eq!(ok[0].key.region, "cn-hangzhou");
+        assert_eq!(ok.0.len(), 1);
+        assert_eq!(ok.0[0].key.region, "cn-hangzhou");
         let errs = parse_file_bytes(
             p,
             b"groups:\n  - {id: sg-1, innerAccessPolicy: drop}\n",

@@ -19,7 +19,7 @@ impl Simulator {
         if form {
             parse_form(&String::from_utf8_lossy(body), &mut params);
         }
-        match self.handle(method, &params, false) {
+        match self.handle(method, &params, None) {
             Answer::Respond(r) => {
                 let status = r.status().as_u16();
                 // The body is a complete in-memory buffer, so this never waits.

@@ -417,18 +417,3 @@ async fn admin_paths_list_flip_and_clear() {
         404
     );
 }
-
-#[tokio::test]
-async fn v3_signed_requests_get_a_clear_refusal() {
-    let s = sim();
-    let req = HttpRequest::post("/?RegionId=cn-hangzhou")
-        .header(
-            "authorization",
-            "ACS3-HMAC-SHA256 Credential=testid,SignedHeaders=host,Signature=00",
-        )
-        .header("x-acs-action", "DescribeSecurityGroups")
-        .body(Body::empty())
-        .expect("req");
-    let (st, v) = send(&s, req).await;
-    assert_eq!((st, code(&v)), (400, "UnsupportedSignature.V3"));
-}

@@ -79,7 +79,7 @@ async fn a_pass_makes_exactly_the_calls_the_formula_predicts() {
     let (seed, folder) = fleet();
     let sim = Sim::start(&seed).await;
 
-    let fast = ["--max-rps", "500"];
+    let fast = ["--max-rps", "500", "--max-changes", "1000"];
     let dry = once(&sim, &folder, &["--dry-run", "--max-rps", "500"]).await;
     assert_eq!(
         dry.code, 1,

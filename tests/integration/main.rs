@@ -2,7 +2,9 @@
 //! simulator over loopback, with policy folders written to temporary directories.
 
 mod calls;
+mod daemon;
 mod faults;
 mod harness;
 mod once;
 mod sdk;
+mod workflow;

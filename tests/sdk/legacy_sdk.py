@@ -119,6 +119,7 @@ c.eq("STS key without its token", (error_of(DescribeSecurityGroupsRequest(), sts
 
 calls = admin(endpoint, "GET", "/_sim/calls")
 c.true("every call arrived as POST with params in the query", all(x["method"] == "POST" for x in calls))
+c.true("the legacy core SDK signs RPC V1", all(x["signature"] == "V1" for x in calls))
 c.eq("call log: one effective write, one replay",
      [(x["effective"], x["replayed"]) for x in calls if x["action"] == "ModifySecurityGroupPolicy" and x["status"] == 200],
      [(True, False), (False, True)])

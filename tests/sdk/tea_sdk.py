@@ -3,9 +3,10 @@
 Usage: tea_sdk.py HOST:PORT [AK SECRET]   or   SIM_ENDPOINT=127.0.0.1:PORT tea_sdk.py
 The simulator must be seeded with tests/sdk/seed.yaml. Exits non-zero on any mismatch.
 
-Quirk: alibabacloud-tea-openapi >= 0.4 signs with V3 (ACS3-HMAC-SHA256, `Authorization` header) unless
-`signature_algorithm='v2'`; only the v2 path sends RPC signature V1, which is what ECS RPC documents and
-what sgpolicy and the simulator implement. The script uses v2.
+The clients use the SDK's DEFAULT configuration: alibabacloud-tea-openapi >= 0.4 then signs with V3
+(ACS3-HMAC-SHA256 in an `Authorization` header, `x-acs-*` headers, Action/Version in `x-acs-action` /
+`x-acs-version`). One check also runs with `signature_algorithm='v2'`, which sends RPC signature V1
+(`Signature` parameter), the form sgpolicy itself uses.
 """
 import json
 import uuid
@@ -21,7 +22,8 @@ endpoint, ak, secret = settings()
 c = Checks("tea alibabacloud-ecs20140526")
 
 
-def client(secret_=secret, ak_=ak, token=None):
+def client(secret_=secret, ak_=ak, token=None, **extra):
+    """A client configured as a user would: endpoint, protocol, region and credentials, nothing else."""
     cfg = open_api_models.Config(
         access_key_id=ak_,
         access_key_secret=secret_,
@@ -29,7 +31,7 @@ def client(secret_=secret, ak_=ak, token=None):
         endpoint=endpoint,
         protocol="http",
         region_id=REGION,
-        signature_algorithm="v2",
+        **extra,
     )
     return Client(cfg)
 
@@ -116,7 +118,7 @@ c.eq("enterprise group refused", err[:2], (404, "InvalidParameter.InnerAccessPol
 bad = client(secret_=secret + "x")
 err = error_of(lambda: bad.describe_security_groups_with_options(ecs.DescribeSecurityGroupsRequest(region_id=REGION), rt)) or (0, "", "")
 c.eq("wrong secret: SignatureDoesNotMatch", err[:2], (400, "SignatureDoesNotMatch"))
-c.true("message carries the server string to sign", "server string to sign is:POST&%2F&" in err[2], err[2])
+c.true("message carries the V3 server string to sign", "server string to sign is:ACS3-HMAC-SHA256" in err[2], err[2])
 
 sts_ok = client(ak_="stsid", secret_="stssecret", token="sts-token-123")
 c.eq("STS key with its token", ids(sts_ok.describe_security_groups_with_options(
@@ -125,13 +127,17 @@ sts_bad = client(ak_="stsid", secret_="stssecret", token="wrong")
 err = error_of(lambda: sts_bad.describe_security_groups_with_options(ecs.DescribeSecurityGroupsRequest(region_id=REGION), rt)) or (0, "", "")
 c.eq("STS key with a wrong token", err[:2], (400, "InvalidSecurityToken.MismatchWithAccessKey"))
 
-# The SDK's default signing (no signature_algorithm) is V3, which the simulator refuses by name.
-v3 = Client(open_api_models.Config(access_key_id=ak, access_key_secret=secret, endpoint=endpoint, protocol="http", region_id=REGION))
-err = error_of(lambda: v3.describe_security_groups_with_options(ecs.DescribeSecurityGroupsRequest(region_id=REGION), rt)) or (0, "", "")
-c.eq("default V3 signing is refused with a named code", err[:2], (400, "UnsupportedSignature.V3"))
+# The older signing path (RPC signature V1) still works when a user opts into it.
+v2 = client(signature_algorithm="v2")
+c.eq("signature_algorithm='v2' (RPC V1) also works", ids(v2.describe_security_groups_with_options(
+    ecs.DescribeSecurityGroupsRequest(region_id=REGION, security_group_ids=json.dumps([G1])), rt)), [G1])
 
 calls = admin(endpoint, "GET", "/_sim/calls")
 c.true("every call arrived as POST", all(x["method"] == "POST" for x in calls))
+c.eq("default config signs V3; only the v2 client signed V1",
+     sorted(set((x["signature"], x["access_key_id"]) for x in calls)),
+     sorted([("V1", ak), ("V3", ak), ("V3", "stsid")]))
+c.eq("exactly one V1 call", len([x for x in calls if x["signature"] == "V1"]), 1)
 c.eq("call log: one effective write, one replay",
      [(x["effective"], x["replayed"]) for x in calls if x["action"] == "ModifySecurityGroupPolicy" and x["status"] == 200],
      [(True, False), (False, True)])
