@@ -351,8 +351,10 @@ fn print(label: &str, m: &Measured, ideal: Duration, formula: &BTreeMap<&str, u6
         m.report["apiRetries"]["retried"],
         m.connections
     );
+    // ru_maxrss also counts the moments between fork and exec, when the child still maps the bench
+    // driver's pages; VmHWM is reset by exec and is the agent's own peak.
     println!(
-        "peak RSS: VmHWM {:.1} MiB, ru_maxrss {:.1} MiB | CPU {:.2} s ({:.1}% of wall)",
+        "peak RSS: VmHWM {:.1} MiB (wait4 ru_maxrss {:.1} MiB, includes the pre-exec fork) | CPU {:.2} s ({:.1}% of wall)",
         m.vm_hwm_kib as f64 / 1024.0,
         m.maxrss_kib as f64 / 1024.0,
         m.cpu.as_secs_f64(),

@@ -141,7 +141,22 @@ async fn run_once(config: Config) -> i32 {
     tracing::debug!("{}", report::summary_line(&result));
     match config.output {
         OutputFormat::Text => print!("{}", report::text(&result)),
-        OutputFormat::Json => println!("{}", report::json(&result)),
+        OutputFormat::Json => {
+            // Streamed: a 10,000-group document as one `Value` would double the agent's memory.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = report::write_json(&result, &mut out)
+                .and_then(|()| {
+                    std::io::Write::write_all(
+                        &mut out, b"
+",
+                    )
+                })
+                .and_then(|()| std::io::Write::flush(&mut out));
+            if let Err(e) = written {
+                eprintln!("error: writing the JSON report: {e}");
+                return exit::ERROR;
+            }
+        }
         OutputFormat::Markdown => print!("{}", report::markdown(&result)),
     }
     if let Some(path) = &config.report {

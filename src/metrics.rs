@@ -76,8 +76,13 @@ pub struct Metrics {
     pub fight_hold: Family<GroupLabels, FloatGauge>,
     pub corrections: Counter,
     pub ready: Gauge,
+    /// Attempts repeated after transient errors, and throttled answers (see docs/scale.md).
+    pub api_retries: Counter,
+    pub api_throttled: Counter,
     /// The client's counts already added to `api_calls`.
     api_seen: Mutex<BTreeMap<(String, String), u64>>,
+    /// The client's retry and throttle counts already added.
+    retries_seen: Mutex<(u64, u64)>,
 }
 
 impl Default for Metrics {
@@ -105,7 +110,10 @@ impl Metrics {
             fight_hold: Family::default(),
             corrections: Counter::default(),
             ready: Gauge::default(),
+            api_retries: Counter::default(),
+            api_throttled: Counter::default(),
             api_seen: Mutex::new(BTreeMap::new()),
+            retries_seen: Mutex::new((0, 0)),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -133,6 +141,16 @@ impl Metrics {
             "sgpolicy_api_calls",
             "ECS API requests by action and result code (OK for success)",
             m.api_calls.clone(),
+        );
+        r.register(
+            "sgpolicy_api_retries",
+            "ECS API attempts repeated after a transient error (throttling not included)",
+            m.api_retries.clone(),
+        );
+        r.register(
+            "sgpolicy_api_throttled",
+            "ECS API answers that were throttled (retried after the rate limiter slowed down)",
+            m.api_throttled.clone(),
         );
         r.register(
             "sgpolicy_last_successful_pass_timestamp_seconds",
@@ -189,6 +207,12 @@ impl Metrics {
 
     /// Adds the client's calls made since the last sync (counters only go up).
     pub fn sync_api_calls(&self, stats: &CallStats) {
+        if let Ok(mut seen) = self.retries_seen.lock() {
+            let (r, t) = (stats.retries(), stats.throttled());
+            self.api_retries.inc_by(r.saturating_sub(seen.0));
+            self.api_throttled.inc_by(t.saturating_sub(seen.1));
+            *seen = (r, t);
+        }
         let now = stats.snapshot();
         let Ok(mut seen) = self.api_seen.lock() else {
             return;
@@ -257,6 +281,15 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_and_throttle_counters_are_exported() {
+        let m = Metrics::new();
+        m.sync_api_calls(&CallStats::default());
+        let text = m.encode();
+        assert!(text.contains("sgpolicy_api_retries_total 0"), "{text}");
+        assert!(text.contains("sgpolicy_api_throttled_total 0"), "{text}");
+    }
 
     #[test]
     fn exposition_has_the_documented_names() {

@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use std::fmt::Write;
 
 mod markdown;
+mod stream;
 pub use markdown::{markdown, MAX_COMMENT_CHARS};
+pub use stream::write_json;
 
 /// "opens" for Drop → Accept (weakens isolation), "isolates" for Accept → Drop; `None` otherwise.
 pub fn direction(entry: &PlanEntry) -> Option<&'static str> {
@@ -200,11 +202,12 @@ pub fn text(report: &PassReport) -> String {
 }
 
 pub fn json(report: &PassReport) -> Value {
-    let groups: Vec<Value> = report
-        .results
-        .iter()
-        .map(|r| {
-            json!({
+    document(report, report.results.iter().map(group_json).collect())
+}
+
+/// One group's entry in the JSON output.
+fn group_json(r: &GroupResult) -> Value {
+    json!({
                 "region": r.entry.key.region,
                 "id": r.entry.key.id,
                 "desired": r.entry.desired,
@@ -220,9 +223,11 @@ pub fn json(report: &PassReport) -> Value {
                     "code": code,
                     "message": problem(r),
                 })),
-            })
-        })
-        .collect();
+    })
+}
+
+/// The JSON document around the given group entries.
+fn document(report: &PassReport, groups: Vec<Value>) -> Value {
     json!({
         "version": JSON_VERSION,
         "revision": report.revision,
