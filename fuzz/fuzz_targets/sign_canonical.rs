@@ -14,7 +14,11 @@ fn check_encoding(s: &str) {
         match bytes[i] {
             b'%' => {
                 let hex = &bytes[i + 1..i + 3];
-                assert!(hex.iter().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(b)), "{e}");
+                assert!(
+                    hex.iter()
+                        .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(b)),
+                    "{e}"
+                );
                 i += 3;
             }
             b => {
@@ -23,7 +27,9 @@ fn check_encoding(s: &str) {
             }
         }
     }
-    let back = percent_encoding::percent_decode_str(&e).decode_utf8().expect("utf-8 round trip");
+    let back = percent_encoding::percent_decode_str(&e)
+        .decode_utf8()
+        .expect("utf-8 round trip");
     assert_eq!(back, s);
 }
 
@@ -39,15 +45,24 @@ fuzz_target!(|data: &[u8]| {
         check_encoding(v);
     }
     let canonical = CanonicalQuery::new(params.iter().copied());
-    let pairs: Vec<&str> = canonical.as_str().split('&').filter(|p| !p.is_empty()).collect();
-    let names: Vec<&str> = pairs.iter().map(|p| p.split('=').next().unwrap_or("")).collect();
+    let pairs: Vec<&str> = canonical
+        .as_str()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .collect();
+    let names: Vec<&str> = pairs
+        .iter()
+        .map(|p| p.split('=').next().unwrap_or(""))
+        .collect();
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(names, sorted, "canonical query is sorted by encoded name");
     assert!(!names.contains(&"Signature"));
     for method in ["GET", "post"] {
         let sts = StringToSign::new(method, &canonical);
-        assert!(sts.as_str().starts_with(&format!("{}&%2F&", method.to_ascii_uppercase())));
+        assert!(sts
+            .as_str()
+            .starts_with(&format!("{}&%2F&", method.to_ascii_uppercase())));
         let sig = signature(&sts, &text);
         assert_eq!(sig.len(), 28, "base64 of 20 bytes");
     }

@@ -25,7 +25,9 @@ fn sim() -> &'static Simulator {
 static NONCE: AtomicU64 = AtomicU64::new(0);
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let sim = sim();
     match mode % 3 {
         0 => {
@@ -39,7 +41,20 @@ fuzz_target!(|data: &[u8]| {
             let business: Vec<(&str, &str)> = text
                 .split('\n')
                 .filter_map(|l| l.split_once('\t'))
-                .filter(|(k, _)| !matches!(*k, "Signature" | "SignatureNonce" | "Timestamp" | "AccessKeyId" | "SignatureMethod" | "SignatureVersion" | "Format" | "Version" | "SecurityToken"))
+                .filter(|(k, _)| {
+                    !matches!(
+                        *k,
+                        "Signature"
+                            | "SignatureNonce"
+                            | "Timestamp"
+                            | "AccessKeyId"
+                            | "SignatureMethod"
+                            | "SignatureVersion"
+                            | "Format"
+                            | "Version"
+                            | "SecurityToken"
+                    )
+                })
                 .collect();
             let nonce = format!("fuzz-{}", NONCE.fetch_add(1, Ordering::Relaxed));
             let ts = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -60,11 +75,17 @@ fuzz_target!(|data: &[u8]| {
             }
             let method = if mode % 3 == 1 { "GET" } else { "POST" };
             let sig = sign(method, params.iter().copied(), "testsecret");
-            let mut query: Vec<String> =
-                params.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+            let mut query: Vec<String> = params
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                .collect();
             query.push(format!("Signature={}", encode(&sig)));
             let (status, code) = sim.handle_raw(method, query.join("&").as_bytes(), b"", false);
-            assert_ne!(code.as_deref(), Some("SignatureDoesNotMatch"), "status {status}, params {params:?}");
+            assert_ne!(
+                code.as_deref(),
+                Some("SignatureDoesNotMatch"),
+                "status {status}, params {params:?}"
+            );
         }
     }
 });
