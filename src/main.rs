@@ -2,11 +2,11 @@
 
 use clap::Parser;
 use sgpolicy::cli::{exit, Cli, Command, Config, OutputFormat, SimArgs};
-use sgpolicy::ecs::{ClientConfig, Credentials, EcsClient};
+use sgpolicy::ecs::chain::{self, ChainOptions};
+use sgpolicy::ecs::{ClientConfig, EcsClient};
 use sgpolicy::policy::{self, LoadOptions};
 use sgpolicy::{reconcile, report};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -80,7 +80,15 @@ async fn run_once(config: Config) -> i32 {
             return exit::ERROR;
         }
     };
-    let credentials = match Credentials::from_env() {
+    let chain_opts = ChainOptions {
+        profile: config.profile.clone(),
+        sts_endpoint: config.sts_endpoint.clone(),
+        endpoint_type: config.endpoint_type,
+        metadata_endpoint: config.metadata_endpoint.clone(),
+        allow_insecure_http: config.insecure_http,
+        ..ChainOptions::from_process_env()
+    };
+    let credentials = match chain::resolve(&chain_opts).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -89,10 +97,11 @@ async fn run_once(config: Config) -> i32 {
     };
     let client_config = ClientConfig {
         endpoint: config.endpoint.clone(),
+        endpoint_type: config.endpoint_type,
         allow_insecure_http: config.insecure_http,
         ..ClientConfig::default()
     };
-    let client = match EcsClient::new(client_config, Arc::new(credentials)) {
+    let client = match EcsClient::new(client_config, credentials.source.clone()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");

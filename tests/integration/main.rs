@@ -1,6 +1,8 @@
 //! One integration-test binary: the real `sgpolicy` binary and its real HTTP client against the
 //! simulator over loopback, with policy folders written to temporary directories.
 
+mod credentials;
+mod fakes;
 mod harness;
 mod once;
 mod sdk;
