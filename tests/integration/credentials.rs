@@ -514,7 +514,9 @@ async fn a_full_pass_at_trace_level_never_prints_a_secret_token_or_signature() {
     let r = pass(&sim, &folder, &[], &env).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(sim.policy(HZ, "sg-a"), Policy::Drop);
-    assert!(r.stderr.lines().count() > 20, "trace logging is on: {}", r.stderr);
+    // The HTTP stack's own trace lines are in the output too (hyper logs through `log`/`tracing`).
+    let logged = plain(&r.stderr);
+    assert!(logged.contains("hyper") && logged.contains("TRACE"), "trace logging is on: {logged}");
     let raw = seen.lock().expect("log").clone();
     let sigs = signatures_in(&raw);
     assert!(sigs.len() >= 2 * 3, "captured the signatures on the wire: {}", sigs.len());
