@@ -87,7 +87,12 @@ pub struct RunArgs {
     #[arg(long, env = "ALIBABA_CLOUD_ENDPOINT_STS", value_name = "URL")]
     pub sts_endpoint: Option<String>,
     /// Instance metadata service address (tests only: loopback or http://100.100.100.200).
-    #[arg(long, env = "SGPOLICY_METADATA_ENDPOINT", value_name = "URL", hide = true)]
+    #[arg(
+        long,
+        env = "SGPOLICY_METADATA_ENDPOINT",
+        value_name = "URL",
+        hide = true
+    )]
     pub metadata_endpoint: Option<String>,
     /// API requests in flight at once.
     #[arg(long, default_value_t = 16)]

@@ -49,11 +49,15 @@ impl ChainOptions {
     }
 
     fn var(&self, name: &str) -> Option<&str> {
-        self.env.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.env
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     fn is_true(&self, name: &str) -> bool {
-        self.var(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        self.var(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 
     fn profile_name(&self) -> Option<String> {
@@ -198,13 +202,19 @@ pub async fn resolve(opts: &ChainOptions) -> Result<Resolved, ChainError> {
             Err(e) => note(OIDC, e),
         }
     } else {
-        note(OIDC, format!("not configured ({} not set)", unset.join(", ")));
+        note(
+            OIDC,
+            format!("not configured ({} not set)", unset.join(", ")),
+        );
     }
 
     // 3. The CLI's config.json.
     const CLI: &str = "aliyun CLI profile (~/.aliyun/config.json)";
     if opts.is_true("ALIBABA_CLOUD_CLI_PROFILE_DISABLED") {
-        note(CLI, "disabled by ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true".into());
+        note(
+            CLI,
+            "disabled by ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true".into(),
+        );
     } else {
         match cli_profile(opts).await {
             Ok(r) => return Ok(found(r)),
@@ -213,7 +223,8 @@ pub async fn resolve(opts: &ChainOptions) -> Result<Resolved, ChainError> {
     }
 
     // 4. The shared INI file.
-    const INI: &str = "credentials file (ALIBABA_CLOUD_CREDENTIALS_FILE or ~/.alibabacloud/credentials)";
+    const INI: &str =
+        "credentials file (ALIBABA_CLOUD_CREDENTIALS_FILE or ~/.alibabacloud/credentials)";
     match ini_profile(opts).await {
         Ok(r) => return Ok(found(r)),
         Err(e) => note(INI, e),
@@ -222,7 +233,10 @@ pub async fn resolve(opts: &ChainOptions) -> Result<Resolved, ChainError> {
     // 5. The ECS instance role.
     const ECS: &str = "ECS instance RAM role (metadata service)";
     if opts.is_true("ALIBABA_CLOUD_ECS_METADATA_DISABLED") {
-        note(ECS, "disabled by ALIBABA_CLOUD_ECS_METADATA_DISABLED=true".into());
+        note(
+            ECS,
+            "disabled by ALIBABA_CLOUD_ECS_METADATA_DISABLED=true".into(),
+        );
     } else {
         let spec = Spec::EcsRamRole {
             role_name: opts.var("ALIBABA_CLOUD_ECS_METADATA").map(str::to_string),
@@ -283,13 +297,17 @@ async fn ini_profile(opts: &ChainOptions) -> Result<Resolved, String> {
         None => {
             let dir = opts.home()?.join(".alibabacloud");
             let candidates = [dir.join("credentials"), dir.join("credentials.ini")];
-            candidates.iter().find(|p| p.exists()).cloned().ok_or_else(|| {
-                format!(
-                    "no file at {} or {}",
-                    candidates[0].display(),
-                    candidates[1].display()
-                )
-            })?
+            candidates
+                .iter()
+                .find(|p| p.exists())
+                .cloned()
+                .ok_or_else(|| {
+                    format!(
+                        "no file at {} or {}",
+                        candidates[0].display(),
+                        candidates[1].display()
+                    )
+                })?
         }
     };
     let section = opts.profile_name().unwrap_or_else(|| "default".into());
@@ -446,25 +464,58 @@ mod tests {
         assert!(links[3].starts_with("credentials file"));
         assert!(links[4].starts_with("ECS"));
         let text = e.to_string();
-        assert!(text.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET is not set"), "{text}");
-        assert!(text.contains("ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE not set"), "{text}");
+        assert!(
+            text.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET is not set"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE not set"),
+            "{text}"
+        );
         assert!(text.contains("HOME is not set"), "{text}");
-        assert!(text.contains("disabled by ALIBABA_CLOUD_ECS_METADATA_DISABLED"), "{text}");
+        assert!(
+            text.contains("disabled by ALIBABA_CLOUD_ECS_METADATA_DISABLED"),
+            "{text}"
+        );
     }
 
     #[test]
     fn sts_endpoint_rules() {
         let o = opts(&[("ALIBABA_CLOUD_STS_REGION", "cn-beijing")]);
-        assert_eq!(o.sts(None, None).unwrap().url().as_str(), "https://sts.cn-beijing.aliyuncs.com/");
-        assert_eq!(o.sts(Some("cn-shanghai"), Some(true)).unwrap().url().as_str(), "https://sts-vpc.cn-shanghai.aliyuncs.com/");
-        let mut v = opts(&[("ALIBABA_CLOUD_STS_REGION", "cn-beijing"), ("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", "true")]);
-        assert_eq!(v.sts(None, None).unwrap().url().as_str(), "https://sts-vpc.cn-beijing.aliyuncs.com/");
+        assert_eq!(
+            o.sts(None, None).unwrap().url().as_str(),
+            "https://sts.cn-beijing.aliyuncs.com/"
+        );
+        assert_eq!(
+            o.sts(Some("cn-shanghai"), Some(true))
+                .unwrap()
+                .url()
+                .as_str(),
+            "https://sts-vpc.cn-shanghai.aliyuncs.com/"
+        );
+        let mut v = opts(&[
+            ("ALIBABA_CLOUD_STS_REGION", "cn-beijing"),
+            ("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", "true"),
+        ]);
+        assert_eq!(
+            v.sts(None, None).unwrap().url().as_str(),
+            "https://sts-vpc.cn-beijing.aliyuncs.com/"
+        );
         v.sts_endpoint = Some("http://127.0.0.1:1/".into());
-        assert_eq!(v.sts(None, None).unwrap().url().as_str(), "http://127.0.0.1:1/");
+        assert_eq!(
+            v.sts(None, None).unwrap().url().as_str(),
+            "http://127.0.0.1:1/"
+        );
         v.sts_endpoint = Some("http://192.0.2.1/".into());
-        assert!(v.sts(None, None).is_err(), "plain http off loopback is refused");
+        assert!(
+            v.sts(None, None).is_err(),
+            "plain http off loopback is refused"
+        );
         let mut t = opts(&[("ALIBABA_CLOUD_STS_REGION", "cn-beijing")]);
         t.endpoint_type = EndpointType::Vpc;
-        assert_eq!(t.sts(None, None).unwrap().url().as_str(), "https://sts-vpc.cn-beijing.aliyuncs.com/");
+        assert_eq!(
+            t.sts(None, None).unwrap().url().as_str(),
+            "https://sts-vpc.cn-beijing.aliyuncs.com/"
+        );
     }
 }

@@ -136,9 +136,14 @@ impl EcsClient {
     fn url_for(&self, region: &str) -> Result<Url, ApiError> {
         match &self.endpoint {
             Some(u) => Ok(u.clone()),
-            None => Url::parse(&super::endpoint::ecs_url(region, self.config.endpoint_type)).map_err(|e| {
-                ApiError::transport("resolve", "InvalidEndpoint", format!("region {region:?}: {e}"))
-            }),
+            None => Url::parse(&super::endpoint::ecs_url(region, self.config.endpoint_type))
+                .map_err(|e| {
+                    ApiError::transport(
+                        "resolve",
+                        "InvalidEndpoint",
+                        format!("region {region:?}: {e}"),
+                    )
+                }),
         }
     }
 

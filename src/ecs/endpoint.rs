@@ -39,8 +39,14 @@ mod tests {
 
     #[test]
     fn ecs_endpoints() {
-        assert_eq!(ecs_url("cn-hangzhou", EndpointType::Public), "https://ecs.cn-hangzhou.aliyuncs.com/");
-        assert_eq!(ecs_url("cn-hangzhou", EndpointType::Vpc), "https://ecs-vpc.cn-hangzhou.aliyuncs.com/");
+        assert_eq!(
+            ecs_url("cn-hangzhou", EndpointType::Public),
+            "https://ecs.cn-hangzhou.aliyuncs.com/"
+        );
+        assert_eq!(
+            ecs_url("cn-hangzhou", EndpointType::Vpc),
+            "https://ecs-vpc.cn-hangzhou.aliyuncs.com/"
+        );
     }
 
     #[test]
@@ -49,7 +55,13 @@ mod tests {
         // Without a region the SDK uses the central endpoint even when VPC is asked for.
         assert_eq!(sts_url(None, true), "https://sts.aliyuncs.com/");
         assert_eq!(sts_url(Some(""), true), "https://sts.aliyuncs.com/");
-        assert_eq!(sts_url(Some("cn-shanghai"), false), "https://sts.cn-shanghai.aliyuncs.com/");
-        assert_eq!(sts_url(Some("cn-shanghai"), true), "https://sts-vpc.cn-shanghai.aliyuncs.com/");
+        assert_eq!(
+            sts_url(Some("cn-shanghai"), false),
+            "https://sts.cn-shanghai.aliyuncs.com/"
+        );
+        assert_eq!(
+            sts_url(Some("cn-shanghai"), true),
+            "https://sts-vpc.cn-shanghai.aliyuncs.com/"
+        );
     }
 }

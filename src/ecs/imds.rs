@@ -21,8 +21,8 @@ const TOKEN_TTL_SECS: &str = "21600";
 /// The metadata service is plain HTTP on a link-local address; an override (for tests) must be the
 /// real address or a loopback one, never a host across the network.
 pub fn validate_endpoint(endpoint: &str) -> Result<Url, String> {
-    let url = Url::parse(endpoint)
-        .map_err(|e| format!("invalid metadata endpoint {endpoint:?}: {e}"))?;
+    let url =
+        Url::parse(endpoint).map_err(|e| format!("invalid metadata endpoint {endpoint:?}: {e}"))?;
     let host_ok = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.octets() == [100, 100, 100, 200],
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -127,7 +127,11 @@ impl Imds {
     }
 
     /// A GET with the v2 token, retried without it when the SDK would (token obtained, v1 allowed).
-    async fn get_with_fallback(&self, path: &str, token: Option<&Secret>) -> Result<String, String> {
+    async fn get_with_fallback(
+        &self,
+        path: &str,
+        token: Option<&Secret>,
+    ) -> Result<String, String> {
         match self.get(path, token).await {
             Ok(t) => Ok(t),
             Err(e) if token.is_some() && !self.imdsv1_disabled => {

@@ -93,10 +93,16 @@ pub fn permission_warning(_path: &Path, _meta: &std::fs::Metadata) -> Option<Str
 }
 
 fn non_empty(v: Option<&str>) -> Option<String> {
-    v.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+    v.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
-fn static_ak(id: Option<String>, secret: Option<String>, token: Option<String>) -> Result<Spec, String> {
+fn static_ak(
+    id: Option<String>,
+    secret: Option<String>,
+    token: Option<String>,
+) -> Result<Spec, String> {
     let id = id.ok_or("access_key_id is empty")?;
     let secret = secret.ok_or("access_key_secret is empty")?;
     Ok(Spec::Static(Credentials {
@@ -126,8 +132,7 @@ fn role_request(
 
 /// The profile named `wanted` (else the file's `current`) from a CLI `config.json`.
 pub fn parse_cli_config(text: &str, wanted: Option<&str>) -> Result<(String, Spec), String> {
-    let config: Value =
-        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let config: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
     let name = match non_empty(wanted) {
         Some(n) => n,
         None => non_empty(config.get("current").and_then(Value::as_str))
@@ -139,7 +144,9 @@ pub fn parse_cli_config(text: &str, wanted: Option<&str>) -> Result<(String, Spe
 
 fn cli_profile(config: &Value, name: &str, depth: usize) -> Result<Spec, String> {
     if depth > MAX_CHAIN_DEPTH {
-        return Err(format!("source_profile chain deeper than {MAX_CHAIN_DEPTH} at {name:?}"));
+        return Err(format!(
+            "source_profile chain deeper than {MAX_CHAIN_DEPTH} at {name:?}"
+        ));
     }
     let profile = config
         .get("profiles")
@@ -265,8 +272,8 @@ pub fn parse_ini_profile(text: &str, section: &str) -> Result<Spec, String> {
     let ctx = |e: String| format!("[{section}] (type {kind}): {e}");
     let spec = match kind.as_str() {
         "access_key" => static_ak(s("access_key_id"), s("access_key_secret"), None),
-        "ram_role_arn" => static_ak(s("access_key_id"), s("access_key_secret"), None).and_then(
-            |source| {
+        "ram_role_arn" => {
+            static_ak(s("access_key_id"), s("access_key_secret"), None).and_then(|source| {
                 Ok(Spec::RamRoleArn {
                     source: Box::new(source),
                     request: role_request(
@@ -279,8 +286,8 @@ pub fn parse_ini_profile(text: &str, section: &str) -> Result<Spec, String> {
                     sts_region: None,
                     vpc: None,
                 })
-            },
-        ),
+            })
+        }
         "oidc_role_arn" => (|| {
             Ok(Spec::Oidc {
                 request: role_request(
@@ -334,12 +341,23 @@ mod tests {
         let (_, sts) = parse_cli_config(CONFIG, Some("sts")).unwrap();
         assert_eq!(sts.name(), "static_sts");
         match parse_cli_config(CONFIG, Some("role")).unwrap().1 {
-            Spec::RamRoleArn { source, request, sts_region, vpc } => {
+            Spec::RamRoleArn {
+                source,
+                request,
+                sts_region,
+                vpc,
+            } => {
                 assert_eq!(source.name(), "static_ak");
                 assert_eq!(request.role_arn, "acs:ram::123:role/sgpolicy");
-                assert_eq!((request.session_name.as_str(), request.duration_secs), ("sess", 1800));
+                assert_eq!(
+                    (request.session_name.as_str(), request.duration_secs),
+                    ("sess", 1800)
+                );
                 assert_eq!(request.external_id.as_deref(), Some("ext"));
-                assert_eq!((sts_region.as_deref(), vpc), (Some("cn-shanghai"), Some(true)));
+                assert_eq!(
+                    (sts_region.as_deref(), vpc),
+                    (Some("cn-shanghai"), Some(true))
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -347,18 +365,31 @@ mod tests {
             Spec::RamRoleArn { source, .. } => assert_eq!(source.name(), "ram_role_arn"),
             other => panic!("{other:?}"),
         }
-        assert!(parse_cli_config(CONFIG, Some("loop")).unwrap_err().contains("deeper"));
+        assert!(parse_cli_config(CONFIG, Some("loop"))
+            .unwrap_err()
+            .contains("deeper"));
         assert!(matches!(
             parse_cli_config(CONFIG, Some("ecs")).unwrap().1,
             Spec::EcsRamRole { role_name: Some(ref r) } if r == "EcsRole"
         ));
-        assert_eq!(parse_cli_config(CONFIG, Some("oidc")).unwrap().1.name(), "oidc_role_arn");
+        assert_eq!(
+            parse_cli_config(CONFIG, Some("oidc")).unwrap().1.name(),
+            "oidc_role_arn"
+        );
         // Like the SDK: an explicit 0 is below STS's minimum, not "the default".
-        assert!(parse_cli_config(CONFIG, Some("short")).unwrap_err().contains("900"));
-        assert!(parse_cli_config(CONFIG, Some("sso")).unwrap_err().contains("not supported"));
-        assert!(parse_cli_config(CONFIG, Some("nope")).unwrap_err().contains("no profile named"));
+        assert!(parse_cli_config(CONFIG, Some("short"))
+            .unwrap_err()
+            .contains("900"));
+        assert!(parse_cli_config(CONFIG, Some("sso"))
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(parse_cli_config(CONFIG, Some("nope"))
+            .unwrap_err()
+            .contains("no profile named"));
         assert!(parse_cli_config("{", None).is_err());
-        assert!(parse_cli_config("{\"profiles\": []}", None).unwrap_err().contains("current"));
+        assert!(parse_cli_config("{\"profiles\": []}", None)
+            .unwrap_err()
+            .contains("current"));
     }
 
     #[test]
@@ -405,11 +436,24 @@ type = rsa_key_pair
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(parse_ini_profile(INI, "role").unwrap().name(), "ram_role_arn");
-        assert_eq!(parse_ini_profile(INI, "oidc").unwrap().name(), "oidc_role_arn");
-        assert_eq!(parse_ini_profile(INI, "ecs").unwrap().name(), "ecs_ram_role");
-        assert!(parse_ini_profile(INI, "bad").unwrap_err().contains("not supported"));
-        assert!(parse_ini_profile(INI, "missing").unwrap_err().contains("no [missing]"));
+        assert_eq!(
+            parse_ini_profile(INI, "role").unwrap().name(),
+            "ram_role_arn"
+        );
+        assert_eq!(
+            parse_ini_profile(INI, "oidc").unwrap().name(),
+            "oidc_role_arn"
+        );
+        assert_eq!(
+            parse_ini_profile(INI, "ecs").unwrap().name(),
+            "ecs_ram_role"
+        );
+        assert!(parse_ini_profile(INI, "bad")
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(parse_ini_profile(INI, "missing")
+            .unwrap_err()
+            .contains("no [missing]"));
         assert!(parse_ini("key = v").is_err());
         assert!(parse_ini("[x").is_err());
     }

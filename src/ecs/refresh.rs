@@ -140,7 +140,9 @@ impl Refreshing {
                 let exp = s.status.consecutive_failures.min(16) as u32 - 1;
                 return p.retry_base.saturating_mul(1 << exp).min(p.retry_cap);
             }
-            let remaining = (s.current.expiration - now).to_std().unwrap_or(Duration::ZERO);
+            let remaining = (s.current.expiration - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO);
             let mut delay = if remaining > p.ahead {
                 remaining - p.ahead
             } else {
@@ -290,7 +292,10 @@ mod tests {
             policy,
         };
         let d = r.next_delay(Utc::now());
-        assert!(d <= Duration::from_secs(45 * 60) && d > Duration::from_secs(44 * 60), "{d:?}");
+        assert!(
+            d <= Duration::from_secs(45 * 60) && d > Duration::from_secs(44 * 60),
+            "{d:?}"
+        );
         r.write(|s| s.status.consecutive_failures = 1);
         assert_eq!(r.next_delay(Utc::now()), Duration::from_secs(10));
         r.write(|s| s.status.consecutive_failures = 10);
@@ -301,7 +306,10 @@ mod tests {
             s.current = temp(2, chrono::Duration::minutes(10));
         });
         let d = r.next_delay(Utc::now());
-        assert!(d <= Duration::from_secs(300) && d >= Duration::from_secs(298), "{d:?}");
+        assert!(
+            d <= Duration::from_secs(300) && d >= Duration::from_secs(298),
+            "{d:?}"
+        );
         // max_age caps it (the ECS role provider refreshes hourly).
         let r2 = Refreshing {
             state: RwLock::new(State {
@@ -338,7 +346,11 @@ mod tests {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         // Second credentials arrive without anyone asking.
         while r.current().map(|c| c.access_key_id).ok() != Some("STS.2".into()) {
-            assert!(std::time::Instant::now() < deadline, "no refresh: {:?}", r.status());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no refresh: {:?}",
+                r.status()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // Then refreshes fail: STS.2 stays in use while valid, the error is visible, and once it
@@ -358,7 +370,10 @@ mod tests {
                     break;
                 }
             }
-            assert!(std::time::Instant::now() < deadline, "never expired: {st:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never expired: {st:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -367,7 +382,10 @@ mod tests {
     async fn a_first_fetch_that_is_already_expiring_is_refused() {
         let fetch: FetchFn =
             Arc::new(|| Box::pin(async { Ok(temp(1, chrono::Duration::seconds(-5))) }));
-        let e = Refreshing::start("test", fetch, fast()).await.err().unwrap();
+        let e = Refreshing::start("test", fetch, fast())
+            .await
+            .err()
+            .unwrap();
         assert!(e.contains("too soon"), "{e}");
     }
 }

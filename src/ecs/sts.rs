@@ -108,7 +108,11 @@ impl Sts {
             source.access_key_secret.expose(),
         );
         params.push(("Signature", signature.clone()));
-        let token = source.security_token.as_ref().map(Secret::expose).unwrap_or("");
+        let token = source
+            .security_token
+            .as_ref()
+            .map(Secret::expose)
+            .unwrap_or("");
         let secrets = [source.access_key_secret.expose(), token, signature.as_str()];
         self.post("AssumeRole", &params, &secrets).await
     }
@@ -303,8 +307,13 @@ mod tests {
             r#"{"RequestId":"R1","Code":"NoPermission","Message":"You are not authorized"}"#,
         )
         .unwrap_err();
-        assert_eq!(e, "HTTP 403 NoPermission: You are not authorized (RequestId R1)");
-        assert!(parse_answer("AssumeRole", 200, "{}").unwrap_err().contains("no Credentials"));
+        assert_eq!(
+            e,
+            "HTTP 403 NoPermission: You are not authorized (RequestId R1)"
+        );
+        assert!(parse_answer("AssumeRole", 200, "{}")
+            .unwrap_err()
+            .contains("no Credentials"));
         assert!(parse_answer("AssumeRole", 200, r#"{"Credentials":{"AccessKeyId":"a"}}"#).is_err());
         assert!(parse_expiration("2015-04-09 11:52:19").is_err());
     }

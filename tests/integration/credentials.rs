@@ -30,7 +30,10 @@ fn seed_keys(keys: &[(&str, &str, Option<&str>)]) -> String {
 }
 
 fn drop_a() -> Folder {
-    Folder::with(&[("a.yaml", "groups:\n  - {id: sg-a, region: cn-hangzhou, innerAccessPolicy: Drop}\n")])
+    Folder::with(&[(
+        "a.yaml",
+        "groups:\n  - {id: sg-a, region: cn-hangzhou, innerAccessPolicy: Drop}\n",
+    )])
 }
 
 /// Runs one pass with the harness's test key removed and `env` applied on top.
@@ -95,7 +98,10 @@ fn fast_refresh() -> RefreshPolicy {
 
 fn lib_opts(env: &[(&str, &str)]) -> ChainOptions {
     ChainOptions {
-        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
         refresh: fast_refresh(),
         ..ChainOptions::default()
     }
@@ -119,12 +125,20 @@ async fn env_credentials_with_an_sts_token_sign_every_call() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(sim.policy(HZ, "sg-a"), Policy::Drop);
     assert_eq!(key_ids(&sim), ["STS.env"]);
-    assert!(plain(&r.stderr).contains("using credentials provider=env"), "{}", r.stderr);
+    assert!(
+        plain(&r.stderr).contains("using credentials provider=env"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oidc_rrsa_assumes_the_role_unsigned_and_leaks_nothing_at_trace_level() {
-    let issued = ("STS.oidc", "oidc-issued-secret-9f2", "oidc-issued-token-7Qx");
+    let issued = (
+        "STS.oidc",
+        "oidc-issued-secret-9f2",
+        "oidc-issued-token-7Qx",
+    );
     let fake = Fake::start(FakeState {
         oidc_token: Some("eyJhbGciOiJSUzI1NiJ9.jwt-payload-1.sig".into()),
         fixed: Some((issued.0.into(), issued.1.into(), issued.2.into())),
@@ -141,8 +155,14 @@ async fn oidc_rrsa_assumes_the_role_unsigned_and_leaks_nothing_at_trace_level() 
         &folder,
         &[],
         &[
-            ("ALIBABA_CLOUD_ROLE_ARN", Some("acs:ram::1234567890123456:role/sgpolicy")),
-            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", Some("acs:ram::1234567890123456:oidc-provider/ack-rrsa")),
+            (
+                "ALIBABA_CLOUD_ROLE_ARN",
+                Some("acs:ram::1234567890123456:role/sgpolicy"),
+            ),
+            (
+                "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+                Some("acs:ram::1234567890123456:oidc-provider/ack-rrsa"),
+            ),
             ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", token_file.to_str()),
             ("ALIBABA_CLOUD_ROLE_SESSION_NAME", Some("sgpolicy-pod")),
             ("ALIBABA_CLOUD_ENDPOINT_STS", Some(fake.url.as_str())),
@@ -156,12 +176,21 @@ async fn oidc_rrsa_assumes_the_role_unsigned_and_leaks_nothing_at_trace_level() 
     assert_eq!(calls.len(), 1, "{calls:?}");
     let c = &calls[0];
     assert_eq!(c.action, "AssumeRoleWithOIDC");
-    assert_eq!(c.params["RoleArn"], "acs:ram::1234567890123456:role/sgpolicy");
-    assert_eq!(c.params["OIDCProviderArn"], "acs:ram::1234567890123456:oidc-provider/ack-rrsa");
+    assert_eq!(
+        c.params["RoleArn"],
+        "acs:ram::1234567890123456:role/sgpolicy"
+    );
+    assert_eq!(
+        c.params["OIDCProviderArn"],
+        "acs:ram::1234567890123456:oidc-provider/ack-rrsa"
+    );
     assert_eq!(c.params["RoleSessionName"], "sgpolicy-pod");
     assert_eq!(c.params["DurationSeconds"], "3600");
     assert_eq!(c.params["Format"], "JSON");
-    assert!(!c.params.contains_key("Signature") && !c.params.contains_key("AccessKeyId"), "unsigned: {c:?}");
+    assert!(
+        !c.params.contains_key("Signature") && !c.params.contains_key("AccessKeyId"),
+        "unsigned: {c:?}"
+    );
     assert!(c.query.is_empty(), "nothing in the URL: {}", c.query);
     let out = format!("{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("oidc_role_arn"), "{}", r.stderr);
@@ -183,8 +212,14 @@ async fn oidc_token_file_is_reread_on_every_refresh() {
     write_file(&token_file, "jwt-one", 0o600);
     let mut opts = lib_opts(&[
         ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/r"),
-        ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "acs:ram::1:oidc-provider/p"),
-        ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", token_file.to_str().expect("utf-8")),
+        (
+            "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+            "acs:ram::1:oidc-provider/p",
+        ),
+        (
+            "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+            token_file.to_str().expect("utf-8"),
+        ),
         ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true"),
     ]);
     opts.sts_endpoint = Some(fake.url.clone());
@@ -196,11 +231,17 @@ async fn oidc_token_file_is_reread_on_every_refresh() {
     fake.with(|s| s.oidc_token = Some("jwt-two".into()));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let c = resolved.current().expect("never without credentials while refresh works");
+        let c = resolved
+            .current()
+            .expect("never without credentials while refresh works");
         if c.access_key_id != "STS.1" {
             break;
         }
-        assert!(Instant::now() < deadline, "no refresh: {:?}", resolved.status());
+        assert!(
+            Instant::now() < deadline,
+            "no refresh: {:?}",
+            resolved.status()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let calls = fake.sts_calls();
@@ -214,7 +255,11 @@ async fn oidc_token_file_is_reread_on_every_refresh() {
 async fn cli_profile_ram_role_arn_assumes_the_role_with_a_signed_request() {
     let issued = ("STS.role", "role-secret-x1", "role-token-y2");
     let fake = Fake::start(FakeState {
-        keys: [("LTAIsource".to_string(), ("source-secret-z3".to_string(), None))].into(),
+        keys: [(
+            "LTAIsource".to_string(),
+            ("source-secret-z3".to_string(), None),
+        )]
+        .into(),
         fixed: Some((issued.0.into(), issued.1.into(), issued.2.into())),
         ..FakeState::default()
     })
@@ -246,18 +291,33 @@ async fn cli_profile_ram_role_arn_assumes_the_role_with_a_signed_request() {
     assert_eq!(c.action, "AssumeRole");
     assert_eq!(c.signature_ok, Some(true), "{c:?}");
     assert_eq!(c.params["AccessKeyId"], "LTAIsource");
-    assert_eq!(c.params["RoleArn"], "acs:ram::1234567890123456:role/sgpolicy");
+    assert_eq!(
+        c.params["RoleArn"],
+        "acs:ram::1234567890123456:role/sgpolicy"
+    );
     assert_eq!(c.params["RoleSessionName"], "sgp-ci");
     assert_eq!(c.params["DurationSeconds"], "900");
     assert_eq!(c.params["ExternalId"], "ext-42");
     assert!(c.query.is_empty(), "nothing in the URL: {}", c.query);
-    assert!(r.stderr.contains("cli_profile/ram_role_arn/static_ak"), "{}", r.stderr);
-    assert!(!r.stderr.contains("chmod 600"), "a 0600 file needs no warning: {}", r.stderr);
+    assert!(
+        r.stderr.contains("cli_profile/ram_role_arn/static_ak"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("chmod 600"),
+        "a 0600 file needs no warning: {}",
+        r.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cli_profile_is_chosen_by_current_env_and_flag_and_loose_files_warn() {
-    let sim = Sim::start(&seed_keys(&[("LTAIa", "secret-a", None), ("STS.b", "secret-b", Some("token-b"))])).await;
+    let sim = Sim::start(&seed_keys(&[
+        ("LTAIa", "secret-a", None),
+        ("STS.b", "secret-b", Some("token-b")),
+    ]))
+    .await;
     let home = home_with_cli_config(
         r#"{"current": "a", "profiles": [
             {"name": "a", "mode": "AK", "access_key_id": "LTAIa", "access_key_secret": "secret-a"},
@@ -269,13 +329,25 @@ async fn cli_profile_is_chosen_by_current_env_and_flag_and_loose_files_warn() {
     let r = pass(&sim, &folder, &["--dry-run"], &[home_env]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(key_ids(&sim), ["LTAIa"]);
-    assert!(r.stderr.contains("readable by group or others") && r.stderr.contains("chmod 600"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("readable by group or others") && r.stderr.contains("chmod 600"),
+        "{}",
+        r.stderr
+    );
     assert!(!r.stderr.contains("secret-a"));
 
     let before = sim.calls().len();
-    let r = pass(&sim, &folder, &["--dry-run"], &[home_env, ("ALIBABA_CLOUD_PROFILE", Some("b"))]).await;
+    let r = pass(
+        &sim,
+        &folder,
+        &["--dry-run"],
+        &[home_env, ("ALIBABA_CLOUD_PROFILE", Some("b"))],
+    )
+    .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(sim.calls()[before..].iter().all(|c| c.access_key_id == "STS.b"));
+    assert!(sim.calls()[before..]
+        .iter()
+        .all(|c| c.access_key_id == "STS.b"));
 
     let before = sim.calls().len();
     let r = pass(
@@ -286,12 +358,21 @@ async fn cli_profile_is_chosen_by_current_env_and_flag_and_loose_files_warn() {
     )
     .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(sim.calls()[before..].iter().all(|c| c.access_key_id == "STS.b"), "--profile wins over the env");
+    assert!(
+        sim.calls()[before..]
+            .iter()
+            .all(|c| c.access_key_id == "STS.b"),
+        "--profile wins over the env"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shared_ini_file_by_env_path_or_home_and_section() {
-    let sim = Sim::start(&seed_keys(&[("LTAIini1", "ini-secret-1", None), ("LTAIini2", "ini-secret-2", None)])).await;
+    let sim = Sim::start(&seed_keys(&[
+        ("LTAIini1", "ini-secret-1", None),
+        ("LTAIini2", "ini-secret-2", None),
+    ]))
+    .await;
     let folder = drop_a();
     let ini = "[default]\ntype = access_key\naccess_key_id = LTAIini1\naccess_key_secret = ini-secret-1\n\n[other]\ntype = access_key\naccess_key_id = LTAIini2\naccess_key_secret = ini-secret-2\n";
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -302,7 +383,10 @@ async fn shared_ini_file_by_env_path_or_home_and_section() {
         &sim,
         &folder,
         &["--dry-run", "--profile", "other"],
-        &[("HOME", empty_home.path().to_str()), ("ALIBABA_CLOUD_CREDENTIALS_FILE", path.to_str())],
+        &[
+            ("HOME", empty_home.path().to_str()),
+            ("ALIBABA_CLOUD_CREDENTIALS_FILE", path.to_str()),
+        ],
     )
     .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -313,18 +397,37 @@ async fn shared_ini_file_by_env_path_or_home_and_section() {
     let home = tempfile::tempdir().expect("tempdir");
     write_file(&home.path().join(".alibabacloud/credentials"), ini, 0o600);
     let before = sim.calls().len();
-    let r = pass(&sim, &folder, &["--dry-run"], &[("HOME", home.path().to_str())]).await;
+    let r = pass(
+        &sim,
+        &folder,
+        &["--dry-run"],
+        &[("HOME", home.path().to_str())],
+    )
+    .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(sim.calls()[before..].iter().all(|c| c.access_key_id == "LTAIini1"));
+    assert!(sim.calls()[before..]
+        .iter()
+        .all(|c| c.access_key_id == "LTAIini1"));
     write_file(
         &home.path().join(".aliyun/config.json"),
         r#"{"current":"x","profiles":[{"name":"x","mode":"AK","access_key_id":"LTAIini2","access_key_secret":"ini-secret-2"}]}"#,
         0o600,
     );
     let before = sim.calls().len();
-    let r = pass(&sim, &folder, &["--dry-run"], &[("HOME", home.path().to_str())]).await;
+    let r = pass(
+        &sim,
+        &folder,
+        &["--dry-run"],
+        &[("HOME", home.path().to_str())],
+    )
+    .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(sim.calls()[before..].iter().all(|c| c.access_key_id == "LTAIini2"), "config.json precedes the INI file");
+    assert!(
+        sim.calls()[before..]
+            .iter()
+            .all(|c| c.access_key_id == "LTAIini2"),
+        "config.json precedes the INI file"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -353,18 +456,33 @@ async fn ecs_instance_role_through_imdsv2() {
     assert_eq!(key_ids(&sim), [issued.0]);
     assert_eq!(sim.policy(HZ, "sg-a"), Policy::Drop);
     let calls = fake.imds_calls();
-    let shape: Vec<(String, String)> = calls.iter().map(|c| (c.method.clone(), c.path.clone())).collect();
+    let shape: Vec<(String, String)> = calls
+        .iter()
+        .map(|c| (c.method.clone(), c.path.clone()))
+        .collect();
     assert_eq!(
         shape,
         [
             ("PUT".into(), "/latest/api/token".into()),
-            ("GET".into(), "/latest/meta-data/ram/security-credentials/".into()),
+            (
+                "GET".into(),
+                "/latest/meta-data/ram/security-credentials/".into()
+            ),
             ("PUT".into(), "/latest/api/token".into()),
-            ("GET".into(), "/latest/meta-data/ram/security-credentials/SgpolicyEcsRole".into()),
+            (
+                "GET".into(),
+                "/latest/meta-data/ram/security-credentials/SgpolicyEcsRole".into()
+            ),
         ]
     );
-    assert!(calls.iter().filter(|c| c.method == "PUT").all(|c| c.ttl.as_deref() == Some("21600")));
-    assert!(calls.iter().filter(|c| c.method == "GET").all(|c| c.token.as_deref() == Some("imds-session-token")));
+    assert!(calls
+        .iter()
+        .filter(|c| c.method == "PUT")
+        .all(|c| c.ttl.as_deref() == Some("21600")));
+    assert!(calls
+        .iter()
+        .filter(|c| c.method == "GET")
+        .all(|c| c.token.as_deref() == Some("imds-session-token")));
     assert!(r.stderr.contains("ecs_ram_role"), "{}", r.stderr);
 }
 
@@ -380,13 +498,22 @@ async fn imdsv1_fallback_unless_disabled_and_role_name_from_env() {
     let r = chain::resolve(&opts).await.expect("v1 fallback works");
     assert_eq!(r.provider, "ecs_ram_role");
     let calls = fake.imds_calls();
-    assert!(calls.iter().all(|c| c.path != "/latest/meta-data/ram/security-credentials/"), "role from env: {calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.path != "/latest/meta-data/ram/security-credentials/"),
+        "role from env: {calls:?}"
+    );
     assert!(calls.iter().any(|c| c.method == "GET" && c.token.is_none()));
 
-    opts.env.insert("ALIBABA_CLOUD_IMDSV1_DISABLED".into(), "true".into());
+    opts.env
+        .insert("ALIBABA_CLOUD_IMDSV1_DISABLED".into(), "true".into());
     let e = chain::resolve(&opts).await.expect_err("v1 is off");
     let text = e.to_string();
-    assert!(text.contains("5. ECS instance RAM role") && text.contains("IMDSv1 is disabled"), "{text}");
+    assert!(
+        text.contains("5. ECS instance RAM role") && text.contains("IMDSv1 is disabled"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -397,13 +524,28 @@ async fn nothing_found_exits_1_listing_every_link_and_why() {
     let r = pass(&sim, &folder, &[], &[("HOME", home.path().to_str())]).await;
     assert_eq!(r.code, 1);
     let e = &r.stderr;
-    assert!(e.contains("no Alibaba Cloud credentials found; tried, in order:"), "{e}");
-    let order = ["1. environment", "2. OIDC/RRSA", "3. aliyun CLI profile", "4. credentials file", "5. ECS instance RAM role"];
-    let positions: Vec<usize> = order.iter().map(|s| e.find(s).unwrap_or_else(|| panic!("{s} missing:\n{e}"))).collect();
+    assert!(
+        e.contains("no Alibaba Cloud credentials found; tried, in order:"),
+        "{e}"
+    );
+    let order = [
+        "1. environment",
+        "2. OIDC/RRSA",
+        "3. aliyun CLI profile",
+        "4. credentials file",
+        "5. ECS instance RAM role",
+    ];
+    let positions: Vec<usize> = order
+        .iter()
+        .map(|s| e.find(s).unwrap_or_else(|| panic!("{s} missing:\n{e}")))
+        .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{e}");
     assert!(e.contains("ALIBABA_CLOUD_ACCESS_KEY_ID is not set"), "{e}");
     assert!(e.contains(".aliyun/config.json"), "{e}");
-    assert!(e.contains("disabled by ALIBABA_CLOUD_ECS_METADATA_DISABLED=true"), "{e}");
+    assert!(
+        e.contains("disabled by ALIBABA_CLOUD_ECS_METADATA_DISABLED=true"),
+        "{e}"
+    );
     assert!(sim.calls().is_empty());
 }
 
@@ -430,7 +572,9 @@ async fn refresh_ahead_of_expiry_then_failure_keeps_old_credentials_until_they_e
     .await;
     let mut opts = lib_opts(&[]);
     opts.sts_endpoint = Some(fake.url.clone());
-    let r = chain::build(&role_spec("LTAIsrc", "src-secret"), "", &opts).await.expect("assumes");
+    let r = chain::build(&role_spec("LTAIsrc", "src-secret"), "", &opts)
+        .await
+        .expect("assumes");
     assert_eq!(r.provider, "ram_role_arn/static_ak");
     let deadline = Instant::now() + Duration::from_secs(30);
     // Refreshed in the background before expiry: the pass never sees an error or an expired key.
@@ -457,12 +601,30 @@ async fn refresh_ahead_of_expiry_then_failure_keeps_old_credentials_until_they_e
     };
     let st = r.status().expect("status");
     assert!(st.consecutive_failures >= 1, "{st:?}");
-    assert!(st.last_error.as_deref().is_some_and(|e| e.contains("InternalError")), "{st:?}");
-    assert!(err.contains("refreshing failed") && err.contains("InternalError"), "{err}");
-    assert!(!err.contains("sts-secret") && !err.contains("sts-token") && !err.contains("src-secret"), "{err}");
+    assert!(
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("InternalError")),
+        "{st:?}"
+    );
+    assert!(
+        err.contains("refreshing failed") && err.contains("InternalError"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("sts-secret") && !err.contains("sts-token") && !err.contains("src-secret"),
+        "{err}"
+    );
     // Every AssumeRole that reached the signature check was signed correctly with the source key.
-    let checked: Vec<_> = fake.sts_calls().into_iter().filter_map(|c| c.signature_ok).collect();
-    assert!(checked.len() >= 2 && checked.iter().all(|ok| *ok), "{checked:?}");
+    let checked: Vec<_> = fake
+        .sts_calls()
+        .into_iter()
+        .filter_map(|c| c.signature_ok)
+        .collect();
+    assert!(
+        checked.len() >= 2 && checked.iter().all(|ok| *ok),
+        "{checked:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -487,9 +649,14 @@ fn signatures_in(raw: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(raw);
     let mut out = Vec::new();
     for part in text.split("Signature=").skip(1) {
-        let v: String = part.chars().take_while(|c| *c != '&' && !c.is_whitespace()).collect();
+        let v: String = part
+            .chars()
+            .take_while(|c| *c != '&' && !c.is_whitespace())
+            .collect();
         if v.len() >= 20 {
-            let decoded = percent_encoding::percent_decode_str(&v).decode_utf8_lossy().into_owned();
+            let decoded = percent_encoding::percent_decode_str(&v)
+                .decode_utf8_lossy()
+                .into_owned();
             out.push(decoded);
             out.push(v);
         }
@@ -516,18 +683,34 @@ async fn a_full_pass_at_trace_level_never_prints_a_secret_token_or_signature() {
     assert_eq!(sim.policy(HZ, "sg-a"), Policy::Drop);
     // The HTTP stack's own trace lines are in the output too (hyper logs through `log`/`tracing`).
     let logged = plain(&r.stderr);
-    assert!(logged.contains("hyper") && logged.contains("TRACE"), "trace logging is on: {logged}");
+    assert!(
+        logged.contains("hyper") && logged.contains("TRACE"),
+        "trace logging is on: {logged}"
+    );
     let raw = seen.lock().expect("log").clone();
     let sigs = signatures_in(&raw);
-    assert!(sigs.len() >= 2 * 3, "captured the signatures on the wire: {}", sigs.len());
+    assert!(
+        sigs.len() >= 2 * 3,
+        "captured the signatures on the wire: {}",
+        sigs.len()
+    );
     let raw_text = String::from_utf8_lossy(&raw);
     assert!(
-        raw_text.lines().filter(|l| l.starts_with("POST ")).all(|l| l.starts_with("POST / HTTP/1.1")),
+        raw_text
+            .lines()
+            .filter(|l| l.starts_with("POST "))
+            .all(|l| l.starts_with("POST / HTTP/1.1")),
         "parameters travel in the body, not the URL"
     );
     let out = format!("{}{}", r.stdout, r.stderr);
-    let encoded_token = percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC).to_string();
-    for s in [secret, token, encoded_token.as_str()].iter().copied().chain(sigs.iter().map(String::as_str)) {
+    let encoded_token =
+        percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    for s in [secret, token, encoded_token.as_str()]
+        .iter()
+        .copied()
+        .chain(sigs.iter().map(String::as_str))
+    {
         assert!(!out.contains(s), "{s:?} leaked into the output");
     }
 
@@ -540,8 +723,16 @@ async fn a_full_pass_at_trace_level_never_prints_a_secret_token_or_signature() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     let out = format!("{}{}", r.stdout, r.stderr);
     assert!(out.contains("SignatureDoesNotMatch"), "{out}");
-    let twice = percent_encoding::utf8_percent_encode(&encoded_token, percent_encoding::NON_ALPHANUMERIC).to_string();
-    for s in ["wrong-secret-Pp0", token, encoded_token.as_str(), twice.as_str(), "Xy7Wv"] {
+    let twice =
+        percent_encoding::utf8_percent_encode(&encoded_token, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    for s in [
+        "wrong-secret-Pp0",
+        token,
+        encoded_token.as_str(),
+        twice.as_str(),
+        "Xy7Wv",
+    ] {
         assert!(!out.contains(s), "{s:?} leaked into the output:\n{out}");
     }
 }
@@ -563,12 +754,21 @@ fn ram_policies_grant_exactly_the_three_actions() {
         actions.dedup();
         assert_eq!(
             actions,
-            ["ecs:DescribeSecurityGroupAttribute", "ecs:DescribeSecurityGroups", "ecs:ModifySecurityGroupPolicy"],
+            [
+                "ecs:DescribeSecurityGroupAttribute",
+                "ecs:DescribeSecurityGroups",
+                "ecs:ModifySecurityGroupPolicy"
+            ],
             "{file}"
         );
         for s in statements {
             assert_eq!(s["Effect"], "Allow", "{file}");
-            let resources: Vec<&str> = s["Resource"].as_array().expect("Resource").iter().filter_map(|r| r.as_str()).collect();
+            let resources: Vec<&str> = s["Resource"]
+                .as_array()
+                .expect("Resource")
+                .iter()
+                .filter_map(|r| r.as_str())
+                .collect();
             assert_eq!(resources, ["acs:ecs:*:*:securitygroup/*"], "{file}");
         }
         let has_tag_condition = text.contains("ecs:tag/");
@@ -578,9 +778,16 @@ fn ram_policies_grant_exactly_the_three_actions() {
             // the write is what the tag restricts.
             let modify = statements
                 .iter()
-                .find(|s| s["Action"].as_array().is_some_and(|a| a.iter().any(|x| x == "ecs:ModifySecurityGroupPolicy")))
+                .find(|s| {
+                    s["Action"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == "ecs:ModifySecurityGroupPolicy"))
+                })
                 .expect("a statement for the write");
-            assert!(modify["Condition"]["StringEquals"]["ecs:tag/sgpolicy"].is_array(), "{file}");
+            assert!(
+                modify["Condition"]["StringEquals"]["ecs:tag/sgpolicy"].is_array(),
+                "{file}"
+            );
         }
     }
 }

@@ -136,10 +136,18 @@ impl Fake {
         let app = Router::new()
             .route("/", any(sts))
             .route("/latest/api/token", put(imds_token))
-            .route("/latest/meta-data/ram/security-credentials/", get(imds_list))
-            .route("/latest/meta-data/ram/security-credentials/{role}", get(imds_creds))
+            .route(
+                "/latest/meta-data/ram/security-credentials/",
+                get(imds_list),
+            )
+            .route(
+                "/latest/meta-data/ram/security-credentials/{role}",
+                get(imds_creds),
+            )
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         Fake { state, url }
@@ -170,17 +178,29 @@ fn parse_form(text: &str, into: &mut BTreeMap<String, String>) {
     }
 }
 
-fn sts_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"RequestId": "fake-req", "HostId": "sts.aliyuncs.com", "Code": code, "Message": message})),
-    )
-        .into_response()
+/// An STS error answer, rendered only at the end (a `Response` is too large to pass around in `Err`).
+struct StsError(StatusCode, String, String);
+
+fn sts_error(status: StatusCode, code: &str, message: &str) -> StsError {
+    StsError(status, code.to_string(), message.to_string())
+}
+
+impl IntoResponse for StsError {
+    fn into_response(self) -> Response {
+        let StsError(status, code, message) = self;
+        (
+            status,
+            Json(json!({"RequestId": "fake-req", "HostId": "sts.aliyuncs.com", "Code": code, "Message": message})),
+        )
+            .into_response()
+    }
 }
 
 async fn sts(State(state): State<Arc<Mutex<FakeState>>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
     let mut params = BTreeMap::new();
     let query = parts.uri.query().unwrap_or("").to_string();
     parse_form(&query, &mut params);
@@ -197,21 +217,37 @@ async fn sts(State(state): State<Arc<Mutex<FakeState>>>, req: Request) -> Respon
     };
     let answer = (|| {
         if st.sts_down {
-            return Err(sts_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "fake STS is down"));
+            return Err(sts_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "fake STS is down",
+            ));
         }
         if params.get("Version").map(String::as_str) != Some("2015-04-01") {
-            return Err(sts_error(StatusCode::BAD_REQUEST, "InvalidVersion", "bad Version"));
+            return Err(sts_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidVersion",
+                "bad Version",
+            ));
         }
         match action.as_str() {
             "AssumeRoleWithOIDC" => {
                 for p in ["RoleArn", "OIDCProviderArn", "OIDCToken", "RoleSessionName"] {
-                    if params.get(p).is_none_or(|v| v.is_empty()) {
-                        return Err(sts_error(StatusCode::BAD_REQUEST, &format!("Missing{p}"), p));
+                    if !matches!(params.get(p), Some(v) if !v.is_empty()) {
+                        return Err(sts_error(
+                            StatusCode::BAD_REQUEST,
+                            &format!("Missing{p}"),
+                            p,
+                        ));
                     }
                 }
                 if let Some(want) = &st.oidc_token {
                     if params.get("OIDCToken") != Some(want) {
-                        return Err(sts_error(StatusCode::BAD_REQUEST, "InvalidParameter.OIDCToken", "the OIDC token is invalid or expired"));
+                        return Err(sts_error(
+                            StatusCode::BAD_REQUEST,
+                            "InvalidParameter.OIDCToken",
+                            "the OIDC token is invalid or expired",
+                        ));
                     }
                 }
                 Ok(())
@@ -219,25 +255,41 @@ async fn sts(State(state): State<Arc<Mutex<FakeState>>>, req: Request) -> Respon
             "AssumeRole" => {
                 let id = params.get("AccessKeyId").cloned().unwrap_or_default();
                 let Some((secret, token)) = st.keys.get(&id).cloned() else {
-                    return Err(sts_error(StatusCode::NOT_FOUND, "InvalidAccessKeyId.NotFound", "Specified access key is not found."));
+                    return Err(sts_error(
+                        StatusCode::NOT_FOUND,
+                        "InvalidAccessKeyId.NotFound",
+                        "Specified access key is not found.",
+                    ));
                 };
                 if token.is_some() && params.get("SecurityToken") != token.as_ref() {
-                    return Err(sts_error(StatusCode::BAD_REQUEST, "InvalidSecurityToken.MismatchWithAccessKey", "token mismatch"));
+                    return Err(sts_error(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidSecurityToken.MismatchWithAccessKey",
+                        "token mismatch",
+                    ));
                 }
                 let want = expected_signature(&method, &params, &secret);
                 let ok = params.get("Signature") == Some(&want);
                 call.signature_ok = Some(ok);
                 if !ok {
-                    return Err(sts_error(StatusCode::BAD_REQUEST, "SignatureDoesNotMatch", "Specified signature is not matched with our calculation."));
+                    return Err(sts_error(
+                        StatusCode::BAD_REQUEST,
+                        "SignatureDoesNotMatch",
+                        "Specified signature is not matched with our calculation.",
+                    ));
                 }
                 Ok(())
             }
-            _ => Err(sts_error(StatusCode::NOT_FOUND, "InvalidAction.NotFound", "no such action")),
+            _ => Err(sts_error(
+                StatusCode::NOT_FOUND,
+                "InvalidAction.NotFound",
+                "no such action",
+            )),
         }
     })();
     st.sts_calls.push(call);
     match answer {
-        Err(r) => r,
+        Err(e) => e.into_response(),
         Ok(()) => {
             let creds = st.issue();
             let arn = params.get("RoleArn").cloned().unwrap_or_default();
@@ -252,7 +304,12 @@ async fn sts(State(state): State<Arc<Mutex<FakeState>>>, req: Request) -> Respon
 }
 
 fn imds_record(st: &mut FakeState, method: &str, path: &str, headers: &HeaderMap) {
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     st.imds_calls.push(ImdsCall {
         method: method.into(),
         path: path.into(),
@@ -264,14 +321,12 @@ fn imds_record(st: &mut FakeState, method: &str, path: &str, headers: &HeaderMap
 const IMDS_TOKEN: &str = "imds-session-token";
 
 /// With v2 on, a GET without the session token is refused (hardened mode).
-fn imds_check(st: &FakeState, headers: &HeaderMap) -> Result<(), Response> {
+fn imds_check(st: &FakeState, headers: &HeaderMap) -> Option<Response> {
     let token = headers
         .get("x-aliyun-ecs-metadata-token")
         .and_then(|v| v.to_str().ok());
-    if st.imds_v2 && token != Some(IMDS_TOKEN) {
-        return Err((StatusCode::UNAUTHORIZED, "token required").into_response());
-    }
-    Ok(())
+    (st.imds_v2 && token != Some(IMDS_TOKEN))
+        .then(|| (StatusCode::UNAUTHORIZED, "token required").into_response())
 }
 
 async fn imds_token(State(state): State<Arc<Mutex<FakeState>>>, headers: HeaderMap) -> Response {
@@ -280,7 +335,10 @@ async fn imds_token(State(state): State<Arc<Mutex<FakeState>>>, headers: HeaderM
     if !st.imds_v2 {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     }
-    if headers.get("x-aliyun-ecs-metadata-token-ttl-seconds").is_none() {
+    if headers
+        .get("x-aliyun-ecs-metadata-token-ttl-seconds")
+        .is_none()
+    {
         return (StatusCode::BAD_REQUEST, "ttl required").into_response();
     }
     IMDS_TOKEN.into_response()
@@ -288,9 +346,14 @@ async fn imds_token(State(state): State<Arc<Mutex<FakeState>>>, headers: HeaderM
 
 async fn imds_list(State(state): State<Arc<Mutex<FakeState>>>, headers: HeaderMap) -> Response {
     let mut st = state.lock().expect("fake state");
-    imds_record(&mut st, "GET", "/latest/meta-data/ram/security-credentials/", &headers);
-    if let Err(r) = imds_check(&st, &headers) {
-        return r;
+    imds_record(
+        &mut st,
+        "GET",
+        "/latest/meta-data/ram/security-credentials/",
+        &headers,
+    );
+    if let Some(refused) = imds_check(&st, &headers) {
+        return refused;
     }
     st.role.clone().into_response()
 }
@@ -301,9 +364,14 @@ async fn imds_creds(
     headers: HeaderMap,
 ) -> Response {
     let mut st = state.lock().expect("fake state");
-    imds_record(&mut st, "GET", &format!("/latest/meta-data/ram/security-credentials/{role}"), &headers);
-    if let Err(r) = imds_check(&st, &headers) {
-        return r;
+    imds_record(
+        &mut st,
+        "GET",
+        &format!("/latest/meta-data/ram/security-credentials/{role}"),
+        &headers,
+    );
+    if let Some(refused) = imds_check(&st, &headers) {
+        return refused;
     }
     if role != st.role {
         return (StatusCode::NOT_FOUND, "no such role").into_response();
@@ -321,13 +389,17 @@ async fn imds_creds(
 pub async fn recording_proxy(target: &str) -> (String, Arc<Mutex<Vec<u8>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let target = target.trim_start_matches("http://").to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(&target).await else { continue };
+            let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                continue;
+            };
             let (mut cr, mut cw) = client.into_split();
             let (mut sr, mut sw) = server.into_split();
             let log = log.clone();
