@@ -125,7 +125,8 @@ impl RunArgs {
     pub fn validate(&self) -> Result<Config, Vec<String>> {
         let mut problems = Vec::new();
         if self.policies.is_none() {
-            problems.push("--policies DIR is required (the folder of policy YAML files)".to_string());
+            problems
+                .push("--policies DIR is required (the folder of policy YAML files)".to_string());
         }
         if !self.once {
             problems.push(
@@ -143,8 +144,14 @@ impl RunArgs {
             ));
         }
         if let Some(r) = &self.region {
-            if r.is_empty() || !r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-                problems.push(format!("--region {r:?} is not a region id like cn-hangzhou"));
+            if r.is_empty()
+                || !r
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                problems.push(format!(
+                    "--region {r:?} is not a region id like cn-hangzhou"
+                ));
             }
         }
         if let Some(e) = &self.endpoint {
@@ -193,7 +200,13 @@ mod tests {
 
     #[test]
     fn all_argument_problems_are_reported_together() {
-        let cli = parse(&["--detailed-exitcode", "--endpoint", "http://192.0.2.1", "--concurrency", "0"]);
+        let cli = parse(&[
+            "--detailed-exitcode",
+            "--endpoint",
+            "http://192.0.2.1",
+            "--concurrency",
+            "0",
+        ]);
         let problems = cli.run.validate().unwrap_err();
         assert_eq!(problems.len(), 5, "{problems:#?}");
         assert!(problems.iter().any(|p| p.contains("--policies")));
@@ -202,7 +215,15 @@ mod tests {
 
     #[test]
     fn a_valid_one_shot_dry_run() {
-        let cli = parse(&["--policies", "p", "--once", "--dry-run", "--detailed-exitcode", "--output", "json"]);
+        let cli = parse(&[
+            "--policies",
+            "p",
+            "--once",
+            "--dry-run",
+            "--detailed-exitcode",
+            "--output",
+            "json",
+        ]);
         let c = cli.run.validate().unwrap();
         assert!(c.dry_run && c.detailed_exitcode);
         assert_eq!(c.output, OutputFormat::Json);

@@ -17,7 +17,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -46,6 +49,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -68,14 +72,19 @@ async fn run_once(config: Config) -> i32 {
             if config.output == OutputFormat::Json {
                 let list: Vec<_> = errors
                     .iter()
-                    .map(|e| serde_json::json!({
-                        "path": e.location.path.display().to_string(),
-                        "line": e.location.line,
-                        "column": e.location.column,
-                        "message": e.message,
-                    }))
+                    .map(|e| {
+                        serde_json::json!({
+                            "path": e.location.path.display().to_string(),
+                            "line": e.location.line,
+                            "column": e.location.column,
+                            "message": e.message,
+                        })
+                    })
                     .collect();
-                println!("{}", serde_json::json!({"version": report::JSON_VERSION, "errors": list}));
+                println!(
+                    "{}",
+                    serde_json::json!({"version": report::JSON_VERSION, "errors": list})
+                );
             }
             return exit::ERROR;
         }
@@ -114,7 +123,8 @@ async fn run_once(config: Config) -> i32 {
         ..reconcile::PassOptions::default()
     };
     let result = reconcile::run_pass(&client, &desired, &pass_opts).await;
-    tracing::info!("{}", report::summary_line(&result));
+    // The summary is on stdout already; the log line is for runs whose stdout is a JSON report.
+    tracing::debug!("{}", report::summary_line(&result));
     match config.output {
         OutputFormat::Text => print!("{}", report::text(&result)),
         OutputFormat::Json => println!("{}", report::json(&result)),
@@ -157,7 +167,10 @@ async fn run_sim(args: SimArgs) -> i32 {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match sgpolicy::sim::Simulator::new(seed).serve(listener, shutdown).await {
+    match sgpolicy::sim::Simulator::new(seed)
+        .serve(listener, shutdown)
+        .await
+    {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("error: simulator: {e}");

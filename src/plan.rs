@@ -36,10 +36,16 @@ impl GroupMeta {
 /// One group as the cloud reported it in this pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Observation {
-    Found { policy: Policy, meta: GroupMeta },
+    Found {
+        policy: Policy,
+        meta: GroupMeta,
+    },
     NotFound,
     /// The read failed even after retries; the group is left alone this pass.
-    Failed { code: String, message: String },
+    Failed {
+        code: String,
+        message: String,
+    },
 }
 
 pub type Observed = BTreeMap<GroupKey, Observation>;
@@ -48,11 +54,19 @@ pub type Observed = BTreeMap<GroupKey, Observation>;
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Action {
     InSync,
-    Change { from: Policy, to: Policy },
+    Change {
+        from: Policy,
+        to: Policy,
+    },
     /// Differs from the declaration but ECS refuses writes to it: an error the user must resolve.
-    Unmanageable { reason: String },
+    Unmanageable {
+        reason: String,
+    },
     NotFound,
-    ReadFailed { code: String, message: String },
+    ReadFailed {
+        code: String,
+        message: String,
+    },
 }
 
 impl Action {
@@ -225,8 +239,12 @@ mod tests {
         );
         let p = plan(&d, &o);
         assert_eq!(p.changes().count(), 0);
-        assert!(matches!(action_of(&p, "sg-e"), Action::Unmanageable { reason } if reason.contains("enterprise")));
-        assert!(matches!(action_of(&p, "sg-m"), Action::Unmanageable { reason } if reason.contains("1679259531804325")));
+        assert!(
+            matches!(action_of(&p, "sg-e"), Action::Unmanageable { reason } if reason.contains("enterprise"))
+        );
+        assert!(
+            matches!(action_of(&p, "sg-m"), Action::Unmanageable { reason } if reason.contains("1679259531804325"))
+        );
         assert!(action_of(&p, "sg-m").is_error());
     }
 
@@ -249,7 +267,11 @@ mod tests {
 
     #[test]
     fn missing_and_unreadable_groups_are_errors_without_writes() {
-        let d = desired(&[("sg-x", Policy::Drop), ("sg-y", Policy::Drop), ("sg-z", Policy::Drop)]);
+        let d = desired(&[
+            ("sg-x", Policy::Drop),
+            ("sg-y", Policy::Drop),
+            ("sg-z", Policy::Drop),
+        ]);
         let mut o = Observed::new();
         o.insert(GroupKey::new("cn-hangzhou", "sg-x"), Observation::NotFound);
         o.insert(
@@ -261,8 +283,12 @@ mod tests {
         );
         let p = plan(&d, &o);
         assert_eq!(action_of(&p, "sg-x"), &Action::NotFound);
-        assert!(matches!(action_of(&p, "sg-y"), Action::ReadFailed { code, .. } if code == "ServiceUnavailable"));
-        assert!(matches!(action_of(&p, "sg-z"), Action::ReadFailed { code, .. } if code == "NotObserved"));
+        assert!(
+            matches!(action_of(&p, "sg-y"), Action::ReadFailed { code, .. } if code == "ServiceUnavailable")
+        );
+        assert!(
+            matches!(action_of(&p, "sg-z"), Action::ReadFailed { code, .. } if code == "NotObserved")
+        );
         assert_eq!(p.changes().count(), 0);
         assert!(p.entries.iter().all(|e| e.action.is_error()));
     }

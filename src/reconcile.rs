@@ -167,7 +167,10 @@ async fn observe(
 ) -> Observed {
     let mut by_region: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for key in desired.groups.keys() {
-        by_region.entry(&key.region).or_default().push(key.id.clone());
+        by_region
+            .entry(&key.region)
+            .or_default()
+            .push(key.id.clone());
     }
     let batches: Vec<(String, Vec<String>)> = by_region
         .into_iter()
@@ -280,7 +283,14 @@ fn simple(entry: &PlanEntry, outcome: Outcome) -> GroupResult {
     }
 }
 
-fn token_for(plan: &Plan, entry: &PlanEntry, from: Policy, to: Policy, at: i64, gen: u32) -> String {
+fn token_for(
+    plan: &Plan,
+    entry: &PlanEntry,
+    from: Policy,
+    to: Policy,
+    at: i64,
+    gen: u32,
+) -> String {
     token::client_token(&TokenInput {
         key: &entry.key,
         from,

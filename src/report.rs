@@ -64,7 +64,11 @@ pub fn summary_line(report: &PassReport) -> String {
         report.results.len(),
         report.revision,
         report.duration.as_secs_f64(),
-        if calls.is_empty() { "none".to_string() } else { calls },
+        if calls.is_empty() {
+            "none".to_string()
+        } else {
+            calls
+        },
     )
 }
 
@@ -81,8 +85,12 @@ pub fn text(report: &PassReport) -> String {
             .iter()
             .map(|r| {
                 let result = match (&r.entry.action, r.outcome) {
-                    (Action::Change { from, to }, Outcome::WouldChange) => format!("will change {from} -> {to}"),
-                    (Action::Change { from, to }, Outcome::Changed) => format!("changed {from} -> {to}"),
+                    (Action::Change { from, to }, Outcome::WouldChange) => {
+                        format!("will change {from} -> {to}")
+                    }
+                    (Action::Change { from, to }, Outcome::Changed) => {
+                        format!("changed {from} -> {to}")
+                    }
                     (_, Outcome::Failed) => "FAILED".to_string(),
                     (a, _) => format!("ERROR {}", action_name(a)),
                 };

@@ -111,6 +111,9 @@ mod tests {
 
     #[test]
     fn ids_are_sent_as_a_json_array_string() {
-        assert_eq!(ids_param(&["sg-a".into(), "sg-\"b".into()]), r#"["sg-a","sg-\"b"]"#);
+        assert_eq!(
+            ids_param(&["sg-a".into(), "sg-\"b".into()]),
+            r#"["sg-a","sg-\"b"]"#
+        );
     }
 }

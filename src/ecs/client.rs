@@ -8,7 +8,7 @@ use super::api::{self, AttributeResponse, GroupsResponse};
 use super::credentials::CredentialSource;
 use super::error::{ApiError, ErrorClass};
 use super::sign;
-use crate::model::{Policy, GroupKey};
+use crate::model::{GroupKey, Policy};
 use crate::plan::GroupMeta;
 use reqwest::Url;
 use std::collections::BTreeMap;
@@ -66,7 +66,9 @@ pub fn validate_endpoint(endpoint: &str, allow_insecure_http: bool) -> Result<Ur
                 Err(format!("refusing plain http endpoint {endpoint}: signed requests would cross the network unencrypted; use https, a loopback address, or pass --insecure-http"))
             }
         }
-        other => Err(format!("endpoint {endpoint} has scheme {other:?}; expected https")),
+        other => Err(format!(
+            "endpoint {endpoint} has scheme {other:?}; expected https"
+        )),
     }
 }
 
@@ -79,7 +81,8 @@ pub struct CallStats {
 impl CallStats {
     fn record(&self, action: &str, outcome: &str) {
         if let Ok(mut c) = self.counts.lock() {
-            *c.entry((action.to_string(), outcome.to_string())).or_default() += 1;
+            *c.entry((action.to_string(), outcome.to_string()))
+                .or_default() += 1;
         }
     }
 
@@ -107,7 +110,10 @@ pub struct EcsClient {
 }
 
 impl EcsClient {
-    pub fn new(config: ClientConfig, credentials: Arc<dyn CredentialSource>) -> Result<Self, String> {
+    pub fn new(
+        config: ClientConfig,
+        credentials: Arc<dyn CredentialSource>,
+    ) -> Result<Self, String> {
         let endpoint = match &config.endpoint {
             Some(e) => Some(validate_endpoint(e, config.allow_insecure_http)?),
             None => None,
@@ -327,7 +333,11 @@ impl EcsClient {
         let response = match response {
             Ok(r) => r,
             Err(e) => {
-                let code = if e.is_timeout() { "Timeout" } else { "Transport" };
+                let code = if e.is_timeout() {
+                    "Timeout"
+                } else {
+                    "Transport"
+                };
                 self.stats.record(action, code);
                 // reqwest's Display includes the URL with its signed query: keep only the cause.
                 return Err(ApiError::transport(action, code, transport_cause(&e)));
@@ -343,7 +353,11 @@ impl EcsClient {
             Ok(t) => t,
             Err(e) => {
                 self.stats.record(action, "Transport");
-                return Err(ApiError::transport(action, "Transport", transport_cause(&e)));
+                return Err(ApiError::transport(
+                    action,
+                    "Transport",
+                    transport_cause(&e),
+                ));
             }
         };
         let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
@@ -359,12 +373,16 @@ impl EcsClient {
                 .iter()
                 .find_map(|n| obj.get(*n).and_then(|v| v.as_str()).map(str::to_string))
         };
-        let message = field(&["Message", "message"])
-            .unwrap_or_else(|| text.chars().take(200).collect());
+        let message =
+            field(&["Message", "message"]).unwrap_or_else(|| text.chars().take(200).collect());
         // A SignatureDoesNotMatch message quotes the string to sign, SecurityToken included.
         let secrets = [
             creds.access_key_secret.expose(),
-            creds.security_token.as_ref().map(|t| t.expose()).unwrap_or(""),
+            creds
+                .security_token
+                .as_ref()
+                .map(|t| t.expose())
+                .unwrap_or(""),
         ];
         let err = ApiError {
             action,
@@ -429,7 +447,10 @@ mod tests {
         for attempt in 1..20 {
             let d = client.backoff(attempt, &err);
             assert!(d <= Duration::from_secs(10), "{d:?}");
-            let floor = Duration::from_millis(200).saturating_mul(1 << attempt.min(16)).min(Duration::from_secs(10)) / 2;
+            let floor = Duration::from_millis(200)
+                .saturating_mul(1 << attempt.min(16))
+                .min(Duration::from_secs(10))
+                / 2;
             assert!(d >= floor, "attempt {attempt}: {d:?} < {floor:?}");
         }
         let mut hinted = err.clone();

@@ -45,7 +45,10 @@ impl fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("access_key_id", &self.access_key_id)
             .field("access_key_secret", &self.access_key_secret)
-            .field("security_token", &self.security_token.as_ref().map(|_| "***"))
+            .field(
+                "security_token",
+                &self.security_token.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }
@@ -73,8 +76,9 @@ impl Credentials {
     /// Reads the environment through `get` (an argument, so tests need not mutate the process env).
     pub fn from_env_with(get: impl Fn(&str) -> Option<String>) -> Result<Self, CredentialError> {
         let non_empty = |name: &'static str| get(name).filter(|v| !v.is_empty());
-        let id = non_empty("ALIBABA_CLOUD_ACCESS_KEY_ID")
-            .ok_or(CredentialError::MissingVariable("ALIBABA_CLOUD_ACCESS_KEY_ID"))?;
+        let id = non_empty("ALIBABA_CLOUD_ACCESS_KEY_ID").ok_or(
+            CredentialError::MissingVariable("ALIBABA_CLOUD_ACCESS_KEY_ID"),
+        )?;
         let secret = non_empty("ALIBABA_CLOUD_ACCESS_KEY_SECRET").ok_or(
             CredentialError::MissingVariable("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
         )?;
@@ -99,15 +103,26 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        move |name| owned.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        move |name| {
+            owned
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
     }
 
     #[test]
     fn missing_variables_are_named() {
         let e = Credentials::from_env_with(env(&[])).unwrap_err();
-        assert_eq!(e, CredentialError::MissingVariable("ALIBABA_CLOUD_ACCESS_KEY_ID"));
-        let e = Credentials::from_env_with(env(&[("ALIBABA_CLOUD_ACCESS_KEY_ID", "id")])).unwrap_err();
-        assert!(e.to_string().starts_with("ALIBABA_CLOUD_ACCESS_KEY_SECRET is not set"));
+        assert_eq!(
+            e,
+            CredentialError::MissingVariable("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        );
+        let e =
+            Credentials::from_env_with(env(&[("ALIBABA_CLOUD_ACCESS_KEY_ID", "id")])).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("ALIBABA_CLOUD_ACCESS_KEY_SECRET is not set"));
     }
 
     #[test]
@@ -122,6 +137,9 @@ mod tests {
         assert!(shown.contains("LTAIkeyid"));
         assert!(!shown.contains("s3cr3t-value"));
         assert!(!shown.contains("sts-token-value"));
-        assert_eq!(c.security_token.as_ref().map(Secret::expose), Some("sts-token-value"));
+        assert_eq!(
+            c.security_token.as_ref().map(Secret::expose),
+            Some("sts-token-value")
+        );
     }
 }

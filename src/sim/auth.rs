@@ -106,12 +106,12 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
 }
 
 /// Compares without an early exit, so the time taken says nothing about how much of a guess matched.
-fn constant_time_eq(a: &str, b: &str) -> bool {
+pub(super) fn constant_time_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn missing(name: &str) -> ApiError {
+pub(super) fn missing(name: &str) -> ApiError {
     ApiError::new(
         400,
         format!("Missing{name}"),

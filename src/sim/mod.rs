@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - `seed`: the YAML starting state. `state`: groups, keys, ClientTokens, nonces, call log.
-//! - `auth`: signature V1 verification with its own canonicaliser. `handlers`: the three actions.
+//! - `auth`: signature V1 verification with its own canonicaliser; `auth_v3`: signature V3
+//!   (`ACS3-HMAC-SHA256`, the Tea SDK's default). `handlers`: the three actions.
 //! - `respond`: error bodies and JSON/XML rendering. `faults`: injected latency, errors, throttling.
 //! - `admin`: the unsigned `/_sim/...` paths. `conn`: connections a `drop` fault can cut.
 //!
@@ -12,6 +13,7 @@
 
 mod admin;
 mod auth;
+mod auth_v3;
 mod conn;
 mod faults;
 mod handlers;
@@ -24,6 +26,8 @@ mod tests;
 mod tests_describe;
 #[cfg(test)]
 mod tests_modify;
+#[cfg(test)]
+mod tests_v3;
 
 pub use faults::{FaultConfig, ScriptedFailure, ThrottleRule};
 pub use seed::{GroupType, Seed, SeedGroup, SeedKey};
@@ -31,6 +35,7 @@ pub use state::CallRecord;
 
 use crate::model::Policy;
 use auth::Params;
+use auth_v3::SignedRequest;
 use axum::extract::{ConnectInfo, Request, State as AxState};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::Response;
@@ -129,10 +134,14 @@ impl Simulator {
     }
 
     /// Runs one parsed request through the pipeline; synchronous so the state lock is never held
-    /// across an await.
-    fn handle(&self, method: &str, params: &Params) -> Answer {
+    /// across an await. `v3` is the request as V3 verification needs it, when it is V3-signed.
+    fn handle(&self, method: &str, params: &Params, v3: Option<&SignedRequest>) -> Answer {
         let request_id = respond::new_request_id();
-        let format = Format::from_param(params.get("Format").map(String::as_str));
+        // V3 clients send no Format parameter; they ask for JSON with an Accept header.
+        let format = match v3 {
+            Some(_) => Format::Json,
+            None => Format::from_param(params.get("Format").map(String::as_str)),
+        };
         let text = |k: &str| params.get(k).cloned().unwrap_or_default();
         let nonempty = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
         let action = text("Action");
@@ -143,12 +152,17 @@ impl Simulator {
             region: region.clone(),
             group_id: nonempty("SecurityGroupId"),
             client_token: nonempty("ClientToken"),
-            access_key_id: text("AccessKeyId"),
+            access_key_id: match v3 {
+                Some(r) => r.credential().unwrap_or_default(),
+                None => text("AccessKeyId"),
+            },
             request_id: request_id.clone(),
+            signature: String::from(if v3.is_some() { "V3" } else { "V1" }),
             ..CallRecord::default()
         };
         let mut st = self.state();
-        let result = self.run(&mut st, method, params, &action, &request_id, &mut rec);
+        let result = authenticate(&mut st, method, params, v3)
+            .and_then(|()| self.run(&mut st, params, &action, &request_id, &mut rec));
         let answer = match result {
             Ok(Some(out)) => {
                 rec.status = 200;
@@ -181,28 +195,16 @@ impl Simulator {
         answer
     }
 
-    /// The checks and the action. `Ok(None)` means "close the connection without answering".
+    /// The checks after authentication, and the action. `Ok(None)` means "close the connection
+    /// without answering".
     fn run(
         &self,
         st: &mut state::State,
-        method: &str,
         params: &Params,
         action: &str,
         request_id: &str,
         rec: &mut CallRecord,
     ) -> Result<Option<handlers::Outcome>, ApiError> {
-        let now = chrono::Utc::now().timestamp();
-        let v = auth::verify(method, params, &st.keys, now)?;
-        if !st
-            .nonces
-            .check_and_insert(&v.access_key_id, &v.nonce, v.timestamp, now)
-        {
-            return Err(ApiError::new(
-                400,
-                "SignatureNonceUsed",
-                "Specified signature nonce was used already.",
-            ));
-        }
         match params.get("Version").map(String::as_str) {
             Some("2014-05-26") => {}
             None | Some("") => {
@@ -258,6 +260,32 @@ impl Simulator {
     }
 }
 
+/// Who sent the request: the V1 or V3 signature checks, then nonce freshness (which needs the
+/// state's nonce store, so it is remembered only for requests whose signature holds).
+fn authenticate(
+    st: &mut state::State,
+    method: &str,
+    params: &Params,
+    v3: Option<&SignedRequest>,
+) -> Result<(), ApiError> {
+    let now = chrono::Utc::now().timestamp();
+    let v = match v3 {
+        Some(r) => auth_v3::verify(r, &st.keys, now)?,
+        None => auth::verify(method, params, &st.keys, now)?,
+    };
+    if !st
+        .nonces
+        .check_and_insert(&v.access_key_id, &v.nonce, v.timestamp, now)
+    {
+        return Err(ApiError::new(
+            400,
+            "SignatureNonceUsed",
+            "Specified signature nonce was used already.",
+        ));
+    }
+    Ok(())
+}
+
 /// `application/x-www-form-urlencoded` decoding (`+` is a space), lossy on invalid UTF-8: a mangled
 /// value then simply fails the signature check instead of crashing anything. Later names win.
 fn parse_form(text: &str, into: &mut Params) {
@@ -308,7 +336,24 @@ async fn rpc(AxState(sim): AxState<Simulator>, req: Request) -> Response {
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    match sim.handle(parts.method.as_str(), &params) {
+    // tea-openapi >= 0.4 signs with V3 by default: an `ACS3-` Authorization header and no Signature
+    // parameter. Action and Version then come from the (signed) `x-acs-action` / `x-acs-version`.
+    let v3 = (!params.contains_key("Signature") && auth_v3::is_v3(&parts.headers)).then(|| {
+        SignedRequest::new(
+            parts.method.as_str(),
+            &parts.uri,
+            parts.headers.clone(),
+            &bytes,
+        )
+    });
+    if let Some(r) = &v3 {
+        for (param, header) in [("Action", "x-acs-action"), ("Version", "x-acs-version")] {
+            if let Some(v) = r.header(header) {
+                params.insert(param.to_string(), v);
+            }
+        }
+    }
+    match sim.handle(parts.method.as_str(), &params, v3.as_ref()) {
         Answer::Respond(r) => r,
         Answer::Drop => {
             match conn {

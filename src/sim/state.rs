@@ -92,6 +92,9 @@ pub struct CallRecord {
     pub request_id: String,
     /// The injected fault that shaped this answer (`failNext`, `drop`, `throttle`, `loseResponse`).
     pub fault: Option<String>,
+    /// How the request was signed: `V1` (HMAC-SHA1 `Signature` parameter) or `V3`
+    /// (`ACS3-HMAC-SHA256` `Authorization` header), so a test can tell which path a client took.
+    pub signature: String,
 }
 
 /// Nonces seen recently, per access key, each forgotten once its request could no longer pass the

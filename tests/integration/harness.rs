@@ -20,7 +20,9 @@ impl Sim {
     pub async fn start(seed_yaml: &str) -> Sim {
         let seed = Seed::from_yaml(seed_yaml).expect("seed parses");
         let sim = Simulator::new(seed);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let server = sim.clone();
         tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
@@ -32,7 +34,10 @@ impl Sim {
     }
 
     pub fn calls_of(&self, action: &str) -> Vec<CallRecord> {
-        self.calls().into_iter().filter(|c| c.action == action).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.action == action)
+            .collect()
     }
 
     pub fn writes(&self) -> Vec<CallRecord> {
@@ -113,8 +118,12 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     /// The JSON entry for one group.

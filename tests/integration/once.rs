@@ -57,7 +57,9 @@ async fn dry_run_writes_nothing_and_detailed_exitcode_reports_drift() {
     assert_eq!(g["outcome"], "would-change");
     assert_eq!(g["observed"], "Accept");
     assert_eq!(g["desired"], "Drop");
-    assert!(g["token"].as_str().is_some_and(|t| t.starts_with("sgpolicy-")));
+    assert!(g["token"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("sgpolicy-")));
     assert_eq!(run.json()["dryRun"], true);
 
     // Without --detailed-exitcode a plan with drift is still a success.
@@ -75,10 +77,27 @@ async fn text_output_shows_changes_and_a_summary_and_logs_stay_off_stdout() {
     let dir = folder.path().to_str().unwrap().to_string();
     let run = run(&sim, &["--policies", &dir, "--once", "--dry-run"], &[]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stdout.contains("will change Accept -> Drop"), "{}", run.stdout);
-    assert!(run.stdout.contains("prod.yaml:4:"), "source location: {}", run.stdout);
-    assert!(run.stdout.contains("Plan: 2 to change, 1 in sync, 0 errors"), "{}", run.stdout);
-    assert!(!run.stdout.contains("sg-insync-1"), "in-sync groups stay quiet: {}", run.stdout);
+    assert!(
+        run.stdout.contains("will change Accept -> Drop"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("prod.yaml:3:5"),
+        "source location: {}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Plan: 2 to change, 1 in sync, 0 errors"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("sg-insync-1"),
+        "in-sync groups stay quiet: {}",
+        run.stdout
+    );
     assert!(!run.stdout.contains("DEBUG") && !run.stdout.contains(" INFO "));
 }
 
@@ -87,7 +106,12 @@ async fn missing_and_unmanageable_groups_are_errors_while_others_are_fixed() {
     let sim = Sim::start(&seed(&[
         (HZ, "sg-ok", "Accept", ""),
         (HZ, "sg-ent", "Accept", "type: enterprise"),
-        (HZ, "sg-managed", "Accept", "serviceManaged: true\nserviceId: \"1679259531804325\""),
+        (
+            HZ,
+            "sg-managed",
+            "Accept",
+            "serviceManaged: true\nserviceId: \"1679259531804325\"",
+        ),
         (HZ, "sg-managed-insync", "Drop", "serviceManaged: true"),
     ]))
     .await;
@@ -100,15 +124,26 @@ async fn missing_and_unmanageable_groups_are_errors_while_others_are_fixed() {
     assert_eq!(plan.code, 1, "{}", plan.stdout);
     assert_eq!(plan.group("sg-ent")["action"], "unmanageable");
     assert_eq!(plan.group("sg-managed")["action"], "unmanageable");
-    assert!(plan.group("sg-managed")["error"]["message"].as_str().unwrap().contains("1679259531804325"));
+    assert!(plan.group("sg-managed")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("1679259531804325"));
     assert_eq!(plan.group("sg-missing")["action"], "not-found");
     assert_eq!(plan.group("sg-managed-insync")["outcome"], "in-sync");
 
     let run = once(&sim, &folder, &[]).await;
     assert_eq!(run.code, 1);
     assert_eq!(run.group("sg-ok")["outcome"], "changed");
-    let written: Vec<_> = sim.writes().iter().filter_map(|c| c.group_id.clone()).collect();
-    assert_eq!(written, ["sg-ok"], "no write may be attempted on an unmanageable group");
+    let written: Vec<_> = sim
+        .writes()
+        .iter()
+        .filter_map(|c| c.group_id.clone())
+        .collect();
+    assert_eq!(
+        written,
+        ["sg-ok"],
+        "no write may be attempted on an unmanageable group"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -133,16 +168,33 @@ async fn transient_errors_are_retried_with_the_same_token() {
             .filter(|c| c.group_id.as_deref() == Some(id))
             .filter_map(|c| c.client_token.clone())
             .collect();
-        assert_eq!(tokens.len(), 1, "{id}: every retry sends the same token: {tokens:?}");
-        assert_eq!(sim.effective_writes().iter().filter(|c| c.group_id.as_deref() == Some(id)).count(), 1);
+        assert_eq!(
+            tokens.len(),
+            1,
+            "{id}: every retry sends the same token: {tokens:?}"
+        );
+        assert_eq!(
+            sim.effective_writes()
+                .iter()
+                .filter(|c| c.group_id.as_deref() == Some(id))
+                .count(),
+            1
+        );
     }
-    assert_eq!(sim.writes().len(), 2 + 3, "three scripted write failures were retried");
+    assert_eq!(
+        sim.writes().len(),
+        2 + 3,
+        "three scripted write failures were retried"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_response_is_retried_with_the_same_token_and_applied_once() {
     let sim = Sim::start(&seed(&[(HZ, "sg-a", "Accept", "")])).await;
-    let folder = Folder::with(&[("a.yaml", "groups:\n  - {id: sg-a, region: cn-hangzhou, innerAccessPolicy: Drop}\n")]);
+    let folder = Folder::with(&[(
+        "a.yaml",
+        "groups:\n  - {id: sg-a, region: cn-hangzhou, innerAccessPolicy: Drop}\n",
+    )]);
     sim.faults(json!({"failNext": [
         {"action": "ModifySecurityGroupPolicy", "status": 500, "code": "InternalError", "message": "lost", "applyFirst": true}
     ]}))
@@ -153,7 +205,10 @@ async fn a_lost_response_is_retried_with_the_same_token_and_applied_once() {
     assert_eq!(writes.len(), 2, "{writes:?}");
     assert_eq!(writes[0].client_token, writes[1].client_token);
     assert_eq!(sim.effective_writes().len(), 1);
-    assert!(writes[1].replayed, "the retry is answered from ECS's token memory");
+    assert!(
+        writes[1].replayed,
+        "the retry is answered from ECS's token memory"
+    );
     assert_eq!(run.group("sg-a")["outcome"], "changed");
 }
 
@@ -167,11 +222,24 @@ async fn per_group_write_errors_do_not_stop_other_groups() {
     .await;
     let run = once(&sim, &folder, &[]).await;
     assert_eq!(run.code, 1);
-    let outcomes: Vec<_> = ["sg-drift-1", "sg-drift-2"].iter().map(|id| run.group(id)["outcome"].clone()).collect();
-    assert!(outcomes.contains(&json!("failed")) && outcomes.contains(&json!("changed")), "{outcomes:?}");
+    let outcomes: Vec<_> = ["sg-drift-1", "sg-drift-2"]
+        .iter()
+        .map(|id| run.group(id)["outcome"].clone())
+        .collect();
+    assert!(
+        outcomes.contains(&json!("failed")) && outcomes.contains(&json!("changed")),
+        "{outcomes:?}"
+    );
     assert_eq!(sim.writes().len(), 2, "a per-group error is not retried");
-    let failed = ["sg-drift-1", "sg-drift-2"].iter().map(|id| run.group(id)).find(|g| g["outcome"] == "failed").unwrap();
-    assert_eq!(failed["error"]["code"], "InvalidOperation.ResourceManagedByCloudProduct");
+    let failed = ["sg-drift-1", "sg-drift-2"]
+        .iter()
+        .map(|id| run.group(id))
+        .find(|g| g["outcome"] == "failed")
+        .unwrap();
+    assert_eq!(
+        failed["error"]["code"],
+        "InvalidOperation.ResourceManagedByCloudProduct"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -186,7 +254,12 @@ async fn fatal_errors_stop_the_pass_before_any_write() {
     assert_eq!(run.code, 1);
     assert!(sim.writes().is_empty());
     assert_eq!(run.json()["fatal"]["code"], "Forbidden.RAM");
-    assert_eq!(sim.calls().len(), 1, "no call after a fatal error: {:?}", sim.calls());
+    assert_eq!(
+        sim.calls().len(),
+        1,
+        "no call after a fatal error: {:?}",
+        sim.calls()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -197,13 +270,18 @@ async fn a_wrong_secret_is_fatal_and_never_printed() {
     let run = run(
         &sim,
         &["--policies", &dir, "--once", "--output", "json"],
-        &[("ALIBABA_CLOUD_ACCESS_KEY_SECRET", Some("wrong-secret-value"))],
+        &[(
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            Some("wrong-secret-value"),
+        )],
     )
     .await;
     assert_eq!(run.code, 1);
     assert_eq!(run.json()["fatal"]["code"], "SignatureDoesNotMatch");
     assert!(sim.writes().is_empty());
-    assert!(!run.stdout.contains("wrong-secret-value") && !run.stderr.contains("wrong-secret-value"));
+    assert!(
+        !run.stdout.contains("wrong-secret-value") && !run.stderr.contains("wrong-secret-value")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -211,22 +289,38 @@ async fn missing_credentials_exit_1_naming_the_variable_before_any_request() {
     let (seed, folder) = two_drifted_one_in_sync();
     let sim = Sim::start(&seed).await;
     let dir = folder.path().to_str().unwrap().to_string();
-    let run = run(&sim, &["--policies", &dir, "--once"], &[("ALIBABA_CLOUD_ACCESS_KEY_SECRET", None)]).await;
+    let run = run(
+        &sim,
+        &["--policies", &dir, "--once"],
+        &[("ALIBABA_CLOUD_ACCESS_KEY_SECRET", None)],
+    )
+    .await;
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+        "{}",
+        run.stderr
+    );
     assert!(sim.calls().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn recurring_drift_is_corrected_despite_token_memory() {
     let sim = Sim::start(&seed(&[(HZ, "sg-a", "Accept", "")])).await;
-    let folder = Folder::with(&[("a.yaml", "groups:\n  - {id: sg-a, region: cn-hangzhou, innerAccessPolicy: Drop}\n")]);
+    let folder = Folder::with(&[(
+        "a.yaml",
+        "groups:\n  - {id: sg-a, region: cn-hangzhou, innerAccessPolicy: Drop}\n",
+    )]);
     assert_eq!(once(&sim, &folder, &[]).await.code, 0);
     // Someone flips it back in the console minutes later (same token window).
     assert!(sim.sim.set_policy(HZ, "sg-a", Policy::Accept));
     let run = once(&sim, &folder, &[]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(sim.policy(HZ, "sg-a"), Policy::Drop, "the correction must take effect");
+    assert_eq!(
+        sim.policy(HZ, "sg-a"),
+        Policy::Drop,
+        "the correction must take effect"
+    );
     let writes = sim.writes();
     assert_eq!(sim.effective_writes().len(), 2, "{writes:?}");
     let first_token = writes[0].client_token.clone();
@@ -249,11 +343,22 @@ async fn two_agents_racing_on_the_same_drift_apply_it_once() {
     let (a, b) = tokio::join!(run(&sim, &args, &[]), run(&sim, &args, &other_key));
     assert_eq!((a.code, b.code), (0, 0), "{}\n{}", a.stderr, b.stderr);
     for id in ["sg-drift-1", "sg-drift-2"] {
-        let writes: Vec<_> = sim.writes().into_iter().filter(|c| c.group_id.as_deref() == Some(id)).collect();
+        let writes: Vec<_> = sim
+            .writes()
+            .into_iter()
+            .filter(|c| c.group_id.as_deref() == Some(id))
+            .collect();
         assert_eq!(writes.len(), 2, "each agent writes once: {writes:?}");
-        assert_eq!(writes[0].client_token, writes[1].client_token, "both agents derive the same token");
+        assert_eq!(
+            writes[0].client_token, writes[1].client_token,
+            "both agents derive the same token"
+        );
         assert_ne!(writes[0].access_key_id, writes[1].access_key_id);
-        assert_eq!(writes.iter().filter(|c| c.effective).count(), 1, "ECS applies it once");
+        assert_eq!(
+            writes.iter().filter(|c| c.effective).count(),
+            1,
+            "ECS applies it once"
+        );
     }
 }
 
@@ -262,20 +367,45 @@ async fn a_bad_policy_folder_reports_every_error_and_sends_no_request() {
     let (seed, _) = two_drifted_one_in_sync();
     let sim = Sim::start(&seed).await;
     let folder = Folder::with(&[
-        ("good.yaml", "region: cn-hangzhou\ngroups:\n  - {id: sg-drift-1, innerAccessPolicy: Drop}\n"),
-        ("bad/typo.yaml", "region: cn-hangzhou\ngroups:\n  - id: sg-drift-2\n    innerAcessPolicy: Drop\n"),
-        ("bad/value.yml", "groups:\n  - id: sg-insync-1\n    region: cn-hangzhou\n    innerAccessPolicy: Allow\n"),
-        ("conflict.yaml", "region: cn-hangzhou\ngroups:\n  - {id: sg-drift-1, innerAccessPolicy: Accept}\n"),
+        (
+            "good.yaml",
+            "region: cn-hangzhou\ngroups:\n  - {id: sg-drift-1, innerAccessPolicy: Drop}\n",
+        ),
+        (
+            "bad/typo.yaml",
+            "region: cn-hangzhou\ngroups:\n  - id: sg-drift-2\n    innerAcessPolicy: Drop\n",
+        ),
+        (
+            "bad/value.yml",
+            "groups:\n  - id: sg-insync-1\n    region: cn-hangzhou\n    innerAccessPolicy: Allow\n",
+        ),
+        (
+            "conflict.yaml",
+            "region: cn-hangzhou\ngroups:\n  - {id: sg-drift-1, innerAccessPolicy: Accept}\n",
+        ),
     ]);
     let run = once(&sim, &folder, &[]).await;
     assert_eq!(run.code, 1);
-    assert!(sim.calls().is_empty(), "no request at all: {:?}", sim.calls());
+    assert!(
+        sim.calls().is_empty(),
+        "no request at all: {:?}",
+        sim.calls()
+    );
     let errors = run.json()["errors"].as_array().cloned().unwrap();
-    assert_eq!(errors.len(), 3, "{errors:#?}");
+    // typo.yaml: the unknown field and the then-missing innerAccessPolicy; value.yml; the conflict.
+    assert_eq!(errors.len(), 4, "{errors:#?}");
     assert!(run.stderr.contains("typo.yaml:4:5:"), "{}", run.stderr);
-    assert!(run.stderr.contains("innerAccessPolicy"), "did-you-mean hint: {}", run.stderr);
+    assert!(
+        run.stderr.contains("innerAccessPolicy"),
+        "did-you-mean hint: {}",
+        run.stderr
+    );
     assert!(run.stderr.contains("value.yml:4:24:"), "{}", run.stderr);
-    assert!(run.stderr.contains("good.yaml:3:"), "conflict names the other side: {}", run.stderr);
+    assert!(
+        run.stderr.contains("good.yaml:3:"),
+        "conflict names the other side: {}",
+        run.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

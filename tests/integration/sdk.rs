@@ -18,7 +18,10 @@ fn python() -> Option<PathBuf> {
 #[tokio::test(flavor = "multi_thread")]
 async fn official_python_sdks_work_against_the_simulator_unchanged() {
     let Some(python) = python() else {
-        assert!(std::env::var_os("CI").is_none(), "CI must run the SDK conformance test: run scripts/test.sh");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the SDK conformance test: run scripts/test.sh"
+        );
         eprintln!("skipped: no .venv with the Alibaba SDKs (run scripts/test.sh)");
         return;
     };
@@ -27,10 +30,18 @@ async fn official_python_sdks_work_against_the_simulator_unchanged() {
     let mut scripts: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("tests/sdk")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "py") && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_")))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "py")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().ends_with("_sdk.py"))
+        })
         .collect();
     scripts.sort();
-    assert!(scripts.len() >= 2, "expected one script per SDK in {}", dir.display());
+    assert!(
+        scripts.len() >= 2,
+        "expected one script per SDK in {}",
+        dir.display()
+    );
     for script in scripts {
         // A fresh simulator per script: each starts from the seed.
         let sim = Sim::start(&seed).await;
@@ -48,6 +59,9 @@ async fn official_python_sdks_work_against_the_simulator_unchanged() {
             "{} failed:\n{stdout}\n{stderr}",
             script.display()
         );
-        assert!(!sim.calls().is_empty(), "the SDK really talked to the simulator");
+        assert!(
+            !sim.calls().is_empty(),
+            "the SDK really talked to the simulator"
+        );
     }
 }
