@@ -74,7 +74,7 @@ impl ChainOptions {
     }
 
     /// The STS endpoint for a link: explicit override, else the SDK's rule.
-    fn sts(&self, region: Option<&str>, vpc: Option<bool>) -> Result<Sts, String> {
+    pub fn sts(&self, region: Option<&str>, vpc: Option<bool>) -> Result<Sts, String> {
         let url = match self.sts_endpoint.as_deref().filter(|s| !s.is_empty()) {
             Some(u) => u.to_string(),
             None => {
@@ -170,7 +170,16 @@ pub async fn resolve(opts: &ChainOptions) -> Result<Resolved, ChainError> {
     const ENV: &str = "environment (ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET)";
     match Credentials::from_env_with(|k| opts.var(k).map(str::to_string)) {
         Ok(c) => return Ok(found(fixed("env".into(), c))),
-        Err(e) => note(ENV, e.to_string()),
+        Err(e) => {
+            // Half-set variables are almost always a mistake; say so even if a later link works.
+            let partial = ["ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"]
+                .iter()
+                .any(|v| opts.var(v).is_some());
+            if partial {
+                tracing::warn!("{e}; trying the rest of the credential chain");
+            }
+            note(ENV, e.to_string())
+        }
     }
 
     // 2. OIDC / RRSA from the environment.

@@ -1,5 +1,6 @@
 //! The cloud boundary: everything that knows ECS speaks RPC over HTTP lives here.
 
+pub mod accounts;
 pub mod api;
 pub mod chain;
 pub mod client;

@@ -71,6 +71,15 @@ pub struct Refreshing {
     policy: RefreshPolicy,
 }
 
+/// Shows the status only: never the credentials.
+impl std::fmt::Debug for Refreshing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refreshing")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
 struct State {
     current: Temporary,
     status: RefreshStatus,

@@ -791,3 +791,72 @@ fn ram_policies_grant_exactly_the_three_actions() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn other_accounts_are_assumed_once_each_with_the_chains_identity_and_external_id() {
+    use sgpolicy::ecs::accounts::{AccountRef, Accounts};
+    let fake = Fake::start(FakeState {
+        keys: [(
+            "LTAIbase".to_string(),
+            ("base-secret".to_string(), Some("base-token".to_string())),
+        )]
+        .into(),
+        ..FakeState::default()
+    })
+    .await;
+    let base = Credentials {
+        access_key_id: "LTAIbase".into(),
+        access_key_secret: Secret::new("base-secret"),
+        security_token: Some(Secret::new("base-token")),
+    };
+    let mut opts = lib_opts(&[]);
+    opts.sts_endpoint = Some(fake.url.clone());
+    let accounts = Accounts::new(std::sync::Arc::new(base), &opts).expect("accounts");
+    let prod =
+        AccountRef::new("acs:ram::1111111111111111:role/sgpolicy", Some("ext-prod")).expect("arn");
+    let staging = AccountRef::new("acs:ram::2222222222222222:role/sgpolicy", None).expect("arn");
+
+    let a = accounts.session(&prod).await.expect("prod");
+    let again = accounts.session(&prod).await.expect("prod cached");
+    assert_eq!(
+        a.current().expect("creds").access_key_id,
+        again.current().expect("creds").access_key_id
+    );
+    let b = accounts.session(&staging).await.expect("staging");
+    assert_ne!(
+        a.current().expect("creds").access_key_id,
+        b.current().expect("creds").access_key_id
+    );
+
+    let calls = fake.sts_calls();
+    assert_eq!(calls.len(), 2, "one AssumeRole per account: {calls:?}");
+    assert!(calls
+        .iter()
+        .all(|c| c.action == "AssumeRole" && c.signature_ok == Some(true)));
+    assert!(calls.iter().all(
+        |c| c.params["AccessKeyId"] == "LTAIbase" && c.params["SecurityToken"] == "base-token"
+    ));
+    assert_eq!(
+        calls[0].params["RoleArn"],
+        "acs:ram::1111111111111111:role/sgpolicy"
+    );
+    assert_eq!(calls[0].params["ExternalId"], "ext-prod");
+    assert!(!calls[1].params.contains_key("ExternalId"));
+    let statuses = accounts.statuses().await;
+    assert_eq!(statuses.len(), 2);
+    assert!(statuses
+        .iter()
+        .any(|(_, s)| s.provider == "account/1111111111111111"));
+
+    // A failed AssumeRole is reported and not cached: the next attempt calls STS again.
+    fake.with(|s| s.sts_down = true);
+    let other = AccountRef::new("acs:ram::3333333333333333:role/sgpolicy", None).expect("arn");
+    let e = accounts.session(&other).await.expect_err("sts down");
+    assert!(
+        e.contains("InternalError") && e.contains("3333333333333333"),
+        "{e}"
+    );
+    fake.with(|s| s.sts_down = false);
+    accounts.session(&other).await.expect("retried");
+    assert_eq!(fake.sts_calls().len(), 4);
+}
