@@ -172,9 +172,12 @@ pub async fn resolve(opts: &ChainOptions) -> Result<Resolved, ChainError> {
         Ok(c) => return Ok(found(fixed("env".into(), c))),
         Err(e) => {
             // Half-set variables are almost always a mistake; say so even if a later link works.
-            let partial = ["ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"]
-                .iter()
-                .any(|v| opts.var(v).is_some());
+            let partial = [
+                "ALIBABA_CLOUD_ACCESS_KEY_ID",
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            ]
+            .iter()
+            .any(|v| opts.var(v).is_some());
             if partial {
                 tracing::warn!("{e}; trying the rest of the credential chain");
             }
