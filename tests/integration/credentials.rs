@@ -860,3 +860,92 @@ async fn other_accounts_are_assumed_once_each_with_the_chains_identity_and_exter
     accounts.session(&other).await.expect("retried");
     assert_eq!(fake.sts_calls().len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn profile_modes_reach_the_metadata_service_and_sts() {
+    let fake = Fake::start(FakeState {
+        oidc_token: Some("jwt-from-ini".into()),
+        role: "NamedRole".into(),
+        ..FakeState::default()
+    })
+    .await;
+    // config.json EcsRamRole with a role name: no listing call, straight to the credentials path.
+    let home = home_with_cli_config(
+        r#"{"current":"ecs","profiles":[{"name":"ecs","mode":"EcsRamRole","ram_role_name":"NamedRole"}]}"#,
+        0o600,
+    );
+    let mut opts = lib_opts(&[("HOME", home.path().to_str().expect("utf-8"))]);
+    opts.metadata_endpoint = Some(fake.url.clone());
+    opts.sts_endpoint = Some(fake.url.clone());
+    let r = chain::resolve(&opts).await.expect("ecs profile");
+    assert_eq!(r.provider, "cli_profile/ecs_ram_role");
+    let paths: Vec<String> = fake.imds_calls().into_iter().map(|c| c.path).collect();
+    assert!(
+        !paths.iter().any(|p| p.ends_with("security-credentials/")),
+        "{paths:?}"
+    );
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.ends_with("security-credentials/NamedRole")),
+        "{paths:?}"
+    );
+
+    // INI oidc_role_arn: AssumeRoleWithOIDC with the file named in the section.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let token = tmp.path().join("token");
+    write_file(&token, "jwt-from-ini", 0o600);
+    let ini = tmp.path().join("credentials");
+    write_file(
+        &ini,
+        &format!(
+            "[default]\ntype = oidc_role_arn\nrole_arn = acs:ram::1:role/r\noidc_provider_arn = acs:ram::1:oidc-provider/p\noidc_token_file_path = {}\nrole_session_name = ini-session\n",
+            token.display()
+        ),
+        0o600,
+    );
+    let empty = tempfile::tempdir().expect("tempdir");
+    let mut opts = lib_opts(&[
+        ("HOME", empty.path().to_str().expect("utf-8")),
+        (
+            "ALIBABA_CLOUD_CREDENTIALS_FILE",
+            ini.to_str().expect("utf-8"),
+        ),
+        ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true"),
+    ]);
+    opts.sts_endpoint = Some(fake.url.clone());
+    let r = chain::resolve(&opts).await.expect("ini oidc");
+    assert_eq!(r.provider, "profile/oidc_role_arn");
+    let call = fake.sts_calls().pop().expect("an STS call");
+    assert_eq!(
+        (
+            call.action.as_str(),
+            call.params["RoleSessionName"].as_str()
+        ),
+        ("AssumeRoleWithOIDC", "ini-session")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoint_flags_are_validated_before_anything_runs() {
+    let sim = Sim::start(&seed_keys(&[("testid", "testsecret", None)])).await;
+    let folder = drop_a();
+    let r = pass(&sim, &folder, &["--sts-endpoint", "http://192.0.2.1/"], &[]).await;
+    assert_eq!(r.code, 64, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--sts-endpoint") && r.stderr.contains("--insecure-http"),
+        "{}",
+        r.stderr
+    );
+    let r = pass(&sim, &folder, &["--endpoint-type", "private"], &[]).await;
+    assert_eq!(r.code, 64, "{}", r.stderr);
+    let r = pass(
+        &sim,
+        &folder,
+        &[],
+        &[("SGPOLICY_METADATA_ENDPOINT", Some("http://192.0.2.1"))],
+    )
+    .await;
+    assert_eq!(r.code, 64, "{}", r.stderr);
+    assert!(sim.calls().is_empty());
+}
