@@ -86,9 +86,11 @@ fn home_with_cli_config(json: &str, mode: u32) -> tempfile::TempDir {
     home
 }
 
+/// Refresh 6 s before expiry, refuse the last second: with 10-second credentials that leaves a
+/// 5-second margin for a slow, loaded test machine between "refresh due" and "unusable".
 fn fast_refresh() -> RefreshPolicy {
     RefreshPolicy {
-        ahead: Duration::from_secs(3),
+        ahead: Duration::from_secs(6),
         max_age: None,
         safety: Duration::from_secs(1),
         retry_base: Duration::from_millis(200),
@@ -203,7 +205,7 @@ async fn oidc_rrsa_assumes_the_role_unsigned_and_leaks_nothing_at_trace_level() 
 async fn oidc_token_file_is_reread_on_every_refresh() {
     let fake = Fake::start(FakeState {
         oidc_token: Some("jwt-one".into()),
-        lifetime_secs: 6,
+        lifetime_secs: 10,
         ..FakeState::default()
     })
     .await;
@@ -566,7 +568,7 @@ fn role_spec(source_id: &str, source_secret: &str) -> Spec {
 async fn refresh_ahead_of_expiry_then_failure_keeps_old_credentials_until_they_expire() {
     let fake = Fake::start(FakeState {
         keys: [("LTAIsrc".to_string(), ("src-secret".to_string(), None))].into(),
-        lifetime_secs: 6,
+        lifetime_secs: 10,
         ..FakeState::default()
     })
     .await;
