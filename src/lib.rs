@@ -15,9 +15,11 @@
 //! - [`reconcile`]: one pass: load → observe → plan → apply → verify → report. The only writer.
 //! - [`report`]: renders plans and results for humans (text) and machines (JSON).
 //! - [`cli`]: raw arguments → validated configuration.
+//! - [`connect`]: configuration → credential chain → ECS client (one-shot and daemon alike).
 //! - [`sim`]: the built-in ECS simulator, the test double and a demo for users without an account.
 
 pub mod cli;
+pub mod connect;
 pub mod ecs;
 pub mod model;
 pub mod plan;

@@ -2,8 +2,7 @@
 
 use clap::Parser;
 use sgpolicy::cli::{exit, Cli, Command, Config, OutputFormat, SimArgs};
-use sgpolicy::ecs::chain::{self, ChainOptions};
-use sgpolicy::ecs::{ClientConfig, EcsClient};
+use sgpolicy::connect::ConnectError;
 use sgpolicy::policy::{self, LoadOptions};
 use sgpolicy::{reconcile, report};
 use std::process::ExitCode;
@@ -89,30 +88,13 @@ async fn run_once(config: Config) -> i32 {
             return exit::ERROR;
         }
     };
-    let chain_opts = ChainOptions {
-        profile: config.profile.clone(),
-        sts_endpoint: config.sts_endpoint.clone(),
-        endpoint_type: config.endpoint_type,
-        metadata_endpoint: config.metadata_endpoint.clone(),
-        allow_insecure_http: config.insecure_http,
-        ..ChainOptions::from_process_env()
-    };
-    let credentials = match chain::resolve(&chain_opts).await {
-        Ok(c) => c,
-        Err(e) => {
+    let client = match sgpolicy::connect::connect(&config).await {
+        Ok((client, _credentials)) => client,
+        Err(e @ ConnectError::Credentials(_)) => {
             eprintln!("error: {e}");
             return exit::ERROR;
         }
-    };
-    let client_config = ClientConfig {
-        endpoint: config.endpoint.clone(),
-        endpoint_type: config.endpoint_type,
-        allow_insecure_http: config.insecure_http,
-        ..ClientConfig::default()
-    };
-    let client = match EcsClient::new(client_config, credentials.source.clone()) {
-        Ok(c) => c,
-        Err(e) => {
+        Err(e @ ConnectError::Client(_)) => {
             eprintln!("error: {e}");
             return exit::USAGE;
         }
