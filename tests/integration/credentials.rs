@@ -282,6 +282,7 @@ async fn cli_profile_ram_role_arn_assumes_the_role_with_a_signed_request() {
         &[
             ("HOME", home.path().to_str()),
             ("ALIBABA_CLOUD_ENDPOINT_STS", Some(fake.url.as_str())),
+            ("RUST_LOG", Some("trace")),
         ],
     )
     .await;
@@ -306,6 +307,22 @@ async fn cli_profile_ram_role_arn_assumes_the_role_with_a_signed_request() {
         "{}",
         r.stderr
     );
+    // At trace level: neither the source secret, the AssumeRole signature nor the issued
+    // credentials appear anywhere.
+    let out = format!("{}{}", r.stdout, r.stderr);
+    let signature = c.params["Signature"].clone();
+    let encoded_sig =
+        percent_encoding::utf8_percent_encode(&signature, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    for secret in [
+        "source-secret-z3",
+        issued.1,
+        issued.2,
+        &signature,
+        &encoded_sig,
+    ] {
+        assert!(!out.contains(secret), "{secret} leaked");
+    }
     assert!(
         !r.stderr.contains("chmod 600"),
         "a 0600 file needs no warning: {}",
