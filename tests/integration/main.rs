@@ -6,3 +6,4 @@ mod fakes;
 mod harness;
 mod once;
 mod sdk;
+mod sdk_credentials;
