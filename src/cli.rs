@@ -33,6 +33,32 @@ pub struct Cli {
 pub enum Command {
     /// Run the built-in ECS simulator (an RPC endpoint the official SDKs can use).
     Sim(SimArgs),
+    /// Check a policy folder offline (no credentials, no network): exit 0 valid, 1 invalid.
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of the policy file format.
+    Schema,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Folder of policy files (default: the current folder).
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// `text`: path:line:col: message. `github`: GitHub Actions ::error annotations.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: ValidateFormat,
+    /// Default region for groups whose file and entry name none (as in a pass).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Largest policy file accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024, hide = true)]
+    pub max_file_bytes: u64,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    Text,
+    Github,
 }
 
 #[derive(Args, Debug)]
@@ -49,6 +75,8 @@ pub struct SimArgs {
 pub enum OutputFormat {
     Text,
     Json,
+    /// A compact plan for a pull-request comment (under GitHub's 65,536-character limit).
+    Markdown,
 }
 
 #[derive(Args, Debug)]
@@ -100,6 +128,15 @@ pub struct RunArgs {
     /// Largest policy file accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024, hide = true)]
     pub max_file_bytes: u64,
+    /// Also write the JSON result to FILE (CI wrappers often lose stdout and exit codes).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// A pass planning more than N changes writes none of them and exits 1.
+    #[arg(long, value_name = "N", default_value_t = crate::rails::DEFAULT_MAX_CHANGES)]
+    pub max_changes: usize,
+    /// Apply changes that open a group (Drop -> Accept); without it they are held and the pass exits 1.
+    #[arg(long)]
+    pub allow_open: bool,
 }
 
 /// A validated one-shot configuration.
@@ -118,6 +155,9 @@ pub struct Config {
     pub profile: Option<String>,
     pub sts_endpoint: Option<String>,
     pub metadata_endpoint: Option<String>,
+    pub report: Option<PathBuf>,
+    pub max_changes: usize,
+    pub allow_open: bool,
 }
 
 impl RunArgs {
@@ -186,6 +226,9 @@ impl RunArgs {
             profile: self.profile.clone().filter(|p| !p.is_empty()),
             sts_endpoint: self.sts_endpoint.clone().filter(|e| !e.is_empty()),
             metadata_endpoint: self.metadata_endpoint.clone(),
+            report: self.report.clone(),
+            max_changes: self.max_changes,
+            allow_open: self.allow_open,
         })
     }
 }

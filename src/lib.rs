@@ -13,7 +13,10 @@
 //! The edges:
 //! - [`ecs`]: the cloud boundary: typed calls, errors and their classification, the HTTP client.
 //! - [`reconcile`]: one pass: load → observe → plan → apply → verify → report. The only writer.
-//! - [`report`]: renders plans and results for humans (text) and machines (JSON).
+//! - [`report`]: renders plans and results for humans (text, Markdown for PR comments) and machines (JSON).
+//! - [`rails`]: safety rails between plan and writes (`--max-changes`, `--allow-open`); pure.
+//! - [`selectors`]: turns tag/VPC/name selectors into groups at pass time (DescribeSecurityGroups).
+//! - [`validate`]: `sgpolicy validate` and `sgpolicy schema`: offline checks for pre-commit and CI.
 //! - [`cli`]: raw arguments → validated configuration.
 //! - [`connect`]: configuration → credential chain → ECS client (one-shot and daemon alike).
 //! - [`sim`]: the built-in ECS simulator, the test double and a demo for users without an account.
@@ -24,7 +27,10 @@ pub mod ecs;
 pub mod model;
 pub mod plan;
 pub mod policy;
+pub mod rails;
 pub mod reconcile;
 pub mod report;
+pub mod selectors;
 pub mod sim;
 pub mod token;
+pub mod validate;

@@ -28,6 +28,8 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Some(Command::Sim(args)) => runtime.block_on(run_sim(args)),
+        Some(Command::Validate(args)) => sgpolicy::validate::run_cli(&args),
+        Some(Command::Schema) => sgpolicy::validate::print_schema(),
         None => match cli.run.validate() {
             Ok(config) => runtime.block_on(run_once(config)),
             Err(problems) => {
@@ -85,6 +87,8 @@ async fn run_once(config: Config) -> i32 {
                     serde_json::json!({"version": report::JSON_VERSION, "errors": list})
                 );
             }
+            let markdown = config.output == OutputFormat::Markdown;
+            sgpolicy::validate::report_load_errors(&errors, markdown, config.report.as_deref());
             return exit::ERROR;
         }
     };
@@ -102,6 +106,10 @@ async fn run_once(config: Config) -> i32 {
     let pass_opts = reconcile::PassOptions {
         dry_run: config.dry_run,
         concurrency: config.concurrency,
+        rails: sgpolicy::rails::Rails {
+            max_changes: Some(config.max_changes),
+            allow_open: config.allow_open,
+        },
         ..reconcile::PassOptions::default()
     };
     let result = reconcile::run_pass(&client, &desired, &pass_opts).await;
@@ -110,6 +118,13 @@ async fn run_once(config: Config) -> i32 {
     match config.output {
         OutputFormat::Text => print!("{}", report::text(&result)),
         OutputFormat::Json => println!("{}", report::json(&result)),
+        OutputFormat::Markdown => print!("{}", report::markdown(&result)),
+    }
+    if let Some(path) = &config.report {
+        if let Err(e) = sgpolicy::validate::write_report(path, &report::json(&result)) {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
     }
     if result.has_errors() {
         exit::ERROR

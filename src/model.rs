@@ -74,3 +74,57 @@ impl fmt::Display for Location {
         write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
     }
 }
+
+/// Whether sgpolicy may write a declared group (`enforce`, the default) or only plan and report its
+/// drift (`observe`): the way to roll sgpolicy out onto an existing estate one team at a time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Observe,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        if s.eq_ignore_ascii_case("enforce") {
+            Some(Mode::Enforce)
+        } else if s.eq_ignore_ascii_case("observe") {
+            Some(Mode::Observe)
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Observe => "observe",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A pass-level message that belongs to no single group result: a selector that matched nothing, two
+/// selectors disagreeing about a group, a safety rail that held the writes back. `Error` notes make the
+/// pass exit 1; warnings do not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Note {
+    pub level: NoteLevel,
+    pub message: String,
+    /// The policy-file places the note is about (both selectors of a conflict, say).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<Location>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoteLevel {
+    Warning,
+    Error,
+}

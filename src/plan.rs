@@ -1,7 +1,7 @@
 //! The pure decision: given what the folder asks for and what the cloud reported, what does each
 //! group need? No async, no clock, no I/O — so every rule here is tested with plain values.
 
-use crate::model::{GroupKey, Location, Policy};
+use crate::model::{GroupKey, Location, Mode, Policy};
 use crate::policy::Desired;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -83,6 +83,26 @@ pub struct PlanEntry {
     pub observed: Option<Policy>,
     pub source: Location,
     pub action: Action,
+    /// `Observe`: a `Change` here is reported, never written.
+    pub mode: Mode,
+}
+
+impl PlanEntry {
+    /// A change that would weaken isolation (Drop → Accept).
+    pub fn opens(&self) -> bool {
+        matches!(
+            self.action,
+            Action::Change {
+                from: Policy::Drop,
+                to: Policy::Accept
+            }
+        )
+    }
+
+    /// A change an apply would write: enforced, not merely observed.
+    pub fn is_enforced_change(&self) -> bool {
+        matches!(self.action, Action::Change { .. }) && self.mode == Mode::Enforce
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -140,6 +160,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
                 observed: observed_policy,
                 source: d.source.clone(),
                 action,
+                mode: d.mode,
             }
         })
         .collect();
@@ -171,6 +192,7 @@ mod tests {
                         line: i + 3,
                         column: 5,
                     },
+                    mode: crate::model::Mode::Enforce,
                 },
             );
         }

@@ -3,9 +3,10 @@
 //! a change the plan produced from a read made in the same pass.
 
 use crate::ecs::{ApiError, EcsClient, ErrorClass};
-use crate::model::{GroupKey, Policy};
+use crate::model::{GroupKey, Mode, Note, NoteLevel, Policy};
 use crate::plan::{self, Action, Observation, Observed, Plan, PlanEntry};
 use crate::policy::Desired;
+use crate::rails::{self, Hold, Rails};
 use crate::token::{self, TokenInput};
 use futures::stream::{self, StreamExt};
 use std::collections::BTreeMap;
@@ -20,6 +21,8 @@ pub struct PassOptions {
     /// Re-reads after an acknowledged write before concluding the write did not take effect.
     pub verify_reads: u32,
     pub verify_delay: Duration,
+    /// `--max-changes` and `--allow-open` (see `rails`).
+    pub rails: Rails,
 }
 
 impl Default for PassOptions {
@@ -29,6 +32,7 @@ impl Default for PassOptions {
             concurrency: 16,
             verify_reads: 2,
             verify_delay: Duration::from_millis(300),
+            rails: Rails::default(),
         }
     }
 }
@@ -46,6 +50,10 @@ pub enum Outcome {
     Failed,
     /// Nothing was written because the group cannot be reconciled (not found, unmanageable, unreadable).
     Error,
+    /// `mode: observe`: the drift was planned and reported, and never written.
+    Observed,
+    /// A safety rail held the change back (`--max-changes`, `--allow-open`); see `GroupResult::hold`.
+    Held,
 }
 
 #[derive(Clone, Debug)]
@@ -55,11 +63,15 @@ pub struct GroupResult {
     pub token: Option<String>,
     pub request_id: Option<String>,
     pub error: Option<ApiError>,
+    pub hold: Option<Hold>,
 }
 
 impl GroupResult {
     pub fn is_error(&self) -> bool {
-        matches!(self.outcome, Outcome::Failed | Outcome::Error)
+        matches!(
+            self.outcome,
+            Outcome::Failed | Outcome::Error | Outcome::Held
+        )
     }
 }
 
@@ -73,6 +85,8 @@ pub struct PassReport {
     pub fatal: Option<ApiError>,
     pub api_calls: BTreeMap<String, u64>,
     pub duration: Duration,
+    /// Selector warnings and conflicts, safety-rail refusals.
+    pub notes: Vec<Note>,
 }
 
 impl PassReport {
@@ -81,13 +95,14 @@ impl PassReport {
     }
 
     pub fn has_errors(&self) -> bool {
-        self.fatal.is_some() || self.results.iter().any(GroupResult::is_error)
+        self.fatal.is_some()
+            || self.results.iter().any(GroupResult::is_error)
+            || self.notes.iter().any(|n| n.level == NoteLevel::Error)
     }
 
+    /// Drift an apply would correct; observe-only drift is reported but is not "changes to make".
     pub fn has_drift(&self) -> bool {
-        self.results
-            .iter()
-            .any(|r| matches!(r.entry.action, Action::Change { .. }))
+        self.results.iter().any(|r| r.entry.is_enforced_change())
     }
 }
 
@@ -127,10 +142,24 @@ pub async fn run_pass(client: &EcsClient, desired: &Desired, opts: &PassOptions)
     let before = client.stats().snapshot();
     let state = Arc::new(PassState::default());
     let observed_at = chrono::Utc::now().timestamp();
+    let resolved;
+    let desired = if desired.selectors.is_empty() {
+        desired
+    } else {
+        let (d, fatal) = crate::selectors::resolve(client, desired, opts.concurrency).await;
+        if let Some(e) = fatal {
+            let _ = state.note::<()>(Err(e));
+        }
+        resolved = d;
+        &resolved
+    };
     let observed = observe(client, desired, opts, &state).await;
     let plan = plan::plan(desired, &observed);
-    let results = apply(client, &plan, observed_at, opts, &state).await;
+    let gate = rails::gate(&plan, &opts.rails);
+    let results = apply(client, &plan, &gate, observed_at, opts, &state).await;
     let api_calls = calls_since(&before, &client.stats().snapshot());
+    let mut notes = desired.notes.clone();
+    notes.extend(gate.notes(opts.dry_run, &opts.rails));
     PassReport {
         revision: desired.revision.clone(),
         files: desired.files,
@@ -139,6 +168,7 @@ pub async fn run_pass(client: &EcsClient, desired: &Desired, opts: &PassOptions)
         fatal: state.fatal(),
         api_calls,
         duration: started.elapsed(),
+        notes,
     }
 }
 
@@ -246,6 +276,7 @@ fn failed(e: &ApiError) -> Observation {
 async fn apply(
     client: &EcsClient,
     plan: &Plan,
+    gate: &rails::Gate,
     observed_at: i64,
     opts: &PassOptions,
     state: &PassState,
@@ -254,6 +285,14 @@ async fn apply(
         .map(|entry| async move {
             match (&entry.action, opts.dry_run) {
                 (Action::InSync, _) => simple(entry, Outcome::InSync),
+                (Action::Change { .. }, _) if entry.mode == Mode::Observe => {
+                    simple(entry, Outcome::Observed)
+                }
+                (Action::Change { .. }, false) if gate.hold(entry).is_some() => {
+                    let mut r = simple(entry, Outcome::Held);
+                    r.hold = gate.hold(entry).cloned();
+                    r
+                }
                 (Action::Change { from, to }, true) => {
                     let mut r = simple(entry, Outcome::WouldChange);
                     r.token = Some(token_for(plan, entry, *from, *to, observed_at, 0));
@@ -280,6 +319,7 @@ fn simple(entry: &PlanEntry, outcome: Outcome) -> GroupResult {
         token: None,
         request_id: None,
         error: None,
+        hold: None,
     }
 }
 

@@ -1,10 +1,29 @@
 //! Renders a pass for people (a compact table of what is not in sync, then one summary line) and for
 //! programs (a documented, stable JSON object; see README "JSON output").
 
-use crate::plan::Action;
+use crate::model::{NoteLevel, Policy};
+use crate::plan::{Action, PlanEntry};
 use crate::reconcile::{GroupResult, Outcome, PassReport};
 use serde_json::{json, Value};
 use std::fmt::Write;
+
+mod markdown;
+pub use markdown::{markdown, MAX_COMMENT_CHARS};
+
+/// "opens" for Drop → Accept (weakens isolation), "isolates" for Accept → Drop; `None` otherwise.
+pub fn direction(entry: &PlanEntry) -> Option<&'static str> {
+    match entry.action {
+        Action::Change {
+            from: Policy::Drop,
+            to: Policy::Accept,
+        } => Some("opens"),
+        Action::Change {
+            from: Policy::Accept,
+            to: Policy::Drop,
+        } => Some("isolates"),
+        _ => None,
+    }
+}
 
 /// The JSON schema version; bumped only for incompatible changes.
 pub const JSON_VERSION: u32 = 1;
@@ -21,6 +40,9 @@ fn action_name(a: &Action) -> &'static str {
 
 /// Why a group is an error, in one line.
 fn problem(r: &GroupResult) -> Option<String> {
+    if let Some(h) = &r.hold {
+        return Some(h.message());
+    }
     if let Some(e) = &r.error {
         return Some(e.to_string());
     }
@@ -33,6 +55,9 @@ fn problem(r: &GroupResult) -> Option<String> {
 }
 
 fn error_code(r: &GroupResult) -> Option<String> {
+    if let Some(h) = &r.hold {
+        return Some(h.code().to_string());
+    }
     if let Some(e) = &r.error {
         return Some(e.code.clone());
     }
@@ -56,11 +81,20 @@ pub fn summary_line(report: &PassReport) -> String {
         .map(|(a, n)| format!("{n} {a}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let mut extra = String::new();
+    for (n, what) in [
+        (report.count(Outcome::Observed), "observed (not written)"),
+        (report.count(Outcome::Held), "held by safety rails"),
+    ] {
+        if n > 0 {
+            let _ = write!(extra, ", {n} {what}");
+        }
+    }
     format!(
-        "{}: {changes}, {} in sync, {} errors ({} groups, revision {}, {:.1}s; API calls: {})",
+        "{}: {changes}, {} in sync, {} errors{extra} ({} groups, revision {}, {:.1}s; API calls: {})",
         if report.dry_run { "Plan" } else { "Apply" },
         report.count(Outcome::InSync),
-        report.count(Outcome::Failed) + report.count(Outcome::Error),
+        report.count(Outcome::Failed) + report.count(Outcome::Error) + report.count(Outcome::Held),
         report.results.len(),
         report.revision,
         report.duration.as_secs_f64(),
@@ -84,12 +118,19 @@ pub fn text(report: &PassReport) -> String {
         let cells: Vec<[String; 6]> = rows
             .iter()
             .map(|r| {
+                let opens = if r.entry.opens() { " (opens)" } else { "" };
                 let result = match (&r.entry.action, r.outcome) {
                     (Action::Change { from, to }, Outcome::WouldChange) => {
-                        format!("will change {from} -> {to}")
+                        format!("will change {from} -> {to}{opens}")
                     }
                     (Action::Change { from, to }, Outcome::Changed) => {
-                        format!("changed {from} -> {to}")
+                        format!("changed {from} -> {to}{opens}")
+                    }
+                    (Action::Change { from, to }, Outcome::Observed) => {
+                        format!("observe only: {from} -> {to}{opens}")
+                    }
+                    (Action::Change { from, to }, Outcome::Held) => {
+                        format!("HELD {from} -> {to}{opens}")
                     }
                     (_, Outcome::Failed) => "FAILED".to_string(),
                     (a, _) => format!("ERROR {}", action_name(a)),
@@ -130,6 +171,18 @@ pub fn text(report: &PassReport) -> String {
         }
         out.push('\n');
     }
+    for n in &report.notes {
+        let level = match n.level {
+            NoteLevel::Warning => "warning",
+            NoteLevel::Error => "error",
+        };
+        let at = n
+            .locations
+            .first()
+            .map(|l| format!("{l}: "))
+            .unwrap_or_default();
+        let _ = writeln!(out, "{at}{level}: {}", n.message);
+    }
     if let Some(f) = &report.fatal {
         let _ = writeln!(out, "error: the pass stopped early: {f}");
     }
@@ -149,6 +202,8 @@ pub fn json(report: &PassReport) -> Value {
                 "desired": r.entry.desired,
                 "observed": r.entry.observed,
                 "action": action_name(&r.entry.action),
+                "direction": direction(&r.entry),
+                "mode": r.entry.mode,
                 "outcome": r.outcome,
                 "token": r.token,
                 "requestId": r.request_id,
@@ -171,10 +226,13 @@ pub fn json(report: &PassReport) -> Value {
             "changed": report.count(Outcome::Changed),
             "failed": report.count(Outcome::Failed),
             "errors": report.count(Outcome::Error),
+            "observed": report.count(Outcome::Observed),
+            "held": report.count(Outcome::Held),
             "durationMs": report.duration.as_millis() as u64,
         },
         "fatal": report.fatal.as_ref().map(|e| json!({"code": e.code, "message": e.to_string()})),
         "apiCalls": report.api_calls,
+        "notes": report.notes,
         "groups": groups,
     })
 }

@@ -1,7 +1,7 @@
 //! Merging the groups of all files into one desired state, reporting conflicts, and the revision digest.
 
-use super::{DesiredGroup, LoadError};
-use crate::model::GroupKey;
+use super::{DesiredGroup, LoadError, Selector};
+use crate::model::{GroupKey, Mode};
 use sha2::{Digest, Sha256};
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -19,7 +19,15 @@ pub(crate) fn add(
         }
         Entry::Occupied(first) => {
             let first = first.get();
-            if first.policy != group.policy {
+            if first.policy == group.policy && first.mode != group.mode {
+                errors.push(LoadError {
+                    message: format!(
+                        "conflict: {} in {} is declared with mode {} here and {} at {}",
+                        group.key.id, group.key.region, group.mode, first.mode, first.source
+                    ),
+                    location: group.source,
+                });
+            } else if first.policy != group.policy {
                 errors.push(LoadError {
                     message: format!(
                         "conflict: {} in {} is declared {} here and {} at {}",
@@ -34,11 +42,46 @@ pub(crate) fn add(
 
 /// The first 12 lowercase hex digits of SHA-256 over `"{region}\t{id}\t{policy}\n"` for every group in
 /// (region, id) order: it names the desired state itself, whatever files, order, comments or formatting
-/// declared it. The empty state has a revision too (`e3b0c44298fc`).
+/// declared it. The empty state has a revision too (`e3b0c44298fc`). An observe-only group's line
+/// ends in `\tobserve` (enforce, the default, adds nothing, so older revisions keep their value).
 pub fn revision_of(groups: &BTreeMap<GroupKey, DesiredGroup>) -> String {
+    revision_with_selectors(groups, &[])
+}
+
+/// [`revision_of`], followed by one line per selector when there are any:
+/// `"selector\t{region}\t{tags k=v,…}\t{vpcId}\t{name}\t{policy}\t{mode}\n"`, in a sorted order, so the
+/// revision names what the files declare (the groups a selector matches are the cloud's business).
+pub(crate) fn revision_with_selectors(
+    groups: &BTreeMap<GroupKey, DesiredGroup>,
+    selectors: &[Selector],
+) -> String {
     let mut hasher = Sha256::new();
     for (key, group) in groups {
-        hasher.update(format!("{}\t{}\t{}\n", key.region, key.id, group.policy).as_bytes());
+        let mode = match group.mode {
+            Mode::Enforce => "",
+            Mode::Observe => "\tobserve",
+        };
+        hasher.update(format!("{}\t{}\t{}{mode}\n", key.region, key.id, group.policy).as_bytes());
+    }
+    let mut lines: Vec<String> = selectors
+        .iter()
+        .map(|s| {
+            let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!(
+                "selector\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                s.region,
+                tags.join(","),
+                s.vpc_id.as_deref().unwrap_or(""),
+                s.name.as_deref().unwrap_or(""),
+                s.policy,
+                s.mode
+            )
+        })
+        .collect();
+    lines.sort();
+    lines.dedup();
+    for line in lines {
+        hasher.update(line.as_bytes());
     }
     hasher
         .finalize()
@@ -62,6 +105,7 @@ mod tests {
                 line,
                 column: 5,
             },
+            mode: Mode::Enforce,
         }
     }
 

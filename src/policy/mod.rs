@@ -4,6 +4,8 @@
 //! parses each into a spanned tree (`yaml`), validates it against schema v1 (`schema`), and merges all
 //! declarations (`merge`). Every problem of every file is collected and returned at once, sorted by
 //! location; if there is any, there is no desired state, so a pass can never act on half a folder.
+//! Besides groups by id (each `enforce` or `observe`), files may declare `selectors` (`selector`); they
+//! are kept as declarations here and turned into groups at pass time by `crate::selectors`.
 //!
 //! Decisions:
 //! - A folder with no policy files at all is valid and declares zero groups (`files == 0`). Declaring
@@ -14,8 +16,10 @@
 //! - One YAML document per file: a second `---` document is an error (split it into its own file).
 //! - An invalid `--region` value is reported once, at the folder.
 
+pub mod json_schema;
 mod merge;
 mod schema;
+mod selector;
 mod walk;
 mod yaml;
 
@@ -23,10 +27,13 @@ mod yaml;
 mod tests;
 #[cfg(test)]
 mod tests_hostile;
+#[cfg(test)]
+mod tests_workflow;
 
 pub use merge::revision_of;
+pub use selector::{glob_match, Selector};
 
-use crate::model::{GroupKey, Location, Policy};
+use crate::model::{GroupKey, Location, Mode, Note, Policy};
 use schema::Fallback;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,6 +47,8 @@ pub struct DesiredGroup {
     pub key: GroupKey,
     pub policy: Policy,
     pub source: Location,
+    /// `observe`: drift is planned and reported but never written.
+    pub mode: Mode,
 }
 
 /// Everything the policy folder asks for, plus the digest that names this exact desired state.
@@ -48,6 +57,10 @@ pub struct Desired {
     pub groups: BTreeMap<GroupKey, DesiredGroup>,
     pub revision: String,
     pub files: usize,
+    /// Declarations by tag/VPC/name, turned into `groups` at pass time by `crate::selectors`.
+    pub selectors: Vec<Selector>,
+    /// What that resolution found worth saying (matched nothing, conflicts); empty after loading.
+    pub notes: Vec<Note>,
 }
 
 /// A problem with the folder, rendered `path:line:column: message`.
@@ -96,6 +109,7 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
     };
     let files = walk::policy_files(dir, &mut errors);
     let mut groups = BTreeMap::new();
+    let mut selectors = Vec::new();
     for path in &files {
         let text = match walk::read_policy_file(path, opts.max_file_bytes) {
             Ok(text) => text,
@@ -114,7 +128,9 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
                 continue;
             }
         };
-        let (declared, mut file_errors) = schema::groups_of_file(tree.as_ref(), path, fallback);
+        let (declared, file_selectors, mut file_errors) =
+            schema::groups_of_file(tree.as_ref(), path, fallback);
+        selectors.extend(file_selectors);
         for group in declared {
             merge::add(&mut groups, group, &mut file_errors);
         }
@@ -133,9 +149,11 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
     }
     if errors.is_empty() {
         Ok(Desired {
-            revision: revision_of(&groups),
+            revision: merge::revision_with_selectors(&groups, &selectors),
             groups,
             files: files.len(),
+            selectors,
+            notes: Vec::new(),
         })
     } else {
         errors.sort_by(|a, b| a.location.cmp(&b.location));

@@ -6,21 +6,25 @@
 //!   - id: sg-bp67acfmxazb4ph0001
 //!     region: cn-shanghai      # optional, overrides the file default
 //!     innerAccessPolicy: Drop  # Accept | Drop, any letter case
+//!     mode: observe            # optional: enforce (default) | observe
+//! selectors: []                # optional, see `selector`
 //! ```
+//! The field tables below are also what `json_schema` builds the published JSON Schema from.
 //! Unknown fields are errors (with a "did you mean" hint). A file without a document, `groups:` with no
 //! value and `groups: []` declare nothing. Unquoted numbers or booleans used as ids or regions are taken
 //! as their text (`id: 12345` is the id "12345"). Errors point at the key for unknown or duplicate fields,
 //! at the value for bad values and at the entry's start for missing fields.
 
+use super::selector::{self, Selector};
 use super::yaml::{clip, Node, Pos, Value};
 use super::{DesiredGroup, LoadError};
-use crate::model::{GroupKey, Location, Policy};
+use crate::model::{GroupKey, Location, Mode, Policy};
 use std::path::Path;
 
-const TOP_FIELDS: &[&str] = &["region", "groups"];
-const ENTRY_FIELDS: &[&str] = &["id", "region", "innerAccessPolicy"];
-const MAX_ID_LEN: usize = 100;
-const MAX_REGION_LEN: usize = 64;
+pub(crate) const TOP_FIELDS: &[&str] = &["region", "groups", "selectors"];
+pub(crate) const ENTRY_FIELDS: &[&str] = &["id", "region", "innerAccessPolicy", "mode"];
+pub(crate) const MAX_ID_LEN: usize = 100;
+pub(crate) const MAX_REGION_LEN: usize = 64;
 
 /// The region used when neither the entry nor the file names one (the `--region` flag).
 #[derive(Clone, Copy, Debug)]
@@ -32,13 +36,13 @@ pub(crate) enum Fallback<'a> {
 }
 
 /// Problems found in one file, each already located.
-struct Report<'a> {
-    path: &'a Path,
-    errors: Vec<LoadError>,
+pub(super) struct Report<'a> {
+    pub(super) path: &'a Path,
+    pub(super) errors: Vec<LoadError>,
 }
 
 impl Report<'_> {
-    fn err(&mut self, pos: Pos, message: impl Into<String>) {
+    pub(super) fn err(&mut self, pos: Pos, message: impl Into<String>) {
         self.errors.push(LoadError {
             location: location(self.path, pos),
             message: message.into(),
@@ -60,15 +64,15 @@ pub(crate) fn groups_of_file(
     root: Option<&Node>,
     path: &Path,
     fallback: Fallback<'_>,
-) -> (Vec<DesiredGroup>, Vec<LoadError>) {
+) -> (Vec<DesiredGroup>, Vec<Selector>, Vec<LoadError>) {
     let mut report = Report {
         path,
         errors: Vec::new(),
     };
     let mut groups = Vec::new();
     let fields = match root {
-        None => return (groups, report.errors),
-        Some(n) if n.is_null() => return (groups, report.errors),
+        None => return (groups, Vec::new(), report.errors),
+        Some(n) if n.is_null() => return (groups, Vec::new(), report.errors),
         Some(Node {
             value: Value::Map(fields),
             ..
@@ -81,16 +85,18 @@ pub(crate) fn groups_of_file(
                     other.kind()
                 ),
             );
-            return (groups, report.errors);
+            return (groups, Vec::new(), report.errors);
         }
     };
 
     // None: no file region; Some(None): given but invalid (already reported).
     let mut file_region: Option<Option<String>> = None;
     let mut group_list: Option<&Node> = None;
+    let mut selector_list: Option<&Node> = None;
     for (name, value) in known_fields(fields, TOP_FIELDS, "at the top of the file", &mut report) {
         match name {
             "region" => file_region = Some(region_value(value, &mut report)),
+            "selectors" => selector_list = Some(value),
             _ => group_list = Some(value),
         }
     }
@@ -100,8 +106,12 @@ pub(crate) fn groups_of_file(
         None => fallback,
     };
 
+    let selectors = match selector_list {
+        Some(list) => selector::selectors_of(list, region, &mut report),
+        None => Vec::new(),
+    };
     let Some(list) = group_list else {
-        return (groups, report.errors);
+        return (groups, selectors, report.errors);
     };
     match &list.value {
         _ if list.is_null() => {}
@@ -120,7 +130,7 @@ pub(crate) fn groups_of_file(
             ),
         ),
     }
-    (groups, report.errors)
+    (groups, selectors, report.errors)
 }
 
 fn entry(node: &Node, fallback: Fallback<'_>, report: &mut Report<'_>) -> Option<DesiredGroup> {
@@ -135,11 +145,12 @@ fn entry(node: &Node, fallback: Fallback<'_>, report: &mut Report<'_>) -> Option
         return None;
     };
     // Each field: None = absent, Some(None) = present but invalid (reported), Some(Some(v)) = valid.
-    let (mut id, mut region, mut policy) = (None, None, None);
+    let (mut id, mut region, mut policy, mut mode) = (None, None, None, Some(Mode::Enforce));
     for (name, value) in known_fields(fields, ENTRY_FIELDS, "in a group entry", report) {
         match name {
             "id" => id = Some(id_value(value, report)),
             "region" => region = Some(region_value(value, report)),
+            "mode" => mode = mode_value(value, report),
             _ => policy = Some(policy_value(value, report)),
         }
     }
@@ -179,11 +190,12 @@ fn entry(node: &Node, fallback: Fallback<'_>, report: &mut Report<'_>) -> Option
         key: GroupKey::new(region?, id?),
         policy: policy?,
         source: location(report.path, node.pos),
+        mode: mode?,
     })
 }
 
 /// The known fields of a mapping, in order; reports unknown, duplicate and non-string keys.
-fn known_fields<'n>(
+pub(super) fn known_fields<'n>(
     fields: &'n [(Node, Node)],
     known: &[&'static str],
     place: &str,
@@ -260,7 +272,11 @@ pub(crate) fn suggest(unknown: &str, known: &[&'static str]) -> Option<&'static 
     best.map(|(_, k)| k)
 }
 
-fn string_value<'n>(node: &'n Node, what: &str, report: &mut Report<'_>) -> Option<&'n str> {
+pub(super) fn string_value<'n>(
+    node: &'n Node,
+    what: &str,
+    report: &mut Report<'_>,
+) -> Option<&'n str> {
     match node.as_str() {
         Some(s) => Some(s),
         None => {
@@ -318,7 +334,7 @@ pub(crate) fn region_problem(region: &str) -> Option<String> {
     }
 }
 
-fn region_value(node: &Node, report: &mut Report<'_>) -> Option<String> {
+pub(super) fn region_value(node: &Node, report: &mut Report<'_>) -> Option<String> {
     let region = string_value(node, "region", report)?;
     match region_problem(region) {
         Some(message) => {
@@ -329,7 +345,21 @@ fn region_value(node: &Node, report: &mut Report<'_>) -> Option<String> {
     }
 }
 
-fn policy_value(node: &Node, report: &mut Report<'_>) -> Option<Policy> {
+pub(super) fn mode_value(node: &Node, report: &mut Report<'_>) -> Option<Mode> {
+    let parsed = node.as_str().and_then(Mode::parse);
+    if parsed.is_none() {
+        report.err(
+            node.pos,
+            format!(
+                "expected enforce or observe for `mode`, found {}",
+                node.kind()
+            ),
+        );
+    }
+    parsed
+}
+
+pub(super) fn policy_value(node: &Node, report: &mut Report<'_>) -> Option<Policy> {
     let parsed = node.as_str().and_then(Policy::parse);
     if parsed.is_none() {
         report.err(
@@ -347,7 +377,7 @@ mod tests {
 
     fn check(text: &str, fallback: Fallback<'_>) -> (Vec<DesiredGroup>, Vec<String>) {
         let root = parse(text).expect("syntax ok");
-        let (groups, errors) = groups_of_file(root.as_ref(), Path::new("f.yaml"), fallback);
+        let (groups, _, errors) = groups_of_file(root.as_ref(), Path::new("f.yaml"), fallback);
         (groups, errors.iter().map(ToString::to_string).collect())
     }
 

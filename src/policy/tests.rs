@@ -162,7 +162,7 @@ fn unknown_fields_get_a_did_you_mean_hint_at_the_key() {
     );
     assert_eq!(
         e,
-        ["p.yaml:3:1: unknown field `owner` at the top of the file; expected one of `region`, `groups`"]
+        ["p.yaml:3:1: unknown field `owner` at the top of the file; expected one of `region`, `groups`, `selectors`"]
     );
 }
 

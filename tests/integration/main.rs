@@ -7,3 +7,4 @@ mod harness;
 mod once;
 mod sdk;
 mod sdk_credentials;
+mod workflow;

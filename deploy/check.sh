@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Validates every file under deploy/ (and .pre-commit-hooks.yaml, the JSON Schema and the examples) with
+# real validators that know nothing of sgpolicy's code. On a fresh machine it installs them from PyPI into
+# .venv-deploy (deploy/requirements.txt). Run from anywhere: `bash deploy/check.sh`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv-deploy
+if ! cmp -s deploy/requirements.txt "$VENV/installed-requirements.txt"; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r deploy/requirements.txt
+  cp deploy/requirements.txt "$VENV/installed-requirements.txt"
+fi
+PY="$VENV/bin/python"
+# systemd-analyze (Debian's systemd package) verifies the unit; a fresh machine may not have it.
+if ! command -v systemd-analyze >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd >/dev/null
+fi
+out=$(mktemp -d)
+chmod 0755 "$out"
+trap 'rm -rf "$out"' EXIT
+
+echo "== static binary (the Dockerfile's build command), run as an unprivileged user with no environment"
+BUILD='cargo build --locked --release --target x86_64-unknown-linux-gnu'
+RUSTFLAGS="-C target-feature=+crt-static" $BUILD
+BIN=target/x86_64-unknown-linux-gnu/release/sgpolicy
+ldd "$BIN" 2>&1 | grep -qE 'statically linked|not a dynamic executable' || { echo "$BIN is dynamically linked" >&2; exit 1; }
+install -m 0755 "$BIN" "$out/sgpolicy"
+setpriv --reuid=65532 --regid=65532 --clear-groups env -i "$out/sgpolicy" --version
+setpriv --reuid=65532 --regid=65532 --clear-groups env -i "$out/sgpolicy" validate "$PWD/examples/policies"
+"$PY" deploy/check_manifests.py dockerfile deploy/Dockerfile "$BUILD"
+
+echo "== JSON Schema: committed copy is the generated one, is a valid schema, and judges the examples"
+"$out/sgpolicy" schema | diff -u deploy/schema/policy.schema.json -
+"$VENV/bin/check-jsonschema" --check-metaschema deploy/schema/policy.schema.json
+mapfile -t policies < <(find examples/policies deploy/kubernetes -name '*.yaml' -path '*polic*' -not -name kustomization.yaml | sort)
+"$VENV/bin/check-jsonschema" --schemafile deploy/schema/policy.schema.json "${policies[@]}"
+for f in "${policies[@]}"; do
+  grep -q '^# yaml-language-server: \$schema=.*policy.schema.json$' "$f" || { echo "$f lacks the yaml-language-server line" >&2; exit 1; }
+done
+printf 'groups:\n  - {id: sg-1, innerAccessPolicy: Allow}\n' > "$out/bad.yaml"
+if "$VENV/bin/check-jsonschema" --schemafile deploy/schema/policy.schema.json "$out/bad.yaml" >/dev/null; then
+  echo "the schema accepted a bad policy file" >&2; exit 1
+fi
+
+echo "== Kubernetes: render both kustomizations, validate against the Kubernetes schemas and the operator CRD"
+"$VENV/bin/kubectl" kustomize deploy/kubernetes/base > "$out/base.yaml"
+"$VENV/bin/kubectl" kustomize deploy/kubernetes/overlays/configmap > "$out/configmap.yaml"
+# (It has no schema for the PodMonitor CRD and says so; check_manifests.py validates that one.)
+"$VENV/bin/kubernetes-validate" --strict --quiet "$out/base.yaml" "$out/configmap.yaml"
+"$PY" deploy/check_manifests.py rendered "$out/base.yaml" "$out/configmap.yaml"
+
+echo "== systemd: verify the unit (with ExecStart pointing at the binary built above) and its exposure"
+mkdir -p "$out/systemd"
+sed "s|/usr/local/bin/sgpolicy|$out/sgpolicy|" deploy/systemd/sgpolicy.service > "$out/systemd/sgpolicy.service"
+msgs=$(systemd-analyze verify "$out/systemd/sgpolicy.service" 2>&1) || { echo "$msgs" >&2; exit 1; }
+if [ -n "$msgs" ]; then echo "$msgs" >&2; exit 1; fi
+systemd-analyze security --offline=yes --threshold=20 "$out/systemd/sgpolicy.service" | tail -1
+
+echo "== CI examples and the pre-commit manifest"
+"$VENV/bin/check-jsonschema" --builtin-schema vendor.github-workflows deploy/ci/github-actions.yml
+"$VENV/bin/check-jsonschema" --builtin-schema vendor.gitlab-ci deploy/ci/gitlab-ci.yml
+"$VENV/bin/pre-commit" validate-manifest .pre-commit-hooks.yaml
+echo "deploy: all checks passed"

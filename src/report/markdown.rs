@@ -1,0 +1,351 @@
+//! `--output markdown`: a compact plan for a pull-request comment. A summary line with the revision,
+//! notes, a table of changes with their direction (changes that *open* a group come first and are
+//! highlighted: they weaken isolation), problems, and the groups in sync folded in a `<details>`.
+//!
+//! GitHub refuses comments over 65,536 characters, so the output has a byte budget (bytes ≥
+//! characters): rows are added in priority order until the budget is reached, and the rest is
+//! summarised in a note that points at the JSON report. Any estate fits.
+
+use super::{direction, problem, summary_line};
+use crate::model::NoteLevel;
+use crate::plan::Action;
+use crate::reconcile::{GroupResult, Outcome, PassReport};
+use std::fmt::Write;
+
+/// GitHub's limit for one issue or pull-request comment.
+pub const MAX_COMMENT_CHARS: usize = 65_536;
+/// What we allow ourselves: room is left for a CI wrapper's own header or footer.
+const BUDGET: usize = MAX_COMMENT_CHARS - 4_096;
+/// Room kept for the closing parts (truncation notes, `</details>`) while rows are added.
+const RESERVE: usize = 1_024;
+
+/// Text from policy files or error messages, made safe for a table cell: no HTML, no `|`, one line.
+fn cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '|' => out.push_str("\\|"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '`' => out.push('\''),
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn result_word(r: &GroupResult) -> &'static str {
+    match r.outcome {
+        Outcome::InSync => "in sync",
+        Outcome::WouldChange => "will change",
+        Outcome::Changed => "changed",
+        Outcome::Failed => "**failed**",
+        Outcome::Error => "**error**",
+        Outcome::Observed => "observe only (not written)",
+        Outcome::Held => "**held**",
+    }
+}
+
+/// Lower sorts first: opens, then other problems, then the rest.
+fn priority(r: &GroupResult) -> u8 {
+    if r.entry.opens() {
+        0
+    } else if r.is_error() {
+        1
+    } else {
+        2
+    }
+}
+
+fn change_row(r: &GroupResult) -> String {
+    let change = match &r.entry.action {
+        Action::Change { from, to } => format!("{from} → {to}"),
+        _ => format!(
+            "{} → {}",
+            r.entry.observed.map_or("?".to_string(), |p| p.to_string()),
+            r.entry.desired
+        ),
+    };
+    let dir = match direction(&r.entry) {
+        Some("opens") => "⚠️ **opens**".to_string(),
+        Some(d) => d.to_string(),
+        None => "—".to_string(),
+    };
+    format!(
+        "| `{}` | {} | {} | {} | {} | {} |\n",
+        cell(&r.entry.key.id),
+        cell(&r.entry.key.region),
+        change,
+        dir,
+        result_word(r),
+        cell(&r.entry.source.to_string())
+    )
+}
+
+fn problem_line(r: &GroupResult) -> String {
+    format!(
+        "- `{}` ({}): {} — {}\n",
+        cell(&r.entry.key.id),
+        cell(&r.entry.key.region),
+        result_word(r),
+        cell(&problem(r).unwrap_or_default())
+    )
+}
+
+/// Appends `line` if it fits within `limit`; returns whether it did.
+fn push_within(out: &mut String, line: &str, limit: usize) -> bool {
+    if out.len() + line.len() <= limit {
+        out.push_str(line);
+        true
+    } else {
+        false
+    }
+}
+
+pub fn markdown(report: &PassReport) -> String {
+    let mut out = String::new();
+    let title = if report.dry_run {
+        "sgpolicy plan"
+    } else {
+        "sgpolicy apply"
+    };
+    let _ = writeln!(out, "### {title} · revision `{}`\n", cell(&report.revision));
+    let opens = report.results.iter().filter(|r| r.entry.opens()).count();
+    let _ = writeln!(out, "**{}**\n", cell(&summary_line(report)));
+    if opens > 0 {
+        let _ = writeln!(
+            out,
+            "> [!WARNING]\n> {opens} change(s) **open** a security group (Drop → Accept): its members will reach each other. Review them first.\n"
+        );
+    }
+    for n in &report.notes {
+        let icon = match n.level {
+            NoteLevel::Warning => "⚠️ warning",
+            NoteLevel::Error => "❌ error",
+        };
+        let at: Vec<String> = n
+            .locations
+            .iter()
+            .map(|l| format!("`{}`", cell(&l.to_string())))
+            .collect();
+        let at = if at.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", at.join(", "))
+        };
+        let line = format!("- {icon}: {}{at}\n", cell(&n.message));
+        if !push_within(&mut out, &line, BUDGET / 4) {
+            out.push_str("- … more notes not shown (see the JSON report)\n");
+            break;
+        }
+    }
+    if !report.notes.is_empty() {
+        out.push('\n');
+    }
+    if let Some(f) = &report.fatal {
+        let _ = writeln!(
+            out,
+            "❌ **The pass stopped early:** {}\n",
+            cell(&f.to_string())
+        );
+    }
+
+    let mut changes: Vec<&GroupResult> = report
+        .results
+        .iter()
+        .filter(|r| matches!(r.entry.action, Action::Change { .. }))
+        .collect();
+    changes.sort_by_key(|r| (priority(r), r.entry.key.clone()));
+    if !changes.is_empty() {
+        out.push_str("| group | region | change | direction | result | declared at |\n|---|---|---|---|---|---|\n");
+        let mut shown = 0;
+        for r in &changes {
+            if !push_within(&mut out, &change_row(r), BUDGET - RESERVE) {
+                break;
+            }
+            shown += 1;
+        }
+        if shown < changes.len() {
+            let _ = writeln!(
+                out,
+                "\n… and {} more change(s) not shown: the comment would exceed GitHub's {MAX_COMMENT_CHARS}-character limit (all of them are in the JSON report, `--report FILE`).",
+                changes.len() - shown
+            );
+        }
+    }
+
+    let problems: Vec<&GroupResult> = report
+        .results
+        .iter()
+        .filter(|r| r.is_error() && !matches!(r.entry.action, Action::Change { .. }))
+        .collect();
+    if !problems.is_empty() {
+        out.push_str("\n**Problems**\n\n");
+        let mut shown = 0;
+        for r in &problems {
+            if !push_within(&mut out, &problem_line(r), BUDGET - RESERVE) {
+                break;
+            }
+            shown += 1;
+        }
+        if shown < problems.len() {
+            let _ = writeln!(out, "- … and {} more not shown", problems.len() - shown);
+        }
+    }
+
+    let in_sync: Vec<&GroupResult> = report
+        .results
+        .iter()
+        .filter(|r| r.outcome == Outcome::InSync)
+        .collect();
+    if !in_sync.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n<details><summary>{} group(s) in sync</summary>\n",
+            in_sync.len()
+        );
+        let mut shown = 0;
+        for r in &in_sync {
+            let line = format!(
+                "- `{}` ({}) {}\n",
+                cell(&r.entry.key.id),
+                cell(&r.entry.key.region),
+                r.entry.desired
+            );
+            if !push_within(&mut out, &line, BUDGET - RESERVE) {
+                break;
+            }
+            shown += 1;
+        }
+        if shown < in_sync.len() {
+            let _ = writeln!(out, "- … and {} more not shown", in_sync.len() - shown);
+        }
+        out.push_str("\n</details>\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{GroupKey, Location, Mode, Note, Policy};
+    use crate::plan::PlanEntry;
+    use std::time::Duration;
+
+    fn result(i: usize, from: Policy, to: Policy, outcome: Outcome) -> GroupResult {
+        GroupResult {
+            entry: PlanEntry {
+                key: GroupKey::new("cn-hangzhou", format!("sg-bp1{i:016}")),
+                desired: to,
+                observed: Some(from),
+                source: Location {
+                    path: "policies/team-with-a-long-name/prod.yaml".into(),
+                    line: i + 3,
+                    column: 5,
+                },
+                action: if from == to {
+                    Action::InSync
+                } else {
+                    Action::Change { from, to }
+                },
+                mode: Mode::Enforce,
+            },
+            outcome,
+            token: None,
+            request_id: None,
+            error: None,
+            hold: None,
+        }
+    }
+
+    fn report(results: Vec<GroupResult>) -> PassReport {
+        PassReport {
+            revision: "0123456789ab".into(),
+            files: 1,
+            dry_run: true,
+            results,
+            fatal: None,
+            api_calls: Default::default(),
+            duration: Duration::from_millis(5),
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_small_plan_has_summary_table_directions_and_folded_in_sync_groups() {
+        let mut r = report(vec![
+            result(1, Policy::Accept, Policy::Drop, Outcome::WouldChange),
+            result(2, Policy::Drop, Policy::Accept, Outcome::WouldChange),
+            result(3, Policy::Drop, Policy::Drop, Outcome::InSync),
+        ]);
+        r.notes.push(Note {
+            level: NoteLevel::Warning,
+            message: "selector (cn-a name \"x|y\") matched no security group".into(),
+            locations: vec![Location {
+                path: "s.yaml".into(),
+                line: 2,
+                column: 3,
+            }],
+        });
+        let md = markdown(&r);
+        assert!(md.contains("revision `0123456789ab`"), "{md}");
+        assert!(
+            md.contains("**Plan: 2 to change, 1 in sync, 0 errors"),
+            "{md}"
+        );
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| `sg-")).collect();
+        assert_eq!(rows.len(), 2, "{md}");
+        assert!(
+            rows[0].contains("Drop → Accept") && rows[0].contains("⚠️ **opens**"),
+            "opens first: {md}"
+        );
+        assert!(
+            rows[1].contains("Accept → Drop") && rows[1].contains("| isolates |"),
+            "{md}"
+        );
+        assert!(md.contains("> [!WARNING]\n> 1 change(s) **open**"), "{md}");
+        assert!(
+            md.contains("<details><summary>1 group(s) in sync</summary>"),
+            "{md}"
+        );
+        assert!(md.contains("x\\|y"), "pipes in user text are escaped: {md}");
+        assert!(md.trim_end().ends_with("</details>"));
+    }
+
+    #[test]
+    fn ten_thousand_groups_stay_under_the_comment_limit_with_a_note() {
+        let results: Vec<GroupResult> = (0..10_000)
+            .map(|i| match i % 4 {
+                0 => result(i, Policy::Drop, Policy::Accept, Outcome::WouldChange),
+                1 => result(i, Policy::Accept, Policy::Drop, Outcome::WouldChange),
+                _ => result(i, Policy::Drop, Policy::Drop, Outcome::InSync),
+            })
+            .collect();
+        let md = markdown(&report(results));
+        assert!(
+            md.chars().count() <= MAX_COMMENT_CHARS,
+            "{} chars",
+            md.chars().count()
+        );
+        assert!(md.len() <= MAX_COMMENT_CHARS, "{} bytes", md.len());
+        assert!(
+            md.contains("more change(s) not shown"),
+            "truncation is said"
+        );
+        assert!(md.contains("<details><summary>5000 group(s) in sync</summary>"));
+        assert!(
+            md.trim_end().ends_with("</details>"),
+            "the details block is closed"
+        );
+        // Opens are shown before isolations, so truncation drops isolations first.
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| `sg-")).collect();
+        assert!(rows.len() > 100, "{}", rows.len());
+        assert!(
+            rows.iter().all(|r| r.contains("opens")),
+            "only opens fit, and they come first"
+        );
+    }
+}
