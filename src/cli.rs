@@ -72,6 +72,14 @@ pub struct SimArgs {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines for people.
+    Human,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
     Json,
@@ -128,6 +136,11 @@ pub struct RunArgs {
     /// Largest policy file accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024, hide = true)]
     pub max_file_bytes: u64,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub daemon: crate::daemon::DaemonArgs,
     /// Also write the JSON result to FILE (CI wrappers often lose stdout and exit codes).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -155,6 +168,9 @@ pub struct Config {
     pub profile: Option<String>,
     pub sts_endpoint: Option<String>,
     pub metadata_endpoint: Option<String>,
+    /// Without `--once`: run as a daemon with these settings.
+    pub once: bool,
+    pub daemon: crate::daemon::DaemonSettings,
     pub report: Option<PathBuf>,
     pub max_changes: usize,
     pub allow_open: bool,
@@ -168,9 +184,10 @@ impl RunArgs {
             problems
                 .push("--policies DIR is required (the folder of policy YAML files)".to_string());
         }
-        if !self.once {
+        let daemon = self.daemon.validate(self.once, &mut problems);
+        if self.detailed_exitcode && !self.once {
             problems.push(
-                "the daemon mode is not available in this build: pass --once for a single pass"
+                "--detailed-exitcode only applies with --once (a daemon has no final exit code)"
                     .to_string(),
             );
         }
@@ -226,6 +243,8 @@ impl RunArgs {
             profile: self.profile.clone().filter(|p| !p.is_empty()),
             sts_endpoint: self.sts_endpoint.clone().filter(|e| !e.is_empty()),
             metadata_endpoint: self.metadata_endpoint.clone(),
+            once: self.once,
+            daemon,
             report: self.report.clone(),
             max_changes: self.max_changes,
             allow_open: self.allow_open,
@@ -249,9 +268,11 @@ mod tests {
             "http://192.0.2.1",
             "--concurrency",
             "0",
+            "--interval",
+            "x",
         ]);
         let problems = cli.run.validate().unwrap_err();
-        assert_eq!(problems.len(), 5, "{problems:#?}");
+        assert_eq!(problems.len(), 6, "{problems:#?}");
         assert!(problems.iter().any(|p| p.contains("--policies")));
         assert!(problems.iter().any(|p| p.contains("--insecure-http")));
     }
@@ -270,6 +291,22 @@ mod tests {
         let c = cli.run.validate().unwrap();
         assert!(c.dry_run && c.detailed_exitcode);
         assert_eq!(c.output, OutputFormat::Json);
+    }
+
+    #[test]
+    fn without_once_it_is_a_daemon() {
+        let cli = parse(&[
+            "--policies",
+            "p",
+            "--interval",
+            "30s",
+            "--metrics-addr",
+            ":9090",
+        ]);
+        let c = cli.run.validate().unwrap();
+        assert!(!c.once);
+        assert_eq!(c.daemon.interval, std::time::Duration::from_secs(30));
+        assert_eq!(c.daemon.metrics_addr.map(|a| a.port()), Some(9090));
     }
 
     #[test]

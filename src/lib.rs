@@ -19,11 +19,17 @@
 //! - [`validate`]: `sgpolicy validate` and `sgpolicy schema`: offline checks for pre-commit and CI.
 //! - [`cli`]: raw arguments → validated configuration.
 //! - [`connect`]: configuration → credential chain → ECS client (one-shot and daemon alike).
+//! - [`daemon`]: the long-lived mode: triggers (file changes, interval, SIGHUP), one pass at a time,
+//!   last good state, incremental passes, fights, audit trail, shutdown. [`watch`]: the file watcher.
+//!   [`metrics`] and [`health`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`sim`]: the built-in ECS simulator, the test double and a demo for users without an account.
 
 pub mod cli;
 pub mod connect;
+pub mod daemon;
 pub mod ecs;
+pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod policy;
@@ -34,3 +40,4 @@ pub mod selectors;
 pub mod sim;
 pub mod token;
 pub mod validate;
+pub mod watch;

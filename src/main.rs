@@ -1,7 +1,7 @@
 //! The `sgpolicy` binary: parse arguments, set up logging, run, and map the outcome to an exit status.
 
 use clap::Parser;
-use sgpolicy::cli::{exit, Cli, Command, Config, OutputFormat, SimArgs};
+use sgpolicy::cli::{exit, Cli, Command, Config, LogFormat, OutputFormat, SimArgs};
 use sgpolicy::connect::ConnectError;
 use sgpolicy::policy::{self, LoadOptions};
 use sgpolicy::{reconcile, report};
@@ -15,7 +15,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
         }
     };
-    init_logging();
+    init_logging(cli.run.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,7 +31,8 @@ fn main() -> ExitCode {
         Some(Command::Validate(args)) => sgpolicy::validate::run_cli(&args),
         Some(Command::Schema) => sgpolicy::validate::print_schema(),
         None => match cli.run.validate() {
-            Ok(config) => runtime.block_on(run_once(config)),
+            Ok(config) if config.once => runtime.block_on(run_once(config)),
+            Ok(config) => runtime.block_on(sgpolicy::daemon::run(config)),
             Err(problems) => {
                 for p in problems {
                     eprintln!("error: {p}");
@@ -44,14 +45,22 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("sgpolicy=info"));
-    tracing_subscriber::fmt()
+    // Colours only for a terminal: piped into a file or a log collector they are noise.
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 async fn run_once(config: Config) -> i32 {
@@ -113,6 +122,8 @@ async fn run_once(config: Config) -> i32 {
         ..reconcile::PassOptions::default()
     };
     let result = reconcile::run_pass(&client, &desired, &pass_opts).await;
+    let commit = sgpolicy::daemon::gitrev::commit_of(&config.policies);
+    sgpolicy::daemon::audit::log_writes(&result, commit.as_deref());
     // The summary is on stdout already; the log line is for runs whose stdout is a JSON report.
     tracing::debug!("{}", report::summary_line(&result));
     match config.output {

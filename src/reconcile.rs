@@ -10,6 +10,7 @@ use crate::rails::{self, Hold, Rails};
 use crate::token::{self, TokenInput};
 use futures::stream::{self, StreamExt};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ pub struct PassOptions {
     /// Re-reads after an acknowledged write before concluding the write did not take effect.
     pub verify_reads: u32,
     pub verify_delay: Duration,
+    /// Once set (daemon shutdown), no new read or write starts; writes in flight finish and are verified.
+    pub cancel: Option<Arc<AtomicBool>>,
     /// `--max-changes` and `--allow-open` (see `rails`).
     pub rails: Rails,
 }
@@ -32,6 +35,7 @@ impl Default for PassOptions {
             concurrency: 16,
             verify_reads: 2,
             verify_delay: Duration::from_millis(300),
+            cancel: None,
             rails: Rails::default(),
         }
     }
@@ -110,6 +114,7 @@ impl PassReport {
 #[derive(Default)]
 struct PassState {
     fatal: Mutex<Option<ApiError>>,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl PassState {
@@ -135,12 +140,28 @@ impl PassState {
             None => Ok(()),
         }
     }
+
+    /// Like `guard`, and also refuses to start new work once the pass is cancelled.
+    fn admit(&self, action: &'static str) -> Result<(), ApiError> {
+        self.guard()?;
+        match &self.cancel {
+            Some(c) if c.load(Ordering::SeqCst) => Err(ApiError::transport(
+                action,
+                "ShuttingDown",
+                "not started: sgpolicy is shutting down",
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 pub async fn run_pass(client: &EcsClient, desired: &Desired, opts: &PassOptions) -> PassReport {
     let started = Instant::now();
     let before = client.stats().snapshot();
-    let state = Arc::new(PassState::default());
+    let state = Arc::new(PassState {
+        cancel: opts.cancel.clone(),
+        ..PassState::default()
+    });
     let observed_at = chrono::Utc::now().timestamp();
     let resolved;
     let desired = if desired.selectors.is_empty() {
@@ -213,7 +234,7 @@ async fn observe(
 
     let metas = stream::iter(batches)
         .map(|(region, ids)| async move {
-            let r = match state.guard() {
+            let r = match state.admit(crate::ecs::api::DESCRIBE_GROUPS) {
                 Ok(()) => state.note(client.describe_groups(&region, &ids).await),
                 Err(e) => Err(e),
             };
@@ -248,7 +269,7 @@ async fn observe(
 
     let reads = stream::iter(to_read)
         .map(|(key, meta)| async move {
-            let r = match state.guard() {
+            let r = match state.admit(crate::ecs::api::DESCRIBE_ATTRIBUTE) {
                 Ok(()) => state.note(client.describe_attribute(&key).await),
                 Err(e) => Err(e),
             };
@@ -358,10 +379,11 @@ async fn write_and_verify(
     for generation in 0..token::MAX_GENERATION {
         let token = token_for(plan, entry, from, to, observed_at, generation);
         result.token = Some(token.clone());
-        if let Err(e) = state.guard() {
+        if let Err(e) = state.admit(crate::ecs::api::MODIFY_POLICY) {
             result.error = Some(e);
             return result;
         }
+        tracing::debug!(group = %entry.key, token = %token, "sending ModifySecurityGroupPolicy");
         match state.note(client.modify_policy(&entry.key, to, &token).await) {
             Ok(request_id) => result.request_id = Some(request_id),
             Err(e) => {
@@ -372,7 +394,7 @@ async fn write_and_verify(
         }
         match verify(client, entry, to, opts, state).await {
             Ok(true) => {
-                tracing::info!(
+                tracing::debug!(
                     group = %entry.key, from = %from, to = %to, revision = %plan.revision,
                     source = %entry.source, token = %token,
                     request_id = result.request_id.as_deref().unwrap_or(""),

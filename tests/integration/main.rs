@@ -2,6 +2,7 @@
 //! simulator over loopback, with policy folders written to temporary directories.
 
 mod credentials;
+mod daemon;
 mod fakes;
 mod harness;
 mod once;

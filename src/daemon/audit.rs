@@ -1,0 +1,59 @@
+//! The audit trail: one structured log event per write sent to ECS (target `sgpolicy::audit`), with
+//! everything an auditor needs to tie it to ActionTrail and to the Git history.
+
+use crate::ecs::api::MODIFY_POLICY;
+use crate::plan::Action;
+use crate::reconcile::{GroupResult, Outcome, PassReport};
+
+/// Whether a ModifySecurityGroupPolicy request was actually sent for this result.
+pub fn write_sent(r: &GroupResult) -> bool {
+    match r.outcome {
+        Outcome::Changed => true,
+        Outcome::Failed => {
+            r.request_id.is_some()
+                || r.error
+                    .as_ref()
+                    .is_some_and(|e| e.action == MODIFY_POLICY && e.code != "ShuttingDown")
+        }
+        _ => false,
+    }
+}
+
+/// Logs one event per write of the pass.
+pub fn log_writes(report: &PassReport, commit: Option<&str>) {
+    for r in report.results.iter().filter(|r| write_sent(r)) {
+        let Action::Change { from, to } = r.entry.action else {
+            continue;
+        };
+        let request_id = r
+            .request_id
+            .clone()
+            .or_else(|| r.error.as_ref().and_then(|e| e.request_id.clone()))
+            .unwrap_or_default();
+        let token = r.token.as_deref().unwrap_or("");
+        let commit = commit.unwrap_or("");
+        if r.outcome == Outcome::Changed {
+            tracing::info!(
+                target: "sgpolicy::audit",
+                group = %r.entry.key.id, region = %r.entry.key.region, from = %from, to = %to,
+                revision = %report.revision, commit, source = %r.entry.source,
+                client_token = token, request_id = %request_id, outcome = "changed",
+                "write"
+            );
+        } else {
+            let (code, message) = r
+                .error
+                .as_ref()
+                .map(|e| (e.code.as_str(), e.message.as_str()))
+                .unwrap_or(("", ""));
+            tracing::warn!(
+                target: "sgpolicy::audit",
+                group = %r.entry.key.id, region = %r.entry.key.region, from = %from, to = %to,
+                revision = %report.revision, commit, source = %r.entry.source,
+                client_token = token, request_id = %request_id, outcome = "failed",
+                error_code = code, error = message,
+                "write"
+            );
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Folding a pass's results into the daemon's state, metrics, fight tracking and audit trail, and the
+//! one summary line per pass.
+
+use super::{Runner, State};
+use crate::daemon::audit;
+use crate::daemon::scheduler::Trigger;
+use crate::ecs::error::{classify, ErrorClass};
+use crate::metrics::{GroupLabels, OutcomeLabels};
+use crate::model::{GroupKey, NoteLevel};
+use crate::plan::Action;
+use crate::policy::DesiredGroup;
+use crate::reconcile::{Outcome, PassReport};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum GroupState {
+    InSync,
+    Drifted,
+    Unmanageable,
+    Error,
+}
+
+impl GroupState {
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            GroupState::InSync => "in_sync",
+            GroupState::Drifted => "drifted",
+            GroupState::Unmanageable => "unmanageable",
+            GroupState::Error => "error",
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Tally {
+    pub(super) in_sync: usize,
+    pub(super) changed: usize,
+    pub(super) would_change: usize,
+    pub(super) held: usize,
+    pub(super) errors: usize,
+    pub(super) api_calls: u64,
+}
+
+/// Whether a failure code means the cloud (not this one group) is in trouble.
+fn is_cloud_failure(code: &str) -> bool {
+    code != "ShuttingDown" && classify(Some(500), code) != ErrorClass::PerGroup
+}
+
+impl Runner {
+    /// Folds the pass results into the state, metrics and audit trail; returns the tally and the
+    /// cloud failure, if any.
+    pub(super) fn take_reports(
+        &self,
+        st: &mut State,
+        reports: &[PassReport],
+        declared: &BTreeMap<GroupKey, DesiredGroup>,
+        commit: Option<&str>,
+    ) -> (Tally, Option<String>) {
+        let mut t = Tally::default();
+        let mut cloud: Option<String> = None;
+        let now = Instant::now();
+        for rep in reports {
+            if let Some(f) = &rep.fatal {
+                cloud.get_or_insert_with(|| f.to_string());
+            }
+            audit::log_writes(rep, commit);
+            for note in &rep.notes {
+                let at: Vec<String> = note.locations.iter().map(|l| l.to_string()).collect();
+                match note.level {
+                    NoteLevel::Warning => tracing::warn!("{}: {}", at.join(", "), note.message),
+                    NoteLevel::Error => tracing::error!("{}: {}", at.join(", "), note.message),
+                }
+            }
+            t.api_calls += rep.api_calls.values().sum::<u64>();
+            for r in &rep.results {
+                let key = &r.entry.key;
+                tracing::debug!(
+                    group = %key, desired = %r.entry.desired,
+                    observed = r.entry.observed.map(|p| p.as_str()).unwrap_or("-"),
+                    outcome = ?r.outcome, source = %r.entry.source, dry_run = rep.dry_run,
+                    "group"
+                );
+                let state = match r.outcome {
+                    Outcome::InSync => {
+                        t.in_sync += 1;
+                        GroupState::InSync
+                    }
+                    Outcome::Changed => {
+                        t.changed += 1;
+                        self.metrics.corrections.inc();
+                        self.write_outcome("changed");
+                        if let Some(n) = st.fights.corrected(key, now) {
+                            tracing::warn!(
+                                group = %key.id, region = %key.region, corrections = n.streak,
+                                hold_seconds = n.hold.as_secs(),
+                                "group {key} was changed back {} times in a row, each within {} of the last: \
+                                 something else keeps changing it (a console user, Terraform, another tool?); \
+                                 its next correction is held back for {}",
+                                n.streak,
+                                humantime::format_duration(self.settings.fight.window),
+                                humantime::format_duration(n.hold)
+                            );
+                        }
+                        GroupState::InSync
+                    }
+                    Outcome::WouldChange => {
+                        if rep.dry_run && !self.config.dry_run {
+                            t.held += 1;
+                        } else {
+                            t.would_change += 1;
+                        }
+                        GroupState::Drifted
+                    }
+                    // `mode: observe`: drift reported, never written.
+                    Outcome::Observed => {
+                        t.would_change += 1;
+                        GroupState::Drifted
+                    }
+                    // A safety rail (`--max-changes`, `--allow-open`) held the change back.
+                    Outcome::Held => {
+                        t.held += 1;
+                        GroupState::Drifted
+                    }
+                    Outcome::Failed => {
+                        t.errors += 1;
+                        if audit::write_sent(r) {
+                            self.write_outcome("failed");
+                        }
+                        if let Some(e) = r.error.as_ref().filter(|e| is_cloud_failure(&e.code)) {
+                            cloud.get_or_insert_with(|| e.to_string());
+                        }
+                        GroupState::Error
+                    }
+                    Outcome::Error => {
+                        t.errors += 1;
+                        match &r.entry.action {
+                            Action::Unmanageable { .. } => GroupState::Unmanageable,
+                            Action::ReadFailed { code, message } => {
+                                if is_cloud_failure(code) {
+                                    cloud.get_or_insert_with(|| format!("{code}: {message}"));
+                                }
+                                GroupState::Error
+                            }
+                            _ => GroupState::Error,
+                        }
+                    }
+                };
+                let settled = declared.get(key).map(|g| (g.policy, g.mode));
+                if let (true, Some(s)) = (
+                    matches!(state, GroupState::InSync | GroupState::Drifted),
+                    settled,
+                ) {
+                    st.settled.insert(key.clone(), s);
+                } else {
+                    st.settled.remove(key);
+                }
+                st.groups.insert(key.clone(), state);
+            }
+        }
+        (t, cloud)
+    }
+
+    pub(super) fn write_outcome(&self, outcome: &str) {
+        self.metrics
+            .writes
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub(super) fn publish_groups(&self, st: &State) {
+        let mut counts: BTreeMap<&'static str, i64> = BTreeMap::new();
+        for s in st.groups.values() {
+            *counts.entry(s.label()).or_default() += 1;
+        }
+        self.metrics.set_groups(&counts);
+        let fighting = st.fights.fighting(Instant::now());
+        self.metrics.fighting_groups.set(fighting.len() as i64);
+        self.metrics.fight_hold.clear();
+        for (key, hold) in fighting {
+            self.metrics
+                .fight_hold
+                .get_or_create(&GroupLabels {
+                    region: key.region.clone(),
+                    group: key.id.clone(),
+                })
+                .set(hold.as_secs_f64());
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn finish(
+        &self,
+        trigger: Trigger,
+        outcome: &str,
+        started: Instant,
+        t: &Tally,
+        scope: usize,
+        declared: usize,
+        revision: Option<&str>,
+    ) {
+        let elapsed = started.elapsed();
+        self.metrics
+            .pass_done(trigger.as_str(), outcome, elapsed.as_secs_f64());
+        self.metrics.sync_api_calls(self.client.stats());
+        if matches!(outcome, "success" | "group_errors") {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO);
+            self.metrics.last_success.set(unix.as_secs_f64());
+        }
+        self.health.pass_ended();
+        tracing::info!(
+            trigger = trigger.as_str(),
+            outcome,
+            revision = revision.unwrap_or("-"),
+            groups = declared,
+            scope,
+            in_sync = t.in_sync,
+            changed = t.changed,
+            would_change = t.would_change,
+            held = t.held,
+            errors = t.errors,
+            api_calls = t.api_calls,
+            duration_ms = elapsed.as_millis() as u64,
+            "pass finished"
+        );
+    }
+}

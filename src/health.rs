@@ -1,0 +1,292 @@
+//! Liveness and readiness of the daemon, and the HTTP endpoints that expose them with the metrics:
+//! `/metrics`, `/healthz`, `/readyz`.
+//!
+//! - `/healthz` is 200 while the reconcile loop is alive: its heartbeat (ticked by the loop itself every
+//!   second) is recent and no pass has been running for longer than the stall limit. An HTTP server that
+//!   answers while the loop is dead would otherwise look healthy.
+//! - `/readyz` is 200 once a full pass has run with a policy folder in force and the last pass that
+//!   talked to the cloud had no cloud failure (credentials rejected, outage, throttling after retries).
+//!   A policy folder that breaks *after* a good one loaded keeps the daemon ready but **degraded**: the
+//!   last good state is still enforced, the body says `degraded`, and `sgpolicy_policy_load_errors` is
+//!   above zero (alert on that). It is 503 while shutting down.
+
+use crate::ecs::EcsClient;
+use crate::metrics::Metrics;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The heartbeat is older than this: the loop is stuck.
+pub const HEARTBEAT_STALE: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum FolderStatus {
+    /// No policy folder has loaded cleanly yet (missing, or has errors).
+    #[default]
+    NotLoaded,
+    Loaded {
+        revision: String,
+    },
+    /// A newer version of the folder has errors; `revision` is still enforced.
+    Degraded {
+        revision: String,
+        errors: usize,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Readiness {
+    full_pass_done: bool,
+    folder: FolderStatus,
+    folder_errors: usize,
+    /// Why the last pass that talked to the cloud failed on it.
+    cloud: Option<String>,
+    stopping: bool,
+}
+
+pub struct Health {
+    started: Instant,
+    /// Milliseconds since `started` (+1, so 0 means "never").
+    heartbeat: AtomicU64,
+    /// When the running pass started, same encoding; 0 when idle.
+    pass_started: AtomicU64,
+    stall_after: Duration,
+    state: Mutex<Readiness>,
+}
+
+impl Health {
+    /// `stall_after`: a pass running longer than this makes the daemon unhealthy.
+    pub fn new(stall_after: Duration) -> Health {
+        let h = Health {
+            started: Instant::now(),
+            heartbeat: AtomicU64::new(0),
+            pass_started: AtomicU64::new(0),
+            stall_after,
+            state: Mutex::new(Readiness::default()),
+        };
+        h.beat();
+        h
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64 + 1
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Readiness) -> T) -> T {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    pub fn beat(&self) {
+        self.heartbeat.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    pub fn pass_started(&self) {
+        self.pass_started.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    pub fn pass_ended(&self) {
+        self.pass_started.store(0, Ordering::Relaxed);
+    }
+
+    pub fn folder(&self, status: FolderStatus, errors: usize) {
+        self.with(|r| {
+            r.folder = status;
+            r.folder_errors = errors;
+        });
+    }
+
+    /// After a pass that talked to the cloud: `None` when it had no cloud failure.
+    pub fn cloud(&self, failure: Option<String>) {
+        self.with(|r| r.cloud = failure);
+    }
+
+    pub fn full_pass_done(&self) {
+        self.with(|r| r.full_pass_done = true);
+    }
+
+    pub fn stopping(&self) {
+        self.with(|r| r.stopping = true);
+    }
+
+    pub fn healthy(&self) -> (bool, String) {
+        let now = self.now_ms();
+        let age = Duration::from_millis(now.saturating_sub(self.heartbeat.load(Ordering::Relaxed)));
+        if age > HEARTBEAT_STALE {
+            return (
+                false,
+                format!("reconcile loop heartbeat is {}s old", age.as_secs()),
+            );
+        }
+        let started = self.pass_started.load(Ordering::Relaxed);
+        if started != 0 {
+            let running = Duration::from_millis(now.saturating_sub(started));
+            if running > self.stall_after {
+                return (
+                    false,
+                    format!("a pass has been running for {}s", running.as_secs()),
+                );
+            }
+        }
+        (true, "ok".to_string())
+    }
+
+    pub fn ready(&self) -> (bool, String) {
+        self.with(|r| {
+            if r.stopping {
+                return (false, "shutting down".to_string());
+            }
+            let folder_note = match &r.folder {
+                FolderStatus::NotLoaded if r.folder_errors > 0 => {
+                    return (false, format!("policy folder has {} error(s) and no earlier version loaded", r.folder_errors));
+                }
+                FolderStatus::NotLoaded => return (false, "policy folder not loaded yet".to_string()),
+                FolderStatus::Loaded { revision } => format!("revision {revision}"),
+                FolderStatus::Degraded { revision, errors } => format!(
+                    "degraded: policy folder has {errors} error(s); enforcing last good revision {revision}"
+                ),
+            };
+            if !r.full_pass_done {
+                return (false, "first full pass not finished".to_string());
+            }
+            if let Some(why) = &r.cloud {
+                return (false, format!("cloud: {why}"));
+            }
+            (true, format!("ready ({folder_note})"))
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct Endpoints {
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+    pub client: EcsClient,
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body + "\n",
+    )
+        .into_response()
+}
+
+async fn metrics(State(e): State<Endpoints>) -> Response {
+    e.metrics.sync_api_calls(e.client.stats());
+    e.metrics.ready.set(i64::from(e.health.ready().0));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        e.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(e): State<Endpoints>) -> Response {
+    let (ok, why) = e.health.healthy();
+    text(
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        why,
+    )
+}
+
+async fn readyz(State(e): State<Endpoints>) -> Response {
+    let (ok, why) = e.health.ready();
+    text(
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        why,
+    )
+}
+
+pub fn router(e: Endpoints) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(e)
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    e: Endpoints,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(e))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_needs_a_folder_a_full_pass_and_a_working_cloud() {
+        let h = Health::new(Duration::from_secs(3600));
+        assert!(!h.ready().0);
+        h.folder(FolderStatus::NotLoaded, 2);
+        assert!(h.ready().1.contains("2 error(s)"));
+        h.folder(
+            FolderStatus::Loaded {
+                revision: "r1".into(),
+            },
+            0,
+        );
+        assert_eq!(
+            h.ready(),
+            (false, "first full pass not finished".to_string())
+        );
+        h.full_pass_done();
+        assert_eq!(h.ready(), (true, "ready (revision r1)".to_string()));
+        h.cloud(Some("SignatureDoesNotMatch".into()));
+        assert_eq!(
+            h.ready(),
+            (false, "cloud: SignatureDoesNotMatch".to_string())
+        );
+        h.cloud(None);
+        h.folder(
+            FolderStatus::Degraded {
+                revision: "r1".into(),
+                errors: 1,
+            },
+            1,
+        );
+        let (ok, why) = h.ready();
+        assert!(
+            ok && why.contains("degraded") && why.contains("r1"),
+            "{why}"
+        );
+        h.stopping();
+        assert!(!h.ready().0);
+    }
+
+    #[test]
+    fn a_pass_running_past_the_stall_limit_is_unhealthy() {
+        let h = Health::new(Duration::from_millis(0));
+        assert!(h.healthy().0);
+        h.pass_started();
+        std::thread::sleep(Duration::from_millis(5));
+        let (ok, why) = h.healthy();
+        assert!(!ok && why.contains("running"), "{why}");
+        h.pass_ended();
+        assert!(h.healthy().0);
+    }
+}

@@ -1,0 +1,288 @@
+//! The daemon's Prometheus metrics (the `prometheus-client` crate, OpenMetrics text format). Names and
+//! meanings are listed in docs/daemon.md; keep the two in step.
+
+use crate::ecs::client::CallStats;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PassLabels {
+    pub trigger: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    pub trigger: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub action: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RevisionLabels {
+    pub revision: String,
+    pub commit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub region: String,
+    pub group: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn duration_histogram() -> Histogram {
+    // 10 ms .. ~11 min
+    Histogram::new(exponential_buckets(0.01, 2.0, 17))
+}
+
+/// Every metric the daemon exports, registered once at start-up.
+pub struct Metrics {
+    registry: Registry,
+    pub passes: Family<PassLabels, Counter>,
+    pub pass_duration: Family<TriggerLabels, Histogram, fn() -> Histogram>,
+    pub groups: Family<StateLabels, Gauge>,
+    pub writes: Family<OutcomeLabels, Counter>,
+    pub api_calls: Family<ApiLabels, Counter>,
+    pub last_success: FloatGauge,
+    pub revision: Family<RevisionLabels, Gauge>,
+    pub load_errors: Gauge,
+    pub load_failures: Counter,
+    pub consecutive_failures: Gauge,
+    pub next_pass: FloatGauge,
+    pub fighting_groups: Gauge,
+    pub fight_hold: Family<GroupLabels, FloatGauge>,
+    pub corrections: Counter,
+    pub ready: Gauge,
+    /// The client's counts already added to `api_calls`.
+    api_seen: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            passes: Family::default(),
+            pass_duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            groups: Family::default(),
+            writes: Family::default(),
+            api_calls: Family::default(),
+            last_success: FloatGauge::default(),
+            revision: Family::default(),
+            load_errors: Gauge::default(),
+            load_failures: Counter::default(),
+            consecutive_failures: Gauge::default(),
+            next_pass: FloatGauge::default(),
+            fighting_groups: Gauge::default(),
+            fight_hold: Family::default(),
+            corrections: Counter::default(),
+            ready: Gauge::default(),
+            api_seen: Mutex::new(BTreeMap::new()),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "sgpolicy_passes",
+            "Reconcile passes by trigger and outcome",
+            m.passes.clone(),
+        );
+        r.register(
+            "sgpolicy_pass_duration_seconds",
+            "Duration of reconcile passes",
+            m.pass_duration.clone(),
+        );
+        r.register(
+            "sgpolicy_groups",
+            "Declared groups by state after the last pass that read them (in_sync, drifted, unmanageable, error)",
+            m.groups.clone(),
+        );
+        r.register(
+            "sgpolicy_writes",
+            "ModifySecurityGroupPolicy writes by outcome (changed, failed)",
+            m.writes.clone(),
+        );
+        r.register(
+            "sgpolicy_api_calls",
+            "ECS API requests by action and result code (OK for success)",
+            m.api_calls.clone(),
+        );
+        r.register(
+            "sgpolicy_last_successful_pass_timestamp_seconds",
+            "Unix time of the end of the last pass without cloud or folder errors",
+            m.last_success.clone(),
+        );
+        r.register(
+            "sgpolicy_policy_revision_info",
+            "The policy revision in force (content digest) and its Git commit when known",
+            m.revision.clone(),
+        );
+        r.register(
+            "sgpolicy_policy_load_errors",
+            "Errors in the policy folder at its last load (0 when it loaded cleanly)",
+            m.load_errors.clone(),
+        );
+        r.register(
+            "sgpolicy_policy_load_failures",
+            "Loads of the policy folder that failed (the last good state stayed in force)",
+            m.load_failures.clone(),
+        );
+        r.register(
+            "sgpolicy_consecutive_failed_passes",
+            "Passes in a row that failed on the cloud; the retry backs off with this",
+            m.consecutive_failures.clone(),
+        );
+        r.register(
+            "sgpolicy_next_automatic_pass_seconds",
+            "Delay until the next interval pass or retry, as scheduled when the last pass ended",
+            m.next_pass.clone(),
+        );
+        r.register(
+            "sgpolicy_fighting_groups",
+            "Groups that something else keeps changing back; their corrections are held back",
+            m.fighting_groups.clone(),
+        );
+        r.register(
+            "sgpolicy_fight_hold_seconds",
+            "Per fighting group: how long its next correction is held back",
+            m.fight_hold.clone(),
+        );
+        r.register(
+            "sgpolicy_corrections",
+            "Groups changed back to their declaration",
+            m.corrections.clone(),
+        );
+        r.register(
+            "sgpolicy_ready",
+            "1 when /readyz answers 200",
+            m.ready.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Adds the client's calls made since the last sync (counters only go up).
+    pub fn sync_api_calls(&self, stats: &CallStats) {
+        let now = stats.snapshot();
+        let Ok(mut seen) = self.api_seen.lock() else {
+            return;
+        };
+        for ((action, code), n) in &now {
+            let before = seen
+                .get(&(action.clone(), code.clone()))
+                .copied()
+                .unwrap_or(0);
+            if *n > before {
+                self.api_calls
+                    .get_or_create(&ApiLabels {
+                        action: action.clone(),
+                        code: code.clone(),
+                    })
+                    .inc_by(n - before);
+            }
+        }
+        *seen = now;
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!("encoding metrics: {e}");
+        }
+        out
+    }
+
+    pub fn pass_done(&self, trigger: &str, outcome: &str, seconds: f64) {
+        self.passes
+            .get_or_create(&PassLabels {
+                trigger: trigger.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.pass_duration
+            .get_or_create(&TriggerLabels {
+                trigger: trigger.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn set_revision(&self, revision: &str, commit: Option<&str>) {
+        self.revision.clear();
+        self.revision
+            .get_or_create(&RevisionLabels {
+                revision: revision.to_string(),
+                commit: commit.unwrap_or("").to_string(),
+            })
+            .set(1);
+    }
+
+    pub fn set_groups(&self, counts: &BTreeMap<&'static str, i64>) {
+        for state in ["in_sync", "drifted", "unmanageable", "error"] {
+            self.groups
+                .get_or_create(&StateLabels {
+                    state: state.to_string(),
+                })
+                .set(counts.get(state).copied().unwrap_or(0));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_the_documented_names() {
+        let m = Metrics::new();
+        m.pass_done("startup", "success", 0.2);
+        m.set_revision("abc123", Some("deadbeef"));
+        m.set_groups(&BTreeMap::from([("in_sync", 3)]));
+        m.writes
+            .get_or_create(&OutcomeLabels {
+                outcome: "changed".into(),
+            })
+            .inc();
+        let text = m.encode();
+        for needle in [
+            "sgpolicy_passes_total{trigger=\"startup\",outcome=\"success\"} 1",
+            "sgpolicy_pass_duration_seconds_count{trigger=\"startup\"} 1",
+            "sgpolicy_groups{state=\"in_sync\"} 3",
+            "sgpolicy_groups{state=\"drifted\"} 0",
+            "sgpolicy_writes_total{outcome=\"changed\"} 1",
+            "sgpolicy_policy_revision_info{revision=\"abc123\",commit=\"deadbeef\"} 1",
+            "sgpolicy_policy_load_errors 0",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        m.set_revision("def456", None);
+        let text = m.encode();
+        assert!(!text.contains("abc123"), "the old revision is gone");
+    }
+}
