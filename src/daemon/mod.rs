@@ -37,8 +37,8 @@ fn stall_limit(interval: Duration) -> Duration {
 pub async fn run(config: Config) -> i32 {
     // The official credential chain; temporary credentials refresh in the background for as long
     // as the client lives. A daemon that cannot start is misconfigured: exit 64.
-    let client = match crate::connect::connect(&config).await {
-        Ok((client, _credentials)) => client,
+    let (client, credentials) = match crate::connect::connect(&config).await {
+        Ok(both) => both,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::USAGE;
@@ -74,6 +74,7 @@ pub async fn run(config: Config) -> i32 {
                     health: health.clone(),
                     metrics: metrics.clone(),
                     client: client.clone(),
+                    credentials: Some(credentials.clone()),
                 };
                 Some(tokio::spawn(crate::health::serve(
                     listener,

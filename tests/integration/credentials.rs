@@ -968,3 +968,92 @@ async fn endpoint_flags_are_validated_before_anything_runs() {
     assert_eq!(r.code, 64, "{}", r.stderr);
     assert!(sim.calls().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_uses_the_chain_and_exports_credential_refresh_health() {
+    use tokio::io::AsyncBufReadExt;
+    let issued = ("STS.daemon", "daemon-secret-r4", "daemon-token-t5");
+    let fake = Fake::start(FakeState {
+        oidc_token: Some("jwt-daemon".into()),
+        fixed: Some((issued.0.into(), issued.1.into(), issued.2.into())),
+        ..FakeState::default()
+    })
+    .await;
+    let sim = Sim::start(&seed_keys(&[(issued.0, issued.1, Some(issued.2))])).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let token_file = tmp.path().join("token");
+    write_file(&token_file, "jwt-daemon", 0o600);
+    let folder = drop_a();
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("--policies")
+        .arg(folder.path())
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ALIBABA_CLOUD_ENDPOINT_ECS", &sim.url)
+        .env("ALIBABA_CLOUD_ENDPOINT_STS", &fake.url)
+        .env("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/r")
+        .env(
+            "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+            "acs:ram::1:oidc-provider/p",
+        )
+        .env("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &token_file)
+        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "sgpolicy=debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn daemon");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("daemon logs")
+            .expect("read stderr")
+            .expect("daemon still running");
+        if let Some(rest) = line.split("serving /metrics").nth(1) {
+            let addr = rest
+                .split("http://")
+                .nth(1)
+                .and_then(|a| a.split(|c: char| c.is_whitespace() || c == '"').next())
+                .expect("address");
+            break format!("http://{addr}/metrics");
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // The start-up pass fixes the drift with the STS credentials from AssumeRoleWithOIDC.
+    while sim.policy(HZ, "sg-a") != Policy::Drop {
+        assert!(Instant::now() < deadline, "no pass: {:?}", sim.calls());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(key_ids(&sim), [issued.0]);
+    let text = reqwest::get(&url)
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    let expiry = text
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "sgpolicy_credentials_expiry_timestamp_seconds{provider=\"oidc_role_arn\"}",
+            )
+        })
+        .unwrap_or_else(|| panic!("no expiry gauge:\n{text}"));
+    let value: f64 = expiry
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("number");
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(value > now + 3000.0 && value < now + 3700.0, "{expiry}");
+    assert!(
+        text.contains("sgpolicy_credentials_refresh_failures{provider=\"oidc_role_arn\"} 0"),
+        "{text}"
+    );
+    child.kill().await.expect("kill");
+}
