@@ -113,6 +113,23 @@ pub struct RunArgs {
     /// Allow a plain-http --endpoint that is not a loopback address.
     #[arg(long)]
     pub insecure_http: bool,
+    /// Region endpoints to use: public (ecs.<region>.aliyuncs.com) or vpc (ecs-vpc.<region>...).
+    #[arg(long, value_enum, default_value = "public")]
+    pub endpoint_type: crate::ecs::endpoint::EndpointType,
+    /// Credential profile: the CLI config.json profile and the credentials-file section.
+    #[arg(long, env = "ALIBABA_CLOUD_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Send STS calls (AssumeRole, AssumeRoleWithOIDC) here instead of sts[.<region>].aliyuncs.com.
+    #[arg(long, env = "ALIBABA_CLOUD_ENDPOINT_STS", value_name = "URL")]
+    pub sts_endpoint: Option<String>,
+    /// Instance metadata service address (tests only: loopback or http://100.100.100.200).
+    #[arg(
+        long,
+        env = "SGPOLICY_METADATA_ENDPOINT",
+        value_name = "URL",
+        hide = true
+    )]
+    pub metadata_endpoint: Option<String>,
     /// API requests in flight at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
@@ -162,6 +179,10 @@ pub struct Config {
     pub insecure_http: bool,
     pub concurrency: usize,
     pub max_file_bytes: u64,
+    pub endpoint_type: crate::ecs::endpoint::EndpointType,
+    pub profile: Option<String>,
+    pub sts_endpoint: Option<String>,
+    pub metadata_endpoint: Option<String>,
     /// Without `--once`: run as a daemon with these settings.
     pub once: bool,
     pub daemon: crate::daemon::DaemonSettings,
@@ -214,6 +235,16 @@ impl RunArgs {
                 problems.push(msg);
             }
         }
+        if let Some(e) = &self.sts_endpoint {
+            if let Err(msg) = validate_endpoint(e, self.insecure_http) {
+                problems.push(format!("--sts-endpoint: {msg}"));
+            }
+        }
+        if let Some(e) = &self.metadata_endpoint {
+            if let Err(msg) = crate::ecs::imds::validate_endpoint(e) {
+                problems.push(msg);
+            }
+        }
         let scale = crate::cli_scale::validate(self, &mut problems);
         if !problems.is_empty() {
             return Err(problems);
@@ -228,6 +259,10 @@ impl RunArgs {
             insecure_http: self.insecure_http,
             concurrency: self.concurrency,
             max_file_bytes: self.max_file_bytes,
+            endpoint_type: self.endpoint_type,
+            profile: self.profile.clone().filter(|p| !p.is_empty()),
+            sts_endpoint: self.sts_endpoint.clone().filter(|e| !e.is_empty()),
+            metadata_endpoint: self.metadata_endpoint.clone(),
             once: self.once,
             daemon,
             report: self.report.clone(),

@@ -168,6 +168,8 @@ pub struct Endpoints {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
     pub client: EcsClient,
+    /// The credential chain's choice, for the refresh-health gauges.
+    pub credentials: Option<crate::ecs::chain::Resolved>,
 }
 
 fn text(status: StatusCode, body: String) -> Response {
@@ -182,6 +184,9 @@ fn text(status: StatusCode, body: String) -> Response {
 async fn metrics(State(e): State<Endpoints>) -> Response {
     e.metrics.sync_api_calls(e.client.stats());
     e.metrics.ready.set(i64::from(e.health.ready().0));
+    if let Some(status) = e.credentials.as_ref().and_then(|c| c.status()) {
+        e.metrics.set_credentials(&status);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -19,6 +19,7 @@
 //! - [`validate`]: `sgpolicy validate` and `sgpolicy schema`: offline checks for pre-commit and CI.
 //! - [`schedule`]: the order a pass starts work in (round-robin over regions) and its deadline.
 //! - [`cli`]: raw arguments → validated configuration.
+//! - [`connect`]: configuration → credential chain → ECS client (one-shot and daemon alike).
 //! - [`daemon`]: the long-lived mode: triggers (file changes, interval, SIGHUP), one pass at a time,
 //!   last good state, incremental passes, fights, audit trail, shutdown. [`watch`]: the file watcher.
 //!   [`metrics`] and [`health`]: Prometheus metrics, `/healthz` and `/readyz`.
@@ -26,6 +27,7 @@
 
 pub mod cli;
 pub mod cli_scale;
+pub mod connect;
 pub mod daemon;
 pub mod ecs;
 pub mod health;

@@ -2,11 +2,10 @@
 
 use clap::Parser;
 use sgpolicy::cli::{exit, Cli, Command, Config, LogFormat, OutputFormat, SimArgs};
-use sgpolicy::ecs::{ClientConfig, Credentials, EcsClient};
+use sgpolicy::connect::ConnectError;
 use sgpolicy::policy::{self, LoadOptions};
 use sgpolicy::{reconcile, report};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -102,24 +101,13 @@ async fn run_once(config: Config) -> i32 {
             return exit::ERROR;
         }
     };
-    let credentials = match Credentials::from_env() {
-        Ok(c) => c,
-        Err(e) => {
+    let client = match sgpolicy::connect::connect(&config).await {
+        Ok((client, _credentials)) => client,
+        Err(e @ ConnectError::Credentials(_)) => {
             eprintln!("error: {e}");
             return exit::ERROR;
         }
-    };
-    let client_config = ClientConfig {
-        endpoint: config.endpoint.clone(),
-        allow_insecure_http: config.insecure_http,
-        rate_limits: config.rate_limits.clone(),
-        request_timeout: config.request_timeout,
-        connect_timeout: config.connect_timeout,
-        ..ClientConfig::default()
-    };
-    let client = match EcsClient::new(client_config, Arc::new(credentials)) {
-        Ok(c) => c,
-        Err(e) => {
+        Err(e @ ConnectError::Client(_)) => {
             eprintln!("error: {e}");
             return exit::USAGE;
         }

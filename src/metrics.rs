@@ -46,6 +46,12 @@ pub struct RevisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CredentialLabels {
+    /// The credential chain's link, e.g. `oidc_role_arn` or `cli_profile/ram_role_arn/static_ak`.
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GroupLabels {
     pub region: String,
     pub group: String,
@@ -76,6 +82,8 @@ pub struct Metrics {
     pub fight_hold: Family<GroupLabels, FloatGauge>,
     pub corrections: Counter,
     pub ready: Gauge,
+    pub credentials_expiry: Family<CredentialLabels, FloatGauge>,
+    pub credentials_refresh_failures: Family<CredentialLabels, Gauge>,
     /// Attempts repeated after transient errors, and throttled answers (see docs/scale.md).
     pub api_retries: Counter,
     pub api_throttled: Counter,
@@ -110,6 +118,8 @@ impl Metrics {
             fight_hold: Family::default(),
             corrections: Counter::default(),
             ready: Gauge::default(),
+            credentials_expiry: Family::default(),
+            credentials_refresh_failures: Family::default(),
             api_retries: Counter::default(),
             api_throttled: Counter::default(),
             api_seen: Mutex::new(BTreeMap::new()),
@@ -202,6 +212,16 @@ impl Metrics {
             "1 when /readyz answers 200",
             m.ready.clone(),
         );
+        r.register(
+            "sgpolicy_credentials_expiry_timestamp_seconds",
+            "When the temporary credentials in use expire (unix seconds); absent for long-lived keys",
+            m.credentials_expiry.clone(),
+        );
+        r.register(
+            "sgpolicy_credentials_refresh_failures",
+            "Consecutive failed refreshes of the temporary credentials (0 after a success)",
+            m.credentials_refresh_failures.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -255,6 +275,19 @@ impl Metrics {
                 trigger: trigger.to_string(),
             })
             .observe(seconds);
+    }
+
+    /// Refresh health of temporary credentials (see `ecs::refresh::RefreshStatus`).
+    pub fn set_credentials(&self, status: &crate::ecs::refresh::RefreshStatus) {
+        let labels = CredentialLabels {
+            provider: status.provider.clone(),
+        };
+        self.credentials_expiry
+            .get_or_create(&labels)
+            .set(status.expiration_unix as f64);
+        self.credentials_refresh_failures
+            .get_or_create(&labels)
+            .set(i64::try_from(status.consecutive_failures).unwrap_or(i64::MAX));
     }
 
     pub fn set_revision(&self, revision: &str, commit: Option<&str>) {

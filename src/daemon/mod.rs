@@ -16,7 +16,6 @@ pub mod scheduler;
 pub use config::{DaemonArgs, DaemonSettings};
 
 use crate::cli::{exit, Config};
-use crate::ecs::{ClientConfig, Credentials, EcsClient};
 use crate::health::{Endpoints, Health};
 use crate::metrics::Metrics;
 use crate::watch::FolderWatch;
@@ -36,23 +35,10 @@ fn stall_limit(interval: Duration) -> Duration {
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit status.
 pub async fn run(config: Config) -> i32 {
-    let credentials = match Credentials::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    let client_config = ClientConfig {
-        endpoint: config.endpoint.clone(),
-        allow_insecure_http: config.insecure_http,
-        rate_limits: config.rate_limits.clone(),
-        request_timeout: config.request_timeout,
-        connect_timeout: config.connect_timeout,
-        ..ClientConfig::default()
-    };
-    let client = match EcsClient::new(client_config, Arc::new(credentials)) {
-        Ok(c) => c,
+    // The official credential chain; temporary credentials refresh in the background for as long
+    // as the client lives. A daemon that cannot start is misconfigured: exit 64.
+    let (client, credentials) = match crate::connect::connect(&config).await {
+        Ok(both) => both,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::USAGE;
@@ -88,6 +74,7 @@ pub async fn run(config: Config) -> i32 {
                     health: health.clone(),
                     metrics: metrics.clone(),
                     client: client.clone(),
+                    credentials: Some(credentials.clone()),
                 };
                 Some(tokio::spawn(crate::health::serve(
                     listener,

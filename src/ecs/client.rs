@@ -1,7 +1,8 @@
 //! The HTTP adapter: one signed RPC call per attempt, retries with backoff, and per-action call counts.
 //!
-//! Requests follow the Terraform provider's layout (proven against the real API): `POST /` with the
-//! common parameters in the query string and the business parameters in a form body, all signed.
+//! Requests are `POST /` with every parameter (common, business, `Signature`) in an
+//! `application/x-www-form-urlencoded` body, all signed; ECS accepts parameters from the query or the
+//! body alike. Keeping them out of the URL keeps the signature and any STS token out of logs.
 
 use super::api::{self, AttributeResponse, GroupsResponse};
 use super::credentials::CredentialSource;
@@ -21,6 +22,8 @@ use std::time::{Duration, Instant};
 pub struct ClientConfig {
     /// Send every call here instead of `https://ecs.<region>.aliyuncs.com`.
     pub endpoint: Option<String>,
+    /// Public or VPC region endpoints (ignored when `endpoint` is set).
+    pub endpoint_type: super::endpoint::EndpointType,
     /// Allow a plain-http endpoint that is not a loopback address (a simulator on another host).
     pub allow_insecure_http: bool,
     pub connect_timeout: Duration,
@@ -39,6 +42,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             endpoint: None,
+            endpoint_type: super::endpoint::EndpointType::Public,
             allow_insecure_http: false,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
@@ -160,13 +164,14 @@ impl EcsClient {
     fn url_for(&self, region: &str) -> Result<Url, ApiError> {
         match &self.endpoint {
             Some(u) => Ok(u.clone()),
-            None => Url::parse(&format!("https://ecs.{region}.aliyuncs.com/")).map_err(|e| {
-                ApiError::transport(
-                    "resolve",
-                    "InvalidEndpoint",
-                    format!("region {region:?}: {e}"),
-                )
-            }),
+            None => Url::parse(&super::endpoint::ecs_url(region, self.config.endpoint_type))
+                .map_err(|e| {
+                    ApiError::transport(
+                        "resolve",
+                        "InvalidEndpoint",
+                        format!("region {region:?}: {e}"),
+                    )
+                }),
         }
     }
 
@@ -348,18 +353,14 @@ impl EcsClient {
             creds.access_key_secret.expose(),
         );
         common.push(("Signature", signature));
-        let query = common
+        // Everything, the signature and any SecurityToken included, travels in the form body: URLs end
+        // up in proxy and library logs, bodies do not. The signature covers the same set either way.
+        let body = common
             .iter()
+            .chain(business.iter())
             .map(|(k, v)| format!("{}={}", sign::encode(k), sign::encode(v)))
             .collect::<Vec<_>>()
             .join("&");
-        let body = business
-            .iter()
-            .map(|(k, v)| format!("{}={}", sign::encode(k), sign::encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let mut url = url;
-        url.set_query(Some(&query));
 
         let response = self
             .http
@@ -413,12 +414,22 @@ impl EcsClient {
                 .iter()
                 .find_map(|n| obj.get(*n).and_then(|v| v.as_str()).map(str::to_string))
         };
+        let message =
+            field(&["Message", "message"]).unwrap_or_else(|| text.chars().take(200).collect());
+        // A SignatureDoesNotMatch message quotes the string to sign, SecurityToken included.
+        let secrets = [
+            creds.access_key_secret.expose(),
+            creds
+                .security_token
+                .as_ref()
+                .map(|t| t.expose())
+                .unwrap_or(""),
+        ];
         let err = ApiError {
             action,
             status: Some(status),
             code: field(&["Code", "code"]).unwrap_or_else(|| format!("HTTP{status}")),
-            message: field(&["Message", "message"])
-                .unwrap_or_else(|| text.chars().take(200).collect()),
+            message: super::redact::redact(&message, &secrets),
             request_id: field(&["RequestId", "requestId"]),
             retry_after_ms,
         };

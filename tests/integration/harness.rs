@@ -158,7 +158,9 @@ pub async fn run(sim: &Sim, args: &[&str], env: &[(&str, Option<&str>)]) -> Run 
         .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "testid")
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "testsecret")
         .env("ALIBABA_CLOUD_ENDPOINT_ECS", &sim.url)
-        .env("RUST_LOG", "sgpolicy=debug");
+        .env("RUST_LOG", "sgpolicy=debug")
+        // Tests never reach for the real instance metadata service at 100.100.100.200.
+        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true");
     for (k, v) in env {
         match v {
             Some(v) => cmd.env(k, v),

@@ -2,9 +2,12 @@
 //! simulator over loopback, with policy folders written to temporary directories.
 
 mod calls;
+mod credentials;
 mod daemon;
+mod fakes;
 mod faults;
 mod harness;
 mod once;
 mod sdk;
+mod sdk_credentials;
 mod workflow;

@@ -45,6 +45,8 @@ impl Daemon {
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "testid")
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "testsecret")
             .env("ALIBABA_CLOUD_ENDPOINT_ECS", &sim.url)
+            // Tests must never reach for the real metadata service at 100.100.100.200.
+            .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
             .env("RUST_LOG", "sgpolicy=debug")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

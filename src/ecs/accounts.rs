@@ -1,0 +1,142 @@
+//! Sessions in other accounts: `AssumeRole` into `account.roleArn` with the chain's own credentials,
+//! one cached, background-refreshed session per (role ARN, external id).
+//!
+//! This is the STS half of "many accounts" (a policy file naming `account: {roleArn, externalId}`):
+//! the reconciler asks [`Accounts::session`] for the credentials of each file's account and builds
+//! one ECS client per account. Keying plan, tokens, limits and reports by account is not done here.
+
+use super::chain::ChainOptions;
+use super::credentials::CredentialSource;
+use super::refresh::{FetchFn, RefreshPolicy, RefreshStatus, Refreshing};
+use super::sts::{RoleRequest, Sts};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// The account a policy file governs, named by the RAM role sgpolicy assumes there.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AccountRef {
+    pub role_arn: String,
+    /// Shown to STS as `ExternalId`; treated as confidential (never printed).
+    pub external_id: Option<String>,
+}
+
+impl fmt::Debug for AccountRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountRef")
+            .field("role_arn", &self.role_arn)
+            .field("external_id", &self.external_id.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl AccountRef {
+    /// Checks the ARN shape `acs:ram::<account id>:role/<name>`.
+    pub fn new(role_arn: &str, external_id: Option<&str>) -> Result<AccountRef, String> {
+        let r = AccountRef {
+            role_arn: role_arn.trim().to_string(),
+            external_id: external_id
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        };
+        r.account_id()?;
+        Ok(r)
+    }
+
+    /// The 16-digit account id inside the role ARN: the label reports and metrics use.
+    pub fn account_id(&self) -> Result<&str, String> {
+        let bad = || {
+            format!(
+                "roleArn {:?} is not acs:ram::<account id>:role/<role name>",
+                self.role_arn
+            )
+        };
+        let rest = self.role_arn.strip_prefix("acs:ram::").ok_or_else(bad)?;
+        let (id, role) = rest.split_once(':').ok_or_else(bad)?;
+        let name = role.strip_prefix("role/").ok_or_else(bad)?;
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) || name.is_empty() {
+            return Err(bad());
+        }
+        Ok(id)
+    }
+}
+
+/// Assumed-role sessions per account, created on first use and refreshed in the background.
+pub struct Accounts {
+    base: Arc<dyn CredentialSource>,
+    sts: Sts,
+    refresh: RefreshPolicy,
+    sessions: tokio::sync::Mutex<BTreeMap<AccountRef, Arc<Refreshing>>>,
+}
+
+impl Accounts {
+    /// `base` is the chain's identity; `opts` gives the STS endpoint and the refresh policy.
+    pub fn new(base: Arc<dyn CredentialSource>, opts: &ChainOptions) -> Result<Accounts, String> {
+        Ok(Accounts {
+            base,
+            sts: opts.sts(None, None)?,
+            refresh: opts.refresh,
+            sessions: tokio::sync::Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The session for `account`. A failure is not cached: the next pass tries again.
+    pub async fn session(&self, account: &AccountRef) -> Result<Arc<Refreshing>, String> {
+        // Held across the first AssumeRole so concurrent callers share one session.
+        let mut sessions = self.sessions.lock().await;
+        if let Some(s) = sessions.get(account) {
+            return Ok(s.clone());
+        }
+        let mut request = RoleRequest::new(account.role_arn.clone());
+        request.external_id = account.external_id.clone();
+        let (sts, base) = (self.sts.clone(), self.base.clone());
+        let fetch: FetchFn = Arc::new(move || {
+            let (sts, base, request) = (sts.clone(), base.clone(), request.clone());
+            Box::pin(async move {
+                let creds = base
+                    .current()
+                    .map_err(|e| format!("the chain's credentials: {e}"))?;
+                sts.assume_role(&creds, &request).await
+            })
+        });
+        let provider = format!("account/{}", account.account_id()?);
+        let session = Refreshing::start(provider, fetch, self.refresh)
+            .await
+            .map_err(|e| format!("assuming {}: {e}", account.role_arn))?;
+        sessions.insert(account.clone(), session.clone());
+        Ok(session)
+    }
+
+    /// Refresh health of every session, for metrics.
+    pub async fn statuses(&self) -> Vec<(String, RefreshStatus)> {
+        self.sessions
+            .lock()
+            .await
+            .iter()
+            .map(|(a, s)| (a.role_arn.clone(), s.status()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arns_are_checked() {
+        let a = AccountRef::new("acs:ram::1234567890123456:role/sgpolicy", Some(" ext ")).unwrap();
+        assert_eq!(a.account_id().unwrap(), "1234567890123456");
+        assert_eq!(a.external_id.as_deref(), Some("ext"));
+        assert!(!format!("{a:?}").contains("ext\""), "{a:?}");
+        for bad in [
+            "",
+            "acs:ram::abc:role/x",
+            "acs:ram::123:user/x",
+            "acs:ram::123:role/",
+            "arn:aws:iam::123:role/x",
+        ] {
+            assert!(AccountRef::new(bad, None).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! Credential configuration files, read the way the official SDKs read them:
+//! - the `aliyun` CLI's `~/.aliyun/config.json` (`current` + `profiles[]`, modes `AK`, `StsToken`,
+//!   `RamRoleArn`, `EcsRamRole`, `OIDC`, `ChainableRamRoleArn`);
+//! - the shared INI file (`ALIBABA_CLOUD_CREDENTIALS_FILE`, else `~/.alibabacloud/credentials`, else
+//!   the Python SDK's `credentials.ini`), types `access_key`, `ram_role_arn`, `oidc_role_arn`,
+//!   `ecs_ram_role`.
+//!
+//! Parsing is pure: a file becomes a [`Spec`], which `chain` turns into a live source.
+
+use super::credentials::{Credentials, Secret};
+use super::sts::{RoleRequest, DEFAULT_DURATION_SECS};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Credential files are tiny; anything larger is not one.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+/// `ChainableRamRoleArn` may name a source profile that is itself chained; stop loops.
+const MAX_CHAIN_DEPTH: usize = 8;
+
+/// A configured way of obtaining credentials, before any network call.
+#[derive(Clone, Debug)]
+pub enum Spec {
+    /// Long-lived key, or a fixed STS triple (`StsToken`).
+    Static(Credentials),
+    /// AssumeRole with credentials from `source`.
+    RamRoleArn {
+        source: Box<Spec>,
+        request: RoleRequest,
+        sts_region: Option<String>,
+        vpc: Option<bool>,
+    },
+    /// The ECS instance role; `None` asks the metadata service for the name.
+    EcsRamRole { role_name: Option<String> },
+    /// AssumeRoleWithOIDC with the token read from `token_file` on every refresh.
+    Oidc {
+        request: RoleRequest,
+        provider_arn: String,
+        token_file: PathBuf,
+        sts_region: Option<String>,
+        vpc: Option<bool>,
+    },
+}
+
+impl Spec {
+    /// The SDK's provider name for this mode.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Spec::Static(c) if c.security_token.is_some() => "static_sts",
+            Spec::Static(_) => "static_ak",
+            Spec::RamRoleArn { .. } => "ram_role_arn",
+            Spec::EcsRamRole { .. } => "ecs_ram_role",
+            Spec::Oidc { .. } => "oidc_role_arn",
+        }
+    }
+}
+
+/// Reads a credential file: size-limited, and warns when group or others can read it.
+pub fn read_credential_file(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a file", path.display()));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "{} is larger than {MAX_FILE_BYTES} bytes",
+            path.display()
+        ));
+    }
+    if let Some(w) = permission_warning(path, &meta) {
+        tracing::warn!("{w}");
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A warning when a file holding credentials is readable by group or others.
+#[cfg(unix)]
+pub fn permission_warning(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then(|| {
+        format!(
+            "credentials file {} is readable by group or others (mode {mode:o}); restrict it with: chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
+#[cfg(not(unix))]
+pub fn permission_warning(_path: &Path, _meta: &std::fs::Metadata) -> Option<String> {
+    None
+}
+
+fn non_empty(v: Option<&str>) -> Option<String> {
+    v.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn static_ak(
+    id: Option<String>,
+    secret: Option<String>,
+    token: Option<String>,
+) -> Result<Spec, String> {
+    let id = id.ok_or("access_key_id is empty")?;
+    let secret = secret.ok_or("access_key_secret is empty")?;
+    Ok(Spec::Static(Credentials {
+        access_key_id: id,
+        access_key_secret: Secret::new(secret),
+        security_token: token.map(Secret::new),
+    }))
+}
+
+fn role_request(
+    arn: Option<String>,
+    session: Option<String>,
+    duration: Option<u64>,
+    policy: Option<String>,
+    external_id: Option<String>,
+) -> Result<RoleRequest, String> {
+    let mut r = RoleRequest::new(arn.ok_or("the role ARN is empty")?);
+    if let Some(s) = session {
+        r.session_name = s;
+    }
+    r.duration_secs = duration.unwrap_or(DEFAULT_DURATION_SECS);
+    r.policy = policy;
+    r.external_id = external_id;
+    r.validate()?;
+    Ok(r)
+}
+
+/// The profile named `wanted` (else the file's `current`) from a CLI `config.json`.
+pub fn parse_cli_config(text: &str, wanted: Option<&str>) -> Result<(String, Spec), String> {
+    let config: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let name = match non_empty(wanted) {
+        Some(n) => n,
+        None => non_empty(config.get("current").and_then(Value::as_str))
+            .ok_or("no profile chosen (ALIBABA_CLOUD_PROFILE, --profile) and no \"current\"")?,
+    };
+    let spec = cli_profile(&config, &name, 0)?;
+    Ok((name, spec))
+}
+
+fn cli_profile(config: &Value, name: &str, depth: usize) -> Result<Spec, String> {
+    if depth > MAX_CHAIN_DEPTH {
+        return Err(format!(
+            "source_profile chain deeper than {MAX_CHAIN_DEPTH} at {name:?}"
+        ));
+    }
+    let profile = config
+        .get("profiles")
+        .and_then(Value::as_array)
+        .and_then(|ps| {
+            ps.iter()
+                .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
+        })
+        .ok_or_else(|| format!("no profile named {name:?}"))?;
+    let s = |k: &str| non_empty(profile.get(k).and_then(Value::as_str));
+    // The CLI writes numbers, but hand-edited files sometimes quote them.
+    let n = |k: &str| match profile.get(k) {
+        Some(Value::Number(x)) => x.as_u64(),
+        Some(Value::String(x)) => x.trim().parse().ok(),
+        _ => None,
+    };
+    let b = |k: &str| match profile.get(k) {
+        Some(Value::Bool(x)) => Some(*x),
+        Some(Value::String(x)) => Some(x.eq_ignore_ascii_case("true")),
+        _ => None,
+    };
+    let mode = s("mode").unwrap_or_default();
+    let ctx = |e: String| format!("profile {name:?} (mode {mode}): {e}");
+    let spec = match mode.as_str() {
+        "AK" => static_ak(s("access_key_id"), s("access_key_secret"), None),
+        "StsToken" => {
+            let token = s("sts_token").ok_or("sts_token is empty".to_string());
+            token.and_then(|t| static_ak(s("access_key_id"), s("access_key_secret"), Some(t)))
+        }
+        "RamRoleArn" | "ChainableRamRoleArn" => {
+            let source = if mode == "RamRoleArn" {
+                static_ak(s("access_key_id"), s("access_key_secret"), None)
+            } else {
+                let src = s("source_profile").ok_or("source_profile is empty".to_string());
+                src.and_then(|p| cli_profile(config, &p, depth + 1))
+            };
+            source.and_then(|source| {
+                Ok(Spec::RamRoleArn {
+                    source: Box::new(source),
+                    request: role_request(
+                        s("ram_role_arn"),
+                        s("ram_session_name"),
+                        n("expired_seconds"),
+                        s("policy"),
+                        s("external_id"),
+                    )?,
+                    sts_region: s("sts_region"),
+                    vpc: b("enable_vpc"),
+                })
+            })
+        }
+        "EcsRamRole" => Ok(Spec::EcsRamRole {
+            role_name: s("ram_role_name"),
+        }),
+        "OIDC" => (|| {
+            Ok(Spec::Oidc {
+                request: role_request(
+                    s("ram_role_arn"),
+                    s("role_session_name"),
+                    n("expired_seconds"),
+                    s("policy"),
+                    None,
+                )?,
+                provider_arn: s("oidc_provider_arn").ok_or("oidc_provider_arn is empty")?,
+                token_file: s("oidc_token_file")
+                    .map(PathBuf::from)
+                    .ok_or("oidc_token_file is empty")?,
+                sts_region: s("sts_region"),
+                vpc: b("enable_vpc"),
+            })
+        })(),
+        other => Err(format!("mode {other:?} is not supported by sgpolicy")),
+    };
+    spec.map_err(ctx)
+}
+
+/// INI as Python's configparser reads it for this file: `[section]`, `key = value` or `key: value`,
+/// `#`/`;` comment lines, and (like the SDK) anything after a `#` in a value dropped. Keys are
+/// case-insensitive.
+pub fn parse_ini(text: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, String> {
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut section: Option<String> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('[') {
+            let name = rest
+                .strip_suffix(']')
+                .ok_or_else(|| format!("line {}: unterminated section header", i + 1))?;
+            let name = name.trim().to_string();
+            out.entry(name.clone()).or_default();
+            section = Some(name);
+            continue;
+        }
+        let Some(sec) = &section else {
+            return Err(format!("line {}: a key before any [section]", i + 1));
+        };
+        let split = line
+            .find(['=', ':'])
+            .ok_or_else(|| format!("line {}: expected key = value", i + 1))?;
+        let key = line[..split].trim().to_ascii_lowercase();
+        let mut value = line[split + 1..].trim();
+        if let Some(hash) = value.find('#') {
+            value = value[..hash].trim();
+        }
+        out.entry(sec.clone())
+            .or_default()
+            .insert(key, value.to_string());
+    }
+    Ok(out)
+}
+
+/// The section for `profile` from a shared credentials file.
+pub fn parse_ini_profile(text: &str, section: &str) -> Result<Spec, String> {
+    let ini = parse_ini(text)?;
+    let sec = ini
+        .get(section)
+        .ok_or_else(|| format!("no [{section}] section"))?;
+    let s = |k: &str| non_empty(sec.get(k).map(String::as_str));
+    let kind = s("type").unwrap_or_default();
+    let ctx = |e: String| format!("[{section}] (type {kind}): {e}");
+    let spec = match kind.as_str() {
+        "access_key" => static_ak(s("access_key_id"), s("access_key_secret"), None),
+        "ram_role_arn" => {
+            static_ak(s("access_key_id"), s("access_key_secret"), None).and_then(|source| {
+                Ok(Spec::RamRoleArn {
+                    source: Box::new(source),
+                    request: role_request(
+                        s("role_arn"),
+                        s("role_session_name"),
+                        None,
+                        s("policy"),
+                        None,
+                    )?,
+                    sts_region: None,
+                    vpc: None,
+                })
+            })
+        }
+        "oidc_role_arn" => (|| {
+            Ok(Spec::Oidc {
+                request: role_request(
+                    s("role_arn"),
+                    s("role_session_name"),
+                    None,
+                    s("policy"),
+                    None,
+                )?,
+                provider_arn: s("oidc_provider_arn").ok_or("oidc_provider_arn is empty")?,
+                token_file: s("oidc_token_file_path")
+                    .map(PathBuf::from)
+                    .ok_or("oidc_token_file_path is empty")?,
+                sts_region: None,
+                vpc: None,
+            })
+        })(),
+        "ecs_ram_role" => Ok(Spec::EcsRamRole {
+            role_name: s("role_name"),
+        }),
+        other => Err(format!("type {other:?} is not supported")),
+    };
+    spec.map_err(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"{
+      "current": "ak",
+      "profiles": [
+        {"name": "ak", "mode": "AK", "access_key_id": "LTAIid", "access_key_secret": "s3cret", "region_id": "cn-hangzhou"},
+        {"name": "sts", "mode": "StsToken", "access_key_id": "STS.id", "access_key_secret": "s", "sts_token": "tok"},
+        {"name": "role", "mode": "RamRoleArn", "access_key_id": "LTAIid", "access_key_secret": "s3cret",
+         "ram_role_arn": "acs:ram::123:role/sgpolicy", "ram_session_name": "sess", "expired_seconds": 1800,
+         "external_id": "ext", "sts_region": "cn-shanghai", "enable_vpc": true},
+        {"name": "chained", "mode": "ChainableRamRoleArn", "source_profile": "role", "ram_role_arn": "acs:ram::456:role/x"},
+        {"name": "loop", "mode": "ChainableRamRoleArn", "source_profile": "loop", "ram_role_arn": "acs:ram::456:role/x"},
+        {"name": "ecs", "mode": "EcsRamRole", "ram_role_name": "EcsRole"},
+        {"name": "oidc", "mode": "OIDC", "ram_role_arn": "acs:ram::1:role/r", "oidc_provider_arn": "acs:ram::1:oidc-provider/p",
+         "oidc_token_file": "/var/run/token", "role_session_name": "s"},
+        {"name": "short", "mode": "RamRoleArn", "access_key_id": "a", "access_key_secret": "b", "ram_role_arn": "r", "expired_seconds": 0},
+        {"name": "sso", "mode": "CloudSSO"}
+      ]}"#;
+
+    #[test]
+    fn cli_profiles_by_mode() {
+        let (name, spec) = parse_cli_config(CONFIG, None).unwrap();
+        assert_eq!((name.as_str(), spec.name()), ("ak", "static_ak"));
+        let (_, sts) = parse_cli_config(CONFIG, Some("sts")).unwrap();
+        assert_eq!(sts.name(), "static_sts");
+        match parse_cli_config(CONFIG, Some("role")).unwrap().1 {
+            Spec::RamRoleArn {
+                source,
+                request,
+                sts_region,
+                vpc,
+            } => {
+                assert_eq!(source.name(), "static_ak");
+                assert_eq!(request.role_arn, "acs:ram::123:role/sgpolicy");
+                assert_eq!(
+                    (request.session_name.as_str(), request.duration_secs),
+                    ("sess", 1800)
+                );
+                assert_eq!(request.external_id.as_deref(), Some("ext"));
+                assert_eq!(
+                    (sts_region.as_deref(), vpc),
+                    (Some("cn-shanghai"), Some(true))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_cli_config(CONFIG, Some("chained")).unwrap().1 {
+            Spec::RamRoleArn { source, .. } => assert_eq!(source.name(), "ram_role_arn"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_cli_config(CONFIG, Some("loop"))
+            .unwrap_err()
+            .contains("deeper"));
+        assert!(matches!(
+            parse_cli_config(CONFIG, Some("ecs")).unwrap().1,
+            Spec::EcsRamRole { role_name: Some(ref r) } if r == "EcsRole"
+        ));
+        assert_eq!(
+            parse_cli_config(CONFIG, Some("oidc")).unwrap().1.name(),
+            "oidc_role_arn"
+        );
+        // Like the SDK: an explicit 0 is below STS's minimum, not "the default".
+        assert!(parse_cli_config(CONFIG, Some("short"))
+            .unwrap_err()
+            .contains("900"));
+        assert!(parse_cli_config(CONFIG, Some("sso"))
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(parse_cli_config(CONFIG, Some("nope"))
+            .unwrap_err()
+            .contains("no profile named"));
+        assert!(parse_cli_config("{", None).is_err());
+        assert!(parse_cli_config("{\"profiles\": []}", None)
+            .unwrap_err()
+            .contains("current"));
+    }
+
+    #[test]
+    fn errors_never_show_the_secret() {
+        let text = r#"{"current":"x","profiles":[{"name":"x","mode":"StsToken","access_key_id":"id","access_key_secret":"topsecret"}]}"#;
+        let e = parse_cli_config(text, None).unwrap_err();
+        assert!(e.contains("sts_token") && !e.contains("topsecret"), "{e}");
+    }
+
+    const INI: &str = "
+# comment
+[default]
+type = access_key                  # inline comments are dropped, as the SDK does
+access_key_id = LTAIini
+access_key_secret = inisecret
+
+[role]
+type: ram_role_arn
+access_key_id = a
+access_key_secret = b
+role_arn = acs:ram::1:role/r
+role_session_name = s
+
+[oidc]
+type = oidc_role_arn
+role_arn = acs:ram::1:role/r
+oidc_provider_arn = acs:ram::1:oidc-provider/p
+oidc_token_file_path = /t
+
+[ecs]
+type = ecs_ram_role
+role_name = R
+
+[bad]
+type = rsa_key_pair
+";
+
+    #[test]
+    fn ini_sections_by_type() {
+        match parse_ini_profile(INI, "default").unwrap() {
+            Spec::Static(c) => {
+                assert_eq!(c.access_key_id, "LTAIini");
+                assert_eq!(c.access_key_secret.expose(), "inisecret");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse_ini_profile(INI, "role").unwrap().name(),
+            "ram_role_arn"
+        );
+        assert_eq!(
+            parse_ini_profile(INI, "oidc").unwrap().name(),
+            "oidc_role_arn"
+        );
+        assert_eq!(
+            parse_ini_profile(INI, "ecs").unwrap().name(),
+            "ecs_ram_role"
+        );
+        assert!(parse_ini_profile(INI, "bad")
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(parse_ini_profile(INI, "missing")
+            .unwrap_err()
+            .contains("no [missing]"));
+        assert!(parse_ini("key = v").is_err());
+        assert!(parse_ini("[x").is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn group_readable_files_are_flagged() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("credentials");
+        std::fs::write(&p, "[default]\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let w = permission_warning(&p, &std::fs::metadata(&p).unwrap()).unwrap();
+        assert!(w.contains("chmod 600") && w.contains("644"), "{w}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(permission_warning(&p, &std::fs::metadata(&p).unwrap()).is_none());
+    }
+}

@@ -1,0 +1,328 @@
+//! STS: `AssumeRole` (signed with the source credentials) and `AssumeRoleWithOIDC` (unsigned; the
+//! OIDC token is the proof), API version 2015-04-01, as the official credential SDKs call them.
+//!
+//! Differences from the SDKs, both deliberate: parameters go in a POST form body rather than the
+//! query string (so neither the signature, the source STS token nor the OIDC token ever sits in a URL
+//! that a proxy or library could log), and error text is scrubbed of every secret involved.
+
+use super::client::validate_endpoint;
+use super::credentials::{Credentials, Secret};
+use super::redact::redact;
+use super::refresh::Temporary;
+use super::sign;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use reqwest::Url;
+use serde::Deserialize;
+use std::time::Duration;
+
+pub const VERSION: &str = "2015-04-01";
+/// The SDKs' default session length, and STS's minimum.
+pub const DEFAULT_DURATION_SECS: u64 = 3600;
+pub const MIN_DURATION_SECS: u64 = 900;
+
+/// What to ask STS for. `session_name` shows up in ActionTrail as the assumed-role session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleRequest {
+    pub role_arn: String,
+    pub session_name: String,
+    pub duration_secs: u64,
+    pub policy: Option<String>,
+    pub external_id: Option<String>,
+}
+
+impl RoleRequest {
+    /// A request with the SDK defaults; the session name is `sgpolicy-<unix seconds>` (the Python
+    /// SDK uses `credentials-python-<unix seconds>`).
+    pub fn new(role_arn: impl Into<String>) -> RoleRequest {
+        RoleRequest {
+            role_arn: role_arn.into(),
+            session_name: format!("sgpolicy-{}", Utc::now().timestamp()),
+            duration_secs: DEFAULT_DURATION_SECS,
+            policy: None,
+            external_id: None,
+        }
+    }
+
+    /// The SDKs refuse sessions shorter than STS's 900-second minimum before calling.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.role_arn.is_empty() {
+            return Err("the role ARN is empty".into());
+        }
+        if self.duration_secs < MIN_DURATION_SECS {
+            return Err(format!(
+                "session duration {}s is below STS's minimum of {MIN_DURATION_SECS}s",
+                self.duration_secs
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An STS endpoint and the HTTP client to reach it (SDK timeouts: 5 s connect, 10 s read).
+#[derive(Clone)]
+pub struct Sts {
+    http: reqwest::Client,
+    url: Url,
+}
+
+impl Sts {
+    pub fn new(endpoint: &str, allow_insecure_http: bool) -> Result<Sts, String> {
+        let url = validate_endpoint(endpoint, allow_insecure_http)?;
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .user_agent(concat!("sgpolicy/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("building the STS HTTP client: {e}"))?;
+        Ok(Sts { http, url })
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// `AssumeRole`, signed (RPC V1) with `source`.
+    pub async fn assume_role(
+        &self,
+        source: &Credentials,
+        req: &RoleRequest,
+    ) -> Result<Temporary, String> {
+        req.validate()?;
+        let mut params = self.role_params("AssumeRole", req);
+        params.extend([
+            ("AccessKeyId", source.access_key_id.clone()),
+            ("SignatureMethod", "HMAC-SHA1".into()),
+            ("SignatureVersion", "1.0".into()),
+            ("SignatureNonce", uuid::Uuid::new_v4().to_string()),
+        ]);
+        if let Some(id) = req.external_id.as_deref().filter(|s| !s.is_empty()) {
+            params.push(("ExternalId", id.to_string()));
+        }
+        if let Some(t) = &source.security_token {
+            params.push(("SecurityToken", t.expose().to_string()));
+        }
+        let signature = sign::sign(
+            "POST",
+            params.iter().map(|(k, v)| (*k, v.as_str())),
+            source.access_key_secret.expose(),
+        );
+        params.push(("Signature", signature.clone()));
+        let token = source
+            .security_token
+            .as_ref()
+            .map(Secret::expose)
+            .unwrap_or("");
+        let secrets = [source.access_key_secret.expose(), token, signature.as_str()];
+        self.post("AssumeRole", &params, &secrets).await
+    }
+
+    /// `AssumeRoleWithOIDC`: unsigned, authenticated by the OIDC token itself.
+    pub async fn assume_role_with_oidc(
+        &self,
+        req: &RoleRequest,
+        oidc_provider_arn: &str,
+        oidc_token: &Secret,
+    ) -> Result<Temporary, String> {
+        req.validate()?;
+        if oidc_provider_arn.is_empty() {
+            return Err("the OIDC provider ARN is empty".into());
+        }
+        let token = oidc_token.expose().trim();
+        if token.is_empty() {
+            return Err("the OIDC token file is empty".into());
+        }
+        let mut params = self.role_params("AssumeRoleWithOIDC", req);
+        params.push(("OIDCProviderArn", oidc_provider_arn.to_string()));
+        params.push(("OIDCToken", token.to_string()));
+        self.post("AssumeRoleWithOIDC", &params, &[token, oidc_token.expose()])
+            .await
+    }
+
+    fn role_params(&self, action: &str, req: &RoleRequest) -> Vec<(&'static str, String)> {
+        let mut params = vec![
+            ("Action", action.to_string()),
+            ("Format", "JSON".to_string()),
+            ("Version", VERSION.to_string()),
+            ("DurationSeconds", req.duration_secs.to_string()),
+            ("RoleArn", req.role_arn.clone()),
+            ("RoleSessionName", req.session_name.clone()),
+            (
+                "Timestamp",
+                Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            ),
+        ];
+        if let Some(p) = req.policy.as_deref().filter(|s| !s.is_empty()) {
+            params.push(("Policy", p.to_string()));
+        }
+        params
+    }
+
+    async fn post(
+        &self,
+        action: &str,
+        params: &[(&str, String)],
+        secrets: &[&str],
+    ) -> Result<Temporary, String> {
+        let body = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", sign::encode(k), sign::encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let host = self.url.host_str().unwrap_or("?").to_string();
+        let response = self
+            .http
+            .post(self.url.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-acs-action", action)
+            .header("x-acs-version", VERSION)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("{action} at {host}: {}", cause(&e)))?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| format!("{action} at {host}: reading the answer: {}", cause(&e)))?;
+        let text = redact(&text, secrets);
+        parse_answer(action, status, &text).map_err(|e| format!("{action} at {host}: {e}"))
+    }
+}
+
+/// The innermost cause of a reqwest error, without the URL.
+pub(crate) fn cause(e: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut last = None;
+    while let Some(s) = source {
+        last = Some(s.to_string());
+        source = s.source();
+    }
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    match last {
+        Some(c) => format!("{kind}: {c}"),
+        None => kind.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Answer {
+    credentials: Option<StsCredentials>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StsCredentials {
+    access_key_id: Option<String>,
+    access_key_secret: Option<String>,
+    security_token: Option<String>,
+    expiration: Option<String>,
+}
+
+/// `{Code, Message, RequestId}` (or lower-case) from an error body, for a readable message.
+fn error_summary(status: u16, text: &str) -> String {
+    let v: Option<serde_json::Value> = serde_json::from_str(text).ok();
+    let field = |names: &[&str]| {
+        v.as_ref().and_then(|v| {
+            names
+                .iter()
+                .find_map(|n| v.get(*n).and_then(|x| x.as_str()).map(str::to_string))
+        })
+    };
+    match field(&["Code", "code"]) {
+        Some(code) => format!(
+            "HTTP {status} {code}: {} (RequestId {})",
+            field(&["Message", "message"]).unwrap_or_default(),
+            field(&["RequestId", "requestId"]).unwrap_or_else(|| "-".into())
+        ),
+        None => format!(
+            "HTTP {status}: {}",
+            text.chars().take(200).collect::<String>()
+        ),
+    }
+}
+
+/// Parses an STS answer (already redacted text) into temporary credentials.
+pub fn parse_answer(action: &str, status: u16, text: &str) -> Result<Temporary, String> {
+    if !(200..300).contains(&status) {
+        return Err(error_summary(status, text));
+    }
+    let answer: Answer = serde_json::from_str(text)
+        .map_err(|e| format!("the answer is not the expected JSON: {e}"))?;
+    let c = answer
+        .credentials
+        .ok_or_else(|| format!("the {action} answer has no Credentials"))?;
+    let (Some(id), Some(secret), Some(token), Some(exp)) = (
+        c.access_key_id,
+        c.access_key_secret,
+        c.security_token,
+        c.expiration,
+    ) else {
+        return Err(
+            "Credentials lacks AccessKeyId, AccessKeySecret, SecurityToken or Expiration".into(),
+        );
+    };
+    Ok(Temporary {
+        credentials: Credentials {
+            access_key_id: id,
+            access_key_secret: Secret::new(secret),
+            security_token: Some(Secret::new(token)),
+        },
+        expiration: parse_expiration(&exp)?,
+    })
+}
+
+/// `2015-04-09T11:52:19Z`, the format STS and the metadata service use.
+pub fn parse_expiration(s: &str) -> Result<DateTime<Utc>, String> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%SZ")
+        .map(|t| t.and_utc())
+        .map_err(|_| format!("Expiration {s:?} is not YYYY-MM-DDThh:mm:ssZ"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_answer() {
+        let text = r#"{"RequestId":"r","AssumedRoleUser":{"Arn":"acs:ram::1:role/x/s","AssumedRoleId":"1:s"},
+            "Credentials":{"AccessKeyId":"STS.id","AccessKeySecret":"sec","SecurityToken":"tok","Expiration":"2015-04-09T11:52:19Z"}}"#;
+        let t = parse_answer("AssumeRole", 200, text).unwrap();
+        assert_eq!(t.credentials.access_key_id, "STS.id");
+        assert_eq!(t.expiration.timestamp(), 1428580339);
+    }
+
+    #[test]
+    fn errors_are_summarised() {
+        let e = parse_answer(
+            "AssumeRole",
+            403,
+            r#"{"RequestId":"R1","Code":"NoPermission","Message":"You are not authorized"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "HTTP 403 NoPermission: You are not authorized (RequestId R1)"
+        );
+        assert!(parse_answer("AssumeRole", 200, "{}")
+            .unwrap_err()
+            .contains("no Credentials"));
+        assert!(parse_answer("AssumeRole", 200, r#"{"Credentials":{"AccessKeyId":"a"}}"#).is_err());
+        assert!(parse_expiration("2015-04-09 11:52:19").is_err());
+    }
+
+    #[test]
+    fn short_sessions_are_refused_like_the_sdk() {
+        let mut r = RoleRequest::new("acs:ram::1:role/x");
+        assert!(r.validate().is_ok());
+        r.duration_secs = 899;
+        assert!(r.validate().unwrap_err().contains("900"));
+    }
+}
