@@ -7,7 +7,8 @@
 use crate::harness::Sim;
 use std::path::{Path, PathBuf};
 
-fn python() -> Option<PathBuf> {
+/// The Python that has the official SDKs: `SGPOLICY_PYTHON`, else the project's `.venv`.
+pub fn python() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("SGPOLICY_PYTHON") {
         return Some(PathBuf::from(p));
     }

@@ -3,18 +3,11 @@
 //! links that need no network (environment, CLI config.json, INI file), their order, profile choice
 //! and switches. Skipped without the SDK's Python (see sdk.rs), required under CI.
 
+use crate::sdk::python;
 use sgpolicy::ecs::chain::{self, ChainOptions};
 use sgpolicy::ecs::credentials::{CredentialSource, Secret};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-fn python() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("SGPOLICY_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    venv.exists().then_some(venv)
-}
+use std::path::Path;
 
 /// What a chain chose: `(provider without the "default/" prefix, key id, has token)`, or `None`.
 type Choice = Option<(String, String, bool)>;
