@@ -6,7 +6,7 @@
 
 use super::api::{self, AttributeResponse, GroupsResponse};
 use super::credentials::CredentialSource;
-use super::error::{ApiError, ErrorClass};
+use super::error::{transport_cause, ApiError, ErrorClass};
 use super::limit::{Limiter, RateLimits};
 use super::sign;
 use crate::model::{GroupKey, Policy};
@@ -435,27 +435,6 @@ impl EcsClient {
         };
         self.stats.record(action, &err.code);
         Err(err)
-    }
-}
-
-/// The innermost cause of a transport error, without the URL (which carries the signed query).
-fn transport_cause(e: &reqwest::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut last = None;
-    while let Some(s) = source {
-        last = Some(s.to_string());
-        source = s.source();
-    }
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    match last {
-        Some(cause) => format!("{kind}: {cause}"),
-        None => kind.to_string(),
     }
 }
 

@@ -118,6 +118,28 @@ pub fn classify(status: Option<u16>, code: &str) -> ErrorClass {
     }
 }
 
+/// The innermost cause of a reqwest error, without the URL: reqwest's own `Display` includes it, and a
+/// URL may carry a signed query or a token. Shared by every HTTP caller (ECS, STS, metadata).
+pub(crate) fn transport_cause(e: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut last = None;
+    while let Some(s) = source {
+        last = Some(s.to_string());
+        source = s.source();
+    }
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    match last {
+        Some(cause) => format!("{kind}: {cause}"),
+        None => kind.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

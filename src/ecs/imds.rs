@@ -7,8 +7,9 @@
 //! `GET /latest/meta-data/ram/security-credentials/`. Timeouts are one second, as in the SDK.
 
 use super::credentials::{Credentials, Secret};
+use super::error::transport_cause;
 use super::refresh::Temporary;
-use super::sts::{cause, parse_expiration};
+use super::sts::parse_expiration;
 use reqwest::Url;
 use serde::Deserialize;
 use std::time::Duration;
@@ -85,12 +86,15 @@ impl Imds {
                 .header("X-aliyun-ecs-metadata-token-ttl-seconds", TOKEN_TTL_SECS)
                 .send()
                 .await
-                .map_err(|e| cause(&e))?;
+                .map_err(|e| transport_cause(&e))?;
             let status = r.status().as_u16();
             if status != 200 {
                 return Err(format!("HTTP {status}"));
             }
-            r.text().await.map(Secret::new).map_err(|e| cause(&e))
+            r.text()
+                .await
+                .map(Secret::new)
+                .map_err(|e| transport_cause(&e))
         }
         .await;
         match result {
@@ -114,7 +118,7 @@ impl Imds {
         let r = req
             .send()
             .await
-            .map_err(|e| format!("GET {path}: {}", cause(&e)))?;
+            .map_err(|e| format!("GET {path}: {}", transport_cause(&e)))?;
         let status = r.status().as_u16();
         if status != 200 {
             return Err(format!(
@@ -123,7 +127,7 @@ impl Imds {
         }
         r.text()
             .await
-            .map_err(|e| format!("GET {path}: {}", cause(&e)))
+            .map_err(|e| format!("GET {path}: {}", transport_cause(&e)))
     }
 
     /// A GET with the v2 token, retried without it when the SDK would (token obtained, v1 allowed).

@@ -7,6 +7,7 @@
 
 use super::client::validate_endpoint;
 use super::credentials::{Credentials, Secret};
+use super::error::transport_cause;
 use super::redact::redact;
 use super::refresh::Temporary;
 use super::sign;
@@ -179,35 +180,16 @@ impl Sts {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("{action} at {host}: {}", cause(&e)))?;
+            .map_err(|e| format!("{action} at {host}: {}", transport_cause(&e)))?;
         let status = response.status().as_u16();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| format!("{action} at {host}: reading the answer: {}", cause(&e)))?;
+        let text = response.text().await.map_err(|e| {
+            format!(
+                "{action} at {host}: reading the answer: {}",
+                transport_cause(&e)
+            )
+        })?;
         let text = redact(&text, secrets);
         parse_answer(action, status, &text).map_err(|e| format!("{action} at {host}: {e}"))
-    }
-}
-
-/// The innermost cause of a reqwest error, without the URL.
-pub(crate) fn cause(e: &reqwest::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut last = None;
-    while let Some(s) = source {
-        last = Some(s.to_string());
-        source = s.source();
-    }
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    match last {
-        Some(c) => format!("{kind}: {c}"),
-        None => kind.to_string(),
     }
 }
 

@@ -119,6 +119,74 @@ pub(super) fn missing(name: &str) -> ApiError {
     )
 }
 
+/// The timestamp checks both signature versions make: present, well-formed, within the allowed skew.
+/// `name` is the parameter or header the client sent it in, for the message.
+pub(super) fn check_timestamp(name: &str, value: Option<&str>, now: i64) -> Result<i64, ApiError> {
+    let text = value.ok_or_else(|| {
+        ApiError::new(
+            400,
+            "MissingTimestamp",
+            format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."),
+        )
+    })?;
+    let timestamp = parse_timestamp(text).ok_or_else(|| {
+        ApiError::new(
+            400,
+            "IllegalTimestamp",
+            format!("The input parameter \"{name}\" that is {text:?} is not valid; the format is YYYY-MM-DDThh:mm:ssZ in UTC."),
+        )
+    })?;
+    if (now - timestamp).abs() > CLOCK_SKEW_SECS {
+        return Err(ApiError::new(
+            400,
+            "InvalidTimeStamp.Expired",
+            format!(
+                "Specified time stamp or date value is expired. Server time is {}.",
+                fmt_time(now)
+            ),
+        ));
+    }
+    Ok(timestamp)
+}
+
+pub(super) fn lookup_key<'a>(
+    keys: &'a HashMap<String, Credential>,
+    access_key_id: &str,
+) -> Result<&'a Credential, ApiError> {
+    keys.get(access_key_id).ok_or_else(|| {
+        ApiError::new(
+            404,
+            "InvalidAccessKeyId.NotFound",
+            "Specified access key is not found.",
+        )
+    })
+}
+
+/// STS keys must come with their token; plain keys ignore one.
+pub(super) fn check_security_token(cred: &Credential, given: Option<&str>) -> Result<(), ApiError> {
+    let Some(expected) = &cred.security_token else {
+        return Ok(());
+    };
+    match given {
+        None | Some("") => Err(missing("SecurityToken")),
+        Some(t) if constant_time_eq(t, expected) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            400,
+            "InvalidSecurityToken.MismatchWithAccessKey",
+            "Specified SecurityToken mismatch with the AccessKey.",
+        )),
+    }
+}
+
+/// ECS quotes its own string to sign, which clients (the legacy Python SDK) compare with theirs.
+pub(super) fn signature_mismatch(string_to_sign: &str) -> ApiError {
+    ApiError::new(
+        400,
+        "SignatureDoesNotMatch",
+        format!("Specified signature is not matched with our calculation. server string to sign is:{string_to_sign}"),
+    )
+}
+
 /// Every check ECS's gateway makes before it looks at the action, in the order it reports them.
 /// `method` is the real HTTP method, because it is part of the string to sign.
 pub fn verify(
@@ -152,50 +220,13 @@ pub fn verify(
         }
     }
     // Older documentation spells it `TimeStamp`; accept either, as the signature covers the name.
-    let ts_text = get("Timestamp").or_else(|| get("TimeStamp")).ok_or_else(|| {
-        ApiError::new(
-            400,
-            "MissingTimestamp",
-            "The input parameter \"Timestamp\" that is mandatory for processing this request is not supplied.",
-        )
-    })?;
-    let timestamp = parse_timestamp(ts_text).ok_or_else(|| {
-        ApiError::new(
-            400,
-            "IllegalTimestamp",
-            format!("The input parameter \"Timestamp\" that is {ts_text:?} is not valid; the format is YYYY-MM-DDThh:mm:ssZ in UTC."),
-        )
-    })?;
-    if (now - timestamp).abs() > CLOCK_SKEW_SECS {
-        return Err(ApiError::new(
-            400,
-            "InvalidTimeStamp.Expired",
-            format!(
-                "Specified time stamp or date value is expired. Server time is {}.",
-                fmt_time(now)
-            ),
-        ));
-    }
-    let cred = keys.get(access_key_id).ok_or_else(|| {
-        ApiError::new(
-            404,
-            "InvalidAccessKeyId.NotFound",
-            "Specified access key is not found.",
-        )
-    })?;
-    if let Some(expected) = &cred.security_token {
-        match get("SecurityToken") {
-            None | Some("") => return Err(missing("SecurityToken")),
-            Some(t) if constant_time_eq(t, expected) => {}
-            Some(_) => {
-                return Err(ApiError::new(
-                    400,
-                    "InvalidSecurityToken.MismatchWithAccessKey",
-                    "Specified SecurityToken mismatch with the AccessKey.",
-                ))
-            }
-        }
-    }
+    let timestamp = check_timestamp(
+        "Timestamp",
+        get("Timestamp").or_else(|| get("TimeStamp")),
+        now,
+    )?;
+    let cred = lookup_key(keys, access_key_id)?;
+    check_security_token(cred, get("SecurityToken"))?;
     let given = get("Signature").ok_or_else(|| {
         ApiError::new(
             400,
@@ -205,11 +236,7 @@ pub fn verify(
     })?;
     let sts = string_to_sign(method, params);
     if !constant_time_eq(given, &signature(&cred.secret, &sts)) {
-        return Err(ApiError::new(
-            400,
-            "SignatureDoesNotMatch",
-            format!("Specified signature is not matched with our calculation. server string to sign is:{sts}"),
-        ));
+        return Err(signature_mismatch(&sts));
     }
     let nonce = get("SignatureNonce").ok_or_else(|| missing("SignatureNonce"))?;
     Ok(Verified {

@@ -13,7 +13,7 @@
 //! `x-acs-date`, the nonce in `x-acs-signature-nonce`, an STS token in `x-acs-security-token`; the
 //! business parameters stay in the query string (RPC style), which is not part of the body hash.
 
-use super::auth::{self, Credential, Verified, CLOCK_SKEW_SECS};
+use super::auth::{self, Credential, Verified};
 use super::respond::ApiError;
 use axum::http::{HeaderMap, Uri};
 use hmac::{Hmac, Mac};
@@ -252,50 +252,9 @@ pub fn verify(
             ),
         ));
     }
-    let date = req.header("x-acs-date").ok_or_else(|| {
-        ApiError::new(
-            400,
-            "MissingTimestamp",
-            "The input parameter \"x-acs-date\" that is mandatory for processing this request is not supplied.",
-        )
-    })?;
-    let timestamp = auth::parse_timestamp(&date).ok_or_else(|| {
-        ApiError::new(
-            400,
-            "IllegalTimestamp",
-            format!("The input parameter \"x-acs-date\" that is {date:?} is not valid; the format is YYYY-MM-DDThh:mm:ssZ in UTC."),
-        )
-    })?;
-    if (now - timestamp).abs() > CLOCK_SKEW_SECS {
-        return Err(ApiError::new(
-            400,
-            "InvalidTimeStamp.Expired",
-            format!(
-                "Specified time stamp or date value is expired. Server time is {}.",
-                auth::fmt_time(now)
-            ),
-        ));
-    }
-    let cred = keys.get(&authz.credential).ok_or_else(|| {
-        ApiError::new(
-            404,
-            "InvalidAccessKeyId.NotFound",
-            "Specified access key is not found.",
-        )
-    })?;
-    if let Some(expected) = &cred.security_token {
-        match req.header("x-acs-security-token").as_deref() {
-            None | Some("") => return Err(auth::missing("SecurityToken")),
-            Some(t) if auth::constant_time_eq(t, expected) => {}
-            Some(_) => {
-                return Err(ApiError::new(
-                    400,
-                    "InvalidSecurityToken.MismatchWithAccessKey",
-                    "Specified SecurityToken mismatch with the AccessKey.",
-                ))
-            }
-        }
-    }
+    let timestamp = auth::check_timestamp("x-acs-date", req.header("x-acs-date").as_deref(), now)?;
+    let cred = auth::lookup_key(keys, &authz.credential)?;
+    auth::check_security_token(cred, req.header("x-acs-security-token").as_deref())?;
     if let Some(h) = unsigned_required_header(req, &authz.signed_headers) {
         return Err(incomplete(&format!(
             "The header {h:?} must be listed in SignedHeaders."
@@ -306,11 +265,7 @@ pub fn verify(
     let given = authz.signature.to_ascii_lowercase();
     if !auth::constant_time_eq(&given, &signature(&cred.secret, &sts)) {
         tracing::debug!(canonical_request = %redacted(&canonical), "V3 signature mismatch");
-        return Err(ApiError::new(
-            400,
-            "SignatureDoesNotMatch",
-            format!("Specified signature is not matched with our calculation. server string to sign is:{sts}"),
-        ));
+        return Err(auth::signature_mismatch(&sts));
     }
     let nonce = req
         .header("x-acs-signature-nonce")
@@ -545,10 +500,10 @@ mod tests {
     #[test]
     fn gateway_errors_are_reported_in_order() {
         assert_eq!(
-            code(&describe(), NOW + CLOCK_SKEW_SECS + 1),
+            code(&describe(), NOW + auth::CLOCK_SKEW_SECS + 1),
             Some((400, "InvalidTimeStamp.Expired".into()))
         );
-        assert_eq!(code(&describe(), NOW - CLOCK_SKEW_SECS), None);
+        assert_eq!(code(&describe(), NOW - auth::CLOCK_SKEW_SECS), None);
         let mut r = describe();
         r.headers.insert(
             "x-acs-date",
