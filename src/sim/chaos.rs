@@ -3,14 +3,20 @@
 //!
 //! Fractions are spread evenly and deterministically rather than drawn at random: each mode keeps an
 //! accumulator that grows by its rate on every authenticated request and fires when it reaches one. A
-//! rate of 0.25 therefore hits exactly every fourth request, never two in a row, so a test that
-//! injects faults can demand that every group converges without being flaky.
+//! rate of 0.25 therefore hits exactly every fourth request.
+//!
+//! Evenly spread over *all* requests is not enough under concurrency: a client's retries interleave
+//! with other calls and can land on the firing slot every time, so one unlucky call could exhaust its
+//! attempts at any rate. The retry of a request that a rate-based fault hit (same parameters apart from
+//! signature, nonce and timestamp) is therefore always let through, without ticking. No logical request
+//! is hit twice in a row, and a test can demand that every group converges without being flaky.
 
 use super::conn::ConnHandle;
 use super::faults::{FaultConfig, ScriptedFailure, ThrottleRule, Verdict};
 use super::{CallRecord, Params, Simulator};
 use axum::response::Response;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 /// How long a hung request is held when `hangMs` is not set: longer than any sane client timeout.
@@ -60,6 +66,30 @@ pub struct Chaos {
     jitter_ms: u64,
     /// (region, action, window length in seconds) → (window start, requests admitted).
     windows: HashMap<(String, String, u64), (Instant, u32)>,
+    /// Requests (by [`request_key`]) whose last attempt a rate-based fault hit: their retry is spared.
+    hit: HashSet<u64>,
+}
+
+/// Parameters that change on every attempt of the same logical request and so do not identify it.
+const VOLATILE: [&str; 5] = [
+    "Signature",
+    "SignatureNonce",
+    "Timestamp",
+    "Action",
+    "Version",
+];
+
+/// Identifies a logical request across its retries. Action and Version are left out because a V3
+/// request only gains them from its headers after the hang check; the other parameters still tell a
+/// read from a write of the same group.
+pub fn request_key(params: &Params) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (k, v) in params {
+        if !VOLATILE.contains(&k.as_str()) {
+            (k, v).hash(&mut h);
+        }
+    }
+    h.finish()
 }
 
 impl Chaos {
@@ -72,6 +102,7 @@ impl Chaos {
             hang_for: cfg.hang_ms.map_or(DEFAULT_HANG, Duration::from_millis),
             jitter_ms: cfg.latency_jitter_ms,
             windows: HashMap::new(),
+            hit: HashSet::new(),
         }
     }
 
@@ -83,9 +114,14 @@ impl Chaos {
         }
     }
 
-    /// Whether this request hangs (checked for every request to `/`, before anything else).
-    pub fn hang(&mut self) -> Option<Duration> {
-        self.hang.tick().then_some(self.hang_for)
+    /// Whether this request hangs (checked for every request to `/`, before anything else). A spared
+    /// retry stays marked until [`Chaos::failure`] sees it, so it escapes both checks.
+    pub fn hang(&mut self, key: u64) -> Option<Duration> {
+        if self.hit.contains(&key) || !self.hang.tick() {
+            return None;
+        }
+        self.hit.insert(key);
+        Some(self.hang_for)
     }
 
     /// Fixed windows per (region, action): `perSecond` and `perMinute` both apply when both are set.
@@ -129,7 +165,18 @@ impl Chaos {
     }
 
     /// The rate-based failure for an authenticated request that was not throttled, if one is due.
-    pub fn failure(&mut self) -> Option<Verdict> {
+    pub fn failure(&mut self, key: u64) -> Option<Verdict> {
+        if self.hit.remove(&key) {
+            return None;
+        }
+        let verdict = self.rate_failure();
+        if verdict.is_some() {
+            self.hit.insert(key);
+        }
+        verdict
+    }
+
+    fn rate_failure(&mut self) -> Option<Verdict> {
         let fail = |status: u16, code: &str, message: &str, apply_first: bool, drop: bool| {
             Verdict::Fail(ScriptedFailure {
                 action: None,
@@ -215,31 +262,63 @@ mod tests {
     #[test]
     fn fractions_are_exact_and_evenly_spread() {
         let mut c = chaos(r#"{"serverErrorRate":0.25}"#);
-        let hits: Vec<bool> = (0..12).map(|_| c.failure().is_some()).collect();
+        let hits: Vec<bool> = (0..12).map(|i| c.failure(i).is_some()).collect();
         assert_eq!(hits.iter().filter(|h| **h).count(), 3);
         assert!(
             hits.windows(2).all(|w| !(w[0] && w[1])),
             "never two in a row: {hits:?}"
         );
         let mut none = chaos("{}");
-        assert!((0..100).all(|_| none.failure().is_none() && none.hang().is_none()));
+        assert!((0..100).all(|i| none.failure(i).is_none() && none.hang(i).is_none()));
+    }
+
+    #[test]
+    fn the_retry_of_a_hit_request_is_spared_by_every_mode() {
+        let mut c = chaos(r#"{"resetRate":1.0,"hangRate":1.0}"#);
+        assert!(c.hang(7).is_some(), "first attempt hangs");
+        assert!(c.hang(7).is_none(), "its retry does not hang");
+        assert!(c.failure(7).is_none(), "nor is it reset");
+        assert!(
+            c.hang(7).is_some(),
+            "the spare is used up: a third attempt is fair game"
+        );
+        assert!(c.failure(8).is_some(), "another request is still hit");
+        assert!(c.failure(8).is_none(), "and its retry spared");
+    }
+
+    #[test]
+    fn request_keys_ignore_what_changes_between_attempts() {
+        let p = |nonce: &str, group: &str| -> Params {
+            [
+                ("Action", "DescribeSecurityGroupAttribute"),
+                ("SignatureNonce", nonce),
+                ("Signature", nonce),
+                ("Timestamp", nonce),
+                ("SecurityGroupId", group),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        };
+        assert_eq!(request_key(&p("a", "sg-1")), request_key(&p("b", "sg-1")));
+        assert_ne!(request_key(&p("a", "sg-1")), request_key(&p("a", "sg-2")));
     }
 
     #[test]
     fn lost_responses_are_applied_and_resets_are_not() {
         let mut c = chaos(r#"{"lostResponseRate":1.0}"#);
-        match c.failure() {
+        match c.failure(1) {
             Some(Verdict::Fail(f)) => assert!(f.apply_first && f.drop),
             v => panic!("{v:?}"),
         }
         let mut c = chaos(r#"{"resetRate":1.0}"#);
-        match c.failure() {
+        match c.failure(1) {
             Some(Verdict::Fail(f)) => assert!(!f.apply_first && f.drop),
             v => panic!("{v:?}"),
         }
         let mut c = chaos(r#"{"hangRate":0.5,"hangMs":20}"#);
-        assert_eq!(c.hang(), None);
-        assert_eq!(c.hang(), Some(Duration::from_millis(20)));
+        assert_eq!(c.hang(1), None);
+        assert_eq!(c.hang(2), Some(Duration::from_millis(20)));
     }
 
     #[test]

@@ -138,19 +138,20 @@ impl Faults {
     }
 
     /// Whether the next request hangs, and for how long.
-    pub fn hang(&mut self) -> Option<Duration> {
-        self.chaos.hang()
+    pub fn hang(&mut self, key: u64) -> Option<Duration> {
+        self.chaos.hang(key)
     }
 
     /// Decides the fate of an authenticated request for `action`. Throttling is checked first, as a
     /// gateway would, and a throttled request consumes no scripted failure.
     #[cfg(test)]
     pub fn decide(&mut self, action: &str, now: Instant) -> Verdict {
-        self.decide_in("", action, now)
+        self.decide_in("", action, 0, now)
     }
 
-    /// [`Faults::decide`] for a request to `region`: quotas are per region, as ECS's are.
-    pub fn decide_in(&mut self, region: &str, action: &str, now: Instant) -> Verdict {
+    /// [`Faults::decide`] for a request to `region`: quotas are per region, as ECS's are. `key`
+    /// identifies the logical request across retries (see [`super::chaos::request_key`]).
+    pub fn decide_in(&mut self, region: &str, action: &str, key: u64, now: Instant) -> Verdict {
         if let Some(rule) = self.throttle.get(action) {
             if let Some(ms) = self.chaos.throttle(region, action, rule, now) {
                 return match rule.retry_after {
@@ -177,7 +178,7 @@ impl Faults {
                 drop: true,
             });
         }
-        self.chaos.failure().unwrap_or(Verdict::Pass)
+        self.chaos.failure(key).unwrap_or(Verdict::Pass)
     }
 }
 

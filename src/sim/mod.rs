@@ -236,9 +236,12 @@ impl Simulator {
             ));
         }
         let region = params.get("RegionId").map_or("", String::as_str);
-        let verdict = self
-            .faults()
-            .decide_in(region, action, std::time::Instant::now());
+        let verdict = self.faults().decide_in(
+            region,
+            action,
+            chaos::request_key(params),
+            std::time::Instant::now(),
+        );
         match verdict {
             Verdict::Pass => handlers::dispatch(st, action, params, request_id).map(Some),
             Verdict::ThrottledHint(ms) => {
@@ -355,7 +358,7 @@ async fn rpc(AxState(sim): AxState<Simulator>, req: Request) -> Response {
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let hang = sim.faults().hang();
+    let hang = sim.faults().hang(chaos::request_key(&params));
     if let Some(d) = hang {
         return chaos::hang(&sim, &params, d, conn).await;
     }
