@@ -3,6 +3,8 @@
 //! credentials the same way.
 
 use crate::cli::Config;
+use crate::clients::Clients;
+use crate::ecs::accounts::Accounts;
 use crate::ecs::chain::{self, ChainError, ChainOptions, Resolved};
 use crate::ecs::{ClientConfig, EcsClient};
 
@@ -37,10 +39,12 @@ pub fn chain_options(config: &Config) -> ChainOptions {
 }
 
 /// Resolves credentials (temporary ones keep refreshing in the background for as long as the
-/// returned [`Resolved`] or the client lives) and builds the ECS client. Keep the `Resolved` to
-/// report refresh health (`Resolved::status`) in metrics.
-pub async fn connect(config: &Config) -> Result<(EcsClient, Resolved), ConnectError> {
-    let credentials = chain::resolve(&chain_options(config))
+/// returned [`Resolved`] or the clients live) and builds the ECS clients: the chain's own, and on
+/// demand one per account a policy file names, assumed through STS with the chain's credentials.
+/// Keep the `Resolved` to report refresh health (`Resolved::status`) in metrics.
+pub async fn connect(config: &Config) -> Result<(Clients, Resolved), ConnectError> {
+    let options = chain_options(config);
+    let credentials = chain::resolve(&options)
         .await
         .map_err(ConnectError::Credentials)?;
     let client_config = ClientConfig {
@@ -54,5 +58,7 @@ pub async fn connect(config: &Config) -> Result<(EcsClient, Resolved), ConnectEr
     };
     let client =
         EcsClient::new(client_config, credentials.source.clone()).map_err(ConnectError::Client)?;
-    Ok((client, credentials))
+    let accounts =
+        Accounts::new(credentials.source.clone(), &options).map_err(ConnectError::Client)?;
+    Ok((Clients::new(client, accounts), credentials))
 }

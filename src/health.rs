@@ -10,7 +10,6 @@
 //!   last good state is still enforced, the body says `degraded`, and `sgpolicy_policy_load_errors` is
 //!   above zero (alert on that). It is 503 while shutting down.
 
-use crate::ecs::EcsClient;
 use crate::metrics::Metrics;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -167,7 +166,7 @@ impl Health {
 pub struct Endpoints {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
-    pub client: EcsClient,
+    pub clients: Arc<crate::clients::Clients>,
     /// The credential chain's choice, for the refresh-health gauges.
     pub credentials: Option<crate::ecs::chain::Resolved>,
 }
@@ -182,9 +181,12 @@ fn text(status: StatusCode, body: String) -> Response {
 }
 
 async fn metrics(State(e): State<Endpoints>) -> Response {
-    e.metrics.sync_api_calls(e.client.stats());
+    e.metrics.sync_api_calls(e.clients.stats());
     e.metrics.ready.set(i64::from(e.health.ready().0));
     if let Some(status) = e.credentials.as_ref().and_then(|c| c.status()) {
+        e.metrics.set_credentials(&status);
+    }
+    for status in e.clients.session_statuses().await {
         e.metrics.set_credentials(&status);
     }
     (

@@ -19,7 +19,8 @@
 //! - [`validate`]: `sgpolicy validate` and `sgpolicy schema`: offline checks for pre-commit and CI.
 //! - [`schedule`]: the order a pass starts work in (round-robin over regions) and its deadline.
 //! - [`cli`]: raw arguments → validated configuration.
-//! - [`connect`]: configuration → credential chain → ECS client (one-shot and daemon alike).
+//! - [`connect`]: configuration → credential chain → ECS clients (one-shot and daemon alike).
+//! - [`clients`]: one ECS client per account: the chain's own, and one per role a policy file names.
 //! - [`daemon`]: the long-lived mode: triggers (file changes, interval, SIGHUP), one pass at a time,
 //!   last good state, incremental passes, fights, audit trail, shutdown. [`watch`]: the file watcher.
 //!   [`metrics`] and [`health`]: Prometheus metrics, `/healthz` and `/readyz`.
@@ -27,6 +28,7 @@
 
 pub mod cli;
 pub mod cli_scale;
+pub mod clients;
 pub mod connect;
 pub mod daemon;
 pub mod ecs;

@@ -102,7 +102,7 @@ async fn run_once(config: Config) -> i32 {
         }
     };
     let client = match sgpolicy::connect::connect(&config).await {
-        Ok((client, _credentials)) => client,
+        Ok((clients, _credentials)) => clients,
         Err(e @ ConnectError::Credentials(_)) => {
             eprintln!("error: {e}");
             return exit::ERROR;

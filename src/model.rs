@@ -38,16 +38,32 @@ impl fmt::Display for Policy {
     }
 }
 
-/// A security group is only unique within its region, so every map in the program is keyed by both.
+/// A security group id is only unique within its account and region, so every map in the program
+/// (plan, tokens, fights, reports) is keyed by all three. `account` is the 16-digit id of the account a
+/// policy file names with `account: {roleArn}`, and empty for the credential chain's own account: the
+/// single-account setup stays unchanged in every output.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct GroupKey {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub account: String,
     pub region: String,
     pub id: String,
 }
 
 impl GroupKey {
+    /// A group of the credential chain's own account.
     pub fn new(region: impl Into<String>, id: impl Into<String>) -> Self {
+        GroupKey::in_account("", region, id)
+    }
+
+    /// A group of `account` (empty: the chain's own account).
+    pub fn in_account(
+        account: impl Into<String>,
+        region: impl Into<String>,
+        id: impl Into<String>,
+    ) -> Self {
         GroupKey {
+            account: account.into(),
             region: region.into(),
             id: id.into(),
         }
@@ -56,7 +72,61 @@ impl GroupKey {
 
 impl fmt::Display for GroupKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.account.is_empty() {
+            write!(f, "{}/", self.account)?;
+        }
         write!(f, "{}/{}", self.region, self.id)
+    }
+}
+
+/// The account a policy file governs, named by the RAM role sgpolicy assumes there (`account:
+/// {roleArn, externalId}`). Lives in the pure core because the policy loader validates it and the
+/// reconciler needs it to pick credentials.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AccountRef {
+    pub role_arn: String,
+    /// Shown to STS as `ExternalId`; treated as confidential (never printed).
+    pub external_id: Option<String>,
+}
+
+impl fmt::Debug for AccountRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountRef")
+            .field("role_arn", &self.role_arn)
+            .field("external_id", &self.external_id.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl AccountRef {
+    /// Checks the ARN shape `acs:ram::<account id>:role/<name>`.
+    pub fn new(role_arn: &str, external_id: Option<&str>) -> Result<AccountRef, String> {
+        let r = AccountRef {
+            role_arn: role_arn.trim().to_string(),
+            external_id: external_id
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        };
+        r.account_id()?;
+        Ok(r)
+    }
+
+    /// The account id inside the role ARN: the account part of every [`GroupKey`] of the file.
+    pub fn account_id(&self) -> Result<&str, String> {
+        let bad = || {
+            format!(
+                "roleArn {:?} is not acs:ram::<account id>:role/<role name>",
+                self.role_arn
+            )
+        };
+        let rest = self.role_arn.strip_prefix("acs:ram::").ok_or_else(bad)?;
+        let (id, role) = rest.split_once(':').ok_or_else(bad)?;
+        let name = role.strip_prefix("role/").ok_or_else(bad)?;
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) || name.is_empty() {
+            return Err(bad());
+        }
+        Ok(id)
     }
 }
 

@@ -2,7 +2,8 @@
 //! verify each write by reading the group again. The only module that writes to the cloud, and only for
 //! a change the plan produced from a read made in the same pass.
 
-use crate::ecs::{api, ApiError, EcsClient, ErrorClass};
+use crate::clients::{Clients, Reach};
+use crate::ecs::{api, ApiError, ErrorClass};
 use crate::model::{GroupKey, Mode, Note, NoteLevel, Policy};
 use crate::plan::{self, Action, Observation, Observed, Plan, PlanEntry};
 use crate::policy::Desired;
@@ -169,10 +170,18 @@ impl PassState {
     }
 }
 
-pub async fn run_pass(client: &EcsClient, desired: &Desired, opts: &PassOptions) -> PassReport {
+pub async fn run_pass(clients: &Clients, desired: &Desired, opts: &PassOptions) -> PassReport {
     let started = Instant::now();
-    let before = client.stats().snapshot();
-    let (retries_before, throttled_before) = (client.stats().retries(), client.stats().throttled());
+    let stats = clients.stats();
+    let before = stats.snapshot();
+    let (retries_before, throttled_before) = (stats.retries(), stats.throttled());
+    // Every account the folder names, assumed once for the whole pass.
+    let accounts = desired
+        .groups
+        .keys()
+        .map(|k| k.account.as_str())
+        .chain(desired.selectors.iter().map(|s| s.account.as_str()));
+    let reach = clients.reach(accounts, &desired.accounts).await;
     let state = Arc::new(PassState {
         cancel: opts.cancel.clone(),
         deadline: opts.pass_timeout.map(|t| tokio::time::Instant::now() + t),
@@ -183,18 +192,18 @@ pub async fn run_pass(client: &EcsClient, desired: &Desired, opts: &PassOptions)
     let desired = if desired.selectors.is_empty() {
         desired
     } else {
-        let (d, fatal) = crate::selectors::resolve(client, desired, opts.concurrency).await;
+        let (d, fatal) = crate::selectors::resolve(&reach, desired, opts.concurrency).await;
         if let Some(e) = fatal {
             let _ = state.note::<()>(Err(e));
         }
         resolved = d;
         &resolved
     };
-    let observed = observe(client, desired, opts, &state).await;
+    let observed = observe(&reach, desired, opts, &state).await;
     let plan = plan::plan(desired, &observed);
     let gate = rails::gate(&plan, &opts.rails);
-    let results = apply(client, &plan, &gate, observed_at, opts, &state).await;
-    let api_calls = calls_since(&before, &client.stats().snapshot());
+    let results = apply(&reach, &plan, &gate, observed_at, opts, &state).await;
+    let api_calls = calls_since(&before, &stats.snapshot());
     let mut notes = desired.notes.clone();
     notes.extend(gate.notes(opts.dry_run, &opts.rails));
     PassReport {
@@ -204,8 +213,8 @@ pub async fn run_pass(client: &EcsClient, desired: &Desired, opts: &PassOptions)
         results,
         fatal: state.fatal(),
         api_calls,
-        retries: client.stats().retries() - retries_before,
-        throttled: client.stats().throttled() - throttled_before,
+        retries: stats.retries() - retries_before,
+        throttled: stats.throttled() - throttled_before,
         duration: started.elapsed(),
         notes,
     }
@@ -229,38 +238,42 @@ fn calls_since(
 
 /// Reads type and managed flags (100 ids a call), then the policy of every group that exists.
 async fn observe(
-    client: &EcsClient,
+    reach: &Reach,
     desired: &Desired,
     opts: &PassOptions,
     state: &PassState,
 ) -> Observed {
-    let mut by_region: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    // (account, region) → ids: one listing never mixes accounts, whose credentials differ.
+    let mut by_region: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
     for key in desired.groups.keys() {
         by_region
-            .entry(&key.region)
+            .entry((&key.account, &key.region))
             .or_default()
             .push(key.id.clone());
     }
-    let batches: Vec<(String, Vec<String>)> = by_region
+    let batches: Vec<(GroupKey, Vec<String>)> = by_region
         .into_iter()
-        .flat_map(|(region, ids)| {
+        .flat_map(|((account, region), ids)| {
             ids.chunks(crate::ecs::api::MAX_IDS_PER_DESCRIBE)
-                .map(|c| (region.to_string(), c.to_vec()))
+                .map(|c| (GroupKey::in_account(account, region, ""), c.to_vec()))
                 .collect::<Vec<_>>()
         })
         .collect();
-    let batches = schedule::interleave_by_region(batches, |b| b.0.as_str());
+    let batches = schedule::interleave_by_region(batches, |b| b.0.region.as_str());
 
     let metas = stream::iter(batches)
-        .map(|(region, ids)| async move {
-            let r = match state.admit(api::DESCRIBE_GROUPS) {
-                Ok(()) => {
-                    let read = client.describe_groups(&region, &ids);
+        .map(|(place, ids)| async move {
+            let r = match (
+                reach.client(&place.account),
+                state.admit(api::DESCRIBE_GROUPS),
+            ) {
+                (Ok(client), Ok(())) => {
+                    let read = client.describe_groups(&place.region, &ids);
                     state.note(within(state.deadline, api::DESCRIBE_GROUPS, read).await)
                 }
-                Err(e) => Err(e),
+                (Err(e), _) | (_, Err(e)) => Err(e),
             };
-            (region, ids, r)
+            (place, ids, r)
         })
         .buffer_unordered(opts.concurrency.max(1))
         .collect::<Vec<_>>()
@@ -268,11 +281,12 @@ async fn observe(
 
     let mut observed = Observed::new();
     let mut to_read = Vec::new();
-    for (region, ids, result) in metas {
+    for (place, ids, result) in metas {
+        let key_of = |id: String| GroupKey::in_account(&*place.account, &*place.region, id);
         match result {
             Ok(found) => {
                 for id in ids {
-                    let key = GroupKey::new(region.clone(), id.clone());
+                    let key = key_of(id.clone());
                     match found.get(&id) {
                         Some(meta) => to_read.push((key, meta.clone())),
                         None => {
@@ -283,7 +297,7 @@ async fn observe(
             }
             Err(e) => {
                 for id in ids {
-                    observed.insert(GroupKey::new(region.clone(), id), failed(&e));
+                    observed.insert(key_of(id), failed(&e));
                 }
             }
         }
@@ -292,12 +306,15 @@ async fn observe(
     let to_read = schedule::interleave_by_region(to_read, |(k, _)| k.region.as_str());
     let reads = stream::iter(to_read)
         .map(|(key, meta)| async move {
-            let r = match state.admit(api::DESCRIBE_ATTRIBUTE) {
-                Ok(()) => {
+            let r = match (
+                reach.client(&key.account),
+                state.admit(api::DESCRIBE_ATTRIBUTE),
+            ) {
+                (Ok(client), Ok(())) => {
                     let read = client.describe_attribute(&key);
                     state.note(within(state.deadline, api::DESCRIBE_ATTRIBUTE, read).await)
                 }
-                Err(e) => Err(e),
+                (Err(e), _) | (_, Err(e)) => Err(e),
             };
             let obs = match r {
                 Ok(policy) => Observation::Found { policy, meta },
@@ -321,7 +338,7 @@ fn failed(e: &ApiError) -> Observation {
 }
 
 async fn apply(
-    client: &EcsClient,
+    reach: &Reach,
     plan: &Plan,
     gate: &rails::Gate,
     observed_at: i64,
@@ -347,10 +364,17 @@ async fn apply(
                     r.token = Some(token_for(plan, entry, *from, *to, observed_at, 0));
                     r
                 }
-                (Action::Change { from, to }, false) => {
-                    write_and_verify(client, plan, entry, *from, *to, observed_at, opts, state)
-                        .await
-                }
+                (Action::Change { from, to }, false) => match reach.client(&entry.key.account) {
+                    Ok(client) => {
+                        write_and_verify(client, plan, entry, *from, *to, observed_at, opts, state)
+                            .await
+                    }
+                    Err(e) => {
+                        let mut r = simple(entry, Outcome::Failed);
+                        r.error = Some(e);
+                        r
+                    }
+                },
                 _ => simple(entry, Outcome::Error),
             }
         })
@@ -394,7 +418,7 @@ fn token_for(
 /// write but the group still differs (the token was a replay of an earlier correction).
 #[allow(clippy::too_many_arguments)]
 async fn write_and_verify(
-    client: &EcsClient,
+    client: &crate::ecs::EcsClient,
     plan: &Plan,
     entry: &PlanEntry,
     from: Policy,
@@ -455,7 +479,7 @@ async fn write_and_verify(
 
 /// Re-reads the group until it shows `to`, allowing for a short propagation delay.
 async fn verify(
-    client: &EcsClient,
+    client: &crate::ecs::EcsClient,
     entry: &PlanEntry,
     to: Policy,
     opts: &PassOptions,

@@ -12,6 +12,7 @@
 //! - A selector that matches nothing is a warning note. One whose listing failed is an error note and
 //!   its groups are left alone this pass.
 
+use crate::clients::Reach;
 use crate::ecs::api::{self, GroupsResponse};
 use crate::ecs::{ApiError, EcsClient, ErrorClass};
 use crate::model::{GroupKey, Location, Mode, Note, NoteLevel, Policy};
@@ -28,12 +29,18 @@ pub type Listing = Result<Vec<String>, ApiError>;
 /// Lists every selector's groups and merges them into a copy of `desired`. The second value is an
 /// error that should stop the pass (bad credentials, forbidden), if one happened.
 pub async fn resolve(
-    client: &EcsClient,
+    reach: &Reach,
     desired: &Desired,
     concurrency: usize,
 ) -> (Desired, Option<ApiError>) {
     let mut listings: Vec<(usize, Listing)> = stream::iter(desired.selectors.iter().enumerate())
-        .map(|(i, sel)| async move { (i, list_matching(client, sel).await) })
+        .map(|(i, sel)| async move {
+            let listing = match reach.client(&sel.account) {
+                Ok(client) => list_matching(client, sel).await,
+                Err(e) => Err(e),
+            };
+            (i, listing)
+        })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
@@ -115,7 +122,7 @@ pub fn decide(desired: &Desired, listings: &[Listing]) -> Desired {
             Ok(ids) => {
                 let unique: BTreeSet<&String> = ids.iter().collect();
                 for id in unique {
-                    let key = GroupKey::new(sel.region.clone(), id.clone());
+                    let key = GroupKey::in_account(&*sel.account, &*sel.region, id.clone());
                     if !desired.groups.contains_key(&key) {
                         claims.entry(key).or_default().push(sel);
                     }
@@ -174,6 +181,7 @@ mod tests {
 
     fn sel(line: usize, policy: Policy, mode: Mode) -> Selector {
         Selector {
+            account: String::new(),
             region: "cn-a".into(),
             tags: [("env".to_string(), "prod".to_string())].into(),
             vpc_id: None,

@@ -5,7 +5,9 @@
 //! `hash16` is the first 16 hex digits of SHA-256 over every input below, NUL-separated.
 //!
 //! Inputs and the guarantee each one buys:
-//! - region, group id, from, to: one token per intended change of one group. A retry of that change
+//! - account (only when the group's file names one), region, group id, from, to: one token per intended
+//!   change of one group. ECS remembers tokens per account, but the account is hashed anyway so that the
+//!   same group id in two accounts never shares a token in our own logs and fight tracking. A retry of that change
 //!   computes the same inputs, so it sends the same token (guarantee 1).
 //! - no access key, host name or random value: two replicas (even signing with different keys of the
 //!   same account) that see the same drift send the same token and ECS applies it once (guarantee 2).
@@ -46,6 +48,12 @@ pub struct TokenInput<'a> {
 pub fn client_token(input: &TokenInput<'_>) -> String {
     let window_start = input.observed_at.div_euclid(WINDOW_SECS) * WINDOW_SECS;
     let mut hasher = Sha256::new();
+    if !input.key.account.is_empty() {
+        // Before the version tag, so tokens of the chain's own account keep their documented value.
+        hasher.update(b"account\0");
+        hasher.update(input.key.account.as_bytes());
+        hasher.update([0u8]);
+    }
     for part in [
         "sgpolicy-token-v1",
         &input.key.region,
@@ -152,6 +160,35 @@ mod tests {
         reverse.from = Policy::Drop;
         reverse.to = Policy::Accept;
         assert_ne!(base, client_token(&reverse));
+    }
+
+    #[test]
+    fn the_hash_is_sha256_over_the_documented_inputs_and_the_account_prefixes_them() {
+        let k = key();
+        let parts = "sgpolicy-token-v1\0cn-hangzhou\0sg-bp67acfmxazb4ph0001\0Accept\0Drop\0\
+                     3f2a9c1b7d4e\01795839000\00\0";
+        let hex = |bytes: &[u8]| -> String {
+            Sha256::digest(bytes)[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        let expected = format!(
+            "sgpolicy-3f2a9c1b7d4e-drop-202611280410-0-{}",
+            hex(parts.as_bytes())
+        );
+        assert_eq!(client_token(&input(&k, T0, 0)), expected);
+        // The same group id and region in another account is another group: another token.
+        let other =
+            GroupKey::in_account("2222222222222222", "cn-hangzhou", "sg-bp67acfmxazb4ph0001");
+        let with_account = format!("account\0{}\0{parts}", other.account);
+        assert_eq!(
+            client_token(&input(&other, T0, 0)),
+            format!(
+                "sgpolicy-3f2a9c1b7d4e-drop-202611280410-0-{}",
+                hex(with_account.as_bytes())
+            )
+        );
     }
 
     #[test]

@@ -37,8 +37,8 @@ fn stall_limit(interval: Duration) -> Duration {
 pub async fn run(config: Config) -> i32 {
     // The official credential chain; temporary credentials refresh in the background for as long
     // as the client lives. A daemon that cannot start is misconfigured: exit 64.
-    let (client, credentials) = match crate::connect::connect(&config).await {
-        Ok(both) => both,
+    let (clients, credentials) = match crate::connect::connect(&config).await {
+        Ok((clients, credentials)) => (Arc::new(clients), credentials),
         Err(e) => {
             eprintln!("error: {e}");
             return exit::USAGE;
@@ -73,7 +73,7 @@ pub async fn run(config: Config) -> i32 {
                 let endpoints = Endpoints {
                     health: health.clone(),
                     metrics: metrics.clone(),
-                    client: client.clone(),
+                    clients: clients.clone(),
                     credentials: Some(credentials.clone()),
                 };
                 Some(tokio::spawn(crate::health::serve(
@@ -137,7 +137,7 @@ pub async fn run(config: Config) -> i32 {
         heartbeat: HEARTBEAT,
     };
     let grace = settings.shutdown_grace;
-    let runner = Arc::new(pass::Runner::new(config, client, metrics, health, watch));
+    let runner = Arc::new(pass::Runner::new(config, clients, metrics, health, watch));
     let shutdown = async move {
         let name = tokio::select! {
             _ = sigterm.recv() => "SIGTERM",

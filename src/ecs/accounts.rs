@@ -3,64 +3,15 @@
 //!
 //! This is the STS half of "many accounts" (a policy file naming `account: {roleArn, externalId}`):
 //! the reconciler asks [`Accounts::session`] for the credentials of each file's account and builds
-//! one ECS client per account. Keying plan, tokens, limits and reports by account is not done here.
+//! one ECS client per account (`crate::clients`).
 
 use super::chain::ChainOptions;
 use super::credentials::CredentialSource;
 use super::refresh::{FetchFn, RefreshPolicy, RefreshStatus, Refreshing};
 use super::sts::{RoleRequest, Sts};
+pub use crate::model::AccountRef;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
-
-/// The account a policy file governs, named by the RAM role sgpolicy assumes there.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AccountRef {
-    pub role_arn: String,
-    /// Shown to STS as `ExternalId`; treated as confidential (never printed).
-    pub external_id: Option<String>,
-}
-
-impl fmt::Debug for AccountRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccountRef")
-            .field("role_arn", &self.role_arn)
-            .field("external_id", &self.external_id.as_ref().map(|_| "***"))
-            .finish()
-    }
-}
-
-impl AccountRef {
-    /// Checks the ARN shape `acs:ram::<account id>:role/<name>`.
-    pub fn new(role_arn: &str, external_id: Option<&str>) -> Result<AccountRef, String> {
-        let r = AccountRef {
-            role_arn: role_arn.trim().to_string(),
-            external_id: external_id
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-        };
-        r.account_id()?;
-        Ok(r)
-    }
-
-    /// The 16-digit account id inside the role ARN: the label reports and metrics use.
-    pub fn account_id(&self) -> Result<&str, String> {
-        let bad = || {
-            format!(
-                "roleArn {:?} is not acs:ram::<account id>:role/<role name>",
-                self.role_arn
-            )
-        };
-        let rest = self.role_arn.strip_prefix("acs:ram::").ok_or_else(bad)?;
-        let (id, role) = rest.split_once(':').ok_or_else(bad)?;
-        let name = role.strip_prefix("role/").ok_or_else(bad)?;
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) || name.is_empty() {
-            return Err(bad());
-        }
-        Ok(id)
-    }
-}
 
 /// Assumed-role sessions per account, created on first use and refreshed in the background.
 pub struct Accounts {

@@ -80,23 +80,34 @@ pub fn validate_endpoint(endpoint: &str, allow_insecure_http: bool) -> Result<Ur
     }
 }
 
-/// Calls made, by action and outcome code (`OK` for success), so passes and metrics can report them.
+/// Calls made, by account, action and outcome code (`OK` for success), so passes and metrics can
+/// report them. Shared by the clients of every account so a pass has one set of figures.
 #[derive(Default, Debug)]
 pub struct CallStats {
-    counts: Mutex<BTreeMap<(String, String), u64>>,
+    counts: Mutex<BTreeMap<(String, String, String), u64>>,
     retries: AtomicU64,
     throttled: AtomicU64,
 }
 
 impl CallStats {
-    fn record(&self, action: &str, outcome: &str) {
+    fn record(&self, account: &str, action: &str, outcome: &str) {
         if let Ok(mut c) = self.counts.lock() {
-            *c.entry((action.to_string(), outcome.to_string()))
+            *c.entry((account.to_string(), action.to_string(), outcome.to_string()))
                 .or_default() += 1;
         }
     }
 
+    /// Calls by (action, outcome), all accounts together.
     pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
+        let mut out = BTreeMap::new();
+        for ((_, action, outcome), n) in self.snapshot_by_account() {
+            *out.entry((action, outcome)).or_default() += n;
+        }
+        out
+    }
+
+    /// Calls by (account, action, outcome); the account is empty for the chain's own.
+    pub fn snapshot_by_account(&self) -> BTreeMap<(String, String, String), u64> {
         self.counts.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
@@ -122,6 +133,8 @@ impl CallStats {
 
 #[derive(Clone)]
 pub struct EcsClient {
+    /// The account this client's credentials belong to (empty: the chain's own), for call counts.
+    account: String,
     http: reqwest::Client,
     config: ClientConfig,
     endpoint: Option<Url>,
@@ -148,6 +161,7 @@ impl EcsClient {
             .build()
             .map_err(|e| format!("building the HTTP client: {e}"))?;
         Ok(EcsClient {
+            account: String::new(),
             limiter: Arc::new(Limiter::new(config.rate_limits.clone())),
             http,
             config,
@@ -159,6 +173,21 @@ impl EcsClient {
 
     pub fn stats(&self) -> &CallStats {
         &self.stats
+    }
+
+    /// A client for another account: same HTTP pool, configuration and call counts, its own
+    /// credentials and its own rate limiter, because ECS quotas are per account and region.
+    pub fn for_account(
+        &self,
+        account: impl Into<String>,
+        credentials: Arc<dyn CredentialSource>,
+    ) -> EcsClient {
+        EcsClient {
+            account: account.into(),
+            credentials,
+            limiter: Arc::new(Limiter::new(self.config.rate_limits.clone())),
+            ..self.clone()
+        }
     }
 
     fn url_for(&self, region: &str) -> Result<Url, ApiError> {
@@ -379,7 +408,7 @@ impl EcsClient {
                 } else {
                     "Transport"
                 };
-                self.stats.record(action, code);
+                self.stats.record(&self.account, action, code);
                 // reqwest's Display includes the URL with its signed query: keep only the cause.
                 return Err(ApiError::transport(action, code, transport_cause(&e)));
             }
@@ -393,7 +422,7 @@ impl EcsClient {
         let text = match response.text().await {
             Ok(t) => t,
             Err(e) => {
-                self.stats.record(action, "Transport");
+                self.stats.record(&self.account, action, "Transport");
                 return Err(ApiError::transport(
                     action,
                     "Transport",
@@ -403,7 +432,7 @@ impl EcsClient {
         };
         let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
         if (200..300).contains(&status) {
-            self.stats.record(action, "OK");
+            self.stats.record(&self.account, action, "OK");
             return json.ok_or_else(|| {
                 ApiError::transport(action, "MalformedResponse", "the response body is not JSON")
             });
@@ -433,7 +462,7 @@ impl EcsClient {
             request_id: field(&["RequestId", "requestId"]),
             retry_after_ms,
         };
-        self.stats.record(action, &err.code);
+        self.stats.record(&self.account, action, &err.code);
         Err(err)
     }
 }

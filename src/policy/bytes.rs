@@ -40,13 +40,14 @@ pub fn parse_file_bytes(
         Some(r) if schema::region_problem(r).is_none() => Fallback::Region(r),
         Some(_) => Fallback::Invalid,
     };
-    let (declared, selectors, mut errors) = schema::groups_of_file(tree.as_ref(), path, fallback);
+    let decls = schema::groups_of_file(tree.as_ref(), path, fallback);
+    let mut errors = decls.errors;
     let mut groups = BTreeMap::new();
-    for group in declared {
+    for group in decls.groups {
         merge::add(&mut groups, group, &mut errors);
     }
     if errors.is_empty() {
-        Ok((groups.into_values().collect(), selectors))
+        Ok((groups.into_values().collect(), decls.selectors))
     } else {
         Err(errors)
     }

@@ -6,7 +6,7 @@
 //! an independent validator. The loader stays the authority: a few rules (one document per file,
 //! conflicts between files, regions needed from `--region`) cannot be said in JSON Schema.
 
-use super::schema::{ENTRY_FIELDS, MAX_ID_LEN, MAX_REGION_LEN, TOP_FIELDS};
+use super::schema::{ACCOUNT_FIELDS, ENTRY_FIELDS, MAX_ID_LEN, MAX_REGION_LEN, TOP_FIELDS};
 use super::selector::{MATCH_FIELDS, MAX_PATTERN_LEN, MAX_TAGS, MAX_TAG_LEN, SELECTOR_FIELDS};
 use serde_json::{json, Map, Value};
 
@@ -67,6 +67,17 @@ fn property(table: &str, field: &str) -> Option<Value> {
             r["description"] = json!("Default region for every group and selector in this file.");
             r
         }
+        ("top", "account") => json!({"$ref": "#/definitions/account"}),
+        ("account", "roleArn") => json!({
+            "type": "string",
+            "description": "The RAM role sgpolicy assumes (STS AssumeRole, with the credential chain's identity) to govern this file's groups in that account.",
+            "pattern": "^acs:ram::[0-9]+:role/.+$",
+            "examples": ["acs:ram::1234567890123456:role/sgpolicy"],
+        }),
+        ("account", "externalId") => json!({
+            "type": "string",
+            "description": "ExternalId the role's trust policy requires, if any. Confidential: never printed.",
+        }),
         ("top", "groups") => json!({
             "type": ["array", "null"],
             "description": "Security groups declared by id.",
@@ -147,6 +158,7 @@ pub fn policy_file_schema() -> Value {
             "group": object("group", ENTRY_FIELDS, &["id", "innerAccessPolicy"], "A security group declared by id."),
             "selector": object("selector", SELECTOR_FIELDS, &["match", "innerAccessPolicy"], "A policy for every group that matches."),
             "match": m,
+            "account": object("account", ACCOUNT_FIELDS, &["roleArn"], "The account this file governs; without it, the credential chain's own."),
         },
     });
     if let (Some(r), Some(t)) = (root.as_object_mut(), top.as_object()) {
@@ -172,6 +184,7 @@ mod tests {
     fn every_loader_field_has_a_schema() {
         for (table, fields) in [
             ("top", TOP_FIELDS),
+            ("account", ACCOUNT_FIELDS),
             ("group", ENTRY_FIELDS),
             ("selector", SELECTOR_FIELDS),
             ("match", MATCH_FIELDS),

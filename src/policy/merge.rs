@@ -1,7 +1,7 @@
 //! Merging the groups of all files into one desired state, reporting conflicts, and the revision digest.
 
 use super::{DesiredGroup, LoadError, Selector};
-use crate::model::{GroupKey, Mode};
+use crate::model::{AccountRef, GroupKey, Location, Mode};
 use sha2::{Digest, Sha256};
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -23,7 +23,11 @@ pub(crate) fn add(
                 errors.push(LoadError {
                     message: format!(
                         "conflict: {} in {} is declared with mode {} here and {} at {}",
-                        group.key.id, group.key.region, group.mode, first.mode, first.source
+                        group.key.id,
+                        place(&group.key),
+                        group.mode,
+                        first.mode,
+                        first.source
                     ),
                     location: group.source,
                 });
@@ -31,9 +35,61 @@ pub(crate) fn add(
                 errors.push(LoadError {
                     message: format!(
                         "conflict: {} in {} is declared {} here and {} at {}",
-                        group.key.id, group.key.region, group.policy, first.policy, first.source
+                        group.key.id,
+                        place(&group.key),
+                        group.policy,
+                        first.policy,
+                        first.source
                     ),
                     location: group.source,
+                });
+            }
+        }
+    }
+}
+
+/// "cn-hangzhou", or "cn-hangzhou of account 1234…" for a group of a named account.
+fn place(key: &GroupKey) -> String {
+    match key.account.as_str() {
+        "" => key.region.clone(),
+        account => format!("{} of account {account}", key.region),
+    }
+}
+
+/// Records the role a file assumes for its account. Every file naming one account must name the same
+/// role and external id: two would make which credentials write a group depend on file order.
+pub(crate) fn add_account(
+    accounts: &mut BTreeMap<String, (AccountRef, Location)>,
+    account: AccountRef,
+    at: Location,
+    errors: &mut Vec<LoadError>,
+) {
+    let Ok(id) = account.account_id().map(str::to_string) else {
+        return;
+    };
+    match accounts.entry(id) {
+        Entry::Vacant(slot) => {
+            slot.insert((account, at));
+        }
+        Entry::Occupied(first) => {
+            let (known, first_at) = first.get();
+            if known.role_arn != account.role_arn {
+                errors.push(LoadError {
+                    message: format!(
+                        "conflict: account {} is assumed through {} here and {} at {first_at}; use one role per account",
+                        first.key(),
+                        account.role_arn,
+                        known.role_arn
+                    ),
+                    location: at,
+                });
+            } else if known.external_id != account.external_id {
+                errors.push(LoadError {
+                    message: format!(
+                        "conflict: account {} is given a different externalId here than at {first_at}",
+                        first.key()
+                    ),
+                    location: at,
                 });
             }
         }
@@ -43,7 +99,8 @@ pub(crate) fn add(
 /// The first 12 lowercase hex digits of SHA-256 over `"{region}\t{id}\t{policy}\n"` for every group in
 /// (region, id) order: it names the desired state itself, whatever files, order, comments or formatting
 /// declared it. The empty state has a revision too (`e3b0c44298fc`). An observe-only group's line
-/// ends in `\tobserve` (enforce, the default, adds nothing, so older revisions keep their value).
+/// ends in `\tobserve` (enforce, the default, adds nothing, so older revisions keep their value), and a
+/// group of a named account starts with `{account}\t` (the role used to reach it is not part of it).
 pub fn revision_of(groups: &BTreeMap<GroupKey, DesiredGroup>) -> String {
     revision_with_selectors(groups, &[])
 }
@@ -61,14 +118,28 @@ pub(crate) fn revision_with_selectors(
             Mode::Enforce => "",
             Mode::Observe => "\tobserve",
         };
-        hasher.update(format!("{}\t{}\t{}{mode}\n", key.region, key.id, group.policy).as_bytes());
+        let account = match key.account.as_str() {
+            "" => String::new(),
+            a => format!("{a}\t"),
+        };
+        hasher.update(
+            format!(
+                "{account}{}\t{}\t{}{mode}\n",
+                key.region, key.id, group.policy
+            )
+            .as_bytes(),
+        );
     }
     let mut lines: Vec<String> = selectors
         .iter()
         .map(|s| {
             let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let account = match s.account.as_str() {
+                "" => String::new(),
+                a => format!("\t{a}"),
+            };
             format!(
-                "selector\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                "selector{account}\t{}\t{}\t{}\t{}\t{}\t{}\n",
                 s.region,
                 tags.join(","),
                 s.vpc_id.as_deref().unwrap_or(""),

@@ -35,7 +35,7 @@ pub use bytes::parse_file_bytes;
 pub use merge::revision_of;
 pub use selector::{glob_match, Selector};
 
-use crate::model::{GroupKey, Location, Mode, Note, Policy};
+use crate::model::{AccountRef, GroupKey, Location, Mode, Note, Policy};
 use schema::Fallback;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,6 +63,9 @@ pub struct Desired {
     pub selectors: Vec<Selector>,
     /// What that resolution found worth saying (matched nothing, conflicts); empty after loading.
     pub notes: Vec<Note>,
+    /// The role to assume for each account id that a file names (`GroupKey::account`). Groups with
+    /// an empty account use the credential chain's own identity and have no entry here.
+    pub accounts: BTreeMap<String, AccountRef>,
 }
 
 /// A problem with the folder, rendered `path:line:column: message`.
@@ -112,6 +115,7 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
     let files = walk::policy_files(dir, &mut errors);
     let mut groups = BTreeMap::new();
     let mut selectors = Vec::new();
+    let mut accounts = BTreeMap::new();
     for path in &files {
         let text = match walk::read_policy_file(path, opts.max_file_bytes) {
             Ok(text) => text,
@@ -130,10 +134,13 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
                 continue;
             }
         };
-        let (declared, file_selectors, mut file_errors) =
-            schema::groups_of_file(tree.as_ref(), path, fallback);
-        selectors.extend(file_selectors);
-        for group in declared {
+        let decls = schema::groups_of_file(tree.as_ref(), path, fallback);
+        let mut file_errors = decls.errors;
+        selectors.extend(decls.selectors);
+        if let Some((account, at)) = decls.account {
+            merge::add_account(&mut accounts, account, at, &mut file_errors);
+        }
+        for group in decls.groups {
             merge::add(&mut groups, group, &mut file_errors);
         }
         if file_errors.len() > MAX_ERRORS_PER_FILE {
@@ -156,6 +163,10 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
             files: files.len(),
             selectors,
             notes: Vec::new(),
+            accounts: accounts
+                .into_iter()
+                .map(|(id, (account, _))| (id, account))
+                .collect(),
         })
     } else {
         errors.sort_by(|a, b| a.location.cmp(&b.location));

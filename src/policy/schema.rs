@@ -2,6 +2,9 @@
 //!
 //! ```yaml
 //! region: cn-hangzhou          # optional default region for this file
+//! account:                     # optional: the account this file governs (default: the chain's own)
+//!   roleArn: acs:ram::1234567890123456:role/sgpolicy
+//!   externalId: my-external-id # optional, passed to STS AssumeRole
 //! groups:
 //!   - id: sg-bp67acfmxazb4ph0001
 //!     region: cn-shanghai      # optional, overrides the file default
@@ -18,10 +21,11 @@
 use super::selector::{self, Selector};
 use super::yaml::{clip, Node, Pos, Value};
 use super::{DesiredGroup, LoadError};
-use crate::model::{GroupKey, Location, Mode, Policy};
+use crate::model::{AccountRef, GroupKey, Location, Mode, Policy};
 use std::path::Path;
 
-pub(crate) const TOP_FIELDS: &[&str] = &["region", "groups", "selectors"];
+pub(crate) const TOP_FIELDS: &[&str] = &["region", "account", "groups", "selectors"];
+pub(crate) const ACCOUNT_FIELDS: &[&str] = &["roleArn", "externalId"];
 pub(crate) const ENTRY_FIELDS: &[&str] = &["id", "region", "innerAccessPolicy", "mode"];
 pub(crate) const MAX_ID_LEN: usize = 100;
 pub(crate) const MAX_REGION_LEN: usize = 64;
@@ -58,21 +62,67 @@ pub(crate) fn location(path: &Path, pos: Pos) -> Location {
     }
 }
 
-/// Validates one file's tree. Valid entries are returned even when others fail, so that conflicts
-/// between files are still found in the same run.
+/// What one file declares. Valid entries are kept even when others fail, so that conflicts between
+/// files are still found in the same run.
+#[derive(Default)]
+pub(crate) struct FileDecls {
+    pub groups: Vec<DesiredGroup>,
+    pub selectors: Vec<Selector>,
+    /// The file's `account:` and where it was written, when present and valid.
+    pub account: Option<(AccountRef, Location)>,
+    pub errors: Vec<LoadError>,
+}
+
+/// Validates one file's tree.
 pub(crate) fn groups_of_file(
     root: Option<&Node>,
     path: &Path,
     fallback: Fallback<'_>,
-) -> (Vec<DesiredGroup>, Vec<Selector>, Vec<LoadError>) {
+) -> FileDecls {
+    let (groups, selectors, account, errors) = declarations(root, path, fallback);
+    let mut out = FileDecls {
+        groups,
+        selectors,
+        account: None,
+        errors,
+    };
+    match account {
+        None => {}
+        // Reported already; the entries cannot be keyed, and must not pose as the chain's account.
+        Some(None) => {
+            out.groups.clear();
+            out.selectors.clear();
+        }
+        Some(Some((account, at))) => {
+            let id = account.account_id().unwrap_or_default().to_string();
+            for g in &mut out.groups {
+                g.key.account.clone_from(&id);
+            }
+            for s in &mut out.selectors {
+                s.account.clone_from(&id);
+            }
+            out.account = Some((account, at));
+        }
+    }
+    out
+}
+
+type Declarations = (
+    Vec<DesiredGroup>,
+    Vec<Selector>,
+    Option<Option<(AccountRef, Location)>>,
+    Vec<LoadError>,
+);
+
+fn declarations(root: Option<&Node>, path: &Path, fallback: Fallback<'_>) -> Declarations {
     let mut report = Report {
         path,
         errors: Vec::new(),
     };
     let mut groups = Vec::new();
     let fields = match root {
-        None => return (groups, Vec::new(), report.errors),
-        Some(n) if n.is_null() => return (groups, Vec::new(), report.errors),
+        None => return (groups, Vec::new(), None, report.errors),
+        Some(n) if n.is_null() => return (groups, Vec::new(), None, report.errors),
         Some(Node {
             value: Value::Map(fields),
             ..
@@ -85,7 +135,7 @@ pub(crate) fn groups_of_file(
                     other.kind()
                 ),
             );
-            return (groups, Vec::new(), report.errors);
+            return (groups, Vec::new(), None, report.errors);
         }
     };
 
@@ -93,9 +143,11 @@ pub(crate) fn groups_of_file(
     let mut file_region: Option<Option<String>> = None;
     let mut group_list: Option<&Node> = None;
     let mut selector_list: Option<&Node> = None;
+    let mut account = None;
     for (name, value) in known_fields(fields, TOP_FIELDS, "at the top of the file", &mut report) {
         match name {
             "region" => file_region = Some(region_value(value, &mut report)),
+            "account" => account = Some(account_value(value, &mut report)),
             "selectors" => selector_list = Some(value),
             _ => group_list = Some(value),
         }
@@ -111,7 +163,7 @@ pub(crate) fn groups_of_file(
         None => Vec::new(),
     };
     let Some(list) = group_list else {
-        return (groups, selectors, report.errors);
+        return (groups, selectors, account, report.errors);
     };
     match &list.value {
         _ if list.is_null() => {}
@@ -130,7 +182,42 @@ pub(crate) fn groups_of_file(
             ),
         ),
     }
-    (groups, selectors, report.errors)
+    (groups, selectors, account, report.errors)
+}
+
+/// `account: {roleArn, externalId}`; `None` when invalid (reported).
+fn account_value(node: &Node, report: &mut Report<'_>) -> Option<(AccountRef, Location)> {
+    let Value::Map(fields) = &node.value else {
+        report.err(
+            node.pos,
+            format!(
+                "expected `account:` to be a mapping with `roleArn:` (and optionally `externalId:`), found {}",
+                node.kind()
+            ),
+        );
+        return None;
+    };
+    let (mut role, mut external) = (None, Some(None));
+    for (name, value) in known_fields(fields, ACCOUNT_FIELDS, "in `account:`", report) {
+        match name {
+            "roleArn" => role = Some((string_value(value, "roleArn", report), value.pos)),
+            _ => external = string_value(value, "externalId", report).map(Some),
+        }
+    }
+    let Some((role, pos)) = role else {
+        report.err(
+            node.pos,
+            "`account:` has no `roleArn` (like acs:ram::1234567890123456:role/sgpolicy)",
+        );
+        return None;
+    };
+    match AccountRef::new(role?, external?) {
+        Ok(account) => Some((account, location(report.path, pos))),
+        Err(problem) => {
+            report.err(pos, problem);
+            None
+        }
+    }
 }
 
 fn entry(node: &Node, fallback: Fallback<'_>, report: &mut Report<'_>) -> Option<DesiredGroup> {
@@ -377,8 +464,74 @@ mod tests {
 
     fn check(text: &str, fallback: Fallback<'_>) -> (Vec<DesiredGroup>, Vec<String>) {
         let root = parse(text).expect("syntax ok");
-        let (groups, _, errors) = groups_of_file(root.as_ref(), Path::new("f.yaml"), fallback);
-        (groups, errors.iter().map(ToString::to_string).collect())
+        let d = groups_of_file(root.as_ref(), Path::new("f.yaml"), fallback);
+        (d.groups, d.errors.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn account_keys_every_group_and_selector_of_the_file() {
+        let text =
+            "account:\n  roleArn: acs:ram::2222222222222222:role/sgpolicy\n  externalId: x1\n\
+                    region: cn-hangzhou\ngroups:\n  - id: sg-1\n    innerAccessPolicy: Drop\n\
+                    selectors:\n  - match: {tags: {env: prod}}\n    innerAccessPolicy: Drop\n";
+        let root = parse(text).expect("syntax ok");
+        let d = groups_of_file(root.as_ref(), Path::new("f.yaml"), Fallback::None);
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        assert_eq!(
+            d.groups[0].key,
+            GroupKey::in_account("2222222222222222", "cn-hangzhou", "sg-1")
+        );
+        assert_eq!(d.selectors[0].account, "2222222222222222");
+        let (account, at) = d.account.expect("account");
+        assert_eq!(account.role_arn, "acs:ram::2222222222222222:role/sgpolicy");
+        assert_eq!(account.external_id.as_deref(), Some("x1"));
+        assert_eq!((at.line, at.column), (2, 12), "points at the roleArn value");
+    }
+
+    #[test]
+    fn a_file_without_account_uses_the_chains_own() {
+        let (groups, errors) = check(
+            "groups:\n  - {id: sg-1, region: r, innerAccessPolicy: Drop}\n",
+            Fallback::None,
+        );
+        assert!(errors.is_empty());
+        assert_eq!(groups[0].key.account, "");
+    }
+
+    #[test]
+    fn bad_accounts_are_located_and_their_groups_dropped() {
+        let cases = [
+            (
+                "account: acs:ram::1:role/x\n",
+                "f.yaml:1:10: expected `account:` to be a mapping with `roleArn:` (and optionally `externalId:`), found \"acs:ram::1:role/x\"",
+            ),
+            (
+                "account:\n  externalId: x\n",
+                "f.yaml:2:3: `account:` has no `roleArn` (like acs:ram::1234567890123456:role/sgpolicy)",
+            ),
+            (
+                "account:\n  roleArn: acs:ram::12ab:role/x\n",
+                "f.yaml:2:12: roleArn \"acs:ram::12ab:role/x\" is not acs:ram::<account id>:role/<role name>",
+            ),
+            (
+                "account:\n  rolearn: acs:ram::1:role/x\n",
+                "f.yaml:2:3: unknown field `rolearn` in `account:`, did you mean `roleArn`?",
+            ),
+            (
+                "account:\n  roleArn: acs:ram::1:role/x\n  externalId: [a]\n",
+                "f.yaml:3:15: expected a string for `externalId`, found a list",
+            ),
+        ];
+        for (head, expected) in cases {
+            let text =
+                format!("{head}groups:\n  - {{id: sg-1, region: r, innerAccessPolicy: Drop}}\n");
+            let (groups, errors) = check(&text, Fallback::None);
+            assert!(errors.iter().any(|e| e == expected), "{head}: {errors:?}");
+            assert!(
+                groups.is_empty(),
+                "{head}: a group of an unknown account is not the chain's"
+            );
+        }
     }
 
     #[test]

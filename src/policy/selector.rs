@@ -33,6 +33,8 @@ pub(crate) const MAX_PATTERN_LEN: usize = 128;
 /// One validated selector.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selector {
+    /// The account of the file that declared it (empty: the chain's own), see `GroupKey::account`.
+    pub account: String,
     pub region: String,
     /// Every tag must be present with exactly this value.
     pub tags: BTreeMap<String, String>,
@@ -172,6 +174,8 @@ fn selector(node: &Node, fallback: Fallback<'_>, report: &mut Report<'_>) -> Opt
     };
     let matcher = matcher?;
     Some(Selector {
+        // Set by `schema::groups_of_file` from the file's `account:`.
+        account: String::new(),
         region: region?,
         tags: matcher.tags,
         vpc_id: matcher.vpc_id,
@@ -291,8 +295,11 @@ mod tests {
 
     fn check(text: &str) -> (Vec<Selector>, Vec<String>) {
         let root = parse(text).expect("syntax ok");
-        let (_, sel, errors) = groups_of_file(root.as_ref(), Path::new("f.yaml"), Fallback::None);
-        (sel, errors.iter().map(ToString::to_string).collect())
+        let d = groups_of_file(root.as_ref(), Path::new("f.yaml"), Fallback::None);
+        (
+            d.selectors,
+            d.errors.iter().map(ToString::to_string).collect(),
+        )
     }
 
     #[test]

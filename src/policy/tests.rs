@@ -162,7 +162,7 @@ fn unknown_fields_get_a_did_you_mean_hint_at_the_key() {
     );
     assert_eq!(
         e,
-        ["p.yaml:3:1: unknown field `owner` at the top of the file; expected one of `region`, `groups`, `selectors`"]
+        ["p.yaml:3:1: unknown field `owner` at the top of the file; expected one of `region`, `account`, `groups`, `selectors`"]
     );
 }
 
@@ -388,4 +388,88 @@ fn unquoted_numbers_as_ids_are_their_text() {
     let d = ok(folder(&[("p.yaml", b"region: cn-a\ngroups:\n- {id: 12345, innerAccessPolicy: Drop}\n- {id: 0x1F, innerAccessPolicy: Accept}\n")]).path());
     assert_eq!(policy(&d, "cn-a", "12345"), Some(Policy::Drop));
     assert_eq!(policy(&d, "cn-a", "0x1F"), Some(Policy::Accept));
+}
+
+const PROD: &str = "acs:ram::2222222222222222:role/sgpolicy";
+
+fn account_file(role: &str, external: &str, policy: &str) -> String {
+    format!(
+        "account:\n  roleArn: {role}\n  externalId: {external}\nregion: cn-a\ngroups:\n  - id: sg-1\n    innerAccessPolicy: {policy}\n"
+    )
+}
+
+#[test]
+fn the_same_group_id_in_two_accounts_is_two_groups() {
+    let other = account_file(PROD, "ext-one-5150", "Accept");
+    let dir = folder(&[
+        (
+            "own.yaml",
+            b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop}\n",
+        ),
+        ("prod.yaml", other.as_bytes()),
+    ]);
+    let d = ok(dir.path());
+    assert_eq!(d.groups.len(), 2, "no conflict across accounts");
+    let prod = GroupKey::in_account("2222222222222222", "cn-a", "sg-1");
+    assert_eq!(d.groups[&prod].policy, Policy::Accept);
+    assert_eq!(
+        d.groups[&GroupKey::new("cn-a", "sg-1")].policy,
+        Policy::Drop
+    );
+    assert_eq!(d.accounts["2222222222222222"].role_arn, PROD);
+    assert_eq!(d.accounts.len(), 1, "the chain's own account needs no role");
+    // The account is part of what the revision names.
+    let moved = folder(&[(
+        "own.yaml",
+        b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop}\n  - {id: sg-1, region: cn-b, innerAccessPolicy: Accept}\n",
+    )]);
+    let only_own = folder(&[(
+        "own.yaml",
+        b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop}\n",
+    )]);
+    assert_ne!(d.revision, ok(moved.path()).revision);
+    assert_ne!(d.revision, ok(only_own.path()).revision);
+}
+
+#[test]
+fn one_account_named_through_two_roles_or_external_ids_is_a_conflict() {
+    let a = account_file(PROD, "ext-one-5150", "Drop");
+    let b = account_file(
+        "acs:ram::2222222222222222:role/other",
+        "ext-one-5150",
+        "Drop",
+    );
+    let e = errs(
+        folder(&[("a.yaml", a.as_bytes()), ("b.yaml", b.as_bytes())]).path(),
+        &LoadOptions::default(),
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("b.yaml:2:12: conflict: account 2222222222222222 is assumed through acs:ram::2222222222222222:role/other here and acs:ram::2222222222222222:role/sgpolicy at "),
+        "{e:?}"
+    );
+    let c = account_file(PROD, "ext-two-5150", "Drop");
+    let e = errs(
+        folder(&[("a.yaml", a.as_bytes()), ("c.yaml", c.as_bytes())]).path(),
+        &LoadOptions::default(),
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("is given a different externalId here"),
+        "{e:?}"
+    );
+    assert!(
+        !e[0].contains("ext-two-5150") && !e[0].contains("ext-one-5150"),
+        "external ids are never printed: {e:?}"
+    );
+    // The same group declared differently in one account is still a conflict, and says which account.
+    let d = account_file(PROD, "ext-one-5150", "Accept");
+    let e = errs(
+        folder(&[("a.yaml", a.as_bytes()), ("d.yaml", d.as_bytes())]).path(),
+        &LoadOptions::default(),
+    );
+    assert!(
+        e[0].starts_with("d.yaml:6:5: conflict: sg-1 in cn-a of account 2222222222222222 is declared Accept here and Drop at "),
+        "{e:?}"
+    );
 }

@@ -12,7 +12,7 @@ use super::fights::Fights;
 use super::gitrev;
 use super::scheduler::{Passes, Trigger, Verdict};
 use crate::cli::Config;
-use crate::ecs::EcsClient;
+use crate::clients::Clients;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::model::{GroupKey, Mode, Policy};
@@ -44,7 +44,7 @@ struct State {
 pub struct Runner {
     config: Config,
     settings: DaemonSettings,
-    client: EcsClient,
+    clients: Arc<Clients>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     watch: Option<std::sync::Mutex<FolderWatch>>,
@@ -55,7 +55,7 @@ pub struct Runner {
 impl Runner {
     pub fn new(
         config: Config,
-        client: EcsClient,
+        clients: Arc<Clients>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         watch: Option<FolderWatch>,
@@ -75,7 +75,7 @@ impl Runner {
             }),
             config,
             settings,
-            client,
+            clients,
             metrics,
             health,
             watch: watch.map(std::sync::Mutex::new),
@@ -152,6 +152,7 @@ impl Runner {
             files: desired.files,
             selectors: Vec::new(),
             notes: Vec::new(),
+            accounts: desired.accounts.clone(),
         };
         let opts = PassOptions {
             dry_run: self.config.dry_run,
@@ -166,14 +167,14 @@ impl Runner {
         };
         let mut reports = Vec::new();
         if !active.is_empty() {
-            reports.push(reconcile::run_pass(&self.client, &subset(active), &opts).await);
+            reports.push(reconcile::run_pass(&self.clients, &subset(active), &opts).await);
         }
         if !held.is_empty() {
             let watch_only = PassOptions {
                 dry_run: true,
                 ..opts.clone()
             };
-            reports.push(reconcile::run_pass(&self.client, &subset(held), &watch_only).await);
+            reports.push(reconcile::run_pass(&self.clients, &subset(held), &watch_only).await);
         }
 
         let commit = st.commit.clone();

@@ -204,7 +204,7 @@ impl Runner {
         let elapsed = started.elapsed();
         self.metrics
             .pass_done(trigger.as_str(), outcome, elapsed.as_secs_f64());
-        self.metrics.sync_api_calls(self.client.stats());
+        self.metrics.sync_api_calls(self.clients.stats());
         if matches!(outcome, "success" | "group_errors") {
             let unix = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

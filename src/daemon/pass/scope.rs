@@ -34,6 +34,7 @@ impl Runner {
             files: desired.files,
             selectors: Vec::new(),
             notes: Vec::new(),
+            accounts: desired.accounts.clone(),
         };
         if desired.selectors.is_empty() {
             st.selector_groups.clear();
@@ -55,8 +56,10 @@ impl Runner {
             st.last_selectors = desired.selectors.clone();
         }
         if full || removed || desired.selectors != st.last_selectors {
+            let accounts = desired.selectors.iter().map(|s| s.account.as_str());
+            let reach = self.clients.reach(accounts, &desired.accounts).await;
             let (resolved, fatal) =
-                crate::selectors::resolve(&self.client, desired, self.config.concurrency).await;
+                crate::selectors::resolve(&reach, desired, self.config.concurrency).await;
             if let Some(e) = fatal {
                 return Err(e);
             }

@@ -1,0 +1,136 @@
+//! One ECS client per account: the credential chain's own for files without `account:`, and one per
+//! assumed role for files that name one. The reconciler asks for the client of each group's account;
+//! the first request for an account assumes its role (`ecs::accounts`), later ones reuse the session,
+//! which refreshes itself in the background.
+//!
+//! Every client shares the HTTP connection pool and the call counts, so a pass still reports one set
+//! of figures, but each has its own rate limiter: ECS quotas are per account and region, and a
+//! throttled account must not slow the others down.
+
+use crate::ecs::accounts::Accounts;
+use crate::ecs::client::CallStats;
+use crate::ecs::refresh::RefreshStatus;
+use crate::ecs::{ApiError, EcsClient};
+use crate::model::AccountRef;
+use std::collections::BTreeMap;
+
+/// The action name failures to reach an account are reported under.
+pub const ASSUME_ROLE: &str = "AssumeRole";
+/// The code of those failures: the groups of that account cannot be read this pass.
+pub const ACCOUNT_UNAVAILABLE: &str = "AccountUnavailable";
+
+pub struct Clients {
+    base: EcsClient,
+    /// `None` when built for a single account (tests, tools): a named account is then an error.
+    accounts: Option<Accounts>,
+    by_role: tokio::sync::Mutex<BTreeMap<AccountRef, EcsClient>>,
+}
+
+impl Clients {
+    /// Clients that can reach other accounts by assuming the roles the policy files name.
+    pub fn new(base: EcsClient, accounts: Accounts) -> Clients {
+        Clients {
+            base,
+            accounts: Some(accounts),
+            by_role: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Only the chain's own account.
+    pub fn single(base: EcsClient) -> Clients {
+        Clients {
+            base,
+            accounts: None,
+            by_role: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Call counts of every account's client together.
+    pub fn stats(&self) -> &CallStats {
+        self.base.stats()
+    }
+
+    /// The client for `account` (empty: the chain's own); `role` is the role the policy files name
+    /// for it. A failure (STS refused, no role declared) is returned as a per-group error so that
+    /// only that account's groups are affected; it is not cached, so the next pass tries again.
+    pub async fn get(
+        &self,
+        account: &str,
+        role: Option<&AccountRef>,
+    ) -> Result<EcsClient, ApiError> {
+        if account.is_empty() {
+            return Ok(self.base.clone());
+        }
+        let unavailable = |why: String| {
+            ApiError::transport(
+                ASSUME_ROLE,
+                ACCOUNT_UNAVAILABLE,
+                format!("account {account}: {why}"),
+            )
+        };
+        let role = role.ok_or_else(|| unavailable("no file names a role for it".into()))?;
+        let accounts = self
+            .accounts
+            .as_ref()
+            .ok_or_else(|| unavailable("this client cannot assume roles".into()))?;
+        let mut by_role = self.by_role.lock().await;
+        if let Some(c) = by_role.get(role) {
+            return Ok(c.clone());
+        }
+        let session = accounts.session(role).await.map_err(unavailable)?;
+        let client = self.base.for_account(account, session);
+        by_role.insert(role.clone(), client.clone());
+        Ok(client)
+    }
+
+    /// Refresh health of every assumed-role session, for metrics (`provider` is `account/<id>`).
+    pub async fn session_statuses(&self) -> Vec<RefreshStatus> {
+        match &self.accounts {
+            Some(a) => a.statuses().await.into_iter().map(|(_, s)| s).collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// The client of every account one pass needs, resolved once at its start so that a pass assumes
+/// each role at most once and every group of an unreachable account fails the same way.
+pub struct Reach {
+    by_account: BTreeMap<String, Result<EcsClient, ApiError>>,
+}
+
+impl Clients {
+    /// Resolves the clients of `accounts` (ids, empty for the chain's own); `roles` is
+    /// `Desired::accounts`.
+    pub async fn reach<'a>(
+        &self,
+        accounts: impl IntoIterator<Item = &'a str>,
+        roles: &BTreeMap<String, AccountRef>,
+    ) -> Reach {
+        let mut by_account = BTreeMap::new();
+        for account in accounts {
+            if !by_account.contains_key(account) {
+                let client = self.get(account, roles.get(account)).await;
+                if let Err(e) = &client {
+                    tracing::warn!(account, "{e}");
+                }
+                by_account.insert(account.to_string(), client);
+            }
+        }
+        Reach { by_account }
+    }
+}
+
+impl Reach {
+    /// The client for `account`, or why that account cannot be reached this pass.
+    pub fn client(&self, account: &str) -> Result<&EcsClient, ApiError> {
+        match self.by_account.get(account) {
+            Some(Ok(c)) => Ok(c),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(ApiError::transport(
+                ASSUME_ROLE,
+                ACCOUNT_UNAVAILABLE,
+                format!("account {account} was not resolved for this pass"),
+            )),
+        }
+    }
+}
