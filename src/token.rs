@@ -165,8 +165,18 @@ mod tests {
     #[test]
     fn the_hash_is_sha256_over_the_documented_inputs_and_the_account_prefixes_them() {
         let k = key();
-        let parts = "sgpolicy-token-v1\0cn-hangzhou\0sg-bp67acfmxazb4ph0001\0Accept\0Drop\0\
-                     3f2a9c1b7d4e\01795839000\00\0";
+        let parts = [
+            "sgpolicy-token-v1",
+            "cn-hangzhou",
+            "sg-bp67acfmxazb4ph0001",
+            "Accept",
+            "Drop",
+            "3f2a9c1b7d4e",
+            "1795839000",
+            "0",
+        ]
+        .map(|p| format!("{p}\0"))
+        .concat();
         let hex = |bytes: &[u8]| -> String {
             Sha256::digest(bytes)[..8]
                 .iter()
