@@ -2,7 +2,7 @@
 //! meanings are listed in docs/daemon.md; keep the two in step.
 
 use crate::ecs::client::CallStats;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -23,20 +23,41 @@ pub struct TriggerLabels {
     pub trigger: String,
 }
 
+/// `account="<id>"` for a group of an account a policy file names, and no label at all for the
+/// credential chain's own account, so a single-account setup exports exactly what it always did
+/// (and PromQL treats the two alike: an absent label equals an empty one).
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq)]
+pub struct AccountLabel(pub String);
+
+impl EncodeLabelSet for AccountLabel {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        match self.0.as_str() {
+            "" => Ok(()),
+            account => [("account", account)].as_slice().encode(encoder),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
     pub state: String,
+    #[prometheus(flatten)]
+    pub account: AccountLabel,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: String,
+    #[prometheus(flatten)]
+    pub account: AccountLabel,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
     pub action: String,
     pub code: String,
+    #[prometheus(flatten)]
+    pub account: AccountLabel,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,6 +76,8 @@ pub struct CredentialLabels {
 pub struct GroupLabels {
     pub region: String,
     pub group: String,
+    #[prometheus(flatten)]
+    pub account: AccountLabel,
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -88,7 +111,7 @@ pub struct Metrics {
     pub api_retries: Counter,
     pub api_throttled: Counter,
     /// The client's counts already added to `api_calls`.
-    api_seen: Mutex<BTreeMap<(String, String), u64>>,
+    api_seen: Mutex<BTreeMap<(String, String, String), u64>>,
     /// The client's retry and throttle counts already added.
     retries_seen: Mutex<(u64, u64)>,
 }
@@ -233,20 +256,19 @@ impl Metrics {
             self.api_throttled.inc_by(t.saturating_sub(seen.1));
             *seen = (r, t);
         }
-        let now = stats.snapshot();
+        let now = stats.snapshot_by_account();
         let Ok(mut seen) = self.api_seen.lock() else {
             return;
         };
-        for ((action, code), n) in &now {
-            let before = seen
-                .get(&(action.clone(), code.clone()))
-                .copied()
-                .unwrap_or(0);
+        for (key, n) in &now {
+            let before = seen.get(key).copied().unwrap_or(0);
             if *n > before {
+                let (account, action, code) = key.clone();
                 self.api_calls
                     .get_or_create(&ApiLabels {
-                        action: action.clone(),
-                        code: code.clone(),
+                        action,
+                        code,
+                        account: AccountLabel(account),
                     })
                     .inc_by(n - before);
             }
@@ -300,13 +322,27 @@ impl Metrics {
             .set(1);
     }
 
-    pub fn set_groups(&self, counts: &BTreeMap<&'static str, i64>) {
-        for state in ["in_sync", "drifted", "unmanageable", "error"] {
-            self.groups
-                .get_or_create(&StateLabels {
-                    state: state.to_string(),
-                })
-                .set(counts.get(state).copied().unwrap_or(0));
+    /// Groups by (account, state). Every state of every account is set, zeros included, so a
+    /// group that leaves a state takes its count down with it; the chain's own account always appears.
+    pub fn set_groups(&self, counts: &BTreeMap<(String, &'static str), i64>) {
+        let mut accounts: Vec<&str> = counts.keys().map(|(a, _)| a.as_str()).collect();
+        accounts.push("");
+        accounts.sort_unstable();
+        accounts.dedup();
+        for account in accounts {
+            for state in ["in_sync", "drifted", "unmanageable", "error"] {
+                self.groups
+                    .get_or_create(&StateLabels {
+                        state: state.to_string(),
+                        account: AccountLabel(account.to_string()),
+                    })
+                    .set(
+                        counts
+                            .get(&(account.to_string(), state))
+                            .copied()
+                            .unwrap_or(0),
+                    );
+            }
         }
     }
 }
@@ -329,10 +365,14 @@ mod tests {
         let m = Metrics::new();
         m.pass_done("startup", "success", 0.2);
         m.set_revision("abc123", Some("deadbeef"));
-        m.set_groups(&BTreeMap::from([("in_sync", 3)]));
+        m.set_groups(&BTreeMap::from([
+            ((String::new(), "in_sync"), 3),
+            (("2222222222222222".to_string(), "drifted"), 2),
+        ]));
         m.writes
             .get_or_create(&OutcomeLabels {
                 outcome: "changed".into(),
+                account: AccountLabel::default(),
             })
             .inc();
         let text = m.encode();
@@ -342,6 +382,8 @@ mod tests {
             "sgpolicy_groups{state=\"in_sync\"} 3",
             "sgpolicy_groups{state=\"drifted\"} 0",
             "sgpolicy_writes_total{outcome=\"changed\"} 1",
+            "sgpolicy_groups{state=\"drifted\",account=\"2222222222222222\"} 2",
+            "sgpolicy_groups{state=\"in_sync\",account=\"2222222222222222\"} 0",
             "sgpolicy_policy_revision_info{revision=\"abc123\",commit=\"deadbeef\"} 1",
             "sgpolicy_policy_load_errors 0",
         ] {

@@ -70,12 +70,20 @@ impl GroupKey {
     }
 }
 
+impl GroupKey {
+    /// Where the group lives, for a report column: `cn-hangzhou`, or `2222222222222222/cn-hangzhou`
+    /// for a group of a named account.
+    pub fn place(&self) -> String {
+        match self.account.as_str() {
+            "" => self.region.clone(),
+            account => format!("{account}/{}", self.region),
+        }
+    }
+}
+
 impl fmt::Display for GroupKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.account.is_empty() {
-            write!(f, "{}/", self.account)?;
-        }
-        write!(f, "{}/{}", self.region, self.id)
+        write!(f, "{}/{}", self.place(), self.id)
     }
 }
 

@@ -146,7 +146,7 @@ pub fn text(report: &PassReport) -> String {
                     (a, _) => format!("ERROR {}", action_name(a)),
                 };
                 [
-                    r.entry.key.region.clone(),
+                    r.entry.key.place(),
                     r.entry.key.id.clone(),
                     r.entry.observed.map_or("-".into(), |p| p.to_string()),
                     r.entry.desired.to_string(),
@@ -208,6 +208,7 @@ pub fn json(report: &PassReport) -> Value {
 /// One group's entry in the JSON output.
 fn group_json(r: &GroupResult) -> Value {
     json!({
+                "account": (!r.entry.key.account.is_empty()).then_some(&r.entry.key.account),
                 "region": r.entry.key.region,
                 "id": r.entry.key.id,
                 "desired": r.entry.desired,

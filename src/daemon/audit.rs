@@ -35,7 +35,7 @@ pub fn log_writes(report: &PassReport, commit: Option<&str>) {
         if r.outcome == Outcome::Changed {
             tracing::info!(
                 target: "sgpolicy::audit",
-                group = %r.entry.key.id, region = %r.entry.key.region, from = %from, to = %to,
+                group = %r.entry.key.id, account = %r.entry.key.account, region = %r.entry.key.region, from = %from, to = %to,
                 revision = %report.revision, commit, source = %r.entry.source,
                 client_token = token, request_id = %request_id, outcome = "changed",
                 "write"
@@ -48,7 +48,7 @@ pub fn log_writes(report: &PassReport, commit: Option<&str>) {
                 .unwrap_or(("", ""));
             tracing::warn!(
                 target: "sgpolicy::audit",
-                group = %r.entry.key.id, region = %r.entry.key.region, from = %from, to = %to,
+                group = %r.entry.key.id, account = %r.entry.key.account, region = %r.entry.key.region, from = %from, to = %to,
                 revision = %report.revision, commit, source = %r.entry.source,
                 client_token = token, request_id = %request_id, outcome = "failed",
                 error_code = code, error = message,

@@ -77,7 +77,7 @@ fn change_row(r: &GroupResult) -> String {
     format!(
         "| `{}` | {} | {} | {} | {} | {} |\n",
         cell(&r.entry.key.id),
-        cell(&r.entry.key.region),
+        cell(&r.entry.key.place()),
         change,
         dir,
         result_word(r),
@@ -89,7 +89,7 @@ fn problem_line(r: &GroupResult) -> String {
     format!(
         "- `{}` ({}): {} — {}\n",
         cell(&r.entry.key.id),
-        cell(&r.entry.key.region),
+        cell(&r.entry.key.place()),
         result_word(r),
         cell(&problem(r).unwrap_or_default())
     )
@@ -212,7 +212,7 @@ pub fn markdown(report: &PassReport) -> String {
             let line = format!(
                 "- `{}` ({}) {}\n",
                 cell(&r.entry.key.id),
-                cell(&r.entry.key.region),
+                cell(&r.entry.key.place()),
                 r.entry.desired
             );
             if !push_within(&mut out, &line, BUDGET - RESERVE) {

@@ -5,7 +5,7 @@ use super::{Runner, State};
 use crate::daemon::audit;
 use crate::daemon::scheduler::Trigger;
 use crate::ecs::error::{classify, ErrorClass};
-use crate::metrics::{GroupLabels, OutcomeLabels};
+use crate::metrics::{AccountLabel, GroupLabels, OutcomeLabels};
 use crate::model::{GroupKey, NoteLevel};
 use crate::plan::Action;
 use crate::policy::DesiredGroup;
@@ -89,10 +89,10 @@ impl Runner {
                     Outcome::Changed => {
                         t.changed += 1;
                         self.metrics.corrections.inc();
-                        self.write_outcome("changed");
+                        self.write_outcome(&key.account, "changed");
                         if let Some(n) = st.fights.corrected(key, now) {
                             tracing::warn!(
-                                group = %key.id, region = %key.region, corrections = n.streak,
+                                group = %key.id, account = %key.account, region = %key.region, corrections = n.streak,
                                 hold_seconds = n.hold.as_secs(),
                                 "group {key} was changed back {} times in a row, each within {} of the last: \
                                  something else keeps changing it (a console user, Terraform, another tool?); \
@@ -125,7 +125,7 @@ impl Runner {
                     Outcome::Failed => {
                         t.errors += 1;
                         if audit::write_sent(r) {
-                            self.write_outcome("failed");
+                            self.write_outcome(&key.account, "failed");
                         }
                         if let Some(e) = r.error.as_ref().filter(|e| is_cloud_failure(&e.code)) {
                             cloud.get_or_insert_with(|| e.to_string());
@@ -161,19 +161,20 @@ impl Runner {
         (t, cloud)
     }
 
-    pub(super) fn write_outcome(&self, outcome: &str) {
+    pub(super) fn write_outcome(&self, account: &str, outcome: &str) {
         self.metrics
             .writes
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_string(),
+                account: AccountLabel(account.to_string()),
             })
             .inc();
     }
 
     pub(super) fn publish_groups(&self, st: &State) {
-        let mut counts: BTreeMap<&'static str, i64> = BTreeMap::new();
-        for s in st.groups.values() {
-            *counts.entry(s.label()).or_default() += 1;
+        let mut counts: BTreeMap<(String, &'static str), i64> = BTreeMap::new();
+        for (key, s) in &st.groups {
+            *counts.entry((key.account.clone(), s.label())).or_default() += 1;
         }
         self.metrics.set_groups(&counts);
         let fighting = st.fights.fighting(Instant::now());
@@ -185,6 +186,7 @@ impl Runner {
                 .get_or_create(&GroupLabels {
                     region: key.region.clone(),
                     group: key.id.clone(),
+                    account: AccountLabel(key.account.clone()),
                 })
                 .set(hold.as_secs_f64());
         }
