@@ -118,33 +118,53 @@ impl PassReport {
     }
 }
 
-/// Shared by every task of one pass: the first fatal error stops new requests.
+/// Shared by every task of one pass: the first fatal error of an account stops new requests to that
+/// account. Other accounts carry on: a role missing a permission in staging must not leave production
+/// uncorrected.
 #[derive(Default)]
 struct PassState {
-    fatal: Mutex<Option<ApiError>>,
+    /// By account (empty: the chain's own), the first fatal error seen.
+    fatal: Mutex<BTreeMap<String, ApiError>>,
     cancel: Option<Arc<AtomicBool>>,
     deadline: Option<tokio::time::Instant>,
 }
 
 impl PassState {
+    /// The pass's fatal error for the report: the chain's own account's, else the first account's.
     fn fatal(&self) -> Option<ApiError> {
-        self.fatal.lock().ok().and_then(|f| f.clone())
+        self.fatal
+            .lock()
+            .ok()
+            .and_then(|f| f.values().next().cloned())
     }
 
-    /// Passes `result` through, remembering a fatal error; refuses to start when one is known.
-    fn note<T>(&self, result: Result<T, ApiError>) -> Result<T, ApiError> {
+    fn fatal_for(&self, account: &str) -> Option<ApiError> {
+        self.fatal.lock().ok().and_then(|f| f.get(account).cloned())
+    }
+
+    /// Passes `result` through, remembering a fatal error for `account`; the error of a named
+    /// account says which account it is, since the report shows only one.
+    fn note<T>(&self, account: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
         if let Err(e) = &result {
             if e.class() == ErrorClass::Fatal {
                 if let Ok(mut f) = self.fatal.lock() {
-                    f.get_or_insert_with(|| e.clone());
+                    f.entry(account.to_string()).or_insert_with(|| {
+                        let mut e = e.clone();
+                        if !account.is_empty() {
+                            e.message = format!("account {account}: {}", e.message);
+                        }
+                        e
+                    });
                 }
             }
         }
         result
     }
 
-    fn guard(&self) -> Result<(), ApiError> {
-        match self.fatal() {
+    /// Refuses to start a request to `account` once it had a fatal error or the pass is past its
+    /// deadline.
+    fn guard(&self, account: &str) -> Result<(), ApiError> {
+        match self.fatal_for(account) {
             Some(e) => Err(e),
             None if self
                 .deadline
@@ -157,8 +177,8 @@ impl PassState {
     }
 
     /// Like `guard`, and also refuses to start new work once the pass is cancelled.
-    fn admit(&self, action: &'static str) -> Result<(), ApiError> {
-        self.guard()?;
+    fn admit(&self, account: &str, action: &'static str) -> Result<(), ApiError> {
+        self.guard(account)?;
         match &self.cancel {
             Some(c) if c.load(Ordering::SeqCst) => Err(ApiError::transport(
                 action,
@@ -193,8 +213,8 @@ pub async fn run_pass(clients: &Clients, desired: &Desired, opts: &PassOptions) 
         desired
     } else {
         let (d, fatal) = crate::selectors::resolve(&reach, desired, opts.concurrency).await;
-        if let Some(e) = fatal {
-            let _ = state.note::<()>(Err(e));
+        if let Some((account, e)) = fatal {
+            let _ = state.note::<()>(&account, Err(e));
         }
         resolved = d;
         &resolved
@@ -265,11 +285,12 @@ async fn observe(
         .map(|(place, ids)| async move {
             let r = match (
                 reach.client(&place.account),
-                state.admit(api::DESCRIBE_GROUPS),
+                state.admit(&place.account, api::DESCRIBE_GROUPS),
             ) {
                 (Ok(client), Ok(())) => {
                     let read = client.describe_groups(&place.region, &ids);
-                    state.note(within(state.deadline, api::DESCRIBE_GROUPS, read).await)
+                    let read = within(state.deadline, api::DESCRIBE_GROUPS, read).await;
+                    state.note(&place.account, read)
                 }
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };
@@ -308,11 +329,12 @@ async fn observe(
         .map(|(key, meta)| async move {
             let r = match (
                 reach.client(&key.account),
-                state.admit(api::DESCRIBE_ATTRIBUTE),
+                state.admit(&key.account, api::DESCRIBE_ATTRIBUTE),
             ) {
                 (Ok(client), Ok(())) => {
                     let read = client.describe_attribute(&key);
-                    state.note(within(state.deadline, api::DESCRIBE_ATTRIBUTE, read).await)
+                    let read = within(state.deadline, api::DESCRIBE_ATTRIBUTE, read).await;
+                    state.note(&key.account, read)
                 }
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };
@@ -431,13 +453,14 @@ async fn write_and_verify(
     for generation in 0..token::MAX_GENERATION {
         let token = token_for(plan, entry, from, to, observed_at, generation);
         result.token = Some(token.clone());
-        if let Err(e) = state.admit(crate::ecs::api::MODIFY_POLICY) {
+        let account = entry.key.account.as_str();
+        if let Err(e) = state.admit(account, crate::ecs::api::MODIFY_POLICY) {
             result.error = Some(e);
             return result;
         }
         tracing::debug!(group = %entry.key, token = %token, "sending ModifySecurityGroupPolicy");
         let write = client.modify_policy(&entry.key, to, &token);
-        match state.note(within(state.deadline, api::MODIFY_POLICY, write).await) {
+        match state.note(account, within(state.deadline, api::MODIFY_POLICY, write).await) {
             Ok(request_id) => result.request_id = Some(request_id),
             Err(e) => {
                 tracing::warn!(group = %entry.key, code = %e.code, "write failed: {e}");
@@ -489,9 +512,10 @@ async fn verify(
         if attempt > 0 {
             tokio::time::sleep(opts.verify_delay).await;
         }
-        state.guard()?;
+        state.guard(&entry.key.account)?;
         let read = client.describe_attribute(&entry.key);
-        if state.note(within(state.deadline, api::DESCRIBE_ATTRIBUTE, read).await)? == to {
+        let read = within(state.deadline, api::DESCRIBE_ATTRIBUTE, read).await;
+        if state.note(&entry.key.account, read)? == to {
             return Ok(true);
         }
     }

@@ -27,12 +27,12 @@ const MAX_PAGES: usize = 1000;
 pub type Listing = Result<Vec<String>, ApiError>;
 
 /// Lists every selector's groups and merges them into a copy of `desired`. The second value is an
-/// error that should stop the pass (bad credentials, forbidden), if one happened.
+/// error that should stop the pass for its account (bad credentials, forbidden), if one happened.
 pub async fn resolve(
     reach: &Reach,
     desired: &Desired,
     concurrency: usize,
-) -> (Desired, Option<ApiError>) {
+) -> (Desired, Option<(String, ApiError)>) {
     let mut listings: Vec<(usize, Listing)> = stream::iter(desired.selectors.iter().enumerate())
         .map(|(i, sel)| async move {
             let listing = match reach.client(&sel.account) {
@@ -45,8 +45,10 @@ pub async fn resolve(
         .collect()
         .await;
     listings.sort_by_key(|(i, _)| *i);
-    let fatal = listings.iter().find_map(|(_, l)| match l {
-        Err(e) if e.class() == ErrorClass::Fatal => Some(e.clone()),
+    let fatal = listings.iter().find_map(|(i, l)| match l {
+        Err(e) if e.class() == ErrorClass::Fatal => {
+            Some((desired.selectors[*i].account.clone(), e.clone()))
+        }
         _ => None,
     });
     let listings: Vec<Listing> = listings.into_iter().map(|(_, l)| l).collect();

@@ -60,7 +60,7 @@ impl Runner {
             let reach = self.clients.reach(accounts, &desired.accounts).await;
             let (resolved, fatal) =
                 crate::selectors::resolve(&reach, desired, self.config.concurrency).await;
-            if let Some(e) = fatal {
+            if let Some((_, e)) = fatal {
                 return Err(e);
             }
             for note in &resolved.notes {
