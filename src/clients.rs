@@ -134,3 +134,46 @@ impl Reach {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ecs::credentials::Secret;
+    use crate::ecs::{ClientConfig, Credentials};
+    use std::sync::Arc;
+
+    fn base() -> EcsClient {
+        let creds = Credentials {
+            access_key_id: "id".into(),
+            access_key_secret: Secret::new("secret"),
+            security_token: None,
+        };
+        EcsClient::new(ClientConfig::default(), Arc::new(creds)).expect("client")
+    }
+
+    #[tokio::test]
+    async fn the_chains_own_account_needs_no_role_and_a_named_one_does() {
+        let clients = Clients::single(base());
+        let role = AccountRef::new("acs:ram::2222222222222222:role/x", None).expect("arn");
+        let roles = BTreeMap::from([("2222222222222222".to_string(), role)]);
+        let reach = clients
+            .reach(["", "2222222222222222", "3333333333333333", ""], &roles)
+            .await;
+        assert!(reach.client("").is_ok());
+        let e = reach.client("2222222222222222").err().expect("no STS here");
+        assert_eq!(
+            (e.action, e.code.as_str()),
+            (ASSUME_ROLE, ACCOUNT_UNAVAILABLE)
+        );
+        assert!(e.message.contains("cannot assume roles"), "{e}");
+        let e = reach.client("3333333333333333").err().expect("no role");
+        assert!(e.message.contains("no file names a role"), "{e}");
+        // Per group, not fatal: only that account's groups are affected.
+        assert_ne!(e.class(), crate::ecs::ErrorClass::Fatal);
+        let e = reach
+            .client("4444444444444444")
+            .err()
+            .expect("not resolved");
+        assert!(e.message.contains("not resolved"), "{e}");
+    }
+}
