@@ -460,7 +460,10 @@ async fn write_and_verify(
         }
         tracing::debug!(group = %entry.key, token = %token, "sending ModifySecurityGroupPolicy");
         let write = client.modify_policy(&entry.key, to, &token);
-        match state.note(account, within(state.deadline, api::MODIFY_POLICY, write).await) {
+        match state.note(
+            account,
+            within(state.deadline, api::MODIFY_POLICY, write).await,
+        ) {
             Ok(request_id) => result.request_id = Some(request_id),
             Err(e) => {
                 tracing::warn!(group = %entry.key, code = %e.code, "write failed: {e}");
