@@ -7,7 +7,7 @@ use super::respond::admin_json;
 use super::Simulator;
 use crate::model::Policy;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -46,6 +46,7 @@ async fn get_groups(State(sim): State<Simulator>) -> Response {
         .values()
         .map(|g| {
             json!({
+                "account": g.account,
                 "region": g.region,
                 "id": g.id,
                 "innerAccessPolicy": g.policy.as_str(),
@@ -66,12 +67,24 @@ struct Flip {
     inner_access_policy: String,
 }
 
-/// `POST /_sim/groups/{region}/{id}` `{"innerAccessPolicy":"Drop"}`: a console user's change.
+/// `?account=<id>` on paths that address a group; the default account when absent.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InAccount {
+    account: Option<String>,
+}
+
+/// `POST /_sim/groups/{region}/{id}[?account=<id>]` `{"innerAccessPolicy":"Drop"}`: a console
+/// user's change.
 async fn flip_group(
     State(sim): State<Simulator>,
     Path((region, id)): Path<(String, String)>,
+    Query(q): Query<InAccount>,
     body: Bytes,
 ) -> Response {
+    let account = q
+        .account
+        .unwrap_or_else(|| super::DEFAULT_ACCOUNT.to_string());
     let policy = match serde_json::from_slice::<Flip>(&body) {
         Ok(f) => Policy::parse(&f.inner_access_policy),
         Err(e) => return admin_json(400, json!({"error": format!("bad body: {e}")})),
@@ -82,13 +95,16 @@ async fn flip_group(
             json!({"error": "innerAccessPolicy must be Accept or Drop"}),
         );
     };
-    if sim.set_policy(&region, &id, policy) {
+    if sim.set_policy_in(&account, &region, &id, policy) {
         admin_json(
             200,
-            json!({"region": region, "id": id, "innerAccessPolicy": policy.as_str()}),
+            json!({"account": account, "region": region, "id": id, "innerAccessPolicy": policy.as_str()}),
         )
     } else {
-        admin_json(404, json!({"error": format!("no group {id} in {region}")}))
+        admin_json(
+            404,
+            json!({"error": format!("no group {id} in {region} of account {account}")}),
+        )
     }
 }
 

@@ -17,10 +17,14 @@ pub type Params = BTreeMap<String, String>;
 pub const CLOCK_SKEW_SECS: i64 = 15 * 60;
 
 /// What the simulator knows about one access key. No `Debug`: it holds a secret.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Credential {
     pub secret: String,
     pub security_token: Option<String>,
+    /// The account whose resources the key may see and change.
+    pub account: String,
+    /// Unix seconds after which the key (an STS session) is refused.
+    pub expires_at: Option<i64>,
 }
 
 /// A request that passed every check except nonce freshness, which needs the mutable nonce store.
@@ -377,7 +381,7 @@ mod tests {
             "testid".into(),
             Credential {
                 secret: "testsecret".into(),
-                security_token: None,
+                ..Credential::default()
             },
         );
         m.insert(
@@ -385,6 +389,7 @@ mod tests {
             Credential {
                 secret: "s".into(),
                 security_token: Some("tok".into()),
+                ..Credential::default()
             },
         );
         m

@@ -359,6 +359,7 @@ mod tests {
                 Credential {
                     secret: secret.into(),
                     security_token: token.map(String::from),
+                    ..Credential::default()
                 },
             );
         }
@@ -476,7 +477,7 @@ mod tests {
             "testid".into(),
             Credential {
                 secret: "wrong".into(),
-                security_token: None,
+                ..Credential::default()
             },
         );
         let req = describe();

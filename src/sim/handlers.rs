@@ -37,17 +37,19 @@ impl Outcome {
     }
 }
 
-/// Runs `action` against the state. `request_id` is this request's fresh id.
+/// Runs `action` against the state of `account` (the signing key's). `request_id` is this request's
+/// fresh id.
 pub fn dispatch(
     state: &mut State,
+    account: &str,
     action: &str,
     p: &Params,
     request_id: &str,
 ) -> Result<Outcome, ApiError> {
     match action {
-        "DescribeSecurityGroupAttribute" => describe_attribute(state, p, request_id),
-        "DescribeSecurityGroups" => describe_groups(state, p, request_id),
-        "ModifySecurityGroupPolicy" => modify_policy(state, p, request_id),
+        "DescribeSecurityGroupAttribute" => describe_attribute(state, account, p, request_id),
+        "DescribeSecurityGroups" => describe_groups(state, account, p, request_id),
+        "ModifySecurityGroupPolicy" => modify_policy(state, account, p, request_id),
         _ => Err(ApiError::new(
             404,
             "InvalidAction.NotFound",
@@ -136,7 +138,12 @@ fn number(
     }
 }
 
-fn describe_attribute(state: &mut State, p: &Params, rid: &str) -> Result<Outcome, ApiError> {
+fn describe_attribute(
+    state: &mut State,
+    account: &str,
+    p: &Params,
+    rid: &str,
+) -> Result<Outcome, ApiError> {
     let region = arg(p, "RegionId").ok_or_else(|| missing_dotted("RegionId"))?;
     let id = arg(p, "SecurityGroupId").ok_or_else(|| missing_pop("SecurityGroupId"))?;
     check_group_id(id)?;
@@ -147,7 +154,10 @@ fn describe_attribute(state: &mut State, p: &Params, rid: &str) -> Result<Outcom
         Some(_) => return Err(invalid("Direction")),
     };
     check_region(state, region)?;
-    let g = state.group(region, id).ok_or_else(group_not_found)?;
+    // Another account's group is as invisible as a group that does not exist.
+    let g = state
+        .group(account, region, id)
+        .ok_or_else(group_not_found)?;
     let rules: Vec<Value> = synthetic_rules(g)
         .into_iter()
         .filter(|r| direction == "all" || r["Direction"] == direction)
@@ -242,7 +252,12 @@ fn decode_token(t: &str) -> Option<usize> {
         .ok()
 }
 
-fn describe_groups(state: &mut State, p: &Params, rid: &str) -> Result<Outcome, ApiError> {
+fn describe_groups(
+    state: &mut State,
+    account: &str,
+    p: &Params,
+    rid: &str,
+) -> Result<Outcome, ApiError> {
     let region = arg(p, "RegionId").ok_or_else(|| missing_dotted("RegionId"))?;
     let ids: Option<Vec<String>> = match arg(p, "SecurityGroupIds") {
         None => None,
@@ -291,7 +306,8 @@ fn describe_groups(state: &mut State, p: &Params, rid: &str) -> Result<Outcome, 
     }
     check_region(state, region)?;
     let wanted = |g: &&Group| {
-        g.region == region
+        g.account == account
+            && g.region == region
             && ids.as_ref().map_or(true, |ids| ids.contains(&g.id))
             && arg(p, "SecurityGroupId").map_or(true, |i| i == g.id)
             && arg(p, "VpcId").map_or(true, |v| v == g.vpc_id)
@@ -354,7 +370,12 @@ fn group_item(g: &Group) -> Value {
     item
 }
 
-fn modify_policy(state: &mut State, p: &Params, rid: &str) -> Result<Outcome, ApiError> {
+fn modify_policy(
+    state: &mut State,
+    account: &str,
+    p: &Params,
+    rid: &str,
+) -> Result<Outcome, ApiError> {
     let region = arg(p, "RegionId").ok_or_else(|| {
         ApiError::new(
             400,
@@ -382,7 +403,7 @@ fn modify_policy(state: &mut State, p: &Params, rid: &str) -> Result<Outcome, Ap
                 "The specified ClientToken is invalid: at most 64 ASCII characters are allowed.",
             ));
         }
-        if let Some(seen) = state.tokens.get(t) {
+        if let Some(seen) = state.tokens.get(&(account.to_string(), t.to_string())) {
             if seen.region == region && seen.group_id == id && seen.policy == policy {
                 return Ok(Outcome {
                     body: json!({}),
@@ -399,7 +420,9 @@ fn modify_policy(state: &mut State, p: &Params, rid: &str) -> Result<Outcome, Ap
         }
     }
     check_region(state, region)?;
-    let g = state.group(region, id).ok_or_else(group_not_found)?;
+    let g = state
+        .group(account, region, id)
+        .ok_or_else(group_not_found)?;
     if g.service_managed {
         return Err(ApiError::new(
             403,
@@ -420,10 +443,10 @@ fn modify_policy(state: &mut State, p: &Params, rid: &str) -> Result<Outcome, Ap
         ));
     }
     let effective = g.policy != policy;
-    state.set_policy(region, id, policy);
+    state.set_policy(account, region, id, policy);
     if let Some(t) = token {
         state.tokens.insert(
-            t.to_string(),
+            (account.to_string(), t.to_string()),
             TokenEntry {
                 region: region.to_string(),
                 group_id: id.to_string(),

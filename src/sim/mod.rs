@@ -22,8 +22,11 @@ mod raw;
 mod respond;
 mod seed;
 mod state;
+mod sts;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_accounts;
 #[cfg(test)]
 mod tests_describe;
 #[cfg(test)]
@@ -32,7 +35,7 @@ mod tests_modify;
 mod tests_v3;
 
 pub use faults::{FaultConfig, ScriptedFailure, ThrottleRule};
-pub use seed::{GroupType, Seed, SeedGroup, SeedKey};
+pub use seed::{GroupType, Seed, SeedGroup, SeedKey, SeedRole, DEFAULT_ACCOUNT};
 pub use state::CallRecord;
 
 use crate::model::Policy;
@@ -121,13 +124,23 @@ impl Simulator {
         self.state().calls()
     }
 
+    /// A group's policy in the default account.
     pub fn policy_of(&self, region: &str, id: &str) -> Option<Policy> {
-        self.state().group(region, id).map(|g| g.policy)
+        self.policy_of_in(DEFAULT_ACCOUNT, region, id)
     }
 
-    /// Flips a group the way a console user would: no token, no log entry. False if unknown.
+    pub fn policy_of_in(&self, account: &str, region: &str, id: &str) -> Option<Policy> {
+        self.state().group(account, region, id).map(|g| g.policy)
+    }
+
+    /// Flips a group of the default account the way a console user would: no token, no log entry.
+    /// False if unknown.
     pub fn set_policy(&self, region: &str, id: &str, p: Policy) -> bool {
-        self.state().set_policy(region, id, p)
+        self.set_policy_in(DEFAULT_ACCOUNT, region, id, p)
+    }
+
+    pub fn set_policy_in(&self, account: &str, region: &str, id: &str, p: Policy) -> bool {
+        self.state().set_policy(account, region, id, p)
     }
 
     /// Replaces the fault configuration (an empty config clears it).
@@ -163,8 +176,10 @@ impl Simulator {
             ..CallRecord::default()
         };
         let mut st = self.state();
-        let result = authenticate(&mut st, method, params, v3)
-            .and_then(|()| self.run(&mut st, params, &action, &request_id, &mut rec));
+        let result = authenticate(&mut st, method, params, v3).and_then(|account| {
+            rec.account.clone_from(&account);
+            self.run(&mut st, &account, params, &action, &request_id, &mut rec)
+        });
         let answer = match result {
             Ok(Some(out)) => {
                 rec.status = 200;
@@ -206,13 +221,19 @@ impl Simulator {
     fn run(
         &self,
         st: &mut state::State,
+        account: &str,
         params: &Params,
         action: &str,
         request_id: &str,
         rec: &mut CallRecord,
     ) -> Result<Option<handlers::Outcome>, ApiError> {
+        // STS shares the endpoint: its one action has its own API version.
+        let version = match action {
+            "AssumeRole" => sts::VERSION,
+            _ => "2014-05-26",
+        };
         match params.get("Version").map(String::as_str) {
-            Some("2014-05-26") => {}
+            Some(v) if v == version => {}
             None | Some("") => {
                 return Err(ApiError::new(
                     400,
@@ -228,22 +249,23 @@ impl Simulator {
                 ))
             }
         }
-        if !handlers::ACTIONS.contains(&action) {
+        if action != "AssumeRole" && !handlers::ACTIONS.contains(&action) {
             return Err(ApiError::new(
                 404,
                 "InvalidAction.NotFound",
                 "Specified api is not found, please check your url and method.",
             ));
         }
+        // Quotas are per account and region, as ECS's are.
         let region = params.get("RegionId").map_or("", String::as_str);
         let verdict = self.faults().decide_in(
-            region,
+            &format!("{account}/{region}"),
             action,
             chaos::request_key(params),
             std::time::Instant::now(),
         );
         match verdict {
-            Verdict::Pass => handlers::dispatch(st, action, params, request_id).map(Some),
+            Verdict::Pass => execute(st, account, action, params, request_id).map(Some),
             Verdict::ThrottledHint(ms) => {
                 rec.fault = Some("throttle".into());
                 let mut e = ApiError::new(
@@ -266,7 +288,7 @@ impl Simulator {
                 rec.fault = Some(if f.drop { "drop" } else { "failNext" }.into());
                 if f.apply_first {
                     // Executed for real; its effect is logged even though the client never learns it.
-                    if let Ok(out) = handlers::dispatch(st, action, params, request_id) {
+                    if let Ok(out) = execute(st, account, action, params, request_id) {
                         rec.effective = out.effective;
                         rec.replayed = out.replayed;
                     }
@@ -282,14 +304,29 @@ impl Simulator {
     }
 }
 
-/// Who sent the request: the V1 or V3 signature checks, then nonce freshness (which needs the
-/// state's nonce store, so it is remembered only for requests whose signature holds).
+/// The action itself, once every check passed.
+fn execute(
+    st: &mut state::State,
+    account: &str,
+    action: &str,
+    params: &Params,
+    request_id: &str,
+) -> Result<handlers::Outcome, ApiError> {
+    match action {
+        "AssumeRole" => sts::assume_role(st, params, request_id, chrono::Utc::now().timestamp()),
+        _ => handlers::dispatch(st, account, action, params, request_id),
+    }
+}
+
+/// Who sent the request: the V1 or V3 signature checks, an STS session's expiry, then nonce
+/// freshness (which needs the state's nonce store, so it is remembered only for requests whose
+/// signature holds). Returns the account of the signing key.
 fn authenticate(
     st: &mut state::State,
     method: &str,
     params: &Params,
     v3: Option<&SignedRequest>,
-) -> Result<(), ApiError> {
+) -> Result<String, ApiError> {
     let now = chrono::Utc::now().timestamp();
     let v = match v3 {
         Some(r) => auth_v3::verify(r, &st.keys, now)?,
@@ -305,7 +342,21 @@ fn authenticate(
             "Specified signature nonce was used already.",
         ));
     }
-    Ok(())
+    let Some(key) = st.keys.get(&v.access_key_id) else {
+        return Err(ApiError::new(
+            404,
+            "InvalidAccessKeyId.NotFound",
+            "Specified access key is not found.",
+        ));
+    };
+    if key.expires_at.is_some_and(|t| t <= now) {
+        return Err(ApiError::new(
+            400,
+            "InvalidSecurityToken.Expired",
+            "Specified SecurityToken is expired.",
+        ));
+    }
+    Ok(key.account.clone())
 }
 
 /// `application/x-www-form-urlencoded` decoding (`+` is a space), lossy on invalid UTF-8: a mangled

@@ -1,6 +1,8 @@
-//! The simulator's starting state, read from YAML: the account's access keys and its security groups.
+//! The simulator's starting state, read from YAML: access keys, security groups, and the RAM roles
+//! STS `AssumeRole` may hand out. Everything belongs to an account; without `account:` it is the
+//! default account ([`DEFAULT_ACCOUNT`]), so a single-account seed needs no account at all.
 
-use crate::model::Policy;
+use crate::model::{AccountRef, Policy};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +17,34 @@ pub struct Seed {
     pub access_keys: Vec<SeedKey>,
     #[serde(default)]
     pub security_groups: Vec<SeedGroup>,
+    /// Roles other accounts can be reached through (`AssumeRole`).
+    #[serde(default)]
+    pub roles: Vec<SeedRole>,
+}
+
+/// The account of keys and groups that name none.
+pub const DEFAULT_ACCOUNT: &str = "1000000000000001";
+
+/// A RAM role: `arn` is `acs:ram::<account>:role/<name>`, and its account is the one the temporary
+/// keys it hands out belong to. `externalId`, when set, must be passed by every `AssumeRole`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SeedRole {
+    pub arn: String,
+    #[serde(default)]
+    pub external_id: Option<String>,
+}
+
+impl fmt::Debug for SeedRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SeedRole")
+            .field("arn", &self.arn)
+            .field(
+                "external_id",
+                &self.external_id.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// One access key of the (single) simulated account. `Debug` is written by hand so the secret and the
@@ -27,6 +57,9 @@ pub struct SeedKey {
     /// When present the key behaves like STS credentials: every request must carry this token.
     #[serde(default)]
     pub security_token: Option<String>,
+    /// The account the key belongs to (default [`DEFAULT_ACCOUNT`]).
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 impl fmt::Debug for SeedKey {
@@ -89,6 +122,25 @@ pub struct SeedGroup {
     pub creation_time: Option<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The account the group belongs to (default [`DEFAULT_ACCOUNT`]).
+    #[serde(default)]
+    pub account: Option<String>,
+}
+
+/// A seeded account id, or the default one.
+pub(super) fn account_or_default(account: &Option<String>) -> String {
+    account
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ACCOUNT.to_string())
+}
+
+fn check_account(what: &str, account: &Option<String>) -> anyhow::Result<()> {
+    if let Some(a) = account {
+        if a.is_empty() || !a.bytes().all(|b| b.is_ascii_digit()) {
+            bail!("{what}: account {a:?} must be digits (quote it in YAML: account: \"2222222222222222\")");
+        }
+    }
+    Ok(())
 }
 
 impl SeedGroup {
@@ -119,6 +171,14 @@ impl Seed {
             if !key_ids.insert(k.id.as_str()) {
                 bail!("accessKeys[{i}]: duplicate access key id {:?}", k.id);
             }
+            check_account(&format!("accessKeys[{i}]"), &k.account)?;
+        }
+        let mut roles = BTreeSet::new();
+        for (i, r) in self.roles.iter().enumerate() {
+            AccountRef::new(&r.arn, None).map_err(|e| anyhow::anyhow!("roles[{i}]: {e}"))?;
+            if !roles.insert(r.arn.as_str()) {
+                bail!("roles[{i}]: duplicate role {}", r.arn);
+            }
         }
         let mut groups = BTreeSet::new();
         for (i, g) in self.security_groups.iter().enumerate() {
@@ -132,8 +192,14 @@ impl Seed {
                     g.inner_access_policy
                 );
             }
-            if !groups.insert((g.region.as_str(), g.id.as_str())) {
-                bail!("securityGroups[{i}]: duplicate group {}/{}", g.region, g.id);
+            check_account(&format!("securityGroups[{i}]"), &g.account)?;
+            let account = account_or_default(&g.account);
+            if !groups.insert((account.clone(), g.region.as_str(), g.id.as_str())) {
+                bail!(
+                    "securityGroups[{i}]: duplicate group {}/{} in account {account}",
+                    g.region,
+                    g.id
+                );
             }
         }
         Ok(())
@@ -165,6 +231,28 @@ mod tests {
             "securityGroups:\n  - {id: sg-1, region: r, innerAccessPolicy: Accept}\n  - {id: sg-1, region: r, innerAccessPolicy: Drop}\n"
         )
         .is_err());
+    }
+
+    #[test]
+    fn accounts_and_roles_are_checked() {
+        let ok = Seed::from_yaml(
+            "roles:\n  - {arn: \"acs:ram::2222:role/x\", externalId: e}\nsecurityGroups:\n  - {id: sg-1, region: r, innerAccessPolicy: Drop}\n  - {id: sg-1, region: r, innerAccessPolicy: Drop, account: \"2222\"}\n",
+        )
+        .expect("the same id in two accounts is two groups");
+        assert_eq!(
+            account_or_default(&ok.security_groups[0].account),
+            DEFAULT_ACCOUNT
+        );
+        assert!(!format!("{ok:?}").contains("externalId: e"));
+        for bad in [
+            "roles:\n  - {arn: \"acs:ram::x:role/y\"}\n",
+            "roles:\n  - {arn: \"acs:ram::1:role/y\"}\n  - {arn: \"acs:ram::1:role/y\"}\n",
+            "accessKeys:\n  - {id: a, secret: b, account: \"12ab\"}\n",
+            "securityGroups:\n  - {id: sg-1, region: r, innerAccessPolicy: Drop, account: \"\"}\n",
+            "securityGroups:\n  - {id: sg-1, region: r, innerAccessPolicy: Drop, account: \"7\"}\n  - {id: sg-1, region: r, innerAccessPolicy: Drop, account: \"7\"}\n",
+        ] {
+            assert!(Seed::from_yaml(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The simulated account: security groups, access keys, ClientTokens, recent nonces and the call log.
+//! The simulated accounts: security groups, access keys, roles and STS sessions, ClientTokens, recent
+//! nonces and the call log. Groups and ClientTokens belong to an account; a key sees only its own.
 
 use super::auth::{Credential, CLOCK_SKEW_SECS};
-use super::seed::{GroupType, Seed};
+use super::seed::{account_or_default, GroupType, Seed, SeedRole};
 use crate::model::Policy;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -45,9 +46,13 @@ const NONCE_CAP: usize = 200_000;
 /// Call-log entries kept at most (oldest dropped first); `seq` keeps counting.
 const CALL_LOG_CAP: usize = 100_000;
 
+/// STS sessions kept at most; the oldest are forgotten first once expired ones are gone.
+const SESSION_CAP: usize = 10_000;
+
 /// One security group as the simulator holds it.
 #[derive(Clone, Debug)]
 pub struct Group {
+    pub account: String,
     pub region: String,
     pub id: String,
     pub policy: Policy,
@@ -78,6 +83,8 @@ pub struct CallRecord {
     pub seq: u64,
     pub method: String,
     pub action: String,
+    /// The account of the key that signed the request (empty when it could not be authenticated).
+    pub account: String,
     pub region: String,
     pub group_id: Option<String>,
     pub client_token: Option<String>,
@@ -132,9 +139,14 @@ impl NonceStore {
 /// The whole mutable account. Held behind one mutex so each request is atomic, which is also what
 /// makes concurrent requests with one ClientToken apply exactly once.
 pub struct State {
-    pub groups: BTreeMap<(String, String), Group>,
+    /// By (account, region, id).
+    pub groups: BTreeMap<(String, String, String), Group>,
     pub keys: HashMap<String, Credential>,
-    pub tokens: HashMap<String, TokenEntry>,
+    /// By (account, ClientToken): ECS remembers tokens per account.
+    pub tokens: HashMap<(String, String), TokenEntry>,
+    pub roles: Vec<SeedRole>,
+    /// STS keys issued, oldest first, so expired sessions can be forgotten.
+    sessions: VecDeque<String>,
     pub nonces: NonceStore,
     calls: VecDeque<CallRecord>,
     next_seq: u64,
@@ -149,6 +161,7 @@ impl State {
             let Some(policy) = g.policy() else { continue };
             regions.insert(g.region.clone());
             let group = Group {
+                account: account_or_default(&g.account),
                 policy,
                 kind: g.kind,
                 service_managed: g.service_managed,
@@ -165,15 +178,24 @@ impl State {
                 region: g.region,
                 id: g.id,
             };
-            groups.insert((group.region.clone(), group.id.clone()), group);
+            groups.insert(
+                (
+                    group.account.clone(),
+                    group.region.clone(),
+                    group.id.clone(),
+                ),
+                group,
+            );
         }
         let keys = seed
             .access_keys
             .into_iter()
             .map(|k| {
                 let cred = Credential {
+                    account: account_or_default(&k.account),
                     secret: k.secret,
                     security_token: k.security_token,
+                    expires_at: None,
                 };
                 (k.id, cred)
             })
@@ -181,6 +203,8 @@ impl State {
         State {
             groups,
             keys,
+            roles: seed.roles,
+            sessions: VecDeque::new(),
             tokens: HashMap::new(),
             nonces: NonceStore::default(),
             calls: VecDeque::new(),
@@ -193,19 +217,41 @@ impl State {
         self.regions.contains(region)
     }
 
-    pub fn group(&self, region: &str, id: &str) -> Option<&Group> {
-        self.groups.get(&(region.to_string(), id.to_string()))
+    pub fn group(&self, account: &str, region: &str, id: &str) -> Option<&Group> {
+        self.groups
+            .get(&(account.to_string(), region.to_string(), id.to_string()))
     }
 
     /// Sets a group's policy; says whether it existed.
-    pub fn set_policy(&mut self, region: &str, id: &str, p: Policy) -> bool {
-        match self.groups.get_mut(&(region.to_string(), id.to_string())) {
+    pub fn set_policy(&mut self, account: &str, region: &str, id: &str, p: Policy) -> bool {
+        let key = (account.to_string(), region.to_string(), id.to_string());
+        match self.groups.get_mut(&key) {
             Some(g) => {
                 g.policy = p;
                 true
             }
             None => false,
         }
+    }
+
+    /// Registers the temporary key of a new STS session, forgetting sessions that have expired (and
+    /// the oldest ones beyond [`SESSION_CAP`]) so that a stream of AssumeRole calls cannot grow memory.
+    pub fn add_session(&mut self, key_id: String, cred: Credential, now: i64) {
+        while let Some(oldest) = self.sessions.front() {
+            let expired = self
+                .keys
+                .get(oldest)
+                .and_then(|c| c.expires_at)
+                .map_or(true, |t| t < now);
+            if !expired && self.sessions.len() < SESSION_CAP {
+                break;
+            }
+            if let Some(k) = self.sessions.pop_front() {
+                self.keys.remove(&k);
+            }
+        }
+        self.sessions.push_back(key_id.clone());
+        self.keys.insert(key_id, cred);
     }
 
     /// Appends to the call log, assigning the next sequence number.

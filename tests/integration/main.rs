@@ -1,6 +1,7 @@
 //! One integration-test binary: the real `sgpolicy` binary and its real HTTP client against the
 //! simulator over loopback, with policy folders written to temporary directories.
 
+mod accounts;
 mod calls;
 mod credentials;
 mod daemon;
