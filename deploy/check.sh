@@ -32,7 +32,7 @@ setpriv --reuid=65532 --regid=65532 --clear-groups env -i "$out/sgpolicy" valida
 echo "== JSON Schema: committed copy is the generated one, is a valid schema, and judges the examples"
 "$out/sgpolicy" schema | diff -u deploy/schema/policy.schema.json -
 "$VENV/bin/check-jsonschema" --check-metaschema deploy/schema/policy.schema.json
-mapfile -t policies < <(find examples/policies deploy/kubernetes -name '*.yaml' -path '*polic*' -not -name kustomization.yaml | sort)
+mapfile -t policies < <(find examples/policies examples/accounts deploy/kubernetes -name '*.yaml' -path '*polic*' -not -name kustomization.yaml | sort)
 "$VENV/bin/check-jsonschema" --schemafile deploy/schema/policy.schema.json "${policies[@]}"
 for f in "${policies[@]}"; do
   grep -q '^# yaml-language-server: \$schema=.*policy.schema.json$' "$f" || { echo "$f lacks the yaml-language-server line" >&2; exit 1; }

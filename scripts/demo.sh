@@ -19,7 +19,7 @@ url=$(sed -n 's/^listening on //p' "$tmp/sim.out")
 [ -n "$url" ] || { echo "the simulator did not start:"; cat "$tmp/sim.err"; exit 1; }
 
 export ALIBABA_CLOUD_ACCESS_KEY_ID=testid ALIBABA_CLOUD_ACCESS_KEY_SECRET=testsecret
-export ALIBABA_CLOUD_ENDPOINT_ECS="$url"
+export ALIBABA_CLOUD_ENDPOINT_ECS="$url" ALIBABA_CLOUD_ENDPOINT_STS="$url"
 echo "# simulator at $url (seed: examples/sim-seed.yaml)"
 echo
 echo "\$ sgpolicy --policies examples/policies --once --dry-run --detailed-exitcode"
@@ -31,3 +31,6 @@ echo "\$ sgpolicy --policies examples/policies --once"
 echo
 echo "\$ sgpolicy --policies examples/policies --once      # again: nothing to do, no writes"
 "$bin" --policies examples/policies --once
+echo
+echo "\$ sgpolicy --policies examples/accounts --once      # another account, through STS AssumeRole"
+"$bin" --policies examples/accounts --once

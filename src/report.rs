@@ -124,7 +124,11 @@ pub fn text(report: &PassReport) -> String {
         .filter(|r| r.outcome != Outcome::InSync)
         .collect();
     if !rows.is_empty() {
-        let header = ["REGION", "GROUP", "OBSERVED", "DESIRED", "RESULT", "SOURCE"];
+        let region = match rows.iter().any(|r| !r.entry.key.account.is_empty()) {
+            true => "ACCOUNT/REGION",
+            false => "REGION",
+        };
+        let header = [region, "GROUP", "OBSERVED", "DESIRED", "RESULT", "SOURCE"];
         let cells: Vec<[String; 6]> = rows
             .iter()
             .map(|r| {

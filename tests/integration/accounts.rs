@@ -172,6 +172,7 @@ async fn a_plan_shows_the_account_of_each_change() {
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     for line in [
+        "ACCOUNT/REGION".to_string(),
         format!("{PROD}/{HZ}"),
         format!("{STAGING}/{HZ}"),
         "will change Drop -> Accept (opens)".to_string(),
