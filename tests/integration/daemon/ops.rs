@@ -427,3 +427,91 @@ async fn sigint_when_idle_exits_0_promptly() {
     assert!(d.log_text().contains("SIGINT: shutting down"));
     assert!(d.log_text().contains("stopped"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_carry_the_account_of_groups_named_through_a_role_and_its_session_health() {
+    const PROD: &str = "2222222222222222";
+    let seed = format!(
+        "accessKeys:\n  - {{id: testid, secret: testsecret}}\n\
+         roles:\n  - {{arn: \"acs:ram::{PROD}:role/sgpolicy\"}}\n\
+         securityGroups:\n\
+         \x20 - {{id: sg-a, region: {HZ}, innerAccessPolicy: Drop}}\n\
+         \x20 - {{id: sg-a, region: {HZ}, innerAccessPolicy: Accept, account: \"{PROD}\"}}\n"
+    );
+    let sim = Sim::start(&seed).await;
+    let prod = format!(
+        "account:\n  roleArn: acs:ram::{PROD}:role/sgpolicy\n{}",
+        policy_file(&[("sg-a", "Drop")])
+    );
+    let folder = Folder::with(&[
+        ("own.yaml", &policy_file(&[("sg-a", "Drop")])),
+        ("prod.yaml", &prod),
+    ]);
+    let d = Daemon::start_with_env(
+        &sim,
+        folder.path(),
+        &["--interval", "1s"],
+        &[("ALIBABA_CLOUD_ENDPOINT_STS", sim.url.as_str())],
+    )
+    .await;
+    let labelled = |state: &str| format!("sgpolicy_groups{{state=\"{state}\",account=\"{PROD}\"}}");
+    let m = d
+        .wait_metrics("the other account's group in sync", |m| {
+            m.get(&labelled("in_sync")) == 1.0
+        })
+        .await;
+    assert_eq!(
+        m.get("sgpolicy_groups{state=\"in_sync\"}"),
+        1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(m.get(&labelled("drifted")), 0.0);
+    assert_eq!(
+        m.get(&format!(
+            "sgpolicy_writes_total{{outcome=\"changed\",account=\"{PROD}\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        m.sum("sgpolicy_writes_total", &["outcome=\"changed\""]),
+        1.0,
+        "the chain's own sg-a was in sync: one write in all"
+    );
+    let prod_writes = sim.writes().iter().filter(|c| c.account == PROD).count();
+    assert_eq!(
+        m.get(&format!(
+            "sgpolicy_api_calls_total{{action=\"ModifySecurityGroupPolicy\",code=\"OK\",account=\"{PROD}\"}}"
+        )),
+        prod_writes as f64
+    );
+    let expiry = m.get(&format!(
+        "sgpolicy_credentials_expiry_timestamp_seconds{{provider=\"account/{PROD}\"}}"
+    ));
+    assert!(
+        expiry > 1.7e9,
+        "the assumed session's expiry is exported:\n{}",
+        m.text
+    );
+
+    // A console flip in the other account is corrected by the resync, with the session reused.
+    let assumed = sim.calls_of("AssumeRole").len();
+    assert!(sim.sim.set_policy_in(PROD, HZ, "sg-a", Policy::Accept));
+    d.wait_metrics("the correction in the other account", |m| {
+        m.get(&format!(
+            "sgpolicy_writes_total{{outcome=\"changed\",account=\"{PROD}\"}}"
+        )) == 2.0
+    })
+    .await;
+    assert_eq!(sim.sim.policy_of_in(PROD, HZ, "sg-a"), Some(Policy::Drop));
+    assert_eq!(
+        sim.policy(HZ, "sg-a"),
+        Policy::Drop,
+        "the own account's group untouched"
+    );
+    assert_eq!(
+        sim.calls_of("AssumeRole").len(),
+        assumed,
+        "one session for many passes"
+    );
+}
