@@ -78,6 +78,12 @@ impl Clients {
             return Ok(c.clone());
         }
         let session = accounts.session(role).await.map_err(unavailable)?;
+        tracing::info!(
+            account,
+            role = %role.role_arn,
+            expires = %session.expiration().format("%Y-%m-%dT%H:%M:%SZ"),
+            "assumed role"
+        );
         let client = self.base.for_account(account, session);
         by_role.insert(role.clone(), client.clone());
         Ok(client)

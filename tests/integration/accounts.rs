@@ -286,3 +286,30 @@ fn policy_in(sim: &Sim, account: &str, id: &str) -> Policy {
         .policy_of_in(account, HZ, id)
         .unwrap_or_else(|| panic!("{account}/{id} exists"))
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn assumed_sessions_and_external_ids_never_reach_the_output_at_trace_level() {
+    let sim = Sim::start(&seed_yaml()).await;
+    let folder = folder(EXTERNAL_ID);
+    let dir = folder.path().to_str().expect("utf-8").to_string();
+    let run = run(
+        &sim,
+        &["--policies", &dir, "--once", "--allow-open"],
+        &[
+            ("ALIBABA_CLOUD_ENDPOINT_STS", Some(sim.url.as_str())),
+            ("RUST_LOG", Some("trace")),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("assumed role") && run.stderr.contains("reqwest"),
+        "trace output mentions the sessions, so the search below means something"
+    );
+    // The simulator's session tokens start with CAIS, as real STS tokens do.
+    for needle in [EXTERNAL_ID, "testsecret", "CAIS", "Signature="] {
+        for (name, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+            assert!(!text.contains(needle), "{needle} leaked on {name}");
+        }
+    }
+}
