@@ -8,7 +8,9 @@
 //! Options (all optional): `--groups N` (10000), `--regions N` (4), `--drift F` (0.1),
 //! `--latency-ms N` (20), `--quota N` (requests per second per region and action, 50),
 //! `--max-rps F` (the agent's limit, default 95% of the quota, as docs/scale.md advises),
-//! `--concurrency N` (16), `--no-baseline`.
+//! `--concurrency N` (16), `--accounts N` (1: the chain's own; more are reached through roles the
+//! simulator also serves, groups spread round-robin, one policy file per account and region),
+//! `--no-baseline`.
 //!
 //! It prints wall time, the ideal time the quota allows, their ratio, API calls by action against the
 //! formula of docs/scale.md, throttled responses, peak RSS (VmHWM from /proc and the kernel's
@@ -46,7 +48,24 @@ struct Opts {
     quota: u32,
     max_rps: Option<f64>,
     concurrency: usize,
+    accounts: usize,
     baseline: bool,
+}
+
+/// One seeded and declared group. Account 0 is the chain's own; account k > 0 is [`account_id`].
+struct G {
+    account: usize,
+    region: &'static str,
+    id: String,
+    drifted: bool,
+}
+
+fn account_id(k: usize) -> String {
+    format!("{}", 2_000_000_000_000_000u64 + k as u64)
+}
+
+fn role_arn(k: usize) -> String {
+    format!("acs:ram::{}:role/sgpolicy", account_id(k))
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -58,6 +77,7 @@ fn parse_args() -> Result<Opts, String> {
         quota: 50,
         max_rps: None,
         concurrency: 16,
+        accounts: 1,
         baseline: true,
     };
     let mut args = std::env::args().skip(1);
@@ -76,20 +96,26 @@ fn parse_args() -> Result<Opts, String> {
             "--quota" => o.quota = v.parse().map_err(|e| bad(&e))?,
             "--max-rps" => o.max_rps = Some(v.parse().map_err(|e| bad(&e))?),
             "--concurrency" => o.concurrency = v.parse().map_err(|e| bad(&e))?,
+            "--accounts" => o.accounts = v.parse().map_err(|e| bad(&e))?,
             _ => return Err(format!("unknown option {a}")),
         }
     }
-    if o.regions == 0 || o.regions > REGIONS.len() || o.groups == 0 || o.quota == 0 {
+    if o.regions == 0
+        || o.regions > REGIONS.len()
+        || o.groups == 0
+        || o.quota == 0
+        || o.accounts == 0
+    {
         return Err(format!(
-            "--regions must be 1..={}, --groups and --quota above 0",
+            "--regions must be 1..={}, --groups, --quota and --accounts above 0",
             REGIONS.len()
         ));
     }
     Ok(o)
 }
 
-/// (region, id, drifted) for every group: round-robin over regions, every k-th one drifted.
-fn layout(o: &Opts) -> Vec<(&'static str, String, bool)> {
+/// Every group: round-robin over regions and accounts, every k-th one drifted.
+fn layout(o: &Opts) -> Vec<G> {
     let every = if o.drift > 0.0 {
         (1.0 / o.drift).round() as usize
     } else {
@@ -99,45 +125,70 @@ fn layout(o: &Opts) -> Vec<(&'static str, String, bool)> {
         .map(|i| {
             // Drift counted within each region, so every region has the same share.
             let drifted = every != usize::MAX && (i / o.regions) % every == 0;
-            (REGIONS[i % o.regions], format!("sg-bench-{i:06}"), drifted)
+            G {
+                account: (i / o.regions) % o.accounts,
+                region: REGIONS[i % o.regions],
+                id: format!("sg-bench-{i:06}"),
+                drifted,
+            }
         })
         .collect()
 }
 
-fn seed(groups: &[(&str, String, bool)]) -> Seed {
-    let mut y =
-        String::from("accessKeys:\n  - {id: benchid, secret: benchsecret}\nsecurityGroups:\n");
-    for (region, id, drifted) in groups {
-        let p = if *drifted { "Accept" } else { "Drop" };
-        y += &format!("  - {{id: {id}, region: {region}, innerAccessPolicy: {p}}}\n");
+fn seed(groups: &[G], accounts: usize) -> Seed {
+    let mut y = String::from("accessKeys:\n  - {id: benchid, secret: benchsecret}\nroles:\n");
+    for k in 1..accounts {
+        y += &format!("  - {{arn: \"{}\"}}\n", role_arn(k));
+    }
+    y += "securityGroups:\n";
+    for g in groups {
+        let p = if g.drifted { "Accept" } else { "Drop" };
+        let account = match g.account {
+            0 => String::new(),
+            k => format!(", account: \"{}\"", account_id(k)),
+        };
+        y += &format!(
+            "  - {{id: {}, region: {}, innerAccessPolicy: {p}{account}}}\n",
+            g.id, g.region
+        );
     }
     Seed::from_yaml(&y).expect("the generated seed parses")
 }
 
-/// One policy file per region, so no file comes near the per-file size limit.
-fn write_policies(dir: &Path, groups: &[(&str, String, bool)]) {
-    let mut files: BTreeMap<&str, String> = BTreeMap::new();
-    for (region, id, _) in groups {
-        let f = files
-            .entry(region)
-            .or_insert_with(|| format!("region: {region}\ngroups:\n"));
-        *f += &format!("  - {{id: {id}, innerAccessPolicy: Drop}}\n");
+/// One policy file per account and region, so no file comes near the per-file size limit.
+fn write_policies(dir: &Path, groups: &[G]) {
+    let mut files: BTreeMap<(usize, &str), String> = BTreeMap::new();
+    for g in groups {
+        let f = files.entry((g.account, g.region)).or_insert_with(|| {
+            let account = match g.account {
+                0 => String::new(),
+                k => format!("account: {{roleArn: \"{}\"}}\n", role_arn(k)),
+            };
+            format!("{account}region: {}\ngroups:\n", g.region)
+        });
+        *f += &format!("  - {{id: {}, innerAccessPolicy: Drop}}\n", g.id);
     }
-    for (region, text) in files {
-        std::fs::write(dir.join(format!("{region}.yaml")), text).expect("write policy file");
+    for ((account, region), text) in files {
+        std::fs::write(dir.join(format!("{account}-{region}.yaml")), text)
+            .expect("write policy file");
     }
 }
 
-/// The formula of docs/scale.md: calls by action for one apply pass.
-fn formula(groups: &[(&str, String, bool)]) -> BTreeMap<&'static str, u64> {
-    let mut per_region: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for (region, _, drifted) in groups {
-        let e = per_region.entry(region).or_default();
+/// (groups, drifted) per (account, region): the unit ECS quotas apply to.
+fn buckets(groups: &[G]) -> BTreeMap<(usize, &str), (u64, u64)> {
+    let mut per: BTreeMap<(usize, &str), (u64, u64)> = BTreeMap::new();
+    for g in groups {
+        let e = per.entry((g.account, g.region)).or_default();
         e.0 += 1;
-        e.1 += u64::from(*drifted);
+        e.1 += u64::from(g.drifted);
     }
+    per
+}
+
+/// The formula of docs/scale.md: calls by action for one apply pass.
+fn formula(groups: &[G]) -> BTreeMap<&'static str, u64> {
     let mut m = BTreeMap::new();
-    for (n, d) in per_region.values() {
+    for (n, d) in buckets(groups).values() {
         *m.entry(ACTIONS[0]).or_default() += n.div_ceil(100);
         *m.entry(ACTIONS[1]).or_default() += n + d;
         *m.entry(ACTIONS[2]).or_default() += d;
@@ -145,16 +196,10 @@ fn formula(groups: &[(&str, String, bool)]) -> BTreeMap<&'static str, u64> {
     m
 }
 
-/// The shortest time the quota allows: every (region, action) bucket runs in parallel, so the pass
-/// can be no faster than its busiest bucket.
-fn ideal(groups: &[(&str, String, bool)], quota: u32) -> Duration {
-    let mut per_region: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for (region, _, drifted) in groups {
-        let e = per_region.entry(region).or_default();
-        e.0 += 1;
-        e.1 += u64::from(*drifted);
-    }
-    let busiest = per_region
+/// The shortest time the quota allows: every (account, region, action) bucket runs in parallel, so
+/// the pass can be no faster than its busiest bucket.
+fn ideal(groups: &[G], quota: u32) -> Duration {
+    let busiest = buckets(groups)
         .values()
         .flat_map(|(n, d)| [n.div_ceil(100), n + d, *d])
         .max()
@@ -211,13 +256,8 @@ fn agent_path() -> PathBuf {
 
 // The child is reaped with wait4 (for its rusage), not Child::wait.
 #[allow(clippy::zombie_processes)]
-fn run_pass(
-    rt: &tokio::runtime::Runtime,
-    o: &Opts,
-    groups: &[(&str, String, bool)],
-    concurrency: usize,
-) -> Measured {
-    let sim = Simulator::new(seed(groups));
+fn run_pass(rt: &tokio::runtime::Runtime, o: &Opts, groups: &[G], concurrency: usize) -> Measured {
+    let sim = Simulator::new(seed(groups, o.accounts));
     let throttle: serde_json::Map<String, Value> = ACTIONS
         .iter()
         .map(|a| (a.to_string(), json!({"perSecond": o.quota})))
@@ -256,6 +296,7 @@ fn run_pass(
         .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "benchid")
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "benchsecret")
         .env("ALIBABA_CLOUD_ENDPOINT_ECS", &url)
+        .env("ALIBABA_CLOUD_ENDPOINT_STS", &url)
         .env("RUST_LOG", "sgpolicy=warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -379,10 +420,11 @@ fn main() {
     let formula = formula(&groups);
     let ideal = ideal(&groups, o.quota);
     println!(
-        "sgpolicy bench: {} groups in {} regions, {} drifted, {} ms latency, quota {}/s per region and action, agent --max-rps {} --concurrency {}",
+        "sgpolicy bench: {} groups in {} regions and {} account(s), {} drifted, {} ms latency, quota {}/s per account, region and action, agent --max-rps {} --concurrency {}",
         o.groups,
         o.regions,
-        groups.iter().filter(|g| g.2).count(),
+        o.accounts,
+        groups.iter().filter(|g| g.drifted).count(),
         o.latency_ms,
         o.quota,
         o.max_rps.unwrap_or(f64::from(o.quota) * 0.95),

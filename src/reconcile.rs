@@ -279,7 +279,7 @@ async fn observe(
                 .collect::<Vec<_>>()
         })
         .collect();
-    let batches = schedule::interleave_by_region(batches, |b| b.0.region.as_str());
+    let batches = schedule::interleave_by_bucket(batches, |b| (&b.0.account, &b.0.region));
 
     let metas = stream::iter(batches)
         .map(|(place, ids)| async move {
@@ -324,7 +324,7 @@ async fn observe(
         }
     }
 
-    let to_read = schedule::interleave_by_region(to_read, |(k, _)| k.region.as_str());
+    let to_read = schedule::interleave_by_bucket(to_read, |(k, _)| (&k.account, &k.region));
     let reads = stream::iter(to_read)
         .map(|(key, meta)| async move {
             let r = match (
@@ -367,8 +367,9 @@ async fn apply(
     opts: &PassOptions,
     state: &PassState,
 ) -> Vec<GroupResult> {
-    let entries =
-        schedule::interleave_by_region(plan.entries.iter().collect(), |e| e.key.region.as_str());
+    let entries = schedule::interleave_by_bucket(plan.entries.iter().collect(), |e| {
+        (&e.key.account, &e.key.region)
+    });
     let mut results: Vec<GroupResult> = stream::iter(entries)
         .map(|entry| async move {
             match (&entry.action, opts.dry_run) {

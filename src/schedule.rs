@@ -9,13 +9,17 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use tokio::time::Instant;
 
-/// Reorders `items` so consecutive items come from different regions (round-robin, regions in
-/// sorted order, each region's items in their original order).
-pub fn interleave_by_region<T>(items: Vec<T>, region: impl Fn(&T) -> &str) -> Vec<T> {
-    let mut queues: BTreeMap<String, std::collections::VecDeque<T>> = BTreeMap::new();
+/// Reorders `items` so consecutive items come from different quota buckets, (account, region)
+/// pairs: round-robin, buckets in sorted order, each bucket's items in their original order. ECS
+/// quotas (and the client's rate limiters) are per account and region, so a pass that worked through
+/// one bucket at a time would fill every in-flight slot with requests waiting on that bucket's
+/// limiter while the others sat idle.
+pub fn interleave_by_bucket<T>(items: Vec<T>, bucket: impl Fn(&T) -> (&str, &str)) -> Vec<T> {
+    let mut queues: BTreeMap<(String, String), std::collections::VecDeque<T>> = BTreeMap::new();
     for item in items {
+        let (account, region) = bucket(&item);
         queues
-            .entry(region(&item).to_string())
+            .entry((account.to_string(), region.to_string()))
             .or_default()
             .push_back(item);
     }
@@ -64,9 +68,19 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn accounts_and_regions_are_separate_buckets() {
+        let items = vec![("x", "a", 1), ("x", "a", 2), ("y", "a", 1), ("y", "a", 2)];
+        let out = interleave_by_bucket(items, |i| (i.0, i.1));
+        assert_eq!(
+            out,
+            [("x", "a", 1), ("y", "a", 1), ("x", "a", 2), ("y", "a", 2)]
+        );
+    }
+
+    #[test]
     fn regions_take_turns_and_keep_their_order() {
         let items = vec![("a", 1), ("a", 2), ("a", 3), ("b", 1), ("c", 1), ("c", 2)];
-        let out = interleave_by_region(items, |i| i.0);
+        let out = interleave_by_bucket(items, |i| ("", i.0));
         assert_eq!(
             out,
             [("a", 1), ("b", 1), ("c", 1), ("a", 2), ("c", 2), ("a", 3)]
