@@ -515,3 +515,70 @@ async fn metrics_carry_the_account_of_groups_named_through_a_role_and_its_sessio
         "one session for many passes"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_whose_role_cannot_be_assumed_makes_the_daemon_unready_and_spares_the_others() {
+    const PROD: &str = "2222222222222222";
+    let seed = format!(
+        "accessKeys:\n  - {{id: testid, secret: testsecret}}\n\
+         roles:\n  - {{arn: \"acs:ram::{PROD}:role/sgpolicy\", externalId: right-one}}\n\
+         securityGroups:\n\
+         \x20 - {{id: sg-a, region: {HZ}, innerAccessPolicy: Accept}}\n\
+         \x20 - {{id: sg-a, region: {HZ}, innerAccessPolicy: Accept, account: \"{PROD}\"}}\n"
+    );
+    let sim = Sim::start(&seed).await;
+    let prod = |external: &str| {
+        format!(
+            "account:\n  roleArn: acs:ram::{PROD}:role/sgpolicy\n  externalId: {external}\n{}",
+            policy_file(&[("sg-a", "Drop")])
+        )
+    };
+    let folder = Folder::with(&[
+        ("own.yaml", &policy_file(&[("sg-a", "Drop")])),
+        ("prod.yaml", &prod("wrong-one")),
+    ]);
+    let d = Daemon::start_with_env(
+        &sim,
+        folder.path(),
+        &["--interval", "1s"],
+        &[("ALIBABA_CLOUD_ENDPOINT_STS", sim.url.as_str())],
+    )
+    .await;
+    // The chain's own account is corrected all the same.
+    wait_policy(&sim, "sg-a", Policy::Drop, &d).await;
+    let m = d
+        .wait_metrics("a cloud_error pass", |m| {
+            m.sum("sgpolicy_passes_total", &["outcome=\"cloud_error\""]) >= 1.0
+        })
+        .await;
+    assert_eq!(
+        m.get(&format!(
+            "sgpolicy_groups{{state=\"error\",account=\"{PROD}\"}}"
+        )),
+        1.0,
+        "{}",
+        m.text
+    );
+    let (status, body) = d.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("AccountUnavailable") && body.contains(PROD),
+        "{body}"
+    );
+    assert!(!body.contains("wrong-one") && !d.log_text().contains("wrong-one"));
+    assert_eq!(sim.sim.policy_of_in(PROD, HZ, "sg-a"), Some(Policy::Accept));
+
+    // Fixing the file is picked up: the role is assumed and the group corrected.
+    write_atomically(&folder.path().join("prod.yaml"), &prod("right-one"));
+    let start = Instant::now();
+    while sim.sim.policy_of_in(PROD, HZ, "sg-a") != Some(Policy::Drop) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "never corrected:\n{}",
+            d.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.wait_metrics("ready again", |m| m.get("sgpolicy_ready") == 1.0)
+        .await;
+}
