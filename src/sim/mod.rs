@@ -204,7 +204,15 @@ impl Simulator {
             Err(e) => {
                 rec.status = e.status;
                 rec.code = Some(e.code.clone());
-                let body = respond::error_body(&e, &request_id, Some(&region));
+                let mut body = respond::error_body(&e, &request_id, Some(&region));
+                if action == "AssumeRole" {
+                    // STS names its own host and product.
+                    body["HostId"] = Value::from("sts.aliyuncs.com");
+                    body["Recommend"] = Value::from(format!(
+                        "https://api.aliyun.com/troubleshoot?q={}&product=Sts&requestId={request_id}",
+                        e.code
+                    ));
+                }
                 let mut resp = respond::render(e.status, format, "Error", &body);
                 if let Some(ms) = e.retry_after_ms {
                     resp.headers_mut().insert("x-acs-retry-after", ms.into());
