@@ -418,17 +418,35 @@ fn the_same_group_id_in_two_accounts_is_two_groups() {
     );
     assert_eq!(d.accounts["2222222222222222"].role_arn, PROD);
     assert_eq!(d.accounts.len(), 1, "the chain's own account needs no role");
-    // The account is part of what the revision names.
-    let moved = folder(&[(
-        "own.yaml",
-        b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop}\n  - {id: sg-1, region: cn-b, innerAccessPolicy: Accept}\n",
-    )]);
-    let only_own = folder(&[(
-        "own.yaml",
-        b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop}\n",
-    )]);
+    // The account is part of what the revision names: the same declarations, with the prod group
+    // moved to another account, are another desired state.
+    let staging = account_file(
+        "acs:ram::3333333333333333:role/sgpolicy",
+        "ext-one-5150",
+        "Accept",
+    );
+    let moved = folder(&[
+        (
+            "own.yaml",
+            b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop}\n",
+        ),
+        ("prod.yaml", staging.as_bytes()),
+    ]);
     assert_ne!(d.revision, ok(moved.path()).revision);
-    assert_ne!(d.revision, ok(only_own.path()).revision);
+    // Which role reaches an account is not part of it.
+    let other_role = account_file(
+        "acs:ram::2222222222222222:role/another",
+        "ext-two-5150",
+        "Accept",
+    );
+    let same = folder(&[
+        (
+            "own.yaml",
+            b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop}\n",
+        ),
+        ("prod.yaml", other_role.as_bytes()),
+    ]);
+    assert_eq!(d.revision, ok(same.path()).revision);
 }
 
 #[test]
