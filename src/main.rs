@@ -80,21 +80,7 @@ async fn run_once(config: Config) -> i32 {
                 config.policies.display()
             );
             if config.output == OutputFormat::Json {
-                let list: Vec<_> = errors
-                    .iter()
-                    .map(|e| {
-                        serde_json::json!({
-                            "path": e.location.path.display().to_string(),
-                            "line": e.location.line,
-                            "column": e.location.column,
-                            "message": e.message,
-                        })
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    serde_json::json!({"version": report::JSON_VERSION, "errors": list})
-                );
+                println!("{}", sgpolicy::validate::load_errors_json(&errors));
             }
             let markdown = config.output == OutputFormat::Markdown;
             sgpolicy::validate::report_load_errors(&errors, markdown, config.report.as_deref());

@@ -129,6 +129,23 @@ pub fn write_report(path: &Path, value: &serde_json::Value) -> Result<(), String
         .map_err(|e| format!("writing the report to {}: {e}", path.display()))
 }
 
+/// `{"version": 1, "errors": [{path, line, column, message}]}`: what a folder that failed to load
+/// reports in JSON, on stdout and in `--report` files alike.
+pub fn load_errors_json(errors: &[LoadError]) -> serde_json::Value {
+    let list: Vec<serde_json::Value> = errors
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "path": e.location.path.display().to_string(),
+                "line": e.location.line,
+                "column": e.location.column,
+                "message": e.message,
+            })
+        })
+        .collect();
+    serde_json::json!({"version": crate::report::JSON_VERSION, "errors": list})
+}
+
 /// A pass whose folder failed to load: the Markdown comment (when that is the output) and the
 /// `--report` file still say why, since CI posts or archives them whatever the exit code.
 pub fn report_load_errors(errors: &[LoadError], markdown: bool, report: Option<&Path>) {
@@ -151,19 +168,7 @@ pub fn report_load_errors(errors: &[LoadError], markdown: bool, report: Option<&
         print!("{out}");
     }
     if let Some(path) = report {
-        let list: Vec<serde_json::Value> = errors
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "path": e.location.path.display().to_string(),
-                    "line": e.location.line,
-                    "column": e.location.column,
-                    "message": e.message,
-                })
-            })
-            .collect();
-        let value = serde_json::json!({"version": crate::report::JSON_VERSION, "errors": list});
-        if let Err(e) = write_report(path, &value) {
+        if let Err(e) = write_report(path, &load_errors_json(errors)) {
             eprintln!("error: {e}");
         }
     }
