@@ -13,6 +13,52 @@ pub const ACTIONS: &[&str] = &[
     "ModifySecurityGroupPolicy",
 ];
 
+/// The API an action belongs to: STS shares the simulator's endpoint, with its own Version and host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    Ecs,
+    Sts,
+}
+
+impl Api {
+    /// `None` for an action the simulator does not serve.
+    pub fn of(action: &str) -> Option<Api> {
+        match action {
+            super::sts::ACTION => Some(Api::Sts),
+            a if ACTIONS.contains(&a) => Some(Api::Ecs),
+            _ => None,
+        }
+    }
+
+    pub fn version(self) -> &'static str {
+        match self {
+            Api::Ecs => "2014-05-26",
+            Api::Sts => super::sts::VERSION,
+        }
+    }
+
+    /// What error bodies name in `HostId`: the region endpoint for ECS, the global one for STS.
+    pub fn host(self, region: Option<&str>) -> String {
+        match (self, region) {
+            (Api::Sts, _) => String::from("sts.aliyuncs.com"),
+            (Api::Ecs, Some(r))
+                if !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+            {
+                format!("ecs.{r}.aliyuncs.com")
+            }
+            (Api::Ecs, _) => String::from("ecs.aliyuncs.com"),
+        }
+    }
+
+    /// The product name in the `Recommend` troubleshooting link.
+    pub fn product(self) -> &'static str {
+        match self {
+            Api::Ecs => "Ecs",
+            Api::Sts => "Sts",
+        }
+    }
+}
+
 /// Used when a managed group's seed names no service.
 const DEFAULT_SERVICE_ID: &str = "1679259531804325";
 

@@ -48,6 +48,7 @@ use axum::routing::get;
 use axum::Router;
 use conn::{ConnHandle, KillableListener};
 use faults::{Faults, Verdict};
+use handlers::Api;
 use respond::{ApiError, Format};
 use serde_json::Value;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -149,8 +150,15 @@ impl Simulator {
     }
 
     /// Runs one parsed request through the pipeline; synchronous so the state lock is never held
-    /// across an await. `v3` is the request as V3 verification needs it, when it is V3-signed.
-    fn handle(&self, method: &str, params: &Params, v3: Option<&SignedRequest>) -> Answer {
+    /// across an await. `v3` is the request as V3 verification needs it, when it is V3-signed;
+    /// `key` identifies it across retries (`chaos::request_key`).
+    fn handle(
+        &self,
+        method: &str,
+        params: &Params,
+        v3: Option<&SignedRequest>,
+        key: u64,
+    ) -> Answer {
         let request_id = respond::new_request_id();
         // V3 clients send no Format parameter; they ask for JSON with an Accept header.
         let format = match v3 {
@@ -178,7 +186,7 @@ impl Simulator {
         let mut st = self.state();
         let result = authenticate(&mut st, method, params, v3).and_then(|account| {
             rec.account.clone_from(&account);
-            self.run(&mut st, &account, params, &action, &request_id, &mut rec)
+            self.run(&mut st, &account, params, &action, key, &mut rec)
         });
         let answer = match result {
             Ok(Some(out)) => {
@@ -204,15 +212,8 @@ impl Simulator {
             Err(e) => {
                 rec.status = e.status;
                 rec.code = Some(e.code.clone());
-                let mut body = respond::error_body(&e, &request_id, Some(&region));
-                if action == "AssumeRole" {
-                    // STS names its own host and product.
-                    body["HostId"] = Value::from("sts.aliyuncs.com");
-                    body["Recommend"] = Value::from(format!(
-                        "https://api.aliyun.com/troubleshoot?q={}&product=Sts&requestId={request_id}",
-                        e.code
-                    ));
-                }
+                let api = Api::of(&action).unwrap_or(Api::Ecs);
+                let body = respond::error_body(&e, &request_id, api, Some(&region));
                 let mut resp = respond::render(e.status, format, "Error", &body);
                 if let Some(ms) = e.retry_after_ms {
                     resp.headers_mut().insert("x-acs-retry-after", ms.into());
@@ -224,24 +225,23 @@ impl Simulator {
         answer
     }
 
-    /// The checks after authentication, and the action. `Ok(None)` means "close the connection
-    /// without answering".
+    /// The checks after authentication, and the action (under `rec.request_id`). `Ok(None)` means
+    /// "close the connection without answering".
     fn run(
         &self,
         st: &mut state::State,
         account: &str,
         params: &Params,
         action: &str,
-        request_id: &str,
+        key: u64,
         rec: &mut CallRecord,
     ) -> Result<Option<handlers::Outcome>, ApiError> {
-        // STS shares the endpoint: its one action has its own API version.
-        let version = match action {
-            "AssumeRole" => sts::VERSION,
-            _ => "2014-05-26",
-        };
+        let request_id = rec.request_id.clone();
+        let request_id = request_id.as_str();
+        // Version is checked before Action, as ECS does; an unknown action is judged as ECS's.
+        let api = Api::of(action);
         match params.get("Version").map(String::as_str) {
-            Some(v) if v == version => {}
+            Some(v) if v == api.unwrap_or(Api::Ecs).version() => {}
             None | Some("") => {
                 return Err(ApiError::new(
                     400,
@@ -257,23 +257,23 @@ impl Simulator {
                 ))
             }
         }
-        if action != "AssumeRole" && !handlers::ACTIONS.contains(&action) {
+        let Some(api) = api else {
             return Err(ApiError::new(
                 404,
                 "InvalidAction.NotFound",
                 "Specified api is not found, please check your url and method.",
             ));
-        }
+        };
         // Quotas are per account and region, as ECS's are.
         let region = params.get("RegionId").map_or("", String::as_str);
         let verdict = self.faults().decide_in(
             &format!("{account}/{region}"),
             action,
-            chaos::request_key(params),
+            key,
             std::time::Instant::now(),
         );
         match verdict {
-            Verdict::Pass => execute(st, account, action, params, request_id).map(Some),
+            Verdict::Pass => execute(st, api, account, action, params, request_id).map(Some),
             Verdict::ThrottledHint(ms) => {
                 rec.fault = Some("throttle".into());
                 let mut e = ApiError::new(
@@ -296,7 +296,7 @@ impl Simulator {
                 rec.fault = Some(if f.drop { "drop" } else { "failNext" }.into());
                 if f.apply_first {
                     // Executed for real; its effect is logged even though the client never learns it.
-                    if let Ok(out) = execute(st, account, action, params, request_id) {
+                    if let Ok(out) = execute(st, api, account, action, params, request_id) {
                         rec.effective = out.effective;
                         rec.replayed = out.replayed;
                     }
@@ -315,14 +315,15 @@ impl Simulator {
 /// The action itself, once every check passed.
 fn execute(
     st: &mut state::State,
+    api: Api,
     account: &str,
     action: &str,
     params: &Params,
     request_id: &str,
 ) -> Result<handlers::Outcome, ApiError> {
-    match action {
-        "AssumeRole" => sts::assume_role(st, params, request_id, chrono::Utc::now().timestamp()),
-        _ => handlers::dispatch(st, account, action, params, request_id),
+    match api {
+        Api::Sts => sts::assume_role(st, params, request_id, chrono::Utc::now().timestamp()),
+        Api::Ecs => handlers::dispatch(st, account, action, params, request_id),
     }
 }
 
@@ -404,7 +405,7 @@ async fn rpc(AxState(sim): AxState<Simulator>, req: Request) -> Response {
                 "RequestEntityTooLarge",
                 "The request body is too large.",
             );
-            let body = respond::error_body(&e, &respond::new_request_id(), None);
+            let body = respond::error_body(&e, &respond::new_request_id(), Api::Ecs, None);
             return respond::render(413, Format::Json, "Error", &body);
         }
     };
@@ -417,7 +418,9 @@ async fn rpc(AxState(sim): AxState<Simulator>, req: Request) -> Response {
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let hang = sim.faults().hang(chaos::request_key(&params));
+    // Computed once: Action and Version (which V3 adds below) are not part of it.
+    let key = chaos::request_key(&params);
+    let hang = sim.faults().hang(key);
     if let Some(d) = hang {
         return chaos::hang(&sim, &params, d, conn).await;
     }
@@ -438,7 +441,7 @@ async fn rpc(AxState(sim): AxState<Simulator>, req: Request) -> Response {
             }
         }
     }
-    match sim.handle(parts.method.as_str(), &params, v3.as_ref()) {
+    match sim.handle(parts.method.as_str(), &params, v3.as_ref(), key) {
         Answer::Respond(r) => r,
         Answer::Drop => {
             match conn {

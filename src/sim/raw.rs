@@ -19,7 +19,8 @@ impl Simulator {
         if form {
             parse_form(&String::from_utf8_lossy(body), &mut params);
         }
-        match self.handle(method, &params, None) {
+        let key = super::chaos::request_key(&params);
+        match self.handle(method, &params, None, key) {
             Answer::Respond(r) => {
                 let status = r.status().as_u16();
                 // The body is a complete in-memory buffer, so this never waits.

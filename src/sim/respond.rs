@@ -1,5 +1,6 @@
 //! How the simulator answers: ECS's error body, request ids, and JSON or (minimal) XML rendering.
 
+use super::handlers::Api;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
@@ -46,26 +47,17 @@ pub fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string().to_uppercase()
 }
 
-/// The host a real region endpoint would name in `HostId`.
-pub fn host_id(region: Option<&str>) -> String {
-    match region {
-        Some(r) if !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
-            format!("ecs.{r}.aliyuncs.com")
-        }
-        _ => String::from("ecs.aliyuncs.com"),
-    }
-}
-
-/// The error body ECS sends: `RequestId, HostId, Code, Message, Recommend`.
-pub fn error_body(err: &ApiError, request_id: &str, region: Option<&str>) -> Value {
+/// The error body ECS and STS send: `RequestId, HostId, Code, Message, Recommend`.
+pub fn error_body(err: &ApiError, request_id: &str, api: Api, region: Option<&str>) -> Value {
     json!({
         "RequestId": request_id,
-        "HostId": host_id(region),
+        "HostId": api.host(region),
         "Code": err.code,
         "Message": err.message,
         "Recommend": format!(
-            "https://api.aliyun.com/troubleshoot?q={}&product=Ecs&requestId={request_id}",
-            err.code
+            "https://api.aliyun.com/troubleshoot?q={}&product={}&requestId={request_id}",
+            err.code,
+            api.product()
         ),
     })
 }

@@ -9,6 +9,7 @@ use super::state::State;
 use crate::model::AccountRef;
 use serde_json::json;
 
+pub const ACTION: &str = "AssumeRole";
 pub const VERSION: &str = "2015-04-01";
 const DEFAULT_DURATION: i64 = 3600;
 const MIN_DURATION: i64 = 900;
