@@ -187,16 +187,11 @@ fn declarations(root: Option<&Node>, path: &Path, fallback: Fallback<'_>) -> Dec
 
 /// `account: {roleArn, externalId}`; `None` when invalid (reported).
 fn account_value(node: &Node, report: &mut Report<'_>) -> Option<(AccountRef, Location)> {
-    let Value::Map(fields) = &node.value else {
-        report.err(
-            node.pos,
-            format!(
-                "expected `account:` to be a mapping with `roleArn:` (and optionally `externalId:`), found {}",
-                node.kind()
-            ),
-        );
-        return None;
-    };
+    let fields = mapping(
+        node,
+        "`account:` to be a mapping with `roleArn:` (and optionally `externalId:`)",
+        report,
+    )?;
     let (mut role, mut external) = (None, Some(None));
     for (name, value) in known_fields(fields, ACCOUNT_FIELDS, "in `account:`", report) {
         match name {
@@ -221,16 +216,11 @@ fn account_value(node: &Node, report: &mut Report<'_>) -> Option<(AccountRef, Lo
 }
 
 fn entry(node: &Node, fallback: Fallback<'_>, report: &mut Report<'_>) -> Option<DesiredGroup> {
-    let Value::Map(fields) = &node.value else {
-        report.err(
-            node.pos,
-            format!(
-                "expected a group (a mapping with `id:` and `innerAccessPolicy:`), found {}",
-                node.kind()
-            ),
-        );
-        return None;
-    };
+    let fields = mapping(
+        node,
+        "a group (a mapping with `id:` and `innerAccessPolicy:`)",
+        report,
+    )?;
     // Each field: None = absent, Some(None) = present but invalid (reported), Some(Some(v)) = valid.
     let (mut id, mut region, mut policy, mut mode) = (None, None, None, Some(Mode::Enforce));
     for (name, value) in known_fields(fields, ENTRY_FIELDS, "in a group entry", report) {
@@ -259,26 +249,58 @@ fn entry(node: &Node, fallback: Fallback<'_>, report: &mut Report<'_>) -> Option
             None
         }
     };
-    let region = match (region, fallback) {
-        (Some(r), _) => r,
-        (None, Fallback::Region(r)) => Some(r.to_string()),
-        (None, Fallback::Invalid) => None,
-        (None, Fallback::None) => {
-            report.err(
-                node.pos,
-                format!(
-                    "`{shown}` has no region: add `region:` to the entry or to the top of the file, or pass --region"
-                ),
-            );
-            None
-        }
-    };
+    let region = fallback.region(
+        region,
+        node.pos,
+        format!("`{shown}` has no region: add `region:` to the entry or to the top of the file, or pass --region"),
+        report,
+    );
     Some(DesiredGroup {
         key: GroupKey::new(region?, id?),
         policy: policy?,
         source: location(report.path, node.pos),
         mode: mode?,
     })
+}
+
+/// The fields of a mapping node, or `None` after reporting "expected {expected}, found …".
+pub(super) fn mapping<'n>(
+    node: &'n Node,
+    expected: &str,
+    report: &mut Report<'_>,
+) -> Option<&'n [(Node, Node)]> {
+    match &node.value {
+        Value::Map(fields) => Some(fields),
+        _ => {
+            report.err(
+                node.pos,
+                format!("expected {expected}, found {}", node.kind()),
+            );
+            None
+        }
+    }
+}
+
+impl Fallback<'_> {
+    /// The region an entry ends up with: its own, else this fallback. Without either, reports
+    /// `missing` at `pos`. `None` when invalid (already reported) or missing.
+    pub(super) fn region(
+        self,
+        own: Option<Option<String>>,
+        pos: Pos,
+        missing: String,
+        report: &mut Report<'_>,
+    ) -> Option<String> {
+        match (own, self) {
+            (Some(r), _) => r,
+            (None, Fallback::Region(r)) => Some(r.to_string()),
+            (None, Fallback::Invalid) => None,
+            (None, Fallback::None) => {
+                report.err(pos, missing);
+                None
+            }
+        }
+    }
 }
 
 /// The known fields of a mapping, in order; reports unknown, duplicate and non-string keys.

@@ -16,7 +16,8 @@
 //! flipping every group in it. `name: "*"` says "every group" on purpose.
 
 use super::schema::{
-    known_fields, location, mode_value, policy_value, region_value, string_value, Fallback, Report,
+    known_fields, location, mapping, mode_value, policy_value, region_value, string_value,
+    Fallback, Report,
 };
 use super::yaml::{Node, Value};
 use crate::model::{Location, Mode, Policy};
@@ -121,16 +122,11 @@ struct Match {
 }
 
 fn selector(node: &Node, fallback: Fallback<'_>, report: &mut Report<'_>) -> Option<Selector> {
-    let Value::Map(fields) = &node.value else {
-        report.err(
-            node.pos,
-            format!(
-                "expected a selector (a mapping with `match:` and `innerAccessPolicy:`), found {}",
-                node.kind()
-            ),
-        );
-        return None;
-    };
+    let fields = mapping(
+        node,
+        "a selector (a mapping with `match:` and `innerAccessPolicy:`)",
+        report,
+    )?;
     let (mut region, mut matcher, mut policy, mut mode) = (None, None, None, Some(Mode::Enforce));
     for (name, value) in known_fields(fields, SELECTOR_FIELDS, "in a selector", report) {
         match name {
@@ -160,18 +156,12 @@ fn selector(node: &Node, fallback: Fallback<'_>, report: &mut Report<'_>) -> Opt
             None
         }
     };
-    let region = match (region, fallback) {
-        (Some(r), _) => r,
-        (None, Fallback::Region(r)) => Some(r.to_string()),
-        (None, Fallback::Invalid) => None,
-        (None, Fallback::None) => {
-            report.err(
-                node.pos,
-                "selector has no region: add `region:` to the selector or to the top of the file, or pass --region",
-            );
-            None
-        }
-    };
+    let region = fallback.region(
+        region,
+        node.pos,
+        "selector has no region: add `region:` to the selector or to the top of the file, or pass --region".into(),
+        report,
+    );
     let matcher = matcher?;
     Some(Selector {
         // Set by `schema::groups_of_file` from the file's `account:`.
@@ -187,16 +177,11 @@ fn selector(node: &Node, fallback: Fallback<'_>, report: &mut Report<'_>) -> Opt
 }
 
 fn match_value(node: &Node, report: &mut Report<'_>) -> Option<Match> {
-    let Value::Map(fields) = &node.value else {
-        report.err(
-            node.pos,
-            format!(
-                "expected a mapping with `tags`, `vpcId` and/or `name` under `match:`, found {}",
-                node.kind()
-            ),
-        );
-        return None;
-    };
+    let fields = mapping(
+        node,
+        "a mapping with `tags`, `vpcId` and/or `name` under `match:`",
+        report,
+    )?;
     let mut m = Match {
         tags: BTreeMap::new(),
         vpc_id: None,
