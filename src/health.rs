@@ -199,28 +199,21 @@ async fn metrics(State(e): State<Endpoints>) -> Response {
         .into_response()
 }
 
+/// 200 with the reason when `ok`, else 503 with it: what probes and humans both read.
+fn verdict((ok, why): (bool, String)) -> Response {
+    let status = match ok {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    text(status, why)
+}
+
 async fn healthz(State(e): State<Endpoints>) -> Response {
-    let (ok, why) = e.health.healthy();
-    text(
-        if ok {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        why,
-    )
+    verdict(e.health.healthy())
 }
 
 async fn readyz(State(e): State<Endpoints>) -> Response {
-    let (ok, why) = e.health.ready();
-    text(
-        if ok {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        why,
-    )
+    verdict(e.health.ready())
 }
 
 pub fn router(e: Endpoints) -> Router {

@@ -6,10 +6,9 @@
 //! comes from `ALIBABA_CLOUD_ECS_METADATA` (or a profile), else from the listing
 //! `GET /latest/meta-data/ram/security-credentials/`. Timeouts are one second, as in the SDK.
 
-use super::credentials::{Credentials, Secret};
+use super::credentials::Secret;
 use super::error::transport_cause;
 use super::refresh::Temporary;
-use super::sts::parse_expiration;
 use reqwest::Url;
 use serde::Deserialize;
 use std::time::Duration;
@@ -179,23 +178,16 @@ impl Imds {
                 c.code.unwrap_or_default()
             ));
         }
-        let (Some(id), Some(secret), Some(token), Some(exp)) = (
+        Temporary::from_fields(
             c.access_key_id,
             c.access_key_secret,
             c.security_token,
             c.expiration,
-        ) else {
-            return Err(format!(
+        )
+        .unwrap_or_else(|| {
+            Err(format!(
                 "GET {path}: AccessKeyId, AccessKeySecret, SecurityToken or Expiration is missing"
-            ));
-        };
-        Ok(Temporary {
-            credentials: Credentials {
-                access_key_id: id,
-                access_key_secret: Secret::new(secret),
-                security_token: Some(Secret::new(token)),
-            },
-            expiration: parse_expiration(&exp)?,
+            ))
         })
     }
 }

@@ -19,6 +19,29 @@ pub struct Temporary {
     pub expiration: DateTime<Utc>,
 }
 
+impl Temporary {
+    /// From the four fields STS and the metadata service both answer with; `None` when any is
+    /// missing, so each caller can say where it looked.
+    pub fn from_fields(
+        id: Option<String>,
+        secret: Option<String>,
+        token: Option<String>,
+        expiration: Option<String>,
+    ) -> Option<Result<Temporary, String>> {
+        let (id, secret, token, exp) = (id?, secret?, token?, expiration?);
+        Some(
+            super::sts::parse_expiration(&exp).map(|expiration| Temporary {
+                credentials: Credentials {
+                    access_key_id: id,
+                    access_key_secret: super::credentials::Secret::new(secret),
+                    security_token: Some(super::credentials::Secret::new(token)),
+                },
+                expiration,
+            }),
+        )
+    }
+}
+
 /// One fetch of fresh temporary credentials; the error is already safe to print.
 pub type FetchFn = Arc<dyn Fn() -> BoxFuture<'static, Result<Temporary, String>> + Send + Sync>;
 

@@ -241,23 +241,14 @@ pub fn parse_answer(action: &str, status: u16, text: &str) -> Result<Temporary, 
     let c = answer
         .credentials
         .ok_or_else(|| format!("the {action} answer has no Credentials"))?;
-    let (Some(id), Some(secret), Some(token), Some(exp)) = (
+    Temporary::from_fields(
         c.access_key_id,
         c.access_key_secret,
         c.security_token,
         c.expiration,
-    ) else {
-        return Err(
-            "Credentials lacks AccessKeyId, AccessKeySecret, SecurityToken or Expiration".into(),
-        );
-    };
-    Ok(Temporary {
-        credentials: Credentials {
-            access_key_id: id,
-            access_key_secret: Secret::new(secret),
-            security_token: Some(Secret::new(token)),
-        },
-        expiration: parse_expiration(&exp)?,
+    )
+    .unwrap_or_else(|| {
+        Err("Credentials lacks AccessKeyId, AccessKeySecret, SecurityToken or Expiration".into())
     })
 }
 
