@@ -485,6 +485,38 @@ mod tests {
     }
 
     #[test]
+    fn another_accounts_client_shares_the_call_counts_but_not_the_rate_limiter() {
+        let creds = crate::ecs::Credentials {
+            access_key_id: "id".into(),
+            access_key_secret: crate::ecs::credentials::Secret::new("s"),
+            security_token: None,
+        };
+        let own = EcsClient::new(ClientConfig::default(), Arc::new(creds.clone())).expect("client");
+        let prod = own.for_account("2222222222222222", Arc::new(creds));
+        let before = own.limiter.rate("r", "A");
+        prod.limiter
+            .throttled("r", "A", tokio::time::Instant::now(), Some(Duration::ZERO));
+        assert!(
+            prod.limiter.rate("r", "A") < before,
+            "the throttled account slows down"
+        );
+        assert_eq!(
+            own.limiter.rate("r", "A"),
+            before,
+            "the other account does not"
+        );
+        prod.stats.record(&prod.account, "A", "OK");
+        own.stats.record(&own.account, "A", "OK");
+        assert_eq!(own.stats().total("A"), 2, "one set of figures for the pass");
+        let by_account = own.stats().snapshot_by_account();
+        assert_eq!(
+            by_account[&("2222222222222222".into(), "A".into(), "OK".into())],
+            1
+        );
+        assert_eq!(by_account[&(String::new(), "A".into(), "OK".into())], 1);
+    }
+
+    #[test]
     fn backoff_grows_is_capped_and_honours_hints() {
         let creds = crate::ecs::Credentials {
             access_key_id: "id".into(),
