@@ -56,9 +56,18 @@ pub fn percent_encode(s: &str) -> String {
 /// `name=value` pairs of every parameter except `Signature`, encoded, sorted by encoded name, joined
 /// with `&`. Empty values stay as `name=`.
 pub fn canonical_query(params: &Params) -> String {
-    let mut pairs: Vec<(String, String)> = params
-        .iter()
-        .filter(|(k, _)| k.as_str() != "Signature")
+    sorted_pairs(
+        params
+            .iter()
+            .filter(|(k, _)| k.as_str() != "Signature")
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+}
+
+/// Both signature versions' canonical query: every pair percent-encoded (RFC 3986), sorted by
+/// encoded name then value, `name=value` joined with `&`.
+pub(super) fn sorted_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut pairs: Vec<(String, String)> = pairs
         .map(|(k, v)| (percent_encode(k), percent_encode(v)))
         .collect();
     pairs.sort();

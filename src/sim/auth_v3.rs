@@ -131,20 +131,15 @@ pub fn canonical_query(raw: &str) -> String {
             .decode_utf8_lossy()
             .into_owned()
     };
-    let mut pairs: Vec<(String, String)> = raw
+    let decoded: Vec<(String, String)> = raw
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (auth::percent_encode(&dec(k)), auth::percent_encode(&dec(v)))
+            (dec(k), dec(v))
         })
         .collect();
-    pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    auth::sorted_pairs(decoded.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 /// `name:value\n` per signed header, in the listed order; repeated headers become their trimmed
