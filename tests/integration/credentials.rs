@@ -68,7 +68,16 @@ fn plain(s: &str) -> String {
 }
 
 fn key_ids(sim: &Sim) -> Vec<String> {
-    let mut ids: Vec<String> = sim.calls().into_iter().map(|c| c.access_key_id).collect();
+    key_ids_since(sim, 0)
+}
+
+/// The access keys that signed the calls after the first `before` ones, consecutive repeats merged:
+/// `["LTAIa"]` means there were calls, all signed with that key.
+fn key_ids_since(sim: &Sim, before: usize) -> Vec<String> {
+    let mut ids: Vec<String> = sim.calls()[before..]
+        .iter()
+        .map(|c| c.access_key_id.clone())
+        .collect();
     ids.dedup();
     ids
 }
@@ -364,9 +373,7 @@ async fn cli_profile_is_chosen_by_current_env_and_flag_and_loose_files_warn() {
     )
     .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(sim.calls()[before..]
-        .iter()
-        .all(|c| c.access_key_id == "STS.b"));
+    assert_eq!(key_ids_since(&sim, before), ["STS.b"]);
 
     let before = sim.calls().len();
     let r = pass(
@@ -377,10 +384,9 @@ async fn cli_profile_is_chosen_by_current_env_and_flag_and_loose_files_warn() {
     )
     .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(
-        sim.calls()[before..]
-            .iter()
-            .all(|c| c.access_key_id == "STS.b"),
+    assert_eq!(
+        key_ids_since(&sim, before),
+        ["STS.b"],
         "--profile wins over the env"
     );
 }
@@ -424,9 +430,7 @@ async fn shared_ini_file_by_env_path_or_home_and_section() {
     )
     .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(sim.calls()[before..]
-        .iter()
-        .all(|c| c.access_key_id == "LTAIini1"));
+    assert_eq!(key_ids_since(&sim, before), ["LTAIini1"]);
     write_file(
         &home.path().join(".aliyun/config.json"),
         r#"{"current":"x","profiles":[{"name":"x","mode":"AK","access_key_id":"LTAIini2","access_key_secret":"ini-secret-2"}]}"#,
@@ -441,10 +445,9 @@ async fn shared_ini_file_by_env_path_or_home_and_section() {
     )
     .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(
-        sim.calls()[before..]
-            .iter()
-            .all(|c| c.access_key_id == "LTAIini2"),
+    assert_eq!(
+        key_ids_since(&sim, before),
+        ["LTAIini2"],
         "config.json precedes the INI file"
     );
 }
