@@ -23,6 +23,8 @@ pub struct Clients {
     base: EcsClient,
     /// `None` when built for a single account (tests, tools): a named account is then an error.
     accounts: Option<Accounts>,
+    /// The clients themselves, not just the sessions `Accounts` caches: each carries its account's
+    /// rate limiter, whose learned rate must outlive a pass.
     by_role: tokio::sync::Mutex<BTreeMap<AccountRef, EcsClient>>,
 }
 
