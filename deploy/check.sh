@@ -26,7 +26,11 @@ BIN=target/x86_64-unknown-linux-gnu/release/sgpolicy
 ldd "$BIN" 2>&1 | grep -qE 'statically linked|not a dynamic executable' || { echo "$BIN is dynamically linked" >&2; exit 1; }
 install -m 0755 "$BIN" "$out/sgpolicy"
 setpriv --reuid=65532 --regid=65532 --clear-groups env -i "$out/sgpolicy" --version
-setpriv --reuid=65532 --regid=65532 --clear-groups env -i "$out/sgpolicy" validate "$PWD/examples/policies"
+# The unprivileged user reads a copy in $out: the checkout may live under a folder only its owner can
+# traverse (a home directory, a `mktemp -d`), and nothing here may depend on where it lives.
+cp -R examples/policies "$out/policies"
+chmod -R a+rX "$out/policies"
+setpriv --reuid=65532 --regid=65532 --clear-groups env -i "$out/sgpolicy" validate "$out/policies"
 "$PY" deploy/check_manifests.py dockerfile deploy/Dockerfile "$BUILD"
 
 echo "== JSON Schema: committed copy is the generated one, is a valid schema, and judges the examples"
@@ -38,9 +42,12 @@ for f in "${policies[@]}"; do
   grep -q '^# yaml-language-server: \$schema=.*policy.schema.json$' "$f" || { echo "$f lacks the yaml-language-server line" >&2; exit 1; }
 done
 printf 'groups:\n  - {id: sg-1, innerAccessPolicy: Allow}\n' > "$out/bad.yaml"
-if "$VENV/bin/check-jsonschema" --schemafile deploy/schema/policy.schema.json "$out/bad.yaml" >/dev/null; then
-  echo "the schema accepted a bad policy file" >&2; exit 1
-fi
+printf '# truncated by a bad merge\n' > "$out/empty.yaml"
+for bad in "$out/bad.yaml" "$out/empty.yaml"; do
+  if "$VENV/bin/check-jsonschema" --schemafile deploy/schema/policy.schema.json "$bad" >/dev/null; then
+    echo "the schema accepted a bad policy file: $(cat "$bad")" >&2; exit 1
+  fi
+done
 
 echo "== Kubernetes: render both kustomizations, validate against the Kubernetes schemas and the operator CRD"
 "$VENV/bin/kubectl" kustomize deploy/kubernetes/base > "$out/base.yaml"

@@ -79,12 +79,12 @@ fn property(table: &str, field: &str) -> Option<Value> {
             "description": "ExternalId the role's trust policy requires, if any. Confidential: never printed.",
         }),
         ("top", "groups") => json!({
-            "type": ["array", "null"],
+            "type": "array",
             "description": "Security groups declared by id.",
             "items": {"$ref": "#/definitions/group"},
         }),
         ("top", "selectors") => json!({
-            "type": ["array", "null"],
+            "type": "array",
             "description": "Policies for every group matching tags, a VPC and/or a name glob, resolved at each pass. An explicit id always wins.",
             "items": {"$ref": "#/definitions/selector"},
         }),
@@ -142,7 +142,8 @@ pub fn policy_file_schema() -> Value {
         &[],
         "One sgpolicy policy file (schema v1).",
     );
-    top["type"] = json!(["object", "null"]);
+    // A file that declares nothing says `groups: []`; an empty file is what truncation looks like.
+    top["anyOf"] = json!([{"required": ["groups"]}, {"required": ["selectors"]}]);
     let mut m = object(
         "match",
         MATCH_FIELDS,

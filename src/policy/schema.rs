@@ -13,8 +13,10 @@
 //! selectors: []                # optional, see `selector`
 //! ```
 //! The field tables below are also what `json_schema` builds the published JSON Schema from.
-//! Unknown fields are errors (with a "did you mean" hint). A file without a document, `groups:` with no
-//! value and `groups: []` declare nothing. Unquoted numbers or booleans used as ids or regions are taken
+//! Unknown fields are errors (with a "did you mean" hint). A file that declares nothing must say so with
+//! `groups: []`: an empty file, one holding only comments or `~`, `groups:` with no value, and a file
+//! with neither `groups:` nor `selectors:` are errors, because that is what a file truncated by a bad
+//! merge looks like, and reading it as "no policy" would silently stop governing its groups. Unquoted numbers or booleans used as ids or regions are taken
 //! as their text (`id: 12345` is the id "12345"). Errors point at the key for unknown or duplicate fields,
 //! at the value for bad values and at the entry's start for missing fields.
 
@@ -29,6 +31,14 @@ pub(crate) const ACCOUNT_FIELDS: &[&str] = &["roleArn", "externalId"];
 pub(crate) const ENTRY_FIELDS: &[&str] = &["id", "region", "innerAccessPolicy", "mode"];
 pub(crate) const MAX_ID_LEN: usize = 100;
 pub(crate) const MAX_REGION_LEN: usize = 64;
+
+/// An empty file is what a truncated file looks like, so it is an error, not "no policy".
+const EMPTY_FILE: &str =
+    "the file is empty (or holds only comments); a file that declares no groups says `groups: []`";
+const NO_DECLARATIONS: &str =
+    "expected `groups:` (or `selectors:`) in the file; a file that declares no groups says `groups: []`";
+const NULL_GROUPS: &str =
+    "`groups:` has no value; write the list of groups, or `groups: []` for a file that declares none";
 
 /// The region used when neither the entry nor the file names one (the `--region` flag).
 #[derive(Clone, Copy, Debug)]
@@ -121,8 +131,14 @@ fn declarations(root: Option<&Node>, path: &Path, fallback: Fallback<'_>) -> Dec
     };
     let mut groups = Vec::new();
     let fields = match root {
-        None => return (groups, Vec::new(), None, report.errors),
-        Some(n) if n.is_null() => return (groups, Vec::new(), None, report.errors),
+        None => {
+            report.err(Pos::START, EMPTY_FILE);
+            return (groups, Vec::new(), None, report.errors);
+        }
+        Some(n) if n.is_null() => {
+            report.err(n.pos, EMPTY_FILE);
+            return (groups, Vec::new(), None, report.errors);
+        }
         Some(Node {
             value: Value::Map(fields),
             ..
@@ -144,12 +160,16 @@ fn declarations(root: Option<&Node>, path: &Path, fallback: Fallback<'_>) -> Dec
     let mut group_list: Option<&Node> = None;
     let mut selector_list: Option<&Node> = None;
     let mut account = None;
+    let mut groups_key = Pos::START;
     for (name, value) in known_fields(fields, TOP_FIELDS, "at the top of the file", &mut report) {
         match name {
             "region" => file_region = Some(region_value(value, &mut report)),
             "account" => account = Some(account_value(value, &mut report)),
             "selectors" => selector_list = Some(value),
-            _ => group_list = Some(value),
+            _ => {
+                groups_key = key_pos(fields, name);
+                group_list = Some(value);
+            }
         }
     }
     let region = match &file_region {
@@ -163,10 +183,15 @@ fn declarations(root: Option<&Node>, path: &Path, fallback: Fallback<'_>) -> Dec
         None => Vec::new(),
     };
     let Some(list) = group_list else {
+        // A file whose fields were all wrong has said so already.
+        if selector_list.is_none() && report.errors.is_empty() {
+            let at = fields.first().map_or(Pos::START, |(k, _)| k.pos);
+            report.err(at, NO_DECLARATIONS);
+        }
         return (groups, selectors, account, report.errors);
     };
     match &list.value {
-        _ if list.is_null() => {}
+        _ if list.is_null() => report.err(groups_key, NULL_GROUPS),
         Value::Seq(items) => {
             for item in items {
                 if let Some(g) = entry(item, region, &mut report) {
@@ -183,6 +208,14 @@ fn declarations(root: Option<&Node>, path: &Path, fallback: Fallback<'_>) -> Dec
         ),
     }
     (groups, selectors, account, report.errors)
+}
+
+/// Where the key `name` is written among `fields`.
+fn key_pos(fields: &[(Node, Node)], name: &str) -> Pos {
+    fields
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(name))
+        .map_or(Pos::START, |(k, _)| k.pos)
 }
 
 /// `account: {roleArn, externalId}`; `None` when invalid (reported).
@@ -679,9 +712,25 @@ mod tests {
     }
 
     #[test]
-    fn null_groups_and_null_document_declare_nothing() {
-        assert_eq!(check("groups:\n", Fallback::None), (vec![], vec![]));
-        assert_eq!(check("~\n", Fallback::None), (vec![], vec![]));
-        assert_eq!(check("region: cn-a\n", Fallback::None), (vec![], vec![]));
+    fn a_file_that_declares_nothing_is_an_error_unless_it_says_groups_empty() {
+        let only_error = |text: &str| {
+            let (g, e) = check(text, Fallback::None);
+            assert!(g.is_empty());
+            assert_eq!(e.len(), 1, "{text:?}: {e:?}");
+            e[0].clone()
+        };
+        assert!(only_error("").starts_with("f.yaml:1:1: the file is empty"));
+        assert!(only_error("# all gone\n\n").starts_with("f.yaml:1:1: the file is empty"));
+        assert!(only_error("~\n").contains("groups: []"));
+        assert!(only_error("region: cn-a\n").starts_with("f.yaml:1:1: expected `groups:`"));
+        assert!(
+            only_error("region: cn-a\ngroups:\n").starts_with("f.yaml:2:1: `groups:` has no value")
+        );
+        assert_eq!(check("groups: []\n", Fallback::None), (vec![], vec![]));
+        assert_eq!(
+            check("# nothing yet\ngroups: []\n", Fallback::None),
+            (vec![], vec![])
+        );
+        assert_eq!(check("selectors: []\n", Fallback::None), (vec![], vec![]));
     }
 }

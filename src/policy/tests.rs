@@ -349,18 +349,35 @@ fn the_folder_itself_must_exist_and_be_a_folder() {
     assert!(e[0].message.contains("does not exist"), "{e:?}");
     let e = load(&dir.path().join("f.yaml")).expect_err("a file");
     assert!(e[0].message.contains("not a folder"), "{e:?}");
-    // An empty folder, and empty or comment-only files, declare nothing; that is valid.
+    // An empty folder declares nothing; that is valid.
     let empty = tempfile::tempdir().expect("temp dir");
     let d = ok(empty.path());
     assert_eq!((d.files, d.groups.len()), (0, 0));
     assert_eq!(d.revision, revision_of(&BTreeMap::new()));
     let d = ok(folder(&[
-        ("a.yaml", b""),
-        ("b.yaml", b"# nothing yet\n"),
+        ("b.yaml", b"# nothing yet\ngroups: []\n"),
         ("c.yaml", b"groups: []\n"),
     ])
     .path());
-    assert_eq!((d.files, d.groups.len()), (3, 0));
+    assert_eq!((d.files, d.groups.len()), (2, 0));
+}
+
+#[test]
+fn an_empty_or_comment_only_file_fails_the_folder_like_a_parse_error() {
+    let dir = folder(&[
+        ("a.yaml", b""),
+        ("b.yaml", b"# truncated by a bad merge\n"),
+        ("c.yaml", b"groups: []\n"),
+        (
+            "d.yaml",
+            b"groups:\n  - {id: sg-1, region: cn-a, innerAccessPolicy: Drop}\n",
+        ),
+    ]);
+    let e = errs(dir.path(), &LoadOptions::default());
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].starts_with("a.yaml:1:1: the file is empty"), "{e:?}");
+    assert!(e[1].starts_with("b.yaml:1:1: the file is empty"), "{e:?}");
+    assert!(e.iter().all(|m| m.contains("groups: []")), "{e:?}");
 }
 
 #[test]

@@ -266,6 +266,16 @@ async fn an_invalid_edit_keeps_the_last_good_state_enforced_until_it_is_fixed() 
     .await;
     let (_, body) = d.get("/readyz").await;
     assert!(!body.contains("degraded"), "{body}");
+
+    // Truncated by a bad merge: an empty file is an error too, and the last good state stays enforced.
+    write_atomically(&folder.path().join("prod.yaml"), "# conflict resolved\n");
+    d.wait_log("prod.yaml:1:1: the file is empty").await;
+    d.wait_metrics("the load error", |m| {
+        m.get("sgpolicy_policy_load_errors") == 1.0
+    })
+    .await;
+    assert!(sim.sim.set_policy(HZ, "sg-b", Policy::Accept));
+    wait_policy(&sim, "sg-b", Policy::Drop, &d).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
