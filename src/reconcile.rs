@@ -9,7 +9,7 @@ use crate::plan::{self, Action, Observation, Observed, Plan, PlanEntry};
 use crate::policy::Desired;
 use crate::rails::{self, Hold, Rails};
 use crate::schedule::{self, within};
-use crate::token::{self, TokenInput};
+use crate::token::{self, Attempt, TokenInput};
 use futures::stream::{self, StreamExt};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -384,7 +384,14 @@ async fn apply(
                 }
                 (Action::Change { from, to }, true) => {
                     let mut r = simple(entry, Outcome::WouldChange);
-                    r.token = Some(token_for(plan, entry, *from, *to, observed_at, 0));
+                    r.token = Some(token_for(
+                        plan,
+                        entry,
+                        *from,
+                        *to,
+                        observed_at,
+                        Attempt::First,
+                    ));
                     r
                 }
                 (Action::Change { from, to }, false) => match reach.client(&entry.key.account) {
@@ -425,7 +432,7 @@ fn token_for(
     from: Policy,
     to: Policy,
     at: i64,
-    gen: u32,
+    attempt: Attempt,
 ) -> String {
     token::client_token(&TokenInput {
         key: &entry.key,
@@ -433,12 +440,13 @@ fn token_for(
         to,
         revision: &plan.revision,
         observed_at: at,
-        generation: gen,
+        attempt,
     })
 }
 
-/// Writes with generation 0, verifies, and escalates the generation only when ECS acknowledged the
-/// write but the group still differs (the token was a replay of an earlier correction).
+/// Writes with the shared token and verifies; only when ECS acknowledged the write but the group still
+/// differs (the token was a replay of an earlier correction) writes once more with a new token (see
+/// `token`), so a correction costs at most `token::MAX_WRITES_PER_CORRECTION` writes.
 #[allow(clippy::too_many_arguments)]
 async fn write_and_verify(
     client: &crate::ecs::EcsClient,
@@ -451,8 +459,9 @@ async fn write_and_verify(
     state: &PassState,
 ) -> GroupResult {
     let mut result = simple(entry, Outcome::Failed);
-    for generation in 0..token::MAX_GENERATION {
-        let token = token_for(plan, entry, from, to, observed_at, generation);
+    let mut attempt = Attempt::First;
+    loop {
+        let token = token_for(plan, entry, from, to, observed_at, attempt);
         result.token = Some(token.clone());
         let account = entry.key.account.as_str();
         if let Err(e) = state.admit(account, crate::ecs::api::MODIFY_POLICY) {
@@ -484,9 +493,13 @@ async fn write_and_verify(
                 result.error = None;
                 return result;
             }
-            Ok(false) => {
-                tracing::warn!(group = %entry.key, token = %token, "write acknowledged but the group still differs; retrying with a new token generation");
+            Ok(false) if attempt == Attempt::First => {
+                tracing::warn!(group = %entry.key, token = %token, "write acknowledged but the group still differs (the token replayed an earlier correction); writing once more with a new token");
+                attempt = Attempt::AfterReplay {
+                    detected_at_ms: chrono::Utc::now().timestamp_millis(),
+                };
             }
+            Ok(false) => break,
             Err(e) => {
                 result.error = Some(e);
                 return result;
@@ -498,7 +511,7 @@ async fn write_and_verify(
         "WriteNotEffective",
         format!(
             "ECS acknowledged {} writes but the group is still not {to}",
-            token::MAX_GENERATION
+            token::MAX_WRITES_PER_CORRECTION
         ),
     ));
     result

@@ -16,9 +16,16 @@
 //! - the observation window (UTC, [`WINDOW_SECS`] long, shown as its start `YYYYMMDDhhmm`): drift that
 //!   recurs later is a new episode with a new token, so ECS's memory of old tokens cannot turn the
 //!   correction into a silent no-op (guarantee 3).
-//! - the generation: if a write is acknowledged but verification still sees drift within the same
-//!   window (the token was a replay of an earlier correction in this window), the reconciler retries
-//!   with the next generation. Every replica makes the same observation, so they escalate in step.
+//! - the attempt: a correction first sends the token above ([`Attempt::First`]), which every replica
+//!   derives alike. ECS remembers tokens for a long time, so when the same drift recurs within one
+//!   window (a console flipped back minutes after the last correction, or a Git edit back to an earlier
+//!   state, whose revision is the earlier one), that token is a replay: ECS answers success and changes
+//!   nothing. Nothing a replica can read from ECS changes with each flip, so once verification has
+//!   *proved* the replay, the second and last write of the correction ([`Attempt::AfterReplay`]) adds
+//!   the moment the replay was detected, to the millisecond: a token no earlier correction can have
+//!   used. Two replicas that both reach this step send different tokens, both setting the same value
+//!   (one extra, harmless call); every retry of that write still resends its token (guarantee 1). So a
+//!   correction costs at most [`MAX_WRITES_PER_CORRECTION`] writes, however often the drift recurs.
 //!
 //! Two replicas observing on either side of a window boundary send different tokens; both writes then
 //! set the same value, which ModifySecurityGroupPolicy treats as a no-op, so the cost is one extra call.
@@ -30,8 +37,28 @@ use sha2::{Digest, Sha256};
 /// enough that a correction re-applied after a console flip is never blocked for long.
 pub const WINDOW_SECS: i64 = 600;
 
-/// The highest generation the reconciler will try within one window before giving up on a group.
-pub const MAX_GENERATION: u32 = 3;
+/// Writes one correction may send: the shared token, then (only after a proven replay) a new one.
+pub const MAX_WRITES_PER_CORRECTION: u32 = 2;
+
+/// Which write of one correction a token is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// The token every replica observing this drift in this window derives.
+    First,
+    /// Verification proved the first token a replay of an earlier correction; `detected_at_ms` (Unix
+    /// milliseconds) makes this one new.
+    AfterReplay { detected_at_ms: i64 },
+}
+
+impl Attempt {
+    /// The digit shown in the token: 0 for the first write, 1 after a replay.
+    fn digit(self) -> u32 {
+        match self {
+            Attempt::First => 0,
+            Attempt::AfterReplay { .. } => 1,
+        }
+    }
+}
 
 /// Everything the token depends on. Time is an argument: this module reads no clock.
 #[derive(Clone, Debug)]
@@ -42,7 +69,7 @@ pub struct TokenInput<'a> {
     pub revision: &'a str,
     /// When the drift was observed, in Unix seconds.
     pub observed_at: i64,
-    pub generation: u32,
+    pub attempt: Attempt,
 }
 
 pub fn client_token(input: &TokenInput<'_>) -> String {
@@ -62,9 +89,13 @@ pub fn client_token(input: &TokenInput<'_>) -> String {
         input.to.as_str(),
         input.revision,
         &window_start.to_string(),
-        &input.generation.to_string(),
+        &input.attempt.digit().to_string(),
     ] {
         hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    if let Attempt::AfterReplay { detected_at_ms } = input.attempt {
+        hasher.update(detected_at_ms.to_string().as_bytes());
         hasher.update([0u8]);
     }
     let digest = hasher.finalize();
@@ -81,7 +112,7 @@ pub fn client_token(input: &TokenInput<'_>) -> String {
     format!(
         "sgpolicy-{rev}-{}-{window}-{}-{hash}",
         input.to.as_str().to_ascii_lowercase(),
-        input.generation.min(9)
+        input.attempt.digit()
     )
 }
 
@@ -93,15 +124,21 @@ mod tests {
         GroupKey::new("cn-hangzhou", "sg-bp67acfmxazb4ph0001")
     }
 
-    fn input(k: &GroupKey, observed_at: i64, generation: u32) -> TokenInput<'_> {
+    fn input(k: &GroupKey, observed_at: i64, attempt: Attempt) -> TokenInput<'_> {
         TokenInput {
             key: k,
             from: Policy::Accept,
             to: Policy::Drop,
             revision: "3f2a9c1b7d4e",
             observed_at,
-            generation,
+            attempt,
         }
+    }
+
+    const FIRST: Attempt = Attempt::First;
+
+    fn after_replay(ms: i64) -> Attempt {
+        Attempt::AfterReplay { detected_at_ms: ms }
     }
 
     // 2026-11-28T04:10:00Z
@@ -110,9 +147,9 @@ mod tests {
     #[test]
     fn every_retry_of_one_change_sends_the_same_token() {
         let k = key();
-        let first = client_token(&input(&k, T0 + 5, 0));
+        let first = client_token(&input(&k, T0 + 5, FIRST));
         for _ in 0..3 {
-            assert_eq!(client_token(&input(&k, T0 + 5, 0)), first);
+            assert_eq!(client_token(&input(&k, T0 + 5, FIRST)), first);
         }
     }
 
@@ -122,8 +159,8 @@ mod tests {
         // Different processes observe a few minutes apart inside one window; nothing about the
         // process (keys, host, randomness) is an input, so they must agree.
         assert_eq!(
-            client_token(&input(&k, T0 + 1, 0)),
-            client_token(&input(&k, T0 + WINDOW_SECS - 1, 0))
+            client_token(&input(&k, T0 + 1, FIRST)),
+            client_token(&input(&k, T0 + WINDOW_SECS - 1, FIRST))
         );
     }
 
@@ -131,18 +168,32 @@ mod tests {
     fn drift_recurring_in_a_later_window_gets_a_new_token() {
         let k = key();
         assert_ne!(
-            client_token(&input(&k, T0, 0)),
-            client_token(&input(&k, T0 + WINDOW_SECS, 0))
+            client_token(&input(&k, T0, FIRST)),
+            client_token(&input(&k, T0 + WINDOW_SECS, FIRST))
         );
     }
 
     #[test]
-    fn a_replayed_token_escalates_to_a_new_generation() {
+    fn a_proven_replay_gets_a_token_no_earlier_correction_can_have_used() {
         let k = key();
-        let g0 = client_token(&input(&k, T0, 0));
-        let g1 = client_token(&input(&k, T0, 1));
-        assert_ne!(g0, g1);
-        assert!(g1.contains("-1-"));
+        let first = client_token(&input(&k, T0, FIRST));
+        // Ten flips corrected within one window: every write after a replay has its own token.
+        let mut seen = std::collections::BTreeSet::from([first.clone()]);
+        for flip in 0..10 {
+            let t = client_token(&input(
+                &k,
+                T0 + 30 * flip,
+                after_replay(T0 * 1000 + 30_000 * flip + 7),
+            ));
+            assert!(t.contains("-202611280410-1-"), "{t}");
+            assert!(seen.insert(t), "flip {flip} reused a token");
+        }
+        // A retry of one such write (same inputs) resends its token.
+        let at = after_replay(T0 * 1000 + 5);
+        assert_eq!(
+            client_token(&input(&k, T0, at)),
+            client_token(&input(&k, T0, at))
+        );
     }
 
     #[test]
@@ -150,13 +201,13 @@ mod tests {
         let a = key();
         let b = GroupKey::new("cn-hangzhou", "sg-bp67acfmxazb4ph0002");
         let c = GroupKey::new("cn-shanghai", "sg-bp67acfmxazb4ph0001");
-        let base = client_token(&input(&a, T0, 0));
-        assert_ne!(base, client_token(&input(&b, T0, 0)));
-        assert_ne!(base, client_token(&input(&c, T0, 0)));
-        let mut other_rev = input(&a, T0, 0);
+        let base = client_token(&input(&a, T0, FIRST));
+        assert_ne!(base, client_token(&input(&b, T0, FIRST)));
+        assert_ne!(base, client_token(&input(&c, T0, FIRST)));
+        let mut other_rev = input(&a, T0, FIRST);
         other_rev.revision = "000000000000";
         assert_ne!(base, client_token(&other_rev));
-        let mut reverse = input(&a, T0, 0);
+        let mut reverse = input(&a, T0, FIRST);
         reverse.from = Policy::Drop;
         reverse.to = Policy::Accept;
         assert_ne!(base, client_token(&reverse));
@@ -187,13 +238,13 @@ mod tests {
             "sgpolicy-3f2a9c1b7d4e-drop-202611280410-0-{}",
             hex(parts.as_bytes())
         );
-        assert_eq!(client_token(&input(&k, T0, 0)), expected);
+        assert_eq!(client_token(&input(&k, T0, FIRST)), expected);
         // The same group id and region in another account is another group: another token.
         let other =
             GroupKey::in_account("2222222222222222", "cn-hangzhou", "sg-bp67acfmxazb4ph0001");
         let with_account = format!("account\0{}\0{parts}", other.account);
         assert_eq!(
-            client_token(&input(&other, T0, 0)),
+            client_token(&input(&other, T0, FIRST)),
             format!(
                 "sgpolicy-3f2a9c1b7d4e-drop-202611280410-0-{}",
                 hex(with_account.as_bytes())
@@ -204,7 +255,7 @@ mod tests {
     #[test]
     fn token_is_short_ascii_and_names_sgpolicy_and_the_revision() {
         let k = GroupKey::new("ap-southeast-1", "sg-".to_string() + &"x".repeat(97));
-        let mut i = input(&k, T0, MAX_GENERATION);
+        let mut i = input(&k, T0, after_replay(i64::MAX));
         i.to = Policy::Accept;
         let t = client_token(&i);
         assert!(t.len() <= 64, "{t} is {} long", t.len());
@@ -215,7 +266,7 @@ mod tests {
     #[test]
     fn hostile_revision_text_cannot_break_the_format() {
         let k = key();
-        let mut i = input(&k, T0, 0);
+        let mut i = input(&k, T0, FIRST);
         let rev = "é&=/ 💥".repeat(20);
         i.revision = &rev;
         let t = client_token(&i);

@@ -3,6 +3,7 @@
 use crate::harness::*;
 use serde_json::json;
 use sgpolicy::model::Policy;
+use sgpolicy::sim::CallRecord;
 
 const HZ: &str = "cn-hangzhou";
 
@@ -305,28 +306,56 @@ async fn missing_credentials_exit_1_naming_the_variable_before_any_request() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn recurring_drift_is_corrected_despite_token_memory() {
+async fn drift_recurring_ten_times_in_one_token_window_is_corrected_every_time_with_at_most_two_writes(
+) {
     let sim = Sim::start(&seed(&[(HZ, "sg-a", "Accept", "")])).await;
     let folder = Folder::with(&[(
         "a.yaml",
         "groups:\n  - {id: sg-a, region: cn-hangzhou, innerAccessPolicy: Drop}\n",
     )]);
     assert_eq!(once(&sim, &folder, &[]).await.code, 0);
-    // Someone flips it back in the console minutes later (same token window).
-    assert!(sim.sim.set_policy(HZ, "sg-a", Policy::Accept));
-    let run = once(&sim, &folder, &[]).await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(
-        sim.policy(HZ, "sg-a"),
-        Policy::Drop,
-        "the correction must take effect"
-    );
+    // Someone flips it back in the console, ten times within seconds (one 10-minute token window,
+    // unless the test happens to straddle a boundary); ECS replays the shared token each time.
+    for flip in 1..=10 {
+        assert!(sim.sim.set_policy(HZ, "sg-a", Policy::Accept));
+        let before = sim.writes().len();
+        let run = once(&sim, &folder, &[]).await;
+        assert_eq!(run.code, 0, "flip {flip}: {}", run.stderr);
+        assert_eq!(
+            sim.policy(HZ, "sg-a"),
+            Policy::Drop,
+            "flip {flip} corrected"
+        );
+        let writes = sim.writes()[before..].to_vec();
+        assert!(
+            (1..=2).contains(&writes.len()),
+            "flip {flip}: at most two writes per correction: {writes:?}"
+        );
+        let last = writes.last().unwrap();
+        assert!(last.effective, "flip {flip}: {writes:?}");
+        assert_eq!(run.group("sg-a")["token"], json!(last.client_token));
+    }
     let writes = sim.writes();
-    assert_eq!(sim.effective_writes().len(), 2, "{writes:?}");
-    let first_token = writes[0].client_token.clone();
-    let last = writes.last().unwrap();
-    assert!(last.effective && last.client_token != first_token);
-    assert_eq!(run.group("sg-a")["token"], json!(last.client_token));
+    assert_eq!(sim.effective_writes().len(), 11, "{writes:?}");
+    let effective: std::collections::BTreeSet<_> = sim
+        .effective_writes()
+        .iter()
+        .map(|c| c.client_token.clone())
+        .collect();
+    assert_eq!(
+        effective.len(),
+        11,
+        "every correction took effect under its own token"
+    );
+    let first_attempt =
+        |c: &&CallRecord| c.client_token.as_deref().is_some_and(|t| t.contains("-0-"));
+    assert!(
+        writes
+            .iter()
+            .filter(|c| !c.effective)
+            .all(|c| first_attempt(&c)),
+        "only a shared (first) token is ever replayed: {writes:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -417,4 +446,39 @@ async fn usage_errors_exit_64() {
     let r = run(&sim, &["--policies", "x", "--once", "--no-such-flag"], &[]).await;
     assert_eq!(r.code, 64, "{}", r.stderr);
     assert!(sim.calls().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emptied_policy_file_is_an_error_and_sends_no_request() {
+    let (seed, _) = two_drifted_one_in_sync();
+    let sim = Sim::start(&seed).await;
+    // What a file truncated by a bad merge looks like: its groups must not silently stop being governed.
+    let folder = Folder::with(&[
+        (
+            "good.yaml",
+            "region: cn-hangzhou\ngroups:\n  - {id: sg-drift-1, innerAccessPolicy: Drop}\n",
+        ),
+        ("truncated.yaml", ""),
+        ("comments.yaml", "# groups: moved elsewhere\n"),
+        ("meant-to-be-empty.yaml", "groups: []\n"),
+    ]);
+    let run = once(&sim, &folder, &[]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(sim.calls().is_empty(), "no request: {:?}", sim.calls());
+    assert!(
+        run.stderr.contains("truncated.yaml:1:1: the file is empty"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("comments.yaml:1:1: the file is empty"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("meant-to-be-empty.yaml"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.json()["errors"].as_array().map(Vec::len), Some(2));
 }

@@ -66,10 +66,11 @@ impl Runner {
             }
             audit::log_writes(rep, commit);
             for note in &rep.notes {
-                let at: Vec<String> = note.locations.iter().map(|l| l.to_string()).collect();
+                // A note about the whole plan (a safety rail) has no location to print before it.
+                let at: String = note.locations.iter().map(|l| format!("{l}: ")).collect();
                 match note.level {
-                    NoteLevel::Warning => tracing::warn!("{}: {}", at.join(", "), note.message),
-                    NoteLevel::Error => tracing::error!("{}: {}", at.join(", "), note.message),
+                    NoteLevel::Warning => tracing::warn!("{at}{}", note.message),
+                    NoteLevel::Error => tracing::error!("{at}{}", note.message),
                 }
             }
             t.api_calls += rep.api_calls.values().sum::<u64>();
@@ -90,7 +91,7 @@ impl Runner {
                         t.changed += 1;
                         self.metrics.corrections.inc();
                         self.write_outcome(&key.account, "changed");
-                        if let Some(n) = st.fights.corrected(key, now) {
+                        if let Some(n) = st.fights.corrected(key, r.entry.desired, now) {
                             tracing::warn!(
                                 group = %key.id, account = %key.account, region = %key.region, corrections = n.streak,
                                 hold_seconds = n.hold.as_secs(),

@@ -243,13 +243,21 @@ async fn a_fight_over_a_group_is_held_back_and_reported() {
     // verification of the write before it.
     d.wait_metrics("the first correction", corrections(1.0))
         .await;
-    // Someone flips it back; sgpolicy corrects it a second time: that is a fight (threshold 2).
+    // Someone flips it back twice; sgpolicy restores it twice: that is a fight (threshold 2).
     assert!(sim.sim.set_policy(HZ, "sg-a", Policy::Accept));
     d.wait_metrics("the second correction", corrections(2.0))
         .await;
+    assert!(
+        d.lines_with("was changed back").is_empty(),
+        "one restoration is not yet a fight: {}",
+        d.log_text()
+    );
+    assert!(sim.sim.set_policy(HZ, "sg-a", Policy::Accept));
+    d.wait_metrics("the third correction", corrections(3.0))
+        .await;
     let warning = d.wait_log("was changed back 2 times").await;
     assert!(warning.contains("cn-hangzhou/sg-a"), "{warning}");
-    // The third flip is left alone while held; the group is reported as drifted and fighting.
+    // The next flip is left alone while held; the group is reported as drifted and fighting.
     assert!(sim.sim.set_policy(HZ, "sg-a", Policy::Accept));
     let passes = |m: &Metrics| m.sum("sgpolicy_passes_total", &[]);
     let before = passes(&d.metrics().await);
@@ -262,7 +270,10 @@ async fn a_fight_over_a_group_is_held_back_and_reported() {
         .iter()
         .filter(|c| c.group_id.as_deref() == Some("sg-a"))
         .count();
-    assert_eq!(effective, 2, "two corrections, then hands off");
+    assert_eq!(
+        effective, 3,
+        "the first convergence, two restorations, then hands off"
+    );
     assert_eq!(m.get("sgpolicy_fighting_groups"), 1.0, "{}", m.text);
     assert!(m.get("sgpolicy_fight_hold_seconds{region=\"cn-hangzhou\",group=\"sg-a\"}") > 3000.0);
     assert_eq!(m.get("sgpolicy_groups{state=\"drifted\"}"), 1.0);
@@ -581,4 +592,57 @@ async fn an_account_whose_role_cannot_be_assumed_makes_the_daemon_unready_and_sp
     }
     d.wait_metrics("ready again", |m| m.get("sgpolicy_ready") == 1.0)
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_team_editing_a_policy_in_git_is_never_taken_for_a_fight() {
+    let sim = Sim::start(&seed(&[(HZ, "sg-a", "Accept", "")])).await;
+    let folder = Folder::with(&[("prod.yaml", &policy_file(&[("sg-a", "Drop")]))]);
+    let d = Daemon::start(
+        &sim,
+        folder.path(),
+        &[
+            "--interval",
+            "1h",
+            "--fight-threshold",
+            "2",
+            "--fight-hold",
+            "1h",
+            "--allow-open",
+        ],
+    )
+    .await;
+    wait_policy(&sim, "sg-a", Policy::Drop, &d).await;
+    // Start-up to Drop, then three edits in Git: Accept, Drop, Accept. Each write sets a new desired
+    // value, so none of them is a restoration, and none may be held.
+    for (n, want) in [Policy::Accept, Policy::Drop, Policy::Accept]
+        .into_iter()
+        .enumerate()
+    {
+        write_atomically(
+            &folder.path().join("prod.yaml"),
+            &policy_file(&[("sg-a", want.as_str())]),
+        );
+        wait_policy(&sim, "sg-a", want, &d).await;
+        d.wait_metrics("the correction counted", |m| {
+            m.get("sgpolicy_corrections_total") == (n + 2) as f64
+        })
+        .await;
+    }
+    let m = d.metrics().await;
+    assert_eq!(m.get("sgpolicy_fighting_groups"), 0.0, "{}", m.text);
+    assert!(
+        d.lines_with("was changed back").is_empty(),
+        "an edit is not a fight: {}",
+        d.log_text()
+    );
+    let effective = sim
+        .effective_writes()
+        .iter()
+        .filter(|c| c.group_id.as_deref() == Some("sg-a"))
+        .count();
+    assert_eq!(effective, 4, "start-up and three edits, each applied");
+    // An edit back to an earlier state has that state's revision, so its shared token is a replay and
+    // the correction writes once more: at most two writes per correction.
+    assert!(writes_to(&sim, "sg-a") <= 8);
 }
