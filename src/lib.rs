@@ -26,23 +26,15 @@
 //!   [`metrics`] and [`health`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`sim`]: the built-in ECS simulator, the test double and a demo for users without an account.
 
+pub mod accounts;
 pub mod cli;
-pub mod cli_scale;
-pub mod clients;
-pub mod connect;
 pub mod daemon;
+pub mod credentials;
 pub mod ecs;
-pub mod health;
-pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod policy;
-pub mod rails;
 pub mod reconcile;
 pub mod report;
-pub mod schedule;
-pub mod selectors;
 pub mod sim;
 pub mod token;
-pub mod validate;
-pub mod watch;

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use sgpolicy::cli::{exit, Cli, Command, Config, LogFormat, OutputFormat, SimArgs};
-use sgpolicy::connect::ConnectError;
+use sgpolicy::accounts::connect::ConnectError;
 use sgpolicy::policy::{self, LoadOptions};
 use sgpolicy::{reconcile, report};
 use std::process::ExitCode;
@@ -28,8 +28,8 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Some(Command::Sim(args)) => runtime.block_on(run_sim(args)),
-        Some(Command::Validate(args)) => sgpolicy::validate::run_cli(&args),
-        Some(Command::Schema) => sgpolicy::validate::print_schema(),
+        Some(Command::Validate(args)) => sgpolicy::cli::validate::run_cli(&args),
+        Some(Command::Schema) => sgpolicy::cli::validate::print_schema(),
         None => match cli.run.validate() {
             Ok(config) if config.once => runtime.block_on(run_once(config)),
             Ok(config) => runtime.block_on(sgpolicy::daemon::run(config)),
@@ -80,14 +80,14 @@ async fn run_once(config: Config) -> i32 {
                 config.policies.display()
             );
             if config.output == OutputFormat::Json {
-                println!("{}", sgpolicy::validate::load_errors_json(&errors));
+                println!("{}", sgpolicy::cli::validate::load_errors_json(&errors));
             }
             let markdown = config.output == OutputFormat::Markdown;
-            sgpolicy::validate::report_load_errors(&errors, markdown, config.report.as_deref());
+            sgpolicy::cli::validate::report_load_errors(&errors, markdown, config.report.as_deref());
             return exit::ERROR;
         }
     };
-    let client = match sgpolicy::connect::connect(&config).await {
+    let client = match sgpolicy::accounts::connect::connect(&config).await {
         Ok((clients, _credentials)) => clients,
         Err(e @ ConnectError::Credentials(_)) => {
             eprintln!("error: {e}");
@@ -101,7 +101,7 @@ async fn run_once(config: Config) -> i32 {
     let pass_opts = reconcile::PassOptions {
         dry_run: config.dry_run,
         concurrency: config.concurrency,
-        rails: sgpolicy::rails::Rails {
+        rails: sgpolicy::reconcile::gate::Rails {
             max_changes: Some(config.max_changes),
             allow_open: config.allow_open,
         },
@@ -109,8 +109,8 @@ async fn run_once(config: Config) -> i32 {
         ..reconcile::PassOptions::default()
     };
     let result = reconcile::run_pass(&client, &desired, &pass_opts).await;
-    let commit = sgpolicy::daemon::gitrev::commit_of(&config.policies);
-    sgpolicy::daemon::audit::log_writes(&result, commit.as_deref());
+    let commit = sgpolicy::policy::commit::commit_of(&config.policies);
+    sgpolicy::report::audit::log_writes(&result, commit.as_deref());
     // The summary is on stdout already; the log line is for runs whose stdout is a JSON report.
     tracing::debug!("{}", report::summary_line(&result));
     match config.output {
@@ -134,7 +134,7 @@ async fn run_once(config: Config) -> i32 {
         OutputFormat::Markdown => print!("{}", report::markdown(&result)),
     }
     if let Some(path) = &config.report {
-        if let Err(e) = sgpolicy::validate::write_report(path, &report::json(&result)) {
+        if let Err(e) = sgpolicy::cli::validate::write_report(path, &report::json(&result)) {
             eprintln!("error: {e}");
             return exit::ERROR;
         }

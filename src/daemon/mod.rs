@@ -6,20 +6,21 @@
 //! installed next, so a SIGTERM during start-up is honoured; then the metrics port is bound, the folder
 //! watched, and the first (start-up) pass runs.
 
-pub mod audit;
 pub mod config;
 pub mod fights;
-pub mod gitrev;
 pub mod pass;
-pub mod scheduler;
+pub mod health;
+pub mod metrics;
+pub mod triggers;
+pub mod watch;
 
 pub use config::{DaemonArgs, DaemonSettings};
 
 use crate::cli::{exit, Config};
-use crate::health::{Endpoints, Health};
-use crate::metrics::Metrics;
-use crate::watch::FolderWatch;
-use scheduler::{Exit, Input, Timing};
+use crate::daemon::health::{Endpoints, Health};
+use crate::daemon::metrics::Metrics;
+use crate::daemon::watch::FolderWatch;
+use triggers::{Exit, Input, Timing};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -37,7 +38,7 @@ fn stall_limit(interval: Duration) -> Duration {
 pub async fn run(config: Config) -> i32 {
     // The official credential chain; temporary credentials refresh in the background for as long
     // as the client lives. A daemon that cannot start is misconfigured: exit 64.
-    let (clients, credentials) = match crate::connect::connect(&config).await {
+    let (clients, credentials) = match crate::accounts::connect::connect(&config).await {
         Ok((clients, credentials)) => (Arc::new(clients), credentials),
         Err(e) => {
             eprintln!("error: {e}");
@@ -76,7 +77,7 @@ pub async fn run(config: Config) -> i32 {
                     clients: clients.clone(),
                     credentials: Some(credentials.clone()),
                 };
-                Some(tokio::spawn(crate::health::serve(
+                Some(tokio::spawn(crate::daemon::health::serve(
                     listener,
                     endpoints,
                     async {
@@ -149,7 +150,7 @@ pub async fn run(config: Config) -> i32 {
         );
     };
     let exit = tokio::task::LocalSet::new()
-        .run_until(scheduler::run(runner, timing, rx, shutdown))
+        .run_until(triggers::run(runner, timing, rx, shutdown))
         .await;
     match exit {
         Exit::Stopped => tracing::info!("stopped"),

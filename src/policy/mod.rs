@@ -5,7 +5,7 @@
 //! declarations (`merge`). Every problem of every file is collected and returned at once, sorted by
 //! location; if there is any, there is no desired state, so a pass can never act on half a folder.
 //! Besides groups by id (each `enforce` or `observe`), files may declare `selectors` (`selector`); they
-//! are kept as declarations here and turned into groups at pass time by `crate::selectors`.
+//! are kept as declarations here and turned into groups at pass time by `crate::reconcile::selectors`.
 //!
 //! Decisions:
 //! - A folder with no policy files at all is valid and declares zero groups (`files == 0`). Declaring
@@ -17,6 +17,7 @@
 //! - An invalid `--region` value is reported once, at the folder.
 
 mod bytes;
+pub mod commit;
 pub mod json_schema;
 mod merge;
 mod schema;
@@ -59,7 +60,7 @@ pub struct Desired {
     pub groups: BTreeMap<GroupKey, DesiredGroup>,
     pub revision: String,
     pub files: usize,
-    /// Declarations by tag/VPC/name, turned into `groups` at pass time by `crate::selectors`.
+    /// Declarations by tag/VPC/name, turned into `groups` at pass time by `crate::reconcile::selectors`.
     pub selectors: Vec<Selector>,
     /// What that resolution found worth saying (matched nothing, conflicts); empty after loading.
     pub notes: Vec<Note>,

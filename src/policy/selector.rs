@@ -1,5 +1,5 @@
 //! Selectors: a policy for every group that matches tags, a VPC and/or a name glob, parsed from
-//! `selectors:` entries. Resolving them against the cloud happens at pass time (`crate::selectors`);
+//! `selectors:` entries. Resolving them against the cloud happens at pass time (`crate::reconcile::selectors`);
 //! this module only validates the declaration.
 //!
 //! ```yaml

@@ -4,11 +4,11 @@
 
 use crate::fakes::{recording_proxy, Fake, FakeState};
 use crate::harness::*;
-use sgpolicy::ecs::chain::{self, ChainOptions};
+use sgpolicy::credentials::chain::{self, ChainOptions};
 use sgpolicy::ecs::credentials::{CredentialSource, Credentials, Secret};
-use sgpolicy::ecs::profile::Spec;
-use sgpolicy::ecs::refresh::RefreshPolicy;
-use sgpolicy::ecs::sts::RoleRequest;
+use sgpolicy::credentials::profile::Spec;
+use sgpolicy::credentials::refresh::RefreshPolicy;
+use sgpolicy::credentials::sts::RoleRequest;
 use sgpolicy::model::Policy;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -816,7 +816,7 @@ fn ram_policies_grant_exactly_the_three_actions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn other_accounts_are_assumed_once_each_with_the_chains_identity_and_external_id() {
-    use sgpolicy::ecs::accounts::{AccountRef, Accounts};
+    use sgpolicy::accounts::sessions::{AccountRef, Accounts};
     let fake = Fake::start(FakeState {
         keys: [(
             "LTAIbase".to_string(),

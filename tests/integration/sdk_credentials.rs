@@ -4,7 +4,7 @@
 //! and switches. Skipped without the SDK's Python (see sdk.rs), required under CI.
 
 use crate::sdk::python;
-use sgpolicy::ecs::chain::{self, ChainOptions};
+use sgpolicy::credentials::chain::{self, ChainOptions};
 use sgpolicy::ecs::credentials::{CredentialSource, Secret};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! folder), and keeping the last good state in force when the folder is broken.
 
 use super::{Runner, State};
-use crate::health::FolderStatus;
+use crate::daemon::health::FolderStatus;
 use crate::policy::{self, Desired, LoadError, LoadOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

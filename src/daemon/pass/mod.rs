@@ -9,16 +9,16 @@ mod scope;
 
 use super::config::DaemonSettings;
 use super::fights::Fights;
-use super::gitrev;
-use super::scheduler::{Passes, Trigger, Verdict};
+use crate::policy::commit as gitrev;
+use super::triggers::{Passes, Trigger, Verdict};
 use crate::cli::Config;
-use crate::clients::Clients;
-use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::accounts::Clients;
+use crate::daemon::health::Health;
+use crate::daemon::metrics::Metrics;
 use crate::model::{GroupKey, Mode, Policy};
 use crate::policy::{Desired, DesiredGroup, LoadError, Selector};
 use crate::reconcile::{self, PassOptions};
-use crate::watch::FolderWatch;
+use crate::daemon::watch::FolderWatch;
 use futures::future::LocalBoxFuture;
 use results::{GroupState, Tally};
 use std::collections::{BTreeMap, BTreeSet};
@@ -159,7 +159,7 @@ impl Runner {
             concurrency: self.config.concurrency,
             cancel: Some(self.cancel.clone()),
             pass_timeout: self.config.pass_timeout,
-            rails: crate::rails::Rails {
+            rails: crate::reconcile::gate::Rails {
                 max_changes: Some(self.config.max_changes),
                 allow_open: self.config.allow_open,
             },

@@ -2,10 +2,10 @@
 //! one summary line per pass.
 
 use super::{Runner, State};
-use crate::daemon::audit;
-use crate::daemon::scheduler::Trigger;
+use crate::report::audit;
+use crate::daemon::triggers::Trigger;
 use crate::ecs::error::{classify, ErrorClass};
-use crate::metrics::{AccountLabel, GroupLabels, OutcomeLabels};
+use crate::daemon::metrics::{AccountLabel, GroupLabels, OutcomeLabels};
 use crate::model::{GroupKey, NoteLevel};
 use crate::plan::Action;
 use crate::policy::DesiredGroup;

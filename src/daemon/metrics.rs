@@ -300,7 +300,7 @@ impl Metrics {
     }
 
     /// Refresh health of temporary credentials (see `ecs::refresh::RefreshStatus`).
-    pub fn set_credentials(&self, status: &crate::ecs::refresh::RefreshStatus) {
+    pub fn set_credentials(&self, status: &crate::credentials::refresh::RefreshStatus) {
         let labels = CredentialLabels {
             provider: status.provider.clone(),
         };

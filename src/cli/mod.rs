@@ -6,6 +6,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// Exit statuses scripts can rely on.
+pub mod scale;
+pub mod validate;
+
 pub mod exit {
     pub const OK: i32 = 0;
     pub const ERROR: i32 = 1;
@@ -145,7 +148,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// A pass planning more than N changes writes none of them and exits 1.
-    #[arg(long, value_name = "N", default_value_t = crate::rails::DEFAULT_MAX_CHANGES)]
+    #[arg(long, value_name = "N", default_value_t = crate::reconcile::gate::DEFAULT_MAX_CHANGES)]
     pub max_changes: usize,
     /// Apply changes that open a group (Drop -> Accept); without it they are held and the pass exits 1.
     #[arg(long)]
@@ -241,11 +244,11 @@ impl RunArgs {
             }
         }
         if let Some(e) = &self.metadata_endpoint {
-            if let Err(msg) = crate::ecs::imds::validate_endpoint(e) {
+            if let Err(msg) = crate::credentials::imds::validate_endpoint(e) {
                 problems.push(msg);
             }
         }
-        let scale = crate::cli_scale::validate(self, &mut problems);
+        let scale = crate::cli::scale::validate(self, &mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }

@@ -3,12 +3,12 @@
 //!
 //! This is the STS half of "many accounts" (a policy file naming `account: {roleArn, externalId}`):
 //! the reconciler asks [`Accounts::session`] for the credentials of each file's account and builds
-//! one ECS client per account (`crate::clients`).
+//! one ECS client per account (`crate::accounts`).
 
-use super::chain::ChainOptions;
-use super::credentials::CredentialSource;
-use super::refresh::{FetchFn, RefreshPolicy, RefreshStatus, Refreshing};
-use super::sts::{RoleRequest, Sts};
+use crate::credentials::chain::ChainOptions;
+use crate::ecs::credentials::CredentialSource;
+use crate::credentials::refresh::{FetchFn, RefreshPolicy, RefreshStatus, Refreshing};
+use crate::credentials::sts::{RoleRequest, Sts};
 pub use crate::model::AccountRef;
 use std::collections::BTreeMap;
 use std::sync::Arc;

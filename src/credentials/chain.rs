@@ -9,8 +9,8 @@
 //! Like the SDK, a link that is configured but fails (a bad file, STS refusing) does not stop the
 //! search; unlike the SDK's one-line message, the error lists every link with its own reason.
 
-use super::credentials::{CredentialSource, Credentials, Secret};
-use super::endpoint::{sts_url, EndpointType};
+use crate::ecs::credentials::{CredentialSource, Credentials, Secret};
+use crate::ecs::endpoint::{sts_url, EndpointType};
 use super::imds::{self, Imds};
 use super::profile::{self, Spec};
 use super::refresh::{FetchFn, RefreshPolicy, RefreshStatus, Refreshing};
@@ -142,7 +142,7 @@ impl fmt::Debug for Resolved {
 }
 
 impl CredentialSource for Resolved {
-    fn current(&self) -> Result<Credentials, super::credentials::CredentialError> {
+    fn current(&self) -> Result<Credentials, crate::ecs::credentials::CredentialError> {
         self.source.current()
     }
 }

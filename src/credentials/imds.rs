@@ -6,8 +6,8 @@
 //! comes from `ALIBABA_CLOUD_ECS_METADATA` (or a profile), else from the listing
 //! `GET /latest/meta-data/ram/security-credentials/`. Timeouts are one second, as in the SDK.
 
-use super::credentials::Secret;
-use super::error::transport_cause;
+use crate::ecs::credentials::Secret;
+use crate::ecs::error::transport_cause;
 use super::refresh::Temporary;
 use reqwest::Url;
 use serde::Deserialize;

@@ -2,13 +2,17 @@
 //! verify each write by reading the group again. The only module that writes to the cloud, and only for
 //! a change the plan produced from a read made in the same pass.
 
-use crate::clients::{Clients, Reach};
+pub mod gate;
+pub mod order;
+pub mod selectors;
+
+use crate::accounts::{Clients, Reach};
 use crate::ecs::{api, ApiError, ErrorClass};
 use crate::model::{GroupKey, Mode, Note, NoteLevel, Policy};
 use crate::plan::{self, Action, Observation, Observed, Plan, PlanEntry};
 use crate::policy::Desired;
-use crate::rails::{self, Hold, Rails};
-use crate::schedule::{self, within};
+use gate::{Hold, Rails};
+use order::within;
 use crate::token::{self, Attempt, TokenInput};
 use futures::stream::{self, StreamExt};
 use std::collections::BTreeMap;
@@ -170,7 +174,7 @@ impl PassState {
                 .deadline
                 .is_some_and(|d| tokio::time::Instant::now() >= d) =>
             {
-                Err(schedule::deadline_error("Pass"))
+                Err(order::deadline_error("Pass"))
             }
             None => Ok(()),
         }
@@ -212,7 +216,7 @@ pub async fn run_pass(clients: &Clients, desired: &Desired, opts: &PassOptions) 
     let desired = if desired.selectors.is_empty() {
         desired
     } else {
-        let (d, fatal) = crate::selectors::resolve(&reach, desired, opts.concurrency).await;
+        let (d, fatal) = crate::reconcile::selectors::resolve(&reach, desired, opts.concurrency).await;
         if let Some((account, e)) = fatal {
             let _ = state.note::<()>(&account, Err(e));
         }
@@ -221,7 +225,7 @@ pub async fn run_pass(clients: &Clients, desired: &Desired, opts: &PassOptions) 
     };
     let observed = observe(&reach, desired, opts, &state).await;
     let plan = plan::plan(desired, &observed);
-    let gate = rails::gate(&plan, &opts.rails);
+    let gate = gate::gate(&plan, &opts.rails);
     let results = apply(&reach, &plan, &gate, observed_at, opts, &state).await;
     let api_calls = calls_since(&before, &stats.snapshot());
     let mut notes = desired.notes.clone();
@@ -279,7 +283,7 @@ async fn observe(
                 .collect::<Vec<_>>()
         })
         .collect();
-    let batches = schedule::interleave_by_bucket(batches, |b| (&b.0.account, &b.0.region));
+    let batches = order::interleave_by_bucket(batches, |b| (&b.0.account, &b.0.region));
 
     let metas = stream::iter(batches)
         .map(|(place, ids)| async move {
@@ -324,7 +328,7 @@ async fn observe(
         }
     }
 
-    let to_read = schedule::interleave_by_bucket(to_read, |(k, _)| (&k.account, &k.region));
+    let to_read = order::interleave_by_bucket(to_read, |(k, _)| (&k.account, &k.region));
     let reads = stream::iter(to_read)
         .map(|(key, meta)| async move {
             let r = match (
@@ -362,12 +366,12 @@ fn failed(e: &ApiError) -> Observation {
 async fn apply(
     reach: &Reach,
     plan: &Plan,
-    gate: &rails::Gate,
+    gate: &gate::Gate,
     observed_at: i64,
     opts: &PassOptions,
     state: &PassState,
 ) -> Vec<GroupResult> {
-    let entries = schedule::interleave_by_bucket(plan.entries.iter().collect(), |e| {
+    let entries = order::interleave_by_bucket(plan.entries.iter().collect(), |e| {
         (&e.key.account, &e.key.region)
     });
     let mut results: Vec<GroupResult> = stream::iter(entries)

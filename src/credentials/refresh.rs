@@ -6,7 +6,7 @@
 //! SDK's prefetch). A failed refresh keeps the old credentials while they are valid, is logged and is
 //! visible in [`RefreshStatus`]; credentials within `safety` of their expiry are never handed out.
 
-use super::credentials::{CredentialError, CredentialSource, Credentials};
+use crate::ecs::credentials::{CredentialError, CredentialSource, Credentials};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use std::sync::{Arc, RwLock, Weak};
@@ -33,8 +33,8 @@ impl Temporary {
             super::sts::parse_expiration(&exp).map(|expiration| Temporary {
                 credentials: Credentials {
                     access_key_id: id,
-                    access_key_secret: super::credentials::Secret::new(secret),
-                    security_token: Some(super::credentials::Secret::new(token)),
+                    access_key_secret: crate::ecs::credentials::Secret::new(secret),
+                    security_token: Some(crate::ecs::credentials::Secret::new(token)),
                 },
                 expiration,
             }),

@@ -7,6 +7,7 @@ use crate::reconcile::{GroupResult, Outcome, PassReport};
 use serde_json::{json, Value};
 use std::fmt::Write;
 
+pub mod audit;
 mod markdown;
 mod stream;
 pub use markdown::{markdown, MAX_COMMENT_CHARS};

@@ -7,7 +7,7 @@
 //!
 //! Parsing is pure: a file becomes a [`Spec`], which `chain` turns into a live source.
 
-use super::credentials::{Credentials, Secret};
+use crate::ecs::credentials::{Credentials, Secret};
 use super::sts::{RoleRequest, DEFAULT_DURATION_SECS};
 use serde_json::Value;
 use std::collections::BTreeMap;

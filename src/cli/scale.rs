@@ -3,7 +3,7 @@
 
 use crate::cli::RunArgs;
 use crate::ecs::limit::{parse_rps, RateLimits};
-use crate::schedule::parse_duration;
+use crate::reconcile::order::parse_duration;
 use std::time::Duration;
 
 /// The validated scale settings; placeholders where a problem was recorded.

@@ -12,7 +12,7 @@
 //! - A selector that matches nothing is a warning note. One whose listing failed is an error note and
 //!   its groups are left alone this pass.
 
-use crate::clients::Reach;
+use crate::accounts::Reach;
 use crate::ecs::api::{self, GroupsResponse};
 use crate::ecs::{ApiError, EcsClient, ErrorClass};
 use crate::model::{GroupKey, Location, Mode, Note, NoteLevel, Policy};

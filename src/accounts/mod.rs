@@ -7,9 +7,12 @@
 //! of figures, but each has its own rate limiter: ECS quotas are per account and region, and a
 //! throttled account must not slow the others down.
 
-use crate::ecs::accounts::Accounts;
+pub mod connect;
+pub mod sessions;
+
+use crate::accounts::sessions::Accounts;
 use crate::ecs::client::CallStats;
-use crate::ecs::refresh::RefreshStatus;
+use crate::credentials::refresh::RefreshStatus;
 use crate::ecs::{ApiError, EcsClient};
 use crate::model::AccountRef;
 use std::collections::BTreeMap;

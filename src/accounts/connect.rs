@@ -3,9 +3,9 @@
 //! credentials the same way.
 
 use crate::cli::Config;
-use crate::clients::Clients;
-use crate::ecs::accounts::Accounts;
-use crate::ecs::chain::{self, ChainError, ChainOptions, Resolved};
+use crate::accounts::Clients;
+use crate::accounts::sessions::Accounts;
+use crate::credentials::chain::{self, ChainError, ChainOptions, Resolved};
 use crate::ecs::{ClientConfig, EcsClient};
 
 /// Why no client could be made.

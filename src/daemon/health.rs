@@ -10,7 +10,7 @@
 //!   last good state is still enforced, the body says `degraded`, and `sgpolicy_policy_load_errors` is
 //!   above zero (alert on that). It is 503 while shutting down.
 
-use crate::metrics::Metrics;
+use crate::daemon::metrics::Metrics;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -166,9 +166,9 @@ impl Health {
 pub struct Endpoints {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
-    pub clients: Arc<crate::clients::Clients>,
+    pub clients: Arc<crate::accounts::Clients>,
     /// The credential chain's choice, for the refresh-health gauges.
-    pub credentials: Option<crate::ecs::chain::Resolved>,
+    pub credentials: Option<crate::credentials::chain::Resolved>,
 }
 
 fn text(status: StatusCode, body: String) -> Response {
