@@ -28,8 +28,8 @@
 
 pub mod accounts;
 pub mod cli;
-pub mod daemon;
 pub mod credentials;
+pub mod daemon;
 pub mod ecs;
 pub mod model;
 pub mod plan;

@@ -1,9 +1,13 @@
-//! The `sgpolicy` binary: parse arguments, set up logging, run, and map the outcome to an exit status.
+//! The `sgpolicy` binary: parse arguments, set up logging, run a mode, and map its outcome to an exit
+//! status. The exit codes live here and in `cli::exit`, nowhere below.
 
 use clap::Parser;
-use sgpolicy::cli::{exit, Cli, Command, Config, LogFormat, OutputFormat, SimArgs};
 use sgpolicy::accounts::connect::ConnectError;
-use sgpolicy::policy::{self, LoadOptions};
+use sgpolicy::cli::{
+    exit, Cli, Command, Config, LogFormat, OutputFormat, PlanExit, RunMode, SimArgs,
+};
+use sgpolicy::daemon::{self, Ended};
+use sgpolicy::policy;
 use sgpolicy::{reconcile, report};
 use std::process::ExitCode;
 
@@ -31,8 +35,23 @@ fn main() -> ExitCode {
         Some(Command::Validate(args)) => sgpolicy::cli::validate::run_cli(&args),
         Some(Command::Schema) => sgpolicy::cli::validate::print_schema(),
         None => match cli.run.validate() {
-            Ok(config) if config.once => runtime.block_on(run_once(config)),
-            Ok(config) => runtime.block_on(sgpolicy::daemon::run(config)),
+            Ok(config) => match config.mode.clone() {
+                RunMode::Daemon(settings) => {
+                    let setup = daemon::Setup {
+                        policies: config.policies,
+                        load: config.load,
+                        connect: config.connect,
+                        pass: config.pass,
+                        settings,
+                    };
+                    match runtime.block_on(daemon::run(setup)) {
+                        Ended::Stopped => exit::OK,
+                        Ended::Misconfigured => exit::USAGE,
+                        Ended::Failed => exit::ERROR,
+                    }
+                }
+                RunMode::Apply | RunMode::Plan(_) => runtime.block_on(run_once(config)),
+            },
             Err(problems) => {
                 for p in problems {
                     eprintln!("error: {p}");
@@ -64,11 +83,7 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run_once(config: Config) -> i32 {
-    let opts = LoadOptions {
-        default_region: config.region.clone(),
-        max_file_bytes: config.max_file_bytes,
-    };
-    let desired = match policy::load_folder(&config.policies, &opts) {
+    let desired = match policy::load_folder(&config.policies, &config.load) {
         Ok(d) => d,
         Err(errors) => {
             for e in &errors {
@@ -83,11 +98,15 @@ async fn run_once(config: Config) -> i32 {
                 println!("{}", sgpolicy::cli::validate::load_errors_json(&errors));
             }
             let markdown = config.output == OutputFormat::Markdown;
-            sgpolicy::cli::validate::report_load_errors(&errors, markdown, config.report.as_deref());
+            sgpolicy::cli::validate::report_load_errors(
+                &errors,
+                markdown,
+                config.report.as_deref(),
+            );
             return exit::ERROR;
         }
     };
-    let client = match sgpolicy::accounts::connect::connect(&config).await {
+    let client = match sgpolicy::accounts::connect::connect(&config.connect).await {
         Ok((clients, _credentials)) => clients,
         Err(e @ ConnectError::Credentials(_)) => {
             eprintln!("error: {e}");
@@ -98,17 +117,7 @@ async fn run_once(config: Config) -> i32 {
             return exit::USAGE;
         }
     };
-    let pass_opts = reconcile::PassOptions {
-        dry_run: config.dry_run,
-        concurrency: config.concurrency,
-        rails: sgpolicy::reconcile::gate::Rails {
-            max_changes: Some(config.max_changes),
-            allow_open: config.allow_open,
-        },
-        pass_timeout: config.pass_timeout,
-        ..reconcile::PassOptions::default()
-    };
-    let result = reconcile::run_pass(&client, &desired, &pass_opts).await;
+    let result = reconcile::run_pass(&client, &desired, &config.pass).await;
     let commit = sgpolicy::policy::commit::commit_of(&config.policies);
     sgpolicy::report::audit::log_writes(&result, commit.as_deref());
     // The summary is on stdout already; the log line is for runs whose stdout is a JSON report.
@@ -119,12 +128,7 @@ async fn run_once(config: Config) -> i32 {
             // Streamed: a 10,000-group document as one `Value` would double the agent's memory.
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let written = report::write_json(&result, &mut out)
-                .and_then(|()| {
-                    std::io::Write::write_all(
-                        &mut out, b"
-",
-                    )
-                })
+                .and_then(|()| std::io::Write::write_all(&mut out, b"\n"))
                 .and_then(|()| std::io::Write::flush(&mut out));
             if let Err(e) = written {
                 eprintln!("error: writing the JSON report: {e}");
@@ -141,7 +145,7 @@ async fn run_once(config: Config) -> i32 {
     }
     if result.has_errors() {
         exit::ERROR
-    } else if config.dry_run && config.detailed_exitcode && result.has_drift() {
+    } else if config.mode == RunMode::Plan(PlanExit::Detailed) && result.has_drift() {
         exit::DRIFT
     } else {
         exit::OK

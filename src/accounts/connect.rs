@@ -1,12 +1,30 @@
-//! From a validated [`Config`] to a working ECS client: the credential chain with the configured
-//! profile and endpoints, then the client. Shared by the one-shot run and the daemon so both find
-//! credentials the same way.
+//! From [`ConnectSettings`] to working ECS clients: the credential chain with the configured profile
+//! and endpoints, then the clients. Shared by the one-shot run and the daemon so both find credentials
+//! the same way.
 
-use crate::cli::Config;
-use crate::accounts::Clients;
 use crate::accounts::sessions::Accounts;
+use crate::accounts::Clients;
 use crate::credentials::chain::{self, ChainError, ChainOptions, Resolved};
+use crate::ecs::endpoint::EndpointType;
+use crate::ecs::limit::RateLimits;
 use crate::ecs::{ClientConfig, EcsClient};
+use std::time::Duration;
+
+/// How to reach the cloud, as the command line configured it.
+#[derive(Clone, Debug)]
+pub struct ConnectSettings {
+    /// `--endpoint`: every ECS call to this URL instead of the regional endpoint.
+    pub endpoint: Option<String>,
+    pub endpoint_type: EndpointType,
+    /// `--insecure-http`: allow plain `http://` to a host that is not a loopback address.
+    pub insecure_http: bool,
+    pub profile: Option<String>,
+    pub sts_endpoint: Option<String>,
+    pub metadata_endpoint: Option<String>,
+    pub rate_limits: RateLimits,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+}
 
 /// Why no client could be made.
 #[derive(Debug)]
@@ -27,7 +45,7 @@ impl std::fmt::Display for ConnectError {
 }
 
 /// The chain's options for this configuration, on top of the process environment.
-pub fn chain_options(config: &Config) -> ChainOptions {
+pub fn chain_options(config: &ConnectSettings) -> ChainOptions {
     ChainOptions {
         profile: config.profile.clone(),
         sts_endpoint: config.sts_endpoint.clone(),
@@ -42,7 +60,7 @@ pub fn chain_options(config: &Config) -> ChainOptions {
 /// returned [`Resolved`] or the clients live) and builds the ECS clients: the chain's own, and on
 /// demand one per account a policy file names, assumed through STS with the chain's credentials.
 /// Keep the `Resolved` to report refresh health (`Resolved::status`) in metrics.
-pub async fn connect(config: &Config) -> Result<(Clients, Resolved), ConnectError> {
+pub async fn connect(config: &ConnectSettings) -> Result<(Clients, Resolved), ConnectError> {
     let options = chain_options(config);
     let credentials = chain::resolve(&options)
         .await

@@ -11,8 +11,8 @@ pub mod connect;
 pub mod sessions;
 
 use crate::accounts::sessions::Accounts;
-use crate::ecs::client::CallStats;
 use crate::credentials::refresh::RefreshStatus;
+use crate::ecs::client::CallStats;
 use crate::ecs::{ApiError, EcsClient};
 use crate::model::AccountRef;
 use std::collections::BTreeMap;

@@ -6,9 +6,9 @@
 //! one ECS client per account (`crate::accounts`).
 
 use crate::credentials::chain::ChainOptions;
-use crate::ecs::credentials::CredentialSource;
 use crate::credentials::refresh::{FetchFn, RefreshPolicy, RefreshStatus, Refreshing};
 use crate::credentials::sts::{RoleRequest, Sts};
+use crate::ecs::credentials::CredentialSource;
 pub use crate::model::AccountRef;
 use std::collections::BTreeMap;
 use std::sync::Arc;

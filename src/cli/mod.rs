@@ -1,14 +1,23 @@
-//! Command-line arguments (raw, as clap parses them) and their validation into a [`Config`], with every
-//! argument problem reported at once before anything touches the network.
+//! The command-line layer: arguments (raw, as clap parses them) and their validation into a [`Config`]
+//! of plain settings that flow down (`ConnectSettings` to `accounts`, `PassOptions` to `reconcile`,
+//! `DaemonSettings` to `daemon`), with every argument problem reported at once before anything
+//! touches the network. Nothing below this layer imports it.
 
+use crate::accounts::connect::ConnectSettings;
+use crate::daemon::settings::DaemonSettings;
 use crate::ecs::client::validate_endpoint;
+use crate::policy::LoadOptions;
+use crate::reconcile::gate::Rails;
+use crate::reconcile::PassOptions;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// Exit statuses scripts can rely on.
+pub mod daemon;
+pub mod duration;
 pub mod scale;
 pub mod validate;
 
+/// Exit statuses scripts can rely on.
 pub mod exit {
     pub const OK: i32 = 0;
     pub const ERROR: i32 = 1;
@@ -143,7 +152,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "human")]
     pub log_format: LogFormat,
     #[command(flatten)]
-    pub daemon: crate::daemon::DaemonArgs,
+    pub daemon: daemon::DaemonArgs,
     /// Also write the JSON result to FILE (CI wrappers often lose stdout and exit codes).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -170,32 +179,37 @@ pub struct RunArgs {
     pub connect_timeout: String,
 }
 
-/// A validated one-shot configuration.
+/// A validated command line: what to read, how to reach the cloud, how to run a pass, and which mode.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub policies: PathBuf,
-    pub dry_run: bool,
-    pub detailed_exitcode: bool,
+    pub load: LoadOptions,
+    pub connect: ConnectSettings,
+    /// The options of every pass (the daemon adds its cancellation flag).
+    pub pass: PassOptions,
+    pub mode: RunMode,
     pub output: OutputFormat,
-    pub region: Option<String>,
-    pub endpoint: Option<String>,
-    pub insecure_http: bool,
-    pub concurrency: usize,
-    pub max_file_bytes: u64,
-    pub endpoint_type: crate::ecs::endpoint::EndpointType,
-    pub profile: Option<String>,
-    pub sts_endpoint: Option<String>,
-    pub metadata_endpoint: Option<String>,
-    /// Without `--once`: run as a daemon with these settings.
-    pub once: bool,
-    pub daemon: crate::daemon::DaemonSettings,
     pub report: Option<PathBuf>,
-    pub max_changes: usize,
-    pub allow_open: bool,
-    pub rate_limits: crate::ecs::limit::RateLimits,
-    pub pass_timeout: Option<std::time::Duration>,
-    pub request_timeout: std::time::Duration,
-    pub connect_timeout: std::time::Duration,
+}
+
+/// How sgpolicy runs: chosen by `--once`, `--dry-run` and `--detailed-exitcode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunMode {
+    /// `--once`: one pass that writes, then exit 0 (all in sync or fixed) or 1 (errors).
+    Apply,
+    /// `--once --dry-run`: read and plan, never write.
+    Plan(PlanExit),
+    /// Without `--once`: the long-running daemon (with `--dry-run` it monitors and never writes).
+    Daemon(DaemonSettings),
+}
+
+/// What a `--once --dry-run` exit status says about drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanExit {
+    /// 0 whether or not the plan has changes (1 on errors).
+    Plain,
+    /// `--detailed-exitcode`: 0 in sync, 2 drift, 1 errors.
+    Detailed,
 }
 
 impl RunArgs {
@@ -252,29 +266,42 @@ impl RunArgs {
         if !problems.is_empty() {
             return Err(problems);
         }
+        let mode = match (self.once, self.dry_run, self.detailed_exitcode) {
+            (false, _, _) => RunMode::Daemon(daemon),
+            (true, false, _) => RunMode::Apply,
+            (true, true, false) => RunMode::Plan(PlanExit::Plain),
+            (true, true, true) => RunMode::Plan(PlanExit::Detailed),
+        };
         Ok(Config {
             policies: self.policies.clone().unwrap_or_default(),
-            dry_run: self.dry_run,
-            detailed_exitcode: self.detailed_exitcode,
+            load: LoadOptions {
+                default_region: self.region.clone(),
+                max_file_bytes: self.max_file_bytes,
+            },
+            connect: ConnectSettings {
+                endpoint: self.endpoint.clone(),
+                endpoint_type: self.endpoint_type,
+                insecure_http: self.insecure_http,
+                profile: self.profile.clone().filter(|p| !p.is_empty()),
+                sts_endpoint: self.sts_endpoint.clone().filter(|e| !e.is_empty()),
+                metadata_endpoint: self.metadata_endpoint.clone(),
+                rate_limits: scale.rate_limits,
+                request_timeout: scale.request_timeout,
+                connect_timeout: scale.connect_timeout,
+            },
+            pass: PassOptions {
+                dry_run: self.dry_run,
+                concurrency: self.concurrency,
+                rails: Rails {
+                    max_changes: Some(self.max_changes),
+                    allow_open: self.allow_open,
+                },
+                pass_timeout: scale.pass_timeout,
+                ..PassOptions::default()
+            },
+            mode,
             output: self.output,
-            region: self.region.clone(),
-            endpoint: self.endpoint.clone(),
-            insecure_http: self.insecure_http,
-            concurrency: self.concurrency,
-            max_file_bytes: self.max_file_bytes,
-            endpoint_type: self.endpoint_type,
-            profile: self.profile.clone().filter(|p| !p.is_empty()),
-            sts_endpoint: self.sts_endpoint.clone().filter(|e| !e.is_empty()),
-            metadata_endpoint: self.metadata_endpoint.clone(),
-            once: self.once,
-            daemon,
             report: self.report.clone(),
-            max_changes: self.max_changes,
-            allow_open: self.allow_open,
-            rate_limits: scale.rate_limits,
-            pass_timeout: scale.pass_timeout,
-            request_timeout: scale.request_timeout,
-            connect_timeout: scale.connect_timeout,
         })
     }
 }
@@ -316,7 +343,8 @@ mod tests {
             "json",
         ]);
         let c = cli.run.validate().unwrap();
-        assert!(c.dry_run && c.detailed_exitcode);
+        assert!(c.pass.dry_run);
+        assert_eq!(c.mode, RunMode::Plan(PlanExit::Detailed));
         assert_eq!(c.output, OutputFormat::Json);
     }
 
@@ -331,9 +359,11 @@ mod tests {
             ":9090",
         ]);
         let c = cli.run.validate().unwrap();
-        assert!(!c.once);
-        assert_eq!(c.daemon.interval, std::time::Duration::from_secs(30));
-        assert_eq!(c.daemon.metrics_addr.map(|a| a.port()), Some(9090));
+        let RunMode::Daemon(daemon) = c.mode else {
+            panic!("a daemon: {:?}", c.mode)
+        };
+        assert_eq!(daemon.interval, std::time::Duration::from_secs(30));
+        assert_eq!(daemon.metrics_addr.map(|a| a.port()), Some(9090));
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Validation of the scale flags (`--max-rps`, `--max-rps-action`, `--pass-timeout`, request and
 //! connect timeouts), kept apart from `cli` so that file only gains a few lines.
 
+use super::duration;
 use crate::cli::RunArgs;
 use crate::ecs::limit::{parse_rps, RateLimits};
-use crate::reconcile::order::parse_duration;
 use std::time::Duration;
 
 /// The validated scale settings; placeholders where a problem was recorded.
@@ -29,7 +29,7 @@ pub fn validate(args: &RunArgs, problems: &mut Vec<String>) -> Scale {
             Err(e) => problems.push(e),
         }
     }
-    let mut duration = |flag: &str, text: &str, default: Duration| match parse_duration(text) {
+    let mut duration = |flag: &str, text: &str, default: Duration| match duration::parse(text) {
         Ok(d) => d,
         Err(e) => {
             problems.push(format!("{flag} {e}"));
@@ -92,16 +92,23 @@ mod tests {
             "500ms",
         ])
         .expect("valid");
-        assert_eq!(c.rate_limits.ceiling("DescribeSecurityGroups"), 50.0);
-        assert_eq!(c.rate_limits.ceiling("ModifySecurityGroupPolicy"), 5.0);
-        assert_eq!(c.pass_timeout, Some(Duration::from_secs(120)));
-        assert_eq!(c.request_timeout, Duration::from_secs(3));
-        assert_eq!(c.connect_timeout, Duration::from_millis(500));
+        assert_eq!(
+            c.connect.rate_limits.ceiling("DescribeSecurityGroups"),
+            50.0
+        );
+        assert_eq!(
+            c.connect.rate_limits.ceiling("ModifySecurityGroupPolicy"),
+            5.0
+        );
+        assert_eq!(c.pass.pass_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(c.connect.request_timeout, Duration::from_secs(3));
+        assert_eq!(c.connect.connect_timeout, Duration::from_millis(500));
         let defaults = validate(&[]).expect("valid");
-        assert_eq!(defaults.pass_timeout, Some(Duration::from_secs(1800)));
+        assert_eq!(defaults.pass.pass_timeout, Some(Duration::from_secs(1800)));
         assert_eq!(
             validate(&["--pass-timeout", "0"])
                 .expect("valid")
+                .pass
                 .pass_timeout,
             None
         );

@@ -9,12 +9,12 @@
 //! Like the SDK, a link that is configured but fails (a bad file, STS refusing) does not stop the
 //! search; unlike the SDK's one-line message, the error lists every link with its own reason.
 
-use crate::ecs::credentials::{CredentialSource, Credentials, Secret};
-use crate::ecs::endpoint::{sts_url, EndpointType};
 use super::imds::{self, Imds};
 use super::profile::{self, Spec};
 use super::refresh::{FetchFn, RefreshPolicy, RefreshStatus, Refreshing};
 use super::sts::{RoleRequest, Sts};
+use crate::ecs::credentials::{CredentialSource, Credentials, Secret};
+use crate::ecs::endpoint::{sts_url, EndpointType};
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::fmt;

@@ -6,9 +6,9 @@
 //! comes from `ALIBABA_CLOUD_ECS_METADATA` (or a profile), else from the listing
 //! `GET /latest/meta-data/ram/security-credentials/`. Timeouts are one second, as in the SDK.
 
+use super::refresh::Temporary;
 use crate::ecs::credentials::Secret;
 use crate::ecs::error::transport_cause;
-use super::refresh::Temporary;
 use reqwest::Url;
 use serde::Deserialize;
 use std::time::Duration;

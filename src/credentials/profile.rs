@@ -7,8 +7,8 @@
 //!
 //! Parsing is pure: a file becomes a [`Spec`], which `chain` turns into a live source.
 
-use crate::ecs::credentials::{Credentials, Secret};
 use super::sts::{RoleRequest, DEFAULT_DURATION_SECS};
+use crate::ecs::credentials::{Credentials, Secret};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

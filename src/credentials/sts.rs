@@ -5,11 +5,11 @@
 //! query string (so neither the signature, the source STS token nor the OIDC token ever sits in a URL
 //! that a proxy or library could log), and error text is scrubbed of every secret involved.
 
+use super::refresh::Temporary;
 use crate::ecs::client::validate_endpoint;
 use crate::ecs::credentials::{Credentials, Secret};
 use crate::ecs::error::transport_cause;
 use crate::ecs::redact::redact;
-use super::refresh::Temporary;
 use crate::ecs::sign;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use reqwest::Url;

@@ -7,7 +7,7 @@
 //! on, the next correction of that group is held back for `hold * 2^(streak - threshold)`, capped at
 //! `hold_cap`. While held, the group is still read and reported as drifted, never written.
 
-use super::config::FightPolicy;
+use super::settings::FightPolicy;
 use crate::model::{GroupKey, Policy};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! The daemon: `sgpolicy --policies DIR` without `--once`. Wires the trigger loop ([`scheduler`]) to
+//! The daemon: `sgpolicy --policies DIR` without `--once`. Wires the trigger loop ([`triggers`]) to
 //! the pass runner ([`pass`]), the file watcher, signals, and the metrics/health endpoints.
 //!
 //! Start-up order matters: every piece of configuration (flags, credentials, endpoint) is validated
@@ -6,25 +6,28 @@
 //! installed next, so a SIGTERM during start-up is honoured; then the metrics port is bound, the folder
 //! watched, and the first (start-up) pass runs.
 
-pub mod config;
 pub mod fights;
-pub mod pass;
 pub mod health;
 pub mod metrics;
+pub mod pass;
+pub mod settings;
 pub mod triggers;
 pub mod watch;
 
-pub use config::{DaemonArgs, DaemonSettings};
+pub use settings::DaemonSettings;
 
-use crate::cli::{exit, Config};
+use crate::accounts::connect::ConnectSettings;
 use crate::daemon::health::{Endpoints, Health};
 use crate::daemon::metrics::Metrics;
 use crate::daemon::watch::FolderWatch;
-use triggers::{Exit, Input, Timing};
+use crate::policy::LoadOptions;
+use crate::reconcile::PassOptions;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
+use triggers::{Exit, Input, Timing};
 
 /// How often the loop proves it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -34,18 +37,40 @@ fn stall_limit(interval: Duration) -> Duration {
     interval.saturating_mul(10).max(Duration::from_secs(3600))
 }
 
-/// Runs the daemon until SIGTERM/SIGINT; returns the exit status.
-pub async fn run(config: Config) -> i32 {
+/// Everything the daemon runs with, validated by the command-line layer.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    pub policies: PathBuf,
+    pub load: LoadOptions,
+    pub connect: ConnectSettings,
+    /// The options of every pass; the daemon adds its cancellation flag.
+    pub pass: PassOptions,
+    pub settings: DaemonSettings,
+}
+
+/// How the daemon ended; the command-line layer turns it into an exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// SIGTERM or SIGINT, after the running pass finished (or the grace period ran out).
+    Stopped,
+    /// It could not start: credentials, endpoint or the metrics address (already printed).
+    Misconfigured,
+    /// It could not start for a reason that is not configuration (signal handlers, a port in use).
+    Failed,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub async fn run(setup: Setup) -> Ended {
     // The official credential chain; temporary credentials refresh in the background for as long
     // as the client lives. A daemon that cannot start is misconfigured: exit 64.
-    let (clients, credentials) = match crate::accounts::connect::connect(&config).await {
+    let (clients, credentials) = match crate::accounts::connect::connect(&setup.connect).await {
         Ok((clients, credentials)) => (Arc::new(clients), credentials),
         Err(e) => {
             eprintln!("error: {e}");
-            return exit::USAGE;
+            return Ended::Misconfigured;
         }
     };
-    let settings = config.daemon.clone();
+    let settings = setup.settings.clone();
 
     let signals = (
         signal(SignalKind::terminate()),
@@ -56,7 +81,7 @@ pub async fn run(config: Config) -> i32 {
         (Ok(t), Ok(i), Ok(h)) => (t, i, h),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("error: installing signal handlers: {e}");
-            return exit::ERROR;
+            return Ended::Failed;
         }
     };
 
@@ -87,14 +112,14 @@ pub async fn run(config: Config) -> i32 {
             }
             Err(e) => {
                 eprintln!("error: cannot listen on --metrics-addr {addr}: {e}");
-                return exit::ERROR;
+                return Ended::Failed;
             }
         },
     };
 
     let (tx, rx) = mpsc::channel::<Input>(64);
     let watch_tx = tx.clone();
-    let watch = match FolderWatch::new(&config.policies, move || {
+    let watch = match FolderWatch::new(&setup.policies, move || {
         // A full channel already holds a "changed": nothing is lost by dropping this one.
         let _ = watch_tx.try_send(Input::Changed);
     }) {
@@ -102,7 +127,7 @@ pub async fn run(config: Config) -> i32 {
             if !w.watching_folder() {
                 tracing::warn!(
                     "policy folder {} does not exist yet; waiting for it to appear",
-                    config.policies.display()
+                    setup.policies.display()
                 );
             }
             Some(w)
@@ -110,7 +135,7 @@ pub async fn run(config: Config) -> i32 {
         Err(e) => {
             tracing::warn!(
                 "cannot watch {}: {e}; changes are picked up by the --interval resync only",
-                config.policies.display()
+                setup.policies.display()
             );
             None
         }
@@ -125,9 +150,9 @@ pub async fn run(config: Config) -> i32 {
     });
 
     tracing::info!(
-        policies = %config.policies.display(),
+        policies = %setup.policies.display(),
         interval = %humantime::format_duration(settings.interval),
-        dry_run = config.dry_run,
+        dry_run = setup.pass.dry_run,
         "sgpolicy daemon starting"
     );
     let timing = Timing {
@@ -138,7 +163,7 @@ pub async fn run(config: Config) -> i32 {
         heartbeat: HEARTBEAT,
     };
     let grace = settings.shutdown_grace;
-    let runner = Arc::new(pass::Runner::new(config, clients, metrics, health, watch));
+    let runner = Arc::new(pass::Runner::new(setup, clients, metrics, health, watch));
     let shutdown = async move {
         let name = tokio::select! {
             _ = sigterm.recv() => "SIGTERM",
@@ -163,5 +188,5 @@ pub async fn run(config: Config) -> i32 {
     if let Some(server) = server {
         let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     }
-    exit::OK
+    Ended::Stopped
 }

@@ -15,7 +15,7 @@
 //! - Shutdown stops taking triggers, lets the running pass finish (it stops starting new work itself),
 //!   and aborts it when the grace period ends.
 
-use super::config::RetryPolicy;
+use super::settings::RetryPolicy;
 use futures::future::LocalBoxFuture;
 use std::future::Future;
 use std::sync::Arc;

@@ -11,10 +11,10 @@ use crate::ecs::{api, ApiError, ErrorClass};
 use crate::model::{GroupKey, Mode, Note, NoteLevel, Policy};
 use crate::plan::{self, Action, Observation, Observed, Plan, PlanEntry};
 use crate::policy::Desired;
-use gate::{Hold, Rails};
-use order::within;
 use crate::token::{self, Attempt, TokenInput};
 use futures::stream::{self, StreamExt};
+use gate::{Hold, Rails};
+use order::within;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -216,7 +216,8 @@ pub async fn run_pass(clients: &Clients, desired: &Desired, opts: &PassOptions) 
     let desired = if desired.selectors.is_empty() {
         desired
     } else {
-        let (d, fatal) = crate::reconcile::selectors::resolve(&reach, desired, opts.concurrency).await;
+        let (d, fatal) =
+            crate::reconcile::selectors::resolve(&reach, desired, opts.concurrency).await;
         if let Some((account, e)) = fatal {
             let _ = state.note::<()>(&account, Err(e));
         }

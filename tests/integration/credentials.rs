@@ -5,10 +5,10 @@
 use crate::fakes::{recording_proxy, Fake, FakeState};
 use crate::harness::*;
 use sgpolicy::credentials::chain::{self, ChainOptions};
-use sgpolicy::ecs::credentials::{CredentialSource, Credentials, Secret};
 use sgpolicy::credentials::profile::Spec;
 use sgpolicy::credentials::refresh::RefreshPolicy;
 use sgpolicy::credentials::sts::RoleRequest;
+use sgpolicy::ecs::credentials::{CredentialSource, Credentials, Secret};
 use sgpolicy::model::Policy;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -39,17 +39,14 @@ fn load_consistent(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
 
 impl Runner {
     pub(super) async fn load(&self) -> Result<Desired, Vec<LoadError>> {
-        let dir = self.config.policies.clone();
-        let opts = LoadOptions {
-            default_region: self.config.region.clone(),
-            max_file_bytes: self.config.max_file_bytes,
-        };
+        let dir = self.setup.policies.clone();
+        let opts = self.setup.load.clone();
         match tokio::task::spawn_blocking(move || load_consistent(&dir, &opts)).await {
             Ok(r) => r,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => Err(vec![LoadError {
                 location: crate::model::Location {
-                    path: self.config.policies.clone(),
+                    path: self.setup.policies.clone(),
                     line: 1,
                     column: 1,
                 },
@@ -65,7 +62,7 @@ impl Runner {
         loaded: Result<Desired, Vec<LoadError>>,
         commit: Option<String>,
     ) -> bool {
-        let dir = self.config.policies.display();
+        let dir = self.setup.policies.display();
         match loaded {
             Ok(d) => {
                 let new_revision = st

@@ -7,18 +7,18 @@ mod folder;
 mod results;
 mod scope;
 
-use super::config::DaemonSettings;
 use super::fights::Fights;
-use crate::policy::commit as gitrev;
+use super::settings::DaemonSettings;
 use super::triggers::{Passes, Trigger, Verdict};
-use crate::cli::Config;
+use super::Setup;
 use crate::accounts::Clients;
 use crate::daemon::health::Health;
 use crate::daemon::metrics::Metrics;
+use crate::daemon::watch::FolderWatch;
 use crate::model::{GroupKey, Mode, Policy};
+use crate::policy::commit as gitrev;
 use crate::policy::{Desired, DesiredGroup, LoadError, Selector};
 use crate::reconcile::{self, PassOptions};
-use crate::daemon::watch::FolderWatch;
 use futures::future::LocalBoxFuture;
 use results::{GroupState, Tally};
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,7 +42,7 @@ struct State {
 }
 
 pub struct Runner {
-    config: Config,
+    setup: Setup,
     settings: DaemonSettings,
     clients: Arc<Clients>,
     metrics: Arc<Metrics>,
@@ -54,13 +54,13 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(
-        config: Config,
+        setup: Setup,
         clients: Arc<Clients>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         watch: Option<FolderWatch>,
     ) -> Runner {
-        let settings = config.daemon.clone();
+        let settings = setup.settings.clone();
         Runner {
             state: tokio::sync::Mutex::new(State {
                 last_good: None,
@@ -73,7 +73,7 @@ impl Runner {
                 groups: BTreeMap::new(),
                 fights: Fights::new(settings.fight),
             }),
-            config,
+            setup,
             settings,
             clients,
             metrics,
@@ -91,7 +91,7 @@ impl Runner {
             w.lock().unwrap_or_else(|e| e.into_inner()).rearm();
         }
         let loaded = self.load().await;
-        let commit = gitrev::commit_of(&self.config.policies);
+        let commit = gitrev::commit_of(&self.setup.policies);
         let mut st = self.state.lock().await;
         let folder_ok = self.take_folder(&mut st, loaded, commit);
         let Some(desired) = st.last_good.clone() else {
@@ -155,15 +155,8 @@ impl Runner {
             accounts: desired.accounts.clone(),
         };
         let opts = PassOptions {
-            dry_run: self.config.dry_run,
-            concurrency: self.config.concurrency,
             cancel: Some(self.cancel.clone()),
-            pass_timeout: self.config.pass_timeout,
-            rails: crate::reconcile::gate::Rails {
-                max_changes: Some(self.config.max_changes),
-                allow_open: self.config.allow_open,
-            },
-            ..PassOptions::default()
+            ..self.setup.pass.clone()
         };
         let mut reports = Vec::new();
         if !active.is_empty() {

@@ -2,14 +2,14 @@
 //! one summary line per pass.
 
 use super::{Runner, State};
-use crate::report::audit;
+use crate::daemon::metrics::{AccountLabel, GroupLabels, OutcomeLabels};
 use crate::daemon::triggers::Trigger;
 use crate::ecs::error::{classify, ErrorClass};
-use crate::daemon::metrics::{AccountLabel, GroupLabels, OutcomeLabels};
 use crate::model::{GroupKey, NoteLevel};
 use crate::plan::Action;
 use crate::policy::DesiredGroup;
 use crate::reconcile::{Outcome, PassReport};
+use crate::report::audit;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -106,7 +106,7 @@ impl Runner {
                         GroupState::InSync
                     }
                     Outcome::WouldChange => {
-                        if rep.dry_run && !self.config.dry_run {
+                        if rep.dry_run && !self.setup.pass.dry_run {
                             t.held += 1;
                         } else {
                             t.would_change += 1;

@@ -59,7 +59,8 @@ impl Runner {
             let accounts = desired.selectors.iter().map(|s| s.account.as_str());
             let reach = self.clients.reach(accounts, &desired.accounts).await;
             let (resolved, fatal) =
-                crate::reconcile::selectors::resolve(&reach, desired, self.config.concurrency).await;
+                crate::reconcile::selectors::resolve(&reach, desired, self.setup.pass.concurrency)
+                    .await;
             if let Some((_, e)) = fatal {
                 return Err(e);
             }

@@ -2,14 +2,11 @@
 //! is collected with the other argument problems, so bad configuration exits 64 before any port is
 //! bound or any request is sent.
 
+use super::duration;
+use crate::daemon::settings::DaemonSettings;
 use clap::Args;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
-
-/// Defaults, shown in `--help` and documented in docs/daemon.md.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Flags that only mean something without `--once`. Kept as strings so a typo is reported with the
 /// other argument problems instead of by clap one at a time.
@@ -38,69 +35,6 @@ pub struct DaemonArgs {
     /// at 24h [default: 5m].
     #[arg(long, value_name = "DURATION")]
     pub fight_hold: Option<String>,
-}
-
-/// Validated daemon configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DaemonSettings {
-    pub interval: Duration,
-    pub metrics_addr: Option<SocketAddr>,
-    pub shutdown_grace: Duration,
-    pub debounce: Duration,
-    pub fight: FightPolicy,
-    pub retry: RetryPolicy,
-}
-
-/// When corrections of one group count as a fight, and how long to hold off.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FightPolicy {
-    pub threshold: u32,
-    pub window: Duration,
-    pub hold: Duration,
-    pub hold_cap: Duration,
-}
-
-/// Backoff of the automatic retry after a pass that failed on the cloud: `base * 2^(n-1)` after n
-/// consecutive failures, capped, with jitter down to half.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl RetryPolicy {
-    /// The nominal delay after `failures` consecutive failed passes (before jitter).
-    pub fn delay(&self, failures: u32) -> Duration {
-        let exp = failures.saturating_sub(1).min(20);
-        self.base.saturating_mul(1u32 << exp).min(self.cap)
-    }
-}
-
-impl Default for DaemonSettings {
-    fn default() -> Self {
-        DaemonSettings {
-            interval: DEFAULT_INTERVAL,
-            metrics_addr: None,
-            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
-            debounce: DEFAULT_DEBOUNCE,
-            fight: FightPolicy {
-                threshold: 3,
-                window: Duration::from_secs(3600),
-                hold: Duration::from_secs(300),
-                hold_cap: Duration::from_secs(24 * 3600),
-            },
-            retry: RetryPolicy {
-                base: Duration::from_secs(1),
-                cap: Duration::from_secs(300),
-            },
-        }
-    }
-}
-
-/// Parses a human duration (`300ms`, `30s`, `2m`, `1h`, `1h 30m`).
-pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{flag} {text:?} is not a duration like 30s, 2m or 1h: {e}"))
 }
 
 /// `HOST:PORT` with an IP address or `localhost`, or `:PORT` for every interface.
@@ -146,9 +80,9 @@ impl DaemonArgs {
         }
         let mut duration = |flag: &str, v: &Option<String>, into: &mut Duration| {
             if let Some(text) = v {
-                match parse_duration(flag, text) {
+                match duration::parse(text) {
                     Ok(d) => *into = d,
-                    Err(e) => problems.push(e),
+                    Err(e) => problems.push(format!("{flag} {e}")),
                 }
             }
         };
@@ -190,32 +124,6 @@ impl DaemonArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn human_durations_parse() {
-        assert_eq!(
-            parse_duration("--interval", "30s"),
-            Ok(Duration::from_secs(30))
-        );
-        assert_eq!(
-            parse_duration("--interval", "2m"),
-            Ok(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_duration("--interval", "1h"),
-            Ok(Duration::from_secs(3600))
-        );
-        assert_eq!(
-            parse_duration("--interval", "300ms"),
-            Ok(Duration::from_millis(300))
-        );
-        let e = parse_duration("--interval", "5 minutes-ish").unwrap_err();
-        assert!(e.starts_with("--interval \"5 minutes-ish\""), "{e}");
-        assert!(
-            parse_duration("--interval", "30").is_err(),
-            "a bare number has no unit"
-        );
-    }
 
     #[test]
     fn listen_addresses() {
@@ -271,16 +179,5 @@ mod tests {
             problems,
             ["--interval only applies to the daemon mode (without --once)"]
         );
-    }
-
-    #[test]
-    fn retry_backoff_doubles_and_is_capped() {
-        let r = RetryPolicy {
-            base: Duration::from_secs(1),
-            cap: Duration::from_secs(300),
-        };
-        let secs: Vec<u64> = (1..=11).map(|n| r.delay(n).as_secs()).collect();
-        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
-        assert_eq!(r.delay(u32::MAX), Duration::from_secs(300));
     }
 }
