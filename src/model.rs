@@ -206,3 +206,30 @@ pub enum NoteLevel {
     Warning,
     Error,
 }
+
+/// What DescribeSecurityGroups tells us that DescribeSecurityGroupAttribute does not: whether the
+/// group can be modified at all.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct GroupMeta {
+    pub enterprise: bool,
+    pub service_managed: bool,
+    pub service_id: Option<String>,
+    pub name: Option<String>,
+    pub vpc_id: Option<String>,
+}
+
+impl GroupMeta {
+    /// Why ECS would refuse a write, if it would.
+    pub fn unmanageable_reason(&self) -> Option<String> {
+        if self.enterprise {
+            Some("enterprise-level security groups have no modifiable InnerAccessPolicy".into())
+        } else if self.service_managed {
+            Some(match &self.service_id {
+                Some(id) => format!("managed by cloud service {id}"),
+                None => "managed by a cloud service".into(),
+            })
+        } else {
+            None
+        }
+    }
+}

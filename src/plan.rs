@@ -1,37 +1,11 @@
 //! The pure decision: given what the folder asks for and what the cloud reported, what does each
 //! group need? No async, no clock, no I/O — so every rule here is tested with plain values.
 
-use crate::model::{GroupKey, Location, Mode, Policy};
+use crate::model::{GroupKey, GroupMeta, Location, Mode, Policy};
 use crate::policy::Desired;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// What DescribeSecurityGroups tells us that DescribeSecurityGroupAttribute does not: whether the
-/// group can be modified at all.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct GroupMeta {
-    pub enterprise: bool,
-    pub service_managed: bool,
-    pub service_id: Option<String>,
-    pub name: Option<String>,
-    pub vpc_id: Option<String>,
-}
-
-impl GroupMeta {
-    /// Why ECS would refuse a write, if it would.
-    pub fn unmanageable_reason(&self) -> Option<String> {
-        if self.enterprise {
-            Some("enterprise-level security groups have no modifiable InnerAccessPolicy".into())
-        } else if self.service_managed {
-            Some(match &self.service_id {
-                Some(id) => format!("managed by cloud service {id}"),
-                None => "managed by a cloud service".into(),
-            })
-        } else {
-            None
-        }
-    }
-}
 
 /// One group as the cloud reported it in this pass.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! API versions, so it is never deserialised.
 
 use crate::model::Policy;
-use crate::plan::GroupMeta;
+use crate::model::GroupMeta;
 use serde::Deserialize;
 
 pub const VERSION: &str = "2014-05-26";

@@ -10,7 +10,7 @@ use super::error::{transport_cause, ApiError, ErrorClass};
 use super::limit::{Limiter, RateLimits};
 use super::sign;
 use crate::model::{GroupKey, Policy};
-use crate::plan::GroupMeta;
+use crate::model::GroupMeta;
 use reqwest::Url;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
