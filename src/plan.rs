@@ -6,7 +6,6 @@ use crate::policy::Desired;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-
 /// One group as the cloud reported it in this pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Observation {
@@ -19,7 +18,16 @@ pub enum Observation {
     Failed {
         code: String,
         message: String,
+        blame: Blame,
     },
+}
+
+/// What a failed read says: something about this one group only, or that the cloud (or the way to
+/// it) is in trouble, which the daemon reports as unreadiness and answers with a backed-off retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blame {
+    Group,
+    Cloud,
 }
 
 pub type Observed = BTreeMap<GroupKey, Observation>;
@@ -40,6 +48,8 @@ pub enum Action {
     ReadFailed {
         code: String,
         message: String,
+        #[serde(skip)]
+        blame: Blame,
     },
 }
 
@@ -104,14 +114,20 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
                     Action::ReadFailed {
                         code: "NotObserved".into(),
                         message: "the group was not read in this pass".into(),
+                        blame: Blame::Cloud,
                     },
                 ),
                 Some(Observation::NotFound) => (None, Action::NotFound),
-                Some(Observation::Failed { code, message }) => (
+                Some(Observation::Failed {
+                    code,
+                    message,
+                    blame,
+                }) => (
                     None,
                     Action::ReadFailed {
                         code: code.clone(),
                         message: message.clone(),
+                        blame: *blame,
                     },
                 ),
                 Some(Observation::Found { policy, meta }) => {
@@ -275,6 +291,7 @@ mod tests {
             Observation::Failed {
                 code: "ServiceUnavailable".into(),
                 message: "try later".into(),
+                blame: Blame::Cloud,
             },
         );
         let p = plan(&d, &o);

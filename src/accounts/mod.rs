@@ -1,6 +1,6 @@
 //! One ECS client per account: the credential chain's own for files without `account:`, and one per
 //! assumed role for files that name one. The reconciler asks for the client of each group's account;
-//! the first request for an account assumes its role (`ecs::accounts`), later ones reuse the session,
+//! the first request for an account assumes its role (`sessions`), later ones reuse the session,
 //! which refreshes itself in the background.
 //!
 //! Every client shares the HTTP connection pool and the call counts, so a pass still reports one set
@@ -13,7 +13,7 @@ pub mod sessions;
 use crate::accounts::sessions::Accounts;
 use crate::credentials::refresh::RefreshStatus;
 use crate::ecs::client::CallStats;
-use crate::ecs::{ApiError, EcsClient};
+use crate::ecs::EcsClient;
 use crate::model::AccountRef;
 use std::collections::BTreeMap;
 
@@ -21,6 +21,36 @@ use std::collections::BTreeMap;
 pub const ASSUME_ROLE: &str = "AssumeRole";
 /// The code of those failures: the groups of that account cannot be read this pass.
 pub const ACCOUNT_UNAVAILABLE: &str = "AccountUnavailable";
+
+/// An account whose groups cannot be reached this pass. Only that account's groups fail; it is not
+/// cached, so the next pass tries again.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{ASSUME_ROLE}: {ACCOUNT_UNAVAILABLE}: account {account}{why}")]
+pub struct Unreachable {
+    pub account: String,
+    pub why: Why,
+}
+
+/// Why an account is unreachable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Why {
+    #[error(": no file names a role for it")]
+    NoRole,
+    #[error(": this client cannot assume roles")]
+    CannotAssumeRoles,
+    /// STS refused or could not be reached; its reason, redacted.
+    #[error(": {0}")]
+    AssumeRoleFailed(String),
+    #[error(" was not resolved for this pass")]
+    NotResolved,
+}
+
+impl Unreachable {
+    /// The message alone, as the audit line's `error` shows it.
+    pub fn message(&self) -> String {
+        format!("account {}{}", self.account, self.why)
+    }
+}
 
 pub struct Clients {
     base: EcsClient,
@@ -62,27 +92,27 @@ impl Clients {
         &self,
         account: &str,
         role: Option<&AccountRef>,
-    ) -> Result<EcsClient, ApiError> {
+    ) -> Result<EcsClient, Unreachable> {
         if account.is_empty() {
             return Ok(self.base.clone());
         }
-        let unavailable = |why: String| {
-            ApiError::transport(
-                ASSUME_ROLE,
-                ACCOUNT_UNAVAILABLE,
-                format!("account {account}: {why}"),
-            )
+        let unavailable = |why: Why| Unreachable {
+            account: account.to_string(),
+            why,
         };
-        let role = role.ok_or_else(|| unavailable("no file names a role for it".into()))?;
+        let role = role.ok_or_else(|| unavailable(Why::NoRole))?;
         let accounts = self
             .accounts
             .as_ref()
-            .ok_or_else(|| unavailable("this client cannot assume roles".into()))?;
+            .ok_or_else(|| unavailable(Why::CannotAssumeRoles))?;
         let mut by_role = self.by_role.lock().await;
         if let Some(c) = by_role.get(role) {
             return Ok(c.clone());
         }
-        let session = accounts.session(role).await.map_err(unavailable)?;
+        let session = accounts
+            .session(role)
+            .await
+            .map_err(|e| unavailable(Why::AssumeRoleFailed(e)))?;
         tracing::info!(
             account,
             role = %role.role_arn,
@@ -106,7 +136,7 @@ impl Clients {
 /// The client of every account one pass needs, resolved once at its start so that a pass assumes
 /// each role at most once and every group of an unreachable account fails the same way.
 pub struct Reach {
-    by_account: BTreeMap<String, Result<EcsClient, ApiError>>,
+    by_account: BTreeMap<String, Result<EcsClient, Unreachable>>,
 }
 
 impl Clients {
@@ -133,15 +163,14 @@ impl Clients {
 
 impl Reach {
     /// The client for `account`, or why that account cannot be reached this pass.
-    pub fn client(&self, account: &str) -> Result<&EcsClient, ApiError> {
+    pub fn client(&self, account: &str) -> Result<&EcsClient, Unreachable> {
         match self.by_account.get(account) {
             Some(Ok(c)) => Ok(c),
             Some(Err(e)) => Err(e.clone()),
-            None => Err(ApiError::transport(
-                ASSUME_ROLE,
-                ACCOUNT_UNAVAILABLE,
-                format!("account {account} was not resolved for this pass"),
-            )),
+            None => Err(Unreachable {
+                account: account.to_string(),
+                why: Why::NotResolved,
+            }),
         }
     }
 }
@@ -172,19 +201,21 @@ mod tests {
             .await;
         assert!(reach.client("").is_ok());
         let e = reach.client("2222222222222222").err().expect("no STS here");
+        assert_eq!(e.why, Why::CannotAssumeRoles);
         assert_eq!(
-            (e.action, e.code.as_str()),
-            (ASSUME_ROLE, ACCOUNT_UNAVAILABLE)
+            e.to_string(),
+            "AssumeRole: AccountUnavailable: account 2222222222222222: this client cannot assume roles"
         );
-        assert!(e.message.contains("cannot assume roles"), "{e}");
         let e = reach.client("3333333333333333").err().expect("no role");
-        assert!(e.message.contains("no file names a role"), "{e}");
-        // Per group, not fatal: only that account's groups are affected.
-        assert_ne!(e.class(), crate::ecs::ErrorClass::Fatal);
+        assert_eq!(e.why, Why::NoRole);
+        assert!(e.message().contains("no file names a role"), "{e}");
         let e = reach
             .client("4444444444444444")
             .err()
             .expect("not resolved");
-        assert!(e.message.contains("not resolved"), "{e}");
+        assert_eq!(
+            e.message(),
+            "account 4444444444444444 was not resolved for this pass"
+        );
     }
 }

@@ -4,8 +4,8 @@
 //! DescribeSecurityGroupAttribute can be large and its number fields are typed inconsistently across
 //! API versions, so it is never deserialised.
 
-use crate::model::Policy;
 use crate::model::GroupMeta;
+use crate::model::Policy;
 use serde::Deserialize;
 
 pub const VERSION: &str = "2014-05-26";

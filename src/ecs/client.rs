@@ -6,11 +6,10 @@
 
 use super::api::{self, AttributeResponse, GroupsResponse};
 use super::credentials::CredentialSource;
-use super::error::{transport_cause, ApiError, ErrorClass};
+use super::error::{transport_cause, ApiError, EcsError, ErrorClass};
 use super::limit::{Limiter, RateLimits};
 use super::sign;
-use crate::model::{GroupKey, Policy};
-use crate::model::GroupMeta;
+use crate::model::{GroupKey, GroupMeta, Policy};
 use reqwest::Url;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -190,22 +189,19 @@ impl EcsClient {
         }
     }
 
-    fn url_for(&self, region: &str) -> Result<Url, ApiError> {
+    fn url_for(&self, region: &str) -> Result<Url, EcsError> {
         match &self.endpoint {
             Some(u) => Ok(u.clone()),
             None => Url::parse(&super::endpoint::ecs_url(region, self.config.endpoint_type))
-                .map_err(|e| {
-                    ApiError::transport(
-                        "resolve",
-                        "InvalidEndpoint",
-                        format!("region {region:?}: {e}"),
-                    )
+                .map_err(|e| EcsError::InvalidEndpoint {
+                    region: region.to_string(),
+                    reason: e.to_string(),
                 }),
         }
     }
 
     /// Reads one group's InnerAccessPolicy.
-    pub async fn describe_attribute(&self, key: &GroupKey) -> Result<Policy, ApiError> {
+    pub async fn describe_attribute(&self, key: &GroupKey) -> Result<Policy, EcsError> {
         let body = self
             .call(
                 api::DESCRIBE_ATTRIBUTE,
@@ -226,6 +222,7 @@ impl EcsClient {
                 "MalformedResponse",
                 "InnerAccessPolicy is missing or neither Accept nor Drop",
             )
+            .into()
         })
     }
 
@@ -234,7 +231,7 @@ impl EcsClient {
         &self,
         region: &str,
         ids: &[String],
-    ) -> Result<BTreeMap<String, GroupMeta>, ApiError> {
+    ) -> Result<BTreeMap<String, GroupMeta>, EcsError> {
         let mut found = BTreeMap::new();
         let mut next_token: Option<String> = None;
         loop {
@@ -266,7 +263,7 @@ impl EcsClient {
         key: &GroupKey,
         policy: Policy,
         client_token: &str,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, EcsError> {
         let body = self
             .call(
                 api::MODIFY_POLICY,
@@ -289,17 +286,26 @@ impl EcsClient {
     /// One logical call: paced by the rate limiter, retried while the error is retryable, each attempt
     /// freshly signed. Throttled answers slow the limiter down and are retried for up to
     /// `throttle_budget` without using up `max_attempts`: throttling means "later", not "failed".
+    /// A region without an endpoint and missing credentials fail before any request, unretried.
     pub async fn call(
         &self,
         action: &'static str,
         region: &str,
         params: &[(&str, String)],
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<serde_json::Value, EcsError> {
+        let url = self.url_for(region)?;
         let mut attempt = 0u32;
         let mut first_throttle: Option<Instant> = None;
         loop {
             let sent_at = self.limiter.acquire(region, action).await;
-            let result = self.call_once(action, region, params).await;
+            let creds =
+                self.credentials
+                    .current()
+                    .map_err(|e| EcsError::CredentialsUnavailable {
+                        action,
+                        reason: e.to_string(),
+                    })?;
+            let result = self.call_once(action, &url, params, &creds).await;
             let err = match result {
                 Ok(v) => {
                     self.limiter.succeeded(region, action);
@@ -316,11 +322,11 @@ impl EcsClient {
                     tracing::debug!(action, region, code = %err.code, "throttled; retrying when the limiter allows");
                     continue;
                 }
-                return Err(err);
+                return Err(err.into());
             }
             attempt += 1;
             if err.class() != ErrorClass::Retryable || attempt >= self.config.max_attempts {
-                return Err(err);
+                return Err(err.into());
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             let delay = self.backoff(attempt, &err);
@@ -346,18 +352,10 @@ impl EcsClient {
     async fn call_once(
         &self,
         action: &'static str,
-        region: &str,
+        url: &Url,
         business: &[(&str, String)],
+        creds: &super::Credentials,
     ) -> Result<serde_json::Value, ApiError> {
-        let creds = self.credentials.current().map_err(|e| ApiError {
-            action,
-            status: Some(401),
-            code: "CredentialsUnavailable".into(),
-            message: e.to_string(),
-            request_id: None,
-            retry_after_ms: None,
-        })?;
-        let url = self.url_for(region)?;
         let nonce = uuid::Uuid::new_v4().to_string();
         let timestamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let mut common: Vec<(&str, String)> = vec![
@@ -393,7 +391,7 @@ impl EcsClient {
 
         let response = self
             .http
-            .post(url)
+            .post(url.clone())
             .header("content-type", "application/x-www-form-urlencoded")
             .header("x-acs-action", action)
             .header("x-acs-version", api::VERSION)

@@ -65,6 +65,74 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// What a call through [`crate::ecs::EcsClient`] can fail with. Only [`EcsError::Api`] is an answer
+/// from (or a failed exchange with) ECS; the other two are local conditions found before any request,
+/// so they are never retried.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EcsError {
+    /// ECS answered with an error, or the exchange failed in transport.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// No endpoint URL can be made for this region.
+    #[error("resolve: InvalidEndpoint: region {region:?}: {reason}")]
+    InvalidEndpoint { region: String, reason: String },
+    /// The credential source has no usable credentials right now (a refresh failed past expiry).
+    #[error("{action}: CredentialsUnavailable (HTTP 401): {reason}")]
+    CredentialsUnavailable {
+        action: &'static str,
+        reason: String,
+    },
+}
+
+impl EcsError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            EcsError::Api(e) => e.class(),
+            EcsError::InvalidEndpoint { .. } => ErrorClass::PerGroup,
+            EcsError::CredentialsUnavailable { .. } => ErrorClass::Fatal,
+        }
+    }
+
+    /// The code shown in reports and audit lines (`error_code`).
+    pub fn code(&self) -> &str {
+        match self {
+            EcsError::Api(e) => &e.code,
+            EcsError::InvalidEndpoint { .. } => "InvalidEndpoint",
+            EcsError::CredentialsUnavailable { .. } => "CredentialsUnavailable",
+        }
+    }
+
+    /// The call that failed.
+    pub fn action(&self) -> &'static str {
+        match self {
+            EcsError::Api(e) => e.action,
+            EcsError::InvalidEndpoint { .. } => "resolve",
+            EcsError::CredentialsUnavailable { action, .. } => action,
+        }
+    }
+
+    /// The message alone, without action and code (the audit line's `error`).
+    pub fn message(&self) -> &str {
+        match self {
+            EcsError::Api(e) => &e.message,
+            EcsError::InvalidEndpoint { reason, .. }
+            | EcsError::CredentialsUnavailable { reason, .. } => reason,
+        }
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            EcsError::Api(e) => e.request_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// ECS says the group does not exist (in this region).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, EcsError::Api(e) if e.code == "InvalidSecurityGroupId.NotFound")
+    }
+}
+
 /// The classification table. Codes decide first (throttling comes with 400, 403 or 429; some 403s are
 /// per-group), the HTTP status only for codes we have never seen.
 pub fn classify(status: Option<u16>, code: &str) -> ErrorClass {

@@ -11,4 +11,4 @@ pub mod sign;
 
 pub use client::{ClientConfig, EcsClient};
 pub use credentials::Credentials;
-pub use error::{ApiError, ErrorClass};
+pub use error::{ApiError, EcsError, ErrorClass};

@@ -2,19 +2,23 @@
 //! verify each write by reading the group again. The only module that writes to the cloud, and only for
 //! a change the plan produced from a read made in the same pass.
 
+pub mod deadline;
+pub mod failure;
 pub mod gate;
 pub mod order;
 pub mod selectors;
 
+pub use failure::Failure;
+
 use crate::accounts::{Clients, Reach};
-use crate::ecs::{api, ApiError, ErrorClass};
+use crate::ecs::api;
 use crate::model::{GroupKey, Mode, Note, NoteLevel, Policy};
-use crate::plan::{self, Action, Observation, Observed, Plan, PlanEntry};
+use crate::plan::{self, Action, Blame, Observation, Observed, Plan, PlanEntry};
 use crate::policy::Desired;
 use crate::token::{self, Attempt, TokenInput};
+use deadline::within;
 use futures::stream::{self, StreamExt};
 use gate::{Hold, Rails};
-use order::within;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -75,7 +79,7 @@ pub struct GroupResult {
     pub outcome: Outcome,
     pub token: Option<String>,
     pub request_id: Option<String>,
-    pub error: Option<ApiError>,
+    pub error: Option<Failure>,
     pub hold: Option<Hold>,
 }
 
@@ -95,7 +99,7 @@ pub struct PassReport {
     pub dry_run: bool,
     pub results: Vec<GroupResult>,
     /// The error that stopped the pass early (bad credentials, signature, permission), if any.
-    pub fatal: Option<ApiError>,
+    pub fatal: Option<Failure>,
     pub api_calls: BTreeMap<String, u64>,
     /// Attempts repeated after transient errors, and throttled answers, during this pass.
     pub retries: u64,
@@ -128,37 +132,32 @@ impl PassReport {
 #[derive(Default)]
 struct PassState {
     /// By account (empty: the chain's own), the first fatal error seen.
-    fatal: Mutex<BTreeMap<String, ApiError>>,
+    fatal: Mutex<BTreeMap<String, Failure>>,
     cancel: Option<Arc<AtomicBool>>,
     deadline: Option<tokio::time::Instant>,
 }
 
 impl PassState {
-    /// The pass's fatal error for the report: the chain's own account's, else the first account's.
-    fn fatal(&self) -> Option<ApiError> {
-        self.fatal
-            .lock()
-            .ok()
-            .and_then(|f| f.values().next().cloned())
+    /// The pass's fatal error for the report: the chain's own account's if it had one, else the first
+    /// named account's (by id).
+    fn fatal(&self) -> Option<Failure> {
+        let f = self.fatal.lock().ok()?;
+        f.get(OWN_ACCOUNT).or_else(|| f.values().next()).cloned()
     }
 
-    fn fatal_for(&self, account: &str) -> Option<ApiError> {
+    fn fatal_for(&self, account: &str) -> Option<Failure> {
         self.fatal.lock().ok().and_then(|f| f.get(account).cloned())
     }
 
     /// Passes `result` through, remembering a fatal error for `account`; the error of a named
     /// account says which account it is, since the report shows only one.
-    fn note<T>(&self, account: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
+    fn note<T, E: Into<Failure>>(&self, account: &str, result: Result<T, E>) -> Result<T, Failure> {
+        let result = result.map_err(Into::into);
         if let Err(e) = &result {
-            if e.class() == ErrorClass::Fatal {
+            if e.is_fatal_for_account() {
                 if let Ok(mut f) = self.fatal.lock() {
-                    f.entry(account.to_string()).or_insert_with(|| {
-                        let mut e = e.clone();
-                        if !account.is_empty() {
-                            e.message = format!("account {account}: {}", e.message);
-                        }
-                        e
-                    });
+                    f.entry(account.to_string())
+                        .or_insert_with(|| e.clone().in_account(account));
                 }
             }
         }
@@ -167,32 +166,26 @@ impl PassState {
 
     /// Refuses to start a request to `account` once it had a fatal error or the pass is past its
     /// deadline.
-    fn guard(&self, account: &str) -> Result<(), ApiError> {
+    fn guard(&self, account: &str, action: &'static str) -> Result<(), Failure> {
         match self.fatal_for(account) {
             Some(e) => Err(e),
-            None if self
-                .deadline
-                .is_some_and(|d| tokio::time::Instant::now() >= d) =>
-            {
-                Err(order::deadline_error("Pass"))
-            }
+            None if deadline::passed(self.deadline) => Err(Failure::DeadlineExceeded { action }),
             None => Ok(()),
         }
     }
 
     /// Like `guard`, and also refuses to start new work once the pass is cancelled.
-    fn admit(&self, account: &str, action: &'static str) -> Result<(), ApiError> {
-        self.guard(account)?;
+    fn admit(&self, account: &str, action: &'static str) -> Result<(), Failure> {
+        self.guard(account, action)?;
         match &self.cancel {
-            Some(c) if c.load(Ordering::SeqCst) => Err(ApiError::transport(
-                action,
-                "ShuttingDown",
-                "not started: sgpolicy is shutting down",
-            )),
+            Some(c) if c.load(Ordering::SeqCst) => Err(Failure::ShuttingDown { action }),
             _ => Ok(()),
         }
     }
 }
+
+/// The key of the credential chain's own account in maps by account.
+const OWN_ACCOUNT: &str = "";
 
 pub async fn run_pass(clients: &Clients, desired: &Desired, opts: &PassOptions) -> PassReport {
     let started = Instant::now();
@@ -219,7 +212,7 @@ pub async fn run_pass(clients: &Clients, desired: &Desired, opts: &PassOptions) 
         let (d, fatal) =
             crate::reconcile::selectors::resolve(&reach, desired, opts.concurrency).await;
         if let Some((account, e)) = fatal {
-            let _ = state.note::<()>(&account, Err(e));
+            let _ = state.note::<(), Failure>(&account, Err(e));
         }
         resolved = d;
         &resolved
@@ -297,7 +290,8 @@ async fn observe(
                     let read = within(state.deadline, api::DESCRIBE_GROUPS, read).await;
                     state.note(&place.account, read)
                 }
-                (Err(e), _) | (_, Err(e)) => Err(e),
+                (Err(e), _) => Err(e.into()),
+                (_, Err(e)) => Err(e),
             };
             (place, ids, r)
         })
@@ -341,11 +335,12 @@ async fn observe(
                     let read = within(state.deadline, api::DESCRIBE_ATTRIBUTE, read).await;
                     state.note(&key.account, read)
                 }
-                (Err(e), _) | (_, Err(e)) => Err(e),
+                (Err(e), _) => Err(e.into()),
+                (_, Err(e)) => Err(e),
             };
             let obs = match r {
                 Ok(policy) => Observation::Found { policy, meta },
-                Err(e) if e.code == "InvalidSecurityGroupId.NotFound" => Observation::NotFound,
+                Err(Failure::Ecs(e)) if e.is_not_found() => Observation::NotFound,
                 Err(e) => failed(&e),
             };
             (key, obs)
@@ -357,10 +352,15 @@ async fn observe(
     observed
 }
 
-fn failed(e: &ApiError) -> Observation {
+fn failed(e: &Failure) -> Observation {
     Observation::Failed {
-        code: e.code.clone(),
+        code: e.code().to_string(),
         message: e.to_string(),
+        blame: if e.is_cloud_trouble() {
+            Blame::Cloud
+        } else {
+            Blame::Group
+        },
     }
 }
 
@@ -406,7 +406,7 @@ async fn apply(
                     }
                     Err(e) => {
                         let mut r = simple(entry, Outcome::Failed);
-                        r.error = Some(e);
+                        r.error = Some(e.into());
                         r
                     }
                 },
@@ -469,7 +469,7 @@ async fn write_and_verify(
         let token = token_for(plan, entry, from, to, observed_at, attempt);
         result.token = Some(token.clone());
         let account = entry.key.account.as_str();
-        if let Err(e) = state.admit(account, crate::ecs::api::MODIFY_POLICY) {
+        if let Err(e) = state.admit(account, api::MODIFY_POLICY) {
             result.error = Some(e);
             return result;
         }
@@ -481,7 +481,7 @@ async fn write_and_verify(
         ) {
             Ok(request_id) => result.request_id = Some(request_id),
             Err(e) => {
-                tracing::warn!(group = %entry.key, code = %e.code, "write failed: {e}");
+                tracing::warn!(group = %entry.key, code = %e.code(), "write failed: {e}");
                 result.error = Some(e);
                 return result;
             }
@@ -511,14 +511,10 @@ async fn write_and_verify(
             }
         }
     }
-    result.error = Some(ApiError::transport(
-        crate::ecs::api::MODIFY_POLICY,
-        "WriteNotEffective",
-        format!(
-            "ECS acknowledged {} writes but the group is still not {to}",
-            token::MAX_WRITES_PER_CORRECTION
-        ),
-    ));
+    result.error = Some(Failure::WriteNotEffective {
+        writes: token::MAX_WRITES_PER_CORRECTION,
+        to,
+    });
     result
 }
 
@@ -529,12 +525,12 @@ async fn verify(
     to: Policy,
     opts: &PassOptions,
     state: &PassState,
-) -> Result<bool, ApiError> {
+) -> Result<bool, Failure> {
     for attempt in 0..opts.verify_reads.max(1) {
         if attempt > 0 {
             tokio::time::sleep(opts.verify_delay).await;
         }
-        state.guard(&entry.key.account)?;
+        state.guard(&entry.key.account, api::DESCRIBE_ATTRIBUTE)?;
         let read = client.describe_attribute(&entry.key);
         let read = within(state.deadline, api::DESCRIBE_ATTRIBUTE, read).await;
         if state.note(&entry.key.account, read)? == to {

@@ -1,13 +1,10 @@
-//! Scheduling helpers for a pass: the order work is started in, and the whole-pass deadline.
+//! The order a pass starts its work in.
 //!
-//! Each (region, action) has its own rate limit, so a pass is fastest when every region's bucket is
-//! busy at once. Work is therefore started round-robin across regions: with the work sorted by region,
-//! the first `--concurrency` tasks would all wait on one region's bucket while the others sat idle.
+//! Each (account, region, action) has its own rate limit, so a pass is fastest when every bucket is
+//! busy at once. Work is therefore started round-robin across (account, region) buckets: with the work
+//! sorted, the first `--concurrency` tasks would all wait on one bucket while the others sat idle.
 
-use crate::ecs::ApiError;
 use std::collections::BTreeMap;
-use std::future::Future;
-use tokio::time::Instant;
 
 /// Reorders `items` so consecutive items come from different quota buckets, (account, region)
 /// pairs: round-robin, buckets in sorted order, each bucket's items in their original order. ECS
@@ -38,34 +35,9 @@ pub fn interleave_by_bucket<T>(items: Vec<T>, bucket: impl Fn(&T) -> (&str, &str
     }
 }
 
-/// The error every group still unfinished at the pass deadline reports.
-pub fn deadline_error(action: &'static str) -> ApiError {
-    ApiError::transport(
-        action,
-        "PassDeadlineExceeded",
-        "the pass deadline (--pass-timeout) passed before this group was done; the next pass will retry it",
-    )
-}
-
-/// Runs `fut` unless the deadline passes first.
-pub async fn within<T>(
-    deadline: Option<Instant>,
-    action: &'static str,
-    fut: impl Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
-    match deadline {
-        None => fut.await,
-        Some(d) => match tokio::time::timeout_at(d, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(deadline_error(action)),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn accounts_and_regions_are_separate_buckets() {
@@ -85,17 +57,5 @@ mod tests {
             out,
             [("a", 1), ("b", 1), ("c", 1), ("a", 2), ("c", 2), ("a", 3)]
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn work_past_the_deadline_becomes_a_deadline_error() {
-        let d = Some(Instant::now() + Duration::from_secs(1));
-        let ok = within(d, "X", async { Ok::<_, ApiError>(1) }).await;
-        assert_eq!(ok, Ok(1));
-        let hung = within(d, "X", std::future::pending::<Result<(), ApiError>>()).await;
-        assert_eq!(hung.unwrap_err().code, "PassDeadlineExceeded");
-        assert!(within(None, "X", async { Ok::<_, ApiError>(2) })
-            .await
-            .is_ok());
     }
 }

@@ -12,9 +12,10 @@
 //! - A selector that matches nothing is a warning note. One whose listing failed is an error note and
 //!   its groups are left alone this pass.
 
+use super::failure::Failure;
 use crate::accounts::Reach;
 use crate::ecs::api::{self, GroupsResponse};
-use crate::ecs::{ApiError, EcsClient, ErrorClass};
+use crate::ecs::{ApiError, EcsClient};
 use crate::model::{GroupKey, Location, Mode, Note, NoteLevel, Policy};
 use crate::policy::{glob_match, Desired, DesiredGroup, Selector};
 use futures::stream::{self, StreamExt};
@@ -24,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 const MAX_PAGES: usize = 1000;
 
 /// What listing one selector's groups produced: the ids it matched, or why it could not be listed.
-pub type Listing = Result<Vec<String>, ApiError>;
+pub type Listing = Result<Vec<String>, Failure>;
 
 /// Lists every selector's groups and merges them into a copy of `desired`. The second value is an
 /// error that should stop the pass for its account (bad credentials, forbidden), if one happened.
@@ -32,12 +33,12 @@ pub async fn resolve(
     reach: &Reach,
     desired: &Desired,
     concurrency: usize,
-) -> (Desired, Option<(String, ApiError)>) {
+) -> (Desired, Option<(String, Failure)>) {
     let mut listings: Vec<(usize, Listing)> = stream::iter(desired.selectors.iter().enumerate())
         .map(|(i, sel)| async move {
             let listing = match reach.client(&sel.account) {
                 Ok(client) => list_matching(client, sel).await,
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             };
             (i, listing)
         })
@@ -46,7 +47,7 @@ pub async fn resolve(
         .await;
     listings.sort_by_key(|(i, _)| *i);
     let fatal = listings.iter().find_map(|(i, l)| match l {
-        Err(e) if e.class() == ErrorClass::Fatal => {
+        Err(e) if e.is_fatal_for_account() => {
             Some((desired.selectors[*i].account.clone(), e.clone()))
         }
         _ => None,
@@ -82,7 +83,11 @@ pub async fn list_matching(client: &EcsClient, sel: &Selector) -> Listing {
             .call(api::DESCRIBE_GROUPS, &sel.region, &params)
             .await?;
         let parsed: GroupsResponse = serde_json::from_value(body).map_err(|e| {
-            ApiError::transport(api::DESCRIBE_GROUPS, "MalformedResponse", e.to_string())
+            Failure::from(crate::ecs::EcsError::from(ApiError::transport(
+                api::DESCRIBE_GROUPS,
+                "MalformedResponse",
+                e.to_string(),
+            )))
         })?;
         for item in &parsed.security_groups.security_group {
             let name = item.security_group_name.as_deref().unwrap_or("");
@@ -95,11 +100,7 @@ pub async fn list_matching(client: &EcsClient, sel: &Selector) -> Listing {
             _ => return Ok(ids),
         }
     }
-    Err(ApiError::transport(
-        api::DESCRIBE_GROUPS,
-        "TooManyPages",
-        format!("stopped listing after {MAX_PAGES} pages"),
-    ))
+    Err(Failure::TooManyPages { pages: MAX_PAGES })
 }
 
 /// Pure: merges `listings` (one per selector, same order) into a copy of `desired`, with notes.
@@ -267,10 +268,8 @@ mod tests {
             ],
             ..Desired::default()
         };
-        let failed = Err(ApiError::transport(
-            api::DESCRIBE_GROUPS,
-            "ServiceUnavailable",
-            "later",
+        let failed = Err(Failure::Ecs(
+            ApiError::transport(api::DESCRIBE_GROUPS, "ServiceUnavailable", "later").into(),
         ));
         let out = decide(&d, &[ids(&[]), failed]);
         assert!(out.groups.is_empty());

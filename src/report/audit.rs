@@ -1,7 +1,6 @@
 //! The audit trail: one structured log event per write sent to ECS (target `sgpolicy::audit`), with
 //! everything an auditor needs to tie it to ActionTrail and to the Git history.
 
-use crate::ecs::api::MODIFY_POLICY;
 use crate::plan::Action;
 use crate::reconcile::{GroupResult, Outcome, PassReport};
 
@@ -10,10 +9,7 @@ pub fn write_sent(r: &GroupResult) -> bool {
     match r.outcome {
         Outcome::Changed => true,
         Outcome::Failed => {
-            r.request_id.is_some()
-                || r.error
-                    .as_ref()
-                    .is_some_and(|e| e.action == MODIFY_POLICY && e.code != "ShuttingDown")
+            r.request_id.is_some() || r.error.as_ref().is_some_and(|e| e.after_a_write_was_sent())
         }
         _ => false,
     }
@@ -28,7 +24,11 @@ pub fn log_writes(report: &PassReport, commit: Option<&str>) {
         let request_id = r
             .request_id
             .clone()
-            .or_else(|| r.error.as_ref().and_then(|e| e.request_id.clone()))
+            .or_else(|| {
+                r.error
+                    .as_ref()
+                    .and_then(|e| e.request_id().map(str::to_string))
+            })
             .unwrap_or_default();
         let token = r.token.as_deref().unwrap_or("");
         let commit = commit.unwrap_or("");
@@ -44,14 +44,14 @@ pub fn log_writes(report: &PassReport, commit: Option<&str>) {
             let (code, message) = r
                 .error
                 .as_ref()
-                .map(|e| (e.code.as_str(), e.message.as_str()))
-                .unwrap_or(("", ""));
+                .map(|e| (e.code(), e.message()))
+                .unwrap_or(("", String::new()));
             tracing::warn!(
                 target: "sgpolicy::audit",
                 group = %r.entry.key.id, account = %r.entry.key.account, region = %r.entry.key.region, from = %from, to = %to,
                 revision = %report.revision, commit, source = %r.entry.source,
                 client_token = token, request_id = %request_id, outcome = "failed",
-                error_code = code, error = message,
+                error_code = code, error = %message,
                 "write"
             );
         }

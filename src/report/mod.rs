@@ -62,7 +62,7 @@ fn error_code(r: &GroupResult) -> Option<String> {
         return Some(h.code().to_string());
     }
     if let Some(e) = &r.error {
-        return Some(e.code.clone());
+        return Some(e.code().to_string());
     }
     match &r.entry.action {
         Action::Unmanageable { .. } => Some("Unmanageable".into()),
@@ -249,7 +249,7 @@ fn document(report: &PassReport, groups: Vec<Value>) -> Value {
             "held": report.count(Outcome::Held),
             "durationMs": report.duration.as_millis() as u64,
         },
-        "fatal": report.fatal.as_ref().map(|e| json!({"code": e.code, "message": e.to_string()})),
+        "fatal": report.fatal.as_ref().map(|e| json!({"code": e.code(), "message": e.to_string()})),
         "apiCalls": report.api_calls,
         "notes": report.notes,
         "apiRetries": {"retried": report.retries, "throttled": report.throttled},

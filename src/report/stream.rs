@@ -41,10 +41,10 @@ mod tests {
     use crate::ecs::ApiError;
     use crate::model::{GroupKey, Location, Mode, Policy};
     use crate::plan::{Action, PlanEntry};
-    use crate::reconcile::{GroupResult, Outcome};
+    use crate::reconcile::{Failure, GroupResult, Outcome};
     use std::time::Duration;
 
-    fn result(i: usize, action: Action, outcome: Outcome, error: Option<ApiError>) -> GroupResult {
+    fn result(i: usize, action: Action, outcome: Outcome, error: Option<Failure>) -> GroupResult {
         GroupResult {
             entry: PlanEntry {
                 key: GroupKey::new("cn-hangzhou", format!("sg-{i}")),
@@ -72,7 +72,7 @@ mod tests {
             from: Policy::Accept,
             to: Policy::Drop,
         };
-        let err = ApiError::transport("X", "Timeout", "timed out: ü\n");
+        let err = Failure::Ecs(ApiError::transport("X", "Timeout", "timed out: ü\n").into());
         let mut report = PassReport {
             revision: "0123456789ab".into(),
             files: 1,

@@ -4,9 +4,9 @@
 use super::{Runner, State};
 use crate::daemon::metrics::{AccountLabel, GroupLabels, OutcomeLabels};
 use crate::daemon::triggers::Trigger;
-use crate::ecs::error::{classify, ErrorClass};
 use crate::model::{GroupKey, NoteLevel};
 use crate::plan::Action;
+use crate::plan::Blame;
 use crate::policy::DesiredGroup;
 use crate::reconcile::{Outcome, PassReport};
 use crate::report::audit;
@@ -40,11 +40,6 @@ pub(super) struct Tally {
     pub(super) held: usize,
     pub(super) errors: usize,
     pub(super) api_calls: u64,
-}
-
-/// Whether a failure code means the cloud (not this one group) is in trouble.
-fn is_cloud_failure(code: &str) -> bool {
-    code != "ShuttingDown" && classify(Some(500), code) != ErrorClass::PerGroup
 }
 
 impl Runner {
@@ -128,7 +123,7 @@ impl Runner {
                         if audit::write_sent(r) {
                             self.write_outcome(&key.account, "failed");
                         }
-                        if let Some(e) = r.error.as_ref().filter(|e| is_cloud_failure(&e.code)) {
+                        if let Some(e) = r.error.as_ref().filter(|e| e.is_cloud_trouble()) {
                             cloud.get_or_insert_with(|| e.to_string());
                         }
                         GroupState::Error
@@ -137,8 +132,12 @@ impl Runner {
                         t.errors += 1;
                         match &r.entry.action {
                             Action::Unmanageable { .. } => GroupState::Unmanageable,
-                            Action::ReadFailed { code, message } => {
-                                if is_cloud_failure(code) {
+                            Action::ReadFailed {
+                                code,
+                                message,
+                                blame,
+                            } => {
+                                if *blame == Blame::Cloud {
                                     cloud.get_or_insert_with(|| format!("{code}: {message}"));
                                 }
                                 GroupState::Error

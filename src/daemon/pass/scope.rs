@@ -4,9 +4,9 @@
 //! file pass otherwise reuses the last listing, so a one-line edit does not list every selector.
 
 use super::{Runner, State};
-use crate::ecs::ApiError;
 use crate::model::NoteLevel;
 use crate::policy::{Desired, Selector};
+use crate::reconcile::Failure;
 
 /// The same selectors in the same order, perhaps declared on other lines.
 fn same_but_for_places(old: &[Selector], new: &[Selector]) -> bool {
@@ -27,7 +27,7 @@ impl Runner {
         st: &mut State,
         desired: &Desired,
         full: bool,
-    ) -> Result<Desired, ApiError> {
+    ) -> Result<Desired, Failure> {
         let mut out = Desired {
             groups: desired.groups.clone(),
             revision: desired.revision.clone(),
