@@ -135,8 +135,8 @@ impl Clients {
 
 /// The client of every account one pass needs, resolved once at its start so that a pass assumes
 /// each role at most once and every group of an unreachable account fails the same way.
-pub struct Reach {
-    by_account: BTreeMap<String, Result<EcsClient, Unreachable>>,
+pub struct Reach<C = EcsClient> {
+    by_account: BTreeMap<String, Result<C, Unreachable>>,
 }
 
 impl Clients {
@@ -161,9 +161,21 @@ impl Clients {
     }
 }
 
-impl Reach {
+impl<C> Reach<C> {
+    /// The clients of a pass as given (tests: scripted fakes); unlisted accounts are unreachable.
+    pub fn of(by_account: impl IntoIterator<Item = (String, Result<C, Unreachable>)>) -> Reach<C> {
+        Reach {
+            by_account: by_account.into_iter().collect(),
+        }
+    }
+
+    /// The clients back, by account (tests check their scripts with it).
+    pub fn into_clients(self) -> BTreeMap<String, Result<C, Unreachable>> {
+        self.by_account
+    }
+
     /// The client for `account`, or why that account cannot be reached this pass.
-    pub fn client(&self, account: &str) -> Result<&EcsClient, Unreachable> {
+    pub fn client(&self, account: &str) -> Result<&C, Unreachable> {
         match self.by_account.get(account) {
             Some(Ok(c)) => Ok(c),
             Some(Err(e)) => Err(e.clone()),

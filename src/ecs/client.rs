@@ -89,7 +89,8 @@ pub struct CallStats {
 }
 
 impl CallStats {
-    fn record(&self, account: &str, action: &str, outcome: &str) {
+    /// Counts one answer (`outcome`: `OK`, an error code, `Transport`, `Timeout`).
+    pub fn record(&self, account: &str, action: &str, outcome: &str) {
         if let Ok(mut c) = self.counts.lock() {
             *c.entry((account.to_string(), action.to_string(), outcome.to_string()))
                 .or_default() += 1;
@@ -255,6 +256,46 @@ impl EcsClient {
                 _ => return Ok(found),
             }
         }
+    }
+
+    /// One page of DescribeSecurityGroups over a whole region, filtered server-side by VPC and tags.
+    pub async fn list_groups(
+        &self,
+        region: &str,
+        filter: &super::GroupFilter,
+        next_token: Option<&str>,
+    ) -> Result<super::GroupPage, EcsError> {
+        let mut params: Vec<(&str, String)> = vec![
+            ("RegionId", region.to_string()),
+            ("MaxResults", api::MAX_IDS_PER_DESCRIBE.to_string()),
+        ];
+        if let Some(v) = &filter.vpc_id {
+            params.push(("VpcId", v.clone()));
+        }
+        // Parameter names must be `&str` that outlive the call; built once per page.
+        let tag_names: Vec<(String, String)> = (1..=filter.tags.len())
+            .map(|n| (format!("Tag.{n}.Key"), format!("Tag.{n}.Value")))
+            .collect();
+        for ((k, v), (kn, vn)) in filter.tags.iter().zip(&tag_names) {
+            params.push((kn.as_str(), k.clone()));
+            params.push((vn.as_str(), v.clone()));
+        }
+        if let Some(t) = next_token {
+            params.push(("NextToken", t.to_string()));
+        }
+        let body = self.call(api::DESCRIBE_GROUPS, region, &params).await?;
+        let parsed: GroupsResponse = serde_json::from_value(body).map_err(|e| {
+            ApiError::transport(api::DESCRIBE_GROUPS, "MalformedResponse", e.to_string())
+        })?;
+        Ok(super::GroupPage {
+            groups: parsed
+                .security_groups
+                .security_group
+                .into_iter()
+                .map(|g| (g.security_group_id, g.security_group_name))
+                .collect(),
+            next_token: parsed.next_token.filter(|t| !t.is_empty()),
+        })
     }
 
     /// Sets one group's policy; returns the RequestId. The token is reused by every retry.

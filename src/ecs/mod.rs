@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod client;
+pub mod cloud;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;
@@ -10,5 +11,6 @@ pub mod redact;
 pub mod sign;
 
 pub use client::{ClientConfig, EcsClient};
+pub use cloud::{Cloud, GroupFilter, GroupPage};
 pub use credentials::Credentials;
 pub use error::{ApiError, EcsError, ErrorClass};

@@ -8,10 +8,17 @@ pub mod gate;
 pub mod order;
 pub mod selectors;
 
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod tests;
+
 pub use failure::Failure;
 
 use crate::accounts::{Clients, Reach};
 use crate::ecs::api;
+use crate::ecs::client::CallStats;
+use crate::ecs::Cloud;
 use crate::model::{GroupKey, Mode, Note, NoteLevel, Policy};
 use crate::plan::{self, Action, Blame, Observation, Observed, Plan, PlanEntry};
 use crate::policy::Desired;
@@ -38,6 +45,27 @@ pub struct PassOptions {
     pub rails: Rails,
     /// The whole pass's deadline (`--pass-timeout`); groups unfinished by then are reported as errors.
     pub pass_timeout: Option<Duration>,
+    /// Where the pass reads the time its tokens depend on.
+    pub clock: Clock,
+}
+
+/// The wall clock of a pass: the system's, or a fixed instant so tests can compute the exact tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Clock {
+    #[default]
+    System,
+    /// Unix milliseconds.
+    Fixed(i64),
+}
+
+impl Clock {
+    /// Unix milliseconds now.
+    pub fn now_ms(self) -> i64 {
+        match self {
+            Clock::System => chrono::Utc::now().timestamp_millis(),
+            Clock::Fixed(ms) => ms,
+        }
+    }
 }
 
 impl Default for PassOptions {
@@ -50,6 +78,7 @@ impl Default for PassOptions {
             cancel: None,
             rails: Rails::default(),
             pass_timeout: Some(Duration::from_secs(30 * 60)),
+            clock: Clock::System,
         }
     }
 }
@@ -187,40 +216,49 @@ impl PassState {
 /// The key of the credential chain's own account in maps by account.
 const OWN_ACCOUNT: &str = "";
 
+/// One pass over `desired` with the real clients: every account the folder names is reached (its role
+/// assumed) once, then [`run_pass_on`].
 pub async fn run_pass(clients: &Clients, desired: &Desired, opts: &PassOptions) -> PassReport {
-    let started = Instant::now();
-    let stats = clients.stats();
-    let before = stats.snapshot();
-    let (retries_before, throttled_before) = (stats.retries(), stats.throttled());
-    // Every account the folder names, assumed once for the whole pass.
     let accounts = desired
         .groups
         .keys()
         .map(|k| k.account.as_str())
         .chain(desired.selectors.iter().map(|s| s.account.as_str()));
     let reach = clients.reach(accounts, &desired.accounts).await;
+    run_pass_on(&reach, clients.stats(), desired, opts).await
+}
+
+/// One pass over `desired` through the given clients (any [`Cloud`]); `stats` counts their calls.
+pub async fn run_pass_on<C: Cloud>(
+    reach: &Reach<C>,
+    stats: &CallStats,
+    desired: &Desired,
+    opts: &PassOptions,
+) -> PassReport {
+    let started = Instant::now();
+    let before = stats.snapshot();
+    let (retries_before, throttled_before) = (stats.retries(), stats.throttled());
     let state = Arc::new(PassState {
         cancel: opts.cancel.clone(),
         deadline: opts.pass_timeout.map(|t| tokio::time::Instant::now() + t),
         ..PassState::default()
     });
-    let observed_at = chrono::Utc::now().timestamp();
+    let observed_at = opts.clock.now_ms().div_euclid(1000);
     let resolved;
     let desired = if desired.selectors.is_empty() {
         desired
     } else {
-        let (d, fatal) =
-            crate::reconcile::selectors::resolve(&reach, desired, opts.concurrency).await;
+        let (d, fatal) = selectors::resolve(reach, desired, opts.concurrency).await;
         if let Some((account, e)) = fatal {
             let _ = state.note::<(), Failure>(&account, Err(e));
         }
         resolved = d;
         &resolved
     };
-    let observed = observe(&reach, desired, opts, &state).await;
+    let observed = observe(reach, desired, opts, &state).await;
     let plan = plan::plan(desired, &observed);
     let gate = gate::gate(&plan, &opts.rails);
-    let results = apply(&reach, &plan, &gate, observed_at, opts, &state).await;
+    let results = apply(reach, &plan, &gate, observed_at, opts, &state).await;
     let api_calls = calls_since(&before, &stats.snapshot());
     let mut notes = desired.notes.clone();
     notes.extend(gate.notes(opts.dry_run, &opts.rails));
@@ -255,8 +293,8 @@ fn calls_since(
 }
 
 /// Reads type and managed flags (100 ids a call), then the policy of every group that exists.
-async fn observe(
-    reach: &Reach,
+async fn observe<C: Cloud>(
+    reach: &Reach<C>,
     desired: &Desired,
     opts: &PassOptions,
     state: &PassState,
@@ -364,8 +402,8 @@ fn failed(e: &Failure) -> Observation {
     }
 }
 
-async fn apply(
-    reach: &Reach,
+async fn apply<C: Cloud>(
+    reach: &Reach<C>,
     plan: &Plan,
     gate: &gate::Gate,
     observed_at: i64,
@@ -453,8 +491,8 @@ fn token_for(
 /// differs (the token was a replay of an earlier correction) writes once more with a new token (see
 /// `token`), so a correction costs at most `token::MAX_WRITES_PER_CORRECTION` writes.
 #[allow(clippy::too_many_arguments)]
-async fn write_and_verify(
-    client: &crate::ecs::EcsClient,
+async fn write_and_verify<C: Cloud>(
+    client: &C,
     plan: &Plan,
     entry: &PlanEntry,
     from: Policy,
@@ -501,7 +539,7 @@ async fn write_and_verify(
             Ok(false) if attempt == Attempt::First => {
                 tracing::warn!(group = %entry.key, token = %token, "write acknowledged but the group still differs (the token replayed an earlier correction); writing once more with a new token");
                 attempt = Attempt::AfterReplay {
-                    detected_at_ms: chrono::Utc::now().timestamp_millis(),
+                    detected_at_ms: opts.clock.now_ms(),
                 };
             }
             Ok(false) => break,
@@ -519,8 +557,8 @@ async fn write_and_verify(
 }
 
 /// Re-reads the group until it shows `to`, allowing for a short propagation delay.
-async fn verify(
-    client: &crate::ecs::EcsClient,
+async fn verify<C: Cloud>(
+    client: &C,
     entry: &PlanEntry,
     to: Policy,
     opts: &PassOptions,

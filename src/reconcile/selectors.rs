@@ -14,8 +14,7 @@
 
 use super::failure::Failure;
 use crate::accounts::Reach;
-use crate::ecs::api::{self, GroupsResponse};
-use crate::ecs::{ApiError, EcsClient};
+use crate::ecs::{Cloud, GroupFilter};
 use crate::model::{GroupKey, Location, Mode, Note, NoteLevel, Policy};
 use crate::policy::{glob_match, Desired, DesiredGroup, Selector};
 use futures::stream::{self, StreamExt};
@@ -29,8 +28,8 @@ pub type Listing = Result<Vec<String>, Failure>;
 
 /// Lists every selector's groups and merges them into a copy of `desired`. The second value is an
 /// error that should stop the pass for its account (bad credentials, forbidden), if one happened.
-pub async fn resolve(
-    reach: &Reach,
+pub async fn resolve<C: Cloud>(
+    reach: &Reach<C>,
     desired: &Desired,
     concurrency: usize,
 ) -> (Desired, Option<(String, Failure)>) {
@@ -57,45 +56,28 @@ pub async fn resolve(
 }
 
 /// Every group id of the selector's region that passes its filters, following `NextToken` to the end.
-pub async fn list_matching(client: &EcsClient, sel: &Selector) -> Listing {
+pub async fn list_matching<C: Cloud>(client: &C, sel: &Selector) -> Listing {
+    let filter = GroupFilter {
+        vpc_id: sel.vpc_id.clone(),
+        tags: sel
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
     let mut ids = Vec::new();
     let mut next_token: Option<String> = None;
     for _ in 0..MAX_PAGES {
-        let mut params: Vec<(&str, String)> = vec![
-            ("RegionId", sel.region.clone()),
-            ("MaxResults", api::MAX_IDS_PER_DESCRIBE.to_string()),
-        ];
-        if let Some(v) = &sel.vpc_id {
-            params.push(("VpcId", v.clone()));
-        }
-        // Parameter names must be `&str` that outlive the call; build them once per page.
-        let tag_names: Vec<(String, String)> = (1..=sel.tags.len())
-            .map(|n| (format!("Tag.{n}.Key"), format!("Tag.{n}.Value")))
-            .collect();
-        for ((k, v), (kn, vn)) in sel.tags.iter().zip(&tag_names) {
-            params.push((kn.as_str(), k.clone()));
-            params.push((vn.as_str(), v.clone()));
-        }
-        if let Some(t) = &next_token {
-            params.push(("NextToken", t.clone()));
-        }
-        let body = client
-            .call(api::DESCRIBE_GROUPS, &sel.region, &params)
+        let page = client
+            .list_groups(&sel.region, &filter, next_token.as_deref())
             .await?;
-        let parsed: GroupsResponse = serde_json::from_value(body).map_err(|e| {
-            Failure::from(crate::ecs::EcsError::from(ApiError::transport(
-                api::DESCRIBE_GROUPS,
-                "MalformedResponse",
-                e.to_string(),
-            )))
-        })?;
-        for item in &parsed.security_groups.security_group {
-            let name = item.security_group_name.as_deref().unwrap_or("");
+        for (id, name) in page.groups {
+            let name = name.as_deref().unwrap_or("");
             if sel.name.as_deref().map_or(true, |p| glob_match(p, name)) {
-                ids.push(item.security_group_id.clone());
+                ids.push(id);
             }
         }
-        match parsed.next_token.filter(|t| !t.is_empty()) {
+        match page.next_token {
             Some(t) if next_token.as_ref() != Some(&t) => next_token = Some(t),
             _ => return Ok(ids),
         }
@@ -269,7 +251,12 @@ mod tests {
             ..Desired::default()
         };
         let failed = Err(Failure::Ecs(
-            ApiError::transport(api::DESCRIBE_GROUPS, "ServiceUnavailable", "later").into(),
+            crate::ecs::ApiError::transport(
+                crate::ecs::api::DESCRIBE_GROUPS,
+                "ServiceUnavailable",
+                "later",
+            )
+            .into(),
         ));
         let out = decide(&d, &[ids(&[]), failed]);
         assert!(out.groups.is_empty());

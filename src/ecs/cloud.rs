@@ -1,0 +1,100 @@
+//! The seam between a pass and ECS: the four calls a pass makes, as a trait. [`EcsClient`] is the real
+//! implementation (signed RPC over HTTP, retries, rate limits); `reconcile`'s unit tests use a scripted
+//! fake that checks every request exactly, so the only module that writes to the cloud is tested
+//! without HTTP as well as through it.
+
+use super::client::{CallStats, EcsClient};
+use super::error::EcsError;
+use crate::model::{GroupKey, GroupMeta, Policy};
+use std::collections::BTreeMap;
+use std::future::Future;
+
+/// What a selector asks DescribeSecurityGroups to filter on server-side.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupFilter {
+    pub vpc_id: Option<String>,
+    /// `Tag.N.Key` / `Tag.N.Value`: every tag must match.
+    pub tags: Vec<(String, String)>,
+}
+
+/// One page of a filtered listing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupPage {
+    /// (id, name) of each group on the page.
+    pub groups: Vec<(String, Option<String>)>,
+    /// Empty when this was the last page.
+    pub next_token: Option<String>,
+}
+
+pub trait Cloud: Send + Sync {
+    /// Type and managed flags for up to 100 ids of one region; ids absent from the map do not exist.
+    fn describe_groups(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, GroupMeta>, EcsError>> + Send;
+
+    /// One group's InnerAccessPolicy.
+    fn describe_attribute(
+        &self,
+        key: &GroupKey,
+    ) -> impl Future<Output = Result<Policy, EcsError>> + Send;
+
+    /// Sets one group's policy with `client_token`; the RequestId.
+    fn modify_policy(
+        &self,
+        key: &GroupKey,
+        policy: Policy,
+        client_token: &str,
+    ) -> impl Future<Output = Result<String, EcsError>> + Send;
+
+    /// One page of the groups of `region` that pass `filter`.
+    fn list_groups(
+        &self,
+        region: &str,
+        filter: &GroupFilter,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<GroupPage, EcsError>> + Send;
+
+    /// Call counts, for the pass's figures.
+    fn stats(&self) -> &CallStats;
+}
+
+impl Cloud for EcsClient {
+    fn describe_groups(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, GroupMeta>, EcsError>> + Send {
+        EcsClient::describe_groups(self, region, ids)
+    }
+
+    fn describe_attribute(
+        &self,
+        key: &GroupKey,
+    ) -> impl Future<Output = Result<Policy, EcsError>> + Send {
+        EcsClient::describe_attribute(self, key)
+    }
+
+    fn modify_policy(
+        &self,
+        key: &GroupKey,
+        policy: Policy,
+        client_token: &str,
+    ) -> impl Future<Output = Result<String, EcsError>> + Send {
+        EcsClient::modify_policy(self, key, policy, client_token)
+    }
+
+    fn list_groups(
+        &self,
+        region: &str,
+        filter: &GroupFilter,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<GroupPage, EcsError>> + Send {
+        EcsClient::list_groups(self, region, filter, next_token)
+    }
+
+    fn stats(&self) -> &CallStats {
+        EcsClient::stats(self)
+    }
+}
