@@ -112,7 +112,7 @@ async fn run_once(config: Config) -> i32 {
             eprintln!("error: {e}");
             return exit::ERROR;
         }
-        Err(e @ ConnectError::Client(_)) => {
+        Err(e @ (ConnectError::Client(_) | ConnectError::Sessions(_))) => {
             eprintln!("error: {e}");
             return exit::USAGE;
         }
@@ -139,7 +139,7 @@ async fn run_once(config: Config) -> i32 {
     }
     if let Some(path) = &config.report {
         if let Err(e) = sgpolicy::cli::validate::write_report(path, &report::json(&result)) {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             return exit::ERROR;
         }
     }

@@ -106,9 +106,16 @@ impl fmt::Debug for AccountRef {
     }
 }
 
+/// A role ARN that is not `acs:ram::<account id>:role/<role name>`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("roleArn {arn:?} is not acs:ram::<account id>:role/<role name>")]
+pub struct BadRoleArn {
+    pub arn: String,
+}
+
 impl AccountRef {
     /// Checks the ARN shape `acs:ram::<account id>:role/<name>`.
-    pub fn new(role_arn: &str, external_id: Option<&str>) -> Result<AccountRef, String> {
+    pub fn new(role_arn: &str, external_id: Option<&str>) -> Result<AccountRef, BadRoleArn> {
         let r = AccountRef {
             role_arn: role_arn.trim().to_string(),
             external_id: external_id
@@ -121,12 +128,9 @@ impl AccountRef {
     }
 
     /// The account id inside the role ARN: the account part of every [`GroupKey`] of the file.
-    pub fn account_id(&self) -> Result<&str, String> {
-        let bad = || {
-            format!(
-                "roleArn {:?} is not acs:ram::<account id>:role/<role name>",
-                self.role_arn
-            )
+    pub fn account_id(&self) -> Result<&str, BadRoleArn> {
+        let bad = || BadRoleArn {
+            arn: self.role_arn.clone(),
         };
         let rest = self.role_arn.strip_prefix("acs:ram::").ok_or_else(bad)?;
         let (id, role) = rest.split_once(':').ok_or_else(bad)?;

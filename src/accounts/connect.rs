@@ -5,6 +5,7 @@
 use crate::accounts::sessions::Accounts;
 use crate::accounts::Clients;
 use crate::credentials::chain::{self, ChainError, ChainOptions, Resolved};
+use crate::ecs::client::ClientError;
 use crate::ecs::endpoint::EndpointType;
 use crate::ecs::limit::RateLimits;
 use crate::ecs::{ClientConfig, EcsClient};
@@ -27,21 +28,17 @@ pub struct ConnectSettings {
 }
 
 /// Why no client could be made.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// No link of the credential chain produced credentials (the error lists them all).
+    #[error(transparent)]
     Credentials(ChainError),
     /// The client could not be built from the configuration.
-    Client(String),
-}
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::Credentials(e) => e.fmt(f),
-            ConnectError::Client(e) => f.write_str(e),
-        }
-    }
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The STS client for assuming roles could not be built from the configuration.
+    #[error("{0}")]
+    Sessions(String),
 }
 
 /// The chain's options for this configuration, on top of the process environment.
@@ -77,6 +74,6 @@ pub async fn connect(config: &ConnectSettings) -> Result<(Clients, Resolved), Co
     let client =
         EcsClient::new(client_config, credentials.source.clone()).map_err(ConnectError::Client)?;
     let accounts =
-        Accounts::new(credentials.source.clone(), &options).map_err(ConnectError::Client)?;
+        Accounts::new(credentials.source.clone(), &options).map_err(ConnectError::Sessions)?;
     Ok((Clients::new(client, accounts), credentials))
 }

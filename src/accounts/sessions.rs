@@ -51,7 +51,10 @@ impl Accounts {
                 sts.assume_role(&creds, &request).await
             })
         });
-        let provider = format!("account/{}", account.account_id()?);
+        let provider = format!(
+            "account/{}",
+            account.account_id().map_err(|e| e.to_string())?
+        );
         let session = Refreshing::start(provider, fetch, self.refresh)
             .await
             .map_err(|e| format!("assuming {}: {e}", account.role_arn))?;

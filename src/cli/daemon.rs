@@ -37,9 +37,18 @@ pub struct DaemonArgs {
     pub fight_hold: Option<String>,
 }
 
+/// A `--metrics-addr` that is not `HOST:PORT` or `:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("--metrics-addr {text:?} is not an address like 127.0.0.1:9090 or :9090")]
+pub struct BadListenAddr {
+    pub text: String,
+}
+
 /// `HOST:PORT` with an IP address or `localhost`, or `:PORT` for every interface.
-pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
-    let bad = || format!("--metrics-addr {text:?} is not an address like 127.0.0.1:9090 or :9090");
+pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, BadListenAddr> {
+    let bad = || BadListenAddr {
+        text: text.to_string(),
+    };
     if let Some(port) = text.strip_prefix(':') {
         let port: u16 = port.parse().map_err(|_| bad())?;
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
@@ -114,7 +123,7 @@ impl DaemonArgs {
         if let Some(a) = &self.metrics_addr {
             match parse_listen_addr(a) {
                 Ok(addr) => s.metrics_addr = Some(addr),
-                Err(e) => problems.push(e),
+                Err(e) => problems.push(e.to_string()),
             }
         }
         s

@@ -249,7 +249,7 @@ impl RunArgs {
         }
         if let Some(e) = &self.endpoint {
             if let Err(msg) = validate_endpoint(e, self.insecure_http) {
-                problems.push(msg);
+                problems.push(msg.to_string());
             }
         }
         if let Some(e) = &self.sts_endpoint {

@@ -26,7 +26,7 @@ pub fn validate(args: &RunArgs, problems: &mut Vec<String>) -> Scale {
             Ok((action, rps)) => {
                 rate_limits.per_action.insert(action, rps);
             }
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         }
     }
     let mut duration = |flag: &str, text: &str, default: Duration| match duration::parse(text) {

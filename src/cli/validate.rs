@@ -121,12 +121,13 @@ pub fn print_schema() -> i32 {
 
 /// Writes the JSON result for `--report FILE` (whole file replaced via a temporary sibling, so a
 /// reader never sees half a report).
-pub fn write_report(path: &Path, value: &serde_json::Value) -> Result<(), String> {
+pub fn write_report(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    use anyhow::Context;
     let text = format!("{value}\n");
     let tmp = path.with_extension("tmp-sgpolicy");
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("writing the report to {}: {e}", path.display()))
+        .with_context(|| format!("writing the report to {}", path.display()))
 }
 
 /// `{"version": 1, "errors": [{path, line, column, message}]}`: what a folder that failed to load

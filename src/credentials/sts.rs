@@ -68,7 +68,7 @@ pub struct Sts {
 
 impl Sts {
     pub fn new(endpoint: &str, allow_insecure_http: bool) -> Result<Sts, String> {
-        let url = validate_endpoint(endpoint, allow_insecure_http)?;
+        let url = validate_endpoint(endpoint, allow_insecure_http).map_err(|e| e.to_string())?;
         let http = reqwest::Client::builder()
             .use_rustls_tls()
             .connect_timeout(Duration::from_secs(5))

@@ -54,10 +54,32 @@ impl Default for ClientConfig {
     }
 }
 
+/// An endpoint flag that sgpolicy will not send signed requests to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadEndpoint {
+    #[error("invalid endpoint {endpoint:?}: {reason} (expected e.g. https://ecs.cn-hangzhou.aliyuncs.com)")]
+    Unparsable { endpoint: String, reason: String },
+    #[error("refusing plain http endpoint {endpoint}: signed requests would cross the network unencrypted; use https, a loopback address, or pass --insecure-http")]
+    PlainHttp { endpoint: String },
+    #[error("endpoint {endpoint} has scheme {scheme:?}; expected https")]
+    Scheme { endpoint: String, scheme: String },
+}
+
+/// Why no client could be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Endpoint(#[from] BadEndpoint),
+    #[error("building the HTTP client: {0}")]
+    Http(String),
+}
+
 /// Rejects endpoints that would send signed requests in clear text over a real network.
-pub fn validate_endpoint(endpoint: &str, allow_insecure_http: bool) -> Result<Url, String> {
-    let url = Url::parse(endpoint)
-        .map_err(|e| format!("invalid endpoint {endpoint:?}: {e} (expected e.g. https://ecs.cn-hangzhou.aliyuncs.com)"))?;
+pub fn validate_endpoint(endpoint: &str, allow_insecure_http: bool) -> Result<Url, BadEndpoint> {
+    let url = Url::parse(endpoint).map_err(|e| BadEndpoint::Unparsable {
+        endpoint: endpoint.to_string(),
+        reason: e.to_string(),
+    })?;
     match url.scheme() {
         "https" => Ok(url),
         "http" => {
@@ -70,12 +92,15 @@ pub fn validate_endpoint(endpoint: &str, allow_insecure_http: bool) -> Result<Ur
             if loopback || allow_insecure_http {
                 Ok(url)
             } else {
-                Err(format!("refusing plain http endpoint {endpoint}: signed requests would cross the network unencrypted; use https, a loopback address, or pass --insecure-http"))
+                Err(BadEndpoint::PlainHttp {
+                    endpoint: endpoint.to_string(),
+                })
             }
         }
-        other => Err(format!(
-            "endpoint {endpoint} has scheme {other:?}; expected https"
-        )),
+        other => Err(BadEndpoint::Scheme {
+            endpoint: endpoint.to_string(),
+            scheme: other.to_string(),
+        }),
     }
 }
 
@@ -147,7 +172,7 @@ impl EcsClient {
     pub fn new(
         config: ClientConfig,
         credentials: Arc<dyn CredentialSource>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ClientError> {
         let endpoint = match &config.endpoint {
             Some(e) => Some(validate_endpoint(e, config.allow_insecure_http)?),
             None => None,
@@ -159,7 +184,7 @@ impl EcsClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("sgpolicy/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("building the HTTP client: {e}"))?;
+            .map_err(|e| ClientError::Http(e.to_string()))?;
         Ok(EcsClient {
             account: String::new(),
             limiter: Arc::new(Limiter::new(config.rate_limits.clone())),
@@ -516,7 +541,7 @@ mod tests {
         assert!(validate_endpoint("http://localhost:8080", false).is_ok());
         assert!(validate_endpoint("http://[::1]:8080", false).is_ok());
         let e = validate_endpoint("http://10.0.0.5:8080", false).unwrap_err();
-        assert!(e.contains("--insecure-http"), "{e}");
+        assert!(e.to_string().contains("--insecure-http"), "{e}");
         assert!(validate_endpoint("http://10.0.0.5:8080", true).is_ok());
         assert!(validate_endpoint("https://ecs.cn-hangzhou.aliyuncs.com", false).is_ok());
         assert!(validate_endpoint("ftp://x", true).is_err());

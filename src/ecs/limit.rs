@@ -60,30 +60,57 @@ impl RateLimits {
     }
 
     /// Parses one `Action=RPS` override as given to `--max-rps-action`.
-    pub fn parse_override(text: &str) -> Result<(String, f64), String> {
-        let (action, rps) = text.split_once('=').ok_or_else(|| {
-            format!(
-                "--max-rps-action {text:?}: expected Action=RPS, e.g. ModifySecurityGroupPolicy=5"
-            )
-        })?;
+    pub fn parse_override(text: &str) -> Result<(String, f64), BadOverride> {
+        let bad = |why| BadOverride {
+            text: text.to_string(),
+            why,
+        };
+        let (action, rps) = text
+            .split_once('=')
+            .ok_or_else(|| bad(OverrideProblem::NoEquals))?;
         let action = action.trim();
         if action.is_empty() || !action.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(format!(
-                "--max-rps-action {text:?}: {action:?} is not an API action name"
-            ));
+            return Err(bad(OverrideProblem::NotAnAction(action.to_string())));
         }
-        let rps = parse_rps(rps.trim()).map_err(|e| format!("--max-rps-action {text:?}: {e}"))?;
+        let rps = parse_rps(rps.trim()).map_err(|e| bad(OverrideProblem::Rate(e)))?;
         Ok((action.to_string(), rps))
     }
 }
 
+/// A text that is not a request rate.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{text:?} is not a rate: expected a number of requests per second above 0 and at most 10000"
+)]
+pub struct BadRate {
+    pub text: String,
+}
+
+/// A `--max-rps-action` value that is not `Action=RPS`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("--max-rps-action {text:?}: {why}")]
+pub struct BadOverride {
+    pub text: String,
+    pub why: OverrideProblem,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OverrideProblem {
+    #[error("expected Action=RPS, e.g. ModifySecurityGroupPolicy=5")]
+    NoEquals,
+    #[error("{0:?} is not an API action name")]
+    NotAnAction(String),
+    #[error(transparent)]
+    Rate(BadRate),
+}
+
 /// A positive, finite rate of at most 10,000 requests per second.
-pub fn parse_rps(text: &str) -> Result<f64, String> {
+pub fn parse_rps(text: &str) -> Result<f64, BadRate> {
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 10_000.0 => Ok(v),
-        _ => Err(format!(
-            "{text:?} is not a rate: expected a number of requests per second above 0 and at most 10000"
-        )),
+        _ => Err(BadRate {
+            text: text.to_string(),
+        }),
     }
 }
 

@@ -242,7 +242,7 @@ fn account_value(node: &Node, report: &mut Report<'_>) -> Option<(AccountRef, Lo
     match AccountRef::new(role?, external?) {
         Ok(account) => Some((account, location(report.path, pos))),
         Err(problem) => {
-            report.err(pos, problem);
+            report.err(pos, problem.to_string());
             None
         }
     }
