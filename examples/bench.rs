@@ -17,7 +17,7 @@
 //! ru_maxrss) and CPU time of the agent process, and the baseline's figures and ratio.
 
 use serde_json::{json, Value};
-use sgpolicy::sim::{FaultConfig, Seed, Simulator};
+use sgpolicy_sim::{FaultConfig, Seed, Simulator};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@ use sgpolicy::ecs::credentials::{CredentialSource, Credentials, Secret};
 use sgpolicy::ecs::profile::Spec;
 use sgpolicy::ecs::refresh::RefreshPolicy;
 use sgpolicy::ecs::sts::RoleRequest;
-use sgpolicy::model::Policy;
+use sgpolicy_sim::Policy;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 
 use crate::harness::*;
 use serde_json::json;
-use sgpolicy::model::Policy;
+use sgpolicy_sim::Policy;
 
 const HZ: &str = "cn-hangzhou";
 

@@ -1,11 +1,21 @@
-//! The built-in ECS simulator: an RPC endpoint faithful enough that the official SDKs use it unchanged.
+//! sgpolicy's built-in ECS simulator: an Alibaba Cloud ECS (and STS `AssumeRole`) RPC endpoint
+//! faithful enough that the official SDKs use it unchanged. The agent serves it as `sgpolicy sim`; its
+//! integration tests and the benchmark run it in-process.
+//!
+//! This crate does not depend on the agent (`scripts/check-layers.sh` checks it): its model types,
+//! its role-ARN parser, its percent-encoder and canonicalisers are its own, so the compiler, not a
+//! convention, keeps a bug in the agent's signer or parsers from being masked by the same bug here.
 //!
 //! # Layout
-//! - `seed`: the YAML starting state. `state`: groups, keys, ClientTokens, nonces, call log.
+//! - `model`: [`Policy`] and the role-ARN parser. `seed`: the YAML starting state.
+//!   `state`: groups, keys, STS sessions, ClientTokens, nonces and the bounded call log.
 //! - `auth`: signature V1 verification with its own canonicaliser; `auth_v3`: signature V3
-//!   (`ACS3-HMAC-SHA256`, the Tea SDK's default). `handlers`: the three actions.
-//! - `respond`: error bodies and JSON/XML rendering. `faults`: injected latency, errors, throttling.
-//! - `admin`: the unsigned `/_sim/...` paths. `conn`: connections a `drop` fault can cut.
+//!   (`ACS3-HMAC-SHA256`, the Tea SDK's default). `handlers`: the three ECS actions; `sts`: STS
+//!   `AssumeRole` on the same endpoint.
+//! - `respond`: error bodies and JSON/XML rendering. `faults`: injected latency, errors, throttling;
+//!   `chaos`: the rate-based modes and throttling windows.
+//! - `admin`: the unsigned `/_sim/...` paths. `conn`: connections a `drop` fault can cut. `raw`: the
+//!   pipeline without HTTP, for fuzzing.
 //!
 //! Every request to `/` passes, in order: parameter parsing (query and form body merged), injected
 //! latency, signature checks, nonce freshness, Version and Action, throttling and scripted failures,
@@ -18,6 +28,7 @@ mod chaos;
 mod conn;
 mod faults;
 mod handlers;
+mod model;
 mod raw;
 mod respond;
 mod seed;
@@ -35,10 +46,10 @@ mod tests_modify;
 mod tests_v3;
 
 pub use faults::{FaultConfig, ScriptedFailure, ThrottleRule};
+pub use model::Policy;
 pub use seed::{GroupType, Seed, SeedGroup, SeedKey, SeedRole, DEFAULT_ACCOUNT};
 pub use state::CallRecord;
 
-use crate::model::Policy;
 use auth::Params;
 use auth_v3::SignedRequest;
 use axum::extract::{ConnectInfo, Request, State as AxState};
