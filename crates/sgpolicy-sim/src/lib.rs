@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - `model`: [`Policy`] and the role-ARN parser. `seed`: the YAML starting state.
-//!   `state`: groups, keys, STS sessions, ClientTokens, nonces and the bounded call log.
+//!   `state`: groups, keys, STS sessions, ClientTokens, nonces, the bounded call log and the call
+//!   counters ([`CallCounts`], exact however many entries the log has dropped).
 //! - `auth`: signature V1 verification with its own canonicaliser; `auth_v3`: signature V3
 //!   (`ACS3-HMAC-SHA256`, the Tea SDK's default). `handlers`: the three ECS actions; `sts`: STS
 //!   `AssumeRole` on the same endpoint.
@@ -19,7 +20,7 @@
 //!
 //! Every request to `/` passes, in order: parameter parsing (query and form body merged), injected
 //! latency, signature checks, nonce freshness, Version and Action, throttling and scripted failures,
-//! the action itself; then it is logged, whatever its outcome.
+//! the action itself; then it is logged and counted, whatever its outcome.
 
 mod admin;
 mod auth;
@@ -48,7 +49,7 @@ mod tests_v3;
 pub use faults::{FaultConfig, ScriptedFailure, ThrottleRule};
 pub use model::Policy;
 pub use seed::{GroupType, Seed, SeedGroup, SeedKey, SeedRole, DEFAULT_ACCOUNT};
-pub use state::CallRecord;
+pub use state::{CallCounts, CallRecord, OTHER_ACTION};
 
 use auth::Params;
 use auth_v3::SignedRequest;
@@ -131,9 +132,16 @@ impl Simulator {
             .await
     }
 
-    /// The call log, oldest first.
+    /// The call log, oldest first. It is bounded (the oldest entries go first); for how many calls
+    /// of each kind there were, use [`Simulator::call_counts`].
     pub fn calls(&self) -> Vec<CallRecord> {
         self.state().calls()
+    }
+
+    /// Every request to `/` since the simulator started, by action and by injected fault: exact at
+    /// any volume, unlike counts taken from the bounded call log.
+    pub fn call_counts(&self) -> CallCounts {
+        self.state().counts()
     }
 
     /// A group's policy in the default account.
