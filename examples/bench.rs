@@ -12,12 +12,14 @@
 //! simulator also serves, groups spread round-robin, one policy file per account and region),
 //! `--no-baseline`.
 //!
-//! It prints wall time, the ideal time the quota allows, their ratio, API calls by action against the
-//! formula of docs/scale.md, throttled responses, peak RSS (VmHWM from /proc and the kernel's
-//! ru_maxrss) and CPU time of the agent process, and the baseline's figures and ratio.
+//! It prints wall time, the ideal time the quota allows, their ratio, API calls by action as the agent
+//! reports them, as the simulator counted them (its call counters, exact at any size, not its bounded
+//! call log) and as the formula of docs/scale.md predicts them, throttled responses and effective
+//! writes from both sides, peak RSS (VmHWM from /proc and the kernel's ru_maxrss) and CPU time of the
+//! agent process, and the baseline's figures and ratio.
 
 use serde_json::{json, Value};
-use sgpolicy::sim::{FaultConfig, Seed, Simulator};
+use sgpolicy_sim::{CallCounts, FaultConfig, Seed, Simulator};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -214,8 +216,8 @@ struct Measured {
     vm_hwm_kib: u64,
     maxrss_kib: u64,
     cpu: Duration,
-    sim_calls: BTreeMap<String, u64>,
-    sim_throttled: u64,
+    /// What the simulator counted, independent of its bounded call log.
+    sim: CallCounts,
     connections: usize,
 }
 
@@ -342,14 +344,6 @@ fn run_pass(rt: &tokio::runtime::Runtime, o: &Opts, groups: &[G], concurrency: u
     let out = reader.join().unwrap_or_default();
     let _ = stop_tx.send(());
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    let mut sim_calls = BTreeMap::new();
-    let mut sim_throttled = 0;
-    for c in sim.calls() {
-        if c.fault.as_deref() == Some("throttle") {
-            sim_throttled += 1;
-        }
-        *sim_calls.entry(c.action).or_default() += 1;
-    }
     Measured {
         wall,
         exit,
@@ -357,8 +351,7 @@ fn run_pass(rt: &tokio::runtime::Runtime, o: &Opts, groups: &[G], concurrency: u
         vm_hwm_kib: hwm,
         maxrss_kib: rusage.ru_maxrss as u64,
         cpu: tv(rusage.ru_utime) + tv(rusage.ru_stime),
-        sim_calls,
-        sim_throttled,
+        sim: sim.call_counts(),
         connections: ports.len(),
     }
 }
@@ -381,15 +374,17 @@ fn print(label: &str, m: &Measured, ideal: Duration, formula: &BTreeMap<&str, u6
         println!(
             "  {a:<32} agent {:>6}  simulator {:>6}  formula {:>6}",
             m.report["apiCalls"][a].as_u64().unwrap_or(0),
-            m.sim_calls.get(a).copied().unwrap_or(0),
+            m.sim.of_action(a),
             formula.get(a).copied().unwrap_or(0)
         );
     }
     println!(
-        "throttled: {} (simulator) / {} (agent) | retried: {} | TCP connections seen: {}",
-        m.sim_throttled,
+        "throttled: {} (simulator) / {} (agent) | retried: {} | effective writes: {} (simulator) / {} changed (agent) | TCP connections seen: {}",
+        m.sim.of_fault("throttle"),
         m.report["apiRetries"]["throttled"],
         m.report["apiRetries"]["retried"],
+        m.sim.effective,
+        s["changed"],
         m.connections
     );
     // ru_maxrss also counts the moments between fork and exec, when the child still maps the bench

@@ -24,7 +24,10 @@
 //! - [`daemon`]: the long-lived mode: triggers (file changes, interval, SIGHUP), one pass at a time,
 //!   last good state, incremental passes, fights, audit trail, shutdown. [`watch`]: the file watcher.
 //!   [`metrics`] and [`health`]: Prometheus metrics, `/healthz` and `/readyz`.
-//! - [`sim`]: the built-in ECS simulator, the test double and a demo for users without an account.
+//!
+//! The built-in ECS simulator (the test double, and a demo for users without an account) is a crate
+//! of its own, `sgpolicy-sim` (`crates/sgpolicy-sim`), that does not depend on this one; `sgpolicy
+//! sim` serves it.
 
 pub mod accounts;
 pub mod cli;
@@ -36,5 +39,4 @@ pub mod plan;
 pub mod policy;
 pub mod reconcile;
 pub mod report;
-pub mod sim;
 pub mod token;

@@ -160,7 +160,7 @@ async fn run_sim(args: SimArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    let seed = match sgpolicy::sim::Seed::from_yaml(&text) {
+    let seed = match sgpolicy_sim::Seed::from_yaml(&text) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {}: {e:#}", args.seed.display());
@@ -181,7 +181,7 @@ async fn run_sim(args: SimArgs) -> i32 {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match sgpolicy::sim::Simulator::new(seed)
+    match sgpolicy_sim::Simulator::new(seed)
         .serve(listener, shutdown)
         .await
     {

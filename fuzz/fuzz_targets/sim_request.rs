@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sgpolicy::ecs::sign::{encode, sign};
-use sgpolicy::sim::{Seed, Simulator};
+use sgpolicy_sim::{Seed, Simulator};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 

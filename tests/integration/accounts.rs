@@ -5,7 +5,7 @@
 
 use crate::harness::*;
 use serde_json::{json, Value};
-use sgpolicy::model::Policy;
+use sgpolicy_sim::Policy;
 use std::collections::BTreeSet;
 
 const HZ: &str = "cn-hangzhou";
@@ -278,7 +278,7 @@ async fn a_fatal_error_in_one_account_stops_only_that_account() {
 
 /// The simulator's default account: the one the chain's key belongs to.
 fn sim_account(_sim: &Sim) -> String {
-    sgpolicy::sim::DEFAULT_ACCOUNT.to_string()
+    sgpolicy_sim::DEFAULT_ACCOUNT.to_string()
 }
 
 fn policy_in(sim: &Sim, account: &str, id: &str) -> Policy {

@@ -9,7 +9,7 @@ use sgpolicy::credentials::profile::Spec;
 use sgpolicy::credentials::refresh::RefreshPolicy;
 use sgpolicy::credentials::sts::RoleRequest;
 use sgpolicy::ecs::credentials::{CredentialSource, Credentials, Secret};
-use sgpolicy::model::Policy;
+use sgpolicy_sim::Policy;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};

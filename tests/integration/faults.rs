@@ -5,7 +5,7 @@
 
 use crate::harness::*;
 use serde_json::{json, Value};
-use sgpolicy::model::Policy;
+use sgpolicy_sim::Policy;
 use std::collections::BTreeMap;
 
 const REGIONS: [&str; 3] = ["cn-hangzhou", "cn-shanghai", "eu-central-1"];
@@ -260,7 +260,11 @@ async fn throttled_calls_do_not_use_up_the_retry_attempts() {
         let key = GroupKey::new("cn-hangzhou".to_string(), id.clone());
         async move {
             client
-                .modify_policy(&key, Policy::Drop, &format!("tok-{}", key.id))
+                .modify_policy(
+                    &key,
+                    sgpolicy::model::Policy::Drop,
+                    &format!("tok-{}", key.id),
+                )
                 .await
         }
     });

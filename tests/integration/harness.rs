@@ -1,10 +1,13 @@
 //! Test fixtures: a simulator on 127.0.0.1:0, policy folders on disk, and the binary run as a user would.
+//!
+//! What the simulated cloud holds is read and set in the simulator's own vocabulary
+//! (`sgpolicy_sim::Policy`), not the agent's: the two crates share no types.
 
 #![allow(dead_code)]
 
 use serde_json::Value;
-use sgpolicy::model::Policy;
-use sgpolicy::sim::{CallRecord, Seed, Simulator};
+use sgpolicy_sim::Policy;
+use sgpolicy_sim::{CallRecord, Seed, Simulator};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

@@ -2,8 +2,7 @@
 
 use crate::harness::*;
 use serde_json::json;
-use sgpolicy::model::Policy;
-use sgpolicy::sim::CallRecord;
+use sgpolicy_sim::{CallRecord, Policy};
 
 const HZ: &str = "cn-hangzhou";
 

@@ -2,7 +2,7 @@
 //! Schema, Markdown plans and `--report`, safety rails, observe-only groups, and selectors.
 
 use crate::harness::*;
-use sgpolicy::model::Policy;
+use sgpolicy_sim::Policy;
 
 const HZ: &str = "cn-hangzhou";
 

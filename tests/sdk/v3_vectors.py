@@ -1,4 +1,4 @@
-"""Prints the V3 (ACS3-HMAC-SHA256) test vectors used by src/sim/auth_v3.rs, computed by the Tea SDK itself.
+"""Prints the V3 (ACS3-HMAC-SHA256) test vectors used by crates/sgpolicy-sim/src/auth_v3.rs, computed by the Tea SDK itself.
 
 Usage: .venv/bin/python tests/sdk/v3_vectors.py
 Uses alibabacloud_tea_openapi.utils.Utils.get_authorization (the function the SDK signs every V3 request

@@ -7,7 +7,7 @@ mod files;
 mod ops;
 
 use crate::harness::*;
-use sgpolicy::model::Policy;
+use sgpolicy_sim::Policy;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

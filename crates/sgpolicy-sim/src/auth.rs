@@ -1,8 +1,8 @@
 //! RPC signature V1 verification: the simulator's own canonicaliser, independent of the agent's signer.
 //!
-//! Written separately from `crate::ecs::sign` on purpose: if both sides shared one implementation, a
-//! bug in it would sign and verify consistently and no test would notice. This one is checked against
-//! the published vectors only.
+//! Written separately from the agent's `sgpolicy::ecs::sign` on purpose (this crate cannot even name
+//! it): if both sides shared one implementation, a bug in it would sign and verify consistently and no
+//! test would notice. This one is checked against the published vectors only.
 
 use super::respond::ApiError;
 use base64::Engine as _;

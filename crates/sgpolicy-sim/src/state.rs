@@ -2,6 +2,7 @@
 //! nonces and the call log. Groups and ClientTokens belong to an account; a key sees only its own.
 
 use super::auth::{Credential, CLOCK_SKEW_SECS};
+use super::handlers::Api;
 use super::seed::{account_or_default, GroupType, Seed, SeedRole};
 use crate::model::Policy;
 use serde::Serialize;
@@ -43,8 +44,8 @@ const PUBLIC_REGIONS: &[&str] = &[
 
 /// Nonces remembered at most (oldest forgotten first), so a flood of requests cannot grow memory.
 const NONCE_CAP: usize = 200_000;
-/// Call-log entries kept at most (oldest dropped first); `seq` keeps counting.
-const CALL_LOG_CAP: usize = 100_000;
+/// Call-log entries kept at most (oldest dropped first); `seq` and [`CallCounts`] keep counting.
+pub(crate) const CALL_LOG_CAP: usize = 100_000;
 
 /// STS sessions kept at most; the oldest are forgotten first once expired ones are gone.
 const SESSION_CAP: usize = 10_000;
@@ -104,6 +105,67 @@ pub struct CallRecord {
     pub signature: String,
 }
 
+/// The key under which [`CallCounts::by_action`] counts requests whose `Action` the simulator does
+/// not serve (or that had none): client-chosen text, so one bucket keeps the counters bounded.
+pub const OTHER_ACTION: &str = "(other)";
+
+/// How many requests to `/` the simulator has seen since it started: every request the call log
+/// records (rejected ones too), counted when it is logged but kept apart from the log, so the counts
+/// stay exact however many entries the bounded log has dropped, and clearing the log (`DELETE
+/// /_sim/calls`) does not reset them. `GET /_sim/counts` reports them; every map is bounded (served
+/// actions plus [`OTHER_ACTION`]; the fault names the simulator itself sets).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallCounts {
+    pub total: u64,
+    /// By `Action`: the three ECS actions and `AssumeRole` by name, anything else under
+    /// [`OTHER_ACTION`]. Throttled and failed requests count under their action too.
+    pub by_action: BTreeMap<String, u64>,
+    /// By the injected fault that shaped the answer (`throttle`, `failNext`, `drop`, `hang`), as
+    /// [`CallRecord::fault`] names it.
+    pub by_fault: BTreeMap<String, u64>,
+    /// Writes that changed a group's policy ([`CallRecord::effective`]).
+    pub effective: u64,
+    /// Writes answered from the ClientToken store without doing anything ([`CallRecord::replayed`]).
+    pub replayed: u64,
+}
+
+impl CallCounts {
+    fn record(&mut self, rec: &CallRecord) {
+        self.total += 1;
+        let action = match Api::of(&rec.action) {
+            Some(_) => rec.action.as_str(),
+            None => OTHER_ACTION,
+        };
+        bump(&mut self.by_action, action);
+        if let Some(f) = &rec.fault {
+            bump(&mut self.by_fault, f);
+        }
+        self.effective += u64::from(rec.effective);
+        self.replayed += u64::from(rec.replayed);
+    }
+
+    /// Requests with this `Action` (0 when none came).
+    pub fn of_action(&self, action: &str) -> u64 {
+        self.by_action.get(action).copied().unwrap_or(0)
+    }
+
+    /// Answers this fault shaped (0 when none did).
+    pub fn of_fault(&self, fault: &str) -> u64 {
+        self.by_fault.get(fault).copied().unwrap_or(0)
+    }
+}
+
+/// Adds one under `key`, allocating the key only the first time it is seen.
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_string(), 1);
+        }
+    }
+}
+
 /// Nonces seen recently, per access key, each forgotten once its request could no longer pass the
 /// timestamp check anyway.
 #[derive(Default)]
@@ -150,6 +212,7 @@ pub struct State {
     pub nonces: NonceStore,
     calls: VecDeque<CallRecord>,
     next_seq: u64,
+    counts: CallCounts,
     regions: BTreeSet<String>,
 }
 
@@ -209,6 +272,7 @@ impl State {
             nonces: NonceStore::default(),
             calls: VecDeque::new(),
             next_seq: 1,
+            counts: CallCounts::default(),
             regions,
         }
     }
@@ -254,8 +318,9 @@ impl State {
         self.keys.insert(key_id, cred);
     }
 
-    /// Appends to the call log, assigning the next sequence number.
+    /// Counts the call and appends it to the call log, assigning the next sequence number.
     pub fn log(&mut self, mut rec: CallRecord) {
+        self.counts.record(&rec);
         rec.seq = self.next_seq;
         self.next_seq += 1;
         if self.calls.len() >= CALL_LOG_CAP {
@@ -268,7 +333,11 @@ impl State {
         self.calls.iter().cloned().collect()
     }
 
-    /// Empties the log and says how many entries went; sequence numbers keep counting.
+    pub fn counts(&self) -> CallCounts {
+        self.counts.clone()
+    }
+
+    /// Empties the log and says how many entries went; sequence numbers and counts keep counting.
     pub fn clear_calls(&mut self) -> usize {
         let n = self.calls.len();
         self.calls.clear();
@@ -290,6 +359,51 @@ mod tests {
             "nonces are per key"
         );
         assert!(n.check_and_insert("k", "n1", 1000, 1000 + CLOCK_SKEW_SECS + 1));
+    }
+
+    #[test]
+    fn calls_are_counted_exactly_past_the_bound_of_the_log() {
+        let mut s = State::new(Seed::default());
+        // A multiple of 8 past the bound, so every kind below comes exactly n/4 or n/8 times.
+        let extra = 1000;
+        let n = CALL_LOG_CAP + extra;
+        assert_eq!(n % 8, 0);
+        for i in 0..n {
+            let (action, fault) = match i % 4 {
+                0 => ("DescribeSecurityGroups", None),
+                1 => ("DescribeSecurityGroupAttribute", Some("throttle")),
+                2 => ("ModifySecurityGroupPolicy", None),
+                _ => ("NotAnAction", None),
+            };
+            s.log(CallRecord {
+                action: action.into(),
+                fault: fault.map(String::from),
+                effective: i % 8 == 2,
+                replayed: i % 8 == 6,
+                ..CallRecord::default()
+            });
+        }
+        let log = s.calls();
+        assert_eq!(log.len(), CALL_LOG_CAP, "the log is bounded");
+        assert_eq!(log[0].seq, extra as u64 + 1, "it kept the newest");
+        let c = s.counts();
+        let (quarter, eighth) = (n as u64 / 4, n as u64 / 8);
+        assert_eq!(c.total, n as u64);
+        assert_eq!(
+            [
+                c.of_action("DescribeSecurityGroups"),
+                c.of_action("DescribeSecurityGroupAttribute"),
+                c.of_action("ModifySecurityGroupPolicy"),
+                c.of_action(OTHER_ACTION),
+                c.of_action("NotAnAction"),
+            ],
+            [quarter, quarter, quarter, quarter, 0],
+            "{c:?}"
+        );
+        assert_eq!(c.of_fault("throttle"), quarter);
+        assert_eq!((c.effective, c.replayed), (eighth, eighth));
+        assert_eq!(s.clear_calls(), CALL_LOG_CAP);
+        assert_eq!(s.counts(), c, "clearing the log leaves the counts alone");
     }
 
     #[test]

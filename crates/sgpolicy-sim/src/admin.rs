@@ -1,4 +1,5 @@
-//! Unsigned admin paths under `/_sim/` for tests and demos: the call log, groups, and faults.
+//! Unsigned admin paths under `/_sim/` for tests and demos: the call log and call counts, groups, and
+//! faults.
 //!
 //! They live outside `/`, so they can never be used to skip signature checks on the ECS API itself.
 
@@ -17,6 +18,7 @@ use serde_json::json;
 pub fn routes() -> Router<Simulator> {
     Router::new()
         .route("/_sim/calls", get(get_calls).delete(clear_calls))
+        .route("/_sim/counts", get(get_counts))
         .route("/_sim/groups", get(get_groups))
         .route("/_sim/groups/{region}/{id}", post(flip_group))
         .route("/_sim/faults", get(get_faults).post(set_faults))
@@ -32,6 +34,11 @@ pub async fn not_found() -> Response {
 
 async fn get_calls(State(sim): State<Simulator>) -> Response {
     admin_json(200, json!(sim.calls()))
+}
+
+/// `GET /_sim/counts`: `{"total", "byAction", "byFault", "effective", "replayed"}` since start.
+async fn get_counts(State(sim): State<Simulator>) -> Response {
+    admin_json(200, json!(sim.call_counts()))
 }
 
 async fn clear_calls(State(sim): State<Simulator>) -> Response {

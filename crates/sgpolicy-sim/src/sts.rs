@@ -6,7 +6,7 @@ use super::auth::{Credential, Params};
 use super::handlers::Outcome;
 use super::respond::ApiError;
 use super::state::State;
-use crate::model::AccountRef;
+use crate::model::role_account;
 use serde_json::json;
 
 pub const ACTION: &str = "AssumeRole";
@@ -38,15 +38,13 @@ pub fn assume_role(
             "The parameter RoleArn is required.",
         )
     })?;
-    let account = AccountRef::new(arn, None)
-        .and_then(|r| r.account_id().map(str::to_string))
-        .map_err(|_| {
-            ApiError::new(
-                400,
-                "InvalidParameter.RoleArn",
-                "The parameter RoleArn is wrongly formed.",
-            )
-        })?;
+    let account = role_account(arn).map(str::to_string).ok_or_else(|| {
+        ApiError::new(
+            400,
+            "InvalidParameter.RoleArn",
+            "The parameter RoleArn is wrongly formed.",
+        )
+    })?;
     let session = get("RoleSessionName").unwrap_or("session");
     if session.len() < 2
         || session.len() > 64

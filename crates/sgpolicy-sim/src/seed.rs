@@ -2,7 +2,7 @@
 //! STS `AssumeRole` may hand out. Everything belongs to an account; without `account:` it is the
 //! default account ([`DEFAULT_ACCOUNT`]), so a single-account seed needs no account at all.
 
-use crate::model::{AccountRef, Policy};
+use crate::model::{role_account, Policy};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,8 +93,8 @@ impl GroupType {
     }
 }
 
-/// One seeded security group. The policy is kept as text here and checked by [`Seed::from_yaml`],
-/// because `Policy` is shared vocabulary that deliberately has no serde `Deserialize`.
+/// One seeded security group. The policy is kept as text here and checked by [`Seed::from_yaml`], so
+/// a bad value is reported with the group's index and id rather than as a serde error.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SeedGroup {
@@ -175,7 +175,12 @@ impl Seed {
         }
         let mut roles = BTreeSet::new();
         for (i, r) in self.roles.iter().enumerate() {
-            AccountRef::new(&r.arn, None).map_err(|e| anyhow::anyhow!("roles[{i}]: {e}"))?;
+            if role_account(&r.arn).is_none() {
+                bail!(
+                    "roles[{i}]: arn {:?} is not acs:ram::<account id>:role/<role name>",
+                    r.arn
+                );
+            }
             if !roles.insert(r.arn.as_str()) {
                 bail!("roles[{i}]: duplicate role {}", r.arn);
             }

@@ -1,15 +1,26 @@
-//! The built-in ECS simulator: an RPC endpoint faithful enough that the official SDKs use it unchanged.
+//! sgpolicy's built-in ECS simulator: an Alibaba Cloud ECS (and STS `AssumeRole`) RPC endpoint
+//! faithful enough that the official SDKs use it unchanged. The agent serves it as `sgpolicy sim`; its
+//! integration tests and the benchmark run it in-process.
+//!
+//! This crate does not depend on the agent (`scripts/check-layers.sh` checks it): its model types,
+//! its role-ARN parser, its percent-encoder and canonicalisers are its own, so the compiler, not a
+//! convention, keeps a bug in the agent's signer or parsers from being masked by the same bug here.
 //!
 //! # Layout
-//! - `seed`: the YAML starting state. `state`: groups, keys, ClientTokens, nonces, call log.
+//! - `model`: [`Policy`] and the role-ARN parser. `seed`: the YAML starting state.
+//!   `state`: groups, keys, STS sessions, ClientTokens, nonces, the bounded call log and the call
+//!   counters ([`CallCounts`], exact however many entries the log has dropped).
 //! - `auth`: signature V1 verification with its own canonicaliser; `auth_v3`: signature V3
-//!   (`ACS3-HMAC-SHA256`, the Tea SDK's default). `handlers`: the three actions.
-//! - `respond`: error bodies and JSON/XML rendering. `faults`: injected latency, errors, throttling.
-//! - `admin`: the unsigned `/_sim/...` paths. `conn`: connections a `drop` fault can cut.
+//!   (`ACS3-HMAC-SHA256`, the Tea SDK's default). `handlers`: the three ECS actions; `sts`: STS
+//!   `AssumeRole` on the same endpoint.
+//! - `respond`: error bodies and JSON/XML rendering. `faults`: injected latency, errors, throttling;
+//!   `chaos`: the rate-based modes and throttling windows.
+//! - `admin`: the unsigned `/_sim/...` paths. `conn`: connections a `drop` fault can cut. `raw`: the
+//!   pipeline without HTTP, for fuzzing.
 //!
 //! Every request to `/` passes, in order: parameter parsing (query and form body merged), injected
 //! latency, signature checks, nonce freshness, Version and Action, throttling and scripted failures,
-//! the action itself; then it is logged, whatever its outcome.
+//! the action itself; then it is logged and counted, whatever its outcome.
 
 mod admin;
 mod auth;
@@ -18,6 +29,7 @@ mod chaos;
 mod conn;
 mod faults;
 mod handlers;
+mod model;
 mod raw;
 mod respond;
 mod seed;
@@ -35,10 +47,10 @@ mod tests_modify;
 mod tests_v3;
 
 pub use faults::{FaultConfig, ScriptedFailure, ThrottleRule};
+pub use model::Policy;
 pub use seed::{GroupType, Seed, SeedGroup, SeedKey, SeedRole, DEFAULT_ACCOUNT};
-pub use state::CallRecord;
+pub use state::{CallCounts, CallRecord, OTHER_ACTION};
 
-use crate::model::Policy;
 use auth::Params;
 use auth_v3::SignedRequest;
 use axum::extract::{ConnectInfo, Request, State as AxState};
@@ -120,9 +132,16 @@ impl Simulator {
             .await
     }
 
-    /// The call log, oldest first.
+    /// The call log, oldest first. It is bounded (the oldest entries go first); for how many calls
+    /// of each kind there were, use [`Simulator::call_counts`].
     pub fn calls(&self) -> Vec<CallRecord> {
         self.state().calls()
+    }
+
+    /// Every request to `/` since the simulator started, by action and by injected fault: exact at
+    /// any volume, unlike counts taken from the bounded call log.
+    pub fn call_counts(&self) -> CallCounts {
+        self.state().counts()
     }
 
     /// A group's policy in the default account.

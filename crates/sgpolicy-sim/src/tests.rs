@@ -417,3 +417,72 @@ async fn admin_paths_list_flip_and_clear() {
         404
     );
 }
+
+#[tokio::test]
+async fn calls_are_counted_apart_from_the_log_which_can_be_cleared() {
+    let s = sim();
+    s.set_faults(
+        serde_json::from_str(r#"{"throttle":{"DescribeSecurityGroups":{"perMinute":1}}}"#)
+            .expect("cfg"),
+    );
+    let describe = [
+        ("Action", "DescribeSecurityGroups"),
+        ("RegionId", "cn-hangzhou"),
+    ];
+    assert_eq!(call(&s, &describe).await.0, 200);
+    let (st, v) = call(&s, &describe).await;
+    assert_eq!(
+        (st, code(&v)),
+        (400, "Throttling.User"),
+        "the minute's quota"
+    );
+    let write = [
+        ("Action", "ModifySecurityGroupPolicy"),
+        ("RegionId", "cn-hangzhou"),
+        ("SecurityGroupId", "sg-web"),
+        ("InnerAccessPolicy", "Drop"),
+        ("ClientToken", "tok-1"),
+    ];
+    assert_eq!(call(&s, &write).await.0, 200);
+    assert_eq!(call(&s, &write).await.0, 200, "replayed");
+    assert_eq!(call(&s, &[("Action", "DescribeRegions")]).await.0, 404);
+    let clear = HttpRequest::delete("/_sim/calls")
+        .body(Body::empty())
+        .expect("req");
+    assert_eq!(send(&s, clear).await.1["cleared"], 5);
+    let read = [
+        ("Action", "DescribeSecurityGroupAttribute"),
+        ("RegionId", "cn-hangzhou"),
+        ("SecurityGroupId", "sg-web"),
+    ];
+    assert_eq!(call(&s, &read).await.0, 200);
+    assert_eq!(s.calls().len(), 1, "the log holds what came after clearing");
+
+    let c = s.call_counts();
+    assert_eq!(c.total, 6, "{c:?}");
+    let by_action: Vec<(&str, u64)> = c.by_action.iter().map(|(a, n)| (a.as_str(), *n)).collect();
+    assert_eq!(
+        by_action,
+        [
+            (OTHER_ACTION, 1),
+            ("DescribeSecurityGroupAttribute", 1),
+            ("DescribeSecurityGroups", 2),
+            ("ModifySecurityGroupPolicy", 2),
+        ]
+    );
+    assert_eq!(c.of_fault("throttle"), 1);
+    assert_eq!(c.by_fault.len(), 1);
+    assert_eq!((c.effective, c.replayed), (1, 1));
+    let (st, v) = send(
+        &s,
+        HttpRequest::get("/_sim/counts")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(v["total"], 6);
+    assert_eq!(v["byAction"]["DescribeSecurityGroups"], 2);
+    assert_eq!(v["byFault"]["throttle"], 1);
+    assert_eq!(v, serde_json::to_value(&c).expect("json"));
+}
