@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Checks the agent's module layers: prints the graph of its top-level modules (who names whom through
-`crate::`), and fails if two modules depend on each other through any path (a cycle), or if anything
-below the command-line layer names `cli`. Run from anywhere: `python3 scripts/layers.py`.
+`crate::`), and fails if two modules depend on each other through any path (a cycle), if anything
+below the command-line layer names `cli`, if the pure core (model, plan, token, ecs/sign) names a clock,
+the environment, the file system or the network, or if ARCHITECTURE.md's module map and the tree of
+`src/` differ. Run from anywhere: `python3 scripts/layers.py`.
 
 Comments are ignored; `use super::` stays inside one folder and is not an edge. Modules inside one
 folder may use each other ("helpers inside one folder aside"); only the top-level rooms are checked.
@@ -10,7 +12,13 @@ import pathlib
 import re
 import sys
 
-SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"
+# The pure core: time, randomness and credentials are its arguments.
+PURE = ["model.rs", "plan.rs", "token.rs", "ecs/sign.rs"]
+IMPURE = re.compile(
+    r"\b(tokio|reqwest|std::fs|std::env|std::net|SystemTime|Instant::now|Utc::now|Local::now|fastrand|uuid)\b"
+)
 # The binary and the crate root wire everything together; they are above every module.
 ROOTS = {"main", "lib"}
 
@@ -72,6 +80,27 @@ def cycles(edges: dict) -> list:
     return out
 
 
+def impure() -> list:
+    out = []
+    for rel in PURE:
+        for n, line in enumerate(code_of((SRC / rel).read_text()).splitlines(), 1):
+            m = IMPURE.search(line)
+            if m:
+                out.append(f"src/{rel}:{n}: the pure core names {m.group(1)}")
+    return out
+
+
+def module_map() -> list:
+    """Every `src/...rs` path in ARCHITECTURE.md's module map exists, and every file is in it."""
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    section = text.split("## Module map", 1)[-1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`src/([a-z_/]+\.rs)`", section))
+    files = {str(p.relative_to(SRC)) for p in SRC.rglob("*.rs")}
+    out = [f"ARCHITECTURE.md names src/{f}, which does not exist" for f in sorted(named - files)]
+    out += [f"src/{f} is missing from ARCHITECTURE.md's module map" for f in sorted(files - named)]
+    return out
+
+
 def main() -> int:
     edges = graph()
     for room_name in sorted(edges):
@@ -82,6 +111,7 @@ def main() -> int:
         for r, used in sorted(edges.items())
         if "cli" in used and r not in ROOTS | {"cli"}
     ]
+    problems += impure() + module_map()
     for p in problems:
         print(f"error: {p}", file=sys.stderr)
     print(f"{len(edges)} modules, {len(cycles(edges))} cycles")
