@@ -70,7 +70,30 @@ impl GroupKey {
     }
 }
 
+/// An (account, region) pair: the unit of ECS quotas (and so of rate limiting, listing and work
+/// order). `account` is empty for the chain's own account, as in [`GroupKey`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Bucket {
+    pub account: String,
+    pub region: String,
+}
+
+impl Bucket {
+    /// The group `id` of this bucket.
+    pub fn group(&self, id: impl Into<String>) -> GroupKey {
+        GroupKey::in_account(self.account.clone(), self.region.clone(), id)
+    }
+}
+
 impl GroupKey {
+    /// The (account, region) bucket the group lives in.
+    pub fn bucket(&self) -> Bucket {
+        Bucket {
+            account: self.account.clone(),
+            region: self.region.clone(),
+        }
+    }
+
     /// Where the group lives, for a report column: `cn-hangzhou`, or `2222222222222222/cn-hangzhou`
     /// for a group of a named account.
     pub fn place(&self) -> String {

@@ -6,6 +6,7 @@
 use crate::accounts::connect::ConnectSettings;
 use crate::daemon::settings::DaemonSettings;
 use crate::ecs::client::validate_endpoint;
+use crate::ecs::endpoint::EndpointType;
 use crate::policy::LoadOptions;
 use crate::reconcile::gate::Rails;
 use crate::reconcile::PassOptions;
@@ -127,7 +128,7 @@ pub struct RunArgs {
     pub insecure_http: bool,
     /// Region endpoints to use: public (ecs.<region>.aliyuncs.com) or vpc (ecs-vpc.<region>...).
     #[arg(long, value_enum, default_value = "public")]
-    pub endpoint_type: crate::ecs::endpoint::EndpointType,
+    pub endpoint_type: EndpointTypeArg,
     /// Credential profile: the CLI config.json profile and the credentials-file section.
     #[arg(long, env = "ALIBABA_CLOUD_PROFILE", value_name = "NAME")]
     pub profile: Option<String>,
@@ -177,6 +178,22 @@ pub struct RunArgs {
     /// Timeout for establishing one connection.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
     pub connect_timeout: String,
+}
+
+/// `--endpoint-type`, as the command line spells it (the `ecs` layer knows nothing of clap).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EndpointTypeArg {
+    Public,
+    Vpc,
+}
+
+impl From<EndpointTypeArg> for EndpointType {
+    fn from(a: EndpointTypeArg) -> EndpointType {
+        match a {
+            EndpointTypeArg::Public => EndpointType::Public,
+            EndpointTypeArg::Vpc => EndpointType::Vpc,
+        }
+    }
 }
 
 /// A validated command line: what to read, how to reach the cloud, how to run a pass, and which mode.
@@ -280,7 +297,7 @@ impl RunArgs {
             },
             connect: ConnectSettings {
                 endpoint: self.endpoint.clone(),
-                endpoint_type: self.endpoint_type,
+                endpoint_type: self.endpoint_type.into(),
                 insecure_http: self.insecure_http,
                 profile: self.profile.clone().filter(|p| !p.is_empty()),
                 sts_endpoint: self.sts_endpoint.clone().filter(|e| !e.is_empty()),

@@ -6,10 +6,8 @@
 //! `sts[-vpc].<region>.aliyuncs.com`, the `-vpc` form when `ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED=true`
 //! (or `--endpoint-type vpc`). An explicit URL (`--endpoint`, `--sts-endpoint`) wins over all of it.
 
-use clap::ValueEnum;
-
 /// Public internet endpoints or the VPC-internal ones.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub enum EndpointType {
     #[default]
     Public,

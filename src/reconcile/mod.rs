@@ -19,7 +19,7 @@ use crate::accounts::{Clients, Reach};
 use crate::ecs::api;
 use crate::ecs::client::CallStats;
 use crate::ecs::Cloud;
-use crate::model::{GroupKey, Mode, Note, NoteLevel, Policy};
+use crate::model::{Bucket, Mode, Note, NoteLevel, Policy};
 use crate::plan::{self, Action, Blame, Observation, Observed, Plan, PlanEntry};
 use crate::policy::Desired;
 use crate::token::{self, Attempt, TokenInput};
@@ -299,19 +299,19 @@ async fn observe<C: Cloud>(
     opts: &PassOptions,
     state: &PassState,
 ) -> Observed {
-    // (account, region) → ids: one listing never mixes accounts, whose credentials differ.
-    let mut by_region: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
+    // Bucket → ids: one listing never mixes accounts, whose credentials differ.
+    let mut by_bucket: BTreeMap<Bucket, Vec<String>> = BTreeMap::new();
     for key in desired.groups.keys() {
-        by_region
-            .entry((&key.account, &key.region))
+        by_bucket
+            .entry(key.bucket())
             .or_default()
             .push(key.id.clone());
     }
-    let batches: Vec<(GroupKey, Vec<String>)> = by_region
+    let batches: Vec<(Bucket, Vec<String>)> = by_bucket
         .into_iter()
-        .flat_map(|((account, region), ids)| {
+        .flat_map(|(bucket, ids)| {
             ids.chunks(crate::ecs::api::MAX_IDS_PER_DESCRIBE)
-                .map(|c| (GroupKey::in_account(account, region, ""), c.to_vec()))
+                .map(|c| (bucket.clone(), c.to_vec()))
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -340,7 +340,7 @@ async fn observe<C: Cloud>(
     let mut observed = Observed::new();
     let mut to_read = Vec::new();
     for (place, ids, result) in metas {
-        let key_of = |id: String| GroupKey::in_account(&*place.account, &*place.region, id);
+        let key_of = |id: String| place.group(id);
         match result {
             Ok(found) => {
                 for id in ids {

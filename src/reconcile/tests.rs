@@ -6,7 +6,7 @@ use super::*;
 use crate::accounts::{Unreachable, Why};
 use crate::ecs::api::{DESCRIBE_ATTRIBUTE, DESCRIBE_GROUPS, MODIFY_POLICY};
 use crate::ecs::GroupFilter;
-use crate::model::{GroupMeta, Location, Mode, Policy::*};
+use crate::model::{GroupKey, GroupMeta, Location, Mode, Policy::*};
 use crate::token::{client_token, Attempt, TokenInput};
 
 const HZ: &str = "cn-hangzhou";
