@@ -59,7 +59,7 @@ pub enum Ended {
     Failed,
 }
 
-/// Runs the daemon until SIGTERM/SIGINT.
+/// Runs the daemon until SIGTERM/SIGINT. The steps, in the order the module doc explains.
 pub async fn run(setup: Setup) -> Ended {
     // The official credential chain; temporary credentials refresh in the background for as long
     // as the client lives. A daemon that cannot start is misconfigured: exit 64.
@@ -71,75 +71,24 @@ pub async fn run(setup: Setup) -> Ended {
         }
     };
     let settings = setup.settings.clone();
-
-    let signals = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    );
-    let (mut sigterm, mut sigint, mut sighup) = match signals {
-        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            eprintln!("error: installing signal handlers: {e}");
-            return Ended::Failed;
-        }
+    let Some(mut signals) = Signals::install() else {
+        return Ended::Failed;
     };
-
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(stall_limit(settings.interval)));
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = match settings.metrics_addr {
-        None => None,
-        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => {
-                let shown = listener
-                    .local_addr()
-                    .map_or(addr.to_string(), |a| a.to_string());
-                tracing::info!("serving /metrics, /healthz and /readyz on http://{shown}");
-                let endpoints = Endpoints {
-                    health: health.clone(),
-                    metrics: metrics.clone(),
-                    clients: clients.clone(),
-                    credentials: Some(credentials.clone()),
-                };
-                Some(tokio::spawn(crate::daemon::health::serve(
-                    listener,
-                    endpoints,
-                    async {
-                        let _ = http_stopped.await;
-                    },
-                )))
-            }
-            Err(e) => {
-                eprintln!("error: cannot listen on --metrics-addr {addr}: {e}");
-                return Ended::Failed;
-            }
-        },
+    let endpoints = Endpoints {
+        health: health.clone(),
+        metrics: metrics.clone(),
+        clients: clients.clone(),
+        credentials: Some(credentials.clone()),
+    };
+    let Ok(server) = Server::start(settings.metrics_addr, endpoints).await else {
+        return Ended::Failed;
     };
 
     let (tx, rx) = mpsc::channel::<Input>(64);
-    let watch_tx = tx.clone();
-    let watch = match FolderWatch::new(&setup.policies, move || {
-        // A full channel already holds a "changed": nothing is lost by dropping this one.
-        let _ = watch_tx.try_send(Input::Changed);
-    }) {
-        Ok(w) => {
-            if !w.watching_folder() {
-                tracing::warn!(
-                    "policy folder {} does not exist yet; waiting for it to appear",
-                    setup.policies.display()
-                );
-            }
-            Some(w)
-        }
-        Err(e) => {
-            tracing::warn!(
-                "cannot watch {}: {e}; changes are picked up by the --interval resync only",
-                setup.policies.display()
-            );
-            None
-        }
-    };
+    let watch = watch_folder(&setup.policies, tx.clone());
+    let mut sighup = signals.hangup;
     tokio::spawn(async move {
         while sighup.recv().await.is_some() {
             tracing::info!("SIGHUP: running a full pass");
@@ -166,8 +115,8 @@ pub async fn run(setup: Setup) -> Ended {
     let runner = Arc::new(pass::Runner::new(setup, clients, metrics, health, watch));
     let shutdown = async move {
         let name = tokio::select! {
-            _ = sigterm.recv() => "SIGTERM",
-            _ = sigint.recv() => "SIGINT",
+            _ = signals.terminate.recv() => "SIGTERM",
+            _ = signals.interrupt.recv() => "SIGINT",
         };
         tracing::info!(
             "{name}: shutting down; a running pass finishes its in-flight writes (up to {})",
@@ -184,9 +133,106 @@ pub async fn run(setup: Setup) -> Ended {
              carry ClientTokens, so the next run's retry of them is safe"
         ),
     }
-    let _ = stop_http.send(());
-    if let Some(server) = server {
-        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-    }
+    server.stop().await;
     Ended::Stopped
+}
+
+/// SIGTERM, SIGINT and SIGHUP, installed before any port is bound so a SIGTERM during start-up is
+/// honoured.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// `None` (after saying why on stderr) when a handler cannot be installed.
+    fn install() -> Option<Signals> {
+        let installed = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        );
+        match installed {
+            (Ok(terminate), Ok(interrupt), Ok(hangup)) => Some(Signals {
+                terminate,
+                interrupt,
+                hangup,
+            }),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                eprintln!("error: installing signal handlers: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// The `/metrics`, `/healthz` and `/readyz` server, when `--metrics-addr` asks for one.
+struct Server {
+    task: Option<(
+        tokio::task::JoinHandle<std::io::Result<()>>,
+        tokio::sync::oneshot::Sender<()>,
+    )>,
+}
+
+impl Server {
+    /// Binds `addr` and serves; `Err` (after saying why on stderr) when the port cannot be bound.
+    async fn start(addr: Option<std::net::SocketAddr>, endpoints: Endpoints) -> Result<Server, ()> {
+        let Some(addr) = addr else {
+            return Ok(Server { task: None });
+        };
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on --metrics-addr {addr}: {e}");
+                return Err(());
+            }
+        };
+        let shown = listener
+            .local_addr()
+            .map_or(addr.to_string(), |a| a.to_string());
+        tracing::info!("serving /metrics, /healthz and /readyz on http://{shown}");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(crate::daemon::health::serve(listener, endpoints, async {
+            let _ = stopped.await;
+        }));
+        Ok(Server {
+            task: Some((task, stop)),
+        })
+    }
+
+    /// Stops serving, waiting up to two seconds for open requests.
+    async fn stop(self) {
+        if let Some((task, stop)) = self.task {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+    }
+}
+
+/// Watches the policy folder, sending `Changed` on every event; `None` when it cannot be watched (the
+/// `--interval` resync still picks changes up).
+fn watch_folder(policies: &std::path::Path, tx: mpsc::Sender<Input>) -> Option<FolderWatch> {
+    let watch = FolderWatch::new(policies, move || {
+        // A full channel already holds a "changed": nothing is lost by dropping this one.
+        let _ = tx.try_send(Input::Changed);
+    });
+    match watch {
+        Ok(w) => {
+            if !w.watching_folder() {
+                tracing::warn!(
+                    "policy folder {} does not exist yet; waiting for it to appear",
+                    policies.display()
+                );
+            }
+            Some(w)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch {}: {e}; changes are picked up by the --interval resync only",
+                policies.display()
+            );
+            None
+        }
+    }
 }
