@@ -299,7 +299,7 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Refresh health of temporary credentials (see `ecs::refresh::RefreshStatus`).
+    /// Refresh health of temporary credentials (see `credentials::refresh::RefreshStatus`).
     pub fn set_credentials(&self, status: &crate::credentials::refresh::RefreshStatus) {
         let labels = CredentialLabels {
             provider: status.provider.clone(),

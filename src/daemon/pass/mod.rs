@@ -16,7 +16,7 @@ use crate::daemon::health::Health;
 use crate::daemon::metrics::Metrics;
 use crate::daemon::watch::FolderWatch;
 use crate::model::{GroupKey, Mode, Policy};
-use crate::policy::commit as gitrev;
+use crate::policy::commit;
 use crate::policy::{Desired, DesiredGroup, LoadError, Selector};
 use crate::reconcile::{self, PassOptions};
 use futures::future::LocalBoxFuture;
@@ -91,7 +91,7 @@ impl Runner {
             w.lock().unwrap_or_else(|e| e.into_inner()).rearm();
         }
         let loaded = self.load().await;
-        let commit = gitrev::commit_of(&self.setup.policies);
+        let commit = commit::commit_of(&self.setup.policies);
         let mut st = self.state.lock().await;
         let folder_ok = self.take_folder(&mut st, loaded, commit);
         let Some(desired) = st.last_good.clone() else {
