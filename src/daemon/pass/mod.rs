@@ -20,7 +20,7 @@ use crate::policy::commit;
 use crate::policy::{Desired, DesiredGroup, LoadError, Selector};
 use crate::reconcile::{self, PassOptions};
 use futures::future::LocalBoxFuture;
-use results::{GroupState, Tally};
+use results::{Finished, GroupState, PassOutcome, Tally};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -95,15 +95,15 @@ impl Runner {
         let mut st = self.state.lock().await;
         let folder_ok = self.take_folder(&mut st, loaded, commit);
         let Some(desired) = st.last_good.clone() else {
-            self.finish(
+            self.finish(Finished {
                 trigger,
-                "folder_error",
+                outcome: PassOutcome::FolderError,
                 started,
-                &Tally::default(),
-                0,
-                0,
-                None,
-            );
+                tally: &Tally::default(),
+                scope: 0,
+                declared: 0,
+                revision: None,
+            });
             return Verdict::Done;
         };
 
@@ -116,15 +116,15 @@ impl Runner {
                 self.health.cloud(Some(why.clone()));
                 let revision = desired.revision.clone();
                 drop(st);
-                self.finish(
+                self.finish(Finished {
                     trigger,
-                    "cloud_error",
+                    outcome: PassOutcome::CloudError,
                     started,
-                    &Tally::default(),
-                    0,
-                    0,
-                    Some(&revision),
-                );
+                    tally: &Tally::default(),
+                    scope: 0,
+                    declared: 0,
+                    revision: Some(&revision),
+                });
                 tracing::warn!(
                     trigger = trigger.as_str(),
                     "pass failed on the cloud: {why}"
@@ -182,25 +182,25 @@ impl Runner {
             self.health.full_pass_done();
         }
         let outcome = if cloud_failure.is_some() {
-            "cloud_error"
+            PassOutcome::CloudError
         } else if !folder_ok {
-            "folder_error"
+            PassOutcome::FolderError
         } else if tally.errors > 0 {
-            "group_errors"
+            PassOutcome::GroupErrors
         } else {
-            "success"
+            PassOutcome::Success
         };
         let revision = desired.revision.clone();
         drop(st);
-        self.finish(
+        self.finish(Finished {
             trigger,
             outcome,
             started,
-            &tally,
+            tally: &tally,
             scope,
-            desired.groups.len(),
-            Some(&revision),
-        );
+            declared: desired.groups.len(),
+            revision: Some(&revision),
+        });
         if let Some(why) = &cloud_failure {
             tracing::warn!(
                 trigger = trigger.as_str(),

@@ -42,6 +42,45 @@ pub(super) struct Tally {
     pub(super) api_calls: u64,
 }
 
+/// How a daemon pass ended: the `outcome` label of `sgpolicy_passes_total` and of the pass line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PassOutcome {
+    Success,
+    /// The cloud was read; some groups failed on their own.
+    GroupErrors,
+    /// The folder could not be loaded (the last good state, if any, was enforced).
+    FolderError,
+    /// The cloud, or the way to it, failed (the daemon retries with backoff).
+    CloudError,
+}
+
+impl PassOutcome {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            PassOutcome::Success => "success",
+            PassOutcome::GroupErrors => "group_errors",
+            PassOutcome::FolderError => "folder_error",
+            PassOutcome::CloudError => "cloud_error",
+        }
+    }
+
+    /// Whether the pass read the cloud through (what `sgpolicy_last_success_timestamp` records).
+    fn read_the_cloud(self) -> bool {
+        matches!(self, PassOutcome::Success | PassOutcome::GroupErrors)
+    }
+}
+
+/// Everything the pass line and the pass metrics say about one finished pass.
+pub(super) struct Finished<'a> {
+    pub(super) trigger: Trigger,
+    pub(super) outcome: PassOutcome,
+    pub(super) started: Instant,
+    pub(super) tally: &'a Tally,
+    pub(super) scope: usize,
+    pub(super) declared: usize,
+    pub(super) revision: Option<&'a str>,
+}
+
 impl Runner {
     /// Folds the pass results into the state, metrics and audit trail; returns the tally and the
     /// cloud failure, if any.
@@ -193,21 +232,21 @@ impl Runner {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn finish(
-        &self,
-        trigger: Trigger,
-        outcome: &str,
-        started: Instant,
-        t: &Tally,
-        scope: usize,
-        declared: usize,
-        revision: Option<&str>,
-    ) {
+    pub(super) fn finish(&self, f: Finished<'_>) {
+        let Finished {
+            trigger,
+            outcome,
+            started,
+            tally: t,
+            scope,
+            declared,
+            revision,
+        } = f;
         let elapsed = started.elapsed();
         self.metrics
-            .pass_done(trigger.as_str(), outcome, elapsed.as_secs_f64());
+            .pass_done(trigger.as_str(), outcome.as_str(), elapsed.as_secs_f64());
         self.metrics.sync_api_calls(self.clients.stats());
-        if matches!(outcome, "success" | "group_errors") {
+        if outcome.read_the_cloud() {
             let unix = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or(Duration::ZERO);
@@ -216,7 +255,7 @@ impl Runner {
         self.health.pass_ended();
         tracing::info!(
             trigger = trigger.as_str(),
-            outcome,
+            outcome = outcome.as_str(),
             revision = revision.unwrap_or("-"),
             groups = declared,
             scope,
