@@ -93,4 +93,42 @@ mod tests {
             assert!(AccountRef::new(bad, None).is_err(), "{bad}");
         }
     }
+
+    /// The messages, word for word: an unreachable account's report quotes them.
+    #[tokio::test]
+    async fn messages_word_for_word() {
+        use crate::credentials::testing::{closed_port, message};
+        use crate::ecs::credentials::{Credentials, Secret};
+        let base: Arc<dyn CredentialSource> = Arc::new(Credentials {
+            access_key_id: "LTAIbase".into(),
+            access_key_secret: Secret::new("base-secret"),
+            security_token: None,
+        });
+        let mut opts = ChainOptions {
+            sts_endpoint: Some("http://192.0.2.1/".into()),
+            ..ChainOptions::default()
+        };
+        assert_eq!(
+            message(Accounts::new(base.clone(), &opts)),
+            "refusing plain http endpoint http://192.0.2.1/: signed requests would cross the network unencrypted; use https, a loopback address, or pass --insecure-http"
+        );
+        opts.sts_endpoint = Some(closed_port());
+        let accounts = Accounts::new(base, &opts).unwrap();
+        let bad = AccountRef {
+            role_arn: "acs:ram::x:role/r".into(),
+            external_id: None,
+        };
+        assert_eq!(
+            message(accounts.session(&bad).await),
+            "roleArn \"acs:ram::x:role/r\" is not acs:ram::<account id>:role/<role name>"
+        );
+        let good = AccountRef::new("acs:ram::1:role/r", None).unwrap();
+        let e = message(accounts.session(&good).await);
+        assert!(
+            e.starts_with(
+                "assuming acs:ram::1:role/r: AssumeRole at 127.0.0.1: connection failed: "
+            ),
+            "{e}"
+        );
+    }
 }

@@ -432,6 +432,7 @@ async fn refreshing(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::testing::{closed_port, message};
 
     fn opts(pairs: &[(&str, &str)]) -> ChainOptions {
         ChainOptions {
@@ -528,6 +529,118 @@ mod tests {
         assert_eq!(
             t.sts(None, None).unwrap().url().as_str(),
             "https://sts-vpc.cn-beijing.aliyuncs.com/"
+        );
+    }
+
+    fn write(path: &std::path::Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// The messages of the file links, word for word (the docs quote them).
+    #[tokio::test]
+    async fn file_link_messages_word_for_word() {
+        assert_eq!(
+            message(cli_profile(&opts(&[])).await),
+            "HOME is not set, so the file cannot be located"
+        );
+        assert_eq!(
+            message(ini_profile(&opts(&[])).await),
+            "HOME is not set, so the file cannot be located"
+        );
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path().to_str().unwrap();
+        let mut o = opts(&[("HOME", h)]);
+        o.sts_endpoint = Some(closed_port());
+        assert_eq!(
+            message(cli_profile(&o).await),
+            format!("no file at {h}/.aliyun/config.json")
+        );
+        assert_eq!(
+            message(ini_profile(&o).await),
+            format!(
+                "no file at {h}/.alibabacloud/credentials or {h}/.alibabacloud/credentials.ini"
+            )
+        );
+        let mut named = o.clone();
+        named
+            .env
+            .insert("ALIBABA_CLOUD_CREDENTIALS_FILE".into(), format!("{h}/nope"));
+        assert_eq!(
+            message(ini_profile(&named).await),
+            format!("ALIBABA_CLOUD_CREDENTIALS_FILE names {h}/nope, which does not exist")
+        );
+
+        let config = home.path().join(".aliyun/config.json");
+        write(&config, "{");
+        assert_eq!(
+            message(cli_profile(&o).await),
+            format!(
+                "{}: not valid JSON: EOF while parsing an object at line 1 column 1",
+                config.display()
+            )
+        );
+        write(
+            &config,
+            r#"{"current":"r","profiles":[{"name":"r","mode":"RamRoleArn","access_key_id":"a",
+                "access_key_secret":"b","ram_role_arn":"acs:ram::1:role/r"}]}"#,
+        );
+        let e = message(cli_profile(&o).await);
+        assert!(
+            e.starts_with(&format!(
+                "{} profile \"r\": AssumeRole at 127.0.0.1: connection failed: ",
+                config.display()
+            )),
+            "{e}"
+        );
+
+        let ini = home.path().join(".alibabacloud/credentials");
+        write(&ini, "[default]\ntype = access_key\n");
+        assert_eq!(
+            message(ini_profile(&o).await),
+            format!(
+                "{}: [default] (type access_key): access_key_id is empty",
+                ini.display()
+            )
+        );
+        write(
+            &ini,
+            &format!("[default]\ntype = oidc_role_arn\nrole_arn = acs:ram::1:role/r\noidc_provider_arn = p\noidc_token_file_path = {h}/token\n"),
+        );
+        assert_eq!(
+            message(ini_profile(&o).await),
+            format!(
+                "{} [default]: reading the OIDC token file {h}/token: No such file or directory (os error 2)",
+                ini.display()
+            )
+        );
+        write(&home.path().join("token"), "\n");
+        assert_eq!(
+            message(ini_profile(&o).await),
+            format!("{} [default]: the OIDC token file is empty", ini.display())
+        );
+    }
+
+    #[tokio::test]
+    async fn the_metadata_link_says_how_to_skip_it() {
+        let mut o = opts(&[]);
+        o.metadata_endpoint = Some(closed_port());
+        let e = resolve(&o).await.unwrap_err();
+        let ecs = &e.attempts[4];
+        assert!(ecs.link.starts_with("ECS"), "{e}");
+        assert!(
+            ecs.outcome.starts_with(
+                "GET /latest/meta-data/ram/security-credentials/: connection failed: "
+            ) && ecs.outcome.ends_with(
+                " (not on ECS? set ALIBABA_CLOUD_ECS_METADATA_DISABLED=true to skip this step)"
+            ),
+            "{e}"
+        );
+        o.metadata_endpoint = Some("http://10.0.0.1".into());
+        let e = resolve(&o).await.unwrap_err();
+        assert_eq!(
+            e.attempts[4].outcome,
+            "metadata endpoint http://10.0.0.1 must be http://100.100.100.200 or a loopback address (not on ECS? set ALIBABA_CLOUD_ECS_METADATA_DISABLED=true to skip this step)"
         );
     }
 }

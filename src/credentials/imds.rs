@@ -195,6 +195,7 @@ impl Imds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::testing::{closed_port, message, serve};
 
     #[test]
     fn only_the_real_address_or_loopback() {
@@ -203,5 +204,92 @@ mod tests {
         assert!(validate_endpoint("http://10.0.0.1").is_err());
         assert!(validate_endpoint("https://100.100.100.200").is_err());
         assert!(validate_endpoint("nope").is_err());
+    }
+
+    /// The messages, word for word: the chain's report quotes them.
+    #[tokio::test]
+    async fn messages_word_for_word() {
+        assert_eq!(
+            message(validate_endpoint("nope")),
+            "invalid metadata endpoint \"nope\": relative URL without a base"
+        );
+        assert_eq!(
+            message(validate_endpoint("http://10.0.0.1")),
+            "metadata endpoint http://10.0.0.1 must be http://100.100.100.200 or a loopback address"
+        );
+        assert_eq!(
+            message(Imds::new("https://100.100.100.200", false)),
+            "metadata endpoint https://100.100.100.200 must be http://100.100.100.200 or a loopback address"
+        );
+        let imds = Imds::new(&closed_port(), false).unwrap();
+        assert_eq!(
+            message(imds.credentials(Some("a/b")).await),
+            "RAM role name \"a/b\" is not a plain name"
+        );
+        // No token (v1 allowed), then the listing cannot be had either.
+        let e = message(imds.credentials(None).await);
+        assert!(
+            e.starts_with("GET /latest/meta-data/ram/security-credentials/: connection failed: "),
+            "{e}"
+        );
+        let base = closed_port();
+        let imds = Imds::new(&base, true).unwrap();
+        let e = message(imds.credentials(Some("R")).await);
+        assert!(
+            e.starts_with(&format!(
+                "getting the IMDSv2 token from {base}: connection failed: "
+            )) && e.ends_with(" (IMDSv1 is disabled by ALIBABA_CLOUD_IMDSV1_DISABLED)"),
+            "{e}"
+        );
+
+        let p = "/latest/meta-data/ram/security-credentials/";
+        let refusing = serve(&[("PUT", TOKEN_PATH, 403, "")]).await;
+        let imds = Imds::new(&refusing, true).unwrap();
+        assert_eq!(
+            message(imds.credentials(Some("R")).await),
+            format!("getting the IMDSv2 token from {refusing}: HTTP 403 (IMDSv1 is disabled by ALIBABA_CLOUD_IMDSV1_DISABLED)")
+        );
+        let full = r#""AccessKeyId":"a","AccessKeySecret":"b","SecurityToken":"c""#;
+        let failed = r#"{"Code":"Failed"}"#.to_string();
+        let partial = r#"{"Code":"Success","AccessKeyId":"a"}"#.to_string();
+        let bad_exp = format!(r#"{{"Code":"Success",{full},"Expiration":"soon"}}"#);
+        let url = serve(&[
+            ("PUT", TOKEN_PATH, 200, "tok"),
+            ("GET", p, 200, "\n"),
+            ("GET", &format!("{p}Failed"), 200, &failed),
+            ("GET", &format!("{p}Junk"), 200, "<html>"),
+            ("GET", &format!("{p}Partial"), 200, &partial),
+            ("GET", &format!("{p}BadExp"), 200, &bad_exp),
+        ])
+        .await;
+        let imds = Imds::new(&url, false).unwrap();
+        assert_eq!(
+            message(imds.credentials(None).await),
+            "the metadata service lists no RAM role for this instance"
+        );
+        let e = |role: &'static str| {
+            let imds = imds.clone();
+            async move { message(imds.credentials(Some(role)).await) }
+        };
+        assert_eq!(
+            e("Failed").await,
+            format!("GET {p}Failed: Code is \"Failed\", not \"Success\"")
+        );
+        assert_eq!(
+            e("Junk").await,
+            format!("GET {p}Junk: the answer is not the expected JSON: expected value at line 1 column 1")
+        );
+        assert_eq!(
+            e("Partial").await,
+            format!("GET {p}Partial: AccessKeyId, AccessKeySecret, SecurityToken or Expiration is missing")
+        );
+        assert_eq!(
+            e("BadExp").await,
+            "Expiration \"soon\" is not YYYY-MM-DDThh:mm:ssZ"
+        );
+        assert_eq!(
+            e("Missing").await,
+            format!("GET {p}Missing: HTTP 404 (is a RAM role attached to this instance?)")
+        );
     }
 }

@@ -9,3 +9,6 @@ pub mod imds;
 pub mod profile;
 pub mod refresh;
 pub mod sts;
+
+#[cfg(test)]
+pub(crate) mod testing;

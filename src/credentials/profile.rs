@@ -316,6 +316,7 @@ pub fn parse_ini_profile(text: &str, section: &str) -> Result<Spec, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::testing::message;
 
     const CONFIG: &str = r#"{
       "current": "ak",
@@ -456,6 +457,131 @@ type = rsa_key_pair
             .contains("no [missing]"));
         assert!(parse_ini("key = v").is_err());
         assert!(parse_ini("[x").is_err());
+    }
+
+    const BROKEN: &str = r#"{"current": "", "profiles": [
+        {"name": "nosecret", "mode": "AK", "access_key_id": "a"},
+        {"name": "notoken", "mode": "StsToken", "access_key_id": "a", "access_key_secret": "b"},
+        {"name": "noarn", "mode": "RamRoleArn", "access_key_id": "a", "access_key_secret": "b"},
+        {"name": "nosource", "mode": "ChainableRamRoleArn", "ram_role_arn": "acs:ram::1:role/r"},
+        {"name": "badsource", "mode": "ChainableRamRoleArn", "source_profile": "nosecret", "ram_role_arn": "acs:ram::1:role/r"},
+        {"name": "noprovider", "mode": "OIDC", "ram_role_arn": "acs:ram::1:role/r", "oidc_token_file": "/t"},
+        {"name": "nofile", "mode": "OIDC", "ram_role_arn": "acs:ram::1:role/r", "oidc_provider_arn": "p"},
+        {"name": "nomode"}
+      ]}"#;
+
+    /// The messages, word for word: the chain's report (and so the docs) quotes them.
+    #[test]
+    fn cli_config_messages_word_for_word() {
+        let e = |text: &str, wanted: Option<&str>| message(parse_cli_config(text, wanted));
+        assert_eq!(
+            e(BROKEN, None),
+            "no profile chosen (ALIBABA_CLOUD_PROFILE, --profile) and no \"current\""
+        );
+        assert_eq!(
+            e("{", None),
+            "not valid JSON: EOF while parsing an object at line 1 column 1"
+        );
+        assert_eq!(e(BROKEN, Some("nope")), "no profile named \"nope\"");
+        for (name, expected) in [
+            ("nosecret", "profile \"nosecret\" (mode AK): access_key_secret is empty"),
+            ("notoken", "profile \"notoken\" (mode StsToken): sts_token is empty"),
+            ("noarn", "profile \"noarn\" (mode RamRoleArn): the role ARN is empty"),
+            (
+                "nosource",
+                "profile \"nosource\" (mode ChainableRamRoleArn): source_profile is empty",
+            ),
+            (
+                "badsource",
+                "profile \"badsource\" (mode ChainableRamRoleArn): profile \"nosecret\" (mode AK): access_key_secret is empty",
+            ),
+            (
+                "noprovider",
+                "profile \"noprovider\" (mode OIDC): oidc_provider_arn is empty",
+            ),
+            ("nofile", "profile \"nofile\" (mode OIDC): oidc_token_file is empty"),
+            ("nomode", "profile \"nomode\" (mode ): mode \"\" is not supported by sgpolicy"),
+        ] {
+            assert_eq!(e(BROKEN, Some(name)), expected);
+        }
+        assert_eq!(
+            e(CONFIG, Some("short")),
+            "profile \"short\" (mode RamRoleArn): session duration 0s is below STS's minimum of 900s"
+        );
+        assert_eq!(
+            e(CONFIG, Some("sso")),
+            "profile \"sso\" (mode CloudSSO): mode \"CloudSSO\" is not supported by sgpolicy"
+        );
+        let looped = "profile \"loop\" (mode ChainableRamRoleArn): ".repeat(MAX_CHAIN_DEPTH + 1)
+            + "source_profile chain deeper than 8 at \"loop\"";
+        assert_eq!(e(CONFIG, Some("loop")), looped);
+    }
+
+    #[test]
+    fn ini_messages_word_for_word() {
+        assert_eq!(
+            message(parse_ini("key = v")),
+            "line 1: a key before any [section]"
+        );
+        assert_eq!(
+            message(parse_ini("# c\n[x")),
+            "line 2: unterminated section header"
+        );
+        assert_eq!(
+            message(parse_ini("[x]\nno separator")),
+            "line 2: expected key = value"
+        );
+        assert_eq!(
+            message(parse_ini_profile("[x]\n[y", "x")),
+            "line 2: unterminated section header"
+        );
+        assert_eq!(
+            message(parse_ini_profile(INI, "missing")),
+            "no [missing] section"
+        );
+        assert_eq!(
+            message(parse_ini_profile(INI, "bad")),
+            "[bad] (type rsa_key_pair): type \"rsa_key_pair\" is not supported"
+        );
+        let e = |section: &str| {
+            message(parse_ini_profile(
+                "[a]\ntype = access_key\naccess_key_secret = s\n\
+                 [r]\ntype = ram_role_arn\naccess_key_id = a\naccess_key_secret = b\n\
+                 [o]\ntype = oidc_role_arn\nrole_arn = acs:ram::1:role/r\noidc_provider_arn = p\n\
+                 [n]\nrole_arn = x\n",
+                section,
+            ))
+        };
+        assert_eq!(e("a"), "[a] (type access_key): access_key_id is empty");
+        assert_eq!(e("r"), "[r] (type ram_role_arn): the role ARN is empty");
+        assert_eq!(
+            e("o"),
+            "[o] (type oidc_role_arn): oidc_token_file_path is empty"
+        );
+        assert_eq!(e("n"), "[n] (type ): type \"\" is not supported");
+    }
+
+    #[test]
+    fn file_messages_word_for_word() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        assert_eq!(
+            message(read_credential_file(&missing)),
+            format!(
+                "{}: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
+        assert_eq!(
+            message(read_credential_file(dir.path())),
+            format!("{} is not a file", dir.path().display())
+        );
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'#'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        assert_eq!(
+            message(read_credential_file(&big)),
+            format!("{} is larger than 1048576 bytes", big.display())
+        );
     }
 
     #[cfg(unix)]

@@ -286,6 +286,7 @@ impl CredentialSource for Arc<Refreshing> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::testing::message;
     use crate::ecs::credentials::Secret;
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -419,5 +420,37 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.contains("too soon"), "{e}");
+    }
+
+    fn at_2020(n: u64) -> Temporary {
+        Temporary {
+            expiration: DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            ..temp(n, chrono::Duration::zero())
+        }
+    }
+
+    /// The messages, word for word.
+    #[tokio::test]
+    async fn messages_word_for_word() {
+        let fetch: FetchFn = Arc::new(|| Box::pin(async { Ok(at_2020(1)) }));
+        assert_eq!(
+            message(Refreshing::start("test", fetch, fast()).await),
+            "the credentials received expire at 2020-01-01T00:00:00Z, too soon to use"
+        );
+        let fetch: FetchFn =
+            Arc::new(|| Box::pin(async { Ok(temp(1, chrono::Duration::hours(1))) }));
+        let r = Refreshing::start("test", fetch, RefreshPolicy::default())
+            .await
+            .unwrap();
+        r.install(at_2020(2));
+        let st = r.status();
+        assert_eq!(
+            st.last_error.as_deref(),
+            Some("the refreshed credentials expire at 2020-01-01T00:00:00Z, too soon to use")
+        );
+        assert_eq!((st.consecutive_failures, st.refreshes), (1, 1));
+        assert_eq!(r.current().unwrap().access_key_id, "STS.1");
     }
 }

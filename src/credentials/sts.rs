@@ -262,6 +262,7 @@ pub fn parse_expiration(s: &str) -> Result<DateTime<Utc>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::testing::{closed_port, message, serve};
 
     #[test]
     fn parses_the_documented_answer() {
@@ -289,6 +290,125 @@ mod tests {
             .contains("no Credentials"));
         assert!(parse_answer("AssumeRole", 200, r#"{"Credentials":{"AccessKeyId":"a"}}"#).is_err());
         assert!(parse_expiration("2015-04-09 11:52:19").is_err());
+    }
+
+    /// The messages, word for word: the chain's report and the accounts' errors quote them.
+    #[test]
+    fn answer_messages_word_for_word() {
+        let e = |status: u16, text: &str| message(parse_answer("AssumeRole", status, text));
+        assert_eq!(
+            e(
+                403,
+                r#"{"RequestId":"R1","Code":"NoPermission","Message":"You are not authorized"}"#
+            ),
+            "HTTP 403 NoPermission: You are not authorized (RequestId R1)"
+        );
+        assert_eq!(
+            e(400, r#"{"code":"Bad","message":"m","requestId":"r"}"#),
+            "HTTP 400 Bad: m (RequestId r)"
+        );
+        assert_eq!(e(400, r#"{"Code":"Bad"}"#), "HTTP 400 Bad:  (RequestId -)");
+        let long = "x".repeat(300);
+        assert_eq!(e(502, &long), format!("HTTP 502: {}", "x".repeat(200)));
+        assert_eq!(
+            e(500, r#"{"Message":"m"}"#),
+            "HTTP 500: {\"Message\":\"m\"}"
+        );
+        assert_eq!(
+            e(200, "<html>"),
+            "the answer is not the expected JSON: expected value at line 1 column 1"
+        );
+        assert_eq!(e(200, "{}"), "the AssumeRole answer has no Credentials");
+        assert_eq!(
+            message(parse_answer("AssumeRoleWithOIDC", 200, "{}")),
+            "the AssumeRoleWithOIDC answer has no Credentials"
+        );
+        assert_eq!(
+            e(200, r#"{"Credentials":{"AccessKeyId":"a"}}"#),
+            "Credentials lacks AccessKeyId, AccessKeySecret, SecurityToken or Expiration"
+        );
+        assert_eq!(
+            e(
+                200,
+                r#"{"Credentials":{"AccessKeyId":"a","AccessKeySecret":"b","SecurityToken":"c","Expiration":"2015-04-09 11:52:19"}}"#
+            ),
+            "Expiration \"2015-04-09 11:52:19\" is not YYYY-MM-DDThh:mm:ssZ"
+        );
+    }
+
+    #[test]
+    fn request_messages_word_for_word() {
+        let mut r = RoleRequest::new("");
+        assert_eq!(message(r.validate()), "the role ARN is empty");
+        r.role_arn = "acs:ram::1:role/r".into();
+        r.duration_secs = 899;
+        assert_eq!(
+            message(r.validate()),
+            "session duration 899s is below STS's minimum of 900s"
+        );
+        assert_eq!(
+            message(Sts::new("http://192.0.2.1/", false)),
+            "refusing plain http endpoint http://192.0.2.1/: signed requests would cross the network unencrypted; use https, a loopback address, or pass --insecure-http"
+        );
+        assert_eq!(
+            message(Sts::new("nope", false)),
+            "invalid endpoint \"nope\": relative URL without a base (expected e.g. https://ecs.cn-hangzhou.aliyuncs.com)"
+        );
+    }
+
+    #[tokio::test]
+    async fn exchange_messages_word_for_word() {
+        let req = RoleRequest::new("acs:ram::1:role/r");
+        let source = Credentials {
+            access_key_id: "LTAIid".into(),
+            access_key_secret: Secret::new("source-secret"),
+            security_token: Some(Secret::new("source-token")),
+        };
+        // Refused before any request.
+        let sts = Sts::new(&closed_port(), false).unwrap();
+        let token = Secret::new("jwt");
+        assert_eq!(
+            message(sts.assume_role_with_oidc(&req, "", &token).await),
+            "the OIDC provider ARN is empty"
+        );
+        assert_eq!(
+            message(
+                sts.assume_role_with_oidc(&req, "p", &Secret::new(" \n"))
+                    .await
+            ),
+            "the OIDC token file is empty"
+        );
+        let mut short = req.clone();
+        short.duration_secs = 0;
+        assert_eq!(
+            message(sts.assume_role(&source, &short).await),
+            "session duration 0s is below STS's minimum of 900s"
+        );
+        // Nobody listening.
+        let e = message(sts.assume_role(&source, &req).await);
+        assert!(
+            e.starts_with("AssumeRole at 127.0.0.1: connection failed: "),
+            "{e}"
+        );
+        // STS refuses, answers nonsense, or answers without credentials.
+        let refusing = serve(&[(
+            "POST",
+            "/",
+            403,
+            r#"{"RequestId":"R1","Code":"NoPermission","Message":"You are not authorized"}"#,
+        )])
+        .await;
+        let sts = Sts::new(&refusing, false).unwrap();
+        assert_eq!(
+            message(sts.assume_role(&source, &req).await),
+            "AssumeRole at 127.0.0.1: HTTP 403 NoPermission: You are not authorized (RequestId R1)"
+        );
+        let empty = serve(&[("POST", "/", 200, "{}")]).await;
+        let sts = Sts::new(&empty, false).unwrap();
+        assert_eq!(
+            message(sts.assume_role_with_oidc(&req, "p", &token).await),
+            "AssumeRoleWithOIDC at 127.0.0.1: the AssumeRoleWithOIDC answer has no Credentials"
+        );
     }
 
     #[test]
