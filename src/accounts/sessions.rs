@@ -7,11 +7,38 @@
 
 use crate::credentials::chain::ChainOptions;
 use crate::credentials::refresh::{FetchFn, RefreshPolicy, RefreshStatus, Refreshing};
-use crate::credentials::sts::{RoleRequest, Sts};
+use crate::credentials::sts::{RoleRequest, Sts, StsError};
+use crate::credentials::{self, ErrorKind};
 use crate::ecs::credentials::CredentialSource;
 pub use crate::model::AccountRef;
+use crate::model::BadRoleArn;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Why an account's session could not be had. Not cached: the next pass tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The role ARN has no account id in it.
+    #[error(transparent)]
+    RoleArn(#[from] BadRoleArn),
+    /// The first `AssumeRole` into the account failed.
+    #[error("assuming {role_arn}: {source}")]
+    Assume {
+        role_arn: String,
+        #[source]
+        source: credentials::Error,
+    },
+}
+
+impl SessionError {
+    /// A bad role ARN is configuration; a failed `AssumeRole` is whatever its cause is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SessionError::RoleArn(_) => ErrorKind::Config,
+            SessionError::Assume { source, .. } => source.kind(),
+        }
+    }
+}
 
 /// Assumed-role sessions per account, created on first use and refreshed in the background.
 pub struct Accounts {
@@ -23,7 +50,7 @@ pub struct Accounts {
 
 impl Accounts {
     /// `base` is the chain's identity; `opts` gives the STS endpoint and the refresh policy.
-    pub fn new(base: Arc<dyn CredentialSource>, opts: &ChainOptions) -> Result<Accounts, String> {
+    pub fn new(base: Arc<dyn CredentialSource>, opts: &ChainOptions) -> Result<Accounts, StsError> {
         Ok(Accounts {
             base,
             sts: opts.sts(None, None)?,
@@ -33,7 +60,7 @@ impl Accounts {
     }
 
     /// The session for `account`. A failure is not cached: the next pass tries again.
-    pub async fn session(&self, account: &AccountRef) -> Result<Arc<Refreshing>, String> {
+    pub async fn session(&self, account: &AccountRef) -> Result<Arc<Refreshing>, SessionError> {
         // Held across the first AssumeRole so concurrent callers share one session.
         let mut sessions = self.sessions.lock().await;
         if let Some(s) = sessions.get(account) {
@@ -47,17 +74,17 @@ impl Accounts {
             Box::pin(async move {
                 let creds = base
                     .current()
-                    .map_err(|e| format!("the chain's credentials: {e}"))?;
-                sts.assume_role(&creds, &request).await
+                    .map_err(credentials::Error::ChainCredentials)?;
+                Ok(sts.assume_role(&creds, &request).await?)
             })
         });
-        let provider = format!(
-            "account/{}",
-            account.account_id().map_err(|e| e.to_string())?
-        );
+        let provider = format!("account/{}", account.account_id()?);
         let session = Refreshing::start(provider, fetch, self.refresh)
             .await
-            .map_err(|e| format!("assuming {}: {e}", account.role_arn))?;
+            .map_err(|source| SessionError::Assume {
+                role_arn: account.role_arn.clone(),
+                source,
+            })?;
         sessions.insert(account.clone(), session.clone());
         Ok(session)
     }
@@ -129,6 +156,18 @@ mod tests {
                 "assuming acs:ram::1:role/r: AssumeRole at 127.0.0.1: connection failed: "
             ),
             "{e}"
+        );
+
+        // A bad role ARN is configuration; STS out of reach stays what it is inside "assuming ...".
+        let e = accounts.session(&bad).await.unwrap_err();
+        assert!(matches!(e, SessionError::RoleArn(_)), "{e:?}");
+        assert_eq!(e.kind(), ErrorKind::Config);
+        let e = accounts.session(&good).await.unwrap_err();
+        assert!(matches!(e, SessionError::Assume { .. }), "{e:?}");
+        assert_eq!(e.kind(), ErrorKind::Unreachable);
+        assert!(
+            accounts.statuses().await.is_empty(),
+            "failures are not cached"
         );
     }
 }

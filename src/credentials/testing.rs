@@ -53,3 +53,82 @@ pub(crate) fn message<T, E: ToString>(r: Result<T, E>) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+/// A server answering every request with `status` and an STS-style error whose `Message` is the
+/// request's own body, as `SignatureDoesNotMatch` quotes what it received.
+pub(crate) async fn serve_echo(status: u16) -> String {
+    let app = axum::Router::new().fallback(move |body: String| async move {
+        let answer = serde_json::json!({
+            "RequestId": "R-echo",
+            "Code": "SignatureDoesNotMatch",
+            "Message": body,
+        });
+        (
+            StatusCode::from_u16(status).expect("status"),
+            answer.to_string(),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// A server that accepts connections and never answers: requests to it time out.
+pub(crate) async fn stalled() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
+/// A server that reads each request whole, then answers 200 with a body shorter than its
+/// `Content-Length` and closes: the answer is cut short.
+pub(crate) async fn truncated() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Headers, then as much body as they announce.
+                loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"Credentials\":")
+                    .await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    url
+}
