@@ -388,6 +388,17 @@ mod tests {
                 assert!(!text.contains(secret), "{secret} in {text}");
             }
         }
+        // The external id is confidential too (never printed): an echo of it is masked as well.
+        let mut with_external_id = role();
+        with_external_id.external_id = Some("ext/Confidential+7".into());
+        let e = sts
+            .assume_role(&source(), &with_external_id)
+            .await
+            .unwrap_err();
+        for text in [e.to_string(), format!("{e:?}")] {
+            assert!(text.contains("ExternalId=***"), "{text}");
+            assert!(!text.contains("Confidential"), "{text}");
+        }
         let jwt = "eyJhbGciOi.payload+/=.sig";
         let e = sts
             .assume_role_with_oidc(&role(), "acs:ram::1:oidc-provider/p", &Secret::new(jwt))

@@ -133,13 +133,27 @@ impl StsError {
 }
 
 /// What to ask STS for. `session_name` shows up in ActionTrail as the assumed-role session.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RoleRequest {
     pub role_arn: String,
     pub session_name: String,
     pub duration_secs: u64,
     pub policy: Option<String>,
+    /// What the role's trust policy requires; confidential, like a secret (never printed).
     pub external_id: Option<String>,
+}
+
+/// Everything but the external id, which shows as `***`.
+impl std::fmt::Debug for RoleRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleRequest")
+            .field("role_arn", &self.role_arn)
+            .field("session_name", &self.session_name)
+            .field("duration_secs", &self.duration_secs)
+            .field("policy", &self.policy)
+            .field("external_id", &self.external_id.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl RoleRequest {
@@ -224,7 +238,14 @@ impl Sts {
             .as_ref()
             .map(Secret::expose)
             .unwrap_or("");
-        let secrets = [source.access_key_secret.expose(), token, signature.as_str()];
+        // STS may echo what it received (SignatureDoesNotMatch quotes its string to sign).
+        let external_id = req.external_id.as_deref().unwrap_or("");
+        let secrets = [
+            source.access_key_secret.expose(),
+            token,
+            signature.as_str(),
+            external_id,
+        ];
         self.post("AssumeRole", &params, &secrets).await
     }
 
@@ -535,6 +556,19 @@ mod tests {
             message(sts.assume_role_with_oidc(&req, "p", &token).await),
             "AssumeRoleWithOIDC at 127.0.0.1: the AssumeRoleWithOIDC answer has no Credentials"
         );
+    }
+
+    #[test]
+    fn debug_never_shows_the_external_id() {
+        let mut r = RoleRequest::new("acs:ram::1:role/x");
+        r.external_id = Some("ext-Confidential-7".into());
+        let shown = format!("{r:?}");
+        assert!(
+            !shown.contains("Confidential") && shown.contains("acs:ram::1:role/x"),
+            "{shown}"
+        );
+        r.external_id = None;
+        assert!(format!("{r:?}").contains("external_id: None"));
     }
 
     #[test]
