@@ -5,6 +5,7 @@
 use crate::accounts::sessions::Accounts;
 use crate::accounts::Clients;
 use crate::credentials::chain::{self, ChainError, ChainOptions, Resolved};
+use crate::credentials::sts::StsError;
 use crate::ecs::client::ClientError;
 use crate::ecs::endpoint::EndpointType;
 use crate::ecs::limit::RateLimits;
@@ -37,8 +38,8 @@ pub enum ConnectError {
     #[error(transparent)]
     Client(#[from] ClientError),
     /// The STS client for assuming roles could not be built from the configuration.
-    #[error("{0}")]
-    Sessions(String),
+    #[error(transparent)]
+    Sessions(StsError),
 }
 
 /// The chain's options for this configuration, on top of the process environment.

@@ -112,7 +112,7 @@ impl Clients {
         let session = accounts
             .session(role)
             .await
-            .map_err(|e| unavailable(Why::AssumeRoleFailed(e)))?;
+            .map_err(|e| unavailable(Why::AssumeRoleFailed(e.to_string())))?;
         tracing::info!(
             account,
             role = %role.role_arn,

@@ -276,7 +276,7 @@ impl RunArgs {
         }
         if let Some(e) = &self.metadata_endpoint {
             if let Err(msg) = crate::credentials::imds::validate_endpoint(e) {
-                problems.push(msg);
+                problems.push(msg.to_string());
             }
         }
         let scale = crate::cli::scale::validate(self, &mut problems);

@@ -9,10 +9,11 @@
 //! Like the SDK, a link that is configured but fails (a bad file, STS refusing) does not stop the
 //! search; unlike the SDK's one-line message, the error lists every link with its own reason.
 
+use super::error::Error;
 use super::imds::{self, Imds};
 use super::profile::{self, Spec};
 use super::refresh::{FetchFn, RefreshPolicy, RefreshStatus, Refreshing};
-use super::sts::{RoleRequest, Sts};
+use super::sts::{RoleRequest, Sts, StsError};
 use crate::ecs::credentials::{CredentialSource, Credentials, Secret};
 use crate::ecs::endpoint::{sts_url, EndpointType};
 use futures::future::BoxFuture;
@@ -67,14 +68,12 @@ impl ChainOptions {
             .or_else(|| self.var("ALIBABA_CLOUD_PROFILE").map(str::to_string))
     }
 
-    fn home(&self) -> Result<PathBuf, String> {
-        self.var("HOME")
-            .map(PathBuf::from)
-            .ok_or_else(|| "HOME is not set, so the file cannot be located".to_string())
+    fn home(&self) -> Result<PathBuf, Error> {
+        self.var("HOME").map(PathBuf::from).ok_or(Error::NoHome)
     }
 
     /// The STS endpoint for a link: explicit override, else the SDK's rule.
-    pub fn sts(&self, region: Option<&str>, vpc: Option<bool>) -> Result<Sts, String> {
+    pub fn sts(&self, region: Option<&str>, vpc: Option<bool>) -> Result<Sts, StsError> {
         let url = match self.sts_endpoint.as_deref().filter(|s| !s.is_empty()) {
             Some(u) => u.to_string(),
             None => {
@@ -211,7 +210,7 @@ pub async fn resolve(opts: &ChainOptions) -> Result<Resolved, ChainError> {
         };
         match build(&spec, "", opts).await {
             Ok(r) => return Ok(found(r)),
-            Err(e) => note(OIDC, e),
+            Err(e) => note(OIDC, e.to_string()),
         }
     } else {
         note(
@@ -230,7 +229,7 @@ pub async fn resolve(opts: &ChainOptions) -> Result<Resolved, ChainError> {
     } else {
         match cli_profile(opts).await {
             Ok(r) => return Ok(found(r)),
-            Err(e) => note(CLI, e),
+            Err(e) => note(CLI, e.to_string()),
         }
     }
 
@@ -239,7 +238,7 @@ pub async fn resolve(opts: &ChainOptions) -> Result<Resolved, ChainError> {
         "credentials file (ALIBABA_CLOUD_CREDENTIALS_FILE or ~/.alibabacloud/credentials)";
     match ini_profile(opts).await {
         Ok(r) => return Ok(found(r)),
-        Err(e) => note(INI, e),
+        Err(e) => note(INI, e.to_string()),
     }
 
     // 5. The ECS instance role.
@@ -281,54 +280,57 @@ fn found(r: Resolved) -> Resolved {
     r
 }
 
-async fn cli_profile(opts: &ChainOptions) -> Result<Resolved, String> {
+async fn cli_profile(opts: &ChainOptions) -> Result<Resolved, Error> {
     let path = opts.home()?.join(".aliyun").join("config.json");
     if !path.exists() {
-        return Err(format!("no file at {}", path.display()));
+        return Err(Error::NoFile(path));
     }
     let text = profile::read_credential_file(&path)?;
-    let (name, spec) = profile::parse_cli_config(&text, opts.profile_name().as_deref())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (name, spec) = match profile::parse_cli_config(&text, opts.profile_name().as_deref()) {
+        Ok(found) => found,
+        Err(source) => return Err(Error::InFile { path, source }),
+    };
     build(&spec, "cli_profile/", opts)
         .await
-        .map_err(|e| format!("{} profile {name:?}: {e}", path.display()))
+        .map_err(|e| Error::InCliProfile {
+            path,
+            name,
+            source: Box::new(e),
+        })
 }
 
-async fn ini_profile(opts: &ChainOptions) -> Result<Resolved, String> {
+async fn ini_profile(opts: &ChainOptions) -> Result<Resolved, Error> {
     let path = match opts.var("ALIBABA_CLOUD_CREDENTIALS_FILE") {
         Some(p) => {
             let p = PathBuf::from(p);
             if !p.exists() {
-                return Err(format!(
-                    "ALIBABA_CLOUD_CREDENTIALS_FILE names {}, which does not exist",
-                    p.display()
-                ));
+                return Err(Error::CredentialsFileMissing(p));
             }
             p
         }
         None => {
             let dir = opts.home()?.join(".alibabacloud");
-            let candidates = [dir.join("credentials"), dir.join("credentials.ini")];
-            candidates
-                .iter()
-                .find(|p| p.exists())
-                .cloned()
-                .ok_or_else(|| {
-                    format!(
-                        "no file at {} or {}",
-                        candidates[0].display(),
-                        candidates[1].display()
-                    )
-                })?
+            let [first, second] = [dir.join("credentials"), dir.join("credentials.ini")];
+            let found = [&first, &second].into_iter().find(|p| p.exists()).cloned();
+            match found {
+                Some(p) => p,
+                None => return Err(Error::NoFiles { first, second }),
+            }
         }
     };
     let section = opts.profile_name().unwrap_or_else(|| "default".into());
     let text = profile::read_credential_file(&path)?;
-    let spec = profile::parse_ini_profile(&text, &section)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let spec = match profile::parse_ini_profile(&text, &section) {
+        Ok(spec) => spec,
+        Err(source) => return Err(Error::InFile { path, source }),
+    };
     build(&spec, "profile/", opts)
         .await
-        .map_err(|e| format!("{} [{section}]: {e}", path.display()))
+        .map_err(|e| Error::InIniSection {
+            path,
+            section,
+            source: Box::new(e),
+        })
 }
 
 /// Turns a spec into a live source; temporary credentials are fetched once here (so a broken link is
@@ -337,7 +339,7 @@ pub fn build<'a>(
     spec: &'a Spec,
     prefix: &'a str,
     opts: &'a ChainOptions,
-) -> BoxFuture<'a, Result<Resolved, String>> {
+) -> BoxFuture<'a, Result<Resolved, Error>> {
     Box::pin(async move {
         let provider = format!("{prefix}{}", spec.name());
         match spec {
@@ -356,10 +358,8 @@ pub fn build<'a>(
                 let fetch: FetchFn = Arc::new(move || {
                     let (sts, request, src) = (sts.clone(), request.clone(), src.clone());
                     Box::pin(async move {
-                        let creds = src
-                            .current()
-                            .map_err(|e| format!("the source credentials: {e}"))?;
-                        sts.assume_role(&creds, &request).await
+                        let creds = src.current().map_err(Error::SourceCredentials)?;
+                        Ok(sts.assume_role(&creds, &request).await?)
                     })
                 });
                 refreshing(provider, fetch, opts.refresh).await
@@ -383,14 +383,18 @@ pub fn build<'a>(
                     );
                     Box::pin(async move {
                         // Re-read every time: Kubernetes rotates the projected token file.
-                        let token = tokio::fs::read_to_string(&token_file)
-                            .await
-                            .map(Secret::new)
-                            .map_err(|e| {
-                                format!("reading the OIDC token file {}: {e}", token_file.display())
-                            })?;
-                        sts.assume_role_with_oidc(&request, &provider_arn, &token)
-                            .await
+                        let token = match tokio::fs::read_to_string(&token_file).await {
+                            Ok(t) => Secret::new(t),
+                            Err(source) => {
+                                return Err(Error::OidcTokenFile {
+                                    path: token_file,
+                                    source,
+                                })
+                            }
+                        };
+                        Ok(sts
+                            .assume_role_with_oidc(&request, &provider_arn, &token)
+                            .await?)
                     })
                 });
                 refreshing(provider, fetch, opts.refresh).await
@@ -404,7 +408,7 @@ pub fn build<'a>(
                 let role = role_name.clone();
                 let fetch: FetchFn = Arc::new(move || {
                     let (imds, role) = (imds.clone(), role.clone());
-                    Box::pin(async move { imds.credentials(role.as_deref()).await })
+                    Box::pin(async move { Ok(imds.credentials(role.as_deref()).await?) })
                 });
                 let policy = RefreshPolicy {
                     max_age: Some(Duration::from_secs(3600)),
@@ -420,7 +424,7 @@ async fn refreshing(
     provider: String,
     fetch: FetchFn,
     policy: RefreshPolicy,
-) -> Result<Resolved, String> {
+) -> Result<Resolved, Error> {
     let r = Refreshing::start(provider.clone(), fetch, policy).await?;
     Ok(Resolved {
         provider,
@@ -432,6 +436,7 @@ async fn refreshing(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::testing::{closed_port, message};
 
     fn opts(pairs: &[(&str, &str)]) -> ChainOptions {
         ChainOptions {
@@ -528,6 +533,150 @@ mod tests {
         assert_eq!(
             t.sts(None, None).unwrap().url().as_str(),
             "https://sts-vpc.cn-beijing.aliyuncs.com/"
+        );
+    }
+
+    fn write(path: &std::path::Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// The messages of the file links, word for word (the docs quote them).
+    #[tokio::test]
+    async fn file_link_messages_word_for_word() {
+        assert_eq!(
+            message(cli_profile(&opts(&[])).await),
+            "HOME is not set, so the file cannot be located"
+        );
+        assert_eq!(
+            message(ini_profile(&opts(&[])).await),
+            "HOME is not set, so the file cannot be located"
+        );
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path().to_str().unwrap();
+        let mut o = opts(&[("HOME", h)]);
+        o.sts_endpoint = Some(closed_port());
+        assert_eq!(
+            message(cli_profile(&o).await),
+            format!("no file at {h}/.aliyun/config.json")
+        );
+        assert_eq!(
+            message(ini_profile(&o).await),
+            format!(
+                "no file at {h}/.alibabacloud/credentials or {h}/.alibabacloud/credentials.ini"
+            )
+        );
+        let mut named = o.clone();
+        named
+            .env
+            .insert("ALIBABA_CLOUD_CREDENTIALS_FILE".into(), format!("{h}/nope"));
+        assert_eq!(
+            message(ini_profile(&named).await),
+            format!("ALIBABA_CLOUD_CREDENTIALS_FILE names {h}/nope, which does not exist")
+        );
+
+        let config = home.path().join(".aliyun/config.json");
+        write(&config, "{");
+        assert_eq!(
+            message(cli_profile(&o).await),
+            format!(
+                "{}: not valid JSON: EOF while parsing an object at line 1 column 1",
+                config.display()
+            )
+        );
+        write(
+            &config,
+            r#"{"current":"r","profiles":[{"name":"r","mode":"RamRoleArn","access_key_id":"a",
+                "access_key_secret":"b","ram_role_arn":"acs:ram::1:role/r"}]}"#,
+        );
+        let e = message(cli_profile(&o).await);
+        assert!(
+            e.starts_with(&format!(
+                "{} profile \"r\": AssumeRole at 127.0.0.1: connection failed: ",
+                config.display()
+            )),
+            "{e}"
+        );
+
+        let ini = home.path().join(".alibabacloud/credentials");
+        write(&ini, "[default]\ntype = access_key\n");
+        assert_eq!(
+            message(ini_profile(&o).await),
+            format!(
+                "{}: [default] (type access_key): access_key_id is empty",
+                ini.display()
+            )
+        );
+        write(
+            &ini,
+            &format!("[default]\ntype = oidc_role_arn\nrole_arn = acs:ram::1:role/r\noidc_provider_arn = p\noidc_token_file_path = {h}/token\n"),
+        );
+        assert_eq!(
+            message(ini_profile(&o).await),
+            format!(
+                "{} [default]: reading the OIDC token file {h}/token: No such file or directory (os error 2)",
+                ini.display()
+            )
+        );
+        write(&home.path().join("token"), "\n");
+        assert_eq!(
+            message(ini_profile(&o).await),
+            format!("{} [default]: the OIDC token file is empty", ini.display())
+        );
+    }
+
+    /// The file links' context does not change what kind of trouble their cause is.
+    #[tokio::test]
+    async fn file_links_keep_the_kind_of_their_cause() {
+        use crate::credentials::ErrorKind;
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path().to_str().unwrap();
+        let mut o = opts(&[("HOME", h)]);
+        o.sts_endpoint = Some(closed_port());
+        write(
+            &home.path().join(".aliyun/config.json"),
+            r#"{"current":"r","profiles":[{"name":"r","mode":"RamRoleArn","access_key_id":"a",
+                "access_key_secret":"b","ram_role_arn":"acs:ram::1:role/r"}]}"#,
+        );
+        let e = cli_profile(&o).await.unwrap_err();
+        assert!(matches!(e, Error::InCliProfile { .. }), "{e:?}");
+        assert_eq!(e.kind(), ErrorKind::Unreachable, "{e}");
+        write(
+            &home.path().join(".alibabacloud/credentials"),
+            &format!("[default]\ntype = oidc_role_arn\nrole_arn = acs:ram::1:role/r\noidc_provider_arn = p\noidc_token_file_path = {h}/token\n"),
+        );
+        let e = ini_profile(&o).await.unwrap_err();
+        assert!(matches!(e, Error::InIniSection { .. }), "{e:?}");
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        write(
+            &home.path().join(".alibabacloud/credentials"),
+            "[default]\n",
+        );
+        let e = ini_profile(&o).await.unwrap_err();
+        assert!(matches!(e, Error::InFile { .. }), "{e:?}");
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_metadata_link_says_how_to_skip_it() {
+        let mut o = opts(&[]);
+        o.metadata_endpoint = Some(closed_port());
+        let e = resolve(&o).await.unwrap_err();
+        let ecs = &e.attempts[4];
+        assert!(ecs.link.starts_with("ECS"), "{e}");
+        assert!(
+            ecs.outcome.starts_with(
+                "GET /latest/meta-data/ram/security-credentials/: connection failed: "
+            ) && ecs.outcome.ends_with(
+                " (not on ECS? set ALIBABA_CLOUD_ECS_METADATA_DISABLED=true to skip this step)"
+            ),
+            "{e}"
+        );
+        o.metadata_endpoint = Some("http://10.0.0.1".into());
+        let e = resolve(&o).await.unwrap_err();
+        assert_eq!(
+            e.attempts[4].outcome,
+            "metadata endpoint http://10.0.0.1 must be http://100.100.100.200 or a loopback address (not on ECS? set ALIBABA_CLOUD_ECS_METADATA_DISABLED=true to skip this step)"
         );
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! Parsing is pure: a file becomes a [`Spec`], which `chain` turns into a live source.
 
-use super::sts::{RoleRequest, DEFAULT_DURATION_SECS};
+use super::error::ErrorKind;
+use super::sts::{BadRoleRequest, RoleRequest, DEFAULT_DURATION_SECS};
 use crate::ecs::credentials::{Credentials, Secret};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -17,6 +18,73 @@ use std::path::{Path, PathBuf};
 const MAX_FILE_BYTES: u64 = 1 << 20;
 /// `ChainableRamRoleArn` may name a source profile that is itself chained; stop loops.
 const MAX_CHAIN_DEPTH: usize = 8;
+
+/// A credentials file that cannot be read, or that does not say how to obtain credentials. Always
+/// something for the user to fix ([`ErrorKind::Config`]); never quotes a value from the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("{}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a file", .0.display())]
+    NotAFile(PathBuf),
+    #[error("{} is larger than {MAX_FILE_BYTES} bytes", .0.display())]
+    TooLarge(PathBuf),
+    /// The CLI's `config.json` is not JSON.
+    #[error("not valid JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("no profile chosen (ALIBABA_CLOUD_PROFILE, --profile) and no \"current\"")]
+    NoProfileChosen,
+    #[error("no profile named {0:?}")]
+    NoSuchProfile(String),
+    /// `ChainableRamRoleArn` profiles naming each other deeper than the limit (or in a loop).
+    #[error("source_profile chain deeper than {MAX_CHAIN_DEPTH} at {0:?}")]
+    ChainTooDeep(String),
+    #[error("mode {0:?} is not supported by sgpolicy")]
+    UnsupportedMode(String),
+    /// What is wrong with a profile of the CLI's `config.json`.
+    #[error("profile {name:?} (mode {mode}): {source}")]
+    InProfile {
+        name: String,
+        mode: String,
+        #[source]
+        source: Box<ProfileError>,
+    },
+    /// A line of the INI file that is not a section header, a comment or `key = value`.
+    #[error("line {line}: unterminated section header")]
+    UnterminatedSection { line: usize },
+    #[error("line {line}: a key before any [section]")]
+    KeyBeforeSection { line: usize },
+    #[error("line {line}: expected key = value")]
+    NotKeyValue { line: usize },
+    #[error("no [{0}] section")]
+    NoSection(String),
+    #[error("type {0:?} is not supported")]
+    UnsupportedType(String),
+    /// What is wrong with a section of the INI file.
+    #[error("[{section}] (type {kind}): {source}")]
+    InSection {
+        section: String,
+        kind: String,
+        #[source]
+        source: Box<ProfileError>,
+    },
+    /// A required key (named) is missing or empty.
+    #[error("{0} is empty")]
+    Empty(&'static str),
+    /// The role to assume is one STS would refuse.
+    #[error(transparent)]
+    Role(#[from] BadRoleRequest),
+}
+
+impl ProfileError {
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Config
+    }
+}
 
 /// A configured way of obtaining credentials, before any network call.
 #[derive(Clone, Debug)]
@@ -56,21 +124,22 @@ impl Spec {
 }
 
 /// Reads a credential file: size-limited, and warns when group or others can read it.
-pub fn read_credential_file(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn read_credential_file(path: &Path) -> Result<String, ProfileError> {
+    let unreadable = |source| ProfileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
     if !meta.is_file() {
-        return Err(format!("{} is not a file", path.display()));
+        return Err(ProfileError::NotAFile(path.to_path_buf()));
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "{} is larger than {MAX_FILE_BYTES} bytes",
-            path.display()
-        ));
+        return Err(ProfileError::TooLarge(path.to_path_buf()));
     }
     if let Some(w) = permission_warning(path, &meta) {
         tracing::warn!("{w}");
     }
-    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::read_to_string(path).map_err(unreadable)
 }
 
 /// A warning when a file holding credentials is readable by group or others.
@@ -102,9 +171,9 @@ fn static_ak(
     id: Option<String>,
     secret: Option<String>,
     token: Option<String>,
-) -> Result<Spec, String> {
-    let id = id.ok_or("access_key_id is empty")?;
-    let secret = secret.ok_or("access_key_secret is empty")?;
+) -> Result<Spec, ProfileError> {
+    let id = id.ok_or(ProfileError::Empty("access_key_id"))?;
+    let secret = secret.ok_or(ProfileError::Empty("access_key_secret"))?;
     Ok(Spec::Static(Credentials {
         access_key_id: id,
         access_key_secret: Secret::new(secret),
@@ -118,8 +187,8 @@ fn role_request(
     duration: Option<u64>,
     policy: Option<String>,
     external_id: Option<String>,
-) -> Result<RoleRequest, String> {
-    let mut r = RoleRequest::new(arn.ok_or("the role ARN is empty")?);
+) -> Result<RoleRequest, ProfileError> {
+    let mut r = RoleRequest::new(arn.ok_or(BadRoleRequest::EmptyRoleArn)?);
     if let Some(s) = session {
         r.session_name = s;
     }
@@ -131,22 +200,20 @@ fn role_request(
 }
 
 /// The profile named `wanted` (else the file's `current`) from a CLI `config.json`.
-pub fn parse_cli_config(text: &str, wanted: Option<&str>) -> Result<(String, Spec), String> {
-    let config: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+pub fn parse_cli_config(text: &str, wanted: Option<&str>) -> Result<(String, Spec), ProfileError> {
+    let config: Value = serde_json::from_str(text).map_err(ProfileError::NotJson)?;
     let name = match non_empty(wanted) {
         Some(n) => n,
         None => non_empty(config.get("current").and_then(Value::as_str))
-            .ok_or("no profile chosen (ALIBABA_CLOUD_PROFILE, --profile) and no \"current\"")?,
+            .ok_or(ProfileError::NoProfileChosen)?,
     };
     let spec = cli_profile(&config, &name, 0)?;
     Ok((name, spec))
 }
 
-fn cli_profile(config: &Value, name: &str, depth: usize) -> Result<Spec, String> {
+fn cli_profile(config: &Value, name: &str, depth: usize) -> Result<Spec, ProfileError> {
     if depth > MAX_CHAIN_DEPTH {
-        return Err(format!(
-            "source_profile chain deeper than {MAX_CHAIN_DEPTH} at {name:?}"
-        ));
+        return Err(ProfileError::ChainTooDeep(name.to_string()));
     }
     let profile = config
         .get("profiles")
@@ -155,7 +222,7 @@ fn cli_profile(config: &Value, name: &str, depth: usize) -> Result<Spec, String>
             ps.iter()
                 .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
         })
-        .ok_or_else(|| format!("no profile named {name:?}"))?;
+        .ok_or_else(|| ProfileError::NoSuchProfile(name.to_string()))?;
     let s = |k: &str| non_empty(profile.get(k).and_then(Value::as_str));
     // The CLI writes numbers, but hand-edited files sometimes quote them.
     let n = |k: &str| match profile.get(k) {
@@ -169,18 +236,22 @@ fn cli_profile(config: &Value, name: &str, depth: usize) -> Result<Spec, String>
         _ => None,
     };
     let mode = s("mode").unwrap_or_default();
-    let ctx = |e: String| format!("profile {name:?} (mode {mode}): {e}");
+    let ctx = |e| ProfileError::InProfile {
+        name: name.to_string(),
+        mode: mode.clone(),
+        source: Box::new(e),
+    };
     let spec = match mode.as_str() {
         "AK" => static_ak(s("access_key_id"), s("access_key_secret"), None),
         "StsToken" => {
-            let token = s("sts_token").ok_or("sts_token is empty".to_string());
+            let token = s("sts_token").ok_or(ProfileError::Empty("sts_token"));
             token.and_then(|t| static_ak(s("access_key_id"), s("access_key_secret"), Some(t)))
         }
         "RamRoleArn" | "ChainableRamRoleArn" => {
             let source = if mode == "RamRoleArn" {
                 static_ak(s("access_key_id"), s("access_key_secret"), None)
             } else {
-                let src = s("source_profile").ok_or("source_profile is empty".to_string());
+                let src = s("source_profile").ok_or(ProfileError::Empty("source_profile"));
                 src.and_then(|p| cli_profile(config, &p, depth + 1))
             };
             source.and_then(|source| {
@@ -210,24 +281,28 @@ fn cli_profile(config: &Value, name: &str, depth: usize) -> Result<Spec, String>
                     s("policy"),
                     None,
                 )?,
-                provider_arn: s("oidc_provider_arn").ok_or("oidc_provider_arn is empty")?,
+                provider_arn: s("oidc_provider_arn")
+                    .ok_or(ProfileError::Empty("oidc_provider_arn"))?,
                 token_file: s("oidc_token_file")
                     .map(PathBuf::from)
-                    .ok_or("oidc_token_file is empty")?,
+                    .ok_or(ProfileError::Empty("oidc_token_file"))?,
                 sts_region: s("sts_region"),
                 vpc: b("enable_vpc"),
             })
         })(),
-        other => Err(format!("mode {other:?} is not supported by sgpolicy")),
+        other => Err(ProfileError::UnsupportedMode(other.to_string())),
     };
     spec.map_err(ctx)
 }
 
+/// An INI file: key-value pairs by section.
+pub type Ini = BTreeMap<String, BTreeMap<String, String>>;
+
 /// INI as Python's configparser reads it for this file: `[section]`, `key = value` or `key: value`,
 /// `#`/`;` comment lines, and (like the SDK) anything after a `#` in a value dropped. Keys are
 /// case-insensitive.
-pub fn parse_ini(text: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, String> {
-    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+pub fn parse_ini(text: &str) -> Result<Ini, ProfileError> {
+    let mut out = Ini::new();
     let mut section: Option<String> = None;
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -237,18 +312,18 @@ pub fn parse_ini(text: &str) -> Result<BTreeMap<String, BTreeMap<String, String>
         if let Some(rest) = line.strip_prefix('[') {
             let name = rest
                 .strip_suffix(']')
-                .ok_or_else(|| format!("line {}: unterminated section header", i + 1))?;
+                .ok_or(ProfileError::UnterminatedSection { line: i + 1 })?;
             let name = name.trim().to_string();
             out.entry(name.clone()).or_default();
             section = Some(name);
             continue;
         }
         let Some(sec) = &section else {
-            return Err(format!("line {}: a key before any [section]", i + 1));
+            return Err(ProfileError::KeyBeforeSection { line: i + 1 });
         };
         let split = line
             .find(['=', ':'])
-            .ok_or_else(|| format!("line {}: expected key = value", i + 1))?;
+            .ok_or(ProfileError::NotKeyValue { line: i + 1 })?;
         let key = line[..split].trim().to_ascii_lowercase();
         let mut value = line[split + 1..].trim();
         if let Some(hash) = value.find('#') {
@@ -262,14 +337,18 @@ pub fn parse_ini(text: &str) -> Result<BTreeMap<String, BTreeMap<String, String>
 }
 
 /// The section for `profile` from a shared credentials file.
-pub fn parse_ini_profile(text: &str, section: &str) -> Result<Spec, String> {
+pub fn parse_ini_profile(text: &str, section: &str) -> Result<Spec, ProfileError> {
     let ini = parse_ini(text)?;
     let sec = ini
         .get(section)
-        .ok_or_else(|| format!("no [{section}] section"))?;
+        .ok_or_else(|| ProfileError::NoSection(section.to_string()))?;
     let s = |k: &str| non_empty(sec.get(k).map(String::as_str));
     let kind = s("type").unwrap_or_default();
-    let ctx = |e: String| format!("[{section}] (type {kind}): {e}");
+    let ctx = |e| ProfileError::InSection {
+        section: section.to_string(),
+        kind: kind.clone(),
+        source: Box::new(e),
+    };
     let spec = match kind.as_str() {
         "access_key" => static_ak(s("access_key_id"), s("access_key_secret"), None),
         "ram_role_arn" => {
@@ -297,10 +376,11 @@ pub fn parse_ini_profile(text: &str, section: &str) -> Result<Spec, String> {
                     s("policy"),
                     None,
                 )?,
-                provider_arn: s("oidc_provider_arn").ok_or("oidc_provider_arn is empty")?,
+                provider_arn: s("oidc_provider_arn")
+                    .ok_or(ProfileError::Empty("oidc_provider_arn"))?,
                 token_file: s("oidc_token_file_path")
                     .map(PathBuf::from)
-                    .ok_or("oidc_token_file_path is empty")?,
+                    .ok_or(ProfileError::Empty("oidc_token_file_path"))?,
                 sts_region: None,
                 vpc: None,
             })
@@ -308,7 +388,7 @@ pub fn parse_ini_profile(text: &str, section: &str) -> Result<Spec, String> {
         "ecs_ram_role" => Ok(Spec::EcsRamRole {
             role_name: s("role_name"),
         }),
-        other => Err(format!("type {other:?} is not supported")),
+        other => Err(ProfileError::UnsupportedType(other.to_string())),
     };
     spec.map_err(ctx)
 }
@@ -316,6 +396,7 @@ pub fn parse_ini_profile(text: &str, section: &str) -> Result<Spec, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::testing::message;
 
     const CONFIG: &str = r#"{
       "current": "ak",
@@ -367,6 +448,7 @@ mod tests {
         }
         assert!(parse_cli_config(CONFIG, Some("loop"))
             .unwrap_err()
+            .to_string()
             .contains("deeper"));
         assert!(matches!(
             parse_cli_config(CONFIG, Some("ecs")).unwrap().1,
@@ -379,23 +461,27 @@ mod tests {
         // Like the SDK: an explicit 0 is below STS's minimum, not "the default".
         assert!(parse_cli_config(CONFIG, Some("short"))
             .unwrap_err()
+            .to_string()
             .contains("900"));
         assert!(parse_cli_config(CONFIG, Some("sso"))
             .unwrap_err()
+            .to_string()
             .contains("not supported"));
         assert!(parse_cli_config(CONFIG, Some("nope"))
             .unwrap_err()
+            .to_string()
             .contains("no profile named"));
         assert!(parse_cli_config("{", None).is_err());
         assert!(parse_cli_config("{\"profiles\": []}", None)
             .unwrap_err()
+            .to_string()
             .contains("current"));
     }
 
     #[test]
     fn errors_never_show_the_secret() {
         let text = r#"{"current":"x","profiles":[{"name":"x","mode":"StsToken","access_key_id":"id","access_key_secret":"topsecret"}]}"#;
-        let e = parse_cli_config(text, None).unwrap_err();
+        let e = parse_cli_config(text, None).unwrap_err().to_string();
         assert!(e.contains("sts_token") && !e.contains("topsecret"), "{e}");
     }
 
@@ -450,12 +536,139 @@ type = rsa_key_pair
         );
         assert!(parse_ini_profile(INI, "bad")
             .unwrap_err()
+            .to_string()
             .contains("not supported"));
         assert!(parse_ini_profile(INI, "missing")
             .unwrap_err()
+            .to_string()
             .contains("no [missing]"));
         assert!(parse_ini("key = v").is_err());
         assert!(parse_ini("[x").is_err());
+    }
+
+    const BROKEN: &str = r#"{"current": "", "profiles": [
+        {"name": "nosecret", "mode": "AK", "access_key_id": "a"},
+        {"name": "notoken", "mode": "StsToken", "access_key_id": "a", "access_key_secret": "b"},
+        {"name": "noarn", "mode": "RamRoleArn", "access_key_id": "a", "access_key_secret": "b"},
+        {"name": "nosource", "mode": "ChainableRamRoleArn", "ram_role_arn": "acs:ram::1:role/r"},
+        {"name": "badsource", "mode": "ChainableRamRoleArn", "source_profile": "nosecret", "ram_role_arn": "acs:ram::1:role/r"},
+        {"name": "noprovider", "mode": "OIDC", "ram_role_arn": "acs:ram::1:role/r", "oidc_token_file": "/t"},
+        {"name": "nofile", "mode": "OIDC", "ram_role_arn": "acs:ram::1:role/r", "oidc_provider_arn": "p"},
+        {"name": "nomode"}
+      ]}"#;
+
+    /// The messages, word for word: the chain's report (and so the docs) quotes them.
+    #[test]
+    fn cli_config_messages_word_for_word() {
+        let e = |text: &str, wanted: Option<&str>| message(parse_cli_config(text, wanted));
+        assert_eq!(
+            e(BROKEN, None),
+            "no profile chosen (ALIBABA_CLOUD_PROFILE, --profile) and no \"current\""
+        );
+        assert_eq!(
+            e("{", None),
+            "not valid JSON: EOF while parsing an object at line 1 column 1"
+        );
+        assert_eq!(e(BROKEN, Some("nope")), "no profile named \"nope\"");
+        for (name, expected) in [
+            ("nosecret", "profile \"nosecret\" (mode AK): access_key_secret is empty"),
+            ("notoken", "profile \"notoken\" (mode StsToken): sts_token is empty"),
+            ("noarn", "profile \"noarn\" (mode RamRoleArn): the role ARN is empty"),
+            (
+                "nosource",
+                "profile \"nosource\" (mode ChainableRamRoleArn): source_profile is empty",
+            ),
+            (
+                "badsource",
+                "profile \"badsource\" (mode ChainableRamRoleArn): profile \"nosecret\" (mode AK): access_key_secret is empty",
+            ),
+            (
+                "noprovider",
+                "profile \"noprovider\" (mode OIDC): oidc_provider_arn is empty",
+            ),
+            ("nofile", "profile \"nofile\" (mode OIDC): oidc_token_file is empty"),
+            ("nomode", "profile \"nomode\" (mode ): mode \"\" is not supported by sgpolicy"),
+        ] {
+            assert_eq!(e(BROKEN, Some(name)), expected);
+        }
+        assert_eq!(
+            e(CONFIG, Some("short")),
+            "profile \"short\" (mode RamRoleArn): session duration 0s is below STS's minimum of 900s"
+        );
+        assert_eq!(
+            e(CONFIG, Some("sso")),
+            "profile \"sso\" (mode CloudSSO): mode \"CloudSSO\" is not supported by sgpolicy"
+        );
+        let looped = "profile \"loop\" (mode ChainableRamRoleArn): ".repeat(MAX_CHAIN_DEPTH + 1)
+            + "source_profile chain deeper than 8 at \"loop\"";
+        assert_eq!(e(CONFIG, Some("loop")), looped);
+    }
+
+    #[test]
+    fn ini_messages_word_for_word() {
+        assert_eq!(
+            message(parse_ini("key = v")),
+            "line 1: a key before any [section]"
+        );
+        assert_eq!(
+            message(parse_ini("# c\n[x")),
+            "line 2: unterminated section header"
+        );
+        assert_eq!(
+            message(parse_ini("[x]\nno separator")),
+            "line 2: expected key = value"
+        );
+        assert_eq!(
+            message(parse_ini_profile("[x]\n[y", "x")),
+            "line 2: unterminated section header"
+        );
+        assert_eq!(
+            message(parse_ini_profile(INI, "missing")),
+            "no [missing] section"
+        );
+        assert_eq!(
+            message(parse_ini_profile(INI, "bad")),
+            "[bad] (type rsa_key_pair): type \"rsa_key_pair\" is not supported"
+        );
+        let e = |section: &str| {
+            message(parse_ini_profile(
+                "[a]\ntype = access_key\naccess_key_secret = s\n\
+                 [r]\ntype = ram_role_arn\naccess_key_id = a\naccess_key_secret = b\n\
+                 [o]\ntype = oidc_role_arn\nrole_arn = acs:ram::1:role/r\noidc_provider_arn = p\n\
+                 [n]\nrole_arn = x\n",
+                section,
+            ))
+        };
+        assert_eq!(e("a"), "[a] (type access_key): access_key_id is empty");
+        assert_eq!(e("r"), "[r] (type ram_role_arn): the role ARN is empty");
+        assert_eq!(
+            e("o"),
+            "[o] (type oidc_role_arn): oidc_token_file_path is empty"
+        );
+        assert_eq!(e("n"), "[n] (type ): type \"\" is not supported");
+    }
+
+    #[test]
+    fn file_messages_word_for_word() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        assert_eq!(
+            message(read_credential_file(&missing)),
+            format!(
+                "{}: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
+        assert_eq!(
+            message(read_credential_file(dir.path())),
+            format!("{} is not a file", dir.path().display())
+        );
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'#'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        assert_eq!(
+            message(read_credential_file(&big)),
+            format!("{} is larger than 1048576 bytes", big.display())
+        );
     }
 
     #[cfg(unix)]

@@ -6,6 +6,8 @@
 //! SDK's prefetch). A failed refresh keeps the old credentials while they are valid, is logged and is
 //! visible in [`RefreshStatus`]; credentials within `safety` of their expiry are never handed out.
 
+use super::error::Error;
+use super::sts::BadExpiration;
 use crate::ecs::credentials::{CredentialError, CredentialSource, Credentials};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -27,7 +29,7 @@ impl Temporary {
         secret: Option<String>,
         token: Option<String>,
         expiration: Option<String>,
-    ) -> Option<Result<Temporary, String>> {
+    ) -> Option<Result<Temporary, BadExpiration>> {
         let (id, secret, token, exp) = (id?, secret?, token?, expiration?);
         Some(
             super::sts::parse_expiration(&exp).map(|expiration| Temporary {
@@ -43,7 +45,7 @@ impl Temporary {
 }
 
 /// One fetch of fresh temporary credentials; the error is already safe to print.
-pub type FetchFn = Arc<dyn Fn() -> BoxFuture<'static, Result<Temporary, String>> + Send + Sync>;
+pub type FetchFn = Arc<dyn Fn() -> BoxFuture<'static, Result<Temporary, Error>> + Send + Sync>;
 
 /// When to refresh and what counts as too close to expiry.
 #[derive(Clone, Copy, Debug)]
@@ -115,15 +117,14 @@ impl Refreshing {
         provider: impl Into<String>,
         fetch: FetchFn,
         policy: RefreshPolicy,
-    ) -> Result<Arc<Refreshing>, String> {
+    ) -> Result<Arc<Refreshing>, Error> {
         let provider = provider.into();
         let first = fetch().await?;
         let now = Utc::now();
         if !usable(&first, now, policy.safety) {
-            return Err(format!(
-                "the credentials received expire at {}, too soon to use",
-                first.expiration.format("%Y-%m-%dT%H:%M:%SZ")
-            ));
+            return Err(Error::ExpiresTooSoon {
+                expiration: first.expiration,
+            });
         }
         let status = RefreshStatus {
             provider,
@@ -192,11 +193,9 @@ impl Refreshing {
     fn install(&self, fresh: Temporary) {
         let now = Utc::now();
         if !usable(&fresh, now, self.policy.safety) {
-            let msg = format!(
-                "the refreshed credentials expire at {}, too soon to use",
-                fresh.expiration.format("%Y-%m-%dT%H:%M:%SZ")
-            );
-            self.fail(msg);
+            self.fail(&Error::RefreshedExpiresTooSoon {
+                expiration: fresh.expiration,
+            });
             return;
         }
         self.write(|s| {
@@ -211,10 +210,10 @@ impl Refreshing {
         tracing::debug!(provider = %st.provider, expiration = st.expiration_unix, "credentials refreshed");
     }
 
-    fn fail(&self, error: String) {
+    fn fail(&self, error: &Error) {
         let (provider, failures, exp) = self.write(|s| {
             s.status.consecutive_failures += 1;
-            s.status.last_error = Some(error.clone());
+            s.status.last_error = Some(error.to_string());
             (
                 s.status.provider.clone(),
                 s.status.consecutive_failures,
@@ -250,7 +249,7 @@ async fn refresh_loop(me: Weak<Refreshing>, fetch: FetchFn) {
         let Some(r) = me.upgrade() else { return };
         match result {
             Ok(fresh) => r.install(fresh),
-            Err(e) => r.fail(e),
+            Err(e) => r.fail(&e),
         }
     }
 }
@@ -286,6 +285,7 @@ impl CredentialSource for Arc<Refreshing> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::testing::message;
     use crate::ecs::credentials::Secret;
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -369,7 +369,9 @@ mod tests {
                 if n == 1 || n == 2 {
                     Ok(temp(n, chrono::Duration::seconds(5)))
                 } else {
-                    Err(format!("sts down (attempt {n})"))
+                    Err(Error::SourceCredentials(CredentialError::Unavailable(
+                        format!("sts down (attempt {n})"),
+                    )))
                 }
             })
         });
@@ -418,6 +420,38 @@ mod tests {
             .await
             .err()
             .unwrap();
-        assert!(e.contains("too soon"), "{e}");
+        assert!(e.to_string().contains("too soon"), "{e}");
+    }
+
+    fn at_2020(n: u64) -> Temporary {
+        Temporary {
+            expiration: DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            ..temp(n, chrono::Duration::zero())
+        }
+    }
+
+    /// The messages, word for word.
+    #[tokio::test]
+    async fn messages_word_for_word() {
+        let fetch: FetchFn = Arc::new(|| Box::pin(async { Ok(at_2020(1)) }));
+        assert_eq!(
+            message(Refreshing::start("test", fetch, fast()).await),
+            "the credentials received expire at 2020-01-01T00:00:00Z, too soon to use"
+        );
+        let fetch: FetchFn =
+            Arc::new(|| Box::pin(async { Ok(temp(1, chrono::Duration::hours(1))) }));
+        let r = Refreshing::start("test", fetch, RefreshPolicy::default())
+            .await
+            .unwrap();
+        r.install(at_2020(2));
+        let st = r.status();
+        assert_eq!(
+            st.last_error.as_deref(),
+            Some("the refreshed credentials expire at 2020-01-01T00:00:00Z, too soon to use")
+        );
+        assert_eq!((st.consecutive_failures, st.refreshes), (1, 1));
+        assert_eq!(r.current().unwrap().access_key_id, "STS.1");
     }
 }

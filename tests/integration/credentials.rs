@@ -660,7 +660,8 @@ async fn assume_role_with_a_wrong_source_secret_fails_without_echoing_it() {
     opts.sts_endpoint = Some(fake.url.clone());
     let e = chain::build(&role_spec("LTAIsrc", "wrong-secret-123"), "", &opts)
         .await
-        .expect_err("bad signature");
+        .expect_err("bad signature")
+        .to_string();
     assert!(e.contains("SignatureDoesNotMatch"), "{e}");
     assert!(!e.contains("wrong-secret-123"), "{e}");
     assert_eq!(fake.sts_calls()[0].signature_ok, Some(false));
@@ -873,7 +874,11 @@ async fn other_accounts_are_assumed_once_each_with_the_chains_identity_and_exter
     // A failed AssumeRole is reported and not cached: the next attempt calls STS again.
     fake.with(|s| s.sts_down = true);
     let other = AccountRef::new("acs:ram::3333333333333333:role/sgpolicy", None).expect("arn");
-    let e = accounts.session(&other).await.expect_err("sts down");
+    let e = accounts
+        .session(&other)
+        .await
+        .expect_err("sts down")
+        .to_string();
     assert!(
         e.contains("InternalError") && e.contains("3333333333333333"),
         "{e}"
