@@ -6,6 +6,7 @@
 use crate::harness::*;
 use serde_json::{json, Value};
 use sgpolicy_sim::Policy;
+use sgpolicy_sim::Policy::{Accept, Drop};
 use std::collections::BTreeSet;
 
 const HZ: &str = "cn-hangzhou";
@@ -15,51 +16,42 @@ const EXTERNAL_ID: &str = "ext-5150-confidential";
 
 /// The chain's key lives in the simulator's default account; PROD and STAGING are reached by roles.
 /// `sg-shared` exists in all three accounts, drifted in each relative to the files below.
-fn seed_yaml() -> String {
-    format!(
-        "accessKeys:\n  - id: testid\n    secret: testsecret\n\
-         roles:\n  - arn: acs:ram::{PROD}:role/sgpolicy\n    externalId: {EXTERNAL_ID}\n\
-         \x20 - arn: acs:ram::{STAGING}:role/sgpolicy\n\
-         securityGroups:\n\
-         \x20 - {{id: sg-shared, region: {HZ}, innerAccessPolicy: Accept}}\n\
-         \x20 - {{id: sg-own-2, region: {HZ}, innerAccessPolicy: Accept}}\n\
-         \x20 - {{id: sg-shared, region: {HZ}, innerAccessPolicy: Accept, account: \"{PROD}\"}}\n\
-         \x20 - {{id: sg-prod-2, region: {HZ}, innerAccessPolicy: Accept, account: \"{PROD}\"}}\n\
-         \x20 - {{id: sg-shared, region: {HZ}, innerAccessPolicy: Drop, account: \"{STAGING}\"}}\n"
-    )
-}
-
-fn account_file(account: &str, external_id: Option<&str>, groups: &[(&str, &str)]) -> String {
-    let mut s = format!("account:\n  roleArn: acs:ram::{account}:role/sgpolicy\n");
-    if let Some(e) = external_id {
-        s += &format!("  externalId: {e}\n");
-    }
-    s += &format!("region: {HZ}\ngroups:\n");
-    for (id, policy) in groups {
-        s += &format!("  - id: {id}\n    innerAccessPolicy: {policy}\n");
-    }
-    s
+fn three_accounts() -> Seed {
+    Seed::new()
+        .role_with_external_id(&role_arn(PROD), EXTERNAL_ID)
+        .role(&role_arn(STAGING))
+        .groups(HZ, ["sg-shared", "sg-own-2"], Accept)
+        .group(HZ, "sg-shared", Accept)
+        .in_account(PROD)
+        .group(HZ, "sg-prod-2", Accept)
+        .in_account(PROD)
+        .group(HZ, "sg-shared", Drop)
+        .in_account(STAGING)
 }
 
 fn folder(prod_external_id: &str) -> Folder {
-    Folder::with(&[
-        (
+    Folder::new()
+        .file(
             "own.yaml",
-            "region: cn-hangzhou\ngroups:\n  - {id: sg-shared, innerAccessPolicy: Drop}\n  - {id: sg-own-2, innerAccessPolicy: Drop}\n",
-        ),
-        (
+            PolicyFile::in_region(HZ)
+                .groups(["sg-shared", "sg-own-2"], Drop)
+                .yaml(),
+        )
+        .file(
             "prod.yaml",
-            &account_file(
-                PROD,
-                Some(prod_external_id),
-                &[("sg-shared", "Drop"), ("sg-prod-2", "Drop")],
-            ),
-        ),
-        (
+            PolicyFile::in_region(HZ)
+                .assuming_role(&role_arn(PROD))
+                .external_id(prod_external_id)
+                .groups(["sg-shared", "sg-prod-2"], Drop)
+                .yaml(),
+        )
+        .file(
             "staging.yaml",
-            &account_file(STAGING, None, &[("sg-shared", "Accept")]),
-        ),
-    ])
+            PolicyFile::in_region(HZ)
+                .assuming_role(&role_arn(STAGING))
+                .group("sg-shared", Accept)
+                .yaml(),
+        )
 }
 
 /// `once` with STS pointed at the simulator as well.
@@ -96,7 +88,7 @@ fn outcome_of(run: &Run, account: &str, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_account_is_reconciled_with_its_own_assumed_role() {
-    let sim = Sim::start(&seed_yaml()).await;
+    let sim = Sim::start(&three_accounts()).await;
     let folder = folder(EXTERNAL_ID);
     // STAGING's sg-shared goes Drop -> Accept: an opening, which needs --allow-open.
     let run = once_with_sts(&sim, &folder, &["--allow-open"]).await;
@@ -161,7 +153,7 @@ async fn each_account_is_reconciled_with_its_own_assumed_role() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plan_shows_the_account_of_each_change() {
-    let sim = Sim::start(&seed_yaml()).await;
+    let sim = Sim::start(&three_accounts()).await;
     let folder = folder(EXTERNAL_ID);
     let dir = folder.path().to_str().expect("utf-8").to_string();
     let run = run(
@@ -188,7 +180,7 @@ async fn a_plan_shows_the_account_of_each_change() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_whose_role_cannot_be_assumed_fails_only_its_own_groups() {
-    let sim = Sim::start(&seed_yaml()).await;
+    let sim = Sim::start(&three_accounts()).await;
     let folder = folder("not-the-external-id");
     let run = once_with_sts(&sim, &folder, &["--allow-open"]).await;
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
@@ -218,7 +210,7 @@ async fn an_account_whose_role_cannot_be_assumed_fails_only_its_own_groups() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fatal_error_in_one_account_stops_only_that_account() {
-    let sim = Sim::start(&seed_yaml()).await;
+    let sim = Sim::start(&three_accounts()).await;
     // Two drifted groups in the chain's account and two in PROD; STAGING is left out.
     let folder = folder(EXTERNAL_ID);
     std::fs::remove_file(folder.path().join("staging.yaml")).expect("rm");
@@ -289,7 +281,7 @@ fn policy_in(sim: &Sim, account: &str, id: &str) -> Policy {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn assumed_sessions_and_external_ids_never_reach_the_output_at_trace_level() {
-    let sim = Sim::start(&seed_yaml()).await;
+    let sim = Sim::start(&three_accounts()).await;
     let folder = folder(EXTERNAL_ID);
     let dir = folder.path().to_str().expect("utf-8").to_string();
     let run = run(

@@ -8,6 +8,7 @@
 //! (verify_reads is 1 when ECS shows the new policy at once, as the simulator does.)
 
 use crate::harness::*;
+use sgpolicy_sim::Policy::{Accept, Drop};
 use std::collections::BTreeMap;
 
 /// (region, declared groups that exist, of which drifted, missing, enterprise-and-different)
@@ -17,32 +18,25 @@ const LAYOUT: [(&str, usize, usize, usize, usize); 3] = [
     ("ap-southeast-1", 20, 2, 0, 0),
 ];
 
-fn fleet() -> (String, Folder) {
-    let mut rows: Vec<(String, String, &str, &str)> = Vec::new();
-    let mut yaml = String::from("groups:\n");
+fn fleet() -> (Seed, Folder) {
+    let mut seed = Seed::new();
+    let mut file = PolicyFile::new();
     for (region, n, drifted, missing, enterprise) in LAYOUT {
         for i in 0..n {
             let id = format!("sg-{region}-{i:04}");
-            let policy = if i < drifted { "Accept" } else { "Drop" };
-            rows.push((region.to_string(), id.clone(), policy, ""));
-            yaml += &format!("  - {{id: {id}, region: {region}, innerAccessPolicy: Drop}}\n");
+            seed = seed.group(region, &id, if i < drifted { Accept } else { Drop });
+            file = file.group_in_region(region, &id, Drop);
         }
         for i in 0..missing {
-            yaml += &format!(
-                "  - {{id: sg-{region}-missing-{i}, region: {region}, innerAccessPolicy: Drop}}\n"
-            );
+            file = file.group_in_region(region, &format!("sg-{region}-missing-{i}"), Drop);
         }
         for i in 0..enterprise {
             let id = format!("sg-{region}-ent-{i}");
-            rows.push((region.to_string(), id.clone(), "Accept", "type: enterprise"));
-            yaml += &format!("  - {{id: {id}, region: {region}, innerAccessPolicy: Drop}}\n");
+            seed = seed.group(region, &id, Accept).enterprise();
+            file = file.group_in_region(region, &id, Drop);
         }
     }
-    let refs: Vec<(&str, &str, &str, &str)> = rows
-        .iter()
-        .map(|(r, i, p, e)| (r.as_str(), i.as_str(), *p, *e))
-        .collect();
-    (seed(&refs), Folder::with(&[("fleet.yaml", &yaml)]))
+    (seed, Folder::new().file("fleet.yaml", file.yaml()))
 }
 
 fn expected(writes_done: bool) -> BTreeMap<String, u64> {

@@ -2,6 +2,7 @@
 //! INI file, ECS instance role), refresh and its failure, the "nothing found" report, and a full pass at
 //! `RUST_LOG=trace` whose output must not contain any secret, token or signature.
 
+use crate::daemon::{wait_policy, Daemon};
 use crate::fakes::{recording_proxy, Fake, FakeState};
 use crate::harness::*;
 use sgpolicy::credentials::chain::{self, ChainOptions};
@@ -10,30 +11,25 @@ use sgpolicy::credentials::refresh::RefreshPolicy;
 use sgpolicy::credentials::sts::RoleRequest;
 use sgpolicy::ecs::credentials::{CredentialSource, Credentials, Secret};
 use sgpolicy_sim::Policy;
+use sgpolicy_sim::Policy::{Accept, Drop};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const HZ: &str = "cn-hangzhou";
 
-/// A simulator account with these keys `(id, secret, security token)` and one drifted group.
-fn seed_keys(keys: &[(&str, &str, Option<&str>)]) -> String {
-    let mut s = String::from("accessKeys:\n");
-    for (id, secret, token) in keys {
-        s += &format!("  - id: '{id}'\n    secret: '{secret}'\n");
-        if let Some(t) = token {
-            s += &format!("    securityToken: '{t}'\n");
-        }
-    }
-    s += "securityGroups:\n  - id: sg-a\n    region: cn-hangzhou\n    innerAccessPolicy: Accept\n";
-    s
+/// A simulator account with one drifted group, sg-a, and no key yet: each test adds the keys it
+/// signs with.
+fn drifted_a() -> Seed {
+    Seed::without_keys().group(HZ, "sg-a", Accept)
 }
 
+/// The folder that wants sg-a at Drop.
 fn drop_a() -> Folder {
-    Folder::with(&[(
+    Folder::new().file(
         "a.yaml",
-        "groups:\n  - {id: sg-a, region: cn-hangzhou, innerAccessPolicy: Drop}\n",
-    )])
+        PolicyFile::new().group_in_region(HZ, "sg-a", Drop).yaml(),
+    )
 }
 
 /// Runs one pass with the harness's test key removed and `env` applied on top.
@@ -120,7 +116,7 @@ fn lib_opts(env: &[(&str, &str)]) -> ChainOptions {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn env_credentials_with_an_sts_token_sign_every_call() {
-    let sim = Sim::start(&seed_keys(&[("STS.env", "env-secret", Some("env-token"))])).await;
+    let sim = Sim::start(&drifted_a().sts_key("STS.env", "env-secret", "env-token")).await;
     let folder = drop_a();
     let env = [
         ("ALIBABA_CLOUD_ACCESS_KEY_ID", Some("STS.env")),
@@ -156,7 +152,7 @@ async fn oidc_rrsa_assumes_the_role_unsigned_and_leaks_nothing_at_trace_level() 
         ..FakeState::default()
     })
     .await;
-    let sim = Sim::start(&seed_keys(&[(issued.0, issued.1, Some(issued.2))])).await;
+    let sim = Sim::start(&drifted_a().sts_key(issued.0, issued.1, issued.2)).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let token_file = tmp.path().join("token");
     write_file(&token_file, "eyJhbGciOiJSUzI1NiJ9.jwt-payload-1.sig", 0o600);
@@ -240,21 +236,17 @@ async fn oidc_token_file_is_reread_on_every_refresh() {
     // Kubernetes rotates the projected token; the old one stops working.
     write_file(&token_file, "jwt-two", 0o600);
     fake.with(|s| s.oidc_token = Some("jwt-two".into()));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually("a refresh with the new token", DEADLINE, || async {
         let c = resolved
             .current()
             .expect("never without credentials while refresh works");
         if c.access_key_id != "STS.1" {
-            break;
+            Ok(())
+        } else {
+            Err(format!("still STS.1; {:?}", resolved.status()))
         }
-        assert!(
-            Instant::now() < deadline,
-            "no refresh: {:?}",
-            resolved.status()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let calls = fake.sts_calls();
     let last = calls.last().expect("calls");
     assert_eq!(last.params["OIDCToken"], "jwt-two");
@@ -275,7 +267,7 @@ async fn cli_profile_ram_role_arn_assumes_the_role_with_a_signed_request() {
         ..FakeState::default()
     })
     .await;
-    let sim = Sim::start(&seed_keys(&[(issued.0, issued.1, Some(issued.2))])).await;
+    let sim = Sim::start(&drifted_a().sts_key(issued.0, issued.1, issued.2)).await;
     let home = home_with_cli_config(
         r#"{"current": "role", "profiles": [
             {"name": "role", "mode": "RamRoleArn", "access_key_id": "LTAIsource",
@@ -341,10 +333,11 @@ async fn cli_profile_ram_role_arn_assumes_the_role_with_a_signed_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cli_profile_is_chosen_by_current_env_and_flag_and_loose_files_warn() {
-    let sim = Sim::start(&seed_keys(&[
-        ("LTAIa", "secret-a", None),
-        ("STS.b", "secret-b", Some("token-b")),
-    ]))
+    let sim = Sim::start(
+        &drifted_a()
+            .key("LTAIa", "secret-a")
+            .sts_key("STS.b", "secret-b", "token-b"),
+    )
     .await;
     let home = home_with_cli_config(
         r#"{"current": "a", "profiles": [
@@ -393,10 +386,11 @@ async fn cli_profile_is_chosen_by_current_env_and_flag_and_loose_files_warn() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shared_ini_file_by_env_path_or_home_and_section() {
-    let sim = Sim::start(&seed_keys(&[
-        ("LTAIini1", "ini-secret-1", None),
-        ("LTAIini2", "ini-secret-2", None),
-    ]))
+    let sim = Sim::start(
+        &drifted_a()
+            .key("LTAIini1", "ini-secret-1")
+            .key("LTAIini2", "ini-secret-2"),
+    )
     .await;
     let folder = drop_a();
     let ini = "[default]\ntype = access_key\naccess_key_id = LTAIini1\naccess_key_secret = ini-secret-1\n\n[other]\ntype = access_key\naccess_key_id = LTAIini2\naccess_key_secret = ini-secret-2\n";
@@ -460,7 +454,7 @@ async fn ecs_instance_role_through_imdsv2() {
         ..FakeState::default()
     })
     .await;
-    let sim = Sim::start(&seed_keys(&[(issued.0, issued.1, Some(issued.2))])).await;
+    let sim = Sim::start(&drifted_a().sts_key(issued.0, issued.1, issued.2)).await;
     let home = tempfile::tempdir().expect("tempdir");
     let folder = drop_a();
     let r = pass(
@@ -540,7 +534,7 @@ async fn imdsv1_fallback_unless_disabled_and_role_name_from_env() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_found_exits_1_listing_every_link_and_why() {
-    let sim = Sim::start(&seed_keys(&[("testid", "testsecret", None)])).await;
+    let sim = Sim::start(&drifted_a().key("testid", "testsecret")).await;
     let home = tempfile::tempdir().expect("tempdir");
     let folder = drop_a();
     let r = pass(&sim, &folder, &[], &[("HOME", home.path().to_str())]).await;
@@ -598,29 +592,31 @@ async fn refresh_ahead_of_expiry_then_failure_keeps_old_credentials_until_they_e
         .await
         .expect("assumes");
     assert_eq!(r.provider, "ram_role_arn/static_ak");
-    let deadline = Instant::now() + Duration::from_secs(30);
     // Refreshed in the background before expiry: the pass never sees an error or an expired key.
-    loop {
+    eventually("a refresh ahead of expiry", DEADLINE, || async {
         let c = r.current().expect("valid credentials throughout");
         let st = r.status().expect("status");
         assert!(chrono::Utc::now().timestamp() < st.expiration_unix);
         if c.access_key_id == "STS.2" {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{} in use; {st:?}", c.access_key_id))
         }
-        assert!(Instant::now() < deadline, "no refresh: {st:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     // STS goes down: STS.2 stays in use while valid, the failure is reported, and after expiry the
     // source refuses instead of handing out an expired token.
     fake.with(|s| s.sts_down = true);
-    let err = loop {
+    let err = eventually("the credentials to expire", DEADLINE, || async {
         match r.current() {
-            Ok(c) => assert_eq!(c.access_key_id, "STS.2"),
-            Err(e) => break e.to_string(),
+            Ok(c) => {
+                assert_eq!(c.access_key_id, "STS.2");
+                Err(format!("STS.2 still handed out; {:?}", r.status()))
+            }
+            Err(e) => Ok(e.to_string()),
         }
-        assert!(Instant::now() < deadline, "never expired: {:?}", r.status());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     let st = r.status().expect("status");
     assert!(st.consecutive_failures >= 1, "{st:?}");
     assert!(
@@ -691,7 +687,7 @@ fn signatures_in(raw: &[u8]) -> Vec<String> {
 async fn a_full_pass_at_trace_level_never_prints_a_secret_token_or_signature() {
     let secret = "trace-secret-Zq9Kp";
     let token = "CAIS+trace/token=Xy7Wv";
-    let sim = Sim::start(&seed_keys(&[("STS.trace", secret, Some(token))])).await;
+    let sim = Sim::start(&drifted_a().sts_key("STS.trace", secret, token)).await;
     let (proxy, seen) = recording_proxy(&sim.url).await;
     let folder = drop_a();
     let env = [
@@ -955,7 +951,7 @@ async fn profile_modes_reach_the_metadata_service_and_sts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn endpoint_flags_are_validated_before_anything_runs() {
-    let sim = Sim::start(&seed_keys(&[("testid", "testsecret", None)])).await;
+    let sim = Sim::start(&drifted_a().key("testid", "testsecret")).await;
     let folder = drop_a();
     let r = pass(&sim, &folder, &["--sts-endpoint", "http://192.0.2.1/"], &[]).await;
     assert_eq!(r.code, 64, "{}", r.stderr);
@@ -979,7 +975,6 @@ async fn endpoint_flags_are_validated_before_anything_runs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daemon_uses_the_chain_and_exports_credential_refresh_health() {
-    use tokio::io::AsyncBufReadExt;
     let issued = ("STS.daemon", "daemon-secret-r4", "daemon-token-t5");
     let fake = Fake::start(FakeState {
         oidc_token: Some("jwt-daemon".into()),
@@ -987,13 +982,13 @@ async fn the_daemon_uses_the_chain_and_exports_credential_refresh_health() {
         ..FakeState::default()
     })
     .await;
-    let sim = Sim::start(&seed_keys(&[(issued.0, issued.1, Some(issued.2))])).await;
+    let sim = Sim::start(&drifted_a().sts_key(issued.0, issued.1, issued.2)).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let token_file = tmp.path().join("token");
     write_file(&token_file, "jwt-daemon", 0o600);
     let folder = drop_a();
-    let mut child = tokio::process::Command::new(BIN)
-        .arg("--policies")
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.arg("--policies")
         .arg(folder.path())
         .args(["--metrics-addr", "127.0.0.1:0"])
         .env_clear()
@@ -1007,43 +1002,12 @@ async fn the_daemon_uses_the_chain_and_exports_credential_refresh_health() {
         )
         .env("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &token_file)
         .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "sgpolicy=debug")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn daemon");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let url = loop {
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("daemon logs")
-            .expect("read stderr")
-            .expect("daemon still running");
-        if let Some(rest) = line.split("serving /metrics").nth(1) {
-            let addr = rest
-                .split("http://")
-                .nth(1)
-                .and_then(|a| a.split(|c: char| c.is_whitespace() || c == '"').next())
-                .expect("address");
-            break format!("http://{addr}/metrics");
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .env("RUST_LOG", "sgpolicy=debug");
+    let d = Daemon::spawn(cmd).await;
     // The start-up pass fixes the drift with the STS credentials from AssumeRoleWithOIDC.
-    while sim.policy(HZ, "sg-a") != Policy::Drop {
-        assert!(Instant::now() < deadline, "no pass: {:?}", sim.calls());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_policy(&sim, "sg-a", Policy::Drop, &d).await;
     assert_eq!(key_ids(&sim), [issued.0]);
-    let text = reqwest::get(&url)
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
+    let (_, text) = d.get("/metrics").await;
     let expiry = text
         .lines()
         .find(|l| {
@@ -1063,5 +1027,4 @@ async fn the_daemon_uses_the_chain_and_exports_credential_refresh_health() {
         text.contains("sgpolicy_credentials_refresh_failures{provider=\"oidc_role_arn\"} 0"),
         "{text}"
     );
-    child.kill().await.expect("kill");
 }

@@ -6,6 +6,7 @@
 use crate::harness::*;
 use serde_json::{json, Value};
 use sgpolicy_sim::Policy;
+use sgpolicy_sim::Policy::{Accept, Drop};
 use std::collections::BTreeMap;
 
 const REGIONS: [&str; 3] = ["cn-hangzhou", "cn-shanghai", "eu-central-1"];
@@ -17,30 +18,20 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn new(n: usize, drift_every: usize) -> (Fleet, String) {
+    fn new(n: usize, drift_every: usize) -> (Fleet, Seed) {
         let groups: Vec<(String, String, bool)> = (0..n)
             .map(|i| {
                 let region = REGIONS[i % REGIONS.len()].to_string();
                 (region, format!("sg-fleet-{i:05}"), i % drift_every == 0)
             })
             .collect();
-        let rows: Vec<(&str, &str, &str, &str)> = groups
-            .iter()
-            .map(|(r, id, drift)| {
-                (
-                    r.as_str(),
-                    id.as_str(),
-                    if *drift { "Accept" } else { "Drop" },
-                    "",
-                )
-            })
-            .collect();
-        let seed = seed(&rows);
-        let mut yaml = String::from("groups:\n");
-        for (region, id, _) in &groups {
-            yaml += &format!("  - id: {id}\n    region: {region}\n    innerAccessPolicy: Drop\n");
+        let mut seed = Seed::new();
+        let mut file = PolicyFile::new();
+        for (region, id, drift) in &groups {
+            seed = seed.group(region, id, if *drift { Accept } else { Drop });
+            file = file.group_in_region(region, id, Drop);
         }
-        let folder = Folder::with(&[("fleet.yaml", &yaml)]);
+        let folder = Folder::new().file("fleet.yaml", file.yaml());
         (Fleet { groups, folder }, seed)
     }
 
@@ -232,11 +223,7 @@ async fn throttled_calls_do_not_use_up_the_retry_attempts() {
     use std::sync::Arc;
 
     let ids: Vec<String> = (0..8).map(|i| format!("sg-t-{i}")).collect();
-    let rows: Vec<(&str, &str, &str, &str)> = ids
-        .iter()
-        .map(|id| ("cn-hangzhou", id.as_str(), "Accept", ""))
-        .collect();
-    let sim = Sim::start(&seed(&rows)).await;
+    let sim = Sim::start(&Seed::new().groups("cn-hangzhou", &ids, Accept)).await;
     sim.faults(json!({"throttle": {"ModifySecurityGroupPolicy": {"perSecond": 2}}}))
         .await;
     // Two attempts only: if throttled answers counted as attempts, most of these writes would fail.

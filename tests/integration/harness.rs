@@ -1,15 +1,21 @@
-//! Test fixtures: a simulator on 127.0.0.1:0, policy folders on disk, and the binary run as a user would.
+//! Test fixtures: a simulator on 127.0.0.1:0, policy folders on disk, the binary run as a user would,
+//! and [`eventually`], the one way a test waits for something. The fixtures' contents are built with
+//! [`Seed`] and [`PolicyFile`] (`builders.rs`).
 //!
 //! What the simulated cloud holds is read and set in the simulator's own vocabulary
 //! (`sgpolicy_sim::Policy`), not the agent's: the two crates share no types.
 
 #![allow(dead_code)]
 
+pub use crate::builders::*;
 use serde_json::Value;
 use sgpolicy_sim::Policy;
-use sgpolicy_sim::{CallRecord, Seed, Simulator};
+use sgpolicy_sim::{CallRecord, Simulator};
+use std::fmt::Display;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sgpolicy");
 
@@ -20,8 +26,14 @@ pub struct Sim {
 }
 
 impl Sim {
-    pub async fn start(seed_yaml: &str) -> Sim {
-        let seed = Seed::from_yaml(seed_yaml).expect("seed parses");
+    /// A simulator holding `seed`, which goes through the seed YAML as `sgpolicy sim --seed` does.
+    pub async fn start(seed: &Seed) -> Sim {
+        Sim::start_yaml(&seed.yaml()).await
+    }
+
+    /// A simulator holding the state this seed YAML describes.
+    pub async fn start_yaml(seed_yaml: &str) -> Sim {
+        let seed = sgpolicy_sim::Seed::from_yaml(seed_yaml).expect("seed parses");
         let sim = Simulator::new(seed);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -66,20 +78,6 @@ impl Sim {
     }
 }
 
-/// A seed with the test keys and the given groups `(region, id, policy, extra yaml fields)`.
-pub fn seed(groups: &[(&str, &str, &str, &str)]) -> String {
-    let mut s = String::from(
-        "accessKeys:\n  - id: testid\n    secret: testsecret\n  - id: otherid\n    secret: othersecret\nsecurityGroups:\n",
-    );
-    for (region, id, policy, extra) in groups {
-        s += &format!("  - id: {id}\n    region: {region}\n    innerAccessPolicy: {policy}\n");
-        for line in extra.lines().filter(|l| !l.trim().is_empty()) {
-            s += &format!("    {}\n", line.trim());
-        }
-    }
-    s
-}
-
 /// A policy folder in a temporary directory.
 pub struct Folder {
     pub dir: tempfile::TempDir,
@@ -98,6 +96,12 @@ impl Folder {
             f.write(name, text);
         }
         f
+    }
+
+    /// The folder with one more file, `name` (which may contain subfolders) holding `text`.
+    pub fn file(self, name: &str, text: impl AsRef<str>) -> Folder {
+        self.write(name, text.as_ref());
+        self
     }
 
     pub fn write(&self, name: &str, text: &str) {
@@ -180,4 +184,81 @@ pub async fn once(sim: &Sim, folder: &Folder, extra: &[&str]) -> Run {
     let mut args = vec!["--policies", dir.as_str(), "--once", "--output", "json"];
     args.extend_from_slice(extra);
     run(sim, &args, &[]).await
+}
+
+/// How long [`eventually`] waits before giving up. Generous: the tests run on loaded 2-core machines,
+/// and no test asserts on how long anything took.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// How often [`eventually`] looks.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// Waits until `condition` holds and returns what it found: the condition is polled every 20 ms and
+/// answers `Ok(found)` once it holds, or `Err(seen)`, what it saw instead. When `deadline` passes
+/// first, the test panics naming `what` it waited for and showing the last `seen` (displayed only
+/// then, so it may be costly to show, like a whole log).
+///
+/// ```text
+/// eventually("sg-a to become Drop", DEADLINE, || async {
+///     let now = sim.policy(HZ, "sg-a");
+///     if now == Policy::Drop { Ok(()) } else { Err(format!("sg-a is {now}")) }
+/// })
+/// .await;
+/// ```
+pub async fn eventually<T, Seen, Fut>(
+    what: &str,
+    deadline: Duration,
+    mut condition: impl FnMut() -> Fut,
+) -> T
+where
+    Fut: Future<Output = Result<T, Seen>>,
+    Seen: Display,
+{
+    let start = tokio::time::Instant::now();
+    let mut looks = 0u32;
+    loop {
+        looks += 1;
+        match condition().await {
+            Ok(found) => return found,
+            Err(seen) if start.elapsed() >= deadline => {
+                panic!("gave up waiting for {what} after {deadline:?} ({looks} looks); last seen: {seen}")
+            }
+            Err(_) => tokio::time::sleep(POLL_EVERY).await,
+        }
+    }
+}
+
+// `eventually` runs in-process, so its own tests run on paused time: the 30-second deadline passes
+// without a real wait.
+
+#[tokio::test(start_paused = true)]
+async fn eventually_returns_what_the_condition_found_once_it_holds() {
+    let mut looks = 0;
+    let found = eventually("the third look", DEADLINE, || {
+        looks += 1;
+        let n = looks;
+        async move {
+            if n == 3 {
+                Ok("found")
+            } else {
+                Err(n)
+            }
+        }
+    })
+    .await;
+    assert_eq!((found, looks), ("found", 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn eventually_gives_up_at_the_deadline_naming_what_it_waited_for_and_what_it_saw() {
+    let wait = tokio::spawn(eventually("sg-a to become Drop", DEADLINE, || async {
+        Err::<(), _>("sg-a is Accept")
+    }));
+    let panic = wait.await.expect_err("gave up").into_panic();
+    let message = panic.downcast_ref::<String>().expect("a formatted message");
+    assert!(
+        message.starts_with("gave up waiting for sg-a to become Drop after 30s (")
+            && message.ends_with("looks); last seen: sg-a is Accept"),
+        "{message}"
+    );
 }

@@ -2,17 +2,17 @@
 
 use crate::harness::*;
 use serde_json::json;
+use sgpolicy_sim::Policy::{Accept, Drop};
 use sgpolicy_sim::{CallRecord, Policy};
 
 const HZ: &str = "cn-hangzhou";
 
-fn two_drifted_one_in_sync() -> (String, Folder) {
-    let seed = seed(&[
-        (HZ, "sg-drift-1", "Accept", ""),
-        (HZ, "sg-drift-2", "Accept", ""),
-        (HZ, "sg-insync-1", "Drop", ""),
-        (HZ, "sg-undeclared", "Accept", ""),
-    ]);
+fn two_drifted_one_in_sync() -> (Seed, Folder) {
+    let seed = Seed::new()
+        .groups(HZ, ["sg-drift-1", "sg-drift-2"], Accept)
+        .group(HZ, "sg-insync-1", Drop)
+        .group(HZ, "sg-undeclared", Accept);
+    // Kept as text: sg-drift-2's `drop` is in lower case on purpose (the values are case-insensitive).
     let folder = Folder::with(&[(
         "prod.yaml",
         "region: cn-hangzhou\ngroups:\n  - id: sg-drift-1\n    innerAccessPolicy: Drop\n  - id: sg-drift-2\n    innerAccessPolicy: drop\n  - id: sg-insync-1\n    innerAccessPolicy: Drop\n",
@@ -103,22 +103,32 @@ async fn text_output_shows_changes_and_a_summary_and_logs_stay_off_stdout() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_and_unmanageable_groups_are_errors_while_others_are_fixed() {
-    let sim = Sim::start(&seed(&[
-        (HZ, "sg-ok", "Accept", ""),
-        (HZ, "sg-ent", "Accept", "type: enterprise"),
-        (
-            HZ,
-            "sg-managed",
-            "Accept",
-            "serviceManaged: true\nserviceId: \"1679259531804325\"",
-        ),
-        (HZ, "sg-managed-insync", "Drop", "serviceManaged: true"),
-    ]))
+    let sim = Sim::start(
+        &Seed::new()
+            .group(HZ, "sg-ok", Accept)
+            .group(HZ, "sg-ent", Accept)
+            .enterprise()
+            .group(HZ, "sg-managed", Accept)
+            .managed_by_service("1679259531804325")
+            .group(HZ, "sg-managed-insync", Drop)
+            .service_managed(),
+    )
     .await;
-    let folder = Folder::with(&[(
+    let folder = Folder::new().file(
         "a.yaml",
-        "region: cn-hangzhou\ngroups:\n  - {id: sg-ok, innerAccessPolicy: Drop}\n  - {id: sg-ent, innerAccessPolicy: Drop}\n  - {id: sg-managed, innerAccessPolicy: Drop}\n  - {id: sg-managed-insync, innerAccessPolicy: Drop}\n  - {id: sg-missing, innerAccessPolicy: Drop}\n",
-    )]);
+        PolicyFile::in_region(HZ)
+            .groups(
+                [
+                    "sg-ok",
+                    "sg-ent",
+                    "sg-managed",
+                    "sg-managed-insync",
+                    "sg-missing",
+                ],
+                Drop,
+            )
+            .yaml(),
+    );
     // The dry run already knows which groups cannot be managed.
     let plan = once(&sim, &folder, &["--dry-run", "--detailed-exitcode"]).await;
     assert_eq!(plan.code, 1, "{}", plan.stdout);
@@ -190,11 +200,11 @@ async fn transient_errors_are_retried_with_the_same_token() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_response_is_retried_with_the_same_token_and_applied_once() {
-    let sim = Sim::start(&seed(&[(HZ, "sg-a", "Accept", "")])).await;
-    let folder = Folder::with(&[(
+    let sim = Sim::start(&Seed::new().group(HZ, "sg-a", Accept)).await;
+    let folder = Folder::new().file(
         "a.yaml",
-        "groups:\n  - {id: sg-a, region: cn-hangzhou, innerAccessPolicy: Drop}\n",
-    )]);
+        PolicyFile::new().group_in_region(HZ, "sg-a", Drop).yaml(),
+    );
     sim.faults(json!({"failNext": [
         {"action": "ModifySecurityGroupPolicy", "status": 500, "code": "InternalError", "message": "lost", "applyFirst": true}
     ]}))
@@ -307,11 +317,11 @@ async fn missing_credentials_exit_1_naming_the_variable_before_any_request() {
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_recurring_ten_times_in_one_token_window_is_corrected_every_time_with_at_most_two_writes(
 ) {
-    let sim = Sim::start(&seed(&[(HZ, "sg-a", "Accept", "")])).await;
-    let folder = Folder::with(&[(
+    let sim = Sim::start(&Seed::new().group(HZ, "sg-a", Accept)).await;
+    let folder = Folder::new().file(
         "a.yaml",
-        "groups:\n  - {id: sg-a, region: cn-hangzhou, innerAccessPolicy: Drop}\n",
-    )]);
+        PolicyFile::new().group_in_region(HZ, "sg-a", Drop).yaml(),
+    );
     assert_eq!(once(&sim, &folder, &[]).await.code, 0);
     // Someone flips it back in the console, ten times within seconds (one 10-minute token window,
     // unless the test happens to straddle a boundary); ECS replays the shared token each time.
@@ -438,7 +448,7 @@ async fn a_bad_policy_folder_reports_every_error_and_sends_no_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn usage_errors_exit_64() {
-    let sim = Sim::start(&seed(&[])).await;
+    let sim = Sim::start(&Seed::new()).await;
     let r = run(&sim, &["--once"], &[]).await;
     assert_eq!(r.code, 64, "{}", r.stderr);
     assert!(r.stderr.contains("--policies"));

@@ -45,7 +45,7 @@ async fn official_python_sdks_work_against_the_simulator_unchanged() {
     );
     for script in scripts {
         // A fresh simulator per script: each starts from the seed.
-        let sim = Sim::start(&seed).await;
+        let sim = Sim::start_yaml(&seed).await;
         let endpoint = sim.url.trim_start_matches("http://").to_string();
         let out = tokio::process::Command::new(&python)
             .arg(&script)

@@ -3,6 +3,7 @@
 
 use crate::harness::*;
 use sgpolicy_sim::Policy;
+use sgpolicy_sim::Policy::{Accept, Drop};
 
 const HZ: &str = "cn-hangzhou";
 
@@ -102,16 +103,18 @@ async fn schema_command_prints_the_committed_schema() {
     assert_eq!(v["definitions"]["selector"]["additionalProperties"], false);
 }
 
-fn mixed_drift() -> (String, Folder) {
-    let seed = seed(&[
-        (HZ, "sg-isolate", "Accept", ""),
-        (HZ, "sg-open", "Drop", ""),
-        (HZ, "sg-fine", "Drop", ""),
-    ]);
-    let folder = Folder::with(&[(
+fn mixed_drift() -> (Seed, Folder) {
+    let seed = Seed::new()
+        .group(HZ, "sg-isolate", Accept)
+        .groups(HZ, ["sg-open", "sg-fine"], Drop);
+    let folder = Folder::new().file(
         "p.yaml",
-        "region: cn-hangzhou\ngroups:\n  - {id: sg-isolate, innerAccessPolicy: Drop}\n  - {id: sg-open, innerAccessPolicy: Accept}\n  - {id: sg-fine, innerAccessPolicy: Drop}\n",
-    )]);
+        PolicyFile::in_region(HZ)
+            .group("sg-isolate", Drop)
+            .group("sg-open", Accept)
+            .group("sg-fine", Drop)
+            .yaml(),
+    );
     (seed, folder)
 }
 
@@ -195,19 +198,12 @@ async fn opens_are_held_in_apply_mode_unless_allow_open_is_given() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plan_over_max_changes_writes_nothing_and_says_how_many() {
-    let groups: Vec<(&str, String, &str, &str)> = (0..4)
-        .map(|i| (HZ, format!("sg-many-{i}"), "Accept", ""))
-        .collect();
-    let refs: Vec<(&str, &str, &str, &str)> = groups
-        .iter()
-        .map(|(r, i, p, e)| (*r, i.as_str(), *p, *e))
-        .collect();
-    let sim = Sim::start(&seed(&refs)).await;
-    let mut yaml = String::from("region: cn-hangzhou\ngroups:\n");
-    for (_, id, _, _) in &groups {
-        yaml += &format!("  - {{id: {id}, innerAccessPolicy: Drop}}\n");
-    }
-    let folder = Folder::with(&[("p.yaml", &yaml)]);
+    let ids: Vec<String> = (0..4).map(|i| format!("sg-many-{i}")).collect();
+    let sim = Sim::start(&Seed::new().groups(HZ, &ids, Accept)).await;
+    let folder = Folder::new().file(
+        "p.yaml",
+        PolicyFile::in_region(HZ).groups(&ids, Drop).yaml(),
+    );
     let dir = dir_of(&folder);
     let text = run(
         &sim,
@@ -236,15 +232,14 @@ async fn a_plan_over_max_changes_writes_nothing_and_says_how_many() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn observe_only_groups_are_planned_and_counted_but_never_written() {
-    let sim = Sim::start(&seed(&[
-        (HZ, "sg-watch", "Accept", ""),
-        (HZ, "sg-fix", "Accept", ""),
-    ]))
-    .await;
-    let folder = Folder::with(&[(
+    let sim = Sim::start(&Seed::new().groups(HZ, ["sg-watch", "sg-fix"], Accept)).await;
+    let folder = Folder::new().file(
         "p.yaml",
-        "region: cn-hangzhou\ngroups:\n  - {id: sg-watch, innerAccessPolicy: Drop, mode: observe}\n  - {id: sg-fix, innerAccessPolicy: Drop}\n",
-    )]);
+        PolicyFile::in_region(HZ)
+            .observe("sg-watch", Drop)
+            .group("sg-fix", Drop)
+            .yaml(),
+    );
     let plan = once(&sim, &folder, &["--dry-run", "--detailed-exitcode"]).await;
     assert_eq!(plan.code, 2, "sg-fix is real drift");
     assert_eq!(plan.group("sg-watch")["outcome"], "observed");
@@ -282,42 +277,51 @@ async fn observe_only_groups_are_planned_and_counted_but_never_written() {
 
 /// 150 payments groups in the VPC (two pages of 100), some named `pay-*`, plus 150 other groups that
 /// server-side filters must keep off the wire.
-fn estate() -> String {
-    let mut groups: Vec<(String, String)> = Vec::new();
+fn estate() -> Seed {
+    let mut seed = Seed::new();
     for i in 0..150 {
         let name = if i % 3 == 0 {
             format!("pay-{i}")
         } else {
             format!("other-{i}")
         };
-        groups.push((
-            format!("sg-pay-{i:03}"),
-            format!("tags: {{env: prod, team: payments}}\nvpcId: vpc-pay\nname: {name}"),
-        ));
+        seed = seed
+            .group(HZ, &format!("sg-pay-{i:03}"), Accept)
+            .tagged("env", "prod")
+            .tagged("team", "payments")
+            .in_vpc("vpc-pay")
+            .named(&name);
     }
     for i in 0..150 {
-        groups.push((
-            format!("sg-web-{i:03}"),
-            "tags: {env: prod, team: web}\nvpcId: vpc-pay\nname: pay-web".into(),
-        ));
+        seed = seed
+            .group(HZ, &format!("sg-web-{i:03}"), Accept)
+            .tagged("env", "prod")
+            .tagged("team", "web")
+            .in_vpc("vpc-pay")
+            .named("pay-web");
     }
-    let refs: Vec<(&str, &str, &str, &str)> = groups
-        .iter()
-        .map(|(id, extra)| (HZ, id.as_str(), "Accept", extra.as_str()))
-        .collect();
-    seed(&refs)
+    seed
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn selectors_match_by_tags_vpc_and_name_across_pages_and_explicit_ids_win() {
     let sim = Sim::start(&estate()).await;
-    let folder = Folder::with(&[
-        (
+    let folder = Folder::new()
+        .file(
             "selectors.yaml",
-            "region: cn-hangzhou\nselectors:\n  - match:\n      tags: {env: prod, team: payments}\n      vpcId: vpc-pay\n      name: \"pay-*\"\n    innerAccessPolicy: Drop\n",
-        ),
-        ("ids.yaml", "region: cn-hangzhou\ngroups:\n  - {id: sg-pay-000, innerAccessPolicy: Accept}\n"),
-    ]);
+            PolicyFile::in_region(HZ)
+                .selector(
+                    Match::tags(&[("env", "prod"), ("team", "payments")])
+                        .in_vpc("vpc-pay")
+                        .named("pay-*"),
+                    Drop,
+                )
+                .yaml(),
+        )
+        .file(
+            "ids.yaml",
+            PolicyFile::in_region(HZ).group("sg-pay-000", Accept).yaml(),
+        );
     let plan = once(&sim, &folder, &["--dry-run", "--max-changes", "100"]).await;
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let groups = plan.json()["groups"]
@@ -367,15 +371,23 @@ async fn selectors_match_by_tags_vpc_and_name_across_pages_and_explicit_ids_win(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn disagreeing_selectors_leave_the_group_alone_and_an_empty_selector_is_a_warning() {
-    let sim = Sim::start(&seed(&[
-        (HZ, "sg-both", "Accept", "tags: {env: prod, team: payments}"),
-        (HZ, "sg-prod", "Accept", "tags: {env: prod}"),
-    ]))
+    let sim = Sim::start(
+        &Seed::new()
+            .group(HZ, "sg-both", Accept)
+            .tagged("env", "prod")
+            .tagged("team", "payments")
+            .group(HZ, "sg-prod", Accept)
+            .tagged("env", "prod"),
+    )
     .await;
-    let folder = Folder::with(&[(
+    let folder = Folder::new().file(
         "s.yaml",
-        "region: cn-hangzhou\nselectors:\n  - match: {tags: {env: prod}}\n    innerAccessPolicy: Drop\n  - match: {tags: {team: payments}}\n    innerAccessPolicy: Accept\n  - match: {tags: {team: nobody}}\n    innerAccessPolicy: Drop\n",
-    )]);
+        PolicyFile::in_region(HZ)
+            .selector(Match::tags(&[("env", "prod")]), Drop)
+            .selector(Match::tags(&[("team", "payments")]), Accept)
+            .selector(Match::tags(&[("team", "nobody")]), Drop)
+            .yaml(),
+    );
     let run1 = once(&sim, &folder, &[]).await;
     assert_eq!(run1.code, 1, "a conflict is an error: {}", run1.stdout);
     let j = run1.json();
@@ -499,7 +511,7 @@ async fn deploy_files_use_only_documented_flags() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_folder_still_fills_the_markdown_comment_and_the_report_file() {
-    let sim = Sim::start(&seed(&[(HZ, "sg-a", "Accept", "")])).await;
+    let sim = Sim::start(&Seed::new().group(HZ, "sg-a", Accept)).await;
     let folder = Folder::with(&[(
         "p.yaml",
         "region: cn-hangzhou\ngroups:\n  - {id: sg-a, innerAccessPolicy: Allow}\n",
@@ -539,15 +551,13 @@ async fn a_bad_folder_still_fills_the_markdown_comment_and_the_report_file() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_over_max_changes_warns_that_an_apply_would_refuse() {
-    let sim = Sim::start(&seed(&[
-        (HZ, "sg-a", "Accept", ""),
-        (HZ, "sg-b", "Accept", ""),
-    ]))
-    .await;
-    let folder = Folder::with(&[(
+    let sim = Sim::start(&Seed::new().groups(HZ, ["sg-a", "sg-b"], Accept)).await;
+    let folder = Folder::new().file(
         "p.yaml",
-        "region: cn-hangzhou\ngroups:\n  - {id: sg-a, innerAccessPolicy: Drop}\n  - {id: sg-b, innerAccessPolicy: Drop}\n",
-    )]);
+        PolicyFile::in_region(HZ)
+            .groups(["sg-a", "sg-b"], Drop)
+            .yaml(),
+    );
     let plan = once(
         &sim,
         &folder,

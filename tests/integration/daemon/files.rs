@@ -3,18 +3,19 @@
 //! state).
 
 use super::*;
+use sgpolicy_sim::Policy::{Accept, Drop};
+use std::time::Instant;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_editor_rename_over_is_applied_to_the_changed_group_only() {
-    let sim = Sim::start(&seed(&[
-        (HZ, "sg-a", "Accept", ""),
-        (HZ, "sg-b", "Accept", ""),
-    ]))
-    .await;
-    let folder = Folder::with(&[(
+    let sim = Sim::start(&Seed::new().groups(HZ, ["sg-a", "sg-b"], Accept)).await;
+    let folder = Folder::new().file(
         "prod.yaml",
-        &policy_file(&[("sg-a", "Drop"), ("sg-b", "Accept")]),
-    )]);
+        PolicyFile::in_region(HZ)
+            .group("sg-a", Drop)
+            .group("sg-b", Accept)
+            .yaml(),
+    );
     let d = Daemon::start(&sim, folder.path(), &["--interval", "1h"]).await;
     wait_policy(&sim, "sg-a", Policy::Drop, &d).await;
     d.wait_log("trigger=\"startup\"").await;
@@ -23,7 +24,9 @@ async fn an_editor_rename_over_is_applied_to_the_changed_group_only() {
     let changed_at = Instant::now();
     write_atomically(
         &folder.path().join("prod.yaml"),
-        &policy_file(&[("sg-a", "Drop"), ("sg-b", "Drop")]),
+        &PolicyFile::in_region(HZ)
+            .groups(["sg-a", "sg-b"], Drop)
+            .yaml(),
     );
     wait_policy(&sim, "sg-b", Policy::Drop, &d).await;
     let latency = changed_at.elapsed();
@@ -41,14 +44,13 @@ async fn an_editor_rename_over_is_applied_to_the_changed_group_only() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_checkout_of_many_files_is_applied_with_one_write_per_group() {
     let ids: Vec<String> = (0..20).map(|i| format!("sg-many-{i:02}")).collect();
-    let groups: Vec<(&str, &str, &str, &str)> = ids
-        .iter()
-        .map(|id| (HZ, id.as_str(), "Accept", ""))
-        .collect();
-    let sim = Sim::start(&seed(&groups)).await;
+    let sim = Sim::start(&Seed::new().groups(HZ, &ids, Accept)).await;
     let folder = Folder::new();
     for id in &ids {
-        folder.write(&format!("team/{id}.yaml"), &policy_file(&[(id, "Accept")]));
+        folder.write(
+            &format!("team/{id}.yaml"),
+            &PolicyFile::in_region(HZ).group(id, Accept).yaml(),
+        );
     }
     let d = Daemon::start(&sim, folder.path(), &["--interval", "1h"]).await;
     d.wait_log("trigger=\"startup\"").await;
@@ -57,7 +59,7 @@ async fn a_checkout_of_many_files_is_applied_with_one_write_per_group() {
     for id in &ids {
         std::fs::write(
             folder.path().join(format!("team/{id}.yaml")),
-            policy_file(&[(id, "Drop")]),
+            PolicyFile::in_region(HZ).group(id, Drop).yaml(),
         )
         .unwrap();
     }
@@ -74,11 +76,7 @@ const SHA2: &str = "2222222222222222222222222222222222222222";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_git_sync_link_swap_is_followed_and_every_write_is_audited_with_its_commit() {
-    let sim = Sim::start(&seed(&[
-        (HZ, "sg-a", "Accept", ""),
-        (HZ, "sg-b", "Accept", ""),
-    ]))
-    .await;
+    let sim = Sim::start(&Seed::new().groups(HZ, ["sg-a", "sg-b"], Accept)).await;
     let root = tempfile::tempdir().unwrap();
     let worktree = |sha: &str, text: &str| {
         let dir = root.path().join(".worktrees").join(sha).join("policies");
@@ -87,7 +85,9 @@ async fn a_git_sync_link_swap_is_followed_and_every_write_is_audited_with_its_co
     };
     worktree(
         SHA1,
-        &policy_file(&[("sg-a", "Accept"), ("sg-b", "Accept")]),
+        &PolicyFile::in_region(HZ)
+            .groups(["sg-a", "sg-b"], Accept)
+            .yaml(),
     );
     std::os::unix::fs::symlink(format!(".worktrees/{SHA1}"), root.path().join("repo")).unwrap();
     // The folder is a subfolder of the link, so the swap happens two levels above it.
@@ -101,7 +101,13 @@ async fn a_git_sync_link_swap_is_followed_and_every_write_is_audited_with_its_co
     d.wait_log("pass finished").await;
 
     // git-sync: new worktree, new link, atomic rename over the old link, old worktree removed.
-    worktree(SHA2, &policy_file(&[("sg-a", "Drop"), ("sg-b", "Accept")]));
+    worktree(
+        SHA2,
+        &PolicyFile::in_region(HZ)
+            .group("sg-a", Drop)
+            .group("sg-b", Accept)
+            .yaml(),
+    );
     std::os::unix::fs::symlink(format!(".worktrees/{SHA2}"), root.path().join("tmp-link")).unwrap();
     std::fs::rename(root.path().join("tmp-link"), root.path().join("repo")).unwrap();
     std::fs::remove_dir_all(root.path().join(".worktrees").join(SHA1)).unwrap();
@@ -144,14 +150,16 @@ async fn a_git_sync_link_swap_is_followed_and_every_write_is_audited_with_its_co
         .join("policies/prod.yaml");
     write_atomically(
         &new_file,
-        &policy_file(&[("sg-a", "Drop"), ("sg-b", "Drop")]),
+        &PolicyFile::in_region(HZ)
+            .groups(["sg-a", "sg-b"], Drop)
+            .yaml(),
     );
     wait_policy(&sim, "sg-b", Policy::Drop, &d).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_configmap_data_swap_is_followed() {
-    let sim = Sim::start(&seed(&[(HZ, "sg-a", "Accept", "")])).await;
+    let sim = Sim::start(&Seed::new().group(HZ, "sg-a", Accept)).await;
     let folder = Folder::new();
     let p = folder.path();
     let version = |name: &str, text: &str| {
@@ -160,7 +168,7 @@ async fn a_configmap_data_swap_is_followed() {
     };
     version(
         "..2026_11_28_04_00_00.1",
-        &policy_file(&[("sg-a", "Accept")]),
+        &PolicyFile::in_region(HZ).group("sg-a", Accept).yaml(),
     );
     std::os::unix::fs::symlink("..2026_11_28_04_00_00.1", p.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/prod.yaml", p.join("prod.yaml")).unwrap();
@@ -168,7 +176,10 @@ async fn a_configmap_data_swap_is_followed() {
     d.wait_log("pass finished").await;
 
     // What the kubelet does on a ConfigMap update.
-    version("..2026_11_28_04_05_00.2", &policy_file(&[("sg-a", "Drop")]));
+    version(
+        "..2026_11_28_04_05_00.2",
+        &PolicyFile::in_region(HZ).group("sg-a", Drop).yaml(),
+    );
     std::os::unix::fs::symlink("..2026_11_28_04_05_00.2", p.join("..data_tmp")).unwrap();
     std::fs::rename(p.join("..data_tmp"), p.join("..data")).unwrap();
     std::fs::remove_dir_all(p.join("..2026_11_28_04_00_00.1")).unwrap();
@@ -178,13 +189,13 @@ async fn a_configmap_data_swap_is_followed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_removed_folder_is_reported_and_picked_up_again_when_it_returns() {
-    let sim = Sim::start(&seed(&[(HZ, "sg-a", "Accept", "")])).await;
+    let sim = Sim::start(&Seed::new().group(HZ, "sg-a", Accept)).await;
     let parent = tempfile::tempdir().unwrap();
     let policies = parent.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(
         policies.join("prod.yaml"),
-        policy_file(&[("sg-a", "Accept")]),
+        PolicyFile::in_region(HZ).group("sg-a", Accept).yaml(),
     )
     .unwrap();
     let d = Daemon::start(&sim, &policies, &["--interval", "1h"]).await;
@@ -205,7 +216,11 @@ async fn a_removed_folder_is_reported_and_picked_up_again_when_it_returns() {
     // Re-created by a rename, the way a deploy script would put it back.
     let staging = parent.path().join("staging");
     std::fs::create_dir(&staging).unwrap();
-    std::fs::write(staging.join("prod.yaml"), policy_file(&[("sg-a", "Drop")])).unwrap();
+    std::fs::write(
+        staging.join("prod.yaml"),
+        PolicyFile::in_region(HZ).group("sg-a", Drop).yaml(),
+    )
+    .unwrap();
     std::fs::rename(&staging, &policies).unwrap();
     wait_policy(&sim, "sg-a", Policy::Drop, &d).await;
     d.wait_metrics("no load errors", |m| {
@@ -216,15 +231,14 @@ async fn a_removed_folder_is_reported_and_picked_up_again_when_it_returns() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_edit_keeps_the_last_good_state_enforced_until_it_is_fixed() {
-    let sim = Sim::start(&seed(&[
-        (HZ, "sg-a", "Accept", ""),
-        (HZ, "sg-b", "Accept", ""),
-    ]))
-    .await;
-    let folder = Folder::with(&[(
+    let sim = Sim::start(&Seed::new().groups(HZ, ["sg-a", "sg-b"], Accept)).await;
+    let folder = Folder::new().file(
         "prod.yaml",
-        &policy_file(&[("sg-a", "Drop"), ("sg-b", "Accept")]),
-    )]);
+        PolicyFile::in_region(HZ)
+            .group("sg-a", Drop)
+            .group("sg-b", Accept)
+            .yaml(),
+    );
     let d = Daemon::start(&sim, folder.path(), &["--interval", "1s"]).await;
     wait_policy(&sim, "sg-a", Policy::Drop, &d).await;
 
@@ -257,7 +271,9 @@ async fn an_invalid_edit_keeps_the_last_good_state_enforced_until_it_is_fixed() 
     // Fixed: the new state is picked up.
     write_atomically(
         &folder.path().join("prod.yaml"),
-        &policy_file(&[("sg-a", "Drop"), ("sg-b", "Drop")]),
+        &PolicyFile::in_region(HZ)
+            .groups(["sg-a", "sg-b"], Drop)
+            .yaml(),
     );
     wait_policy(&sim, "sg-b", Policy::Drop, &d).await;
     d.wait_metrics("no load errors", |m| {
@@ -280,7 +296,7 @@ async fn an_invalid_edit_keeps_the_last_good_state_enforced_until_it_is_fixed() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_folder_that_does_not_exist_yet_is_waited_for_like_git_syncs_first_sync() {
-    let sim = Sim::start(&seed(&[(HZ, "sg-a", "Accept", "")])).await;
+    let sim = Sim::start(&Seed::new().group(HZ, "sg-a", Accept)).await;
     let root = tempfile::tempdir().unwrap();
     let policies = root.path().join("repo").join("policies");
     let d = Daemon::start(&sim, &policies, &["--interval", "1h"]).await;
@@ -294,14 +310,22 @@ async fn a_folder_that_does_not_exist_yet_is_waited_for_like_git_syncs_first_syn
     // git-sync's first sync: the worktree appears and the link is created.
     let wt = root.path().join(".worktrees").join(SHA1).join("policies");
     std::fs::create_dir_all(&wt).unwrap();
-    std::fs::write(wt.join("prod.yaml"), policy_file(&[("sg-a", "Drop")])).unwrap();
+    std::fs::write(
+        wt.join("prod.yaml"),
+        PolicyFile::in_region(HZ).group("sg-a", Drop).yaml(),
+    )
+    .unwrap();
     std::os::unix::fs::symlink(format!(".worktrees/{SHA1}"), root.path().join("repo")).unwrap();
     wait_policy(&sim, "sg-a", Policy::Drop, &d).await;
-    let start = Instant::now();
-    while d.get("/readyz").await.0 != 200 {
-        assert!(start.elapsed() < DEADLINE, "never ready:\n{}", d.log_text());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the daemon to be ready", DEADLINE, || async {
+        let (status, body) = d.get("/readyz").await;
+        if status == 200 {
+            Ok(())
+        } else {
+            Err(d.saw(format!("/readyz answers {status}: {body}")))
+        }
+    })
+    .await;
     let m = d.metrics().await;
     assert_eq!(
         m.get(&format!(

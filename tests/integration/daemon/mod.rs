@@ -1,7 +1,7 @@
 //! The daemon: the real binary as a long-lived process against the in-process simulator, with policy
 //! folders changed the ways they change in production (editor rename, many files, git-sync link swap,
 //! ConfigMap `..data` swap, folder removed and re-created), signals, metrics and readiness.
-//! Every wait polls with a deadline; nothing depends on a sleep being long enough.
+//! Every wait polls with a deadline ([`eventually`]); nothing depends on a sleep being long enough.
 
 mod files;
 mod ops;
@@ -9,17 +9,15 @@ mod ops;
 use crate::harness::*;
 use sgpolicy_sim::Policy;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
 
 const HZ: &str = "cn-hangzhou";
-/// Generous: the machine running the tests is a loaded 2-core box.
-const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A running `sgpolicy` daemon whose stderr is collected line by line.
-struct Daemon {
+pub(crate) struct Daemon {
     child: tokio::process::Child,
     log: Arc<Mutex<Vec<String>>>,
     metrics_url: Option<String>,
@@ -47,13 +45,19 @@ impl Daemon {
             .env("ALIBABA_CLOUD_ENDPOINT_ECS", &sim.url)
             // Tests must never reach for the real metadata service at 100.100.100.200.
             .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
-            .env("RUST_LOG", "sgpolicy=debug")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
+            .env("RUST_LOG", "sgpolicy=debug");
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Daemon::spawn(cmd).await
+    }
+
+    /// Runs `cmd`, a daemon command line with `--metrics-addr 127.0.0.1:0`, collecting its stderr, and
+    /// waits for the metrics address to be logged. Killed when dropped.
+    pub(crate) async fn spawn(mut cmd: tokio::process::Command) -> Daemon {
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
         let mut child = cmd.spawn().expect("spawn sgpolicy");
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr piped");
@@ -87,6 +91,14 @@ impl Daemon {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// What a wait saw, `now`, with the daemon's log as it is when the wait gives up.
+    fn saw(&self, now: impl Into<String>) -> Seen<'_> {
+        Seen {
+            now: now.into(),
+            daemon: self,
+        }
+    }
+
     fn lines_with(&self, needle: &str) -> Vec<String> {
         self.log
             .lock()
@@ -102,25 +114,20 @@ impl Daemon {
         self.wait_log_count(needle, 1).await
     }
 
-    /// Waits until `n` log lines contain `needle`; returns the last.
+    /// Waits until `n` log lines contain `needle`; returns the `n`th.
     async fn wait_log_count(&self, needle: &str, n: usize) -> String {
-        let start = Instant::now();
-        loop {
+        let what = format!("{n} log line(s) with {needle:?}");
+        eventually(&what, DEADLINE, || async {
             let found = self.lines_with(needle);
-            if found.len() >= n {
-                return found[n - 1].clone();
-            }
-            if start.elapsed() > DEADLINE {
-                panic!(
-                    "no {n} log line(s) with {needle:?} within {DEADLINE:?}; log:\n{}",
-                    self.log_text()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            found
+                .get(n - 1)
+                .cloned()
+                .ok_or_else(|| self.saw(format!("{} such line(s)", found.len())))
+        })
+        .await
     }
 
-    async fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
         let url = format!(
             "{}{path}",
             self.metrics_url.as_deref().expect("metrics enabled")
@@ -137,21 +144,15 @@ impl Daemon {
 
     /// Waits until `cond` holds for the scraped metrics; returns them.
     async fn wait_metrics(&self, what: &str, cond: impl Fn(&Metrics) -> bool) -> Metrics {
-        let start = Instant::now();
-        loop {
+        eventually(&format!("metrics showing {what}"), DEADLINE, || async {
             let m = self.metrics().await;
             if cond(&m) {
-                return m;
+                Ok(m)
+            } else {
+                Err(self.saw(format!("last scrape:\n{}", m.text)))
             }
-            if start.elapsed() > DEADLINE {
-                panic!(
-                    "metrics never showed {what}; last scrape:\n{}\nlog:\n{}",
-                    m.text,
-                    self.log_text()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     fn signal(&self, name: &str) {
@@ -169,6 +170,18 @@ impl Daemon {
             Ok(status) => status.expect("wait").code().unwrap_or(-1),
             Err(_) => panic!("daemon did not exit; log:\n{}", self.log_text()),
         }
+    }
+}
+
+/// What a daemon wait saw last: the observation, then the log read when this is shown.
+struct Seen<'a> {
+    now: String,
+    daemon: &'a Daemon,
+}
+
+impl fmt::Display for Seen<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}\nlog:\n{}", self.now, self.daemon.log_text())
     }
 }
 
@@ -214,14 +227,6 @@ impl Metrics {
     }
 }
 
-fn policy_file(groups: &[(&str, &str)]) -> String {
-    let mut s = String::from("region: cn-hangzhou\ngroups:\n");
-    for (id, p) in groups {
-        s += &format!("  - id: {id}\n    innerAccessPolicy: {p}\n");
-    }
-    s
-}
-
 /// Writes `text` to `path` the way editors do: a temp file in the same folder renamed over the original.
 fn write_atomically(path: &Path, text: &str) {
     let tmp = path.with_file_name(format!(
@@ -232,14 +237,17 @@ fn write_atomically(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-async fn wait_policy(sim: &Sim, id: &str, want: Policy, d: &Daemon) {
-    let start = Instant::now();
-    while sim.policy(HZ, id) != want {
-        if start.elapsed() > DEADLINE {
-            panic!("{id} never became {want}; log:\n{}", d.log_text());
+/// Waits until the simulator's group `id` (in [`HZ`]) has the policy `want`.
+pub(crate) async fn wait_policy(sim: &Sim, id: &str, want: Policy, d: &Daemon) {
+    eventually(&format!("{id} to become {want}"), DEADLINE, || async {
+        let now = sim.policy(HZ, id);
+        if now == want {
+            Ok(())
+        } else {
+            Err(d.saw(format!("{id} is {now}")))
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
 fn writes_to(sim: &Sim, id: &str) -> usize {

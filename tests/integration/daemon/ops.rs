@@ -3,20 +3,26 @@
 
 use super::*;
 use serde_json::json;
+use sgpolicy_sim::Policy::{Accept, Drop};
+use std::time::Instant;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_and_health_report_passes_groups_writes_and_calls_and_the_resync_fixes_a_console_flip(
 ) {
-    let sim = Sim::start(&seed(&[
-        (HZ, "sg-a", "Accept", ""),
-        (HZ, "sg-b", "Drop", ""),
-        (HZ, "sg-e", "Accept", "type: enterprise"),
-    ]))
+    let sim = Sim::start(
+        &Seed::new()
+            .group(HZ, "sg-a", Accept)
+            .group(HZ, "sg-b", Drop)
+            .group(HZ, "sg-e", Accept)
+            .enterprise(),
+    )
     .await;
-    let folder = Folder::with(&[(
+    let folder = Folder::new().file(
         "prod.yaml",
-        &policy_file(&[("sg-a", "Drop"), ("sg-b", "Drop"), ("sg-e", "Drop")]),
-    )]);
+        PolicyFile::in_region(HZ)
+            .groups(["sg-a", "sg-b", "sg-e"], Drop)
+            .yaml(),
+    );
     let d = Daemon::start(&sim, folder.path(), &["--interval", "1s"]).await;
     let m = d
         .wait_metrics("two interval passes", |m| {
@@ -69,8 +75,11 @@ async fn metrics_and_health_report_passes_groups_writes_and_calls_and_the_resync
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_runs_a_full_pass_now() {
-    let sim = Sim::start(&seed(&[(HZ, "sg-a", "Drop", "")])).await;
-    let folder = Folder::with(&[("prod.yaml", &policy_file(&[("sg-a", "Drop")]))]);
+    let sim = Sim::start(&Seed::new().group(HZ, "sg-a", Drop)).await;
+    let folder = Folder::new().file(
+        "prod.yaml",
+        PolicyFile::in_region(HZ).group("sg-a", Drop).yaml(),
+    );
     let d = Daemon::start(&sim, folder.path(), &["--interval", "1h"]).await;
     d.wait_log("pass finished").await;
     assert!(sim.sim.set_policy(HZ, "sg-a", Policy::Accept));
@@ -81,16 +90,14 @@ async fn sighup_runs_a_full_pass_now() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_pass_lets_the_in_flight_write_finish_starts_no_new_one_and_exits_0() {
-    let sim = Sim::start(&seed(&[
-        (HZ, "sg-a", "Accept", ""),
-        (HZ, "sg-b", "Accept", ""),
-    ]))
-    .await;
+    let sim = Sim::start(&Seed::new().groups(HZ, ["sg-a", "sg-b"], Accept)).await;
     sim.faults(json!({"latencyMs": 700})).await;
-    let folder = Folder::with(&[(
+    let folder = Folder::new().file(
         "prod.yaml",
-        &policy_file(&[("sg-a", "Drop"), ("sg-b", "Drop")]),
-    )]);
+        PolicyFile::in_region(HZ)
+            .groups(["sg-a", "sg-b"], Drop)
+            .yaml(),
+    );
     let mut d = Daemon::start(
         &sim,
         folder.path(),
@@ -120,8 +127,11 @@ async fn sigterm_during_a_pass_lets_the_in_flight_write_finish_starts_no_new_one
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_configuration_exits_64_before_binding_a_port_or_sending_a_request() {
-    let sim = Sim::start(&seed(&[(HZ, "sg-a", "Accept", "")])).await;
-    let folder = Folder::with(&[("prod.yaml", &policy_file(&[("sg-a", "Drop")]))]);
+    let sim = Sim::start(&Seed::new().group(HZ, "sg-a", Accept)).await;
+    let folder = Folder::new().file(
+        "prod.yaml",
+        PolicyFile::in_region(HZ).group("sg-a", Drop).yaml(),
+    );
     let dir = folder.path().to_str().unwrap().to_string();
     // The port is taken: a daemon that bound before validating would report that instead.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -172,8 +182,11 @@ async fn bad_configuration_exits_64_before_binding_a_port_or_sending_a_request()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rejected_credentials_never_kill_the_daemon_they_back_off_and_show_in_readiness() {
-    let sim = Sim::start(&seed(&[(HZ, "sg-a", "Accept", "")])).await;
-    let folder = Folder::with(&[("prod.yaml", &policy_file(&[("sg-a", "Drop")]))]);
+    let sim = Sim::start(&Seed::new().group(HZ, "sg-a", Accept)).await;
+    let folder = Folder::new().file(
+        "prod.yaml",
+        PolicyFile::in_region(HZ).group("sg-a", Drop).yaml(),
+    );
     let d = Daemon::start_with_env(
         &sim,
         folder.path(),
@@ -216,15 +229,14 @@ async fn rejected_credentials_never_kill_the_daemon_they_back_off_and_show_in_re
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fight_over_a_group_is_held_back_and_reported() {
-    let sim = Sim::start(&seed(&[
-        (HZ, "sg-a", "Accept", ""),
-        (HZ, "sg-calm", "Accept", ""),
-    ]))
-    .await;
-    let folder = Folder::with(&[(
+    let sim = Sim::start(&Seed::new().groups(HZ, ["sg-a", "sg-calm"], Accept)).await;
+    let folder = Folder::new().file(
         "prod.yaml",
-        &policy_file(&[("sg-a", "Drop"), ("sg-calm", "Accept")]),
-    )]);
+        PolicyFile::in_region(HZ)
+            .group("sg-a", Drop)
+            .group("sg-calm", Accept)
+            .yaml(),
+    );
     let d = Daemon::start(
         &sim,
         folder.path(),
@@ -285,15 +297,18 @@ async fn a_fight_over_a_group_is_held_back_and_reported() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_daemon_monitors_drift_and_never_writes() {
-    let sim = Sim::start(&seed(&[
-        (HZ, "sg-a", "Accept", ""),
-        (HZ, "sg-b", "Drop", ""),
-    ]))
+    let sim = Sim::start(
+        &Seed::new()
+            .group(HZ, "sg-a", Accept)
+            .group(HZ, "sg-b", Drop),
+    )
     .await;
-    let folder = Folder::with(&[(
+    let folder = Folder::new().file(
         "prod.yaml",
-        &policy_file(&[("sg-a", "Drop"), ("sg-b", "Drop")]),
-    )]);
+        PolicyFile::in_region(HZ)
+            .groups(["sg-a", "sg-b"], Drop)
+            .yaml(),
+    );
     let d = Daemon::start(&sim, folder.path(), &["--interval", "1s", "--dry-run"]).await;
     let m = d
         .wait_metrics("two passes", |m| m.sum("sgpolicy_passes_total", &[]) >= 2.0)
@@ -312,16 +327,13 @@ async fn a_dry_run_daemon_monitors_drift_and_never_writes() {
 /// A folder of `n` groups in files of 100; returns the simulator, the folder and the ids.
 async fn many_groups(n: usize) -> (Sim, Folder, Vec<String>) {
     let ids: Vec<String> = (0..n).map(|i| format!("sg-n{i:05}")).collect();
-    let mut seed_yaml =
-        String::from("accessKeys:\n  - id: testid\n    secret: testsecret\nsecurityGroups:\n");
-    for id in &ids {
-        seed_yaml += &format!("  - id: {id}\n    region: {HZ}\n    innerAccessPolicy: Accept\n");
-    }
-    let sim = Sim::start(&seed_yaml).await;
+    let sim = Sim::start(&Seed::new().groups(HZ, &ids, Accept)).await;
     let folder = Folder::new();
     for (i, chunk) in ids.chunks(100).enumerate() {
-        let groups: Vec<(&str, &str)> = chunk.iter().map(|id| (id.as_str(), "Accept")).collect();
-        folder.write(&format!("f{i:03}.yaml"), &policy_file(&groups));
+        folder.write(
+            &format!("f{i:03}.yaml"),
+            &PolicyFile::in_region(HZ).groups(chunk, Accept).yaml(),
+        );
     }
     (sim, folder, ids)
 }
@@ -388,19 +400,23 @@ async fn a_one_line_edit_among_10000_groups_makes_four_calls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn selector_groups_are_enforced_and_a_file_pass_does_not_list_unchanged_selectors() {
-    let sim = Sim::start(&seed(&[
-        (HZ, "sg-t1", "Accept", "tags: {env: prod}"),
-        (HZ, "sg-t2", "Accept", "tags: {env: prod}"),
-        (HZ, "sg-x", "Accept", ""),
-        (HZ, "sg-y", "Accept", ""),
-    ]))
+    let sim = Sim::start(
+        &Seed::new()
+            .group(HZ, "sg-t1", Accept)
+            .tagged("env", "prod")
+            .group(HZ, "sg-t2", Accept)
+            .tagged("env", "prod")
+            .groups(HZ, ["sg-x", "sg-y"], Accept),
+    )
     .await;
-    let text = |extra: &str| {
-        format!(
-            "region: cn-hangzhou\ngroups:\n  - id: sg-x\n    innerAccessPolicy: Drop\n{extra}selectors:\n  - match:\n      tags: {{env: prod}}\n    innerAccessPolicy: Drop\n"
-        )
+    // The groups declared by id, then a selector for the prod-tagged ones.
+    let text = |ids: &[&str]| {
+        PolicyFile::in_region(HZ)
+            .groups(ids, Drop)
+            .selector(Match::tags(&[("env", "prod")]), Drop)
+            .yaml()
     };
-    let folder = Folder::with(&[("prod.yaml", &text(""))]);
+    let folder = Folder::new().file("prod.yaml", text(&["sg-x"]));
     let d = Daemon::start(&sim, folder.path(), &["--interval", "1h"]).await;
     for id in ["sg-t1", "sg-t2", "sg-x"] {
         wait_policy(&sim, id, Policy::Drop, &d).await;
@@ -409,10 +425,7 @@ async fn selector_groups_are_enforced_and_a_file_pass_does_not_list_unchanged_se
     let listings = sim.calls_of("DescribeSecurityGroups").len();
 
     // An edit that leaves the selector alone: only the new group is looked at.
-    write_atomically(
-        &folder.path().join("prod.yaml"),
-        &text("  - id: sg-y\n    innerAccessPolicy: Drop\n"),
-    );
+    write_atomically(&folder.path().join("prod.yaml"), &text(&["sg-x", "sg-y"]));
     wait_policy(&sim, "sg-y", Policy::Drop, &d).await;
     d.wait_log("trigger=\"file\"").await;
     assert_eq!(
@@ -429,8 +442,11 @@ async fn selector_groups_are_enforced_and_a_file_pass_does_not_list_unchanged_se
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigint_when_idle_exits_0_promptly() {
-    let sim = Sim::start(&seed(&[(HZ, "sg-a", "Drop", "")])).await;
-    let folder = Folder::with(&[("prod.yaml", &policy_file(&[("sg-a", "Drop")]))]);
+    let sim = Sim::start(&Seed::new().group(HZ, "sg-a", Drop)).await;
+    let folder = Folder::new().file(
+        "prod.yaml",
+        PolicyFile::in_region(HZ).group("sg-a", Drop).yaml(),
+    );
     let mut d = Daemon::start(&sim, folder.path(), &["--interval", "1h"]).await;
     d.wait_log("pass finished").await;
     d.signal("INT");
@@ -442,22 +458,26 @@ async fn sigint_when_idle_exits_0_promptly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_carry_the_account_of_groups_named_through_a_role_and_its_session_health() {
     const PROD: &str = "2222222222222222";
-    let seed = format!(
-        "accessKeys:\n  - {{id: testid, secret: testsecret}}\n\
-         roles:\n  - {{arn: \"acs:ram::{PROD}:role/sgpolicy\"}}\n\
-         securityGroups:\n\
-         \x20 - {{id: sg-a, region: {HZ}, innerAccessPolicy: Drop}}\n\
-         \x20 - {{id: sg-a, region: {HZ}, innerAccessPolicy: Accept, account: \"{PROD}\"}}\n"
-    );
-    let sim = Sim::start(&seed).await;
-    let prod = format!(
-        "account:\n  roleArn: acs:ram::{PROD}:role/sgpolicy\n{}",
-        policy_file(&[("sg-a", "Drop")])
-    );
-    let folder = Folder::with(&[
-        ("own.yaml", &policy_file(&[("sg-a", "Drop")])),
-        ("prod.yaml", &prod),
-    ]);
+    let sim = Sim::start(
+        &Seed::new()
+            .role(&role_arn(PROD))
+            .group(HZ, "sg-a", Drop)
+            .group(HZ, "sg-a", Accept)
+            .in_account(PROD),
+    )
+    .await;
+    let folder = Folder::new()
+        .file(
+            "own.yaml",
+            PolicyFile::in_region(HZ).group("sg-a", Drop).yaml(),
+        )
+        .file(
+            "prod.yaml",
+            PolicyFile::in_region(HZ)
+                .assuming_role(&role_arn(PROD))
+                .group("sg-a", Drop)
+                .yaml(),
+        );
     let d = Daemon::start_with_env(
         &sim,
         folder.path(),
@@ -530,24 +550,27 @@ async fn metrics_carry_the_account_of_groups_named_through_a_role_and_its_sessio
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_whose_role_cannot_be_assumed_makes_the_daemon_unready_and_spares_the_others() {
     const PROD: &str = "2222222222222222";
-    let seed = format!(
-        "accessKeys:\n  - {{id: testid, secret: testsecret}}\n\
-         roles:\n  - {{arn: \"acs:ram::{PROD}:role/sgpolicy\", externalId: right-one}}\n\
-         securityGroups:\n\
-         \x20 - {{id: sg-a, region: {HZ}, innerAccessPolicy: Accept}}\n\
-         \x20 - {{id: sg-a, region: {HZ}, innerAccessPolicy: Accept, account: \"{PROD}\"}}\n"
-    );
-    let sim = Sim::start(&seed).await;
+    let sim = Sim::start(
+        &Seed::new()
+            .role_with_external_id(&role_arn(PROD), "right-one")
+            .group(HZ, "sg-a", Accept)
+            .group(HZ, "sg-a", Accept)
+            .in_account(PROD),
+    )
+    .await;
     let prod = |external: &str| {
-        format!(
-            "account:\n  roleArn: acs:ram::{PROD}:role/sgpolicy\n  externalId: {external}\n{}",
-            policy_file(&[("sg-a", "Drop")])
-        )
+        PolicyFile::in_region(HZ)
+            .assuming_role(&role_arn(PROD))
+            .external_id(external)
+            .group("sg-a", Drop)
+            .yaml()
     };
-    let folder = Folder::with(&[
-        ("own.yaml", &policy_file(&[("sg-a", "Drop")])),
-        ("prod.yaml", &prod("wrong-one")),
-    ]);
+    let folder = Folder::new()
+        .file(
+            "own.yaml",
+            PolicyFile::in_region(HZ).group("sg-a", Drop).yaml(),
+        )
+        .file("prod.yaml", prod("wrong-one"));
     let d = Daemon::start_with_env(
         &sim,
         folder.path(),
@@ -581,23 +604,25 @@ async fn an_account_whose_role_cannot_be_assumed_makes_the_daemon_unready_and_sp
 
     // Fixing the file is picked up: the role is assumed and the group corrected.
     write_atomically(&folder.path().join("prod.yaml"), &prod("right-one"));
-    let start = Instant::now();
-    while sim.sim.policy_of_in(PROD, HZ, "sg-a") != Some(Policy::Drop) {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "never corrected:\n{}",
-            d.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let corrected = format!("{PROD}/sg-a to be corrected");
+    eventually(&corrected, DEADLINE, || async {
+        match sim.sim.policy_of_in(PROD, HZ, "sg-a") {
+            Some(Policy::Drop) => Ok(()),
+            other => Err(d.saw(format!("{PROD}/sg-a is {other:?}"))),
+        }
+    })
+    .await;
     d.wait_metrics("ready again", |m| m.get("sgpolicy_ready") == 1.0)
         .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_team_editing_a_policy_in_git_is_never_taken_for_a_fight() {
-    let sim = Sim::start(&seed(&[(HZ, "sg-a", "Accept", "")])).await;
-    let folder = Folder::with(&[("prod.yaml", &policy_file(&[("sg-a", "Drop")]))]);
+    let sim = Sim::start(&Seed::new().group(HZ, "sg-a", Accept)).await;
+    let folder = Folder::new().file(
+        "prod.yaml",
+        PolicyFile::in_region(HZ).group("sg-a", Drop).yaml(),
+    );
     let d = Daemon::start(
         &sim,
         folder.path(),
@@ -621,7 +646,7 @@ async fn a_team_editing_a_policy_in_git_is_never_taken_for_a_fight() {
     {
         write_atomically(
             &folder.path().join("prod.yaml"),
-            &policy_file(&[("sg-a", want.as_str())]),
+            &PolicyFile::in_region(HZ).group("sg-a", want).yaml(),
         );
         wait_policy(&sim, "sg-a", want, &d).await;
         d.wait_metrics("the correction counted", |m| {
