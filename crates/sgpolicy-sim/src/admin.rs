@@ -1,5 +1,5 @@
-//! Unsigned admin paths under `/_sim/` for tests and demos: the call log and call counts, groups, and
-//! faults.
+//! Unsigned admin paths under `/_sim/` for tests and demos: the call log and call counts, groups,
+//! faults, ActionTrail events and settings, and EventBridge targets and deliveries.
 //!
 //! They live outside `/`, so they can never be used to skip signature checks on the ECS API itself.
 
@@ -7,6 +7,8 @@ use super::faults::FaultConfig;
 use super::respond::admin_json;
 use super::Simulator;
 use crate::model::Policy;
+use crate::push::EventBridgeConfig;
+use crate::trail::{ConsoleActor, TrailConfig};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -22,6 +24,10 @@ pub fn routes() -> Router<Simulator> {
         .route("/_sim/groups", get(get_groups))
         .route("/_sim/groups/{region}/{id}", post(flip_group))
         .route("/_sim/faults", get(get_faults).post(set_faults))
+        .route("/_sim/events", get(get_events).delete(clear_events))
+        .route("/_sim/actiontrail", get(get_trail).post(set_trail))
+        .route("/_sim/eventbridge", get(get_bus).post(set_bus))
+        .route("/_sim/eventbridge/deliveries", get(get_deliveries))
 }
 
 /// Every unknown path, in JSON like the rest.
@@ -72,6 +78,16 @@ async fn get_groups(State(sim): State<Simulator>) -> Response {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Flip {
     inner_access_policy: String,
+    /// Whether ActionTrail records the flip (default true); `false` is a missed event.
+    #[serde(default = "yes")]
+    event: bool,
+    /// Who did it, as the `ConsoleOperation` event names them.
+    #[serde(default)]
+    actor: ConsoleActor,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `?account=<id>` on paths that address a group; the default account when absent.
@@ -82,7 +98,8 @@ struct InAccount {
 }
 
 /// `POST /_sim/groups/{region}/{id}[?account=<id>]` `{"innerAccessPolicy":"Drop"}`: a console
-/// user's change.
+/// user's change, which ActionTrail records as a `ConsoleOperation` by `"actor"` (answered with its
+/// `eventId`); with `"event": false` it records nothing (a missed event).
 async fn flip_group(
     State(sim): State<Simulator>,
     Path((region, id)): Path<(String, String)>,
@@ -92,21 +109,30 @@ async fn flip_group(
     let account = q
         .account
         .unwrap_or_else(|| super::DEFAULT_ACCOUNT.to_string());
-    let policy = match serde_json::from_slice::<Flip>(&body) {
-        Ok(f) => Policy::parse(&f.inner_access_policy),
+    let flip = match serde_json::from_slice::<Flip>(&body) {
+        Ok(f) => f,
         Err(e) => return admin_json(400, json!({"error": format!("bad body: {e}")})),
     };
-    let Some(policy) = policy else {
+    let Some(policy) = Policy::parse(&flip.inner_access_policy) else {
         return admin_json(
             400,
             json!({"error": "innerAccessPolicy must be Accept or Drop"}),
         );
     };
-    if sim.set_policy_in(&account, &region, &id, policy) {
-        admin_json(
-            200,
-            json!({"account": account, "region": region, "id": id, "innerAccessPolicy": policy.as_str()}),
-        )
+    let done = match flip.event {
+        true => sim
+            .flip_in_console_in(&account, &region, &id, policy, &flip.actor)
+            .map(Some),
+        false => sim
+            .set_policy_in(&account, &region, &id, policy)
+            .then_some(None),
+    };
+    if let Some(event_id) = done {
+        let mut body = json!({"account": account, "region": region, "id": id, "innerAccessPolicy": policy.as_str()});
+        if let Some(e) = event_id {
+            body["eventId"] = json!(e);
+        }
+        admin_json(200, body)
     } else {
         admin_json(
             404,
@@ -128,4 +154,68 @@ async fn set_faults(State(sim): State<Simulator>, body: Bytes) -> Response {
         }
         Err(e) => admin_json(400, json!({"error": format!("bad fault config: {e}")})),
     }
+}
+
+/// `GET /_sim/events`: every ActionTrail event, oldest first (any account or region, query delay
+/// or not).
+async fn get_events(State(sim): State<Simulator>) -> Response {
+    admin_json(200, json!(sim.events()))
+}
+
+async fn clear_events(State(sim): State<Simulator>) -> Response {
+    let n = sim.state().trail.clear();
+    admin_json(200, json!({"cleared": n}))
+}
+
+async fn get_trail(State(sim): State<Simulator>) -> Response {
+    admin_json(200, json!(sim.actiontrail()))
+}
+
+/// Replaces the ActionTrail settings; `{}` restores the defaults.
+async fn set_trail(State(sim): State<Simulator>, body: Bytes) -> Response {
+    let cfg = match serde_json::from_slice::<TrailConfig>(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return admin_json(
+                400,
+                json!({"error": format!("bad actiontrail config: {e}")}),
+            )
+        }
+    };
+    match sim.set_actiontrail(cfg) {
+        Ok(()) => admin_json(200, json!(sim.actiontrail())),
+        Err(e) => admin_json(
+            400,
+            json!({"error": format!("bad actiontrail config: {e:#}")}),
+        ),
+    }
+}
+
+/// The targets, tokens redacted.
+async fn get_bus(State(sim): State<Simulator>) -> Response {
+    admin_json(200, json!(sim.eventbridge().redacted()))
+}
+
+/// Replaces the EventBridge targets; `{}` removes them all.
+async fn set_bus(State(sim): State<Simulator>, body: Bytes) -> Response {
+    let cfg = match serde_json::from_slice::<EventBridgeConfig>(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return admin_json(
+                400,
+                json!({"error": format!("bad eventbridge config: {e}")}),
+            )
+        }
+    };
+    match sim.set_eventbridge(cfg) {
+        Ok(()) => admin_json(200, json!(sim.eventbridge().redacted())),
+        Err(e) => admin_json(
+            400,
+            json!({"error": format!("bad eventbridge config: {e:#}")}),
+        ),
+    }
+}
+
+async fn get_deliveries(State(sim): State<Simulator>) -> Response {
+    admin_json(200, json!(sim.deliveries()))
 }

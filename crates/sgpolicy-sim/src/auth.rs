@@ -25,6 +25,10 @@ pub struct Credential {
     pub account: String,
     /// Unix seconds after which the key (an STS session) is refused.
     pub expires_at: Option<i64>,
+    /// Who ActionTrail says called with this key.
+    pub identity: crate::trail::Identity,
+    /// Actions the key may not call: 403, after the signature checks.
+    pub denied: Vec<String>,
 }
 
 /// A request that passed every check except nonce freshness, which needs the mutable nonce store.

@@ -22,15 +22,15 @@ use std::time::{Duration, Instant};
 /// How long a hung request is held when `hangMs` is not set: longer than any sane client timeout.
 const DEFAULT_HANG: Duration = Duration::from_secs(600);
 
-/// One fault mode's deterministic accumulator.
+/// One fault mode's deterministic accumulator (also EventBridge's loss and duplicate fractions).
 #[derive(Default, Clone, Copy)]
-struct Spread {
+pub(crate) struct Spread {
     rate: f64,
     acc: f64,
 }
 
 impl Spread {
-    fn new(rate: f64) -> Spread {
+    pub(crate) fn new(rate: f64) -> Spread {
         Spread {
             rate: if rate.is_finite() {
                 rate.clamp(0.0, 1.0)
@@ -41,7 +41,7 @@ impl Spread {
         }
     }
 
-    fn tick(&mut self) -> bool {
+    pub(crate) fn tick(&mut self) -> bool {
         if self.rate <= 0.0 {
             return false;
         }

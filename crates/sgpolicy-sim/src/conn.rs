@@ -14,9 +14,10 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-/// The handle a handler finds in its request extensions (as `ConnectInfo<ConnHandle>`).
+/// The handle a handler finds in its request extensions (as `ConnectInfo<ConnHandle>`), with the
+/// peer's address (ActionTrail's `sourceIpAddress`).
 #[derive(Clone, Debug, Default)]
-pub struct ConnHandle(Arc<AtomicBool>);
+pub struct ConnHandle(Arc<AtomicBool>, Option<std::net::SocketAddr>);
 
 impl ConnHandle {
     /// Makes the connection fail at its next read or write, which closes it without a response.
@@ -26,6 +27,11 @@ impl ConnHandle {
 
     fn killed(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+
+    /// The address the connection came from.
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.1
     }
 }
 
@@ -109,6 +115,8 @@ impl Listener for KillableListener {
 
 impl Connected<IncomingStream<'_, KillableListener>> for ConnHandle {
     fn connect_info(stream: IncomingStream<'_, KillableListener>) -> Self {
-        stream.io().handle.clone()
+        let mut h = stream.io().handle.clone();
+        h.1 = Some(*stream.remote_addr());
+        h
     }
 }

@@ -13,11 +13,14 @@ pub const ACTIONS: &[&str] = &[
     "ModifySecurityGroupPolicy",
 ];
 
-/// The API an action belongs to: STS shares the simulator's endpoint, with its own Version and host.
+/// The API an action belongs to: STS and ActionTrail share the simulator's endpoint, each with its
+/// own Version and host. An action is judged by its own API: `Action=LookupEvents` needs
+/// `Version=2020-07-06`, exactly as `AssumeRole` needs `2015-04-01`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Api {
     Ecs,
     Sts,
+    ActionTrail,
 }
 
 impl Api {
@@ -25,6 +28,7 @@ impl Api {
     pub fn of(action: &str) -> Option<Api> {
         match action {
             super::sts::ACTION => Some(Api::Sts),
+            super::lookup::ACTION => Some(Api::ActionTrail),
             a if ACTIONS.contains(&a) => Some(Api::Ecs),
             _ => None,
         }
@@ -34,19 +38,20 @@ impl Api {
         match self {
             Api::Ecs => "2014-05-26",
             Api::Sts => super::sts::VERSION,
+            Api::ActionTrail => super::lookup::VERSION,
         }
     }
 
-    /// What error bodies name in `HostId`: the region endpoint for ECS, the global one for STS.
+    /// What error bodies name in `HostId`: the region endpoint for ECS and ActionTrail, the global
+    /// one for STS.
     pub fn host(self, region: Option<&str>) -> String {
+        let region = region.filter(|r| super::trail::is_region(r));
         match (self, region) {
             (Api::Sts, _) => String::from("sts.aliyuncs.com"),
-            (Api::Ecs, Some(r))
-                if !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
-            {
-                format!("ecs.{r}.aliyuncs.com")
-            }
-            (Api::Ecs, _) => String::from("ecs.aliyuncs.com"),
+            (Api::Ecs, Some(r)) => format!("ecs.{r}.aliyuncs.com"),
+            (Api::Ecs, None) => String::from("ecs.aliyuncs.com"),
+            (Api::ActionTrail, Some(r)) => format!("actiontrail.{r}.aliyuncs.com"),
+            (Api::ActionTrail, None) => String::from("actiontrail.aliyuncs.com"),
         }
     }
 
@@ -55,6 +60,27 @@ impl Api {
         match self {
             Api::Ecs => "Ecs",
             Api::Sts => "Sts",
+            Api::ActionTrail => "Actiontrail",
+        }
+    }
+
+    /// The 403 a key whose `deniedActions` name the action gets, as a RAM policy without the
+    /// action would answer: ECS's `Forbidden.RAM`, STS's and ActionTrail's `NoPermission`.
+    pub fn denied(self, action: &str) -> ApiError {
+        match self {
+            Api::Ecs => ApiError::new(
+                403,
+                "Forbidden.RAM",
+                "User not authorized to operate on the specified resource, or this API doesn't support RAM.",
+            ),
+            Api::Sts | Api::ActionTrail => ApiError::new(
+                403,
+                "NoPermission",
+                format!(
+                    "You are not authorized to do this action. You should be authorized by RAM. Action: {}:{action}",
+                    self.product().to_ascii_lowercase()
+                ),
+            ),
         }
     }
 }
@@ -73,7 +99,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn read(body: Value, request_id: &str) -> Outcome {
+    pub(crate) fn read(body: Value, request_id: &str) -> Outcome {
         Outcome {
             body,
             request_id: request_id.to_string(),

@@ -1,6 +1,7 @@
-//! sgpolicy's built-in ECS simulator: an Alibaba Cloud ECS (and STS `AssumeRole`) RPC endpoint
-//! faithful enough that the official SDKs use it unchanged. The agent serves it as `sgpolicy sim`; its
-//! integration tests and the benchmark run it in-process.
+//! sgpolicy's built-in ECS simulator: an Alibaba Cloud ECS (and STS `AssumeRole`, and ActionTrail
+//! `LookupEvents`) RPC endpoint faithful enough that the official SDKs use it unchanged, plus the
+//! EventBridge push of ActionTrail events to HTTP targets. The agent serves it as `sgpolicy sim`;
+//! its integration tests and the benchmark run it in-process.
 //!
 //! This crate does not depend on the agent (`scripts/check-layers.sh` checks it): its model types,
 //! its role-ARN parser, its percent-encoder and canonicalisers are its own, so the compiler, not a
@@ -9,18 +10,48 @@
 //! # Layout
 //! - `model`: [`Policy`] and the role-ARN parser. `seed`: the YAML starting state.
 //!   `state`: groups, keys, STS sessions, ClientTokens, nonces, the bounded call log and the call
-//!   counters ([`CallCounts`], exact however many entries the log has dropped).
+//!   counters ([`CallCounts`], exact however many entries the log has dropped), the event store.
 //! - `auth`: signature V1 verification with its own canonicaliser; `auth_v3`: signature V3
-//!   (`ACS3-HMAC-SHA256`, the Tea SDK's default). `handlers`: the three ECS actions; `sts`: STS
-//!   `AssumeRole` on the same endpoint.
+//!   (`ACS3-HMAC-SHA256`, the Tea SDK's default). `handlers`: the three ECS actions and the `Api`
+//!   table; `sts`: STS `AssumeRole` and `lookup`: ActionTrail `LookupEvents`, on the same endpoint.
+//! - `trail`: the ActionTrail event record, the identities it names, the event store; `push`:
+//!   EventBridge (CloudEvents envelopes POSTed to loopback targets).
 //! - `respond`: error bodies and JSON/XML rendering. `faults`: injected latency, errors, throttling;
 //!   `chaos`: the rate-based modes and throttling windows.
-//! - `admin`: the unsigned `/_sim/...` paths. `conn`: connections a `drop` fault can cut. `raw`: the
-//!   pipeline without HTTP, for fuzzing.
+//! - `admin`: the unsigned `/_sim/...` paths. `conn`: connections a `drop` fault can cut (and the
+//!   peer address events record). `raw`: the pipeline without HTTP, for fuzzing.
 //!
 //! Every request to `/` passes, in order: parameter parsing (query and form body merged), injected
-//! latency, signature checks, nonce freshness, Version and Action, throttling and scripted failures,
-//! the action itself; then it is logged and counted, whatever its outcome.
+//! latency, signature checks, nonce freshness, Version and Action (each action is judged by its own
+//! API's version: ECS 2014-05-26, STS 2015-04-01, ActionTrail 2020-07-06), the key's
+//! `deniedActions` (403), throttling and scripted failures, the action itself; then it is logged and
+//! counted, whatever its outcome, and the events it caused are handed to EventBridge.
+//!
+//! # Events (ActionTrail and EventBridge)
+//! - Every ModifySecurityGroupPolicy that reaches the action (after signature, permission,
+//!   throttling and scripted failures; also one a fault applies and then loses) is an `ApiCall`
+//!   event of the caller's account in the call's region, failed or not: the caller's key, identity
+//!   (`root-account`, a seeded `ram-user`, or an `assumed-role` STS session with its
+//!   `sessionContext`), User-Agent and peer address, the RequestId it saw (a ClientToken replay
+//!   repeats the first call's) and, when it failed, `errorCode`/`errorMessage`. Reads, AssumeRole and
+//!   LookupEvents are not recorded. Field list: `trail`.
+//! - A console flip (`POST /_sim/groups/{region}/{id}`, [`Simulator::flip_in_console`]) is a
+//!   `ConsoleOperation` by a configurable [`ConsoleActor`]; `"event": false` (and
+//!   [`Simulator::set_policy`]) flips with no event at all: a missed event.
+//! - `LookupEvents` sees only the calling key's account and the request's region (the Host's
+//!   `actiontrail.<region>.aliyuncs.com`, else `RegionId`, else `actionTrail.defaultRegion`), and an
+//!   event only `actionTrail.queryDelaySeconds` (default 600) after its `eventTime`. Parameters,
+//!   paging and errors: `lookup`. The documented 2 calls a second per account and region is the
+//!   fault `throttle: {LookupEvents: {perSecond: 2}}`.
+//! - EventBridge delivers each event to every matching `eventBridge.targets` entry (loopback HTTP
+//!   only) as a CloudEvents 1.0 envelope with `Authorization: Bearer <token>`, after `delayMs`, with
+//!   exact `lossRate` and `duplicateRate` fractions and retries; [`Simulator::deliveries`] and
+//!   [`Simulator::deliveries_settled`] let tests count and wait without timing. Details: `push`.
+//!
+//! Seed keys for it: `actionTrail: {queryDelaySeconds, defaultRegion}`, `eventBridge: {targets:
+//! [...]}`, and per access key `userName`, `principalId`, `deniedActions` (also per role). Admin
+//! paths: `GET`/`DELETE /_sim/events`, `GET`/`POST /_sim/actiontrail`, `GET`/`POST
+//! /_sim/eventbridge`, `GET /_sim/eventbridge/deliveries`, and the group flip's `actor`/`event`.
 
 mod admin;
 mod auth;
@@ -29,7 +60,9 @@ mod chaos;
 mod conn;
 mod faults;
 mod handlers;
+mod lookup;
 mod model;
+mod push;
 mod raw;
 mod respond;
 mod seed;
@@ -44,12 +77,19 @@ mod tests_describe;
 #[cfg(test)]
 mod tests_modify;
 #[cfg(test)]
+mod tests_push;
+#[cfg(test)]
+mod tests_trail;
+#[cfg(test)]
 mod tests_v3;
+mod trail;
 
 pub use faults::{FaultConfig, ScriptedFailure, ThrottleRule};
 pub use model::Policy;
+pub use push::{Delivery, EventBridgeConfig, PushTarget};
 pub use seed::{GroupType, Seed, SeedGroup, SeedKey, SeedRole, DEFAULT_ACCOUNT};
 pub use state::{CallCounts, CallRecord, OTHER_ACTION};
+pub use trail::{ConsoleActor, IdentityType, TrailConfig};
 
 use auth::Params;
 use auth_v3::SignedRequest;
@@ -65,6 +105,7 @@ use respond::{ApiError, Format};
 use serde_json::Value;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use trail::RequestMeta;
 
 /// Largest request body read; ECS parameters are small and this bounds memory per request.
 const MAX_BODY: usize = 1 << 20;
@@ -81,6 +122,10 @@ pub struct Simulator {
 struct Inner {
     state: Mutex<state::State>,
     faults: Mutex<Faults>,
+    /// EventBridge; locked after `state` when both are held, never before.
+    bus: Mutex<push::Bus>,
+    /// Woken whenever a delivery ends ([`Simulator::deliveries_settled`]).
+    push_idle: tokio::sync::Notify,
 }
 
 /// What the pipeline decided to do with one request.
@@ -91,10 +136,13 @@ enum Answer {
 
 impl Simulator {
     pub fn new(seed: Seed) -> Simulator {
+        let bus = push::Bus::new(seed.event_bridge.clone());
         Simulator {
             inner: Arc::new(Inner {
                 state: Mutex::new(state::State::new(seed)),
                 faults: Mutex::new(Faults::default()),
+                bus: Mutex::new(bus),
+                push_idle: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -106,6 +154,10 @@ impl Simulator {
 
     fn faults(&self) -> MutexGuard<'_, Faults> {
         self.inner.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bus(&self) -> MutexGuard<'_, push::Bus> {
+        self.inner.bus.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The whole app: the RPC endpoint at `/` and the admin paths under `/_sim/`.
@@ -153,14 +205,90 @@ impl Simulator {
         self.state().group(account, region, id).map(|g| g.policy)
     }
 
-    /// Flips a group of the default account the way a console user would: no token, no log entry.
-    /// False if unknown.
+    /// Flips a group of the default account the way a console user would: no token, no log entry,
+    /// and no ActionTrail event either (a change only a read can find: a missed event; for one
+    /// with an event see [`Simulator::flip_in_console`]). False if unknown.
     pub fn set_policy(&self, region: &str, id: &str, p: Policy) -> bool {
         self.set_policy_in(DEFAULT_ACCOUNT, region, id, p)
     }
 
     pub fn set_policy_in(&self, account: &str, region: &str, id: &str, p: Policy) -> bool {
         self.state().set_policy(account, region, id, p)
+    }
+
+    /// Flips a group of the default account in the console: like [`Simulator::set_policy`], and
+    /// ActionTrail records a `ConsoleOperation` event by `actor` (pushed to EventBridge like any
+    /// other). Returns the event's `eventId`, `None` if the group is unknown.
+    pub fn flip_in_console(
+        &self,
+        region: &str,
+        id: &str,
+        p: Policy,
+        actor: &ConsoleActor,
+    ) -> Option<String> {
+        self.flip_in_console_in(DEFAULT_ACCOUNT, region, id, p, actor)
+    }
+
+    pub fn flip_in_console_in(
+        &self,
+        account: &str,
+        region: &str,
+        id: &str,
+        p: Policy,
+        actor: &ConsoleActor,
+    ) -> Option<String> {
+        let (event_id, fresh) = {
+            let mut st = self.state();
+            if !st.set_policy(account, region, id, p) {
+                return None;
+            }
+            let now = chrono::Utc::now().timestamp();
+            let record = trail::console_record(account, region, id, p.as_str(), actor, now);
+            let event_id = st.trail.record(account, region, now, record);
+            (event_id, st.trail.take_outbox())
+        };
+        self.publish(fresh);
+        Some(event_id)
+    }
+
+    /// Every ActionTrail event, oldest first, of every account and region, whether or not the
+    /// query delay has passed (the store keeps the latest 100,000).
+    pub fn events(&self) -> Vec<Value> {
+        self.state()
+            .trail
+            .events()
+            .map(|e| e.record.clone())
+            .collect()
+    }
+
+    /// The ActionTrail settings (query delay, default region).
+    pub fn actiontrail(&self) -> TrailConfig {
+        self.state().trail.config.clone()
+    }
+
+    /// Replaces the ActionTrail settings; they apply to every later `LookupEvents`.
+    pub fn set_actiontrail(&self, cfg: TrailConfig) -> anyhow::Result<()> {
+        cfg.validate()?;
+        self.state().trail.config = cfg;
+        Ok(())
+    }
+
+    /// The EventBridge targets (tokens included).
+    pub fn eventbridge(&self) -> EventBridgeConfig {
+        self.bus().config().clone()
+    }
+
+    /// Replaces the EventBridge targets (resetting their loss and duplicate counters); deliveries
+    /// under way finish as they started.
+    pub fn set_eventbridge(&self, cfg: EventBridgeConfig) -> anyhow::Result<()> {
+        cfg.validate()?;
+        self.bus().configure(cfg);
+        Ok(())
+    }
+
+    /// Every delivery attempt and every lost event, oldest first (the latest 10,000).
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.bus().deliveries()
     }
 
     /// Replaces the fault configuration (an empty config clears it).
@@ -170,13 +298,15 @@ impl Simulator {
 
     /// Runs one parsed request through the pipeline; synchronous so the state lock is never held
     /// across an await. `v3` is the request as V3 verification needs it, when it is V3-signed;
-    /// `key` identifies it across retries (`chaos::request_key`).
+    /// `key` identifies it across retries (`chaos::request_key`); `meta` is what ActionTrail
+    /// records besides the parameters (Host, User-Agent, peer address).
     fn handle(
         &self,
         method: &str,
         params: &Params,
         v3: Option<&SignedRequest>,
         key: u64,
+        meta: &RequestMeta,
     ) -> Answer {
         let request_id = respond::new_request_id();
         // V3 clients send no Format parameter; they ask for JSON with an Accept header.
@@ -187,7 +317,12 @@ impl Simulator {
         let text = |k: &str| params.get(k).cloned().unwrap_or_default();
         let nonempty = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
         let action = text("Action");
-        let region = text("RegionId");
+        let mut st = self.state();
+        // An ActionTrail request's region is its endpoint's (or its RegionId, or the default).
+        let region = match Api::of(&action) {
+            Some(Api::ActionTrail) => trail::request_region(meta, params, &st.trail.config),
+            _ => text("RegionId"),
+        };
         let mut rec = CallRecord {
             method: method.to_string(),
             action: action.clone(),
@@ -202,10 +337,9 @@ impl Simulator {
             signature: String::from(if v3.is_some() { "V3" } else { "V1" }),
             ..CallRecord::default()
         };
-        let mut st = self.state();
         let result = authenticate(&mut st, method, params, v3).and_then(|account| {
             rec.account.clone_from(&account);
-            self.run(&mut st, &account, params, &action, key, &mut rec)
+            self.run(&mut st, &account, params, key, meta, &mut rec)
         });
         let answer = match result {
             Ok(Some(out)) => {
@@ -241,22 +375,34 @@ impl Simulator {
             }
         };
         st.log(rec);
+        let fresh = st.trail.take_outbox();
+        drop(st);
+        self.publish(fresh);
         answer
     }
 
-    /// The checks after authentication, and the action (under `rec.request_id`). `Ok(None)` means
-    /// "close the connection without answering".
+    /// The checks after authentication, and the action (under `rec.request_id`, in `rec.region`).
+    /// `Ok(None)` means "close the connection without answering".
     fn run(
         &self,
         st: &mut state::State,
         account: &str,
         params: &Params,
-        action: &str,
         key: u64,
+        meta: &RequestMeta,
         rec: &mut CallRecord,
     ) -> Result<Option<handlers::Outcome>, ApiError> {
-        let request_id = rec.request_id.clone();
-        let request_id = request_id.as_str();
+        let (action, region) = (rec.action.clone(), rec.region.clone());
+        let (action, region) = (action.as_str(), region.as_str());
+        let (key_id, request_id) = (rec.access_key_id.clone(), rec.request_id.clone());
+        let call = Call {
+            account,
+            action,
+            region,
+            request_id: &request_id,
+            key_id: &key_id,
+            meta,
+        };
         // Version is checked before Action, as ECS does; an unknown action is judged as ECS's.
         let api = Api::of(action);
         match params.get("Version").map(String::as_str) {
@@ -283,8 +429,15 @@ impl Simulator {
                 "Specified api is not found, please check your url and method.",
             ));
         };
-        // Quotas are per account and region, as ECS's are.
-        let region = params.get("RegionId").map_or("", String::as_str);
+        // A RAM policy is checked once the caller is known, before any quota.
+        if st
+            .keys
+            .get(&key_id)
+            .is_some_and(|k| k.denied.iter().any(|a| a == action))
+        {
+            return Err(api.denied(action));
+        }
+        // Quotas are per account and region, as ECS's are (ActionTrail's: the endpoint's region).
         let verdict = self.faults().decide_in(
             &format!("{account}/{region}"),
             action,
@@ -292,7 +445,7 @@ impl Simulator {
             std::time::Instant::now(),
         );
         match verdict {
-            Verdict::Pass => execute(st, api, account, action, params, request_id).map(Some),
+            Verdict::Pass => execute(st, api, &call, params).map(Some),
             Verdict::ThrottledHint(ms) => {
                 rec.fault = Some("throttle".into());
                 let mut e = ApiError::new(
@@ -315,7 +468,7 @@ impl Simulator {
                 rec.fault = Some(if f.drop { "drop" } else { "failNext" }.into());
                 if f.apply_first {
                     // Executed for real; its effect is logged even though the client never learns it.
-                    if let Ok(out) = execute(st, api, account, action, params, request_id) {
+                    if let Ok(out) = execute(st, api, &call, params) {
                         rec.effective = out.effective;
                         rec.replayed = out.replayed;
                     }
@@ -331,19 +484,80 @@ impl Simulator {
     }
 }
 
-/// The action itself, once every check passed.
+/// One authenticated request, as the action and ActionTrail see it.
+struct Call<'a> {
+    account: &'a str,
+    action: &'a str,
+    /// `RegionId` for ECS and STS; the endpoint's region for ActionTrail.
+    region: &'a str,
+    request_id: &'a str,
+    key_id: &'a str,
+    meta: &'a RequestMeta,
+}
+
+/// The action itself, once every check passed. A ModifySecurityGroupPolicy that got this far is an
+/// ActionTrail event, failed or not (a failed one carries `errorCode` and changed nothing).
 fn execute(
     st: &mut state::State,
     api: Api,
-    account: &str,
-    action: &str,
+    call: &Call,
     params: &Params,
-    request_id: &str,
 ) -> Result<handlers::Outcome, ApiError> {
-    match api {
-        Api::Sts => sts::assume_role(st, params, request_id, chrono::Utc::now().timestamp()),
-        Api::Ecs => handlers::dispatch(st, account, action, params, request_id),
+    let now = chrono::Utc::now().timestamp();
+    let result = match api {
+        Api::Sts => sts::assume_role(st, params, call.request_id, now),
+        Api::Ecs => handlers::dispatch(st, call.account, call.action, params, call.request_id),
+        Api::ActionTrail => lookup::lookup_events(
+            &st.trail,
+            call.account,
+            call.region,
+            params,
+            call.request_id,
+            now,
+        ),
+    };
+    if call.action == "ModifySecurityGroupPolicy" {
+        record_write(st, call, params, &result, now);
     }
+    result
+}
+
+/// Writes the ActionTrail event of an ECS write: the caller's key, identity and account, the
+/// RequestId the caller saw, the error when it failed.
+fn record_write(
+    st: &mut state::State,
+    call: &Call,
+    params: &Params,
+    result: &Result<handlers::Outcome, ApiError>,
+    now: i64,
+) {
+    let identity = st
+        .keys
+        .get(call.key_id)
+        .map(|k| k.identity.clone())
+        .unwrap_or_else(|| trail::Identity::root(call.account));
+    let region = match call.region {
+        "" => st.trail.config.default_region.clone(),
+        r => r.to_string(),
+    };
+    let (request_id, error) = match result {
+        Ok(out) => (out.request_id.as_str(), None),
+        Err(e) => (call.request_id, Some((e.code.as_str(), e.message.as_str()))),
+    };
+    let record = trail::ApiCall {
+        action: call.action,
+        account: call.account,
+        region: &region,
+        access_key_id: call.key_id,
+        identity: &identity,
+        params,
+        request_id,
+        error,
+        meta: call.meta,
+        time: now,
+    }
+    .record();
+    st.trail.record(call.account, &region, now, record);
 }
 
 /// Who sent the request: the V1 or V3 signature checks, an STS session's expiry, then nonce
@@ -460,7 +674,22 @@ async fn rpc(AxState(sim): AxState<Simulator>, req: Request) -> Response {
             }
         }
     }
-    match sim.handle(parts.method.as_str(), &params, v3.as_ref(), key) {
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let meta = RequestMeta {
+        host: header("host").or_else(|| parts.uri.authority().map(|a| a.to_string())),
+        user_agent: header("user-agent"),
+        source_ip: conn
+            .as_ref()
+            .and_then(|c| c.peer())
+            .map(|a| a.ip().to_string()),
+    };
+    match sim.handle(parts.method.as_str(), &params, v3.as_ref(), key, &meta) {
         Answer::Respond(r) => r,
         Answer::Drop => {
             match conn {

@@ -59,6 +59,12 @@ pub fn role_account(arn: &str) -> Option<&str> {
     .then_some(account)
 }
 
+/// The role name of a RAM role ARN that [`role_account`] accepts (the part after `role/`).
+pub fn role_name(arn: &str) -> Option<&str> {
+    role_account(arn)?;
+    arn.trim().splitn(5, ':').nth(4)?.strip_prefix("role/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +109,7 @@ mod tests {
         ] {
             assert_eq!(role_account(arn), want, "{arn:?}");
         }
+        assert_eq!(role_name(" acs:ram::2222:role/a:b "), Some("a:b"));
+        assert_eq!(role_name("acs:ram::2222:user/x"), None);
     }
 }

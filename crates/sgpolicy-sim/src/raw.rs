@@ -20,7 +20,7 @@ impl Simulator {
             parse_form(&String::from_utf8_lossy(body), &mut params);
         }
         let key = super::chaos::request_key(&params);
-        match self.handle(method, &params, None, key) {
+        match self.handle(method, &params, None, key, &super::RequestMeta::default()) {
             Answer::Respond(r) => {
                 let status = r.status().as_u16();
                 // The body is a complete in-memory buffer, so this never waits.

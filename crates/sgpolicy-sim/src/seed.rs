@@ -1,8 +1,12 @@
 //! The simulator's starting state, read from YAML: access keys, security groups, and the RAM roles
 //! STS `AssumeRole` may hand out. Everything belongs to an account; without `account:` it is the
 //! default account ([`DEFAULT_ACCOUNT`]), so a single-account seed needs no account at all.
+//! `actionTrail` and `eventBridge` configure the event side (LookupEvents and the push); both are
+//! optional.
 
 use crate::model::{role_account, Policy};
+use crate::push::EventBridgeConfig;
+use crate::trail::TrailConfig;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +24,13 @@ pub struct Seed {
     /// Roles other accounts can be reached through (`AssumeRole`).
     #[serde(default)]
     pub roles: Vec<SeedRole>,
+    /// ActionTrail: how late events become queryable, and the region of a `LookupEvents` request
+    /// that names none.
+    #[serde(default)]
+    pub action_trail: TrailConfig,
+    /// EventBridge: HTTP targets the events are pushed to.
+    #[serde(default)]
+    pub event_bridge: EventBridgeConfig,
 }
 
 /// The account of keys and groups that name none.
@@ -33,6 +44,9 @@ pub struct SeedRole {
     pub arn: String,
     #[serde(default)]
     pub external_id: Option<String>,
+    /// Actions the role's sessions may not call (403, as a RAM policy without them would answer).
+    #[serde(default)]
+    pub denied_actions: Vec<String>,
 }
 
 impl fmt::Debug for SeedRole {
@@ -43,6 +57,7 @@ impl fmt::Debug for SeedRole {
                 "external_id",
                 &self.external_id.as_ref().map(|_| "<redacted>"),
             )
+            .field("denied_actions", &self.denied_actions)
             .finish()
     }
 }
@@ -60,6 +75,17 @@ pub struct SeedKey {
     /// The account the key belongs to (default [`DEFAULT_ACCOUNT`]).
     #[serde(default)]
     pub account: Option<String>,
+    /// Who ActionTrail says called: a RAM user's name (the key is then a `ram-user`'s), or for a key
+    /// with a `securityToken` the `<role name>:<session name>` it stands for (an `assumed-role`).
+    /// Without it a plain key is the account's own (`root-account`).
+    #[serde(default)]
+    pub user_name: Option<String>,
+    /// `userIdentity.principalId` (default: a stable id derived from the account and user).
+    #[serde(default)]
+    pub principal_id: Option<String>,
+    /// Actions this key may not call (403, as a RAM policy without them would answer).
+    #[serde(default)]
+    pub denied_actions: Vec<String>,
 }
 
 impl fmt::Debug for SeedKey {
@@ -71,6 +97,8 @@ impl fmt::Debug for SeedKey {
                 "security_token",
                 &self.security_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("user_name", &self.user_name)
+            .field("denied_actions", &self.denied_actions)
             .finish()
     }
 }
@@ -172,6 +200,9 @@ impl Seed {
                 bail!("accessKeys[{i}]: duplicate access key id {:?}", k.id);
             }
             check_account(&format!("accessKeys[{i}]"), &k.account)?;
+            if k.user_name.as_deref().is_some_and(str::is_empty) {
+                bail!("accessKeys[{i}]: userName must not be empty");
+            }
         }
         let mut roles = BTreeSet::new();
         for (i, r) in self.roles.iter().enumerate() {
@@ -185,6 +216,8 @@ impl Seed {
                 bail!("roles[{i}]: duplicate role {}", r.arn);
             }
         }
+        self.action_trail.validate().context("actionTrail")?;
+        self.event_bridge.validate().context("eventBridge")?;
         let mut groups = BTreeSet::new();
         for (i, g) in self.security_groups.iter().enumerate() {
             if g.id.is_empty() || g.region.is_empty() {

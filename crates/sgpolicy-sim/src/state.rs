@@ -1,10 +1,12 @@
 //! The simulated accounts: security groups, access keys, roles and STS sessions, ClientTokens, recent
-//! nonces and the call log. Groups and ClientTokens belong to an account; a key sees only its own.
+//! nonces, the call log and the ActionTrail events. Groups, ClientTokens and events belong to an
+//! account; a key sees only its own.
 
 use super::auth::{Credential, CLOCK_SKEW_SECS};
 use super::handlers::Api;
-use super::seed::{account_or_default, GroupType, Seed, SeedRole};
+use super::seed::{account_or_default, GroupType, Seed, SeedKey, SeedRole};
 use crate::model::Policy;
+use crate::trail::{Identity, Trail};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -118,8 +120,8 @@ pub const OTHER_ACTION: &str = "(other)";
 #[serde(rename_all = "camelCase")]
 pub struct CallCounts {
     pub total: u64,
-    /// By `Action`: the three ECS actions and `AssumeRole` by name, anything else under
-    /// [`OTHER_ACTION`]. Throttled and failed requests count under their action too.
+    /// By `Action`: the three ECS actions, `AssumeRole` and `LookupEvents` by name, anything else
+    /// under [`OTHER_ACTION`]. Throttled and failed requests count under their action too.
     pub by_action: BTreeMap<String, u64>,
     /// By the injected fault that shaped the answer (`throttle`, `failNext`, `drop`, `hang`), as
     /// [`CallRecord::fault`] names it.
@@ -214,6 +216,34 @@ pub struct State {
     next_seq: u64,
     counts: CallCounts,
     regions: BTreeSet<String>,
+    /// ActionTrail: every account's events.
+    pub trail: Trail,
+}
+
+/// Who a seeded key is: an STS-like key (with a token) stands for an assumed role, a key with a
+/// user name for that RAM user, any other for the account itself.
+fn seed_identity(k: &SeedKey, account: &str, start: i64) -> Identity {
+    match (&k.security_token, &k.user_name) {
+        (Some(_), user) => {
+            let name = user
+                .clone()
+                .unwrap_or_else(|| format!("sgpolicy-sim:{}", k.id));
+            let (role, session) = name.split_once(':').unwrap_or((name.as_str(), "session"));
+            let mut id = Identity::assumed_role(account, role, session, start);
+            if let Some(p) = &k.principal_id {
+                id.principal_id.clone_from(p);
+            }
+            id
+        }
+        (None, Some(user)) => Identity::ram_user(account, user, k.principal_id.clone()),
+        (None, None) => {
+            let mut id = Identity::root(account);
+            if let Some(p) = &k.principal_id {
+                id.principal_id.clone_from(p);
+            }
+            id
+        }
+    }
 }
 
 impl State {
@@ -250,15 +280,19 @@ impl State {
                 group,
             );
         }
+        let start = chrono::Utc::now().timestamp();
         let keys = seed
             .access_keys
             .into_iter()
             .map(|k| {
+                let account = account_or_default(&k.account);
                 let cred = Credential {
-                    account: account_or_default(&k.account),
+                    identity: seed_identity(&k, &account, start),
+                    account,
                     secret: k.secret,
                     security_token: k.security_token,
                     expires_at: None,
+                    denied: k.denied_actions,
                 };
                 (k.id, cred)
             })
@@ -274,6 +308,7 @@ impl State {
             next_seq: 1,
             counts: CallCounts::default(),
             regions,
+            trail: Trail::new(seed.action_trail),
         }
     }
 

@@ -6,7 +6,8 @@ use super::auth::{Credential, Params};
 use super::handlers::Outcome;
 use super::respond::ApiError;
 use super::state::State;
-use crate::model::role_account;
+use crate::model::{role_account, role_name};
+use crate::trail::{role_id, Identity};
 use serde_json::json;
 
 pub const ACTION: &str = "AssumeRole";
@@ -91,6 +92,11 @@ pub fn assume_role(
             "You are not authorized to do this action. You should be authorized by RAM.",
         ));
     }
+    let denied = role.denied_actions.clone();
+    let name = role_name(arn).unwrap_or("role");
+    // Stable per role, as a real role's id is; ActionTrail's principalId for the session repeats it.
+    let assumed_role_id = format!("{}:{session}", role_id(&account, name));
+    let identity = Identity::assumed_role(&account, name, session, now);
     let key_id = format!("STS.{}", random_text(24));
     let secret = random_text(40);
     let token = format!("CAIS{}", random_text(120));
@@ -101,7 +107,7 @@ pub fn assume_role(
     let body = json!({
         "AssumedRoleUser": {
             "Arn": format!("{arn}/{session}"),
-            "AssumedRoleId": format!("3{}:{session}", fastrand::u64(10_000_000_000_000_000..99_999_999_999_999_999)),
+            "AssumedRoleId": assumed_role_id,
         },
         "Credentials": {
             "AccessKeyId": key_id,
@@ -117,6 +123,8 @@ pub fn assume_role(
             security_token: Some(token),
             account,
             expires_at: Some(expires_at),
+            identity,
+            denied,
         },
         now,
     );
