@@ -2,7 +2,9 @@
 //!
 //! Needs a Python with `aliyun-python-sdk-ecs` and `alibabacloud-ecs20140526` (scripts/test.sh makes
 //! `.venv`). Outside CI the test is skipped with a notice when that Python is missing; under CI
-//! (`CI` set) a missing SDK fails the test instead of silently passing.
+//! (`CI` set) a missing SDK fails the test instead of silently passing. A script that needs more SDKs
+//! names their modules on a `# requires: module ...` line; a Python without them fails the test with
+//! the command that installs them (`tests/sdk/requirements.txt`).
 
 use crate::harness::Sim;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,26 @@ pub fn python() -> Option<PathBuf> {
     }
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     venv.exists().then_some(venv)
+}
+
+/// The modules a script lists on its `# requires:` line (none without one).
+fn required_modules(script: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(script).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("# requires:"))
+        .map(|m| m.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Whether `python` can import every module.
+async fn can_import(python: &Path, modules: &[String]) -> bool {
+    modules.is_empty()
+        || tokio::process::Command::new(python)
+            .arg("-c")
+            .arg(format!("import {}", modules.join(", ")))
+            .output()
+            .await
+            .is_ok_and(|o| o.status.success())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -44,6 +66,14 @@ async fn official_python_sdks_work_against_the_simulator_unchanged() {
         dir.display()
     );
     for script in scripts {
+        let modules = required_modules(&script);
+        assert!(
+            can_import(&python, &modules).await,
+            "{} needs the Python modules {modules:?}, which {} cannot import: run `{} -m pip install -r tests/sdk/requirements.txt`",
+            script.display(),
+            python.display(),
+            python.display()
+        );
         // A fresh simulator per script: each starts from the seed.
         let sim = Sim::start_yaml(&seed).await;
         let endpoint = sim.url.trim_start_matches("http://").to_string();
