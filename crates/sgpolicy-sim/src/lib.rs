@@ -252,7 +252,7 @@ impl Simulator {
     }
 
     /// Every ActionTrail event, oldest first, of every account and region, whether or not the
-    /// query delay has passed (the store keeps the latest 100,000).
+    /// query delay has passed (the store keeps the latest 20,000).
     pub fn events(&self) -> Vec<Value> {
         self.state()
             .trail

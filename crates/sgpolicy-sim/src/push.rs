@@ -180,24 +180,19 @@ pub struct Bus {
     log: VecDeque<Delivery>,
     next_seq: u64,
     in_flight: usize,
+    /// Built on first use: most simulators never push.
     client: Option<reqwest::Client>,
 }
 
 impl Bus {
     pub fn new(cfg: EventBridgeConfig) -> Bus {
-        // No proxy (a proxy variable must not send loopback traffic elsewhere), no redirects.
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .ok();
         let mut bus = Bus {
             cfg: EventBridgeConfig::default(),
             spreads: Vec::new(),
             log: VecDeque::new(),
             next_seq: 1,
             in_flight: 0,
-            client,
+            client: None,
         };
         bus.configure(cfg);
         bus
@@ -224,6 +219,19 @@ impl Bus {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// The HTTP client: no proxy (a proxy variable must not send loopback traffic elsewhere), no
+    /// redirects (a target must not send it elsewhere either).
+    fn client(&mut self) -> Option<reqwest::Client> {
+        if self.client.is_none() {
+            self.client = reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .ok();
+        }
+        self.client.clone()
     }
 
     fn log(&mut self, mut d: Delivery) {
@@ -360,7 +368,7 @@ async fn deliver(sim: Simulator, job: Job) {
     if t.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(t.delay_ms)).await;
     }
-    let client = sim.bus().client.clone();
+    let client = sim.bus().client();
     for copy in 1..=job.copies {
         for attempt in 1..=t.retries.saturating_add(1) {
             let (status, error) = match &client {

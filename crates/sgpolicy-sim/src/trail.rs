@@ -18,8 +18,9 @@ use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
 use std::fmt;
 
-/// Events kept at most, oldest dropped first (ActionTrail keeps 90 days; this bounds memory).
-pub(crate) const EVENT_CAP: usize = 100_000;
+/// Events kept at most, oldest dropped first (ActionTrail keeps 90 days; this bounds memory: a
+/// record is a few kilobytes).
+pub(crate) const EVENT_CAP: usize = 20_000;
 /// The reference: events "visible after about 10 minutes" (not confirmed as a bound).
 pub const DEFAULT_QUERY_DELAY_SECS: u64 = 600;
 /// Region of a `LookupEvents` request whose Host and `RegionId` name none.
