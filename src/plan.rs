@@ -188,7 +188,7 @@ mod tests {
                     key,
                     policy: *p,
                     source: Location {
-                        path: "p.yaml".into(),
+                        path: std::path::Path::new("p.yaml").into(),
                         line: i + 3,
                         column: 5,
                     },

@@ -269,7 +269,7 @@ async fn observe(
         by_region
             .entry((&key.account, &key.region))
             .or_default()
-            .push(key.id.clone());
+            .push(key.id.to_string());
     }
     let batches: Vec<(GroupKey, Vec<String>)> = by_region
         .into_iter()

@@ -211,8 +211,8 @@ impl EcsClient {
                 api::DESCRIBE_ATTRIBUTE,
                 &key.region,
                 &[
-                    ("RegionId", key.region.clone()),
-                    ("SecurityGroupId", key.id.clone()),
+                    ("RegionId", key.region.to_string()),
+                    ("SecurityGroupId", key.id.to_string()),
                     ("MaxResults", api::SMALLEST_RULE_PAGE.to_string()),
                 ],
             )
@@ -272,8 +272,8 @@ impl EcsClient {
                 api::MODIFY_POLICY,
                 &key.region,
                 &[
-                    ("RegionId", key.region.clone()),
-                    ("SecurityGroupId", key.id.clone()),
+                    ("RegionId", key.region.to_string()),
+                    ("SecurityGroupId", key.id.to_string()),
                     ("InnerAccessPolicy", policy.as_str().to_string()),
                     ("ClientToken", client_token.to_string()),
                 ],

@@ -22,7 +22,7 @@ pub fn parse_file_bytes(
     let text = decode(bytes.to_vec()).map_err(|(pos, message)| {
         vec![LoadError {
             location: Location {
-                path: path.to_path_buf(),
+                path: path.into(),
                 line: pos.line,
                 column: pos.column,
             },

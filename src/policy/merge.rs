@@ -51,7 +51,7 @@ pub(crate) fn add(
 /// "cn-hangzhou", or "cn-hangzhou of account 1234…" for a group of a named account.
 fn place(key: &GroupKey) -> String {
     match key.account.as_str() {
-        "" => key.region.clone(),
+        "" => key.region.to_string(),
         account => format!("{} of account {account}", key.region),
     }
 }
@@ -172,7 +172,7 @@ mod tests {
             key: GroupKey::new(region, id),
             policy,
             source: Location {
-                path: "p.yaml".into(),
+                path: std::path::Path::new("p.yaml").into(),
                 line,
                 column: 5,
             },
