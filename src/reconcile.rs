@@ -4,9 +4,9 @@
 
 use crate::clients::{Clients, Reach};
 use crate::ecs::{api, ApiError, ErrorClass};
-use crate::model::{GroupKey, Mode, Note, NoteLevel, Policy};
-use crate::plan::{self, Action, Observation, Observed, Plan, PlanEntry};
-use crate::policy::Desired;
+use crate::model::{Mode, Note, NoteLevel, Policy};
+use crate::plan::{self, Action, GroupMeta, Observation, Plan, PlanEntry};
+use crate::policy::{Desired, DesiredGroup};
 use crate::rails::{self, Hold, Rails};
 use crate::schedule::{self, within};
 use crate::token::{self, TokenInput};
@@ -71,7 +71,8 @@ pub struct GroupResult {
     pub outcome: Outcome,
     pub token: Option<String>,
     pub request_id: Option<String>,
-    pub error: Option<ApiError>,
+    /// Boxed: most results have none, and a pass holds one result per group.
+    pub error: Option<Box<ApiError>>,
     pub hold: Option<Hold>,
 }
 
@@ -219,10 +220,28 @@ pub async fn run_pass(clients: &Clients, desired: &Desired, opts: &PassOptions) 
         resolved = d;
         &resolved
     };
-    let observed = observe(&reach, desired, opts, &state).await;
-    let plan = plan::plan(desired, &observed);
+    let mut results = observe(&reach, desired, opts, &state).await;
+    // Every group but the drifted ones is final; those are gated and written from a plan of just
+    // them (the rails only count enforced changes), and their results take their places.
+    let plan = Plan {
+        revision: desired.revision.clone(),
+        entries: results
+            .iter()
+            .filter(|r| matches!(r.entry.action, Action::Change { .. }))
+            .map(|r| r.entry.clone())
+            .collect(),
+    };
     let gate = rails::gate(&plan, &opts.rails);
-    let results = apply(&reach, &plan, &gate, observed_at, opts, &state).await;
+    apply(
+        &reach,
+        &plan,
+        &gate,
+        observed_at,
+        opts,
+        &state,
+        &mut results,
+    )
+    .await;
     let api_calls = calls_since(&before, &stats.snapshot());
     let mut notes = desired.notes.clone();
     notes.extend(gate.notes(opts.dry_run, &opts.rails));
@@ -256,100 +275,133 @@ fn calls_since(
     out
 }
 
-/// Reads type and managed flags (100 ids a call), then the policy of every group that exists.
+/// Reads type and managed flags (100 ids a call), then the policy of every group that exists, and
+/// plans each group as its answer arrives ([`plan::entry`]). Returns one result per declared group, in
+/// key order; drifted groups are provisional until `apply`. Each answer goes straight into its group's
+/// result: a pass holds no map of observations and no second copy of the plan, so memory stays at the
+/// desired state plus one result per group (docs/scale.md, "Memory and CPU").
 async fn observe(
     reach: &Reach,
     desired: &Desired,
     opts: &PassOptions,
     state: &PassState,
-) -> Observed {
-    // (account, region) → ids: one listing never mixes accounts, whose credentials differ.
-    let mut by_region: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
-    for key in desired.groups.keys() {
+) -> Vec<GroupResult> {
+    let groups: Vec<&DesiredGroup> = desired.groups.values().collect();
+    let groups = &groups;
+    let planned = |i: usize, observation: &Observation| {
+        let entry = plan::entry(groups[i], Some(observation));
+        let outcome = match entry.action {
+            Action::InSync => Outcome::InSync,
+            // Replaced by `apply`'s result.
+            Action::Change { .. } => Outcome::Failed,
+            _ => Outcome::Error,
+        };
+        result_of(entry, outcome)
+    };
+    let mut results: Vec<GroupResult> = (0..groups.len())
+        .map(|i| planned(i, &Observation::NotFound))
+        .collect();
+    let mut observed = vec![false; groups.len()];
+
+    // (account, region) → groups: one listing never mixes accounts, whose credentials differ.
+    let mut by_region: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+    for (i, d) in groups.iter().enumerate() {
         by_region
-            .entry((&key.account, &key.region))
+            .entry((&d.key.account, &d.key.region))
             .or_default()
-            .push(key.id.to_string());
+            .push(i);
     }
-    let batches: Vec<(GroupKey, Vec<String>)> = by_region
+    let batches: Vec<(&str, &str, Vec<usize>)> = by_region
         .into_iter()
-        .flat_map(|((account, region), ids)| {
-            ids.chunks(crate::ecs::api::MAX_IDS_PER_DESCRIBE)
-                .map(|c| (GroupKey::in_account(account, region, ""), c.to_vec()))
+        .flat_map(|((account, region), members)| {
+            members
+                .chunks(crate::ecs::api::MAX_IDS_PER_DESCRIBE)
+                .map(|c| (account, region, c.to_vec()))
                 .collect::<Vec<_>>()
         })
         .collect();
-    let batches = schedule::interleave_by_bucket(batches, |b| (&b.0.account, &b.0.region));
+    let batches = schedule::interleave_by_bucket(batches, |b| (b.0, b.1));
 
-    let metas = stream::iter(batches)
-        .map(|(place, ids)| async move {
+    let mut metas = stream::iter(batches)
+        .map(|(account, region, members)| async move {
             let r = match (
-                reach.client(&place.account),
-                state.admit(&place.account, api::DESCRIBE_GROUPS),
+                reach.client(account),
+                state.admit(account, api::DESCRIBE_GROUPS),
             ) {
                 (Ok(client), Ok(())) => {
-                    let read = client.describe_groups(&place.region, &ids);
+                    let ids: Vec<String> = members
+                        .iter()
+                        .map(|&i| groups[i].key.id.to_string())
+                        .collect();
+                    let read = client.describe_groups(region, &ids);
                     let read = within(state.deadline, api::DESCRIBE_GROUPS, read).await;
-                    state.note(&place.account, read)
+                    state.note(account, read)
                 }
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };
-            (place, ids, r)
+            (members, r)
         })
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
-
-    let mut observed = Observed::new();
-    let mut to_read = Vec::new();
-    for (place, ids, result) in metas {
-        let key_of = |id: String| GroupKey::in_account(&*place.account, &*place.region, id);
-        match result {
-            Ok(found) => {
-                for id in ids {
-                    let key = key_of(id.clone());
-                    match found.get(&id) {
-                        Some(meta) => to_read.push((key, meta.clone())),
-                        None => {
-                            observed.insert(key, Observation::NotFound);
+        .buffer_unordered(opts.concurrency.max(1));
+    let mut to_read = Vec::with_capacity(groups.len());
+    // Only what the plan needs of a group's flags: why ECS would refuse a write, when it would.
+    let mut unmanageable: BTreeMap<usize, GroupMeta> = BTreeMap::new();
+    while let Some((members, result)) = metas.next().await {
+        for i in members {
+            let observation = match &result {
+                Ok(found) => match found.get(&*groups[i].key.id) {
+                    Some(meta) => {
+                        if meta.unmanageable_reason().is_some() {
+                            unmanageable.insert(i, meta.clone());
                         }
+                        to_read.push((i, &groups[i].key));
+                        continue;
                     }
-                }
-            }
-            Err(e) => {
-                for id in ids {
-                    observed.insert(key_of(id), failed(&e));
-                }
-            }
+                    None => Observation::NotFound,
+                },
+                Err(e) => failed(e),
+            };
+            results[i] = planned(i, &observation);
+            observed[i] = true;
         }
     }
+    drop(metas);
 
-    let to_read = schedule::interleave_by_bucket(to_read, |(k, _)| (&k.account, &k.region));
-    let reads = stream::iter(to_read)
-        .map(|(key, meta)| async move {
+    let to_read = schedule::interleave_by_bucket(to_read, |(_, k)| (&k.account, &k.region));
+    let mut reads = stream::iter(to_read)
+        .map(|(i, key)| async move {
             let r = match (
                 reach.client(&key.account),
                 state.admit(&key.account, api::DESCRIBE_ATTRIBUTE),
             ) {
                 (Ok(client), Ok(())) => {
-                    let read = client.describe_attribute(&key);
+                    let read = client.describe_attribute(key);
                     let read = within(state.deadline, api::DESCRIBE_ATTRIBUTE, read).await;
                     state.note(&key.account, read)
                 }
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };
-            let obs = match r {
-                Ok(policy) => Observation::Found { policy, meta },
-                Err(e) if e.code == "InvalidSecurityGroupId.NotFound" => Observation::NotFound,
-                Err(e) => failed(&e),
-            };
-            (key, obs)
+            (i, r)
         })
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
-    observed.extend(reads);
-    observed
+        .buffer_unordered(opts.concurrency.max(1));
+    while let Some((i, r)) = reads.next().await {
+        let observation = match r {
+            Ok(policy) => Observation::Found {
+                policy,
+                meta: unmanageable.remove(&i).unwrap_or_default(),
+            },
+            Err(e) if e.code == "InvalidSecurityGroupId.NotFound" => Observation::NotFound,
+            Err(e) => failed(&e),
+        };
+        results[i] = planned(i, &observation);
+        observed[i] = true;
+    }
+    drop(reads);
+    for (i, seen) in observed.into_iter().enumerate() {
+        if !seen {
+            results[i] = result_of(plan::entry(groups[i], None), Outcome::Error);
+        }
+    }
+    results
 }
 
 fn failed(e: &ApiError) -> Observation {
@@ -359,6 +411,8 @@ fn failed(e: &ApiError) -> Observation {
     }
 }
 
+/// Gates and writes `plan`'s changes. Each change's result replaces its group's provisional one in
+/// `results` (one per declared group, sorted by key) as soon as it is known.
 async fn apply(
     reach: &Reach,
     plan: &Plan,
@@ -366,11 +420,12 @@ async fn apply(
     observed_at: i64,
     opts: &PassOptions,
     state: &PassState,
-) -> Vec<GroupResult> {
+    results: &mut [GroupResult],
+) {
     let entries = schedule::interleave_by_bucket(plan.entries.iter().collect(), |e| {
         (&e.key.account, &e.key.region)
     });
-    let mut results: Vec<GroupResult> = stream::iter(entries)
+    let mut done = stream::iter(entries)
         .map(|entry| async move {
             match (&entry.action, opts.dry_run) {
                 (Action::InSync, _) => simple(entry, Outcome::InSync),
@@ -394,23 +449,30 @@ async fn apply(
                     }
                     Err(e) => {
                         let mut r = simple(entry, Outcome::Failed);
-                        r.error = Some(e);
+                        r.error = Some(Box::new(e));
                         r
                     }
                 },
                 _ => simple(entry, Outcome::Error),
             }
         })
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect()
-        .await;
-    results.sort_by(|a, b| a.entry.key.cmp(&b.entry.key));
-    results
+        .buffer_unordered(opts.concurrency.max(1));
+    while let Some(r) = done.next().await {
+        let slot = results.binary_search_by(|x| x.entry.key.cmp(&r.entry.key));
+        debug_assert!(slot.is_ok(), "every change is planned from a result");
+        if let Ok(i) = slot {
+            results[i] = r;
+        }
+    }
 }
 
 fn simple(entry: &PlanEntry, outcome: Outcome) -> GroupResult {
+    result_of(entry.clone(), outcome)
+}
+
+fn result_of(entry: PlanEntry, outcome: Outcome) -> GroupResult {
     GroupResult {
-        entry: entry.clone(),
+        entry,
         outcome,
         token: None,
         request_id: None,
@@ -456,7 +518,7 @@ async fn write_and_verify(
         result.token = Some(token.clone());
         let account = entry.key.account.as_str();
         if let Err(e) = state.admit(account, crate::ecs::api::MODIFY_POLICY) {
-            result.error = Some(e);
+            result.error = Some(Box::new(e));
             return result;
         }
         tracing::debug!(group = %entry.key, token = %token, "sending ModifySecurityGroupPolicy");
@@ -468,7 +530,7 @@ async fn write_and_verify(
             Ok(request_id) => result.request_id = Some(request_id),
             Err(e) => {
                 tracing::warn!(group = %entry.key, code = %e.code, "write failed: {e}");
-                result.error = Some(e);
+                result.error = Some(Box::new(e));
                 return result;
             }
         }
@@ -488,19 +550,19 @@ async fn write_and_verify(
                 tracing::warn!(group = %entry.key, token = %token, "write acknowledged but the group still differs; retrying with a new token generation");
             }
             Err(e) => {
-                result.error = Some(e);
+                result.error = Some(Box::new(e));
                 return result;
             }
         }
     }
-    result.error = Some(ApiError::transport(
+    result.error = Some(Box::new(ApiError::transport(
         crate::ecs::api::MODIFY_POLICY,
         "WriteNotEffective",
         format!(
             "ECS acknowledged {} writes but the group is still not {to}",
             token::MAX_GENERATION
         ),
-    ));
+    )));
     result
 }
 

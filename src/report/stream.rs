@@ -61,7 +61,7 @@ mod tests {
             outcome,
             token: Some(format!("tok-{i}")),
             request_id: None,
-            error,
+            error: error.map(Box::new),
             hold: None,
         }
     }
