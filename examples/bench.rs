@@ -14,7 +14,8 @@
 //!
 //! It prints wall time, the ideal time the quota allows, their ratio, API calls by action against the
 //! formula of docs/scale.md, throttled responses, peak RSS (VmHWM from /proc and the kernel's
-//! ru_maxrss) and CPU time of the agent process, and the baseline's figures and ratio.
+//! ru_maxrss) and CPU time of the agent process (in all and per API call), and the baseline's figures
+//! and ratio.
 
 use serde_json::{json, Value};
 use sgpolicy::sim::{FaultConfig, Seed, Simulator};
@@ -400,6 +401,14 @@ fn print(label: &str, m: &Measured, ideal: Duration, formula: &BTreeMap<&str, u6
         m.maxrss_kib as f64 / 1024.0,
         m.cpu.as_secs_f64(),
         100.0 * m.cpu.as_secs_f64() / m.wall.as_secs_f64()
+    );
+    // Per request the agent reports making (every action, retries and throttled answers included).
+    let calls: u64 = m.report["apiCalls"]
+        .as_object()
+        .map_or(0, |c| c.values().filter_map(Value::as_u64).sum());
+    println!(
+        "agent CPU per API call: {:.1} µs ({calls} calls)",
+        m.cpu.as_secs_f64() * 1e6 / calls.max(1) as f64
     );
 }
 
