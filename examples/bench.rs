@@ -16,7 +16,7 @@
 //! reports them, as the simulator counted them (its call counters, exact at any size, not its bounded
 //! call log) and as the formula of docs/scale.md predicts them, throttled responses and effective
 //! writes from both sides, peak RSS (VmHWM from /proc and the kernel's ru_maxrss) and CPU time of the
-//! agent process, and the baseline's figures and ratio.
+//! agent process (in all and per API call), and the baseline's figures and ratio.
 
 use serde_json::{json, Value};
 use sgpolicy_sim::{CallCounts, FaultConfig, Seed, Simulator};
@@ -395,6 +395,14 @@ fn print(label: &str, m: &Measured, ideal: Duration, formula: &BTreeMap<&str, u6
         m.maxrss_kib as f64 / 1024.0,
         m.cpu.as_secs_f64(),
         100.0 * m.cpu.as_secs_f64() / m.wall.as_secs_f64()
+    );
+    // Per request the agent reports making (every action, retries and throttled answers included).
+    let calls: u64 = m.report["apiCalls"]
+        .as_object()
+        .map_or(0, |c| c.values().filter_map(Value::as_u64).sum());
+    println!(
+        "agent CPU per API call: {:.1} µs ({calls} calls)",
+        m.cpu.as_secs_f64() * 1e6 / calls.max(1) as f64
     );
 }
 

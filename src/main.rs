@@ -20,10 +20,15 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.run.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // A one-shot pass runs on one thread: it waits on the network and the rate limiter and needs
+    // well under a core, while on worker threads every request crossed threads twice (the pass here,
+    // its connection on a worker), which cost more CPU than the request itself (docs/scale.md).
+    let mut builder = if cli.command.is_none() && cli.run.once {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");

@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 
 /// The two values ECS accepts for InnerAccessPolicy. Parsed case-insensitively because both the API and
 /// the policy files accept any letter case; always rendered in ECS's canonical spelling.
@@ -42,25 +43,114 @@ impl fmt::Display for Policy {
 /// (plan, tokens, fights, reports) is keyed by all three. `account` is the 16-digit id of the account a
 /// policy file names with `account: {roleArn}`, and empty for the credential chain's own account: the
 /// single-account setup stays unchanged in every output.
+///
+/// The three parts are [`SharedStr`]s: a pass holds several copies of every key (the desired state,
+/// the plan, the result), and cloning one costs three reference counts instead of three allocations;
+/// the loader hands every group of a file the same `account` and `region`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct GroupKey {
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub account: String,
-    pub region: String,
-    pub id: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub account: SharedStr,
+    pub region: SharedStr,
+    pub id: SharedStr,
+}
+
+/// An immutable string whose clones share one allocation. Reads like a `&str` (`Deref`, `as_str`,
+/// comparisons with `str` and `String`), prints and serialises as the text, and orders and hashes as
+/// the text, so it can stand in for `String` in keys.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SharedStr(Arc<str>);
+
+impl SharedStr {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SharedStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for SharedStr {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for SharedStr {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SharedStr {
+    fn from(s: &str) -> Self {
+        SharedStr(s.into())
+    }
+}
+
+impl From<String> for SharedStr {
+    fn from(s: String) -> Self {
+        SharedStr(s.into())
+    }
+}
+
+impl From<&String> for SharedStr {
+    fn from(s: &String) -> Self {
+        SharedStr(s.as_str().into())
+    }
+}
+
+impl PartialEq<str> for SharedStr {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for SharedStr {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for SharedStr {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl fmt::Debug for SharedStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for SharedStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for SharedStr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
 }
 
 impl GroupKey {
     /// A group of the credential chain's own account.
-    pub fn new(region: impl Into<String>, id: impl Into<String>) -> Self {
+    pub fn new(region: impl Into<SharedStr>, id: impl Into<SharedStr>) -> Self {
         GroupKey::in_account("", region, id)
     }
 
     /// A group of `account` (empty: the chain's own account).
     pub fn in_account(
-        account: impl Into<String>,
-        region: impl Into<String>,
-        id: impl Into<String>,
+        account: impl Into<SharedStr>,
+        region: impl Into<SharedStr>,
+        id: impl Into<SharedStr>,
     ) -> Self {
         GroupKey {
             account: account.into(),
@@ -74,13 +164,13 @@ impl GroupKey {
 /// order). `account` is empty for the chain's own account, as in [`GroupKey`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Bucket {
-    pub account: String,
-    pub region: String,
+    pub account: SharedStr,
+    pub region: SharedStr,
 }
 
 impl Bucket {
     /// The group `id` of this bucket.
-    pub fn group(&self, id: impl Into<String>) -> GroupKey {
+    pub fn group(&self, id: impl Into<SharedStr>) -> GroupKey {
         GroupKey::in_account(self.account.clone(), self.region.clone(), id)
     }
 }
@@ -98,7 +188,7 @@ impl GroupKey {
     /// for a group of a named account.
     pub fn place(&self) -> String {
         match self.account.as_str() {
-            "" => self.region.clone(),
+            "" => self.region.to_string(),
             account => format!("{account}/{}", self.region),
         }
     }
@@ -167,9 +257,11 @@ impl AccountRef {
 
 /// Where a declaration (or a problem) sits in the policy folder. Lines and columns are 1-based, the way
 /// editors and `path:line:col` jump-to-error conventions count them.
+///
+/// The path is shared: every declaration of a file points at one copy of its name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Location {
-    pub path: PathBuf,
+    pub path: Arc<Path>,
     pub line: usize,
     pub column: usize,
 }
@@ -258,5 +350,44 @@ impl GroupMeta {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_strings_behave_like_the_strings_they_replaced() {
+        let a = GroupKey::in_account("", "cn-b", "sg-1");
+        let b = GroupKey::in_account("", "cn-a", "sg-2");
+        let c = GroupKey::in_account("1", "cn-a", "sg-0");
+        let mut keys = vec![c.clone(), a.clone(), b.clone()];
+        keys.sort();
+        assert_eq!(
+            keys,
+            [b.clone(), a.clone(), c.clone()],
+            "ordered by account, region, id"
+        );
+        assert_eq!(a.region, "cn-b");
+        assert_eq!(a.region, *"cn-b");
+        assert_eq!(a.region, String::from("cn-b"));
+        assert_eq!(
+            format!("{} {:?}", a.id, a.id),
+            format!("{} {:?}", "sg-1", "sg-1")
+        );
+        assert_eq!(a.to_string(), "cn-b/sg-1");
+        assert_eq!(c.to_string(), "1/cn-a/sg-0");
+        assert_eq!(
+            serde_json::to_string(&[&a, &c]).unwrap(),
+            r#"[{"region":"cn-b","id":"sg-1"},{"account":"1","region":"cn-a","id":"sg-0"}]"#
+        );
+        let set: std::collections::HashSet<SharedStr> = [a.region.clone()].into();
+        assert!(set.contains("cn-b"), "hashes as its text");
+        let clone = a.clone();
+        assert!(
+            std::ptr::eq(clone.id.as_str(), a.id.as_str()),
+            "a clone shares the text"
+        );
     }
 }

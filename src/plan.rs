@@ -2,7 +2,7 @@
 //! group need? No async, no clock, no I/O — so every rule here is tested with plain values.
 
 use crate::model::{GroupKey, GroupMeta, Location, Mode, Policy};
-use crate::policy::Desired;
+use crate::policy::{Desired, DesiredGroup};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -107,56 +107,60 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
     let entries = desired
         .groups
         .values()
-        .map(|d| {
-            let (observed_policy, action) = match observed.get(&d.key) {
-                None => (
-                    None,
-                    Action::ReadFailed {
-                        code: "NotObserved".into(),
-                        message: "the group was not read in this pass".into(),
-                        blame: Blame::Cloud,
-                    },
-                ),
-                Some(Observation::NotFound) => (None, Action::NotFound),
-                Some(Observation::Failed {
-                    code,
-                    message,
-                    blame,
-                }) => (
-                    None,
-                    Action::ReadFailed {
-                        code: code.clone(),
-                        message: message.clone(),
-                        blame: *blame,
-                    },
-                ),
-                Some(Observation::Found { policy, meta }) => {
-                    let action = if *policy == d.policy {
-                        Action::InSync
-                    } else if let Some(reason) = meta.unmanageable_reason() {
-                        Action::Unmanageable { reason }
-                    } else {
-                        Action::Change {
-                            from: *policy,
-                            to: d.policy,
-                        }
-                    };
-                    (Some(*policy), action)
-                }
-            };
-            PlanEntry {
-                key: d.key.clone(),
-                desired: d.policy,
-                observed: observed_policy,
-                source: d.source.clone(),
-                action,
-                mode: d.mode,
-            }
-        })
+        .map(|d| entry(d, observed.get(&d.key)))
         .collect();
     Plan {
         revision: desired.revision.clone(),
         entries,
+    }
+}
+
+/// One group's entry of [`plan`]: what `d` needs, given what the cloud reported about it (`None`:
+/// nothing, the group was not read). A pass plans each group as its read arrives.
+pub fn entry(d: &DesiredGroup, observed: Option<&Observation>) -> PlanEntry {
+    let (observed_policy, action) = match observed {
+        None => (
+            None,
+            Action::ReadFailed {
+                code: "NotObserved".into(),
+                message: "the group was not read in this pass".into(),
+                blame: Blame::Cloud,
+            },
+        ),
+        Some(Observation::NotFound) => (None, Action::NotFound),
+        Some(Observation::Failed {
+            code,
+            message,
+            blame,
+        }) => (
+            None,
+            Action::ReadFailed {
+                code: code.clone(),
+                message: message.clone(),
+                blame: *blame,
+            },
+        ),
+        Some(Observation::Found { policy, meta }) => {
+            let action = if *policy == d.policy {
+                Action::InSync
+            } else if let Some(reason) = meta.unmanageable_reason() {
+                Action::Unmanageable { reason }
+            } else {
+                Action::Change {
+                    from: *policy,
+                    to: d.policy,
+                }
+            };
+            (Some(*policy), action)
+        }
+    };
+    PlanEntry {
+        key: d.key.clone(),
+        desired: d.policy,
+        observed: observed_policy,
+        source: d.source.clone(),
+        action,
+        mode: d.mode,
     }
 }
 
@@ -178,7 +182,7 @@ mod tests {
                     key,
                     policy: *p,
                     source: Location {
-                        path: "p.yaml".into(),
+                        path: std::path::Path::new("p.yaml").into(),
                         line: i + 3,
                         column: 5,
                     },

@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn github_annotations_escape_what_would_break_the_command() {
         let at = Location {
-            path: "pol,icies/a:b.yaml".into(),
+            path: std::path::Path::new("pol,icies/a:b.yaml").into(),
             line: 3,
             column: 7,
         };

@@ -10,6 +10,7 @@ use super::error::{transport_cause, ApiError, EcsError, ErrorClass};
 use super::limit::{Limiter, RateLimits};
 use super::sign;
 use crate::model::{GroupKey, GroupMeta, Policy};
+use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Url;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -104,11 +105,16 @@ pub fn validate_endpoint(endpoint: &str, allow_insecure_http: bool) -> Result<Ur
     }
 }
 
+/// Calls of one account and action by outcome code.
+type ByOutcome = BTreeMap<String, u64>;
+
 /// Calls made, by account, action and outcome code (`OK` for success), so passes and metrics can
 /// report them. Shared by the clients of every account so a pass has one set of figures.
 #[derive(Default, Debug)]
 pub struct CallStats {
-    counts: Mutex<BTreeMap<(String, String, String), u64>>,
+    /// By account, action and outcome, nested so that counting a call looks its key up without
+    /// allocating it.
+    counts: Mutex<BTreeMap<String, BTreeMap<String, ByOutcome>>>,
     retries: AtomicU64,
     throttled: AtomicU64,
 }
@@ -117,8 +123,21 @@ impl CallStats {
     /// Counts one answer (`outcome`: `OK`, an error code, `Transport`, `Timeout`).
     pub fn record(&self, account: &str, action: &str, outcome: &str) {
         if let Ok(mut c) = self.counts.lock() {
-            *c.entry((account.to_string(), action.to_string(), outcome.to_string()))
-                .or_default() += 1;
+            let known = c
+                .get_mut(account)
+                .and_then(|by_action| by_action.get_mut(action))
+                .and_then(|by_outcome| by_outcome.get_mut(outcome));
+            match known {
+                Some(n) => *n += 1,
+                None => {
+                    *c.entry(account.to_string())
+                        .or_default()
+                        .entry(action.to_string())
+                        .or_default()
+                        .entry(outcome.to_string())
+                        .or_default() += 1;
+                }
+            }
         }
     }
 
@@ -133,7 +152,18 @@ impl CallStats {
 
     /// Calls by (account, action, outcome); the account is empty for the chain's own.
     pub fn snapshot_by_account(&self) -> BTreeMap<(String, String, String), u64> {
-        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+        let Ok(c) = self.counts.lock() else {
+            return BTreeMap::new();
+        };
+        let mut out = BTreeMap::new();
+        for (account, by_action) in c.iter() {
+            for (action, by_outcome) in by_action {
+                for (outcome, n) in by_outcome {
+                    out.insert((account.clone(), action.clone(), outcome.clone()), *n);
+                }
+            }
+        }
+        out
     }
 
     /// Attempts repeated after a retryable error other than throttling.
@@ -166,6 +196,46 @@ pub struct EcsClient {
     credentials: Arc<dyn CredentialSource>,
     stats: Arc<CallStats>,
     limiter: Arc<Limiter>,
+}
+
+/// A successful answer read as `T` straight from its bytes: the fields `T` does not name (rule lists,
+/// descriptions) are skipped, never built into a tree. Only when that fails is the answer read the way
+/// it always was, as text into a tree and the tree into `T`, so the outcome and its message do not
+/// change: not JSON at all is the outer error (retried like a transport failure), JSON of another
+/// shape the inner one (the call's answer, not retried).
+fn read_json<T: serde::de::DeserializeOwned>(
+    action: &'static str,
+    body: &[u8],
+) -> Result<Result<T, ApiError>, ApiError> {
+    if let Ok(parsed) = serde_json::from_slice(body) {
+        return Ok(Ok(parsed));
+    }
+    let malformed = |message: String| ApiError::transport(action, "MalformedResponse", message);
+    let tree: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(body))
+        .map_err(|_| malformed("the response body is not JSON".into()))?;
+    Ok(serde_json::from_value(tree).map_err(|e| malformed(e.to_string())))
+}
+
+// Built once: a header named by a `&str` is parsed and copied on every request.
+const X_ACS_ACTION: HeaderName = HeaderName::from_static("x-acs-action");
+const X_ACS_VERSION: HeaderName = HeaderName::from_static("x-acs-version");
+
+/// `Timestamp` as the RPC API wants it: UTC, to the second, `2016-02-23T12:46:24Z`.
+fn rpc_timestamp(now: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write;
+    let mut s = String::with_capacity(20);
+    let _ = write!(
+        s,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        now.year(),
+        now.month(),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    s
 }
 
 impl EcsClient {
@@ -228,20 +298,17 @@ impl EcsClient {
 
     /// Reads one group's InnerAccessPolicy.
     pub async fn describe_attribute(&self, key: &GroupKey) -> Result<Policy, EcsError> {
-        let body = self
-            .call(
+        let parsed: AttributeResponse = self
+            .call_as(
                 api::DESCRIBE_ATTRIBUTE,
                 &key.region,
                 &[
-                    ("RegionId", key.region.clone()),
-                    ("SecurityGroupId", key.id.clone()),
-                    ("MaxResults", api::SMALLEST_RULE_PAGE.to_string()),
+                    ("RegionId", &key.region),
+                    ("SecurityGroupId", &key.id),
+                    ("MaxResults", api::SMALLEST_RULE_PAGE),
                 ],
             )
             .await?;
-        let parsed: AttributeResponse = serde_json::from_value(body).map_err(|e| {
-            ApiError::transport(api::DESCRIBE_ATTRIBUTE, "MalformedResponse", e.to_string())
-        })?;
         parsed.policy().ok_or_else(|| {
             ApiError::transport(
                 api::DESCRIBE_ATTRIBUTE,
@@ -261,18 +328,17 @@ impl EcsClient {
         let mut found = BTreeMap::new();
         let mut next_token: Option<String> = None;
         loop {
+            let (ids, max) = (api::ids_param(ids), api::MAX_IDS_PER_DESCRIBE.to_string());
             let mut params = vec![
-                ("RegionId", region.to_string()),
-                ("SecurityGroupIds", api::ids_param(ids)),
-                ("MaxResults", api::MAX_IDS_PER_DESCRIBE.to_string()),
+                ("RegionId", region),
+                ("SecurityGroupIds", ids.as_str()),
+                ("MaxResults", max.as_str()),
             ];
             if let Some(t) = &next_token {
-                params.push(("NextToken", t.clone()));
+                params.push(("NextToken", t));
             }
-            let body = self.call(api::DESCRIBE_GROUPS, region, &params).await?;
-            let parsed: GroupsResponse = serde_json::from_value(body).map_err(|e| {
-                ApiError::transport(api::DESCRIBE_GROUPS, "MalformedResponse", e.to_string())
-            })?;
+            let parsed: GroupsResponse =
+                self.call_as(api::DESCRIBE_GROUPS, region, &params).await?;
             for item in &parsed.security_groups.security_group {
                 found.insert(item.security_group_id.clone(), item.meta());
             }
@@ -308,10 +374,8 @@ impl EcsClient {
         if let Some(t) = next_token {
             params.push(("NextToken", t.to_string()));
         }
-        let body = self.call(api::DESCRIBE_GROUPS, region, &params).await?;
-        let parsed: GroupsResponse = serde_json::from_value(body).map_err(|e| {
-            ApiError::transport(api::DESCRIBE_GROUPS, "MalformedResponse", e.to_string())
-        })?;
+        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let parsed: GroupsResponse = self.call_as(api::DESCRIBE_GROUPS, region, &params).await?;
         Ok(super::GroupPage {
             groups: parsed
                 .security_groups
@@ -330,15 +394,15 @@ impl EcsClient {
         policy: Policy,
         client_token: &str,
     ) -> Result<String, EcsError> {
-        let body = self
-            .call(
+        let body: serde_json::Value = self
+            .call_as(
                 api::MODIFY_POLICY,
                 &key.region,
                 &[
-                    ("RegionId", key.region.clone()),
-                    ("SecurityGroupId", key.id.clone()),
-                    ("InnerAccessPolicy", policy.as_str().to_string()),
-                    ("ClientToken", client_token.to_string()),
+                    ("RegionId", &key.region),
+                    ("SecurityGroupId", &key.id),
+                    ("InnerAccessPolicy", policy.as_str()),
+                    ("ClientToken", client_token),
                 ],
             )
             .await?;
@@ -359,6 +423,18 @@ impl EcsClient {
         region: &str,
         params: &[(&str, String)],
     ) -> Result<serde_json::Value, EcsError> {
+        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.call_as(action, region, &params).await
+    }
+
+    /// [`call`](Self::call), with the answer read as `T` (see [`read_json`]). A region without an
+    /// endpoint and missing credentials fail before any request, unretried.
+    async fn call_as<T: serde::de::DeserializeOwned>(
+        &self,
+        action: &'static str,
+        region: &str,
+        params: &[(&str, &str)],
+    ) -> Result<T, EcsError> {
         let url = self.url_for(region)?;
         let mut attempt = 0u32;
         let mut first_throttle: Option<Instant> = None;
@@ -372,10 +448,10 @@ impl EcsClient {
                         reason: e.to_string(),
                     })?;
             let result = self.call_once(action, &url, params, &creds).await;
-            let err = match result {
+            let err = match result.and_then(|body| read_json(action, body.as_ref())) {
                 Ok(v) => {
                     self.limiter.succeeded(region, action);
-                    return Ok(v);
+                    return v.map_err(EcsError::from);
                 }
                 Err(e) => e,
             };
@@ -419,48 +495,54 @@ impl EcsClient {
         &self,
         action: &'static str,
         url: &Url,
-        business: &[(&str, String)],
+        business: &[(&str, &str)],
         creds: &super::Credentials,
-    ) -> Result<serde_json::Value, ApiError> {
-        let nonce = uuid::Uuid::new_v4().to_string();
-        let timestamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let mut common: Vec<(&str, String)> = vec![
-            ("Action", action.to_string()),
-            ("Version", api::VERSION.to_string()),
-            ("Format", "JSON".to_string()),
-            ("AccessKeyId", creds.access_key_id.clone()),
-            ("SignatureMethod", "HMAC-SHA1".to_string()),
-            ("SignatureVersion", "1.0".to_string()),
+    ) -> Result<impl AsRef<[u8]>, ApiError> {
+        let mut nonce = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let nonce = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut nonce);
+        let timestamp = rpc_timestamp(chrono::Utc::now());
+        let mut common: Vec<(&str, &str)> = Vec::with_capacity(10);
+        common.extend([
+            ("Action", action),
+            ("Version", api::VERSION),
+            ("Format", "JSON"),
+            ("AccessKeyId", &creds.access_key_id),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureVersion", "1.0"),
             ("SignatureNonce", nonce),
-            ("Timestamp", timestamp),
-        ];
+            ("Timestamp", &timestamp),
+        ]);
         if let Some(token) = &creds.security_token {
-            common.push(("SecurityToken", token.expose().to_string()));
+            common.push(("SecurityToken", token.expose()));
         }
+        let business = || business.iter().copied();
         let signature = sign::sign(
             "POST",
-            common
-                .iter()
-                .chain(business.iter())
-                .map(|(k, v)| (*k, v.as_str())),
+            common.iter().copied().chain(business()),
             creds.access_key_secret.expose(),
         );
-        common.push(("Signature", signature));
+        common.push(("Signature", &signature));
         // Everything, the signature and any SecurityToken included, travels in the form body: URLs end
         // up in proxy and library logs, bodies do not. The signature covers the same set either way.
-        let body = common
-            .iter()
-            .chain(business.iter())
-            .map(|(k, v)| format!("{}={}", sign::encode(k), sign::encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
+        let mut body = Vec::with_capacity(1024);
+        for (k, v) in common.iter().copied().chain(business()) {
+            if !body.is_empty() {
+                body.push(b'&');
+            }
+            sign::encode_into(&mut body, k);
+            body.push(b'=');
+            sign::encode_into(&mut body, v);
+        }
 
         let response = self
             .http
             .post(url.clone())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("x-acs-action", action)
-            .header("x-acs-version", api::VERSION)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            )
+            .header(X_ACS_ACTION, HeaderValue::from_static(action))
+            .header(X_ACS_VERSION, HeaderValue::from_static(api::VERSION))
             .body(body)
             .send()
             .await;
@@ -483,7 +565,7 @@ impl EcsClient {
             .get("x-acs-retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let text = match response.text().await {
+        let text = match response.bytes().await {
             Ok(t) => t,
             Err(e) => {
                 self.stats.record(&self.account, action, "Transport");
@@ -494,13 +576,12 @@ impl EcsClient {
                 ));
             }
         };
-        let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
         if (200..300).contains(&status) {
             self.stats.record(&self.account, action, "OK");
-            return json.ok_or_else(|| {
-                ApiError::transport(action, "MalformedResponse", "the response body is not JSON")
-            });
+            return Ok(text);
         }
+        let text = String::from_utf8_lossy(text.as_ref());
+        let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
         let field = |names: &[&str]| -> Option<String> {
             let obj = json.as_ref()?.as_object()?;
             names
@@ -578,6 +659,62 @@ mod tests {
             1
         );
         assert_eq!(by_account[&(String::new(), "A".into(), "OK".into())], 1);
+    }
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Shape {
+        #[serde(rename = "A")]
+        a: Option<String>,
+    }
+
+    #[test]
+    fn answers_are_read_as_before_the_direct_read() {
+        let read = |body: &[u8]| read_json::<Shape>("X", body);
+        assert_eq!(
+            read(br#"{"A":"x","Rules":[{"B":[1,"2",{"C":null}]}]}"#),
+            Ok(Ok(Shape {
+                a: Some("x".into())
+            }))
+        );
+        let not_json = read(b"<html>").unwrap_err();
+        assert_eq!(
+            (not_json.code.as_str(), not_json.message.as_str()),
+            ("MalformedResponse", "the response body is not JSON")
+        );
+        assert_eq!(not_json.class(), ErrorClass::Retryable);
+        let shape = read(br#"{"A":1}"#).unwrap().unwrap_err();
+        assert_eq!(
+            shape.message,
+            serde_json::from_value::<Shape>(serde_json::json!({"A": 1}))
+                .unwrap_err()
+                .to_string()
+        );
+        // Bytes that are not UTF-8 were read as text with replacement characters, and still are.
+        assert_eq!(
+            read(b"{\"A\":\"\xff\"}"),
+            Ok(Ok(Shape {
+                a: Some("\u{fffd}".into())
+            }))
+        );
+        // A field named twice: the tree kept the last value.
+        assert_eq!(
+            read(br#"{"A":"1","A":"2"}"#),
+            Ok(Ok(Shape {
+                a: Some("2".into())
+            }))
+        );
+    }
+
+    #[test]
+    fn timestamps_are_the_strftime_spelling() {
+        use chrono::TimeZone;
+        for t in [0, 951_782_400, 1_456_231_584, 4_102_444_799] {
+            let now = chrono::Utc.timestamp_opt(t, 999_000_000).unwrap();
+            assert_eq!(
+                rpc_timestamp(now),
+                now.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+            );
+        }
     }
 
     #[test]

@@ -145,7 +145,8 @@ struct Bucket {
 /// All buckets of one client. Cheap to share behind an `Arc`.
 pub struct Limiter {
     limits: RateLimits,
-    buckets: Mutex<HashMap<(String, String), Arc<Bucket>>>,
+    /// By region, then action: looked up with the borrowed names on every request.
+    buckets: Mutex<HashMap<String, HashMap<String, Arc<Bucket>>>>,
 }
 
 impl Limiter {
@@ -158,23 +159,26 @@ impl Limiter {
 
     fn bucket(&self, region: &str, action: &str) -> Arc<Bucket> {
         let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry((region.to_string(), action.to_string()))
-            .or_insert_with(|| {
-                let ceiling = self.limits.ceiling(action);
-                let now = Instant::now();
-                Arc::new(Bucket {
-                    turn: tokio::sync::Mutex::new(()),
-                    state: Mutex::new(BucketState {
-                        ceiling,
-                        rate: ceiling,
-                        tat: now,
-                        paused_until: now,
-                        last_change: now,
-                        last_decrease: None,
-                    }),
-                })
-            })
-            .clone()
+        if let Some(bucket) = map.get(region).and_then(|actions| actions.get(action)) {
+            return bucket.clone();
+        }
+        let ceiling = self.limits.ceiling(action);
+        let now = Instant::now();
+        let bucket = Arc::new(Bucket {
+            turn: tokio::sync::Mutex::new(()),
+            state: Mutex::new(BucketState {
+                ceiling,
+                rate: ceiling,
+                tat: now,
+                paused_until: now,
+                last_change: now,
+                last_decrease: None,
+            }),
+        });
+        map.entry(region.to_string())
+            .or_default()
+            .insert(action.to_string(), bucket.clone());
+        bucket
     }
 
     /// Waits for this (region, action)'s next slot and takes it; returns the instant it was granted

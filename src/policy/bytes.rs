@@ -6,7 +6,7 @@ use super::schema::{self, Fallback};
 use super::walk::decode;
 use super::{yaml, DesiredGroup, LoadError, Selector};
 use crate::model::Location;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 
 /// The groups and selectors one file declares.
@@ -22,7 +22,7 @@ pub fn parse_file_bytes(
     let text = decode(bytes.to_vec()).map_err(|(pos, message)| {
         vec![LoadError {
             location: Location {
-                path: path.to_path_buf(),
+                path: path.into(),
                 line: pos.line,
                 column: pos.column,
             },
@@ -42,12 +42,15 @@ pub fn parse_file_bytes(
     };
     let decls = schema::groups_of_file(tree.as_ref(), path, fallback);
     let mut errors = decls.errors;
-    let mut groups = BTreeMap::new();
+    let mut groups = HashMap::new();
     for group in decls.groups {
         merge::add(&mut groups, group, &mut errors);
     }
     if errors.is_empty() {
-        Ok((groups.into_values().collect(), decls.selectors))
+        Ok((
+            merge::sorted(groups).into_values().collect(),
+            decls.selectors,
+        ))
     } else {
         Err(errors)
     }

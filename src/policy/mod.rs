@@ -38,7 +38,7 @@ pub use selector::{glob_match, Selector};
 
 use crate::model::{AccountRef, GroupKey, Location, Mode, Note, Policy};
 use schema::Fallback;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Most errors reported for one file; a hostile file could otherwise produce one per node.
@@ -114,7 +114,7 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
         },
     };
     let files = walk::policy_files(dir, &mut errors);
-    let mut groups = BTreeMap::new();
+    let mut groups = HashMap::new();
     let mut selectors = Vec::new();
     let mut accounts = BTreeMap::new();
     for path in &files {
@@ -158,6 +158,7 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
         errors.extend(file_errors);
     }
     if errors.is_empty() {
+        let groups = merge::sorted(groups);
         Ok(Desired {
             revision: merge::revision_with_selectors(&groups, &selectors),
             groups,

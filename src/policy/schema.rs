@@ -23,8 +23,10 @@
 use super::selector::{self, Selector};
 use super::yaml::{clip, Node, Pos, Value};
 use super::{DesiredGroup, LoadError};
-use crate::model::{AccountRef, GroupKey, Location, Mode, Policy};
+use crate::model::{AccountRef, GroupKey, Location, Mode, Policy, SharedStr};
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 pub(crate) const TOP_FIELDS: &[&str] = &["region", "account", "groups", "selectors"];
 pub(crate) const ACCOUNT_FIELDS: &[&str] = &["roleArn", "externalId"];
@@ -66,7 +68,7 @@ impl Report<'_> {
 
 pub(crate) fn location(path: &Path, pos: Pos) -> Location {
     Location {
-        path: path.to_path_buf(),
+        path: path.into(),
         line: pos.line,
         column: pos.column,
     }
@@ -105,16 +107,39 @@ pub(crate) fn groups_of_file(
         }
         Some(Some((account, at))) => {
             let id = account.account_id().unwrap_or_default().to_string();
-            for g in &mut out.groups {
-                g.key.account.clone_from(&id);
-            }
             for s in &mut out.selectors {
                 s.account.clone_from(&id);
             }
             out.account = Some((account, at));
         }
     }
+    share_strings(&mut out);
     out
+}
+
+/// Every group of the file gets the same copy of its account, of each region name and of the file's
+/// path: keys and locations are cloned into every stage of a pass, and a clone of a shared string
+/// allocates nothing (at 100,000 groups, separate copies were about 10 MB).
+fn share_strings(out: &mut FileDecls) {
+    let account: SharedStr = match &out.account {
+        Some((a, _)) => a.account_id().unwrap_or_default().into(),
+        None => "".into(),
+    };
+    let mut regions: HashSet<SharedStr> = HashSet::new();
+    let mut path: Option<Arc<Path>> = None;
+    for g in &mut out.groups {
+        g.key.account = account.clone();
+        match regions.get(&*g.key.region) {
+            Some(r) => g.key.region = r.clone(),
+            None => {
+                regions.insert(g.key.region.clone());
+            }
+        }
+        match &path {
+            Some(p) if *p == g.source.path => g.source.path = p.clone(),
+            _ => path = Some(g.source.path.clone()),
+        }
+    }
 }
 
 type Declarations = (
@@ -521,6 +546,39 @@ mod tests {
         let root = parse(text).expect("syntax ok");
         let d = groups_of_file(root.as_ref(), Path::new("f.yaml"), fallback);
         (d.groups, d.errors.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn a_files_groups_share_one_copy_of_account_region_and_path() {
+        let text = concat!(
+            "account: {roleArn: \"acs:ram::2222222222222222:role/sgpolicy\"}\n",
+            "region: cn-hangzhou\n",
+            "groups:\n",
+            "  - {id: sg-1, innerAccessPolicy: Drop}\n",
+            "  - {id: sg-2, innerAccessPolicy: Drop}\n",
+            "  - {id: sg-3, region: cn-beijing, innerAccessPolicy: Drop}\n",
+            "  - {id: sg-4, region: cn-beijing, innerAccessPolicy: Drop}\n",
+        );
+        let root = parse(text).expect("syntax ok");
+        let d = groups_of_file(root.as_ref(), Path::new("f.yaml"), Fallback::None);
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        let g = &d.groups;
+        let same = |a: &str, b: &str| std::ptr::eq(a, b);
+        assert_eq!(g[0].key.region, "cn-hangzhou");
+        assert!(same(&g[0].key.region, &g[1].key.region));
+        assert_eq!(g[2].key.region, "cn-beijing");
+        assert!(same(&g[2].key.region, &g[3].key.region));
+        assert!(g.iter().all(|x| x.key.account == "2222222222222222"));
+        assert!(g.iter().all(|x| same(&x.key.account, &g[0].key.account)));
+        assert!(g
+            .iter()
+            .all(|x| std::ptr::eq(&*x.source.path, &*g[0].source.path)));
+        assert_eq!(&*g[0].source.path, Path::new("f.yaml"));
+        // Values are untouched: the same keys as separately built ones.
+        assert_eq!(
+            g[3].key,
+            GroupKey::in_account("2222222222222222", "cn-beijing", "sg-4")
+        );
     }
 
     #[test]

@@ -81,7 +81,7 @@ fn the_documented_example_loads_with_both_regions() {
     assert_eq!(
         g.source,
         Location {
-            path: dir.path().join("team/web.yaml"),
+            path: dir.path().join("team/web.yaml").into(),
             line: 5,
             column: 5
         }
@@ -233,8 +233,8 @@ fn the_same_policy_twice_is_fine_and_keeps_the_first_location() {
     assert_eq!(d.files, 2);
     assert_eq!(d.groups.len(), 1);
     assert_eq!(
-        d.groups[&GroupKey::new("cn-a", "sg-x")].source.path,
-        dir.path().join("a.yaml")
+        *d.groups[&GroupKey::new("cn-a", "sg-x")].source.path,
+        *dir.path().join("a.yaml")
     );
 }
 
@@ -300,7 +300,7 @@ fn a_configmap_volume_is_read_through_its_symlinks_exactly_once() {
     let d = ok(dir.path());
     assert_eq!(d.files, 1);
     let g = &d.groups[&GroupKey::new("cn-a", "sg-cm")];
-    assert_eq!(g.source.path, dir.path().join("a.yaml"));
+    assert_eq!(*g.source.path, *dir.path().join("a.yaml"));
 }
 
 #[cfg(unix)]
@@ -321,8 +321,8 @@ fn symlinked_folders_are_followed_but_loops_are_not() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(d.files, 2);
     assert_eq!(
-        d.groups[&GroupKey::new("cn-a", "sg-s")].source.path,
-        dir.path().join("shared/s.yaml")
+        *d.groups[&GroupKey::new("cn-a", "sg-s")].source.path,
+        *dir.path().join("shared/s.yaml")
     );
     // A dangling symlink with a policy name is an error: part of the desired state is missing.
     symlink("gone.yaml", dir.path().join("gone.yaml")).expect("symlink");
@@ -341,7 +341,7 @@ fn the_folder_itself_must_exist_and_be_a_folder() {
     assert_eq!(
         e[0].location,
         Location {
-            path: missing.clone(),
+            path: missing.as_path().into(),
             line: 1,
             column: 1
         }

@@ -165,7 +165,7 @@ proptest::proptest! {
         match load_text(text.as_bytes()) {
             Ok(d) => {
                 proptest::prop_assert!(!conflicts);
-                let got: BTreeMap<String, Policy> = d.groups.values().map(|g| (g.key.id.clone(), g.policy)).collect();
+                let got: BTreeMap<String, Policy> = d.groups.values().map(|g| (g.key.id.to_string(), g.policy)).collect();
                 proptest::prop_assert_eq!(got, expected);
             }
             Err(e) => proptest::prop_assert!(conflicts && e.iter().all(|e| e.message.starts_with("conflict:")), "{:?}", e),

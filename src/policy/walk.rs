@@ -23,7 +23,7 @@ pub(crate) const MAX_DIR_DEPTH: usize = 32;
 fn error_at(path: &Path, message: impl Into<String>) -> LoadError {
     LoadError {
         location: Location {
-            path: path.to_path_buf(),
+            path: path.into(),
             line: 1,
             column: 1,
         },
@@ -174,7 +174,7 @@ pub(crate) fn read_policy_file(path: &Path, max_bytes: u64) -> Result<String, Lo
     }
     decode(bytes).map_err(|(pos, message)| LoadError {
         location: Location {
-            path: path.to_path_buf(),
+            path: path.into(),
             line: pos.line,
             column: pos.column,
         },

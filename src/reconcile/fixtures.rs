@@ -197,7 +197,7 @@ pub fn found(groups: &[(&GroupKey, GroupMeta)]) -> Answer {
     Answer::Groups(
         groups
             .iter()
-            .map(|(k, m)| (k.id.clone(), m.clone()))
+            .map(|(k, m)| (k.id.to_string(), m.clone()))
             .collect(),
     )
 }
@@ -227,7 +227,7 @@ impl DesiredBuilder {
                 key: key.clone(),
                 policy,
                 source: Location {
-                    path: "prod.yaml".into(),
+                    path: std::path::Path::new("prod.yaml").into(),
                     line,
                     column: 5,
                 },

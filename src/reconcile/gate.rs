@@ -152,7 +152,7 @@ mod tests {
             desired: to,
             observed: Some(from),
             source: Location {
-                path: "p.yaml".into(),
+                path: std::path::Path::new("p.yaml").into(),
                 line: 1,
                 column: 1,
             },

@@ -19,9 +19,10 @@ use crate::accounts::{Clients, Reach};
 use crate::ecs::api;
 use crate::ecs::client::CallStats;
 use crate::ecs::Cloud;
+use crate::model::GroupMeta;
 use crate::model::{Bucket, Mode, Note, NoteLevel, Policy};
-use crate::plan::{self, Action, Blame, Observation, Observed, Plan, PlanEntry};
-use crate::policy::Desired;
+use crate::plan::{self, Action, Blame, Observation, Plan, PlanEntry};
+use crate::policy::{Desired, DesiredGroup};
 use crate::token::{self, Attempt, TokenInput};
 use deadline::within;
 use futures::stream::{self, StreamExt};
@@ -108,7 +109,8 @@ pub struct GroupResult {
     pub outcome: Outcome,
     pub token: Option<String>,
     pub request_id: Option<String>,
-    pub error: Option<Failure>,
+    /// Boxed: most results have none, and a pass holds one result per group.
+    pub error: Option<Box<Failure>>,
     pub hold: Option<Hold>,
 }
 
@@ -255,10 +257,19 @@ pub async fn run_pass_on<C: Cloud>(
         resolved = d;
         &resolved
     };
-    let observed = observe(reach, desired, opts, &state).await;
-    let plan = plan::plan(desired, &observed);
+    let mut results = observe(reach, desired, opts, &state).await;
+    // Every group but the drifted ones is final; those are gated and written from a plan of just
+    // them (the rails only count enforced changes), and their results take their places.
+    let plan = Plan {
+        revision: desired.revision.clone(),
+        entries: results
+            .iter()
+            .filter(|r| matches!(r.entry.action, Action::Change { .. }))
+            .map(|r| r.entry.clone())
+            .collect(),
+    };
     let gate = gate::gate(&plan, &opts.rails);
-    let results = apply(reach, &plan, &gate, observed_at, opts, &state).await;
+    apply(reach, &plan, &gate, observed_at, opts, &state, &mut results).await;
     let api_calls = calls_since(&before, &stats.snapshot());
     let mut notes = desired.notes.clone();
     notes.extend(gate.notes(opts.dry_run, &opts.rails));
@@ -292,102 +303,132 @@ fn calls_since(
     out
 }
 
-/// Reads type and managed flags (100 ids a call), then the policy of every group that exists.
+/// Reads type and managed flags (100 ids a call), then the policy of every group that exists, and
+/// plans each group as its answer arrives ([`plan::entry`]). Returns one result per declared group, in
+/// key order; drifted groups are provisional until `apply`. Each answer goes straight into its group's
+/// result: a pass holds no map of observations and no second copy of the plan, so memory stays at the
+/// desired state plus one result per group (docs/scale.md, "Memory and CPU").
 async fn observe<C: Cloud>(
     reach: &Reach<C>,
     desired: &Desired,
     opts: &PassOptions,
     state: &PassState,
-) -> Observed {
-    // Bucket → ids: one listing never mixes accounts, whose credentials differ.
-    let mut by_bucket: BTreeMap<Bucket, Vec<String>> = BTreeMap::new();
-    for key in desired.groups.keys() {
-        by_bucket
-            .entry(key.bucket())
-            .or_default()
-            .push(key.id.clone());
+) -> Vec<GroupResult> {
+    let groups: Vec<&DesiredGroup> = desired.groups.values().collect();
+    let groups = &groups;
+    let planned = |i: usize, observation: &Observation| {
+        let entry = plan::entry(groups[i], Some(observation));
+        let outcome = match entry.action {
+            Action::InSync => Outcome::InSync,
+            // Replaced by `apply`'s result.
+            Action::Change { .. } => Outcome::Failed,
+            _ => Outcome::Error,
+        };
+        result_of(entry, outcome)
+    };
+    let mut results: Vec<GroupResult> = (0..groups.len())
+        .map(|i| planned(i, &Observation::NotFound))
+        .collect();
+    let mut observed = vec![false; groups.len()];
+
+    // Bucket → groups: one listing never mixes accounts, whose credentials differ.
+    let mut by_bucket: BTreeMap<Bucket, Vec<usize>> = BTreeMap::new();
+    for (i, d) in groups.iter().enumerate() {
+        by_bucket.entry(d.key.bucket()).or_default().push(i);
     }
-    let batches: Vec<(Bucket, Vec<String>)> = by_bucket
+    let batches: Vec<(Bucket, Vec<usize>)> = by_bucket
         .into_iter()
-        .flat_map(|(bucket, ids)| {
-            ids.chunks(crate::ecs::api::MAX_IDS_PER_DESCRIBE)
+        .flat_map(|(bucket, members)| {
+            members
+                .chunks(crate::ecs::api::MAX_IDS_PER_DESCRIBE)
                 .map(|c| (bucket.clone(), c.to_vec()))
                 .collect::<Vec<_>>()
         })
         .collect();
     let batches = order::interleave_by_bucket(batches, |b| (&b.0.account, &b.0.region));
 
-    let metas = stream::iter(batches)
-        .map(|(place, ids)| async move {
+    let mut metas = stream::iter(batches)
+        .map(|(bucket, members)| async move {
             let r = match (
-                reach.client(&place.account),
-                state.admit(&place.account, api::DESCRIBE_GROUPS),
+                reach.client(&bucket.account),
+                state.admit(&bucket.account, api::DESCRIBE_GROUPS),
             ) {
                 (Ok(client), Ok(())) => {
-                    let read = client.describe_groups(&place.region, &ids);
+                    let ids: Vec<String> = members
+                        .iter()
+                        .map(|&i| groups[i].key.id.to_string())
+                        .collect();
+                    let read = client.describe_groups(&bucket.region, &ids);
                     let read = within(state.deadline, api::DESCRIBE_GROUPS, read).await;
-                    state.note(&place.account, read)
+                    state.note(&bucket.account, read)
                 }
                 (Err(e), _) => Err(e.into()),
                 (_, Err(e)) => Err(e),
             };
-            (place, ids, r)
+            (members, r)
         })
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
-
-    let mut observed = Observed::new();
-    let mut to_read = Vec::new();
-    for (place, ids, result) in metas {
-        let key_of = |id: String| place.group(id);
-        match result {
-            Ok(found) => {
-                for id in ids {
-                    let key = key_of(id.clone());
-                    match found.get(&id) {
-                        Some(meta) => to_read.push((key, meta.clone())),
-                        None => {
-                            observed.insert(key, Observation::NotFound);
+        .buffer_unordered(opts.concurrency.max(1));
+    let mut to_read = Vec::with_capacity(groups.len());
+    // Only what the plan needs of a group's flags: why ECS would refuse a write, when it would.
+    let mut unmanageable: BTreeMap<usize, GroupMeta> = BTreeMap::new();
+    while let Some((members, result)) = metas.next().await {
+        for i in members {
+            let observation = match &result {
+                Ok(found) => match found.get(&*groups[i].key.id) {
+                    Some(meta) => {
+                        if meta.unmanageable_reason().is_some() {
+                            unmanageable.insert(i, meta.clone());
                         }
+                        to_read.push((i, &groups[i].key));
+                        continue;
                     }
-                }
-            }
-            Err(e) => {
-                for id in ids {
-                    observed.insert(key_of(id), failed(&e));
-                }
-            }
+                    None => Observation::NotFound,
+                },
+                Err(e) => failed(e),
+            };
+            results[i] = planned(i, &observation);
+            observed[i] = true;
         }
     }
+    drop(metas);
 
-    let to_read = order::interleave_by_bucket(to_read, |(k, _)| (&k.account, &k.region));
-    let reads = stream::iter(to_read)
-        .map(|(key, meta)| async move {
+    let to_read = order::interleave_by_bucket(to_read, |(_, k)| (&k.account, &k.region));
+    let mut reads = stream::iter(to_read)
+        .map(|(i, key)| async move {
             let r = match (
                 reach.client(&key.account),
                 state.admit(&key.account, api::DESCRIBE_ATTRIBUTE),
             ) {
                 (Ok(client), Ok(())) => {
-                    let read = client.describe_attribute(&key);
+                    let read = client.describe_attribute(key);
                     let read = within(state.deadline, api::DESCRIBE_ATTRIBUTE, read).await;
                     state.note(&key.account, read)
                 }
                 (Err(e), _) => Err(e.into()),
                 (_, Err(e)) => Err(e),
             };
-            let obs = match r {
-                Ok(policy) => Observation::Found { policy, meta },
-                Err(Failure::Ecs(e)) if e.is_not_found() => Observation::NotFound,
-                Err(e) => failed(&e),
-            };
-            (key, obs)
+            (i, r)
         })
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
-    observed.extend(reads);
-    observed
+        .buffer_unordered(opts.concurrency.max(1));
+    while let Some((i, r)) = reads.next().await {
+        let observation = match r {
+            Ok(policy) => Observation::Found {
+                policy,
+                meta: unmanageable.remove(&i).unwrap_or_default(),
+            },
+            Err(Failure::Ecs(e)) if e.is_not_found() => Observation::NotFound,
+            Err(e) => failed(&e),
+        };
+        results[i] = planned(i, &observation);
+        observed[i] = true;
+    }
+    drop(reads);
+    for (i, seen) in observed.into_iter().enumerate() {
+        if !seen {
+            results[i] = result_of(plan::entry(groups[i], None), Outcome::Error);
+        }
+    }
+    results
 }
 
 fn failed(e: &Failure) -> Observation {
@@ -402,6 +443,8 @@ fn failed(e: &Failure) -> Observation {
     }
 }
 
+/// Gates and writes `plan`'s changes. Each change's result replaces its group's provisional one in
+/// `results` (one per declared group, sorted by key) as soon as it is known.
 async fn apply<C: Cloud>(
     reach: &Reach<C>,
     plan: &Plan,
@@ -409,11 +452,12 @@ async fn apply<C: Cloud>(
     observed_at: i64,
     opts: &PassOptions,
     state: &PassState,
-) -> Vec<GroupResult> {
+    results: &mut [GroupResult],
+) {
     let entries = order::interleave_by_bucket(plan.entries.iter().collect(), |e| {
         (&e.key.account, &e.key.region)
     });
-    let mut results: Vec<GroupResult> = stream::iter(entries)
+    let mut done = stream::iter(entries)
         .map(|entry| async move {
             match (&entry.action, opts.dry_run) {
                 (Action::InSync, _) => simple(entry, Outcome::InSync),
@@ -444,23 +488,30 @@ async fn apply<C: Cloud>(
                     }
                     Err(e) => {
                         let mut r = simple(entry, Outcome::Failed);
-                        r.error = Some(e.into());
+                        r.error = Some(Box::new(e.into()));
                         r
                     }
                 },
                 _ => simple(entry, Outcome::Error),
             }
         })
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect()
-        .await;
-    results.sort_by(|a, b| a.entry.key.cmp(&b.entry.key));
-    results
+        .buffer_unordered(opts.concurrency.max(1));
+    while let Some(r) = done.next().await {
+        let slot = results.binary_search_by(|x| x.entry.key.cmp(&r.entry.key));
+        debug_assert!(slot.is_ok(), "every change is planned from a result");
+        if let Ok(i) = slot {
+            results[i] = r;
+        }
+    }
 }
 
 fn simple(entry: &PlanEntry, outcome: Outcome) -> GroupResult {
+    result_of(entry.clone(), outcome)
+}
+
+fn result_of(entry: PlanEntry, outcome: Outcome) -> GroupResult {
     GroupResult {
-        entry: entry.clone(),
+        entry,
         outcome,
         token: None,
         request_id: None,
@@ -508,7 +559,7 @@ async fn write_and_verify<C: Cloud>(
         result.token = Some(token.clone());
         let account = entry.key.account.as_str();
         if let Err(e) = state.admit(account, api::MODIFY_POLICY) {
-            result.error = Some(e);
+            result.error = Some(Box::new(e));
             return result;
         }
         tracing::debug!(group = %entry.key, token = %token, "sending ModifySecurityGroupPolicy");
@@ -520,7 +571,7 @@ async fn write_and_verify<C: Cloud>(
             Ok(request_id) => result.request_id = Some(request_id),
             Err(e) => {
                 tracing::warn!(group = %entry.key, code = %e.code(), "write failed: {e}");
-                result.error = Some(e);
+                result.error = Some(Box::new(e));
                 return result;
             }
         }
@@ -544,15 +595,15 @@ async fn write_and_verify<C: Cloud>(
             }
             Ok(false) => break,
             Err(e) => {
-                result.error = Some(e);
+                result.error = Some(Box::new(e));
                 return result;
             }
         }
     }
-    result.error = Some(Failure::WriteNotEffective {
+    result.error = Some(Box::new(Failure::WriteNotEffective {
         writes: token::MAX_WRITES_PER_CORRECTION,
         to,
-    });
+    }));
     result
 }
 

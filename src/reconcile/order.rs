@@ -20,7 +20,7 @@ pub fn interleave_by_bucket<T>(items: Vec<T>, bucket: impl Fn(&T) -> (&str, &str
             .or_default()
             .push_back(item);
     }
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(queues.values().map(|q| q.len()).sum());
     loop {
         let mut any = false;
         for q in queues.values_mut() {

@@ -158,7 +158,7 @@ mod tests {
 
     fn loc(file: &str, line: usize) -> Location {
         Location {
-            path: file.into(),
+            path: std::path::Path::new(file).into(),
             line,
             column: 5,
         }

@@ -40,8 +40,8 @@ fn token(d: &Desired, key: &GroupKey, from: Policy, to: Policy, attempt: Attempt
 
 fn listing(keys: &[&GroupKey]) -> Request {
     Request::DescribeGroups {
-        region: keys[0].region.clone(),
-        ids: keys.iter().map(|k| k.id.clone()).collect(),
+        region: keys[0].region.to_string(),
+        ids: keys.iter().map(|k| k.id.to_string()).collect(),
     }
 }
 
@@ -194,10 +194,10 @@ async fn a_write_that_never_takes_effect_fails_after_two_writes() {
     assert_eq!(r.outcome, Outcome::Failed);
     assert_eq!(
         r.error,
-        Some(Failure::WriteNotEffective {
+        Some(Box::new(Failure::WriteNotEffective {
             writes: 2,
             to: Drop
-        })
+        }))
     );
     assert!(report.has_errors());
 }
@@ -405,7 +405,7 @@ async fn a_selector_lists_every_page_filters_names_and_its_groups_are_reconciled
         policy: Drop,
         mode: Mode::Enforce,
         source: Location {
-            path: "sel.yaml".into(),
+            path: std::path::Path::new("sel.yaml").into(),
             line: 2,
             column: 3,
         },
@@ -418,7 +418,7 @@ async fn a_selector_lists_every_page_filters_names_and_its_groups_are_reconciled
         Answer::Page(crate::ecs::GroupPage {
             groups: groups
                 .iter()
-                .map(|(k, name)| (k.id.clone(), Some(name.to_string())))
+                .map(|(k, name)| (k.id.to_string(), Some(name.to_string())))
                 .collect(),
             next_token: next.map(str::to_string),
         })

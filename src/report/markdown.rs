@@ -242,7 +242,7 @@ mod tests {
                 desired: to,
                 observed: Some(from),
                 source: Location {
-                    path: "policies/team-with-a-long-name/prod.yaml".into(),
+                    path: std::path::Path::new("policies/team-with-a-long-name/prod.yaml").into(),
                     line: i + 3,
                     column: 5,
                 },
@@ -287,7 +287,7 @@ mod tests {
             level: NoteLevel::Warning,
             message: "selector (cn-a name \"x|y\") matched no security group".into(),
             locations: vec![Location {
-                path: "s.yaml".into(),
+                path: std::path::Path::new("s.yaml").into(),
                 line: 2,
                 column: 3,
             }],

@@ -152,7 +152,7 @@ pub fn text(report: &PassReport) -> String {
                 };
                 [
                     r.entry.key.place(),
-                    r.entry.key.id.clone(),
+                    r.entry.key.id.to_string(),
                     r.entry.observed.map_or("-".into(), |p| p.to_string()),
                     r.entry.desired.to_string(),
                     result,

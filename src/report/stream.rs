@@ -51,7 +51,7 @@ mod tests {
                 desired: Policy::Drop,
                 observed: Some(Policy::Accept),
                 source: Location {
-                    path: "p/a \"b\".yaml".into(),
+                    path: std::path::Path::new("p/a \"b\".yaml").into(),
                     line: i + 1,
                     column: 3,
                 },
@@ -61,7 +61,7 @@ mod tests {
             outcome,
             token: Some(format!("tok-{i}")),
             request_id: None,
-            error,
+            error: error.map(Box::new),
             hold: None,
         }
     }

@@ -28,7 +28,7 @@ fn load_consistent(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
     }
     Err(vec![LoadError {
         location: crate::model::Location {
-            path: dir.to_path_buf(),
+            path: dir.into(),
             line: 1,
             column: 1,
         },
@@ -46,7 +46,7 @@ impl Runner {
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => Err(vec![LoadError {
                 location: crate::model::Location {
-                    path: self.setup.policies.clone(),
+                    path: self.setup.policies.as_path().into(),
                     line: 1,
                     column: 1,
                 },

@@ -213,7 +213,9 @@ impl Runner {
     pub(super) fn publish_groups(&self, st: &State) {
         let mut counts: BTreeMap<(String, &'static str), i64> = BTreeMap::new();
         for (key, s) in &st.groups {
-            *counts.entry((key.account.clone(), s.label())).or_default() += 1;
+            *counts
+                .entry((key.account.to_string(), s.label()))
+                .or_default() += 1;
         }
         self.metrics.set_groups(&counts);
         let fighting = st.fights.fighting(Instant::now());
@@ -223,9 +225,9 @@ impl Runner {
             self.metrics
                 .fight_hold
                 .get_or_create(&GroupLabels {
-                    region: key.region.clone(),
-                    group: key.id.clone(),
-                    account: AccountLabel(key.account.clone()),
+                    region: key.region.to_string(),
+                    group: key.id.to_string(),
+                    account: AccountLabel(key.account.to_string()),
                 })
                 .set(hold.as_secs_f64());
         }
