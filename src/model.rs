@@ -160,6 +160,35 @@ impl GroupKey {
     }
 }
 
+/// Whose account a group, selector or bucket is in. Keys store the account as its id text (empty for
+/// the chain's own, which is also how JSON and metrics show it: no `account` at all); every decision
+/// that depends on whose account it is reads it through this enum, never by testing for `""`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Account<'a> {
+    /// The credential chain's own account (files without `account:`).
+    Own,
+    /// An account a policy file names through a role, by its 16-digit id.
+    Named(&'a str),
+}
+
+impl<'a> Account<'a> {
+    /// The account an id text stands for: empty is the chain's own.
+    pub fn of(id: &'a str) -> Account<'a> {
+        match id {
+            "" => Account::Own,
+            id => Account::Named(id),
+        }
+    }
+
+    /// The id of a named account; `None` for the chain's own.
+    pub fn named(self) -> Option<&'a str> {
+        match self {
+            Account::Own => None,
+            Account::Named(id) => Some(id),
+        }
+    }
+}
+
 /// An (account, region) pair: the unit of ECS quotas (and so of rate limiting, listing and work
 /// order). `account` is empty for the chain's own account, as in [`GroupKey`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -184,12 +213,17 @@ impl GroupKey {
         }
     }
 
+    /// Whose account the group is in.
+    pub fn owner(&self) -> Account<'_> {
+        Account::of(&self.account)
+    }
+
     /// Where the group lives, for a report column: `cn-hangzhou`, or `2222222222222222/cn-hangzhou`
     /// for a group of a named account.
     pub fn place(&self) -> String {
-        match self.account.as_str() {
-            "" => self.region.to_string(),
-            account => format!("{account}/{}", self.region),
+        match self.owner() {
+            Account::Own => self.region.to_string(),
+            Account::Named(account) => format!("{account}/{}", self.region),
         }
     }
 }
@@ -356,6 +390,17 @@ impl GroupMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_empty_account_id_is_the_chains_own_and_any_other_is_named() {
+        assert_eq!(Account::of(""), Account::Own);
+        assert_eq!(Account::of("2222"), Account::Named("2222"));
+        assert_eq!(GroupKey::new("cn-a", "sg-1").owner().named(), None);
+        let named = GroupKey::in_account("2222", "cn-a", "sg-1");
+        assert_eq!(named.owner().named(), Some("2222"));
+        assert_eq!(named.place(), "2222/cn-a");
+        assert_eq!(GroupKey::new("cn-a", "sg-1").place(), "cn-a");
+    }
 
     #[test]
     fn shared_strings_behave_like_the_strings_they_replaced() {

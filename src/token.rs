@@ -30,7 +30,7 @@
 //! Two replicas observing on either side of a window boundary send different tokens; both writes then
 //! set the same value, which ModifySecurityGroupPolicy treats as a no-op, so the cost is one extra call.
 
-use crate::model::{GroupKey, Policy};
+use crate::model::{Account, GroupKey, Policy};
 use sha2::{Digest, Sha256};
 
 /// Length of an observation window. Long enough that replicas on a common resync schedule agree; short
@@ -75,10 +75,10 @@ pub struct TokenInput<'a> {
 pub fn client_token(input: &TokenInput<'_>) -> String {
     let window_start = input.observed_at.div_euclid(WINDOW_SECS) * WINDOW_SECS;
     let mut hasher = Sha256::new();
-    if !input.key.account.is_empty() {
+    if let Account::Named(account) = input.key.owner() {
         // Before the version tag, so tokens of the chain's own account keep their documented value.
         hasher.update(b"account\0");
-        hasher.update(input.key.account.as_bytes());
+        hasher.update(account.as_bytes());
         hasher.update([0u8]);
     }
     for part in [

@@ -14,7 +14,7 @@ use crate::accounts::sessions::Accounts;
 use crate::credentials::refresh::RefreshStatus;
 use crate::ecs::client::CallStats;
 use crate::ecs::EcsClient;
-use crate::model::AccountRef;
+use crate::model::{Account, AccountRef};
 use std::collections::BTreeMap;
 
 /// The action name failures to reach an account are reported under.
@@ -93,7 +93,7 @@ impl Clients {
         account: &str,
         role: Option<&AccountRef>,
     ) -> Result<EcsClient, Unreachable> {
-        if account.is_empty() {
+        if Account::of(account) == Account::Own {
             return Ok(self.base.clone());
         }
         let unavailable = |why: Why| Unreachable {

@@ -2,6 +2,7 @@
 //! meanings are listed in docs/daemon.md; keep the two in step.
 
 use crate::ecs::client::CallStats;
+use crate::model::Account;
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -31,9 +32,9 @@ pub struct AccountLabel(pub String);
 
 impl EncodeLabelSet for AccountLabel {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        match self.0.as_str() {
-            "" => Ok(()),
-            account => [("account", account)].as_slice().encode(encoder),
+        match Account::of(&self.0) {
+            Account::Own => Ok(()),
+            Account::Named(account) => [("account", account)].as_slice().encode(encoder),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Merging the groups of all files into one desired state, reporting conflicts, and the revision digest.
 
 use super::{DesiredGroup, LoadError, Selector};
-use crate::model::{AccountRef, GroupKey, Location, Mode};
+use crate::model::{Account, AccountRef, GroupKey, Location, Mode};
 use sha2::{Digest, Sha256};
 use std::collections::{btree_map, hash_map};
 use std::collections::{BTreeMap, HashMap};
@@ -59,9 +59,9 @@ pub(crate) fn sorted(groups: HashMap<GroupKey, DesiredGroup>) -> BTreeMap<GroupK
 
 /// "cn-hangzhou", or "cn-hangzhou of account 1234…" for a group of a named account.
 fn place(key: &GroupKey) -> String {
-    match key.account.as_str() {
-        "" => key.region.to_string(),
-        account => format!("{} of account {account}", key.region),
+    match key.owner() {
+        Account::Own => key.region.to_string(),
+        Account::Named(account) => format!("{} of account {account}", key.region),
     }
 }
 
@@ -127,9 +127,9 @@ pub(crate) fn revision_with_selectors(
             Mode::Enforce => "",
             Mode::Observe => "\tobserve",
         };
-        let account = match key.account.as_str() {
-            "" => String::new(),
-            a => format!("{a}\t"),
+        let account = match key.owner() {
+            Account::Own => String::new(),
+            Account::Named(a) => format!("{a}\t"),
         };
         hasher.update(
             format!(
@@ -143,9 +143,9 @@ pub(crate) fn revision_with_selectors(
         .iter()
         .map(|s| {
             let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let account = match s.account.as_str() {
-                "" => String::new(),
-                a => format!("\t{a}"),
+            let account = match Account::of(&s.account) {
+                Account::Own => String::new(),
+                Account::Named(a) => format!("\t{a}"),
             };
             format!(
                 "selector{account}\t{}\t{}\t{}\t{}\t{}\t{}\n",

@@ -5,7 +5,7 @@
 use crate::accounts::{Unreachable, ASSUME_ROLE};
 use crate::ecs::api::MODIFY_POLICY;
 use crate::ecs::{EcsError, ErrorClass};
-use crate::model::Policy;
+use crate::model::{Account, Policy};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
@@ -102,7 +102,7 @@ impl Failure {
     /// The same failure saying which account it is about; the report shows one fatal error only.
     pub fn in_account(self, account: &str) -> Failure {
         match self {
-            Failure::Ecs(EcsError::Api(mut e)) if !account.is_empty() => {
+            Failure::Ecs(EcsError::Api(mut e)) if Account::of(account) != Account::Own => {
                 e.message = format!("account {account}: {}", e.message);
                 Failure::Ecs(EcsError::Api(e))
             }

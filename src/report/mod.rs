@@ -1,7 +1,7 @@
 //! Renders a pass for people (a compact table of what is not in sync, then one summary line) and for
 //! programs (a documented, stable JSON object; see README "JSON output").
 
-use crate::model::{NoteLevel, Policy};
+use crate::model::{Account, NoteLevel, Policy};
 use crate::plan::{Action, PlanEntry};
 use crate::reconcile::{GroupResult, Outcome, PassReport};
 use serde_json::{json, Value};
@@ -125,7 +125,7 @@ pub fn text(report: &PassReport) -> String {
         .filter(|r| r.outcome != Outcome::InSync)
         .collect();
     if !rows.is_empty() {
-        let region = match rows.iter().any(|r| !r.entry.key.account.is_empty()) {
+        let region = match rows.iter().any(|r| r.entry.key.owner() != Account::Own) {
             true => "ACCOUNT/REGION",
             false => "REGION",
         };
@@ -213,7 +213,7 @@ pub fn json(report: &PassReport) -> Value {
 /// One group's entry in the JSON output.
 fn group_json(r: &GroupResult) -> Value {
     json!({
-                "account": (!r.entry.key.account.is_empty()).then_some(&r.entry.key.account),
+                "account": r.entry.key.owner().named(),
                 "region": r.entry.key.region,
                 "id": r.entry.key.id,
                 "desired": r.entry.desired,
