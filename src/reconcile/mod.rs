@@ -84,23 +84,52 @@ impl Default for PassOptions {
     }
 }
 
-/// What happened to one group in this pass.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// What happened to one group in this pass, with what a report must say about it: why a write failed,
+/// which rail held a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     InSync,
     /// Dry run: the change that an apply would make.
     WouldChange,
     /// Written and verified by a fresh read.
     Changed,
-    /// The write (or its verification) failed.
-    Failed,
-    /// Nothing was written because the group cannot be reconciled (not found, unmanageable, unreadable).
+    /// The write (or its verification) failed, and why. Boxed: most results are not failures, and a
+    /// pass holds one result per group.
+    Failed(Box<Failure>),
+    /// Nothing was written because the group cannot be reconciled (not found, unmanageable,
+    /// unreadable: the plan entry's action says which).
     Error,
     /// `mode: observe`: the drift was planned and reported, and never written.
     Observed,
-    /// A safety rail held the change back (`--max-changes`, `--allow-open`); see `GroupResult::hold`.
+    /// A safety rail held the change back (`--max-changes`, `--allow-open`).
+    Held(Hold),
+}
+
+/// An [`Outcome`] without its data: what reports print and count (`"outcome"` in JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutcomeKind {
+    InSync,
+    WouldChange,
+    Changed,
+    Failed,
+    Error,
+    Observed,
     Held,
+}
+
+impl Outcome {
+    pub fn kind(&self) -> OutcomeKind {
+        match self {
+            Outcome::InSync => OutcomeKind::InSync,
+            Outcome::WouldChange => OutcomeKind::WouldChange,
+            Outcome::Changed => OutcomeKind::Changed,
+            Outcome::Failed(_) => OutcomeKind::Failed,
+            Outcome::Error => OutcomeKind::Error,
+            Outcome::Observed => OutcomeKind::Observed,
+            Outcome::Held(_) => OutcomeKind::Held,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -109,17 +138,30 @@ pub struct GroupResult {
     pub outcome: Outcome,
     pub token: Option<String>,
     pub request_id: Option<String>,
-    /// Boxed: most results have none, and a pass holds one result per group.
-    pub error: Option<Box<Failure>>,
-    pub hold: Option<Hold>,
 }
 
 impl GroupResult {
     pub fn is_error(&self) -> bool {
         matches!(
-            self.outcome,
-            Outcome::Failed | Outcome::Error | Outcome::Held
+            self.outcome.kind(),
+            OutcomeKind::Failed | OutcomeKind::Error | OutcomeKind::Held
         )
+    }
+
+    /// Why the write failed, for a failed result.
+    pub fn failure(&self) -> Option<&Failure> {
+        match &self.outcome {
+            Outcome::Failed(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The rail that held the change, for a held result.
+    pub fn hold(&self) -> Option<&Hold> {
+        match &self.outcome {
+            Outcome::Held(h) => Some(h),
+            _ => None,
+        }
     }
 }
 
@@ -141,8 +183,11 @@ pub struct PassReport {
 }
 
 impl PassReport {
-    pub fn count(&self, outcome: Outcome) -> usize {
-        self.results.iter().filter(|r| r.outcome == outcome).count()
+    pub fn count(&self, kind: OutcomeKind) -> usize {
+        self.results
+            .iter()
+            .filter(|r| r.outcome.kind() == kind)
+            .count()
     }
 
     pub fn has_errors(&self) -> bool {
@@ -320,8 +365,8 @@ async fn observe<C: Cloud>(
         let entry = plan::entry(groups[i], Some(observation));
         let outcome = match entry.action {
             Action::InSync => Outcome::InSync,
-            // Replaced by `apply`'s result.
-            Action::Change { .. } => Outcome::Failed,
+            // Provisional: `apply` replaces the result of every change.
+            Action::Change { .. } => Outcome::WouldChange,
             _ => Outcome::Error,
         };
         result_of(entry, outcome)
@@ -459,17 +504,15 @@ async fn apply<C: Cloud>(
     });
     let mut done = stream::iter(entries)
         .map(|entry| async move {
-            match (&entry.action, opts.dry_run) {
-                (Action::InSync, _) => simple(entry, Outcome::InSync),
-                (Action::Change { .. }, _) if entry.mode == Mode::Observe => {
+            match (&entry.action, opts.dry_run, gate.hold(entry)) {
+                (Action::InSync, _, _) => simple(entry, Outcome::InSync),
+                (Action::Change { .. }, _, _) if entry.mode == Mode::Observe => {
                     simple(entry, Outcome::Observed)
                 }
-                (Action::Change { .. }, false) if gate.hold(entry).is_some() => {
-                    let mut r = simple(entry, Outcome::Held);
-                    r.hold = gate.hold(entry).cloned();
-                    r
+                (Action::Change { .. }, false, Some(hold)) => {
+                    simple(entry, Outcome::Held(hold.clone()))
                 }
-                (Action::Change { from, to }, true) => {
+                (Action::Change { from, to }, true, _) => {
                     let mut r = simple(entry, Outcome::WouldChange);
                     r.token = Some(token_for(
                         plan,
@@ -481,17 +524,24 @@ async fn apply<C: Cloud>(
                     ));
                     r
                 }
-                (Action::Change { from, to }, false) => match reach.client(&entry.key.account) {
-                    Ok(client) => {
-                        write_and_verify(client, plan, entry, *from, *to, observed_at, opts, state)
+                (Action::Change { from, to }, false, None) => {
+                    match reach.client(&entry.key.account) {
+                        Ok(client) => {
+                            write_and_verify(
+                                client,
+                                plan,
+                                entry,
+                                *from,
+                                *to,
+                                observed_at,
+                                opts,
+                                state,
+                            )
                             .await
+                        }
+                        Err(e) => simple(entry, Outcome::Failed(Box::new(e.into()))),
                     }
-                    Err(e) => {
-                        let mut r = simple(entry, Outcome::Failed);
-                        r.error = Some(Box::new(e.into()));
-                        r
-                    }
-                },
+                }
                 _ => simple(entry, Outcome::Error),
             }
         })
@@ -515,8 +565,6 @@ fn result_of(entry: PlanEntry, outcome: Outcome) -> GroupResult {
         outcome,
         token: None,
         request_id: None,
-        error: None,
-        hold: None,
     }
 }
 
@@ -552,15 +600,18 @@ async fn write_and_verify<C: Cloud>(
     opts: &PassOptions,
     state: &PassState,
 ) -> GroupResult {
-    let mut result = simple(entry, Outcome::Failed);
+    let mut result = simple(entry, Outcome::WouldChange);
+    let failed = |mut result: GroupResult, e: Failure| {
+        result.outcome = Outcome::Failed(Box::new(e));
+        result
+    };
     let mut attempt = Attempt::First;
     loop {
         let token = token_for(plan, entry, from, to, observed_at, attempt);
         result.token = Some(token.clone());
         let account = entry.key.account.as_str();
         if let Err(e) = state.admit(account, api::MODIFY_POLICY) {
-            result.error = Some(Box::new(e));
-            return result;
+            return failed(result, e);
         }
         tracing::debug!(group = %entry.key, token = %token, "sending ModifySecurityGroupPolicy");
         let write = client.modify_policy(&entry.key, to, &token);
@@ -571,8 +622,7 @@ async fn write_and_verify<C: Cloud>(
             Ok(request_id) => result.request_id = Some(request_id),
             Err(e) => {
                 tracing::warn!(group = %entry.key, code = %e.code(), "write failed: {e}");
-                result.error = Some(Box::new(e));
-                return result;
+                return failed(result, e);
             }
         }
         match verify(client, entry, to, opts, state).await {
@@ -584,7 +634,6 @@ async fn write_and_verify<C: Cloud>(
                     "changed InnerAccessPolicy"
                 );
                 result.outcome = Outcome::Changed;
-                result.error = None;
                 return result;
             }
             Ok(false) if attempt == Attempt::First => {
@@ -594,17 +643,14 @@ async fn write_and_verify<C: Cloud>(
                 };
             }
             Ok(false) => break,
-            Err(e) => {
-                result.error = Some(Box::new(e));
-                return result;
-            }
+            Err(e) => return failed(result, e),
         }
     }
-    result.error = Some(Box::new(Failure::WriteNotEffective {
+    let not_effective = Failure::WriteNotEffective {
         writes: token::MAX_WRITES_PER_CORRECTION,
         to,
-    }));
-    result
+    };
+    failed(result, not_effective)
 }
 
 /// Re-reads the group until it shows `to`, allowing for a short propagation delay.

@@ -191,10 +191,9 @@ async fn a_write_that_never_takes_effect_fails_after_two_writes() {
     let (report, cloud) = pass_on(cloud, &d, &opts()).await;
     cloud.done();
     let r = only(&report);
-    assert_eq!(r.outcome, Outcome::Failed);
     assert_eq!(
-        r.error,
-        Some(Box::new(Failure::WriteNotEffective {
+        r.outcome,
+        Outcome::Failed(Box::new(Failure::WriteNotEffective {
             writes: 2,
             to: Drop
         }))
@@ -268,10 +267,10 @@ async fn a_write_refused_for_one_group_does_not_stop_the_next() {
     cloud.done();
     let (ra, rb) = (&report.results[0], &report.results[1]);
     assert_eq!(
-        (ra.outcome, rb.outcome),
-        (Outcome::Failed, Outcome::Changed)
+        (ra.outcome.kind(), rb.outcome.kind()),
+        (OutcomeKind::Failed, OutcomeKind::Changed)
     );
-    let e = ra.error.as_ref().expect("the refusal");
+    let e = ra.failure().expect("the refusal");
     assert_eq!(e.code(), "InvalidOperation.ResourceManagedByCloudProduct");
     assert_eq!(e.request_id(), Some("R-ERR"));
     assert!(report.fatal.is_none());
@@ -309,10 +308,10 @@ async fn a_fatal_error_stops_requests_to_its_account_and_the_other_account_is_co
             .results
             .iter()
             .find(|r| &r.entry.key == k)
-            .map(|r| r.outcome)
+            .map(|r| r.outcome.kind())
     };
-    assert_eq!(outcome(&own), Some(Outcome::Error));
-    assert_eq!(outcome(&other), Some(Outcome::Changed));
+    assert_eq!(outcome(&own), Some(OutcomeKind::Error));
+    assert_eq!(outcome(&other), Some(OutcomeKind::Changed));
 }
 
 #[tokio::test]
@@ -386,10 +385,10 @@ async fn observed_drift_is_reported_and_held_changes_are_never_written() {
             .results
             .iter()
             .find(|r| &r.entry.key == k)
-            .map(|r| r.outcome)
+            .map(|r| r.outcome.clone())
     };
     assert_eq!(outcome(&watched), Some(Outcome::Observed));
-    assert_eq!(outcome(&opened), Some(Outcome::Held));
+    assert_eq!(outcome(&opened), Some(Outcome::Held(Hold::Open)));
 }
 
 #[tokio::test]

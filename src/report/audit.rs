@@ -6,11 +6,9 @@ use crate::reconcile::{GroupResult, Outcome, PassReport};
 
 /// Whether a ModifySecurityGroupPolicy request was actually sent for this result.
 pub fn write_sent(r: &GroupResult) -> bool {
-    match r.outcome {
+    match &r.outcome {
         Outcome::Changed => true,
-        Outcome::Failed => {
-            r.request_id.is_some() || r.error.as_ref().is_some_and(|e| e.after_a_write_was_sent())
-        }
+        Outcome::Failed(e) => r.request_id.is_some() || e.after_a_write_was_sent(),
         _ => false,
     }
 }
@@ -24,11 +22,7 @@ pub fn log_writes(report: &PassReport, commit: Option<&str>) {
         let request_id = r
             .request_id
             .clone()
-            .or_else(|| {
-                r.error
-                    .as_ref()
-                    .and_then(|e| e.request_id().map(str::to_string))
-            })
+            .or_else(|| r.failure().and_then(|e| e.request_id().map(str::to_string)))
             .unwrap_or_default();
         let token = r.token.as_deref().unwrap_or("");
         let commit = commit.unwrap_or("");
@@ -42,8 +36,7 @@ pub fn log_writes(report: &PassReport, commit: Option<&str>) {
             );
         } else {
             let (code, message) = r
-                .error
-                .as_ref()
+                .failure()
                 .map(|e| (e.code(), e.message()))
                 .unwrap_or(("", String::new()));
             tracing::warn!(

@@ -9,7 +9,7 @@
 use super::{direction, problem, summary_line};
 use crate::model::NoteLevel;
 use crate::plan::Action;
-use crate::reconcile::{GroupResult, Outcome, PassReport};
+use crate::reconcile::{GroupResult, Outcome, OutcomeKind, PassReport};
 use std::fmt::Write;
 
 /// GitHub's limit for one issue or pull-request comment.
@@ -38,14 +38,14 @@ fn cell(s: &str) -> String {
 }
 
 fn result_word(r: &GroupResult) -> &'static str {
-    match r.outcome {
-        Outcome::InSync => "in sync",
-        Outcome::WouldChange => "will change",
-        Outcome::Changed => "changed",
-        Outcome::Failed => "**failed**",
-        Outcome::Error => "**error**",
-        Outcome::Observed => "observe only (not written)",
-        Outcome::Held => "**held**",
+    match r.outcome.kind() {
+        OutcomeKind::InSync => "in sync",
+        OutcomeKind::WouldChange => "will change",
+        OutcomeKind::Changed => "changed",
+        OutcomeKind::Failed => "**failed**",
+        OutcomeKind::Error => "**error**",
+        OutcomeKind::Observed => "observe only (not written)",
+        OutcomeKind::Held => "**held**",
     }
 }
 
@@ -256,8 +256,6 @@ mod tests {
             outcome,
             token: None,
             request_id: None,
-            error: None,
-            hold: None,
         }
     }
 

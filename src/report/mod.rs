@@ -3,7 +3,7 @@
 
 use crate::model::{Account, NoteLevel, Policy};
 use crate::plan::{Action, PlanEntry};
-use crate::reconcile::{GroupResult, Outcome, PassReport};
+use crate::reconcile::{GroupResult, Outcome, OutcomeKind, PassReport};
 use serde_json::{json, Value};
 use std::fmt::Write;
 
@@ -43,11 +43,10 @@ fn action_name(a: &Action) -> &'static str {
 
 /// Why a group is an error, in one line.
 fn problem(r: &GroupResult) -> Option<String> {
-    if let Some(h) = &r.hold {
-        return Some(h.message());
-    }
-    if let Some(e) = &r.error {
-        return Some(e.to_string());
+    match &r.outcome {
+        Outcome::Held(h) => return Some(h.message()),
+        Outcome::Failed(e) => return Some(e.to_string()),
+        _ => {}
     }
     match &r.entry.action {
         Action::Unmanageable { reason } => Some(format!("cannot be managed: {reason}")),
@@ -58,11 +57,10 @@ fn problem(r: &GroupResult) -> Option<String> {
 }
 
 fn error_code(r: &GroupResult) -> Option<String> {
-    if let Some(h) = &r.hold {
-        return Some(h.code().to_string());
-    }
-    if let Some(e) = &r.error {
-        return Some(e.code().to_string());
+    match &r.outcome {
+        Outcome::Held(h) => return Some(h.code().to_string()),
+        Outcome::Failed(e) => return Some(e.code().to_string()),
+        _ => {}
     }
     match &r.entry.action {
         Action::Unmanageable { .. } => Some("Unmanageable".into()),
@@ -74,9 +72,9 @@ fn error_code(r: &GroupResult) -> Option<String> {
 
 pub fn summary_line(report: &PassReport) -> String {
     let changes = if report.dry_run {
-        format!("{} to change", report.count(Outcome::WouldChange))
+        format!("{} to change", report.count(OutcomeKind::WouldChange))
     } else {
-        format!("{} changed", report.count(Outcome::Changed))
+        format!("{} changed", report.count(OutcomeKind::Changed))
     };
     let calls = report
         .api_calls
@@ -86,8 +84,11 @@ pub fn summary_line(report: &PassReport) -> String {
         .join(", ");
     let mut extra = String::new();
     for (n, what) in [
-        (report.count(Outcome::Observed), "observed (not written)"),
-        (report.count(Outcome::Held), "held by safety rails"),
+        (
+            report.count(OutcomeKind::Observed),
+            "observed (not written)",
+        ),
+        (report.count(OutcomeKind::Held), "held by safety rails"),
     ] {
         if n > 0 {
             let _ = write!(extra, ", {n} {what}");
@@ -104,8 +105,8 @@ pub fn summary_line(report: &PassReport) -> String {
     format!(
         "{}: {changes}, {} in sync, {} errors{extra} ({} groups, revision {}, {:.1}s; API calls: {})",
         if report.dry_run { "Plan" } else { "Apply" },
-        report.count(Outcome::InSync),
-        report.count(Outcome::Failed) + report.count(Outcome::Error) + report.count(Outcome::Held),
+        report.count(OutcomeKind::InSync),
+        report.count(OutcomeKind::Failed) + report.count(OutcomeKind::Error) + report.count(OutcomeKind::Held),
         report.results.len(),
         report.revision,
         report.duration.as_secs_f64(),
@@ -134,7 +135,7 @@ pub fn text(report: &PassReport) -> String {
             .iter()
             .map(|r| {
                 let opens = if r.entry.opens() { " (opens)" } else { "" };
-                let result = match (&r.entry.action, r.outcome) {
+                let result = match (&r.entry.action, &r.outcome) {
                     (Action::Change { from, to }, Outcome::WouldChange) => {
                         format!("will change {from} -> {to}{opens}")
                     }
@@ -144,10 +145,10 @@ pub fn text(report: &PassReport) -> String {
                     (Action::Change { from, to }, Outcome::Observed) => {
                         format!("observe only: {from} -> {to}{opens}")
                     }
-                    (Action::Change { from, to }, Outcome::Held) => {
+                    (Action::Change { from, to }, Outcome::Held(_)) => {
                         format!("HELD {from} -> {to}{opens}")
                     }
-                    (_, Outcome::Failed) => "FAILED".to_string(),
+                    (_, Outcome::Failed(_)) => "FAILED".to_string(),
                     (a, _) => format!("ERROR {}", action_name(a)),
                 };
                 [
@@ -221,7 +222,7 @@ fn group_json(r: &GroupResult) -> Value {
                 "action": action_name(&r.entry.action),
                 "direction": direction(&r.entry),
                 "mode": r.entry.mode,
-                "outcome": r.outcome,
+                "outcome": r.outcome.kind(),
                 "token": r.token,
                 "requestId": r.request_id,
                 "source": r.entry.source.to_string(),
@@ -240,13 +241,13 @@ fn document(report: &PassReport, groups: Vec<Value>) -> Value {
         "dryRun": report.dry_run,
         "summary": {
             "groups": report.results.len(),
-            "inSync": report.count(Outcome::InSync),
-            "wouldChange": report.count(Outcome::WouldChange),
-            "changed": report.count(Outcome::Changed),
-            "failed": report.count(Outcome::Failed),
-            "errors": report.count(Outcome::Error),
-            "observed": report.count(Outcome::Observed),
-            "held": report.count(Outcome::Held),
+            "inSync": report.count(OutcomeKind::InSync),
+            "wouldChange": report.count(OutcomeKind::WouldChange),
+            "changed": report.count(OutcomeKind::Changed),
+            "failed": report.count(OutcomeKind::Failed),
+            "errors": report.count(OutcomeKind::Error),
+            "observed": report.count(OutcomeKind::Observed),
+            "held": report.count(OutcomeKind::Held),
             "durationMs": report.duration.as_millis() as u64,
         },
         "fatal": report.fatal.as_ref().map(|e| json!({"code": e.code(), "message": e.to_string()})),

@@ -44,7 +44,7 @@ mod tests {
     use crate::reconcile::{Failure, GroupResult, Outcome};
     use std::time::Duration;
 
-    fn result(i: usize, action: Action, outcome: Outcome, error: Option<Failure>) -> GroupResult {
+    fn result(i: usize, action: Action, outcome: Outcome) -> GroupResult {
         GroupResult {
             entry: PlanEntry {
                 key: GroupKey::new("cn-hangzhou", format!("sg-{i}")),
@@ -61,8 +61,6 @@ mod tests {
             outcome,
             token: Some(format!("tok-{i}")),
             request_id: None,
-            error: error.map(Box::new),
-            hold: None,
         }
     }
 
@@ -78,9 +76,9 @@ mod tests {
             files: 1,
             dry_run: false,
             results: vec![
-                result(1, change.clone(), Outcome::Changed, None),
-                result(2, change, Outcome::Failed, Some(err)),
-                result(3, Action::NotFound, Outcome::Error, None),
+                result(1, change.clone(), Outcome::Changed),
+                result(2, change, Outcome::Failed(Box::new(err))),
+                result(3, Action::NotFound, Outcome::Error),
             ],
             fatal: None,
             api_calls: [("DescribeSecurityGroups".to_string(), 1)].into(),

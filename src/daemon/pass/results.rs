@@ -116,7 +116,7 @@ impl Runner {
                     outcome = ?r.outcome, source = %r.entry.source, dry_run = rep.dry_run,
                     "group"
                 );
-                let state = match r.outcome {
+                let state = match &r.outcome {
                     Outcome::InSync => {
                         t.in_sync += 1;
                         GroupState::InSync
@@ -153,16 +153,16 @@ impl Runner {
                         GroupState::Drifted
                     }
                     // A safety rail (`--max-changes`, `--allow-open`) held the change back.
-                    Outcome::Held => {
+                    Outcome::Held(_) => {
                         t.held += 1;
                         GroupState::Drifted
                     }
-                    Outcome::Failed => {
+                    Outcome::Failed(e) => {
                         t.errors += 1;
                         if audit::write_sent(r) {
                             self.write_outcome(&key.account, "failed");
                         }
-                        if let Some(e) = r.error.as_ref().filter(|e| e.is_cloud_trouble()) {
+                        if e.is_cloud_trouble() {
                             cloud.get_or_insert_with(|| e.to_string());
                         }
                         GroupState::Error
