@@ -356,25 +356,22 @@ impl EcsClient {
         filter: &super::GroupFilter,
         next_token: Option<&str>,
     ) -> Result<super::GroupPage, EcsError> {
-        let mut params: Vec<(&str, String)> = vec![
-            ("RegionId", region.to_string()),
-            ("MaxResults", api::MAX_IDS_PER_DESCRIBE.to_string()),
-        ];
-        if let Some(v) = &filter.vpc_id {
-            params.push(("VpcId", v.clone()));
-        }
         // Parameter names must be `&str` that outlive the call; built once per page.
         let tag_names: Vec<(String, String)> = (1..=filter.tags.len())
             .map(|n| (format!("Tag.{n}.Key"), format!("Tag.{n}.Value")))
             .collect();
+        let max = api::MAX_IDS_PER_DESCRIBE.to_string();
+        let mut params: Vec<(&str, &str)> = vec![("RegionId", region), ("MaxResults", &max)];
+        if let Some(v) = &filter.vpc_id {
+            params.push(("VpcId", v));
+        }
         for ((k, v), (kn, vn)) in filter.tags.iter().zip(&tag_names) {
-            params.push((kn.as_str(), k.clone()));
-            params.push((vn.as_str(), v.clone()));
+            params.push((kn, k));
+            params.push((vn, v));
         }
         if let Some(t) = next_token {
-            params.push(("NextToken", t.to_string()));
+            params.push(("NextToken", t));
         }
-        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let parsed: GroupsResponse = self.call_as(api::DESCRIBE_GROUPS, region, &params).await?;
         Ok(super::GroupPage {
             groups: parsed
@@ -413,22 +410,11 @@ impl EcsClient {
             .to_string())
     }
 
-    /// One logical call: paced by the rate limiter, retried while the error is retryable, each attempt
-    /// freshly signed. Throttled answers slow the limiter down and are retried for up to
-    /// `throttle_budget` without using up `max_attempts`: throttling means "later", not "failed".
-    /// A region without an endpoint and missing credentials fail before any request, unretried.
-    pub async fn call(
-        &self,
-        action: &'static str,
-        region: &str,
-        params: &[(&str, String)],
-    ) -> Result<serde_json::Value, EcsError> {
-        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.call_as(action, region, &params).await
-    }
-
-    /// [`call`](Self::call), with the answer read as `T` (see [`read_json`]). A region without an
-    /// endpoint and missing credentials fail before any request, unretried.
+    /// One logical call, its answer read as `T` (see [`read_json`]): paced by the rate limiter, retried
+    /// while the error is retryable, each attempt freshly signed. Throttled answers slow the limiter
+    /// down and are retried for up to `throttle_budget` without using up `max_attempts`: throttling
+    /// means "later", not "failed". A region without an endpoint and missing credentials fail before
+    /// any request, unretried.
     async fn call_as<T: serde::de::DeserializeOwned>(
         &self,
         action: &'static str,
