@@ -7,27 +7,55 @@ use crate::ecs::api::MODIFY_POLICY;
 use crate::ecs::{EcsError, ErrorClass};
 use crate::model::{Account, Policy};
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Displayed as `action: code: message`, the shape ECS errors have always been shown in; the local
+/// conditions' words are written once, in [`Failure::message`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Failure {
     /// ECS (or its transport) failed the call; see `EcsError` for the classification.
-    #[error(transparent)]
-    Ecs(#[from] EcsError),
+    Ecs(EcsError),
     /// The group's account could not be reached (its role could not be assumed).
-    #[error(transparent)]
-    Account(#[from] Unreachable),
+    Account(Unreachable),
     /// The daemon is shutting down: the request was never started.
-    #[error("{action}: ShuttingDown: not started: sgpolicy is shutting down")]
     ShuttingDown { action: &'static str },
     /// `--pass-timeout` passed before this group was done.
-    #[error("{action}: PassDeadlineExceeded: {DEADLINE_MESSAGE}")]
     DeadlineExceeded { action: &'static str },
     /// A selector's listing kept returning a next page; stopped as a guard against a looping
     /// NextToken.
-    #[error("DescribeSecurityGroups: TooManyPages: stopped listing after {pages} pages")]
     TooManyPages { pages: usize },
     /// ECS acknowledged every write of the correction, yet the group still differs.
-    #[error("{MODIFY_POLICY}: WriteNotEffective: ECS acknowledged {writes} writes but the group is still not {to}")]
     WriteNotEffective { writes: u32, to: Policy },
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Ecs(e) => e.fmt(f),
+            Failure::Account(u) => u.fmt(f),
+            _ => write!(f, "{}: {}: {}", self.action(), self.code(), self.message()),
+        }
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Failure::Ecs(e) => e.source(),
+            Failure::Account(u) => u.source(),
+            _ => None,
+        }
+    }
+}
+
+impl From<EcsError> for Failure {
+    fn from(e: EcsError) -> Failure {
+        Failure::Ecs(e)
+    }
+}
+
+impl From<Unreachable> for Failure {
+    fn from(u: Unreachable) -> Failure {
+        Failure::Account(u)
+    }
 }
 
 const DEADLINE_MESSAGE: &str =
