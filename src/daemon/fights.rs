@@ -70,29 +70,22 @@ impl Fights {
             // The first correction, a new desired value, or a streak gone cold.
             _ => 0,
         };
-        let f = Fight {
-            set: to,
-            streak,
-            last: now,
-            held_until: None,
-        };
-        let f = match self.groups.get_mut(key) {
-            Some(slot) => {
-                *slot = f;
-                slot
-            }
-            None => self.groups.entry(key.clone()).or_insert(f),
-        };
-        if f.streak < p.threshold {
-            return None;
-        }
-        let exp = (f.streak - p.threshold).min(20);
-        let hold = p.hold.saturating_mul(1u32 << exp).min(p.hold_cap);
-        f.held_until = Some(now + hold);
-        Some(FightNotice {
-            streak: f.streak,
-            hold,
-        })
+        // From the threshold on, each restoration holds the next correction back, twice as long.
+        let hold = (streak >= p.threshold).then(|| {
+            let exp = (streak - p.threshold).min(20);
+            p.hold.saturating_mul(1u32 << exp).min(p.hold_cap)
+        });
+        self.groups.insert(
+            key.clone(),
+            Fight {
+                set: to,
+                streak,
+                last: now,
+                held_until: hold.map(|h| now + h),
+            },
+        );
+        let hold = hold?;
+        Some(FightNotice { streak, hold })
     }
 
     /// Groups currently in a fight, with the hold left on each (zero once it has expired but the
