@@ -12,6 +12,10 @@ use crate::token::{client_token, Attempt, TokenInput};
 const HZ: &str = "cn-hangzhou";
 /// 2026-11-28T04:10:05.123Z: every token below derives from it.
 const NOW_MS: i64 = 1_795_839_005_123;
+/// The second write of a correction, whose replay the pass detects at the fixed clock's time.
+const AFTER_REPLAY: Attempt = Attempt::AfterReplay {
+    detected_at_ms: NOW_MS,
+};
 
 fn sg(id: &str) -> GroupKey {
     GroupKey::new(HZ, id)
@@ -139,15 +143,7 @@ async fn a_replayed_token_is_followed_by_exactly_one_more_write_with_a_new_token
     let a = sg("sg-a");
     let d = desired().group(&a, Drop).build();
     let first = token(&d, &a, Accept, Drop, Attempt::First);
-    let second = token(
-        &d,
-        &a,
-        Accept,
-        Drop,
-        Attempt::AfterReplay {
-            detected_at_ms: NOW_MS,
-        },
-    );
+    let second = token(&d, &a, Accept, Drop, AFTER_REPLAY);
     assert_ne!(first, second);
     let cloud = Scripted::new()
         .then(listing(&[&a]), found(&[(&a, normal())]))
@@ -172,15 +168,7 @@ async fn a_write_that_never_takes_effect_fails_after_two_writes() {
     let a = sg("sg-a");
     let d = desired().group(&a, Drop).build();
     let first = token(&d, &a, Accept, Drop, Attempt::First);
-    let second = token(
-        &d,
-        &a,
-        Accept,
-        Drop,
-        Attempt::AfterReplay {
-            detected_at_ms: NOW_MS,
-        },
-    );
+    let second = token(&d, &a, Accept, Drop, AFTER_REPLAY);
     let cloud = Scripted::new()
         .then(listing(&[&a]), found(&[(&a, normal())]))
         .then(read(&a), Answer::Policy(Accept))
