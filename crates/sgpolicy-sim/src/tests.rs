@@ -117,6 +117,41 @@ pub(super) async fn call(sim: &Simulator, params: &[(&str, &str)]) -> (u16, Valu
 }
 
 /// One table-driven case: parameters, expected status and code.
+/// An access key for a test: id, secret and (for an STS session) its security token.
+pub(super) type Key<'a> = (&'a str, &'a str, Option<&'a str>);
+
+/// A signed POST-with-query call by `key`, with extra headers (Host, User-Agent).
+pub(super) async fn call_with(
+    s: &Simulator,
+    key: Key<'_>,
+    headers: &[(&str, &str)],
+    params: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut p: Vec<(&str, &str)> = vec![("AccessKeyId", key.0)];
+    if let Some(t) = key.2 {
+        p.push(("SecurityToken", t));
+    }
+    p.extend_from_slice(params);
+    let q = query(&signed("POST", key.1, &p));
+    let mut req = HttpRequest::post(format!("/?{q}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(s, req.body(Body::empty()).expect("request")).await
+}
+
+/// A signed call by `key`.
+pub(super) async fn call_as(s: &Simulator, key: Key<'_>, params: &[(&str, &str)]) -> (u16, Value) {
+    call_with(s, key, &[], params).await
+}
+
+/// An unsigned POST of `body` to an admin path.
+pub(super) fn admin_post(uri: &str, body: &str) -> HttpRequest<Body> {
+    HttpRequest::post(uri.to_string())
+        .body(Body::from(body.to_string()))
+        .expect("req")
+}
+
 pub(super) type Case<'a> = (&'a [(&'a str, &'a str)], u16, &'a str);
 
 pub(super) fn code(v: &Value) -> &str {
@@ -335,11 +370,7 @@ async fn sts_keys_need_their_token() {
 #[tokio::test]
 async fn admin_paths_list_flip_and_clear() {
     let s = sim();
-    let post = |uri: &str, body: &str| {
-        HttpRequest::post(uri.to_string())
-            .body(Body::from(body.to_string()))
-            .expect("req")
-    };
+    let post = admin_post;
     let (st, v) = send(
         &s,
         post(

@@ -1,11 +1,8 @@
 //! Accounts and STS on the simulator: a key sees only its own account's groups and tokens, and
 //! `AssumeRole` hands out keys of the role's account that expire.
 
-use super::tests::{code, query, send, signed};
+use super::tests::{call_as, code, Key};
 use super::*;
-use axum::body::Body;
-use axum::http::Request as HttpRequest;
-use serde_json::Value;
 
 const OTHER: &str = "2222222222222222";
 
@@ -26,26 +23,8 @@ fn sim() -> Simulator {
     Simulator::new(Seed::from_yaml(SEED).expect("seed"))
 }
 
-/// A signed call with any key (and STS token).
-async fn call_as(
-    s: &Simulator,
-    key: (&str, &str, Option<&str>),
-    params: &[(&str, &str)],
-) -> (u16, Value) {
-    let mut p: Vec<(&str, &str)> = vec![("AccessKeyId", key.0)];
-    if let Some(t) = key.2 {
-        p.push(("SecurityToken", t));
-    }
-    p.extend_from_slice(params);
-    let q = query(&signed("POST", key.1, &p));
-    let req = HttpRequest::post(format!("/?{q}"))
-        .body(Body::empty())
-        .expect("request");
-    send(s, req).await
-}
-
-const OWN: (&str, &str, Option<&str>) = ("testid", "testsecret", None);
-const PROD: (&str, &str, Option<&str>) = ("prodkey", "prodsecret", None);
+const OWN: Key = ("testid", "testsecret", None);
+const PROD: Key = ("prodkey", "prodsecret", None);
 
 fn read(id: &'static str) -> [(&'static str, &'static str); 3] {
     [

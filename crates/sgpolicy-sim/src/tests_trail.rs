@@ -2,7 +2,7 @@
 //! filters, order, paging, scoping and errors, the query delay, and console flips with and without
 //! an event.
 
-use super::tests::{code, query, send, signed, Case};
+use super::tests::{admin_post, call_as, call_with, code, send, Case, Key};
 use super::*;
 use axum::body::Body;
 use axum::http::Request as HttpRequest;
@@ -32,36 +32,11 @@ fn sim() -> Simulator {
     Simulator::new(Seed::from_yaml(SEED).expect("seed"))
 }
 
-type Key<'a> = (&'a str, &'a str, Option<&'a str>);
 const ALICE: Key = ("testid", "testsecret", None);
 const ROOT: Key = ("rootkey", "rootsecret", None);
 const DENIED: Key = ("nolookup", "nolookupsecret", None);
 const BOB: Key = ("prodkey", "prodsecret", None);
 const STS: Key = ("stsid", "stssecret", Some("the-token"));
-
-/// A signed POST-with-query call by `key` with extra headers (Host, User-Agent).
-async fn call_with(
-    s: &Simulator,
-    key: Key<'_>,
-    headers: &[(&str, &str)],
-    params: &[(&str, &str)],
-) -> (u16, Value) {
-    let mut p: Vec<(&str, &str)> = vec![("AccessKeyId", key.0)];
-    if let Some(t) = key.2 {
-        p.push(("SecurityToken", t));
-    }
-    p.extend_from_slice(params);
-    let q = query(&signed("POST", key.1, &p));
-    let mut req = HttpRequest::post(format!("/?{q}"));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    send(s, req.body(Body::empty()).expect("request")).await
-}
-
-async fn call_as(s: &Simulator, key: Key<'_>, params: &[(&str, &str)]) -> (u16, Value) {
-    call_with(s, key, &[], params).await
-}
 
 fn modify<'a>(
     region: &'a str,
@@ -647,11 +622,7 @@ async fn the_query_delay_hides_fresh_events_until_it_has_passed() {
         "the reference's ten minutes by default"
     );
     let s = sim();
-    let post = |uri: &str, body: &str| {
-        HttpRequest::post(uri.to_string())
-            .body(Body::from(body.to_string()))
-            .expect("req")
-    };
+    let post = admin_post;
     let (st, v) = send(
         &s,
         post("/_sim/actiontrail", r#"{"queryDelaySeconds": 3600}"#),
@@ -698,11 +669,7 @@ async fn the_query_delay_hides_fresh_events_until_it_has_passed() {
 #[tokio::test]
 async fn console_flips_record_a_console_operation_unless_the_event_is_missed() {
     let s = sim();
-    let post = |uri: &str, body: &str| {
-        HttpRequest::post(uri.to_string())
-            .body(Body::from(body.to_string()))
-            .expect("req")
-    };
+    let post = admin_post;
     let (st, v) = send(
         &s,
         post(
