@@ -197,13 +197,6 @@ pub struct Bucket {
     pub region: SharedStr,
 }
 
-impl Bucket {
-    /// The group `id` of this bucket.
-    pub fn group(&self, id: impl Into<SharedStr>) -> GroupKey {
-        GroupKey::in_account(self.account.clone(), self.region.clone(), id)
-    }
-}
-
 impl GroupKey {
     /// The (account, region) bucket the group lives in.
     pub fn bucket(&self) -> Bucket {

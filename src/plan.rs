@@ -2,9 +2,8 @@
 //! group need? No async, no clock, no I/O — so every rule here is tested with plain values.
 
 use crate::model::{GroupKey, GroupMeta, Location, Mode, Policy};
-use crate::policy::{Desired, DesiredGroup};
+use crate::policy::DesiredGroup;
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 /// One group as the cloud reported it in this pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,8 +28,6 @@ pub enum Blame {
     Group,
     Cloud,
 }
-
-pub type Observed = BTreeMap<GroupKey, Observation>;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -103,20 +100,8 @@ impl Plan {
     }
 }
 
-pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
-    let entries = desired
-        .groups
-        .values()
-        .map(|d| entry(d, observed.get(&d.key)))
-        .collect();
-    Plan {
-        revision: desired.revision.clone(),
-        entries,
-    }
-}
-
-/// One group's entry of [`plan`]: what `d` needs, given what the cloud reported about it (`None`:
-/// nothing, the group was not read). A pass plans each group as its read arrives.
+/// What `d` needs, given what the cloud reported about it (`None`: nothing, the group was not read).
+/// A pass plans each group as its read arrives, so there is no whole-pass map of observations.
 pub fn entry(d: &DesiredGroup, observed: Option<&Observation>) -> PlanEntry {
     let (observed_policy, action) = match observed {
         None => (
@@ -167,7 +152,8 @@ pub fn entry(d: &DesiredGroup, observed: Option<&Observation>) -> PlanEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::DesiredGroup;
+    use crate::policy::Desired;
+    use std::collections::BTreeMap;
 
     fn desired(groups: &[(&str, Policy)]) -> Desired {
         let mut d = Desired {
@@ -191,6 +177,20 @@ mod tests {
             );
         }
         d
+    }
+
+    type Observed = BTreeMap<GroupKey, Observation>;
+
+    /// Every declared group planned from `observed`, as a pass does group by group.
+    fn plan(desired: &Desired, observed: &Observed) -> Plan {
+        Plan {
+            revision: desired.revision.clone(),
+            entries: desired
+                .groups
+                .values()
+                .map(|d| entry(d, observed.get(&d.key)))
+                .collect(),
+        }
     }
 
     fn found(p: Policy) -> Observation {
