@@ -10,7 +10,7 @@
 //! The pure core — no I/O, no clock, no environment; time and credentials are arguments:
 //! - [`model`]: shared vocabulary (policy values, group keys, accounts, group flags, file locations).
 //! - [`policy`]: desired state: the file schema, loading a folder, conflicts, the revision digest.
-//! - [`plan`]: `plan(desired, observed)` decides what each group needs.
+//! - [`plan`]: `entry(desired, observed)` decides what each group needs.
 //! - [`token`]: the deterministic ClientToken derivation and its guarantees.
 //!
 //! The cloud:
