@@ -26,6 +26,8 @@ pub struct GroupPage {
     pub next_token: Option<String>,
 }
 
+/// A call is made when its future is first polled, never when the future is built: a pass builds a
+/// request and may drop it unsent (a refused account, a cancelled pass).
 pub trait Cloud: Send + Sync {
     /// Type and managed flags for up to 100 ids of one region; ids absent from the map do not exist.
     fn describe_groups(

@@ -2,7 +2,8 @@
 //!
 //! [`Scripted`] follows controller-rs's `fixtures.rs`: a test lists the exact requests it expects, in
 //! order, each with its answer. Any other request fails the test at once, naming what was expected;
-//! [`Scripted::done`] fails it if a scripted request was never made. Tests run the pass with
+//! [`Scripted::done`] fails it if a scripted request was never made. Like the real client, a request
+//! is made when its future is first polled, not when it is built. Tests run the pass with
 //! concurrency 1, so the order is the pass's own.
 
 use crate::ecs::client::CallStats;
@@ -101,9 +102,8 @@ impl Cloud for Scripted {
             region: region.to_string(),
             ids: ids.to_vec(),
         };
-        let answer = self.answer(api::DESCRIBE_GROUPS, request);
         async move {
-            match answer {
+            match self.answer(api::DESCRIBE_GROUPS, request) {
                 Answer::Groups(g) => Ok(g),
                 Answer::Fail(e) => Err(e),
                 other => wrong(other, "DescribeSecurityGroups"),
@@ -115,12 +115,9 @@ impl Cloud for Scripted {
         &self,
         key: &GroupKey,
     ) -> impl Future<Output = Result<Policy, EcsError>> + Send {
-        let answer = self.answer(
-            api::DESCRIBE_ATTRIBUTE,
-            Request::DescribeAttribute(key.clone()),
-        );
+        let request = Request::DescribeAttribute(key.clone());
         async move {
-            match answer {
+            match self.answer(api::DESCRIBE_ATTRIBUTE, request) {
                 Answer::Policy(p) => Ok(p),
                 Answer::Fail(e) => Err(e),
                 other => wrong(other, "DescribeSecurityGroupAttribute"),
@@ -139,9 +136,8 @@ impl Cloud for Scripted {
             policy,
             token: client_token.to_string(),
         };
-        let answer = self.answer(api::MODIFY_POLICY, request);
         async move {
-            match answer {
+            match self.answer(api::MODIFY_POLICY, request) {
                 Answer::RequestId(id) => Ok(id.to_string()),
                 Answer::Fail(e) => Err(e),
                 other => wrong(other, "ModifySecurityGroupPolicy"),
@@ -160,9 +156,8 @@ impl Cloud for Scripted {
             filter: filter.clone(),
             next_token: next_token.map(str::to_string),
         };
-        let answer = self.answer(api::DESCRIBE_GROUPS, request);
         async move {
-            match answer {
+            match self.answer(api::DESCRIBE_GROUPS, request) {
                 Answer::Page(p) => Ok(p),
                 Answer::Fail(e) => Err(e),
                 other => wrong(other, "DescribeSecurityGroups (listing)"),

@@ -28,6 +28,7 @@ use deadline::within;
 use futures::stream::{self, StreamExt};
 use gate::{Hold, Rails};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -258,6 +259,19 @@ impl PassState {
             _ => Ok(()),
         }
     }
+
+    /// Sends one read to `account` if `admit` lets it start, within the pass deadline, remembering a
+    /// fatal error. `call` is not polled (nothing is sent) when the read is refused.
+    async fn read<T, E: Into<Failure>>(
+        &self,
+        account: &str,
+        action: &'static str,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, Failure> {
+        self.admit(account, action)?;
+        let read = within(self.deadline, action, call).await;
+        self.note(account, read)
+    }
 }
 
 /// The key of the credential chain's own account in maps by account.
@@ -394,21 +408,18 @@ async fn observe<C: Cloud>(
 
     let mut metas = stream::iter(batches)
         .map(|(bucket, members)| async move {
-            let r = match (
-                reach.client(&bucket.account),
-                state.admit(&bucket.account, api::DESCRIBE_GROUPS),
-            ) {
-                (Ok(client), Ok(())) => {
-                    let ids: Vec<String> = members
-                        .iter()
-                        .map(|&i| groups[i].key.id.to_string())
-                        .collect();
-                    let read = client.describe_groups(&bucket.region, &ids);
-                    let read = within(state.deadline, api::DESCRIBE_GROUPS, read).await;
-                    state.note(&bucket.account, read)
+            let ids: Vec<String> = members
+                .iter()
+                .map(|&i| groups[i].key.id.to_string())
+                .collect();
+            let r = match reach.client(&bucket.account) {
+                Ok(client) => {
+                    let listing = client.describe_groups(&bucket.region, &ids);
+                    state
+                        .read(&bucket.account, api::DESCRIBE_GROUPS, listing)
+                        .await
                 }
-                (Err(e), _) => Err(e.into()),
-                (_, Err(e)) => Err(e),
+                Err(e) => Err(e.into()),
             };
             (members, r)
         })
@@ -440,17 +451,14 @@ async fn observe<C: Cloud>(
     let to_read = order::interleave_by_bucket(to_read, |(_, k)| (&k.account, &k.region));
     let mut reads = stream::iter(to_read)
         .map(|(i, key)| async move {
-            let r = match (
-                reach.client(&key.account),
-                state.admit(&key.account, api::DESCRIBE_ATTRIBUTE),
-            ) {
-                (Ok(client), Ok(())) => {
-                    let read = client.describe_attribute(key);
-                    let read = within(state.deadline, api::DESCRIBE_ATTRIBUTE, read).await;
-                    state.note(&key.account, read)
+            let r = match reach.client(&key.account) {
+                Ok(client) => {
+                    let attribute = client.describe_attribute(key);
+                    state
+                        .read(&key.account, api::DESCRIBE_ATTRIBUTE, attribute)
+                        .await
                 }
-                (Err(e), _) => Err(e.into()),
-                (_, Err(e)) => Err(e),
+                Err(e) => Err(e.into()),
             };
             (i, r)
         })
