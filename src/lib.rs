@@ -37,6 +37,7 @@ pub mod cli;
 pub mod credentials;
 pub mod daemon;
 pub mod ecs;
+pub mod events;
 pub mod model;
 pub mod plan;
 pub mod policy;

@@ -1,0 +1,393 @@
+//! One ActionTrail record (and the CloudEvents envelope EventBridge wraps it in) read into a
+//! [`Change`]: which group, what value was sent, and who sent it. Pure: no I/O, no clock.
+//!
+//! Records are read leniently, as the reference asks: unknown fields are ignored, parameter names
+//! match whatever their case, `requestParameters` may be an object or a JSON string of one. What a
+//! record cannot be used for is an [`Ignored`] reason, never an error: a record is a hint.
+
+use crate::model::Policy;
+use serde_json::Value;
+use std::fmt;
+
+/// The one ECS action whose events matter.
+pub const MODIFY_POLICY_EVENT: &str = "ModifySecurityGroupPolicy";
+/// Every ClientToken sgpolicy sends starts with this (see `token`): such a write is its own.
+pub const OWN_TOKEN_PREFIX: &str = "sgpolicy-";
+
+/// `userIdentity.type`: bounded, so it can be a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActorType {
+    RootAccount,
+    RamUser,
+    AssumedRole,
+    System,
+    Unknown,
+}
+
+impl ActorType {
+    pub fn parse(s: &str) -> ActorType {
+        match s {
+            "root-account" => ActorType::RootAccount,
+            "ram-user" => ActorType::RamUser,
+            "assumed-role" => ActorType::AssumedRole,
+            "system" => ActorType::System,
+            _ => ActorType::Unknown,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ActorType::RootAccount => "root-account",
+            ActorType::RamUser => "ram-user",
+            ActorType::AssumedRole => "assumed-role",
+            ActorType::System => "system",
+            ActorType::Unknown => "unknown",
+        }
+    }
+}
+
+/// `eventType`: a console change or an API call (SDK, CLI, Terraform, another tool).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventType {
+    ApiCall,
+    ConsoleOperation,
+    ServiceEvent,
+    Unknown,
+}
+
+impl EventType {
+    pub fn parse(s: &str) -> EventType {
+        match s {
+            "ApiCall" => EventType::ApiCall,
+            "ConsoleOperation" => EventType::ConsoleOperation,
+            "AliyunServiceEvent" => EventType::ServiceEvent,
+            _ => EventType::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ApiCall => "ApiCall",
+            EventType::ConsoleOperation => "ConsoleOperation",
+            EventType::ServiceEvent => "AliyunServiceEvent",
+            EventType::Unknown => "unknown",
+        }
+    }
+}
+
+/// Who made a change, as ActionTrail recorded it: what the audit line, the JSON report and a fight
+/// warning name. Strings are as recorded (never secrets: the access key id is left out on purpose,
+/// it identifies a credential, not a person).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Author {
+    pub actor: ActorType,
+    /// `userName`, or else `principalId` (a role session, a root account).
+    pub name: Option<String>,
+    pub principal_id: Option<String>,
+    pub event_type: EventType,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub event_time: Option<String>,
+    pub event_id: String,
+}
+
+impl fmt::Display for Author {
+    /// `ram-user alice`, `assumed-role 3001…:session`, `root-account`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.actor.label())?;
+        if let Some(n) = &self.name {
+            write!(f, " {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What one ModifySecurityGroupPolicy record announces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The account the record belongs to (`userIdentity.accountId`, or the envelope's), if named.
+    pub account_id: Option<String>,
+    pub region: String,
+    pub group_id: String,
+    /// The `InnerAccessPolicy` the call sent (the value the group has if nothing undid it since).
+    pub policy: Option<Policy>,
+    pub client_token: Option<String>,
+    pub author: Author,
+}
+
+impl Change {
+    /// One of sgpolicy's own writes that set the value the folder wants: nothing to look at. A write
+    /// with sgpolicy's token prefix that sent anything else (an older revision on another replica, or
+    /// a tool borrowing the prefix) is still read.
+    pub fn is_own_write_of(&self, desired: Policy) -> bool {
+        self.client_token
+            .as_deref()
+            .is_some_and(|t| t.starts_with(OWN_TOKEN_PREFIX))
+            && self.policy == Some(desired)
+    }
+}
+
+/// Why a record causes no read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ignored {
+    /// Another action (a rule change, another service).
+    OtherEvent(String),
+    /// The call failed (`errorCode`): it changed nothing.
+    FailedCall(String),
+    /// A field the record needs is missing or of the wrong type.
+    Malformed(&'static str),
+}
+
+impl Ignored {
+    /// Bounded, for the `result` label of the event metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Ignored::OtherEvent(_) => "ignored_other_event",
+            Ignored::FailedCall(_) => "ignored_failed_call",
+            Ignored::Malformed(_) => "ignored_malformed",
+        }
+    }
+}
+
+impl fmt::Display for Ignored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ignored::OtherEvent(name) => write!(f, "event {name:?} is not {MODIFY_POLICY_EVENT}"),
+            Ignored::FailedCall(code) => write!(f, "the call failed ({code}) and changed nothing"),
+            Ignored::Malformed(what) => write!(f, "the record has no usable {what}"),
+        }
+    }
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+fn owned(v: &Value, key: &str) -> Option<String> {
+    text(v, key).map(str::to_string)
+}
+
+/// A request parameter by name, whatever the case it was sent in.
+fn param<'a>(params: &'a Value, name: &str) -> Option<&'a str> {
+    params
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str())
+        .filter(|s| !s.is_empty())
+}
+
+/// Reads one ActionTrail record. `region` is the fallback when neither `acsRegion` nor the
+/// parameters name one (the region polled, or the envelope's).
+pub fn parse_record(record: &Value, region: Option<&str>) -> Result<Change, Ignored> {
+    let name = text(record, "eventName").ok_or(Ignored::Malformed("eventName"))?;
+    if name != MODIFY_POLICY_EVENT {
+        return Err(Ignored::OtherEvent(name.to_string()));
+    }
+    if let Some(code) = text(record, "errorCode") {
+        return Err(Ignored::FailedCall(code.to_string()));
+    }
+    let event_id = owned(record, "eventId").ok_or(Ignored::Malformed("eventId"))?;
+    // Some deliveries carry the parameters as a JSON string rather than an object.
+    let parsed;
+    let params = match record.get("requestParameters") {
+        Some(Value::String(s)) => {
+            parsed = serde_json::from_str::<Value>(s)
+                .map_err(|_| Ignored::Malformed("requestParameters"))?;
+            &parsed
+        }
+        Some(v @ Value::Object(_)) => v,
+        _ => return Err(Ignored::Malformed("requestParameters")),
+    };
+    let group_id = param(params, "SecurityGroupId")
+        .ok_or(Ignored::Malformed("requestParameters.SecurityGroupId"))?
+        .to_string();
+    let region = text(record, "acsRegion")
+        .or_else(|| param(params, "RegionId"))
+        .or(region)
+        .ok_or(Ignored::Malformed("acsRegion"))?
+        .to_string();
+    let identity = record.get("userIdentity").unwrap_or(&Value::Null);
+    let principal_id = owned(identity, "principalId");
+    let author = Author {
+        actor: ActorType::parse(text(identity, "type").unwrap_or_default()),
+        name: owned(identity, "userName").or_else(|| principal_id.clone()),
+        principal_id,
+        event_type: EventType::parse(text(record, "eventType").unwrap_or_default()),
+        source_ip: owned(record, "sourceIpAddress"),
+        user_agent: owned(record, "userAgent"),
+        event_time: owned(record, "eventTime"),
+        event_id,
+    };
+    Ok(Change {
+        account_id: owned(identity, "accountId"),
+        region,
+        group_id,
+        policy: param(params, "InnerAccessPolicy").and_then(Policy::parse),
+        client_token: param(params, "ClientToken").map(str::to_string),
+        author,
+    })
+}
+
+/// A CloudEvents 1.0 envelope (EventBridge's HTTP target body) around one record.
+#[derive(Debug)]
+pub struct Envelope<'a> {
+    /// (`source`, `id`): the delivery's identity; a redelivery repeats it.
+    pub source: &'a str,
+    pub id: &'a str,
+    pub record: &'a Value,
+    pub account_id: Option<&'a str>,
+    pub region: Option<&'a str>,
+}
+
+/// Reads an envelope; `Err` names the field that is missing.
+pub fn parse_envelope(v: &Value) -> Result<Envelope<'_>, Ignored> {
+    if !v.is_object() {
+        return Err(Ignored::Malformed("CloudEvents envelope (a JSON object)"));
+    }
+    let source = text(v, "source").ok_or(Ignored::Malformed("source"))?;
+    let id = text(v, "id").ok_or(Ignored::Malformed("id"))?;
+    let record = v
+        .get("data")
+        .filter(|d| d.is_object())
+        .ok_or(Ignored::Malformed("data"))?;
+    Ok(Envelope {
+        source,
+        id,
+        record,
+        account_id: text(v, "aliyunaccountid"),
+        region: text(v, "aliyunregionid"),
+    })
+}
+
+impl Envelope<'_> {
+    /// The record's change; the envelope's account fills in a record that names none.
+    pub fn change(&self) -> Result<Change, Ignored> {
+        let mut c = parse_record(self.record, self.region)?;
+        if c.account_id.is_none() {
+            c.account_id = self.account_id.map(str::to_string);
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn console_flip() -> Value {
+        json!({
+            "eventId": "92b33345-0cef-47be-821f-fb9914d30001",
+            "eventName": "ModifySecurityGroupPolicy",
+            "eventTime": "2026-11-28T04:10:26Z",
+            "eventType": "ConsoleOperation",
+            "acsRegion": "cn-hangzhou",
+            "requestParameters": {"SecurityGroupId": "sg-1", "RegionId": "cn-hangzhou", "InnerAccessPolicy": "Accept"},
+            "userIdentity": {"type": "ram-user", "userName": "alice", "principalId": "277400", "accountId": "1234", "accessKeyId": "LTAIsecretish"},
+            "sourceIpAddress": "42.120.1.2",
+            "userAgent": "ecs.console.aliyun.com",
+            "somethingNew": {"ignored": true}
+        })
+    }
+
+    #[test]
+    fn a_console_flip_names_the_group_the_value_and_the_author() {
+        let c = parse_record(&console_flip(), None).unwrap();
+        assert_eq!(
+            (c.region.as_str(), c.group_id.as_str()),
+            ("cn-hangzhou", "sg-1")
+        );
+        assert_eq!(c.policy, Some(Policy::Accept));
+        assert_eq!(c.account_id.as_deref(), Some("1234"));
+        assert_eq!(c.author.actor, ActorType::RamUser);
+        assert_eq!(c.author.name.as_deref(), Some("alice"));
+        assert_eq!(c.author.event_type, EventType::ConsoleOperation);
+        assert_eq!(c.author.source_ip.as_deref(), Some("42.120.1.2"));
+        assert_eq!(c.author.event_time.as_deref(), Some("2026-11-28T04:10:26Z"));
+        assert_eq!(c.author.to_string(), "ram-user alice");
+        // The access key id identifies a credential: it is not part of the author.
+        assert!(!format!("{:?}", c.author).contains("LTAI"));
+    }
+
+    #[test]
+    fn parameters_match_in_any_case_and_may_be_a_json_string() {
+        let mut r = console_flip();
+        r["requestParameters"] = json!(
+            "{\"securitygroupid\":\"sg-9\",\"innerAccessPolicy\":\"drop\",\"clienttoken\":\"sgpolicy-x\"}"
+        );
+        r.as_object_mut().unwrap().remove("acsRegion");
+        let c = parse_record(&r, Some("cn-beijing")).unwrap();
+        assert_eq!(c.group_id, "sg-9");
+        assert_eq!(c.region, "cn-beijing");
+        assert_eq!(c.policy, Some(Policy::Drop));
+        assert_eq!(c.client_token.as_deref(), Some("sgpolicy-x"));
+    }
+
+    #[test]
+    fn failed_calls_other_actions_and_broken_records_are_ignored_with_a_reason() {
+        let mut failed = console_flip();
+        failed["errorCode"] = json!("Forbidden.RAM");
+        assert_eq!(
+            parse_record(&failed, None),
+            Err(Ignored::FailedCall("Forbidden.RAM".into()))
+        );
+        let mut other = console_flip();
+        other["eventName"] = json!("AuthorizeSecurityGroup");
+        assert_eq!(
+            parse_record(&other, None).unwrap_err().label(),
+            "ignored_other_event"
+        );
+        let mut no_group = console_flip();
+        no_group["requestParameters"] = json!({"RegionId": "cn-hangzhou"});
+        assert_eq!(
+            parse_record(&no_group, None),
+            Err(Ignored::Malformed("requestParameters.SecurityGroupId"))
+        );
+        assert_eq!(
+            parse_record(&json!([1]), None),
+            Err(Ignored::Malformed("eventName"))
+        );
+    }
+
+    #[test]
+    fn an_own_write_is_one_with_the_token_prefix_that_set_the_desired_value() {
+        let mut r = console_flip();
+        r["requestParameters"]["ClientToken"] = json!("sgpolicy-abc-accept-1-0-ff");
+        let c = parse_record(&r, None).unwrap();
+        assert!(c.is_own_write_of(Policy::Accept));
+        // The same prefix setting another value is someone to look at (an old revision, a borrower).
+        assert!(!c.is_own_write_of(Policy::Drop));
+        let console = parse_record(&console_flip(), None).unwrap();
+        assert!(!console.is_own_write_of(Policy::Accept));
+    }
+
+    #[test]
+    fn an_envelope_supplies_its_account_and_region_and_needs_source_id_and_data() {
+        let mut record = console_flip();
+        record["userIdentity"]
+            .as_object_mut()
+            .unwrap()
+            .remove("accountId");
+        record.as_object_mut().unwrap().remove("acsRegion");
+        record["requestParameters"]
+            .as_object_mut()
+            .unwrap()
+            .remove("RegionId");
+        let env = json!({"specversion": "1.0", "id": "e-1", "source": "acs.actiontrail",
+            "aliyunaccountid": "5555", "aliyunregionid": "cn-shanghai", "data": record});
+        let e = parse_envelope(&env).unwrap();
+        assert_eq!((e.source, e.id), ("acs.actiontrail", "e-1"));
+        let c = e.change().unwrap();
+        assert_eq!(c.account_id.as_deref(), Some("5555"));
+        assert_eq!(c.region, "cn-shanghai");
+        assert_eq!(
+            parse_envelope(&json!({"source": "s", "data": {}})).unwrap_err(),
+            Ignored::Malformed("id")
+        );
+        assert_eq!(
+            parse_envelope(&json!({"source": "s", "id": "1"})).unwrap_err(),
+            Ignored::Malformed("data")
+        );
+    }
+}
