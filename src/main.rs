@@ -47,7 +47,8 @@ fn main() -> ExitCode {
                         load: config.load,
                         connect: config.connect,
                         pass: config.pass,
-                        settings,
+                        settings: *settings,
+                        report: config.report,
                     };
                     match runtime.block_on(daemon::run(setup)) {
                         Ended::Stopped => exit::OK,

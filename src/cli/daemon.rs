@@ -4,6 +4,8 @@
 
 use super::duration;
 use crate::daemon::settings::DaemonSettings;
+use crate::ecs::credentials::Secret;
+use crate::events::{self, EventSettings, ReceiverSettings};
 use clap::Args;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -35,6 +37,16 @@ pub struct DaemonArgs {
     /// at 24h [default: 5m].
     #[arg(long, value_name = "DURATION")]
     pub fight_hold: Option<String>,
+    /// Poll ActionTrail LookupEvents for ModifySecurityGroupPolicy events of every (account, region)
+    /// with declared groups this often; 0 switches polling off [default: 30s, at least 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub events_poll: Option<String>,
+    /// Serve POST /events for EventBridge HTTP targets on this address, e.g. :8081 [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub events_addr: Option<String>,
+    /// File holding the bearer token EventBridge sends (required with --events-addr).
+    #[arg(long, value_name = "FILE")]
+    pub events_token_file: Option<std::path::PathBuf>,
 }
 
 /// A `--metrics-addr` that is not `HOST:PORT` or `:PORT`.
@@ -78,6 +90,9 @@ impl DaemonArgs {
                 ("--metrics-addr", self.metrics_addr.is_some()),
                 ("--shutdown-grace", self.shutdown_grace.is_some()),
                 ("--debounce", self.debounce.is_some()),
+                ("--events-poll", self.events_poll.is_some()),
+                ("--events-addr", self.events_addr.is_some()),
+                ("--events-token-file", self.events_token_file.is_some()),
             ] {
                 if given {
                     problems.push(format!(
@@ -126,8 +141,95 @@ impl DaemonArgs {
                 Err(e) => problems.push(e.to_string()),
             }
         }
+        s.events = self.events(problems);
+        if self.interval.is_none() && s.events.enabled() {
+            s.interval = crate::daemon::settings::DEFAULT_INTERVAL_WITH_EVENTS;
+            s.retry.cap = s.retry.cap.max(Duration::from_secs(300));
+        }
         s
     }
+
+    /// `--events-poll`, `--events-addr` and the token its file holds.
+    fn events(&self, problems: &mut Vec<String>) -> EventSettings {
+        let mut e = EventSettings::default();
+        if let Some(text) = &self.events_poll {
+            match duration::parse(text) {
+                Ok(d) if d.is_zero() => e.poll = None,
+                Ok(d) if d < events::MIN_POLL => problems.push(format!(
+                    "--events-poll must be 0 (off) or at least {}: ActionTrail asks callers not to poll \
+                     LookupEvents often; got {}",
+                    humantime::format_duration(events::MIN_POLL),
+                    humantime::format_duration(d)
+                )),
+                Ok(d) => e.poll = Some(d),
+                Err(err) => problems.push(format!("--events-poll {err}")),
+            }
+        }
+        let addr = self.events_addr.as_deref().map(|a| {
+            parse_listen_addr(a).map_err(|_| {
+                format!("--events-addr {a:?} is not an address like 127.0.0.1:8081 or :8081")
+            })
+        });
+        let token = match (&addr, &self.events_token_file) {
+            (Some(_), None) => {
+                problems.push(
+                    "--events-addr needs --events-token-file FILE: the receiver only accepts pushes \
+                     that carry its bearer token"
+                        .to_string(),
+                );
+                None
+            }
+            (None, Some(_)) => {
+                problems.push("--events-token-file only applies with --events-addr".to_string());
+                None
+            }
+            (Some(_), Some(path)) => match read_token(path) {
+                Ok(t) => Some(t),
+                Err(why) => {
+                    problems.push(why);
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        match addr {
+            Some(Err(why)) => problems.push(why),
+            Some(Ok(addr)) => {
+                if let Some(token) = token {
+                    e.receiver = Some(ReceiverSettings { addr, token });
+                }
+            }
+            None => {}
+        }
+        e
+    }
+}
+
+/// The bearer token in `path`, surrounding whitespace trimmed; a missing, unreadable or empty file
+/// is a configuration error (exit 64 before any port is bound).
+fn read_token(path: &std::path::Path) -> Result<Secret, String> {
+    let text = std::fs::read(path).map_err(|e| {
+        format!(
+            "--events-token-file {}: {e}; create it with the token the EventBridge target sends",
+            path.display()
+        )
+    })?;
+    let text = String::from_utf8(text)
+        .map_err(|_| format!("--events-token-file {}: not UTF-8 text", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!(
+            "--events-token-file {} is empty; put the bearer token the EventBridge target sends in it",
+            path.display()
+        ));
+    }
+    if token.len() > 4096 || token.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(format!(
+            "--events-token-file {}: the token must be one line of at most 4096 printable characters",
+            path.display()
+        ));
+    }
+    Ok(Secret::new(token))
 }
 
 #[cfg(test)]

@@ -217,7 +217,7 @@ pub enum RunMode {
     /// `--once --dry-run`: read and plan, never write.
     Plan(PlanExit),
     /// Without `--once`: the long-running daemon (with `--dry-run` it monitors and never writes).
-    Daemon(DaemonSettings),
+    Daemon(Box<DaemonSettings>),
 }
 
 /// What a `--once --dry-run` exit status says about drift.
@@ -284,7 +284,7 @@ impl RunArgs {
             return Err(problems);
         }
         let mode = match (self.once, self.dry_run, self.detailed_exitcode) {
-            (false, _, _) => RunMode::Daemon(daemon),
+            (false, _, _) => RunMode::Daemon(Box::new(daemon)),
             (true, false, _) => RunMode::Apply,
             (true, true, false) => RunMode::Plan(PlanExit::Plain),
             (true, true, true) => RunMode::Plan(PlanExit::Detailed),

@@ -57,6 +57,8 @@ pub struct Health {
     pass_started: AtomicU64,
     stall_after: Duration,
     state: Mutex<Readiness>,
+    /// The event sources, whose trouble degrades readiness but never fails it: the resync goes on.
+    events: std::sync::OnceLock<Arc<crate::events::Status>>,
 }
 
 impl Health {
@@ -68,6 +70,7 @@ impl Health {
             pass_started: AtomicU64::new(0),
             stall_after,
             state: Mutex::new(Readiness::default()),
+            events: std::sync::OnceLock::new(),
         };
         h.beat();
         h
@@ -106,6 +109,10 @@ impl Health {
         self.with(|r| r.cloud = failure);
     }
 
+    pub fn events(&self, status: Arc<crate::events::Status>) {
+        let _ = self.events.set(status);
+    }
+
     pub fn full_pass_done(&self) {
         self.with(|r| r.full_pass_done = true);
     }
@@ -137,6 +144,7 @@ impl Health {
     }
 
     pub fn ready(&self) -> (bool, String) {
+        let events = self.events.get().and_then(|e| e.unavailable());
         self.with(|r| {
             if r.stopping {
                 return (false, "shutting down".to_string());
@@ -156,6 +164,12 @@ impl Health {
             }
             if let Some(why) = &r.cloud {
                 return (false, format!("cloud: {why}"));
+            }
+            if let Some(why) = events {
+                return (
+                    true,
+                    format!("ready ({folder_note}); degraded: events unavailable: {why}"),
+                );
             }
             (true, format!("ready ({folder_note})"))
         })

@@ -89,6 +89,23 @@ fn duration_histogram() -> Histogram {
 }
 
 /// Every metric the daemon exports, registered once at start-up.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabels {
+    pub cause: String,
+    pub actor_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub source: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub passes: Family<PassLabels, Counter>,
@@ -105,6 +122,11 @@ pub struct Metrics {
     pub fighting_groups: Gauge,
     pub fight_hold: Family<GroupLabels, FloatGauge>,
     pub corrections: Counter,
+    pub corrections_by_cause: Family<CauseLabels, Counter>,
+    pub oldest_verification_age: FloatGauge,
+    pub events: Family<EventLabels, Counter>,
+    pub events_available: Family<SourceLabels, Gauge>,
+    events_seen: Mutex<BTreeMap<(crate::events::Via, &'static str), u64>>,
     pub ready: Gauge,
     pub credentials_expiry: Family<CredentialLabels, FloatGauge>,
     pub credentials_refresh_failures: Family<CredentialLabels, Gauge>,
@@ -141,6 +163,11 @@ impl Metrics {
             fighting_groups: Gauge::default(),
             fight_hold: Family::default(),
             corrections: Counter::default(),
+            corrections_by_cause: Family::default(),
+            oldest_verification_age: FloatGauge::default(),
+            events: Family::default(),
+            events_available: Family::default(),
+            events_seen: Mutex::new(BTreeMap::new()),
             ready: Gauge::default(),
             credentials_expiry: Family::default(),
             credentials_refresh_failures: Family::default(),
@@ -232,6 +259,26 @@ impl Metrics {
             m.corrections.clone(),
         );
         r.register(
+            "sgpolicy_corrections_by_cause",
+            "Groups changed back to their declaration, by what found the drift (event, resync, file) and the type of who made it (ram-user, assumed-role, root-account, system, unknown)",
+            m.corrections_by_cause.clone(),
+        );
+        r.register(
+            "sgpolicy_oldest_verification_age_seconds",
+            "Seconds since the governed group read longest ago was last read successfully (never read: since start)",
+            m.oldest_verification_age.clone(),
+        );
+        r.register(
+            "sgpolicy_events",
+            "ActionTrail events heard, by source (pull, push) and result (targeted, duplicate, ignored_*, rejected_*)",
+            m.events.clone(),
+        );
+        r.register(
+            "sgpolicy_events_available",
+            "1 while an event source works, 0 while it is unavailable (permission, outage); absent when off",
+            m.events_available.clone(),
+        );
+        r.register(
             "sgpolicy_ready",
             "1 when /readyz answers 200",
             m.ready.clone(),
@@ -275,6 +322,40 @@ impl Metrics {
             }
         }
         *seen = now;
+    }
+
+    pub fn correction(&self, cause: &str, actor_type: &str) {
+        self.corrections_by_cause
+            .get_or_create(&CauseLabels {
+                cause: cause.to_string(),
+                actor_type: actor_type.to_string(),
+            })
+            .inc();
+    }
+
+    /// Adds the events heard since the last sync, and the sources' availability.
+    pub fn sync_events(&self, status: &crate::events::Status) {
+        if let Ok(mut seen) = self.events_seen.lock() {
+            for (key, n) in status.counts() {
+                let before = seen.get(&key).copied().unwrap_or(0);
+                if n > before {
+                    self.events
+                        .get_or_create(&EventLabels {
+                            source: key.0.label().to_string(),
+                            result: key.1.to_string(),
+                        })
+                        .inc_by(n - before);
+                }
+                seen.insert(key, n);
+            }
+        }
+        for (via, up) in status.availability() {
+            self.events_available
+                .get_or_create(&SourceLabels {
+                    source: via.label().to_string(),
+                })
+                .set(i64::from(up));
+        }
     }
 
     /// The OpenMetrics text exposition.

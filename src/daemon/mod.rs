@@ -8,6 +8,7 @@
 
 pub mod fights;
 pub mod health;
+pub mod intake;
 pub mod metrics;
 pub mod pass;
 pub mod settings;
@@ -46,6 +47,8 @@ pub struct Setup {
     /// The options of every pass; the daemon adds its cancellation flag.
     pub pass: PassOptions,
     pub settings: DaemonSettings,
+    /// `--report FILE`: the JSON report of the last pass that looked at any group.
+    pub report: Option<PathBuf>,
 }
 
 /// How the daemon ended; the command-line layer turns it into an exit status.
@@ -82,9 +85,61 @@ pub async fn run(setup: Setup) -> Ended {
         clients: clients.clone(),
         credentials: Some(credentials.clone()),
     };
-    let Ok(server) = Server::start(settings.metrics_addr, endpoints).await else {
+    let Ok(server) = Server::start(
+        settings.metrics_addr.map(|a| (a, "--metrics-addr")),
+        "/metrics, /healthz and /readyz",
+        crate::daemon::health::router(endpoints),
+    )
+    .await
+    else {
         return Ended::Failed;
     };
+
+    // ActionTrail events: what they heard goes through the intake to the targeted lane.
+    let events = &settings.events;
+    let status = Arc::new(crate::events::Status::new(
+        events.poll.is_some(),
+        events.receiver.is_some(),
+    ));
+    health.events(status.clone());
+    let intake = Arc::new(intake::Intake::new(status.clone()));
+    let (heard_tx, mut heard_rx) = mpsc::channel::<crate::events::Heard>(4096);
+    let receiver = match &events.receiver {
+        Some(r) => {
+            Server::start(
+                Some((r.addr, "--events-addr")),
+                "POST /events (EventBridge)",
+                crate::events::receiver::router(r.token.clone(), heard_tx.clone(), status.clone()),
+            )
+            .await
+        }
+        None => Ok(Server { task: None }),
+    };
+    let Ok(receiver) = receiver else {
+        server.stop().await;
+        return Ended::Failed;
+    };
+    let (targets_tx, targets_rx) =
+        tokio::sync::watch::channel(Arc::new(crate::events::poller::Targets::default()));
+    let poller = events.poll.map(|every| {
+        tokio::spawn(crate::events::poller::run(
+            clients.clone(),
+            targets_rx,
+            every,
+            events.lookback,
+            heard_tx.clone(),
+            status.clone(),
+        ))
+    });
+    drop(heard_tx);
+    let hearing = intake.clone();
+    let heard_task = tokio::spawn(async move {
+        while let Some(heard) = heard_rx.recv().await {
+            let (id, via) = (heard.change.author.event_id.clone(), heard.via);
+            let admission = hearing.hear(heard);
+            tracing::debug!(event_id = %id, via = via.label(), result = admission.label(), "event");
+        }
+    });
 
     let (tx, rx) = mpsc::channel::<Input>(64);
     let watch = watch_folder(&setup.policies, tx.clone());
@@ -112,7 +167,9 @@ pub async fn run(setup: Setup) -> Ended {
         heartbeat: HEARTBEAT,
     };
     let grace = settings.shutdown_grace;
-    let runner = Arc::new(pass::Runner::new(setup, clients, metrics, health, watch));
+    let runner = Arc::new(pass::Runner::new(
+        setup, clients, metrics, health, watch, intake, targets_tx,
+    ));
     let shutdown = async move {
         let name = tokio::select! {
             _ = signals.terminate.recv() => "SIGTERM",
@@ -124,7 +181,14 @@ pub async fn run(setup: Setup) -> Ended {
         );
     };
     let exit = tokio::task::LocalSet::new()
-        .run_until(triggers::run(runner, timing, rx, shutdown))
+        .run_until(async move {
+            let lane = tokio::task::spawn_local(runner.clone().targeted_lane());
+            let exit = triggers::run(runner, timing, rx, shutdown).await;
+            // Shutdown set the cancel flag: a targeted pass stops starting work; give its in-flight
+            // writes the grace period like the main lane's.
+            let _ = tokio::time::timeout(grace, lane).await;
+            exit
+        })
         .await;
     match exit {
         Exit::Stopped => tracing::info!("stopped"),
@@ -133,6 +197,11 @@ pub async fn run(setup: Setup) -> Ended {
              carry ClientTokens, so the next run's retry of them is safe"
         ),
     }
+    if let Some(p) = poller {
+        p.abort();
+    }
+    heard_task.abort();
+    receiver.stop().await;
     server.stop().await;
     Ended::Stopped
 }
@@ -176,26 +245,35 @@ struct Server {
 }
 
 impl Server {
-    /// Binds `addr` and serves; `Err` (after saying why on stderr) when the port cannot be bound.
-    async fn start(addr: Option<std::net::SocketAddr>, endpoints: Endpoints) -> Result<Server, ()> {
-        let Some(addr) = addr else {
+    /// Binds `addr` (and the flag that asked for it) and serves `what`; `Err` (after saying why on
+    /// stderr) when the port cannot be bound.
+    async fn start(
+        addr: Option<(std::net::SocketAddr, &str)>,
+        what: &str,
+        router: axum::Router,
+    ) -> Result<Server, ()> {
+        let Some((addr, flag)) = addr else {
             return Ok(Server { task: None });
         };
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("error: cannot listen on --metrics-addr {addr}: {e}");
+                eprintln!("error: cannot listen on {flag} {addr}: {e}");
                 return Err(());
             }
         };
         let shown = listener
             .local_addr()
             .map_or(addr.to_string(), |a| a.to_string());
-        tracing::info!("serving /metrics, /healthz and /readyz on http://{shown}");
+        tracing::info!("serving {what} on http://{shown}");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(crate::daemon::health::serve(listener, endpoints, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
         Ok(Server {
             task: Some((task, stop)),
         })

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 /// Defaults, shown in `--help` and documented in docs/daemon.md.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+/// The resync interval when ActionTrail events are on and `--interval` is not given: events find
+/// drift in seconds, so the full resync is only the backstop for lost events (docs/events.md has
+/// the formula behind the choice).
+pub const DEFAULT_INTERVAL_WITH_EVENTS: Duration = Duration::from_secs(3600);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(300);
 
@@ -18,6 +22,8 @@ pub struct DaemonSettings {
     pub debounce: Duration,
     pub fight: FightPolicy,
     pub retry: RetryPolicy,
+    /// ActionTrail events: the poller and the push receiver.
+    pub events: crate::events::EventSettings,
 }
 
 /// When corrections of one group count as a fight, and how long to hold off.
@@ -62,6 +68,7 @@ impl Default for DaemonSettings {
                 base: Duration::from_secs(1),
                 cap: Duration::from_secs(300),
             },
+            events: crate::events::EventSettings::default(),
         }
     }
 }

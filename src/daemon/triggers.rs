@@ -35,6 +35,8 @@ pub enum Trigger {
     Interval,
     Signal,
     Retry,
+    /// An ActionTrail event: a targeted pass of the targeted lane (never scheduled by this loop).
+    Event,
 }
 
 impl Trigger {
@@ -45,12 +47,13 @@ impl Trigger {
             Trigger::Interval => "interval",
             Trigger::Signal => "signal",
             Trigger::Retry => "retry",
+            Trigger::Event => "event",
         }
     }
 
     /// A full pass re-reads every declared group; a file pass only those whose declaration changed.
     pub fn is_full(self) -> bool {
-        self != Trigger::File
+        !matches!(self, Trigger::File | Trigger::Event)
     }
 
     fn merge(pending: Option<Trigger>, new: Trigger) -> Trigger {

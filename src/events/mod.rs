@@ -14,14 +14,16 @@ pub mod poller;
 pub mod receiver;
 pub mod record;
 pub mod seen;
+pub mod status;
 
 pub use record::{ActorType, Author, Change, EventType, Ignored};
+pub use status::Status;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Where an event came from: the label of the event metrics, and how its account is known.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Via {
     /// `LookupEvents`: the poller asked one account's client, so the account is the poller's.
     Pull,

@@ -89,6 +89,8 @@ pub struct Author {
     pub user_agent: Option<String>,
     pub event_time: Option<String>,
     pub event_id: String,
+    /// The `InnerAccessPolicy` the call sent: a read that finds it is the drift this event announced.
+    pub set_to: Option<Policy>,
 }
 
 impl fmt::Display for Author {
@@ -209,6 +211,7 @@ pub fn parse_record(record: &Value, region: Option<&str>) -> Result<Change, Igno
         .to_string();
     let identity = record.get("userIdentity").unwrap_or(&Value::Null);
     let principal_id = owned(identity, "principalId");
+    let policy = param(params, "InnerAccessPolicy").and_then(Policy::parse);
     let author = Author {
         actor: ActorType::parse(text(identity, "type").unwrap_or_default()),
         name: owned(identity, "userName").or_else(|| principal_id.clone()),
@@ -218,12 +221,13 @@ pub fn parse_record(record: &Value, region: Option<&str>) -> Result<Change, Igno
         user_agent: owned(record, "userAgent"),
         event_time: owned(record, "eventTime"),
         event_id,
+        set_to: policy,
     };
     Ok(Change {
         account_id: owned(identity, "accountId"),
         region,
         group_id,
-        policy: param(params, "InnerAccessPolicy").and_then(Policy::parse),
+        policy,
         client_token: param(params, "ClientToken").map(str::to_string),
         author,
     })

@@ -139,6 +139,9 @@ pub struct GroupResult {
     pub outcome: Outcome,
     pub token: Option<String>,
     pub request_id: Option<String>,
+    /// Who made the change this result corrects, when an ActionTrail event announced it; the
+    /// daemon fills it in after the pass (a pass itself never looks at events).
+    pub changed_by: Option<std::sync::Arc<crate::events::Author>>,
 }
 
 impl GroupResult {
@@ -573,6 +576,7 @@ fn result_of(entry: PlanEntry, outcome: Outcome) -> GroupResult {
         outcome,
         token: None,
         request_id: None,
+        changed_by: None,
     }
 }
 

@@ -26,7 +26,24 @@ pub fn log_writes(report: &PassReport, commit: Option<&str>) {
             .unwrap_or_default();
         let token = r.token.as_deref().unwrap_or("");
         let commit = commit.unwrap_or("");
-        if r.outcome == Outcome::Changed {
+        if let (Outcome::Changed, Some(a)) = (&r.outcome, r.changed_by.as_deref()) {
+            // The correction of a change an ActionTrail event announced: name its author.
+            let none = String::new();
+            tracing::info!(
+                target: "sgpolicy::audit",
+                group = %r.entry.key.id, account = %r.entry.key.account, region = %r.entry.key.region, from = %from, to = %to,
+                revision = %report.revision, commit, source = %r.entry.source,
+                client_token = token, request_id = %request_id, outcome = "changed",
+                changed_by = %a, changed_by_type = a.actor.label(),
+                changed_by_principal = a.principal_id.as_ref().unwrap_or(&none).as_str(),
+                change_event_type = a.event_type.as_str(),
+                change_source_ip = a.source_ip.as_ref().unwrap_or(&none).as_str(),
+                change_user_agent = a.user_agent.as_ref().unwrap_or(&none).as_str(),
+                change_event_time = a.event_time.as_ref().unwrap_or(&none).as_str(),
+                change_event_id = a.event_id.as_str(),
+                "write"
+            );
+        } else if r.outcome == Outcome::Changed {
             tracing::info!(
                 target: "sgpolicy::audit",
                 group = %r.entry.key.id, account = %r.entry.key.account, region = %r.entry.key.region, from = %from, to = %to,

@@ -256,6 +256,7 @@ mod tests {
             outcome,
             token: None,
             request_id: None,
+            changed_by: None,
         }
     }
 

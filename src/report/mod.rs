@@ -226,10 +226,25 @@ fn group_json(r: &GroupResult) -> Value {
                 "token": r.token,
                 "requestId": r.request_id,
                 "source": r.entry.source.to_string(),
+                "changedBy": r.changed_by.as_deref().map(author_json),
                 "error": error_code(r).map(|code| json!({
                     "code": code,
                     "message": problem(r),
                 })),
+    })
+}
+
+/// Who made the change a correction undid, as the ActionTrail event named them (`changedBy`).
+pub fn author_json(a: &crate::events::Author) -> Value {
+    json!({
+        "type": a.actor.label(),
+        "name": a.name,
+        "principalId": a.principal_id,
+        "eventType": a.event_type.as_str(),
+        "sourceIpAddress": a.source_ip,
+        "userAgent": a.user_agent,
+        "eventTime": a.event_time,
+        "eventId": a.event_id,
     })
 }
 

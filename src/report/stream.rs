@@ -61,6 +61,7 @@ mod tests {
             outcome,
             token: Some(format!("tok-{i}")),
             request_id: None,
+            changed_by: None,
         }
     }
 

@@ -6,8 +6,10 @@
 mod folder;
 mod results;
 mod scope;
+mod targeted;
 
 use super::fights::Fights;
+use super::intake::Intake;
 use super::settings::DaemonSettings;
 use super::triggers::{Passes, Trigger, Verdict};
 use super::Setup;
@@ -15,12 +17,13 @@ use crate::accounts::Clients;
 use crate::daemon::health::Health;
 use crate::daemon::metrics::Metrics;
 use crate::daemon::watch::FolderWatch;
+use crate::events::poller::Targets;
 use crate::model::{GroupKey, Mode, Policy};
 use crate::policy::commit;
 use crate::policy::{Desired, DesiredGroup, LoadError, Selector};
 use crate::reconcile::{self, PassOptions};
 use futures::future::LocalBoxFuture;
-use results::{Finished, GroupState, PassOutcome, Tally};
+use results::{Cause, Finished, GroupState, PassOutcome, Tally};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,6 +42,11 @@ struct State {
     selector_groups: BTreeMap<GroupKey, DesiredGroup>,
     last_selectors: Vec<Selector>,
     last_explicit: BTreeSet<GroupKey>,
+    /// The groups the last pass resolved (entries and selector matches): a targeted pass reads from
+    /// these, never from an event.
+    effective: Option<Arc<Desired>>,
+    /// When each governed group was last read successfully (the verification-age gauge).
+    verified: BTreeMap<GroupKey, Instant>,
 }
 
 pub struct Runner {
@@ -50,6 +58,13 @@ pub struct Runner {
     watch: Option<std::sync::Mutex<FolderWatch>>,
     cancel: Arc<AtomicBool>,
     state: tokio::sync::Mutex<State>,
+    /// Events heard and the groups they queue for a targeted pass.
+    intake: Arc<Intake>,
+    /// What the LookupEvents poller covers, published after every pass.
+    targets: tokio::sync::watch::Sender<Arc<Targets>>,
+    started: Instant,
+    /// The oldest last successful read of any governed group, as of the last pass.
+    oldest_read: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Runner {
@@ -59,6 +74,8 @@ impl Runner {
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         watch: Option<FolderWatch>,
+        intake: Arc<Intake>,
+        targets: tokio::sync::watch::Sender<Arc<Targets>>,
     ) -> Runner {
         let settings = setup.settings.clone();
         Runner {
@@ -72,7 +89,13 @@ impl Runner {
                 last_explicit: BTreeSet::new(),
                 groups: BTreeMap::new(),
                 fights: Fights::new(settings.fight),
+                effective: None,
+                verified: BTreeMap::new(),
             }),
+            intake,
+            targets,
+            started: Instant::now(),
+            oldest_read: std::sync::Mutex::new(None),
             setup,
             settings,
             clients,
@@ -143,37 +166,29 @@ impl Runner {
             .filter(|g| full || st.settled.get(&g.key) != Some(&(g.policy, g.mode)))
             .partition(|g| st.fights.held(&g.key, now));
         let scope = held.len() + active.len();
-        let subset = |groups: Vec<&DesiredGroup>| Desired {
-            groups: groups
-                .into_iter()
-                .map(|g| (g.key.clone(), g.clone()))
-                .collect(),
-            revision: desired.revision.clone(),
-            files: desired.files,
-            selectors: Vec::new(),
-            notes: Vec::new(),
-            accounts: desired.accounts.clone(),
-        };
-        let opts = PassOptions {
-            cancel: Some(self.cancel.clone()),
-            ..self.setup.pass.clone()
-        };
-        let mut reports = Vec::new();
-        if !active.is_empty() {
-            reports.push(reconcile::run_pass(&self.clients, &subset(active), &opts).await);
-        }
-        if !held.is_empty() {
-            let watch_only = PassOptions {
-                dry_run: true,
-                ..opts.clone()
-            };
-            reports.push(reconcile::run_pass(&self.clients, &subset(held), &watch_only).await);
-        }
+        let (active, held) = (subset(&desired, active), subset(&desired, held));
+        let desired = Arc::new(desired);
+        st.effective = Some(desired.clone());
+        self.intake.govern(&desired);
+        self.publish_targets(&desired);
+        // The targeted lane may read and write while this pass runs: the state is not held across
+        // the cloud calls, only while choosing the scope and while folding the results.
+        drop(st);
+        let reports = self.run_scoped(active, held).await;
 
+        let mut st = self.state.lock().await;
         let commit = st.commit.clone();
-        let (tally, cloud_failure) =
-            self.take_reports(&mut st, &reports, &desired.groups, commit.as_deref());
+        let cause = if full { Cause::Resync } else { Cause::File };
+        let (tally, cloud_failure) = self.take_reports(
+            &mut st,
+            reports,
+            &desired.groups,
+            commit.as_deref(),
+            cause,
+            &|k| self.intake.author_of(k),
+        );
         self.publish_groups(&st);
+        self.track_verification(&mut st, &desired);
         if scope > 0 {
             self.health.cloud(cloud_failure.clone());
         }
@@ -192,6 +207,7 @@ impl Runner {
         };
         let revision = desired.revision.clone();
         drop(st);
+        self.intake.nudge();
         self.finish(Finished {
             trigger,
             outcome,
@@ -213,6 +229,78 @@ impl Runner {
     }
 }
 
+/// The desired state of `groups` only (selectors already resolved into them).
+fn subset<'a>(desired: &Desired, groups: impl IntoIterator<Item = &'a DesiredGroup>) -> Desired {
+    Desired {
+        groups: groups
+            .into_iter()
+            .map(|g| (g.key.clone(), g.clone()))
+            .collect(),
+        revision: desired.revision.clone(),
+        files: desired.files,
+        selectors: Vec::new(),
+        notes: Vec::new(),
+        accounts: desired.accounts.clone(),
+    }
+}
+
+impl Runner {
+    /// Runs the active groups as the options say and the held (fighting) ones watch-only.
+    async fn run_scoped(&self, active: Desired, held: Desired) -> Vec<reconcile::PassReport> {
+        let opts = PassOptions {
+            cancel: Some(self.cancel.clone()),
+            ..self.setup.pass.clone()
+        };
+        let mut reports = Vec::new();
+        if !active.groups.is_empty() {
+            reports.push(reconcile::run_pass(&self.clients, &active, &opts).await);
+        }
+        if !held.groups.is_empty() {
+            let watch_only = PassOptions {
+                dry_run: true,
+                ..opts.clone()
+            };
+            reports.push(reconcile::run_pass(&self.clients, &held, &watch_only).await);
+        }
+        reports
+    }
+
+    /// The (account, region)s with governed groups, for the LookupEvents poller.
+    fn publish_targets(&self, desired: &Desired) {
+        let targets = Targets {
+            buckets: desired.groups.keys().map(GroupKey::bucket).collect(),
+            roles: desired.accounts.clone(),
+        };
+        self.targets.send_if_modified(|t| {
+            if **t == targets {
+                return false;
+            }
+            *t = Arc::new(targets);
+            true
+        });
+    }
+
+    /// Forgets groups no longer governed and notes the oldest successful read of those that are (a
+    /// group never read counts from the daemon's start).
+    fn track_verification(&self, st: &mut State, desired: &Desired) {
+        st.verified.retain(|k, _| desired.groups.contains_key(k));
+        let oldest = desired
+            .groups
+            .keys()
+            .map(|k| st.verified.get(k).copied().unwrap_or(self.started))
+            .min();
+        *self.oldest_read.lock().unwrap_or_else(|e| e.into_inner()) = oldest;
+        self.publish_verification_age();
+    }
+
+    /// `sgpolicy_oldest_verification_age_seconds`, kept current by the heartbeat between passes.
+    fn publish_verification_age(&self) {
+        let oldest = *self.oldest_read.lock().unwrap_or_else(|e| e.into_inner());
+        let age = oldest.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        self.metrics.oldest_verification_age.set(age);
+    }
+}
+
 impl Passes for Runner {
     fn run(self: Arc<Self>, trigger: Trigger) -> LocalBoxFuture<'static, Verdict> {
         Box::pin(async move { self.pass(trigger).await })
@@ -231,6 +319,8 @@ impl Passes for Runner {
 
     fn heartbeat(&self) {
         self.health.beat();
+        self.publish_verification_age();
+        self.metrics.sync_events(&self.intake.status);
     }
 
     fn scheduled(&self, trigger: Trigger, after: Duration, failures: u32) {

@@ -4,13 +4,16 @@
 use super::{Runner, State};
 use crate::daemon::metrics::{AccountLabel, GroupLabels, OutcomeLabels};
 use crate::daemon::triggers::Trigger;
+use crate::events::Author;
 use crate::model::{GroupKey, NoteLevel};
 use crate::plan::Action;
 use crate::plan::Blame;
 use crate::policy::DesiredGroup;
+use crate::reconcile::GroupResult;
 use crate::reconcile::{Outcome, PassReport};
 use crate::report::audit;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +43,36 @@ pub(super) struct Tally {
     pub(super) held: usize,
     pub(super) errors: usize,
     pub(super) api_calls: u64,
+}
+
+/// Why a correction happened: the `cause` label of `sgpolicy_corrections_by_cause_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Cause {
+    /// A full resync (start-up, interval, SIGHUP, retry) found the drift.
+    Resync,
+    /// A policy file changed.
+    File,
+    /// An ActionTrail event named the group (set per group when an event announced its drift).
+    Event,
+}
+
+impl Cause {
+    fn label(self) -> &'static str {
+        match self {
+            Cause::Resync => "resync",
+            Cause::File => "file",
+            Cause::Event => "event",
+        }
+    }
+}
+
+/// Who an event says made the change a correction undid, when the read found that change.
+fn announced_drift(r: &GroupResult, author: Option<Arc<Author>>) -> Option<Arc<Author>> {
+    let author = author?;
+    match author.set_to {
+        Some(p) if Some(p) != r.entry.observed => None,
+        _ => Some(author),
+    }
 }
 
 /// How a daemon pass ended: the `outcome` label of `sgpolicy_passes_total` and of the pass line.
@@ -87,14 +120,30 @@ impl Runner {
     pub(super) fn take_reports(
         &self,
         st: &mut State,
-        reports: &[PassReport],
+        mut reports: Vec<PassReport>,
         declared: &BTreeMap<GroupKey, DesiredGroup>,
         commit: Option<&str>,
+        cause: Cause,
+        author_of: &dyn Fn(&GroupKey) -> Option<Arc<Author>>,
     ) -> (Tally, Option<String>) {
         let mut t = Tally::default();
         let mut cloud: Option<String> = None;
         let now = Instant::now();
-        for rep in reports {
+        for rep in &mut reports {
+            for r in &mut rep.results {
+                if matches!(
+                    r.outcome,
+                    Outcome::Changed | Outcome::WouldChange | Outcome::Observed | Outcome::Held(_)
+                ) {
+                    r.changed_by = announced_drift(r, author_of(&r.entry.key));
+                }
+                if r.entry.observed.is_some() {
+                    st.verified.insert(r.entry.key.clone(), now);
+                }
+            }
+        }
+        self.write_report(&reports);
+        for rep in &reports {
             if let Some(f) = &rep.fatal {
                 cloud.get_or_insert_with(|| f.to_string());
             }
@@ -125,13 +174,33 @@ impl Runner {
                         t.changed += 1;
                         self.metrics.corrections.inc();
                         self.write_outcome(&key.account, "changed");
+                        let (cause, actor) = match r.changed_by.as_deref() {
+                            Some(a) => (Cause::Event, a.actor.label()),
+                            None => (cause, "unknown"),
+                        };
+                        self.metrics.correction(cause.label(), actor);
+                        if let Some(a) = r.changed_by.as_deref() {
+                            tracing::info!(
+                                group = %key.id, account = %key.account, region = %key.region,
+                                changed_by = %a, event_type = a.event_type.as_str(),
+                                event_id = a.event_id.as_str(),
+                                "group {key} was changed to {} by {a} ({}, {}) and is {} again",
+                                r.entry.observed.map_or("-", |p| p.as_str()),
+                                a.event_type.as_str(),
+                                a.event_time.as_deref().unwrap_or("time unknown"),
+                                r.entry.desired
+                            );
+                        }
                         if let Some(n) = st.fights.corrected(key, r.entry.desired, now) {
+                            let other = r.changed_by.as_deref().map_or_else(
+                                || "something else keeps changing it (a console user, Terraform, another tool?)".to_string(),
+                                |a| format!("fighting {a}, who keeps changing it"),
+                            );
                             tracing::warn!(
                                 group = %key.id, account = %key.account, region = %key.region, corrections = n.streak,
                                 hold_seconds = n.hold.as_secs(),
                                 "group {key} was changed back {} times in a row, each within {} of the last: \
-                                 something else keeps changing it (a console user, Terraform, another tool?); \
-                                 its next correction is held back for {}",
+                                 {other}; its next correction is held back for {}",
                                 n.streak,
                                 humantime::format_duration(self.settings.fight.window),
                                 humantime::format_duration(n.hold)
@@ -200,6 +269,27 @@ impl Runner {
         (t, cloud)
     }
 
+    /// `--report FILE` in the daemon: the JSON report of the last pass that looked at any group,
+    /// replaced atomically.
+    fn write_report(&self, reports: &[PassReport]) {
+        let Some(path) = &self.setup.report else {
+            return;
+        };
+        let Some((first, rest)) = reports.split_first() else {
+            return;
+        };
+        let mut merged = first.clone();
+        for r in rest {
+            merged.results.extend(r.results.iter().cloned());
+        }
+        merged.results.sort_by(|a, b| a.entry.key.cmp(&b.entry.key));
+        let text = format!("{}\n", crate::report::json(&merged));
+        let tmp = path.with_extension("tmp-sgpolicy");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+            tracing::warn!("writing the pass report to {}: {e}", path.display());
+        }
+    }
+
     pub(super) fn write_outcome(&self, account: &str, outcome: &str) {
         self.metrics
             .writes
@@ -248,13 +338,17 @@ impl Runner {
         self.metrics
             .pass_done(trigger.as_str(), outcome.as_str(), elapsed.as_secs_f64());
         self.metrics.sync_api_calls(self.clients.stats());
+        self.metrics.sync_events(&self.intake.status);
         if outcome.read_the_cloud() {
             let unix = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or(Duration::ZERO);
             self.metrics.last_success.set(unix.as_secs_f64());
         }
-        self.health.pass_ended();
+        if trigger != Trigger::Event {
+            // The targeted lane runs beside the main one; only the main one's passes can stall.
+            self.health.pass_ended();
+        }
         tracing::info!(
             trigger = trigger.as_str(),
             outcome = outcome.as_str(),

@@ -1,0 +1,152 @@
+//! What the daemon does with an ActionTrail event: find the governed group it names, drop what needs
+//! no read (groups nobody governs, sgpolicy's own writes), and queue the rest for a targeted pass.
+//!
+//! The queue keeps one entry per group, the latest author winning: ten events for one group before
+//! the targeted pass starts cost one read. Nothing here reads or writes the cloud; the targeted pass
+//! (`pass::targeted`) does, exactly like any other pass.
+
+use crate::events::{Author, Heard, Status, Via};
+use crate::model::{Account, GroupKey, Policy, SharedStr};
+use crate::policy::Desired;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::Notify;
+
+/// What became of one event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Queued: the group will be read by a targeted pass soon.
+    Targeted(GroupKey),
+    /// No entry or selector governs the group: no read.
+    Ungoverned,
+    /// sgpolicy's own write, setting the declared value: no read.
+    OwnWrite(GroupKey),
+}
+
+impl Admission {
+    /// The `result` label of `sgpolicy_events_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Admission::Targeted(_) => "targeted",
+            Admission::Ungoverned => "ignored_ungoverned",
+            Admission::OwnWrite(_) => "ignored_own_write",
+        }
+    }
+}
+
+/// Governed groups by (region, id), the way an event names them.
+type Index = HashMap<(SharedStr, SharedStr), Vec<(GroupKey, Policy)>>;
+
+pub struct Intake {
+    governed: RwLock<Arc<Index>>,
+    pending: Mutex<BTreeMap<GroupKey, Arc<Author>>>,
+    wake: Notify,
+    pub status: Arc<Status>,
+}
+
+impl Intake {
+    pub fn new(status: Arc<Status>) -> Intake {
+        Intake {
+            governed: RwLock::new(Arc::new(Index::new())),
+            pending: Mutex::new(BTreeMap::new()),
+            wake: Notify::new(),
+            status,
+        }
+    }
+
+    /// The groups the last pass resolved (entries and selectors): what events are matched against.
+    pub fn govern(&self, desired: &Desired) {
+        let mut index = Index::new();
+        for g in desired.groups.values() {
+            index
+                .entry((g.key.region.clone(), g.key.id.clone()))
+                .or_default()
+                .push((g.key.clone(), g.policy));
+        }
+        *self.governed.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
+    }
+
+    /// Classifies one event and queues its group when it needs a read.
+    pub fn hear(&self, heard: Heard) -> Admission {
+        let change = &heard.change;
+        let index = self
+            .governed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let region: SharedStr = change.region.as_str().into();
+        let id: SharedStr = change.group_id.as_str().into();
+        let candidates = index.get(&(region, id)).map(Vec::as_slice).unwrap_or(&[]);
+        let found = match (&heard.via, &heard.account) {
+            // The poller asked one account: the group is that account's.
+            (Via::Pull, Some(account)) => candidates.iter().find(|(k, _)| &*k.account == account),
+            // A push names the account by id; ids are unique across accounts, so one candidate is
+            // it, and several (a simulator reusing ids) are told apart by the account id.
+            _ => match candidates {
+                [one] => Some(one),
+                many => many
+                    .iter()
+                    .find(|(k, _)| Some(&*k.account) == change.account_id.as_deref())
+                    .or_else(|| many.iter().find(|(k, _)| k.owner() == Account::Own)),
+            },
+        };
+        let admission = match found {
+            None => Admission::Ungoverned,
+            Some((key, desired)) if change.is_own_write_of(*desired) => {
+                Admission::OwnWrite(key.clone())
+            }
+            Some((key, _)) => {
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.clone(), Arc::new(change.author.clone()));
+                self.wake.notify_one();
+                Admission::Targeted(key.clone())
+            }
+        };
+        self.status.record(heard.via, admission.label());
+        admission
+    }
+
+    /// Takes every queued group (the targeted pass's scope) with its latest author.
+    pub fn take(&self) -> BTreeMap<GroupKey, Arc<Author>> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Puts groups back that could not be read yet (no folder loaded).
+    pub fn put_back(&self, batch: BTreeMap<GroupKey, Arc<Author>>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, a) in batch {
+            pending.entry(k).or_insert(a);
+        }
+    }
+
+    /// The queued author of `key`, left queued (a resync that corrects a group names who changed
+    /// it, and the targeted pass still reads it).
+    pub fn author_of(&self, key: &GroupKey) -> Option<Arc<Author>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// Waits until an event was queued (returns at once for one queued since the last wait).
+    pub async fn queued(&self) {
+        self.wake.notified().await
+    }
+
+    /// Wakes the targeted lane (after the first pass, for events heard before it).
+    pub fn nudge(&self) {
+        if !self.is_empty() {
+            self.wake.notify_one();
+        }
+    }
+}
