@@ -291,4 +291,76 @@ mod tests {
             ["--interval only applies to the daemon mode (without --once)"]
         );
     }
+
+    #[test]
+    fn events_flags_choose_the_poll_the_receiver_and_the_backstop_interval() {
+        let validate = |args: DaemonArgs| {
+            let mut problems = Vec::new();
+            let s = args.validate(false, &mut problems);
+            (s, problems)
+        };
+        let base = DaemonArgs {
+            fight_threshold: 3,
+            ..DaemonArgs::default()
+        };
+        // Polling is on by default, so the resync is the backstop with its longer interval.
+        let (s, problems) = validate(base.clone());
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(s.events.poll, Some(events::DEFAULT_POLL));
+        assert_eq!(
+            s.interval,
+            crate::daemon::settings::DEFAULT_INTERVAL_WITH_EVENTS
+        );
+        // Events off: today's interval; an explicit --interval always wins.
+        let (s, _) = validate(DaemonArgs {
+            events_poll: Some("0".into()),
+            ..base.clone()
+        });
+        assert_eq!(
+            (s.events.poll, s.interval),
+            (None, crate::daemon::settings::DEFAULT_INTERVAL)
+        );
+        let (s, _) = validate(DaemonArgs {
+            interval: Some("10m".into()),
+            ..base.clone()
+        });
+        assert_eq!(s.interval, Duration::from_secs(600));
+        let (_, problems) = validate(DaemonArgs {
+            events_poll: Some("5s".into()),
+            ..base.clone()
+        });
+        assert!(problems[0].contains("at least 10s"), "{problems:?}");
+        let (_, problems) = validate(DaemonArgs {
+            events_addr: Some(":8081".into()),
+            ..base.clone()
+        });
+        assert!(problems[0].contains("--events-token-file"), "{problems:?}");
+    }
+
+    #[test]
+    fn the_token_file_is_read_trimmed_and_an_empty_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("token");
+        std::fs::write(&good, "abc123\n").unwrap();
+        assert_eq!(read_token(&good).unwrap().expose(), "abc123");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, " \n").unwrap();
+        assert!(read_token(&empty).unwrap_err().contains("is empty"));
+        assert!(read_token(&dir.path().join("missing")).is_err());
+        let args = DaemonArgs {
+            fight_threshold: 3,
+            events_addr: Some("127.0.0.1:0".into()),
+            events_token_file: Some(good),
+            ..DaemonArgs::default()
+        };
+        let mut problems = Vec::new();
+        let s = args.validate(false, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let receiver = s.events.receiver.expect("a receiver");
+        assert_eq!(receiver.token.expose(), "abc123");
+        assert!(
+            !format!("{receiver:?}").contains("abc123"),
+            "the token never reaches Debug"
+        );
+    }
 }

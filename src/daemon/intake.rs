@@ -150,3 +150,149 @@ impl Intake {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::record::parse_record;
+    use crate::events::Via;
+    use crate::model::{Location, Mode};
+    use crate::policy::DesiredGroup;
+    use serde_json::json;
+
+    const PROD: &str = "2222222222222222";
+
+    fn governing(groups: &[(&str, &str, Policy)]) -> Intake {
+        let intake = Intake::new(Arc::new(Status::new(true, true)));
+        let mut desired = Desired::default();
+        for (account, id, policy) in groups {
+            let key = GroupKey::in_account(*account, "cn-hangzhou", *id);
+            desired.groups.insert(
+                key.clone(),
+                DesiredGroup {
+                    key,
+                    policy: *policy,
+                    source: Location {
+                        path: std::path::Path::new("p.yaml").into(),
+                        line: 1,
+                        column: 1,
+                    },
+                    mode: Mode::Enforce,
+                },
+            );
+        }
+        intake.govern(&desired);
+        intake
+    }
+
+    fn heard(id: &str, sent: &str, token: Option<&str>, via: Via, account: Option<&str>) -> Heard {
+        let mut params = json!({"SecurityGroupId": id, "InnerAccessPolicy": sent});
+        if let Some(t) = token {
+            params["ClientToken"] = json!(t);
+        }
+        let record = json!({"eventId": format!("e-{id}-{sent}"), "eventName": "ModifySecurityGroupPolicy",
+            "acsRegion": "cn-hangzhou", "eventType": "ConsoleOperation", "requestParameters": params,
+            "userIdentity": {"type": "ram-user", "userName": "alice", "accountId": account.unwrap_or("1111")}});
+        Heard {
+            change: parse_record(&record, None).unwrap(),
+            via,
+            account: match via {
+                Via::Pull => Some(account.unwrap_or("").to_string()),
+                Via::Push => None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_governed_groups_event_is_queued_once_with_its_latest_author() {
+        let intake = governing(&[("", "sg-a", Policy::Drop), ("", "sg-b", Policy::Drop)]);
+        let a = GroupKey::new("cn-hangzhou", "sg-a");
+        assert_eq!(
+            intake.hear(heard("sg-a", "Accept", None, Via::Push, None)),
+            Admission::Targeted(a.clone())
+        );
+        intake.hear(heard("sg-a", "Drop", None, Via::Pull, Some("")));
+        let batch = intake.take();
+        assert_eq!(batch.keys().collect::<Vec<_>>(), [&a]);
+        assert_eq!(
+            batch[&a].set_to,
+            Some(Policy::Drop),
+            "the latest event wins"
+        );
+        assert!(intake.take().is_empty(), "taking empties the queue");
+    }
+
+    #[test]
+    fn ungoverned_groups_and_own_writes_of_the_declared_value_are_not_queued() {
+        let intake = governing(&[("", "sg-a", Policy::Drop)]);
+        assert_eq!(
+            intake.hear(heard("sg-zz", "Accept", None, Via::Push, None)),
+            Admission::Ungoverned
+        );
+        assert_eq!(
+            intake
+                .hear(heard(
+                    "sg-a",
+                    "Drop",
+                    Some("sgpolicy-r-drop-1-0-ab"),
+                    Via::Push,
+                    None
+                ))
+                .label(),
+            "ignored_own_write"
+        );
+        // sgpolicy's prefix setting the other value (an old revision elsewhere) is looked at.
+        assert!(matches!(
+            intake.hear(heard(
+                "sg-a",
+                "Accept",
+                Some("sgpolicy-old-accept-1-0-cd"),
+                Via::Push,
+                None
+            )),
+            Admission::Targeted(_)
+        ));
+        assert_eq!(intake.take().len(), 1);
+        let counts = intake.status.counts();
+        let count = |r: &str| {
+            counts
+                .iter()
+                .filter(|((_, x), _)| *x == r)
+                .map(|(_, n)| n)
+                .sum::<u64>()
+        };
+        assert_eq!(
+            (
+                count("ignored_ungoverned"),
+                count("ignored_own_write"),
+                count("targeted")
+            ),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn the_same_id_in_two_accounts_is_told_apart_by_the_poller_or_the_envelope() {
+        let intake = governing(&[("", "sg-a", Policy::Drop), (PROD, "sg-a", Policy::Drop)]);
+        let own = GroupKey::new("cn-hangzhou", "sg-a");
+        let prod = GroupKey::in_account(PROD, "cn-hangzhou", "sg-a");
+        assert_eq!(
+            intake.hear(heard("sg-a", "Accept", None, Via::Pull, Some(PROD))),
+            Admission::Targeted(prod.clone())
+        );
+        assert_eq!(
+            intake.hear(heard("sg-a", "Accept", None, Via::Push, Some(PROD))),
+            Admission::Targeted(prod)
+        );
+        // A push naming an account no file names is the chain's own account's.
+        assert_eq!(
+            intake.hear(heard("sg-a", "Accept", None, Via::Push, Some("9999"))),
+            Admission::Targeted(own)
+        );
+        // The poller of an account that governs no sg-a does not borrow another account's.
+        assert_eq!(
+            intake.hear(heard("sg-a", "Accept", None, Via::Pull, Some("3333"))),
+            Admission::Ungoverned
+        );
+    }
+}

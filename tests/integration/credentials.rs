@@ -757,7 +757,7 @@ async fn a_full_pass_at_trace_level_never_prints_a_secret_token_or_signature() {
 }
 
 #[test]
-fn ram_policies_grant_exactly_the_three_actions() {
+fn ram_policies_grant_exactly_the_three_ecs_actions_and_lookup_events() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
     for (file, tagged) in [("ram-policy.json", false), ("ram-policy-by-tag.json", true)] {
         let text = std::fs::read_to_string(dir.join(file)).expect(file);
@@ -774,6 +774,7 @@ fn ram_policies_grant_exactly_the_three_actions() {
         assert_eq!(
             actions,
             [
+                "actiontrail:LookupEvents",
                 "ecs:DescribeSecurityGroupAttribute",
                 "ecs:DescribeSecurityGroups",
                 "ecs:ModifySecurityGroupPolicy"
@@ -782,6 +783,11 @@ fn ram_policies_grant_exactly_the_three_actions() {
         );
         for s in statements {
             assert_eq!(s["Effect"], "Allow", "{file}");
+            if s["Action"] == serde_json::json!(["actiontrail:LookupEvents"]) {
+                // ActionTrail has no resource-level permission for it.
+                assert_eq!(s["Resource"], serde_json::json!(["*"]), "{file}");
+                continue;
+            }
             let resources: Vec<&str> = s["Resource"]
                 .as_array()
                 .expect("Resource")
