@@ -23,7 +23,7 @@ async fn estate() -> (Sim, Folder) {
     let folder = Folder::new().file(
         "prod.yaml",
         PolicyFile::in_region(HZ)
-            .groups(&["sg-a", "sg-b", "sg-c"], Policy::Drop)
+            .groups(["sg-a", "sg-b", "sg-c"], Policy::Drop)
             .yaml(),
     );
     (sim, folder)
