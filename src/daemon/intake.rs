@@ -143,6 +143,11 @@ impl Intake {
         self.wake.notified().await
     }
 
+    /// Wakes the targeted lane whatever is queued (shutdown: it sees the cancel flag and returns).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
     /// Wakes the targeted lane (after the first pass, for events heard before it).
     pub fn nudge(&self) {
         if !self.is_empty() {

@@ -47,6 +47,9 @@ struct State {
     effective: Option<Arc<Desired>>,
     /// When each governed group was last read successfully (the verification-age gauge).
     verified: BTreeMap<GroupKey, Instant>,
+    /// The ClientToken of each group's last correction: both lanes may correct one drift with the
+    /// same token (one write takes effect, the other is replayed), which is one correction, not two.
+    last_correction: BTreeMap<GroupKey, String>,
 }
 
 pub struct Runner {
@@ -91,6 +94,7 @@ impl Runner {
                 fights: Fights::new(settings.fight),
                 effective: None,
                 verified: BTreeMap::new(),
+                last_correction: BTreeMap::new(),
             }),
             intake,
             targets,
@@ -284,6 +288,7 @@ impl Runner {
     /// group never read counts from the daemon's start).
     fn track_verification(&self, st: &mut State, desired: &Desired) {
         st.verified.retain(|k, _| desired.groups.contains_key(k));
+        st.last_correction.retain(|k, _| desired.groups.contains_key(k));
         let oldest = desired
             .groups
             .keys()
@@ -342,6 +347,7 @@ impl Passes for Runner {
 
     fn stopping(&self) {
         self.cancel.store(true, Ordering::SeqCst);
+        self.intake.wake();
         self.health.stopping();
     }
 }

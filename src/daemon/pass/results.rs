@@ -170,7 +170,18 @@ impl Runner {
                         t.in_sync += 1;
                         GroupState::InSync
                     }
+                    Outcome::Changed
+                        if r.token.is_some()
+                            && st.last_correction.get(key) == r.token.as_ref() =>
+                    {
+                        // The other lane's correction of the same drift, replayed by ECS.
+                        t.changed += 1;
+                        GroupState::InSync
+                    }
                     Outcome::Changed => {
+                        if let Some(token) = &r.token {
+                            st.last_correction.insert(key.clone(), token.clone());
+                        }
                         t.changed += 1;
                         self.metrics.corrections.inc();
                         self.write_outcome(&key.account, "changed");
