@@ -14,6 +14,7 @@ pub mod poller;
 pub mod receiver;
 pub mod record;
 pub mod seen;
+pub mod status;
 
 pub use record::{ActorType, Author, Change, EventType, Ignored};
 
