@@ -356,10 +356,15 @@ actionTrail: {queryDelaySeconds: 0}
     }
 
     fn client(url: &str, key: &str, secret: &str) -> EcsClient {
+        client_with(url, key, secret, ClientConfig::default().throttle_budget)
+    }
+
+    fn client_with(url: &str, key: &str, secret: &str, throttle_budget: Duration) -> EcsClient {
         let config = ClientConfig {
             endpoint: Some(url.to_string()),
             actiontrail_endpoint: Some(url.to_string()),
             max_attempts: 1,
+            throttle_budget,
             ..ClientConfig::default()
         };
         let creds = Credentials {
@@ -615,5 +620,32 @@ actionTrail: {queryDelaySeconds: 0}
         })
         .await;
         assert_eq!(drain(&mut p.heard).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn throttling_beyond_the_budget_degrades_the_pull_and_it_recovers() {
+        let (sim, url) = simulator().await;
+        let throttled: FaultConfig = serde_json::from_value(serde_json::json!({
+            "throttle": {"LookupEvents": {"perSecond": 0}}
+        }))
+        .expect("faults");
+        sim.set_faults(throttled);
+        let c = client_with(&url, "AKID", "SECRET", Duration::from_millis(50));
+        let mut p = start(c.clone());
+        until("a poll was throttled", || {
+            lookups(&p.status, status::LOOKUP_THROTTLED) >= 1
+        })
+        .await;
+        let why = p.status.unavailable().expect("unavailable");
+        assert!(why.contains("throttled (Throttling.User)"), "{why}");
+        assert!(c.trail_stats().throttled() >= 1);
+        assert_eq!(c.stats().throttled(), 0, "ECS figures are untouched");
+        sim.set_faults(FaultConfig::default());
+        until("a poll succeeded again", || {
+            p.status.unavailable().is_none()
+        })
+        .await;
+        assert!(lookups(&p.status, status::LOOKUP_OK) >= 1);
+        assert!(drain(&mut p.heard).is_empty());
     }
 }
