@@ -59,9 +59,7 @@ fn parse_args() -> Result<Opts, String> {
         match a.as_str() {
             "--groups" => o.groups = v.parse().map_err(|e| bad(&e))?,
             "--flips" => o.flips = v.parse().map_err(|e| bad(&e))?,
-            "--spacing-s" => {
-                o.spacing = Duration::from_secs_f64(v.parse().map_err(|e| bad(&e))?)
-            }
+            "--spacing-s" => o.spacing = Duration::from_secs_f64(v.parse().map_err(|e| bad(&e))?),
             "--push-delay-ms" => o.push_delay_ms = v.parse().map_err(|e| bad(&e))?,
             "--query-delay-s" => o.query_delay_s = v.parse().map_err(|e| bad(&e))?,
             "--interval" => o.interval = v,
@@ -81,9 +79,13 @@ fn id(i: usize) -> String {
 }
 
 fn seed(o: &Opts) -> Seed {
-    let mut y = String::from("accessKeys:\n  - {id: benchid, secret: benchsecret}\nsecurityGroups:\n");
+    let mut y =
+        String::from("accessKeys:\n  - {id: benchid, secret: benchsecret}\nsecurityGroups:\n");
     for i in 0..o.groups {
-        y += &format!("  - {{id: {}, region: {REGION}, innerAccessPolicy: Drop}}\n", id(i));
+        y += &format!(
+            "  - {{id: {}, region: {REGION}, innerAccessPolicy: Drop}}\n",
+            id(i)
+        );
     }
     Seed::from_yaml(&y).expect("the generated seed parses")
 }
@@ -221,7 +223,12 @@ fn proc_figures(pid: u32) -> (f64, f64) {
         .rsplit_once(')')
         .map(|(_, r)| r.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of /proc/pid/stat (11 and 12 after the command name).
     let cpu = (ticks(11) + ticks(12)) / 100.0;
     (hwm / 1024.0, cpu)
@@ -279,7 +286,12 @@ fn main() {
     let child = Command::new(agent_path())
         .arg("--policies")
         .arg(&policies)
-        .args(["--metrics-addr", &metrics_addr, "--events-addr", &events_addr])
+        .args([
+            "--metrics-addr",
+            &metrics_addr,
+            "--events-addr",
+            &events_addr,
+        ])
         .arg("--events-token-file")
         .arg(&token)
         .args(["--events-poll", "10s", "--actiontrail-endpoint", &url])

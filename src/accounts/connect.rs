@@ -17,6 +17,8 @@ use std::time::Duration;
 pub struct ConnectSettings {
     /// `--endpoint`: every ECS call to this URL instead of the regional endpoint.
     pub endpoint: Option<String>,
+    /// `--actiontrail-endpoint`: every ActionTrail call to this URL instead of the regional one.
+    pub actiontrail_endpoint: Option<String>,
     pub endpoint_type: EndpointType,
     /// `--insecure-http`: allow plain `http://` to a host that is not a loopback address.
     pub insecure_http: bool,
@@ -65,6 +67,7 @@ pub async fn connect(config: &ConnectSettings) -> Result<(Clients, Resolved), Co
         .map_err(ConnectError::Credentials)?;
     let client_config = ClientConfig {
         endpoint: config.endpoint.clone(),
+        actiontrail_endpoint: config.actiontrail_endpoint.clone(),
         endpoint_type: config.endpoint_type,
         allow_insecure_http: config.insecure_http,
         rate_limits: config.rate_limits.clone(),

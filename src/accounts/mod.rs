@@ -85,6 +85,12 @@ impl Clients {
         self.base.stats()
     }
 
+    /// ActionTrail call counts of every account's client together, apart from [`Clients::stats`]
+    /// (see [`EcsClient::trail_stats`]).
+    pub fn trail_stats(&self) -> &CallStats {
+        self.base.trail_stats()
+    }
+
     /// The client for `account` (empty: the chain's own); `role` is the role the policy files name
     /// for it. A failure (STS refused, no role declared) is returned as a per-group error so that
     /// only that account's groups are affected; it is not cached, so the next pass tries again.

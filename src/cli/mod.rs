@@ -123,6 +123,9 @@ pub struct RunArgs {
     /// Send every API call to this endpoint instead of https://ecs.<region>.aliyuncs.com.
     #[arg(long, env = "ALIBABA_CLOUD_ENDPOINT_ECS", value_name = "URL")]
     pub endpoint: Option<String>,
+    /// Send every ActionTrail call (LookupEvents) here instead of https://actiontrail.<region>.aliyuncs.com.
+    #[arg(long, env = "ALIBABA_CLOUD_ENDPOINT_ACTIONTRAIL", value_name = "URL")]
+    pub actiontrail_endpoint: Option<String>,
     /// Allow a plain-http --endpoint that is not a loopback address.
     #[arg(long)]
     pub insecure_http: bool,
@@ -274,6 +277,11 @@ impl RunArgs {
                 problems.push(format!("--sts-endpoint: {msg}"));
             }
         }
+        if let Some(e) = &self.actiontrail_endpoint {
+            if let Err(msg) = validate_endpoint(e, self.insecure_http) {
+                problems.push(format!("--actiontrail-endpoint: {msg}"));
+            }
+        }
         if let Some(e) = &self.metadata_endpoint {
             if let Err(msg) = crate::credentials::imds::validate_endpoint(e) {
                 problems.push(msg.to_string());
@@ -297,6 +305,7 @@ impl RunArgs {
             },
             connect: ConnectSettings {
                 endpoint: self.endpoint.clone(),
+                actiontrail_endpoint: self.actiontrail_endpoint.clone(),
                 endpoint_type: self.endpoint_type.into(),
                 insecure_http: self.insecure_http,
                 profile: self.profile.clone().filter(|p| !p.is_empty()),
@@ -381,6 +390,38 @@ mod tests {
         };
         assert_eq!(daemon.interval, std::time::Duration::from_secs(30));
         assert_eq!(daemon.metrics_addr.map(|a| a.port()), Some(9090));
+    }
+
+    #[test]
+    fn the_actiontrail_endpoint_follows_the_endpoint_rule() {
+        let problems = parse(&[
+            "--policies",
+            "p",
+            "--actiontrail-endpoint",
+            "http://192.0.2.1",
+        ])
+        .run
+        .validate()
+        .unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("--actiontrail-endpoint:") && p.contains("--insecure-http")),
+            "{problems:#?}"
+        );
+        let c = parse(&[
+            "--policies",
+            "p",
+            "--actiontrail-endpoint",
+            "http://127.0.0.1:9000",
+        ])
+        .run
+        .validate()
+        .unwrap();
+        assert_eq!(
+            c.connect.actiontrail_endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
     }
 
     #[test]

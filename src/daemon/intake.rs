@@ -168,7 +168,7 @@ mod tests {
     const PROD: &str = "2222222222222222";
 
     fn governing(groups: &[(&str, &str, Policy)]) -> Intake {
-        let intake = Intake::new(Arc::new(Status::new(true, true)));
+        let intake = Intake::new(Arc::new(Status::new()));
         let mut desired = Desired::default();
         for (account, id, policy) in groups {
             let key = GroupKey::in_account(*account, "cn-hangzhou", *id);

@@ -106,6 +106,9 @@ pub struct SourceLabels {
     pub source: String,
 }
 
+/// Calls by (account, action, code) as of the last sync.
+type CallsSeen = BTreeMap<(String, String, String), u64>;
+
 pub struct Metrics {
     registry: Registry,
     pub passes: Family<PassLabels, Counter>,
@@ -134,7 +137,9 @@ pub struct Metrics {
     pub api_retries: Counter,
     pub api_throttled: Counter,
     /// The client's counts already added to `api_calls`.
-    api_seen: Mutex<BTreeMap<(String, String, String), u64>>,
+    api_seen: Mutex<CallsSeen>,
+    trail_seen: Mutex<CallsSeen>,
+    trail_retries_seen: Mutex<(u64, u64)>,
     /// The client's retry and throttle counts already added.
     retries_seen: Mutex<(u64, u64)>,
 }
@@ -174,6 +179,8 @@ impl Metrics {
             api_retries: Counter::default(),
             api_throttled: Counter::default(),
             api_seen: Mutex::new(BTreeMap::new()),
+            trail_seen: Mutex::new(BTreeMap::new()),
+            trail_retries_seen: Mutex::new((0, 0)),
             retries_seen: Mutex::new((0, 0)),
             registry: Registry::default(),
         };
@@ -296,16 +303,31 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Adds the client's calls made since the last sync (counters only go up).
+    /// Adds the ECS clients' calls made since the last sync (counters only go up).
     pub fn sync_api_calls(&self, stats: &CallStats) {
-        if let Ok(mut seen) = self.retries_seen.lock() {
+        self.sync_calls(stats, &self.api_seen, &self.retries_seen);
+    }
+
+    /// The same for the ActionTrail calls, which are counted apart (so a pass's own figures never
+    /// include a poll that ran beside it) but exported in the same `sgpolicy_api_calls_total`.
+    pub fn sync_trail_calls(&self, stats: &CallStats) {
+        self.sync_calls(stats, &self.trail_seen, &self.trail_retries_seen);
+    }
+
+    fn sync_calls(
+        &self,
+        stats: &CallStats,
+        calls_seen: &Mutex<CallsSeen>,
+        retries: &Mutex<(u64, u64)>,
+    ) {
+        if let Ok(mut seen) = retries.lock() {
             let (r, t) = (stats.retries(), stats.throttled());
             self.api_retries.inc_by(r.saturating_sub(seen.0));
             self.api_throttled.inc_by(t.saturating_sub(seen.1));
             *seen = (r, t);
         }
         let now = stats.snapshot_by_account();
-        let Ok(mut seen) = self.api_seen.lock() else {
+        let Ok(mut seen) = calls_seen.lock() else {
             return;
         };
         for (key, n) in &now {
@@ -349,12 +371,17 @@ impl Metrics {
                 seen.insert(key, n);
             }
         }
-        for (via, up) in status.availability() {
+        for via in [crate::events::Via::Pull, crate::events::Via::Push] {
+            let up = match status.availability(via) {
+                crate::events::status::Availability::Off => continue,
+                crate::events::status::Availability::Ok => 1,
+                crate::events::status::Availability::Unavailable(_) => 0,
+            };
             self.events_available
                 .get_or_create(&SourceLabels {
                     source: via.label().to_string(),
                 })
-                .set(i64::from(up));
+                .set(up);
         }
     }
 

@@ -97,10 +97,13 @@ pub async fn run(setup: Setup) -> Ended {
 
     // ActionTrail events: what they heard goes through the intake to the targeted lane.
     let events = &settings.events;
-    let status = Arc::new(crate::events::Status::new(
-        events.poll.is_some(),
-        events.receiver.is_some(),
-    ));
+    let status = Arc::new(crate::events::Status::new());
+    if events.poll.is_some() {
+        status.turn_on(crate::events::Via::Pull);
+    }
+    if events.receiver.is_some() {
+        status.turn_on(crate::events::Via::Push);
+    }
     health.events(status.clone());
     let intake = Arc::new(intake::Intake::new(status.clone()));
     let (heard_tx, mut heard_rx) = mpsc::channel::<crate::events::Heard>(4096);

@@ -9,6 +9,7 @@ use super::credentials::CredentialSource;
 use super::error::{transport_cause, ApiError, EcsError, ErrorClass};
 use super::limit::{Limiter, RateLimits};
 use super::sign;
+use super::trail;
 use crate::model::{GroupKey, GroupMeta, Policy};
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Url;
@@ -22,6 +23,9 @@ use std::time::{Duration, Instant};
 pub struct ClientConfig {
     /// Send every call here instead of `https://ecs.<region>.aliyuncs.com`.
     pub endpoint: Option<String>,
+    /// Send every ActionTrail call here instead of `https://actiontrail.<region>.aliyuncs.com`
+    /// (`--actiontrail-endpoint`); the same loopback / `allow_insecure_http` rule as `endpoint`.
+    pub actiontrail_endpoint: Option<String>,
     /// Public or VPC region endpoints (ignored when `endpoint` is set).
     pub endpoint_type: super::endpoint::EndpointType,
     /// Allow a plain-http endpoint that is not a loopback address (a simulator on another host).
@@ -42,6 +46,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             endpoint: None,
+            actiontrail_endpoint: None,
             endpoint_type: super::endpoint::EndpointType::Public,
             allow_insecure_http: false,
             connect_timeout: Duration::from_secs(5),
@@ -186,6 +191,45 @@ impl CallStats {
     }
 }
 
+/// The API a call goes to: its endpoint, version, call counts and limiter key. Every call of every
+/// service is signed, sent, retried and paced by the same code (`call_as`, `call_once`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Service {
+    /// ECS 2014-05-26 at `ecs[-vpc].<region>.aliyuncs.com`, paced per (region, action).
+    Ecs,
+    /// ActionTrail 2020-07-06 at `actiontrail.<region>.aliyuncs.com`, paced per account: one
+    /// limiter bucket for all regions (ActionTrail's quota is per account).
+    ActionTrail,
+}
+
+impl Service {
+    fn version(self) -> &'static str {
+        match self {
+            Service::Ecs => api::VERSION,
+            Service::ActionTrail => trail::VERSION,
+        }
+    }
+
+    /// The "region" half of the limiter's (region, action) key.
+    fn limiter_key(self, region: &str) -> &str {
+        match self {
+            Service::Ecs => region,
+            Service::ActionTrail => trail::ACCOUNT_WIDE,
+        }
+    }
+}
+
+/// The configured ceilings with ActionTrail's own quota on top: `LookupEvents` never goes faster
+/// than [`trail::MAX_RPS`], whatever `--max-rps` says.
+fn client_limits(limits: &RateLimits) -> RateLimits {
+    let mut limits = limits.clone();
+    let ceiling = limits.ceiling(trail::LOOKUP_EVENTS).min(trail::MAX_RPS);
+    limits
+        .per_action
+        .insert(trail::LOOKUP_EVENTS.to_string(), ceiling);
+    limits
+}
+
 #[derive(Clone)]
 pub struct EcsClient {
     /// The account this client's credentials belong to (empty: the chain's own), for call counts.
@@ -193,8 +237,12 @@ pub struct EcsClient {
     http: reqwest::Client,
     config: ClientConfig,
     endpoint: Option<Url>,
+    actiontrail_endpoint: Option<Url>,
     credentials: Arc<dyn CredentialSource>,
     stats: Arc<CallStats>,
+    /// ActionTrail calls are counted apart: a reconcile pass reports its `api_calls` as a diff of
+    /// `stats`, and a poll running at the same time must not show up in it.
+    trail_stats: Arc<CallStats>,
     limiter: Arc<Limiter>,
 }
 
@@ -221,7 +269,7 @@ const X_ACS_ACTION: HeaderName = HeaderName::from_static("x-acs-action");
 const X_ACS_VERSION: HeaderName = HeaderName::from_static("x-acs-version");
 
 /// `Timestamp` as the RPC API wants it: UTC, to the second, `2016-02-23T12:46:24Z`.
-fn rpc_timestamp(now: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn rpc_timestamp(now: chrono::DateTime<chrono::Utc>) -> String {
     use chrono::{Datelike, Timelike};
     use std::fmt::Write;
     let mut s = String::with_capacity(20);
@@ -247,6 +295,10 @@ impl EcsClient {
             Some(e) => Some(validate_endpoint(e, config.allow_insecure_http)?),
             None => None,
         };
+        let actiontrail_endpoint = match &config.actiontrail_endpoint {
+            Some(e) => Some(validate_endpoint(e, config.allow_insecure_http)?),
+            None => None,
+        };
         let http = reqwest::Client::builder()
             .use_rustls_tls()
             .connect_timeout(config.connect_timeout)
@@ -257,17 +309,33 @@ impl EcsClient {
             .map_err(|e| ClientError::Http(e.to_string()))?;
         Ok(EcsClient {
             account: String::new(),
-            limiter: Arc::new(Limiter::new(config.rate_limits.clone())),
+            limiter: Arc::new(Limiter::new(client_limits(&config.rate_limits))),
             http,
             config,
             endpoint,
+            actiontrail_endpoint,
             credentials,
             stats: Arc::new(CallStats::default()),
+            trail_stats: Arc::new(CallStats::default()),
         })
     }
 
+    /// Counts of the ECS calls of every account's client.
     pub fn stats(&self) -> &CallStats {
         &self.stats
+    }
+
+    /// Counts of the ActionTrail calls (`LookupEvents`) of every account's client, kept apart from
+    /// [`EcsClient::stats`] so a pass's figures hold only the pass's own calls.
+    pub fn trail_stats(&self) -> &CallStats {
+        &self.trail_stats
+    }
+
+    fn stats_of(&self, service: Service) -> &CallStats {
+        match service {
+            Service::Ecs => &self.stats,
+            Service::ActionTrail => &self.trail_stats,
+        }
     }
 
     /// A client for another account: same HTTP pool, configuration and call counts, its own
@@ -280,26 +348,64 @@ impl EcsClient {
         EcsClient {
             account: account.into(),
             credentials,
-            limiter: Arc::new(Limiter::new(self.config.rate_limits.clone())),
+            limiter: Arc::new(Limiter::new(client_limits(&self.config.rate_limits))),
             ..self.clone()
         }
     }
 
-    fn url_for(&self, region: &str) -> Result<Url, EcsError> {
-        match &self.endpoint {
+    fn url_for(&self, service: Service, region: &str) -> Result<Url, EcsError> {
+        let (fixed, regional) = match service {
+            Service::Ecs => (
+                &self.endpoint,
+                super::endpoint::ecs_url(region, self.config.endpoint_type),
+            ),
+            Service::ActionTrail => (
+                &self.actiontrail_endpoint,
+                super::endpoint::actiontrail_url(region),
+            ),
+        };
+        match fixed {
             Some(u) => Ok(u.clone()),
-            None => Url::parse(&super::endpoint::ecs_url(region, self.config.endpoint_type))
-                .map_err(|e| EcsError::InvalidEndpoint {
-                    region: region.to_string(),
-                    reason: e.to_string(),
-                }),
+            None => Url::parse(&regional).map_err(|e| EcsError::InvalidEndpoint {
+                region: region.to_string(),
+                reason: e.to_string(),
+            }),
         }
+    }
+
+    /// One page of ActionTrail `LookupEvents` in `region`, newest first: the events named
+    /// `query.event_name` in `[query.start, query.end]`. Pass the previous page's `next_token` for
+    /// the next one (the query itself must be the same). `RegionId` is sent too, as the legacy
+    /// ActionTrail SDK does, so a single `--actiontrail-endpoint` still tells regions apart.
+    pub async fn lookup_events(
+        &self,
+        region: &str,
+        query: &trail::EventQuery,
+        next_token: Option<&str>,
+    ) -> Result<trail::EventPage, EcsError> {
+        let (start, end) = (rpc_timestamp(query.start), rpc_timestamp(query.end));
+        let mut params: Vec<(&str, &str)> = vec![
+            ("RegionId", region),
+            ("StartTime", &start),
+            ("EndTime", &end),
+            ("LookupAttribute.1.Key", "EventName"),
+            ("LookupAttribute.1.Value", &query.event_name),
+            ("MaxResults", trail::MAX_RESULTS),
+        ];
+        if let Some(t) = next_token {
+            params.push(("NextToken", t));
+        }
+        let parsed: trail::LookupResponse = self
+            .call_as(Service::ActionTrail, trail::LOOKUP_EVENTS, region, &params)
+            .await?;
+        Ok(parsed.into())
     }
 
     /// Reads one group's InnerAccessPolicy.
     pub async fn describe_attribute(&self, key: &GroupKey) -> Result<Policy, EcsError> {
         let parsed: AttributeResponse = self
             .call_as(
+                Service::Ecs,
                 api::DESCRIBE_ATTRIBUTE,
                 &key.region,
                 &[
@@ -337,8 +443,9 @@ impl EcsClient {
             if let Some(t) = &next_token {
                 params.push(("NextToken", t));
             }
-            let parsed: GroupsResponse =
-                self.call_as(api::DESCRIBE_GROUPS, region, &params).await?;
+            let parsed: GroupsResponse = self
+                .call_as(Service::Ecs, api::DESCRIBE_GROUPS, region, &params)
+                .await?;
             for item in &parsed.security_groups.security_group {
                 found.insert(item.security_group_id.clone(), item.meta());
             }
@@ -372,7 +479,9 @@ impl EcsClient {
         if let Some(t) = next_token {
             params.push(("NextToken", t));
         }
-        let parsed: GroupsResponse = self.call_as(api::DESCRIBE_GROUPS, region, &params).await?;
+        let parsed: GroupsResponse = self
+            .call_as(Service::Ecs, api::DESCRIBE_GROUPS, region, &params)
+            .await?;
         Ok(super::GroupPage {
             groups: parsed
                 .security_groups
@@ -393,6 +502,7 @@ impl EcsClient {
     ) -> Result<String, EcsError> {
         let body: serde_json::Value = self
             .call_as(
+                Service::Ecs,
                 api::MODIFY_POLICY,
                 &key.region,
                 &[
@@ -417,15 +527,22 @@ impl EcsClient {
     /// any request, unretried.
     async fn call_as<T: serde::de::DeserializeOwned>(
         &self,
+        service: Service,
         action: &'static str,
         region: &str,
         params: &[(&str, &str)],
     ) -> Result<T, EcsError> {
-        let url = self.url_for(region)?;
+        let url = self.url_for(service, region)?;
+        let bucket = service.limiter_key(region);
+        let throttle_budget = match service {
+            Service::Ecs => self.config.throttle_budget,
+            Service::ActionTrail => self.config.throttle_budget.min(trail::THROTTLE_BUDGET),
+        };
+        let stats = self.stats_of(service);
         let mut attempt = 0u32;
         let mut first_throttle: Option<Instant> = None;
         loop {
-            let sent_at = self.limiter.acquire(region, action).await;
+            let sent_at = self.limiter.acquire(bucket, action).await;
             let creds =
                 self.credentials
                     .current()
@@ -433,20 +550,20 @@ impl EcsClient {
                         action,
                         reason: e.to_string(),
                     })?;
-            let result = self.call_once(action, &url, params, &creds).await;
+            let result = self.call_once(service, action, &url, params, &creds).await;
             let err = match result.and_then(|body| read_json(action, body.as_ref())) {
                 Ok(v) => {
-                    self.limiter.succeeded(region, action);
+                    self.limiter.succeeded(bucket, action);
                     return v.map_err(EcsError::from);
                 }
                 Err(e) => e,
             };
             if err.is_throttling() {
-                self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                stats.throttled.fetch_add(1, Ordering::Relaxed);
                 let hint = err.retry_after_ms.map(Duration::from_millis);
-                self.limiter.throttled(region, action, sent_at, hint);
+                self.limiter.throttled(bucket, action, sent_at, hint);
                 let since = *first_throttle.get_or_insert_with(Instant::now);
-                if since.elapsed() < self.config.throttle_budget {
+                if since.elapsed() < throttle_budget {
                     tracing::debug!(action, region, code = %err.code, "throttled; retrying when the limiter allows");
                     continue;
                 }
@@ -456,7 +573,7 @@ impl EcsClient {
             if err.class() != ErrorClass::Retryable || attempt >= self.config.max_attempts {
                 return Err(err.into());
             }
-            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            stats.retries.fetch_add(1, Ordering::Relaxed);
             let delay = self.backoff(attempt, &err);
             tracing::debug!(action, region, attempt, code = %err.code, delay_ms = delay.as_millis() as u64, "retrying");
             tokio::time::sleep(delay).await;
@@ -479,6 +596,7 @@ impl EcsClient {
 
     async fn call_once(
         &self,
+        service: Service,
         action: &'static str,
         url: &Url,
         business: &[(&str, &str)],
@@ -490,7 +608,7 @@ impl EcsClient {
         let mut common: Vec<(&str, &str)> = Vec::with_capacity(10);
         common.extend([
             ("Action", action),
-            ("Version", api::VERSION),
+            ("Version", service.version()),
             ("Format", "JSON"),
             ("AccessKeyId", &creds.access_key_id),
             ("SignatureMethod", "HMAC-SHA1"),
@@ -528,7 +646,7 @@ impl EcsClient {
                 HeaderValue::from_static("application/x-www-form-urlencoded"),
             )
             .header(X_ACS_ACTION, HeaderValue::from_static(action))
-            .header(X_ACS_VERSION, HeaderValue::from_static(api::VERSION))
+            .header(X_ACS_VERSION, HeaderValue::from_static(service.version()))
             .body(body)
             .send()
             .await;
@@ -540,7 +658,7 @@ impl EcsClient {
                 } else {
                     "Transport"
                 };
-                self.stats.record(&self.account, action, code);
+                self.stats_of(service).record(&self.account, action, code);
                 // reqwest's Display includes the URL with its signed query: keep only the cause.
                 return Err(ApiError::transport(action, code, transport_cause(&e)));
             }
@@ -554,7 +672,8 @@ impl EcsClient {
         let text = match response.bytes().await {
             Ok(t) => t,
             Err(e) => {
-                self.stats.record(&self.account, action, "Transport");
+                self.stats_of(service)
+                    .record(&self.account, action, "Transport");
                 return Err(ApiError::transport(
                     action,
                     "Transport",
@@ -563,7 +682,7 @@ impl EcsClient {
             }
         };
         if (200..300).contains(&status) {
-            self.stats.record(&self.account, action, "OK");
+            self.stats_of(service).record(&self.account, action, "OK");
             return Ok(text);
         }
         let text = String::from_utf8_lossy(text.as_ref());
@@ -593,7 +712,8 @@ impl EcsClient {
             request_id: field(&["RequestId", "requestId"]),
             retry_after_ms,
         };
-        self.stats.record(&self.account, action, &err.code);
+        self.stats_of(service)
+            .record(&self.account, action, &err.code);
         Err(err)
     }
 }
@@ -645,6 +765,77 @@ mod tests {
             1
         );
         assert_eq!(by_account[&(String::new(), "A".into(), "OK".into())], 1);
+    }
+
+    #[test]
+    fn lookup_events_is_paced_once_per_account_at_most_at_actiontrails_quota() {
+        let creds = crate::ecs::Credentials {
+            access_key_id: "id".into(),
+            access_key_secret: crate::ecs::credentials::Secret::new("s"),
+            security_token: None,
+        };
+        let client = EcsClient::new(ClientConfig::default(), Arc::new(creds.clone())).unwrap();
+        let key = Service::ActionTrail.limiter_key("cn-hangzhou");
+        assert_eq!(
+            key,
+            Service::ActionTrail.limiter_key("cn-beijing"),
+            "one bucket for all regions"
+        );
+        assert_eq!(
+            client.limiter.rate(key, trail::LOOKUP_EVENTS),
+            trail::MAX_RPS
+        );
+        assert_eq!(client.limiter.rate("cn-hangzhou", api::MODIFY_POLICY), 20.0);
+        let slow = ClientConfig {
+            rate_limits: RateLimits {
+                default_rps: 1.0,
+                ..RateLimits::default()
+            },
+            ..ClientConfig::default()
+        };
+        let client = EcsClient::new(slow, Arc::new(creds)).unwrap();
+        let other = client.for_account("2222222222222222", client.credentials.clone());
+        assert_eq!(
+            other.limiter.rate(key, trail::LOOKUP_EVENTS),
+            1.0,
+            "a lower --max-rps wins"
+        );
+    }
+
+    #[test]
+    fn an_actiontrail_endpoint_follows_the_endpoint_rule() {
+        let creds = crate::ecs::Credentials {
+            access_key_id: "id".into(),
+            access_key_secret: crate::ecs::credentials::Secret::new("s"),
+            security_token: None,
+        };
+        let config = |e: &str| ClientConfig {
+            actiontrail_endpoint: Some(e.to_string()),
+            ..ClientConfig::default()
+        };
+        let e = EcsClient::new(config("http://10.0.0.5:8080"), Arc::new(creds.clone()))
+            .err()
+            .expect("plain http to another host");
+        assert!(e.to_string().contains("--insecure-http"), "{e}");
+        let c = EcsClient::new(config("http://127.0.0.1:9/"), Arc::new(creds.clone())).unwrap();
+        assert_eq!(
+            c.url_for(Service::ActionTrail, "cn-hangzhou")
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:9/"
+        );
+        assert_eq!(
+            c.url_for(Service::Ecs, "cn-hangzhou").unwrap().as_str(),
+            "https://ecs.cn-hangzhou.aliyuncs.com/",
+            "the ECS endpoint is not overridden by it"
+        );
+        let c = EcsClient::new(ClientConfig::default(), Arc::new(creds)).unwrap();
+        assert_eq!(
+            c.url_for(Service::ActionTrail, "cn-shanghai")
+                .unwrap()
+                .as_str(),
+            "https://actiontrail.cn-shanghai.aliyuncs.com/"
+        );
     }
 
     #[derive(serde::Deserialize, Debug, PartialEq)]

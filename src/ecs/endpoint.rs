@@ -4,7 +4,9 @@
 //! VPC (`--endpoint-type vpc`). STS follows the official credential SDKs: `sts.aliyuncs.com` unless a
 //! region is given (`ALIBABA_CLOUD_STS_REGION` or a profile's `sts_region`), then
 //! `sts[-vpc].<region>.aliyuncs.com`, the `-vpc` form when `ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED=true`
-//! (or `--endpoint-type vpc`). An explicit URL (`--endpoint`, `--sts-endpoint`) wins over all of it.
+//! (or `--endpoint-type vpc`). ActionTrail: `https://actiontrail.<region>.aliyuncs.com` (the same
+//! host from a VPC). An explicit URL (`--endpoint`, `--sts-endpoint`, `--actiontrail-endpoint`) wins
+//! over all of it.
 
 /// Public internet endpoints or the VPC-internal ones.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -20,6 +22,11 @@ pub fn ecs_url(region: &str, kind: EndpointType) -> String {
         EndpointType::Public => format!("https://ecs.{region}.aliyuncs.com/"),
         EndpointType::Vpc => format!("https://ecs-vpc.{region}.aliyuncs.com/"),
     }
+}
+
+/// The ActionTrail RPC endpoint for `region` (events are stored, and queried, per region).
+pub fn actiontrail_url(region: &str) -> String {
+    format!("https://actiontrail.{region}.aliyuncs.com/")
 }
 
 /// The STS endpoint the official SDKs would pick for these settings.
@@ -44,6 +51,14 @@ mod tests {
         assert_eq!(
             ecs_url("cn-hangzhou", EndpointType::Vpc),
             "https://ecs-vpc.cn-hangzhou.aliyuncs.com/"
+        );
+    }
+
+    #[test]
+    fn actiontrail_endpoints_are_per_region() {
+        assert_eq!(
+            actiontrail_url("cn-shanghai"),
+            "https://actiontrail.cn-shanghai.aliyuncs.com/"
         );
     }
 

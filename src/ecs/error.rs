@@ -45,6 +45,15 @@ impl ApiError {
     pub fn is_throttling(&self) -> bool {
         self.code.contains("Throttling")
     }
+
+    /// The caller lacks the RAM permission (`Forbidden*`, `NoPermission*`, or any other 403 that is
+    /// not throttling): never retried, and only a grant changes it.
+    pub fn is_permission_denied(&self) -> bool {
+        !self.is_throttling()
+            && (self.code.starts_with("Forbidden")
+                || self.code.starts_with("NoPermission")
+                || self.status == Some(403))
+    }
 }
 
 impl fmt::Display for ApiError {
@@ -164,6 +173,7 @@ pub fn classify(status: Option<u16>, code: &str) -> ErrorClass {
         "InvalidAccessKeySecret",
         "InvalidSecurityToken",
         "Forbidden",
+        "NoPermission",
         "IllegalTimestamp",
         "MissingTimestamp",
         "InvalidTimeStamp",
@@ -255,9 +265,25 @@ mod tests {
             (403, "Forbidden.AccessKeyDisabled"),
             (400, "InvalidTimeStamp.Expired"),
             (403, "SomethingForbiddenNew"),
+            (403, "NoPermission"),
+            (400, "NoPermission.Something"),
         ] {
             assert_eq!(classify(Some(status), code), ErrorClass::Fatal, "{code}");
         }
+    }
+
+    #[test]
+    fn permission_errors_are_forbidden_and_no_permission_but_not_throttling() {
+        let e = |status, code: &str| ApiError {
+            status: Some(status),
+            ..ApiError::transport("LookupEvents", code, "")
+        };
+        assert!(e(403, "NoPermission").is_permission_denied());
+        assert!(e(400, "Forbidden.RAM").is_permission_denied());
+        assert!(e(403, "SomethingNew").is_permission_denied());
+        assert!(!e(403, "Throttling.Api").is_permission_denied());
+        assert!(!e(503, "ServiceUnavailable").is_permission_denied());
+        assert!(!ApiError::transport("LookupEvents", "Transport", "x").is_permission_denied());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The cloud boundary: everything that knows ECS speaks RPC over HTTP lives here.
+//! The cloud boundary: everything that knows ECS (and ActionTrail) speaks RPC over HTTP lives here.
 
 pub mod api;
 pub mod client;
@@ -9,6 +9,7 @@ pub mod error;
 pub mod limit;
 pub mod redact;
 pub mod sign;
+pub mod trail;
 
 pub use client::{ClientConfig, EcsClient};
 pub use cloud::{Cloud, GroupFilter, GroupPage};

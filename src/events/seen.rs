@@ -35,6 +35,11 @@ impl Seen {
         true
     }
 
+    /// Whether `id` is known, without recording it.
+    pub fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
     pub fn len(&self) -> usize {
         self.order.len()
     }
@@ -58,6 +63,8 @@ mod tests {
         assert_eq!(s.len(), 2);
         // "a" was forgotten to make room; "b" and "c" are still known.
         assert!(!s.first_time("c"));
+        assert!(!s.contains("a"));
         assert!(s.first_time("a"));
+        assert!(s.contains("a"));
     }
 }

@@ -288,7 +288,8 @@ impl Runner {
     /// group never read counts from the daemon's start).
     fn track_verification(&self, st: &mut State, desired: &Desired) {
         st.verified.retain(|k, _| desired.groups.contains_key(k));
-        st.last_correction.retain(|k, _| desired.groups.contains_key(k));
+        st.last_correction
+            .retain(|k, _| desired.groups.contains_key(k));
         let oldest = desired
             .groups
             .keys()
@@ -326,6 +327,7 @@ impl Passes for Runner {
         self.health.beat();
         self.publish_verification_age();
         self.metrics.sync_events(&self.intake.status);
+        self.metrics.sync_trail_calls(self.clients.trail_stats());
     }
 
     fn scheduled(&self, trigger: Trigger, after: Duration, failures: u32) {

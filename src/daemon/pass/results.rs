@@ -171,8 +171,7 @@ impl Runner {
                         GroupState::InSync
                     }
                     Outcome::Changed
-                        if r.token.is_some()
-                            && st.last_correction.get(key) == r.token.as_ref() =>
+                        if r.token.is_some() && st.last_correction.get(key) == r.token.as_ref() =>
                     {
                         // The other lane's correction of the same drift, replayed by ECS.
                         t.changed += 1;
@@ -350,6 +349,7 @@ impl Runner {
             .pass_done(trigger.as_str(), outcome.as_str(), elapsed.as_secs_f64());
         self.metrics.sync_api_calls(self.clients.stats());
         self.metrics.sync_events(&self.intake.status);
+        self.metrics.sync_trail_calls(self.clients.trail_stats());
         if outcome.read_the_cloud() {
             let unix = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
