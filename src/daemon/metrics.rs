@@ -359,6 +359,10 @@ impl Metrics {
     pub fn sync_events(&self, status: &crate::events::Status) {
         if let Ok(mut seen) = self.events_seen.lock() {
             for (key, n) in status.counts() {
+                // Handed over is a stage, not an outcome: the intake counts what became of it.
+                if key.1 == crate::events::status::ACCEPTED {
+                    continue;
+                }
                 let before = seen.get(&key).copied().unwrap_or(0);
                 if n > before {
                     self.events

@@ -209,6 +209,7 @@ impl Receiver {
 
 async fn events(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
     if !r.token.admits(&headers) {
+        r.count(status::REJECTED_UNAUTHORIZED);
         let mut resp = refuse(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -216,9 +217,17 @@ async fn events(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Body) 
     }
     let bytes = match read_body(&headers, body).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => {
+            r.count(if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                status::REJECTED_TOO_LARGE
+            } else {
+                status::REJECTED_UNREADABLE
+            });
+            return resp;
+        }
     };
     let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
+        r.count(status::REJECTED_NOT_JSON);
         return refuse(StatusCode::BAD_REQUEST, "the body is not JSON");
     };
     let mut tally = Tally::default();
@@ -342,7 +351,11 @@ mod tests {
         let (status, _, _) = send(&f.app, post(Some("Bearer x"), "not json")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(drain(&mut f.heard).is_empty());
-        assert!(f.status.counts().is_empty());
+        // Each refusal is counted, and nothing else.
+        assert_eq!(
+            f.status.counts(),
+            [((Via::Push, status::REJECTED_UNAUTHORIZED), 8)]
+        );
         // The scheme's case does not matter.
         let (status, _, _) = send(&f.app, post(Some(&format!("bearer {TOKEN}")), body)).await;
         assert_eq!(status, StatusCode::ACCEPTED);

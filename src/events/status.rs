@@ -30,6 +30,12 @@ pub const LOOKUP_ERROR: &str = "error";
 pub const ACCEPTED: &str = "accepted";
 /// Result label of a push whose (`source`, `id`) was already handled.
 pub const DUPLICATE: &str = "duplicate";
+/// Push requests refused before any envelope was read: no or a wrong token (401), a body over the
+/// bound (413), a body that could not be read (400), not JSON (400).
+pub const REJECTED_UNAUTHORIZED: &str = "rejected_unauthorized";
+pub const REJECTED_TOO_LARGE: &str = "rejected_too_large";
+pub const REJECTED_UNREADABLE: &str = "rejected_unreadable";
+pub const REJECTED_NOT_JSON: &str = "rejected_not_json";
 
 /// Whether a source is delivering events.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -284,10 +284,19 @@ async fn the_receiver_refuses_missing_tokens_huge_bodies_and_non_json() {
         status(post(other.to_string().into_bytes(), Some(TOKEN)).await),
         202
     );
-    d.wait_metrics("the other event ignored", |m| {
-        m.sum("sgpolicy_events_total", &["result=\"ignored_other_event\""]) == 1.0
-    })
-    .await;
+    let m = d
+        .wait_metrics("the other event ignored", |m| {
+            m.sum("sgpolicy_events_total", &["result=\"ignored_other_event\""]) == 1.0
+        })
+        .await;
+    for (result, n) in [
+        ("rejected_unauthorized", 2.0),
+        ("rejected_too_large", 1.0),
+        ("rejected_not_json", 1.0),
+    ] {
+        let series = format!("result=\"{result}\"");
+        assert_eq!(m.sum("sgpolicy_events_total", &[&series]), n, "{}", m.text);
+    }
     // Nothing the receiver refused or ignored caused a read.
     assert_eq!(reads_of(&sim, "sg-a"), 1);
 }
