@@ -451,3 +451,31 @@ async fn an_events_addr_without_a_usable_token_file_exits_64_before_binding() {
         assert!(!out.stderr.contains("serving"), "{}", out.stderr);
     }
 }
+
+#[tokio::test]
+async fn a_fight_found_through_events_names_the_other_party() {
+    let (sim, folder) = estate().await;
+    let (side, addr) = (Side::new(), free_addr());
+    pushing_to(&sim, &addr, 0.0, 0.0);
+    let d = push_daemon(
+        &sim,
+        &folder,
+        &side,
+        &addr,
+        &["--fight-threshold", "2", "--fight-hold", "1h"],
+    )
+    .await;
+    let corrections = |n: f64| {
+        move |m: &Metrics| m.sum("sgpolicy_corrections_by_cause_total", &["cause=\"event\""]) == n
+    };
+    // alice flips sg-a three times, each after the previous correction was counted.
+    for n in 1..=3 {
+        sim.sim
+            .flip_in_console(HZ, "sg-a", Policy::Accept, &alice())
+            .expect("sg-a exists");
+        d.wait_metrics(&format!("correction {n}"), corrections(f64::from(n)))
+            .await;
+    }
+    let warning = d.wait_log("was changed back 2 times").await;
+    assert!(warning.contains("fighting ram-user alice"), "{warning}");
+}
