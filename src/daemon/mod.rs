@@ -11,6 +11,7 @@ pub mod health;
 pub mod metrics;
 pub mod pass;
 pub mod settings;
+pub mod shard;
 pub mod triggers;
 pub mod watch;
 
@@ -46,6 +47,9 @@ pub struct Setup {
     /// The options of every pass; the daemon adds its cancellation flag.
     pub pass: PassOptions,
     pub settings: DaemonSettings,
+    /// The (account, region) buckets this replica owns: passes, selector listings and (issue 11)
+    /// event pollers cover only these; `shard.owns(&bucket)` says whether a bucket is one of them.
+    pub shard: crate::shard::Shard,
 }
 
 /// How the daemon ended; the command-line layer turns it into an exit status.
@@ -75,6 +79,7 @@ pub async fn run(setup: Setup) -> Ended {
         return Ended::Failed;
     };
     let metrics = Arc::new(Metrics::new());
+    metrics.shard.set_shard(setup.shard);
     let health = Arc::new(Health::new(stall_limit(settings.interval)));
     let endpoints = Endpoints {
         health: health.clone(),
@@ -102,6 +107,7 @@ pub async fn run(setup: Setup) -> Ended {
         policies = %setup.policies.display(),
         interval = %humantime::format_duration(settings.interval),
         dry_run = setup.pass.dry_run,
+        shard = %setup.shard,
         "sgpolicy daemon starting"
     );
     let timing = Timing {
