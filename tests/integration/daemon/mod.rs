@@ -5,6 +5,7 @@
 
 mod files;
 mod ops;
+mod shards;
 
 use crate::harness::*;
 use sgpolicy_sim::Policy;
