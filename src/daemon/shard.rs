@@ -18,6 +18,8 @@ pub struct ShardLabels {
 #[derive(Default)]
 pub struct ShardMetrics {
     pub info: Family<ShardLabels, Gauge>,
+    /// The `count` label as a number, which PromQL cannot compare a label with.
+    pub count: Gauge,
     pub buckets_owned: Gauge,
     pub buckets_total: Gauge,
     pub groups_owned: Gauge,
@@ -29,6 +31,11 @@ impl ShardMetrics {
             "sgpolicy_shard_info",
             "This replica's shard (index of count); the only shard is index 0 of 1",
             self.info.clone(),
+        );
+        r.register(
+            "sgpolicy_shard_count",
+            "Number of shards the buckets are divided between (--shard-count; 1 without sharding)",
+            self.count.clone(),
         );
         r.register(
             "sgpolicy_shard_buckets_owned",
@@ -55,6 +62,7 @@ impl ShardMetrics {
                 count: shard.count().to_string(),
             })
             .set(1);
+        self.count.set(i64::from(shard.count()));
     }
 
     /// What a clean load of the folder assigns to this replica.
@@ -83,6 +91,7 @@ mod tests {
         let text = m.encode();
         for needle in [
             "sgpolicy_shard_info{index=\"2\",count=\"3\"} 1",
+            "sgpolicy_shard_count 3",
             "sgpolicy_shard_buckets_owned 9",
             "sgpolicy_shard_buckets_total 30",
             "sgpolicy_shard_groups_owned 90",
