@@ -527,7 +527,9 @@ fn shards(
         }
         let n = m.report["groups"].as_array().map_or(0, Vec::len);
         println!(
-            "shard {i}: {n} groups, {calls} calls | wall {:.2} s | exit {} | changed {} failed {} errors {} | peak RSS VmHWM {:.1} MiB | CPU {:.2} s",
+            "shard {i}: {n} groups, {calls} calls ({} retried, {} throttled) | wall {:.2} s | exit {} | changed {} failed {} errors {} | peak RSS VmHWM {:.1} MiB | CPU {:.2} s",
+            m.report["apiRetries"]["retried"],
+            m.report["apiRetries"]["throttled"],
             m.wall.as_secs_f64(),
             m.exit,
             s["changed"],
@@ -540,11 +542,13 @@ fn shards(
     }
     let wall = runs.iter().map(|m| m.wall).max().unwrap_or_default();
     println!(
-        "all shards: wall {:.2} s (the slowest) | ideal {:.2} s | ratio {:.3} | TCP connections seen: {}",
+        "all shards: wall {:.2} s (the slowest) | ideal {:.2} s | ratio {:.3} | TCP connections seen: {} | simulator: {} throttled, {} effective writes",
         wall.as_secs_f64(),
         ideal.as_secs_f64(),
         wall.as_secs_f64() / ideal.as_secs_f64(),
-        runs[0].connections
+        runs[0].connections,
+        runs[0].sim.of_fault("throttle"),
+        runs[0].sim.effective
     );
     for a in ACTIONS {
         println!(

@@ -305,3 +305,48 @@ async fn a_shard_index_not_below_the_count_exits_64_before_any_request() {
     );
     assert_eq!(sim.sim.call_counts().total, 0);
 }
+
+#[tokio::test]
+async fn a_statefulset_pod_takes_its_shard_from_its_hostname_and_a_name_without_ordinal_exits_64() {
+    let (seed, folder) = estate();
+    let sim = Sim::start(&seed).await;
+    let dir = folder.path().to_str().expect("utf-8 path").to_string();
+    let args = [
+        "--policies",
+        dir.as_str(),
+        "--once",
+        "--dry-run",
+        "--output",
+        "json",
+        "--max-rps",
+        "5000",
+        "--shard-from-hostname",
+        "--shard-count",
+        "3",
+    ];
+    let pod = |host: &'static str| {
+        [
+            ("ALIBABA_CLOUD_ENDPOINT_STS", Some(sim.url.as_str())),
+            ("HOSTNAME", Some(host)),
+        ]
+    };
+    let run2 = run(&sim, &args, &pod("sgpolicy-2")).await;
+    assert_eq!(run2.code, 0, "{}", run2.stderr);
+    let owned = buckets_of(&run2);
+    let expected: BTreeSet<Bucket> = buckets()
+        .into_iter()
+        .filter(|(a, r)| sgpolicy::shard::owner(a, r, 3) == 2)
+        .collect();
+    assert_eq!(owned, expected);
+
+    let calls = sim.sim.call_counts().total;
+    let bad = run(&sim, &args, &pod("worker")).await;
+    assert_eq!(bad.code, 64, "{}", bad.stderr);
+    assert!(
+        bad.stderr
+            .contains("hostname \"worker\" does not end in a StatefulSet ordinal"),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(sim.sim.call_counts().total, calls, "no request");
+}
