@@ -103,6 +103,8 @@ impl Shard {
     }
 
     /// [`Shard::owns`] of the bucket (`account`, `region`); `account` empty for the chain's own.
+    /// An event names its account by id even for the chain's own account: map that id to `""`
+    /// first (as `GroupKey` does), or the chain's own buckets hash to other owners.
     pub fn owns_parts(&self, account: &str, region: &str) -> bool {
         self.is_sole() || owner(account, region, self.count) == self.index
     }

@@ -350,3 +350,50 @@ async fn a_statefulset_pod_takes_its_shard_from_its_hostname_and_a_name_without_
     );
     assert_eq!(sim.sim.call_counts().total, calls, "no request");
 }
+
+#[tokio::test]
+async fn a_selector_is_listed_only_by_the_shard_that_owns_its_bucket() {
+    let mut seed = Seed::new();
+    let mut folder = Folder::new();
+    for region in REGIONS {
+        for n in 0..2 {
+            seed = seed
+                .group(region, &format!("sg-prod-{region}-{n}"), Accept)
+                .tagged("env", "prod");
+        }
+        seed = seed.group(region, &format!("sg-dev-{region}"), Accept);
+        folder = folder.file(
+            &format!("{region}.yaml"),
+            PolicyFile::in_region(region)
+                .selector(Match::tags(&[("env", "prod")]), Drop)
+                .yaml(),
+        );
+    }
+    let sim = Sim::start(&seed).await;
+    let runs = replicas(&sim, &folder, 3, &["--dry-run"]).await;
+    let mut union = BTreeSet::new();
+    for (i, run) in runs.iter().enumerate() {
+        for (a, r, id) in reported(run).into_keys() {
+            assert_eq!(
+                sgpolicy::shard::owner(&a, r.as_str(), 3) as usize,
+                i,
+                "{r}/{id}"
+            );
+            assert!(union.insert(id));
+        }
+    }
+    assert_eq!(union.len(), REGIONS.len() * 2, "{union:?}");
+    let counts = sim.sim.call_counts();
+    for region in REGIONS {
+        let of = |action| counts.of_bucket(DEFAULT_ACCOUNT, region, action);
+        // One listing and one batch of the matched groups, then their two reads: one replica's.
+        assert_eq!(
+            (
+                of("DescribeSecurityGroups"),
+                of("DescribeSecurityGroupAttribute")
+            ),
+            (2, 2),
+            "{region}"
+        );
+    }
+}
