@@ -15,6 +15,10 @@ PY="$VENV/bin/python"
 if ! command -v systemd-analyze >/dev/null; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd >/dev/null
 fi
+# promtool (Debian's prometheus package) checks and unit-tests the sharded overlay's alert rules.
+if ! command -v promtool >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 out=$(mktemp -d)
 chmod 0755 "$out"
 trap 'rm -rf "$out"' EXIT
@@ -49,12 +53,22 @@ for bad in "$out/bad.yaml" "$out/empty.yaml"; do
   fi
 done
 
-echo "== Kubernetes: render both kustomizations, validate against the Kubernetes schemas and the operator CRD"
+echo "== Kubernetes: render the kustomizations, validate against the Kubernetes schemas and the operator CRDs"
 "$VENV/bin/kubectl" kustomize deploy/kubernetes/base > "$out/base.yaml"
 "$VENV/bin/kubectl" kustomize deploy/kubernetes/overlays/configmap > "$out/configmap.yaml"
-# (It has no schema for the PodMonitor CRD and says so; check_manifests.py validates that one.)
-"$VENV/bin/kubernetes-validate" --strict --quiet "$out/base.yaml" "$out/configmap.yaml"
-"$PY" deploy/check_manifests.py rendered "$out/base.yaml" "$out/configmap.yaml"
+"$VENV/bin/kubectl" kustomize deploy/kubernetes/overlays/sharded > "$out/sharded.yaml"
+# (It has no schema for the PodMonitor and PrometheusRule CRDs and says so; check_manifests.py
+# validates those.)
+"$VENV/bin/kubernetes-validate" --strict --quiet "$out/base.yaml" "$out/configmap.yaml" "$out/sharded.yaml"
+"$PY" deploy/check_manifests.py rendered "$out/base.yaml" "$out/configmap.yaml" "$out/sharded.yaml"
+"$PY" deploy/check_manifests.py sharded "$out/sharded.yaml" "$out/base.yaml"
+
+echo "== Prometheus: the sharded overlay's alert rules (promtool check rules, then their unit tests)"
+mkdir -p "$out/rules"
+"$PY" deploy/check_manifests.py rules "$out/sharded.yaml" "$out/rules/rules.yaml"
+promtool check rules "$out/rules/rules.yaml"
+cp deploy/kubernetes/overlays/sharded/prometheusrule.test.yaml "$out/rules/"
+promtool test rules "$out/rules/prometheusrule.test.yaml"
 
 echo "== systemd: verify the unit (with ExecStart pointing at the binary built above) and its exposure"
 mkdir -p "$out/systemd"

@@ -10,7 +10,9 @@
 //! `--max-rps F` (the agent's limit, default 95% of the quota, as docs/scale.md advises),
 //! `--concurrency N` (16), `--accounts N` (1: the chain's own; more are reached through roles the
 //! simulator also serves, groups spread round-robin, one policy file per account and region),
-//! `--no-baseline`.
+//! `--no-baseline`, `--shards N` (1: run N replicas at once, `--shard-index I --shard-count N`, against
+//! the one simulator; each replica's wall time, peak RSS and CPU are printed, and the calls of all of
+//! them together are checked against the formula; scripts/bench-shards.sh compares 4 shards with 1).
 //!
 //! It prints wall time, the ideal time the quota allows, their ratio, API calls by action as the agent
 //! reports them, as the simulator counted them (its call counters, exact at any size, not its bounded
@@ -52,6 +54,7 @@ struct Opts {
     concurrency: usize,
     accounts: usize,
     baseline: bool,
+    shards: usize,
 }
 
 /// One seeded and declared group. Account 0 is the chain's own; account k > 0 is [`account_id`].
@@ -81,6 +84,7 @@ fn parse_args() -> Result<Opts, String> {
         concurrency: 16,
         accounts: 1,
         baseline: true,
+        shards: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -99,6 +103,7 @@ fn parse_args() -> Result<Opts, String> {
             "--max-rps" => o.max_rps = Some(v.parse().map_err(|e| bad(&e))?),
             "--concurrency" => o.concurrency = v.parse().map_err(|e| bad(&e))?,
             "--accounts" => o.accounts = v.parse().map_err(|e| bad(&e))?,
+            "--shards" => o.shards = v.parse().map_err(|e| bad(&e))?,
             _ => return Err(format!("unknown option {a}")),
         }
     }
@@ -107,9 +112,10 @@ fn parse_args() -> Result<Opts, String> {
         || o.groups == 0
         || o.quota == 0
         || o.accounts == 0
+        || o.shards == 0
     {
         return Err(format!(
-            "--regions must be 1..={}, --groups, --quota and --accounts above 0",
+            "--regions must be 1..={}, --groups, --quota, --accounts and --shards above 0",
             REGIONS.len()
         ));
     }
@@ -258,7 +264,13 @@ fn agent_path() -> PathBuf {
 
 // The child is reaped with wait4 (for its rusage), not Child::wait.
 #[allow(clippy::zombie_processes)]
-fn run_pass(rt: &tokio::runtime::Runtime, o: &Opts, groups: &[G], concurrency: usize) -> Measured {
+fn run_pass(
+    rt: &tokio::runtime::Runtime,
+    o: &Opts,
+    groups: &[G],
+    concurrency: usize,
+    shards: usize,
+) -> Vec<Measured> {
     let sim = Simulator::new(seed(groups, o.accounts));
     let throttle: serde_json::Map<String, Value> = ACTIONS
         .iter()
@@ -287,73 +299,105 @@ fn run_pass(rt: &tokio::runtime::Runtime, o: &Opts, groups: &[G], concurrency: u
     write_policies(dir.path(), groups);
     let max_rps = o.max_rps.unwrap_or(f64::from(o.quota) * 0.95);
     let start = Instant::now();
-    let mut child = Command::new(agent_path())
-        .args(["--policies"])
-        .arg(dir.path())
-        .args(["--once", "--output", "json"])
-        .args(["--max-rps", &max_rps.to_string()])
-        .args(["--concurrency", &concurrency.to_string()])
-        .args(["--max-changes", &groups.len().to_string()])
-        .env_clear()
-        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "benchid")
-        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "benchsecret")
-        .env("ALIBABA_CLOUD_ENDPOINT_ECS", &url)
-        .env("ALIBABA_CLOUD_ENDPOINT_STS", &url)
-        .env("RUST_LOG", "sgpolicy=warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "starting {}: {e} (build it with cargo build --release)",
-                agent_path().display()
-            )
-        });
-    let pid = child.id() as i32;
-    let mut stdout = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let mut hwm = 0;
+    let mut replicas: Vec<Replica> = (0..shards)
+        .map(|i| {
+            let mut cmd = Command::new(agent_path());
+            cmd.args(["--policies"])
+                .arg(dir.path())
+                .args(["--once", "--output", "json"])
+                .args(["--max-rps", &max_rps.to_string()])
+                .args(["--concurrency", &concurrency.to_string()])
+                .args(["--max-changes", &groups.len().to_string()]);
+            if shards > 1 {
+                cmd.args(["--shard-index", &i.to_string()])
+                    .args(["--shard-count", &shards.to_string()]);
+            }
+            let mut child = cmd
+                .env_clear()
+                .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "benchid")
+                .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "benchsecret")
+                .env("ALIBABA_CLOUD_ENDPOINT_ECS", &url)
+                .env("ALIBABA_CLOUD_ENDPOINT_STS", &url)
+                .env("RUST_LOG", "sgpolicy=warn")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "starting {}: {e} (build it with cargo build --release)",
+                        agent_path().display()
+                    )
+                });
+            let mut stdout = child.stdout.take().expect("stdout");
+            Replica {
+                pid: child.id() as i32,
+                reader: Some(std::thread::spawn(move || {
+                    let mut s = String::new();
+                    let _ = stdout.read_to_string(&mut s);
+                    s
+                })),
+                hwm: 0,
+                ended: None,
+            }
+        })
+        .collect();
     let mut ports = std::collections::BTreeSet::new();
-    let (exit, rusage) = loop {
+    while replicas.iter().any(|r| r.ended.is_none()) {
         client_ports(addr.port(), &mut ports);
-        if let Some(v) = vm_hwm_kib(pid) {
-            hwm = hwm.max(v);
-        }
-        let mut status = 0;
-        // SAFETY: plain FFI calls with valid pointers to locals; `pid` is our own child.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
-        if r == pid {
-            let code = if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                -1
-            };
-            break (code, ru);
-        }
-        if r < 0 {
-            panic!("wait4 failed: {}", std::io::Error::last_os_error());
+        for r in replicas.iter_mut().filter(|r| r.ended.is_none()) {
+            if let Some(v) = vm_hwm_kib(r.pid) {
+                r.hwm = r.hwm.max(v);
+            }
+            let mut status = 0;
+            // SAFETY: plain FFI calls with valid pointers to locals; `pid` is our own child.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            let w = unsafe { libc::wait4(r.pid, &mut status, libc::WNOHANG, &mut ru) };
+            if w == r.pid {
+                let code = if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    -1
+                };
+                r.ended = Some((code, ru, start.elapsed()));
+            } else if w < 0 {
+                panic!("wait4 failed: {}", std::io::Error::last_os_error());
+            }
         }
         std::thread::sleep(Duration::from_millis(10));
-    };
-    let wall = start.elapsed();
-    let out = reader.join().unwrap_or_default();
+    }
     let _ = stop_tx.send(());
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    Measured {
-        wall,
-        exit,
-        report: serde_json::from_str(&out).unwrap_or(Value::Null),
-        vm_hwm_kib: hwm,
-        maxrss_kib: rusage.ru_maxrss as u64,
-        cpu: tv(rusage.ru_utime) + tv(rusage.ru_stime),
-        sim: sim.call_counts(),
-        connections: ports.len(),
-    }
+    let counts = sim.call_counts();
+    replicas
+        .into_iter()
+        .map(|mut r| {
+            let (exit, rusage, wall) = r.ended.expect("every replica ended");
+            let out = r
+                .reader
+                .take()
+                .and_then(|t| t.join().ok())
+                .unwrap_or_default();
+            Measured {
+                wall,
+                exit,
+                report: serde_json::from_str(&out).unwrap_or(Value::Null),
+                vm_hwm_kib: r.hwm,
+                maxrss_kib: rusage.ru_maxrss as u64,
+                cpu: tv(rusage.ru_utime) + tv(rusage.ru_stime),
+                sim: counts.clone(),
+                connections: ports.len(),
+            }
+        })
+        .collect()
+}
+
+/// One agent process of a run: its pid, its stdout being read, its peak VmHWM so far, and once it
+/// exited its status, rusage and wall time.
+struct Replica {
+    pid: i32,
+    reader: Option<std::thread::JoinHandle<String>>,
+    hwm: u64,
+    ended: Option<(i32, libc::rusage, Duration)>,
 }
 
 fn print(label: &str, m: &Measured, ideal: Duration, formula: &BTreeMap<&str, u64>) {
@@ -433,7 +477,11 @@ fn main() {
         o.max_rps.unwrap_or(f64::from(o.quota) * 0.95),
         o.concurrency
     );
-    let m = run_pass(&rt, &o, &groups, o.concurrency);
+    if o.shards > 1 {
+        let ok = shards(&rt, &o, &groups, &formula, ideal);
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    let m = run_pass(&rt, &o, &groups, o.concurrency, 1).remove(0);
     print(
         &format!("concurrency {}", o.concurrency),
         &m,
@@ -443,7 +491,7 @@ fn main() {
     let mut ok =
         m.exit == 0 && m.report["summary"]["failed"] == 0 && m.report["summary"]["errors"] == 0;
     if o.baseline {
-        let b = run_pass(&rt, &o, &groups, 1);
+        let b = run_pass(&rt, &o, &groups, 1, 1).remove(0);
         print("sequential baseline (concurrency 1)", &b, ideal, &formula);
         println!(
             "baseline / concurrent wall time: {:.2}x",
@@ -454,4 +502,61 @@ fn main() {
     if !ok {
         std::process::exit(1);
     }
+}
+
+/// `--shards N`: N replicas at once; per replica its groups, calls, wall, peak RSS and CPU, then all of
+/// them together against the simulator's counts and the formula. Whether every one succeeded.
+fn shards(
+    rt: &tokio::runtime::Runtime,
+    o: &Opts,
+    groups: &[G],
+    formula: &BTreeMap<&str, u64>,
+    ideal: Duration,
+) -> bool {
+    let runs = run_pass(rt, o, groups, o.concurrency, o.shards);
+    println!("== {} shards, concurrency {} each", o.shards, o.concurrency);
+    let mut ok = true;
+    let mut agent: BTreeMap<&str, u64> = BTreeMap::new();
+    for (i, m) in runs.iter().enumerate() {
+        let s = &m.report["summary"];
+        let calls: u64 = m.report["apiCalls"]
+            .as_object()
+            .map_or(0, |c| c.values().filter_map(Value::as_u64).sum());
+        for a in ACTIONS {
+            *agent.entry(a).or_default() += m.report["apiCalls"][a].as_u64().unwrap_or(0);
+        }
+        let n = m.report["groups"].as_array().map_or(0, Vec::len);
+        println!(
+            "shard {i}: {n} groups, {calls} calls ({} retried, {} throttled) | wall {:.2} s | exit {} | changed {} failed {} errors {} | peak RSS VmHWM {:.1} MiB | CPU {:.2} s",
+            m.report["apiRetries"]["retried"],
+            m.report["apiRetries"]["throttled"],
+            m.wall.as_secs_f64(),
+            m.exit,
+            s["changed"],
+            s["failed"],
+            s["errors"],
+            m.vm_hwm_kib as f64 / 1024.0,
+            m.cpu.as_secs_f64()
+        );
+        ok &= m.exit == 0 && s["failed"] == 0 && s["errors"] == 0;
+    }
+    let wall = runs.iter().map(|m| m.wall).max().unwrap_or_default();
+    println!(
+        "all shards: wall {:.2} s (the slowest) | ideal {:.2} s | ratio {:.3} | TCP connections seen: {} | simulator: {} throttled, {} effective writes",
+        wall.as_secs_f64(),
+        ideal.as_secs_f64(),
+        wall.as_secs_f64() / ideal.as_secs_f64(),
+        runs[0].connections,
+        runs[0].sim.of_fault("throttle"),
+        runs[0].sim.effective
+    );
+    for a in ACTIONS {
+        println!(
+            "  {a:<32} agents {:>6}  simulator {:>6}  formula {:>6}",
+            agent.get(a).copied().unwrap_or(0),
+            runs[0].sim.of_action(a),
+            formula.get(a).copied().unwrap_or(0)
+        );
+    }
+    ok
 }

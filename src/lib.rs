@@ -12,6 +12,8 @@
 //! - [`policy`]: desired state: the file schema, loading a folder, conflicts, the revision digest.
 //! - [`plan`]: `entry(desired, observed)` decides what each group needs.
 //! - [`token`]: the deterministic ClientToken derivation and its guarantees.
+//! - [`shard`]: which (account, region) buckets a replica owns (rendezvous hashing), for sharded
+//!   deployments.
 //!
 //! The cloud:
 //! - [`ecs`]: the boundary: the signer, typed calls and errors, the HTTP client with retries and rate
@@ -43,4 +45,5 @@ pub mod plan;
 pub mod policy;
 pub mod reconcile;
 pub mod report;
+pub mod shard;
 pub mod token;

@@ -49,6 +49,7 @@ fn main() -> ExitCode {
                         pass: config.pass,
                         settings: *settings,
                         report: config.report,
+                        shard: config.shard,
                     };
                     match runtime.block_on(daemon::run(setup)) {
                         Ended::Stopped => exit::OK,
@@ -112,6 +113,23 @@ async fn run_once(config: Config) -> i32 {
             return exit::ERROR;
         }
     };
+    // Every replica validates the whole folder (above); this one works on its own buckets only.
+    if !config.shard.is_sole() {
+        let whole = config.shard.assignment(&desired);
+        tracing::info!(
+            shard = config.shard.index(),
+            shards = config.shard.count(),
+            buckets = whole.owned_buckets,
+            buckets_total = whole.total_buckets,
+            groups = whole.owned_groups,
+            groups_total = desired.groups.len(),
+            "{} owns {} of {} (account, region) buckets",
+            config.shard,
+            whole.owned_buckets,
+            whole.total_buckets
+        );
+    }
+    let desired = config.shard.restrict(desired);
     let client = match sgpolicy::accounts::connect::connect(&config.connect).await {
         Ok((clients, _credentials)) => clients,
         Err(e @ ConnectError::Credentials(_)) => {

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 pub mod daemon;
 pub mod duration;
 pub mod scale;
+pub mod shard;
 pub mod validate;
 
 /// Exit statuses scripts can rely on.
@@ -157,6 +158,8 @@ pub struct RunArgs {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub daemon: daemon::DaemonArgs,
+    #[command(flatten)]
+    pub shard: shard::ShardArgs,
     /// Also write the JSON result to FILE (CI wrappers often lose stdout and exit codes).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -210,6 +213,8 @@ pub struct Config {
     pub mode: RunMode,
     pub output: OutputFormat,
     pub report: Option<PathBuf>,
+    /// The buckets this replica owns (`--shard-*`; the only shard without them).
+    pub shard: crate::shard::Shard,
 }
 
 /// How sgpolicy runs: chosen by `--once`, `--dry-run` and `--detailed-exitcode`.
@@ -235,6 +240,14 @@ pub enum PlanExit {
 impl RunArgs {
     /// Every problem with the arguments, not just the first.
     pub fn validate(&self) -> Result<Config, Vec<String>> {
+        self.validate_with(shard::system_hostname)
+    }
+
+    /// [`RunArgs::validate`], reading the hostname (only for `--shard-from-hostname`) from `hostname`.
+    pub fn validate_with(
+        &self,
+        hostname: impl FnOnce() -> Option<String>,
+    ) -> Result<Config, Vec<String>> {
         let mut problems = Vec::new();
         if self.policies.is_none() {
             problems
@@ -288,6 +301,7 @@ impl RunArgs {
             }
         }
         let scale = crate::cli::scale::validate(self, &mut problems);
+        let shard = self.shard.validate(hostname, &mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -328,6 +342,7 @@ impl RunArgs {
             mode,
             output: self.output,
             report: self.report.clone(),
+            shard,
         })
     }
 }

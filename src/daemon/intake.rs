@@ -8,7 +8,8 @@
 use crate::events::{Author, Heard, Status, Via};
 use crate::model::{Account, GroupKey, Policy, SharedStr};
 use crate::policy::Desired;
-use std::collections::{BTreeMap, HashMap};
+use crate::shard::Shard;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Notify;
 
@@ -21,6 +22,9 @@ pub enum Admission {
     Ungoverned,
     /// sgpolicy's own write, setting the declared value: no read.
     OwnWrite(GroupKey),
+    /// A group in a bucket another shard owns (a push arrives at any replica): its owner's poller
+    /// and resync cover it, and only the owner spends that bucket's quota.
+    OtherShard,
 }
 
 impl Admission {
@@ -30,6 +34,7 @@ impl Admission {
             Admission::Targeted(_) => "targeted",
             Admission::Ungoverned => "ignored_ungoverned",
             Admission::OwnWrite(_) => "ignored_own_write",
+            Admission::OtherShard => "ignored_other_shard",
         }
     }
 }
@@ -39,15 +44,21 @@ type Index = HashMap<(SharedStr, SharedStr), Vec<(GroupKey, Policy)>>;
 
 pub struct Intake {
     governed: RwLock<Arc<Index>>,
+    /// The account ids the folder names (a push names its account by id; any other is the chain's
+    /// own, keyed `""`), to tell which shard owns an ungoverned group's bucket.
+    named: RwLock<Arc<BTreeSet<String>>>,
+    shard: Shard,
     pending: Mutex<BTreeMap<GroupKey, Arc<Author>>>,
     wake: Notify,
     pub status: Arc<Status>,
 }
 
 impl Intake {
-    pub fn new(status: Arc<Status>) -> Intake {
+    pub fn new(status: Arc<Status>, shard: Shard) -> Intake {
         Intake {
             governed: RwLock::new(Arc::new(Index::new())),
+            named: RwLock::new(Arc::new(BTreeSet::new())),
+            shard,
             pending: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
             status,
@@ -64,6 +75,25 @@ impl Intake {
                 .push((g.key.clone(), g.policy));
         }
         *self.governed.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
+        *self.named.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(desired.accounts.keys().cloned().collect());
+    }
+
+    /// Whether this shard owns the bucket an event names (its account as the folder keys it).
+    fn owns_bucket_of(&self, heard: &Heard) -> bool {
+        let account = match (&heard.via, &heard.account) {
+            (Via::Pull, Some(account)) => account.clone(),
+            _ => {
+                let named = self.named.read().unwrap_or_else(|e| e.into_inner());
+                heard
+                    .change
+                    .account_id
+                    .clone()
+                    .filter(|id| named.contains(id))
+                    .unwrap_or_default()
+            }
+        };
+        self.shard.owns_parts(&account, &heard.change.region)
     }
 
     /// Classifies one event and queues its group when it needs a read.
@@ -91,6 +121,7 @@ impl Intake {
             },
         };
         let admission = match found {
+            None if !self.owns_bucket_of(&heard) => Admission::OtherShard,
             None => Admission::Ungoverned,
             Some((key, desired)) if change.is_own_write_of(*desired) => {
                 Admission::OwnWrite(key.clone())
@@ -168,7 +199,11 @@ mod tests {
     const PROD: &str = "2222222222222222";
 
     fn governing(groups: &[(&str, &str, Policy)]) -> Intake {
-        let intake = Intake::new(Arc::new(Status::new()));
+        governing_as(Shard::SOLE, groups)
+    }
+
+    fn governing_as(shard: Shard, groups: &[(&str, &str, Policy)]) -> Intake {
+        let intake = Intake::new(Arc::new(Status::new()), shard);
         let mut desired = Desired::default();
         for (account, id, policy) in groups {
             let key = GroupKey::in_account(*account, "cn-hangzhou", *id);
@@ -299,5 +334,38 @@ mod tests {
             intake.hear(heard("sg-a", "Accept", None, Via::Pull, Some("3333"))),
             Admission::Ungoverned
         );
+    }
+
+    #[test]
+    fn a_push_for_a_bucket_another_shard_owns_is_left_to_that_shard() {
+        let bucket = |region: &str| crate::model::Bucket {
+            account: "".into(),
+            region: region.into(),
+        };
+        // Two shards: the one owning cn-hangzhou, and a region the other one owns.
+        let mine = (0..2)
+            .map(|i| Shard::new(i, 2).unwrap())
+            .find(|s| s.owns(&bucket("cn-hangzhou")))
+            .unwrap();
+        let theirs = [
+            "cn-shanghai",
+            "cn-beijing",
+            "cn-shenzhen",
+            "eu-central-1",
+            "us-west-1",
+        ]
+        .into_iter()
+        .find(|r| !mine.owns(&bucket(r)))
+        .expect("some region is the other shard's");
+        let intake = governing_as(mine, &[("", "sg-a", Policy::Drop)]);
+        // An account id the folder does not name is the chain's own ("" in keys).
+        assert_eq!(
+            intake.hear(heard("sg-new", "Accept", None, Via::Push, Some("9999"))),
+            Admission::Ungoverned
+        );
+        let mut far = heard("sg-far", "Accept", None, Via::Push, Some("9999"));
+        far.change.region = theirs.to_string();
+        assert_eq!(intake.hear(far).label(), "ignored_other_shard");
+        assert!(intake.take().is_empty());
     }
 }

@@ -136,6 +136,8 @@ pub struct Metrics {
     /// Attempts repeated after transient errors, and throttled answers (see docs/scale.md).
     pub api_retries: Counter,
     pub api_throttled: Counter,
+    /// `sgpolicy_shard_*` (`daemon::shard`).
+    pub shard: crate::daemon::shard::ShardMetrics,
     /// The client's counts already added to `api_calls`.
     api_seen: Mutex<CallsSeen>,
     trail_seen: Mutex<CallsSeen>,
@@ -178,6 +180,7 @@ impl Metrics {
             credentials_refresh_failures: Family::default(),
             api_retries: Counter::default(),
             api_throttled: Counter::default(),
+            shard: Default::default(),
             api_seen: Mutex::new(BTreeMap::new()),
             trail_seen: Mutex::new(BTreeMap::new()),
             trail_retries_seen: Mutex::new((0, 0)),
@@ -300,6 +303,7 @@ impl Metrics {
             "Consecutive failed refreshes of the temporary credentials (0 after a success)",
             m.credentials_refresh_failures.clone(),
         );
+        m.shard.register(r);
         Metrics { registry, ..m }
     }
 

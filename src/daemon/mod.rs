@@ -12,6 +12,7 @@ pub mod intake;
 pub mod metrics;
 pub mod pass;
 pub mod settings;
+pub mod shard;
 pub mod triggers;
 pub mod watch;
 
@@ -49,6 +50,9 @@ pub struct Setup {
     pub settings: DaemonSettings,
     /// `--report FILE`: the JSON report of the last pass that looked at any group.
     pub report: Option<PathBuf>,
+    /// The (account, region) buckets this replica owns: passes, selector listings and (issue 11)
+    /// event pollers cover only these; `shard.owns(&bucket)` says whether a bucket is one of them.
+    pub shard: crate::shard::Shard,
 }
 
 /// How the daemon ended; the command-line layer turns it into an exit status.
@@ -78,6 +82,7 @@ pub async fn run(setup: Setup) -> Ended {
         return Ended::Failed;
     };
     let metrics = Arc::new(Metrics::new());
+    metrics.shard.set_shard(setup.shard);
     let health = Arc::new(Health::new(stall_limit(settings.interval)));
     let endpoints = Endpoints {
         health: health.clone(),
@@ -105,7 +110,7 @@ pub async fn run(setup: Setup) -> Ended {
         status.turn_on(crate::events::Via::Push);
     }
     health.events(status.clone());
-    let intake = Arc::new(intake::Intake::new(status.clone()));
+    let intake = Arc::new(intake::Intake::new(status.clone(), setup.shard));
     let (heard_tx, mut heard_rx) = mpsc::channel::<crate::events::Heard>(4096);
     let receiver = match &events.receiver {
         Some(r) => {
@@ -160,6 +165,7 @@ pub async fn run(setup: Setup) -> Ended {
         policies = %setup.policies.display(),
         interval = %humantime::format_duration(settings.interval),
         dry_run = setup.pass.dry_run,
+        shard = %setup.shard,
         "sgpolicy daemon starting"
     );
     let timing = Timing {

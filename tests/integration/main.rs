@@ -12,4 +12,5 @@ mod harness;
 mod once;
 mod sdk;
 mod sdk_credentials;
+mod shards;
 mod workflow;

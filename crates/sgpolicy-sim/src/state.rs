@@ -130,6 +130,10 @@ pub struct CallCounts {
     pub effective: u64,
     /// Writes answered from the ClientToken store without doing anything ([`CallRecord::replayed`]).
     pub replayed: u64,
+    /// By quota bucket, `"<account>/<region>"` (the signing key's account, the request's region),
+    /// then by action as in `by_action`: only authenticated requests naming a region the simulator
+    /// knows, so the map stays bounded. How sharded agents are shown to divide the buckets.
+    pub by_bucket: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl CallCounts {
@@ -145,6 +149,25 @@ impl CallCounts {
         }
         self.effective += u64::from(rec.effective);
         self.replayed += u64::from(rec.replayed);
+    }
+
+    /// Counts `rec` under its (account, region) bucket.
+    fn record_bucket(&mut self, rec: &CallRecord) {
+        let action = match Api::of(&rec.action) {
+            Some(_) => rec.action.as_str(),
+            None => OTHER_ACTION,
+        };
+        let bucket = format!("{}/{}", rec.account, rec.region);
+        bump(self.by_bucket.entry(bucket).or_default(), action);
+    }
+
+    /// Requests of `action` in the bucket (`account`, `region`) (0 when none came).
+    pub fn of_bucket(&self, account: &str, region: &str, action: &str) -> u64 {
+        self.by_bucket
+            .get(&format!("{account}/{region}"))
+            .and_then(|m| m.get(action))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Requests with this `Action` (0 when none came).
@@ -356,6 +379,9 @@ impl State {
     /// Counts the call and appends it to the call log, assigning the next sequence number.
     pub fn log(&mut self, mut rec: CallRecord) {
         self.counts.record(&rec);
+        if !rec.account.is_empty() && self.regions.contains(&rec.region) {
+            self.counts.record_bucket(&rec);
+        }
         rec.seq = self.next_seq;
         self.next_seq += 1;
         if self.calls.len() >= CALL_LOG_CAP {

@@ -504,6 +504,24 @@ async fn calls_are_counted_apart_from_the_log_which_can_be_cleared() {
     assert_eq!(c.of_fault("throttle"), 1);
     assert_eq!(c.by_fault.len(), 1);
     assert_eq!((c.effective, c.replayed), (1, 1));
+    let bucket = format!("{DEFAULT_ACCOUNT}/cn-hangzhou");
+    assert_eq!(
+        c.by_bucket.keys().collect::<Vec<_>>(),
+        [&bucket],
+        "the region-less DescribeRegions counts in no bucket"
+    );
+    assert_eq!(
+        c.of_bucket(DEFAULT_ACCOUNT, "cn-hangzhou", "DescribeSecurityGroups"),
+        2
+    );
+    assert_eq!(
+        c.of_bucket(DEFAULT_ACCOUNT, "cn-hangzhou", "ModifySecurityGroupPolicy"),
+        2
+    );
+    assert_eq!(
+        c.of_bucket(DEFAULT_ACCOUNT, "cn-shanghai", "DescribeSecurityGroups"),
+        0
+    );
     let (st, v) = send(
         &s,
         HttpRequest::get("/_sim/counts")
@@ -515,5 +533,6 @@ async fn calls_are_counted_apart_from_the_log_which_can_be_cleared() {
     assert_eq!(v["total"], 6);
     assert_eq!(v["byAction"]["DescribeSecurityGroups"], 2);
     assert_eq!(v["byFault"]["throttle"], 1);
+    assert_eq!(v["byBucket"][&bucket]["DescribeSecurityGroupAttribute"], 1);
     assert_eq!(v, serde_json::to_value(&c).expect("json"));
 }

@@ -89,7 +89,11 @@ impl Runner {
                     },
                     0,
                 );
-                st.last_good = Some(Arc::new(d));
+                // Validated and named as a whole; this replica keeps only its buckets.
+                self.metrics
+                    .shard
+                    .set_assignment(self.setup.shard.assignment(&d));
+                st.last_good = Some(Arc::new(self.setup.shard.restrict(d)));
                 st.commit = commit;
                 st.last_errors.clear();
                 true

@@ -159,6 +159,10 @@ impl Runner {
                 return Verdict::Failed;
             }
         };
+        self.metrics
+            .shard
+            .groups_owned
+            .set(desired.groups.len() as i64);
         let now = Instant::now();
         let declared = |k: &GroupKey| desired.groups.contains_key(k);
         st.settled.retain(|k, _| declared(k));

@@ -6,6 +6,7 @@
 mod events;
 mod files;
 mod ops;
+mod shards;
 
 use crate::harness::*;
 use sgpolicy_sim::Policy;
