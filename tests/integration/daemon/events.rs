@@ -414,13 +414,11 @@ async fn a_forbidden_lookup_events_degrades_readiness_and_the_daemon_carries_on(
     let (status, body) = d.get("/readyz").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("degraded: events unavailable:"), "{body}");
-    let m = d.metrics().await;
-    assert_eq!(
-        m.get("sgpolicy_events_available{source=\"pull\"}"),
-        0.0,
-        "{}",
-        m.text
-    );
+    // The gauge follows within a heartbeat; the pull source was up (1) before the refusal.
+    d.wait_metrics("the pull source down", |m| {
+        m.values.get("sgpolicy_events_available{source=\"pull\"}") == Some(&0.0)
+    })
+    .await;
     // The resync still did its job.
     assert_eq!(sim.policy(HZ, "sg-a"), Policy::Drop);
 }
