@@ -81,6 +81,14 @@ pub struct GroupLabels {
     pub account: AccountLabel,
 }
 
+/// `region` (and `account` for a named account) of `sgpolicy_ungoverned_groups`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CoverageLabels {
+    pub region: String,
+    #[prometheus(flatten)]
+    pub account: AccountLabel,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 fn duration_histogram() -> Histogram {
@@ -111,6 +119,8 @@ pub struct Metrics {
     /// Attempts repeated after transient errors, and throttled answers (see docs/scale.md).
     pub api_retries: Counter,
     pub api_throttled: Counter,
+    /// `--report-ungoverned`: groups no declaration governs, per (account, region).
+    pub ungoverned: Family<CoverageLabels, Gauge>,
     /// The client's counts already added to `api_calls`.
     api_seen: Mutex<BTreeMap<(String, String, String), u64>>,
     /// The client's retry and throttle counts already added.
@@ -146,6 +156,7 @@ impl Metrics {
             credentials_refresh_failures: Family::default(),
             api_retries: Counter::default(),
             api_throttled: Counter::default(),
+            ungoverned: Family::default(),
             api_seen: Mutex::new(BTreeMap::new()),
             retries_seen: Mutex::new((0, 0)),
             registry: Registry::default(),
@@ -246,7 +257,25 @@ impl Metrics {
             "Consecutive failed refreshes of the temporary credentials (0 after a success)",
             m.credentials_refresh_failures.clone(),
         );
+        r.register(
+            "sgpolicy_ungoverned_groups",
+            "Security groups that no policy file governs, per account and region, after the last full pass (--report-ungoverned)",
+            m.ungoverned.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Ungoverned groups by (account, region); (account, region)s not given are dropped.
+    pub fn set_ungoverned(&self, counts: &BTreeMap<(String, String), i64>) {
+        self.ungoverned.clear();
+        for ((account, region), n) in counts {
+            self.ungoverned
+                .get_or_create(&CoverageLabels {
+                    region: region.clone(),
+                    account: AccountLabel(account.clone()),
+                })
+                .set(*n);
+        }
     }
 
     /// Adds the client's calls made since the last sync (counters only go up).
@@ -393,5 +422,19 @@ mod tests {
         m.set_revision("def456", None);
         let text = m.encode();
         assert!(!text.contains("abc123"), "the old revision is gone");
+        m.set_ungoverned(&BTreeMap::from([
+            ((String::new(), "cn-hangzhou".to_string()), 14),
+            (
+                ("2222222222222222".to_string(), "cn-hangzhou".to_string()),
+                0,
+            ),
+        ]));
+        let text = m.encode();
+        for needle in [
+            "sgpolicy_ungoverned_groups{region=\"cn-hangzhou\"} 14",
+            "sgpolicy_ungoverned_groups{region=\"cn-hangzhou\",account=\"2222222222222222\"} 0",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
     }
 }

@@ -18,6 +18,9 @@ pub struct DaemonSettings {
     pub debounce: Duration,
     pub fight: FightPolicy,
     pub retry: RetryPolicy,
+    /// `--report-ungoverned`: after each full pass, list every (account, region) the folder names and
+    /// export `sgpolicy_ungoverned_groups`.
+    pub report_ungoverned: bool,
 }
 
 /// When corrections of one group count as a fight, and how long to hold off.
@@ -62,6 +65,7 @@ impl Default for DaemonSettings {
                 base: Duration::from_secs(1),
                 cap: Duration::from_secs(300),
             },
+            report_ungoverned: false,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod limit;
 pub mod redact;
 pub mod sign;
 
+pub use api::ListedGroup;
 pub use client::{ClientConfig, EcsClient};
 pub use cloud::{Cloud, GroupFilter, GroupPage};
 pub use credentials::Credentials;

@@ -3,6 +3,7 @@
 //! since they were last settled), hold back fighting groups, run the reconcile pass, and report it
 //! through logs, metrics, readiness and the audit trail.
 
+mod coverage;
 mod folder;
 mod results;
 mod scope;
@@ -39,6 +40,8 @@ struct State {
     selector_groups: BTreeMap<GroupKey, DesiredGroup>,
     last_selectors: Vec<Selector>,
     last_explicit: BTreeSet<GroupKey>,
+    /// `--report-ungoverned`: what the last coverage survey found.
+    coverage: coverage::Seen,
 }
 
 pub struct Runner {
@@ -70,6 +73,7 @@ impl Runner {
                 selector_groups: BTreeMap::new(),
                 last_selectors: Vec::new(),
                 last_explicit: BTreeSet::new(),
+                coverage: coverage::Seen::default(),
                 groups: BTreeMap::new(),
                 fights: Fights::new(settings.fight),
             }),
@@ -108,6 +112,7 @@ impl Runner {
         };
 
         let full = trigger.is_full();
+        let folder = desired.clone();
         let desired = match self.effective(&mut st, &desired, full).await {
             Ok(d) => d,
             Err(e) => {
@@ -174,6 +179,9 @@ impl Runner {
         let (tally, cloud_failure) =
             self.take_reports(&mut st, &reports, &desired.groups, commit.as_deref());
         self.publish_groups(&st);
+        if full {
+            self.survey_coverage(&mut st, &folder).await;
+        }
         if scope > 0 {
             self.health.cloud(cloud_failure.clone());
         }
