@@ -138,14 +138,16 @@ pub async fn list<C: Cloud>(
     settings: &ImportSettings,
     progress: &mut impl FnMut(Progress),
 ) -> Result<Vec<(String, ListedGroup)>, ImportError> {
+    // Regions are listed side by side (each has its own quota), and reported in the order given.
+    let mut listings = stream::iter(&settings.regions)
+        .map(|region| async move { (region, list_all(client, region, &settings.filter).await) })
+        .buffered(settings.regions.len().max(1));
     let mut out = Vec::new();
-    for region in &settings.regions {
-        let groups = list_all(client, region, &settings.filter)
-            .await
-            .map_err(|failure| ImportError::List {
-                region: region.clone(),
-                failure: Box::new(failure),
-            })?;
+    while let Some((region, listing)) = listings.next().await {
+        let groups = listing.map_err(|failure| ImportError::List {
+            region: region.clone(),
+            failure: Box::new(failure),
+        })?;
         let before = out.len();
         out.extend(
             groups

@@ -216,7 +216,7 @@ fn render_file(name: String, account: Option<&AccountRef>, groups: &[&Found], mo
     );
     if mode == Mode::Observe && !declared.is_empty() {
         t.push_str(
-            "# Observe-only: review the plan, then delete the `mode: observe` lines to enforce.\n",
+            "# `mode: observe` entries are planned and reported, never written: review the plan, then\n# delete those lines to enforce.\n",
         );
     }
     if let Some(a) = account {
@@ -334,7 +334,7 @@ mod tests {
         };
         let text = &files(&estate, Mode::Observe)[0].text;
         assert_eq!(text.matches("    mode: observe\n").count(), 2, "{text}");
-        assert!(text.contains("delete the `mode: observe` lines to enforce"));
+        assert!(text.contains("review the plan, then\n# delete those lines to enforce."));
     }
 
     #[test]
