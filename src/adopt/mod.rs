@@ -60,6 +60,8 @@ pub enum ImportError {
     Exists { paths: Vec<PathBuf> },
     #[error("the policy of {} group(s) could not be read ({}); nothing was written; run the import again", failed.len(), first_failure(failed))]
     Reads { failed: Vec<(GroupKey, Failure)> },
+    #[error("the policy of {group} was never read (a bug: please report it); nothing was written")]
+    Unread { group: GroupKey },
     #[error("{}: {source}; {}", path.display(), if *partial { "the files written by this import were removed again" } else { "nothing was written" })]
     Io {
         path: PathBuf,
@@ -181,8 +183,7 @@ pub async fn read<C: Cloud>(
                 Some(why) => Adopted::Skipped(why),
                 None => match render::id_problem(&g.id) {
                     Some(why) => Adopted::Skipped(why),
-                    // Replaced by the read below.
-                    None => Adopted::Policy(crate::model::Policy::Drop),
+                    None => Adopted::Unread,
                 },
             };
             Found {
@@ -197,7 +198,7 @@ pub async fn read<C: Cloud>(
     let to_read: Vec<(usize, GroupKey)> = groups
         .iter()
         .enumerate()
-        .filter(|(_, g)| matches!(g.state, Adopted::Policy(_)))
+        .filter(|(_, g)| g.state == Adopted::Unread)
         .map(|(i, g)| (i, g.key.clone()))
         .collect();
     let total = to_read.len();
@@ -234,6 +235,13 @@ pub async fn read<C: Cloud>(
     gone.sort_unstable();
     for i in gone.into_iter().rev() {
         groups.remove(i);
+    }
+    // Every read either answered or failed above; a group still unread would be written with no
+    // policy, so it is an error rather than a guess.
+    if let Some(g) = groups.iter().find(|g| g.state == Adopted::Unread) {
+        return Err(ImportError::Unread {
+            group: g.key.clone(),
+        });
     }
     Ok((
         Estate {

@@ -55,6 +55,8 @@ pub enum Adopted {
     Policy(Policy),
     /// Written as a comment: why it cannot be declared.
     Skipped(String),
+    /// Listed, its policy not read yet: never rendered (`adopt::read` refuses an estate with one).
+    Unread,
 }
 
 /// One rendered policy file: its name inside the output folder and its text.
@@ -199,6 +201,7 @@ fn render_file(name: String, account: Option<&AccountRef>, groups: &[&Found], mo
     vpcs.dedup();
     let (declared, skipped): (Vec<&Found>, Vec<&Found>) = groups
         .iter()
+        .filter(|g| g.state != Adopted::Unread)
         .partition(|g| matches!(g.state, Adopted::Policy(_)));
     let mut t = String::new();
     let _ = writeln!(t, "# yaml-language-server: $schema={SCHEMA_ID}");
