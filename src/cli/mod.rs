@@ -342,6 +342,31 @@ mod tests {
     }
 
     #[test]
+    fn the_coverage_flags_survey_after_one_shot_passes_and_full_daemon_passes() {
+        let strict = parse(&["--policies", "p", "--once", "--fail-on-ungoverned"])
+            .run
+            .validate()
+            .unwrap();
+        assert!(strict.report_ungoverned && strict.fail_on_ungoverned);
+        let daemon = parse(&["--policies", "p", "--report-ungoverned"])
+            .run
+            .validate()
+            .unwrap();
+        let RunMode::Daemon(settings) = daemon.mode else {
+            panic!("a daemon: {:?}", daemon.mode)
+        };
+        assert!(settings.report_ungoverned);
+        let problems = parse(&["--policies", "p", "--fail-on-ungoverned"])
+            .run
+            .validate()
+            .unwrap_err();
+        assert!(
+            problems[0].starts_with("--fail-on-ungoverned only applies with --once"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn sim_is_a_subcommand() {
         let cli = parse(&["sim", "--listen", "127.0.0.1:0", "--seed", "s.yaml"]);
         assert!(matches!(cli.command, Some(Command::Sim(ref a)) if a.listen == "127.0.0.1:0"));
