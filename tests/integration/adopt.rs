@@ -434,3 +434,18 @@ async fn right_after_an_import_nothing_is_ungoverned() {
     assert_eq!(r.json()["ungoverned"], serde_json::json!([]));
     assert_eq!(r.json()["summary"]["ungoverned"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_without_region_or_folder_exits_64_naming_both_before_any_request() {
+    let sim = Sim::start(&mixed_estate()).await;
+    let r = run(&sim, &["import", "--tag", "novalue"], &[]).await;
+    assert_eq!(r.code, 64, "{}", r.stderr);
+    for needle in [
+        "--region REGION is required",
+        "--out DIR is required",
+        "--tag \"novalue\"",
+    ] {
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+    }
+    assert!(sim.calls().is_empty(), "no request was sent");
+}
