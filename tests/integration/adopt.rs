@@ -265,6 +265,49 @@ async fn force_overwrites_existing_files_with_the_live_state() {
         "{}",
         r.stderr
     );
+    for progress in [
+        "import: listed 5 group(s) in 1 of 1 region(s)",
+        "import: read 3 of 3 policies",
+    ] {
+        assert!(
+            r.stderr.contains(progress),
+            "progress on stderr: {}",
+            r.stderr
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_whose_role_cannot_be_assumed_fails_the_import_and_writes_nothing() {
+    let sim = Sim::start(&mixed_estate()).await;
+    let out = Folder::new();
+    let arn = role_arn(PROD);
+    let r = import(
+        &sim,
+        &out,
+        &[
+            "--region",
+            HZ,
+            "--role-arn",
+            arn.as_str(),
+            "--external-id",
+            "wrong",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("AccountUnavailable") && r.stderr.contains("nothing was written"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("wrong"),
+        "the external id is never printed: {}",
+        r.stderr
+    );
+    assert!(files(&out).is_empty());
+    assert!(sim.calls_of("DescribeSecurityGroups").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
