@@ -9,7 +9,7 @@
 //! before anything is written. A group deleted between the listing and its read is left out.
 //!
 //! Cost: `Σ_region ⌈n_region / 100⌉` listing calls plus one read per manageable group
-//! (docs/scale.md, "Import").
+//! (docs/scale.md, "Import and coverage").
 
 pub mod render;
 pub mod write;
