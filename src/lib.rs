@@ -25,6 +25,7 @@
 //! - [`reconcile`]: one pass (observe → plan → gate → apply → verify), its work order, deadline, safety
 //!   rails and selector resolution; typed failures. The only writer.
 //! - [`report`]: text, JSON, Markdown for pull requests, and the audit trail.
+//! - [`adopt`]: `sgpolicy import`: policy files written from the live state of existing groups.
 //! - [`daemon`]: the long-lived mode: triggers (file changes, interval, SIGHUP, retry), one pass at a
 //!   time, last good state, fights, metrics and health endpoints, shutdown.
 //! - [`cli`]: raw arguments → validated settings, the `validate` and `schema` commands, exit codes.
@@ -35,6 +36,7 @@
 //! sim` serves it.
 
 pub mod accounts;
+pub mod adopt;
 pub mod cli;
 pub mod credentials;
 pub mod daemon;

@@ -3,6 +3,8 @@
 
 use clap::Parser;
 use sgpolicy::accounts::connect::ConnectError;
+use sgpolicy::adopt;
+use sgpolicy::cli::import::ImportConfig;
 use sgpolicy::cli::{
     exit, Cli, Command, Config, LogFormat, OutputFormat, PlanExit, RunMode, SimArgs,
 };
@@ -23,7 +25,11 @@ fn main() -> ExitCode {
     // A one-shot pass runs on one thread: it waits on the network and the rate limiter and needs
     // well under a core, while on worker threads every request crossed threads twice (the pass here,
     // its connection on a worker), which cost more CPU than the request itself (docs/scale.md).
-    let mut builder = if cli.command.is_none() && cli.run.once {
+    let one_shot = match &cli.command {
+        None => cli.run.once,
+        Some(command) => matches!(command, Command::Import(_)),
+    };
+    let mut builder = if one_shot {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()
@@ -39,6 +45,10 @@ fn main() -> ExitCode {
         Some(Command::Sim(args)) => runtime.block_on(run_sim(args)),
         Some(Command::Validate(args)) => sgpolicy::cli::validate::run_cli(&args),
         Some(Command::Schema) => sgpolicy::cli::validate::print_schema(),
+        Some(Command::Import(args)) => match args.validate() {
+            Ok(config) => runtime.block_on(run_import(config)),
+            Err(problems) => usage(problems, "sgpolicy import --help"),
+        },
         None => match cli.run.validate() {
             Ok(config) => match config.mode.clone() {
                 RunMode::Daemon(settings) => {
@@ -59,16 +69,18 @@ fn main() -> ExitCode {
                 }
                 RunMode::Apply | RunMode::Plan(_) => runtime.block_on(run_once(config)),
             },
-            Err(problems) => {
-                for p in problems {
-                    eprintln!("error: {p}");
-                }
-                eprintln!("(see sgpolicy --help)");
-                exit::USAGE
-            }
+            Err(problems) => usage(problems, "sgpolicy --help"),
         },
     };
     ExitCode::from(code as u8)
+}
+
+fn usage(problems: Vec<String>, help: &str) -> i32 {
+    for p in problems {
+        eprintln!("error: {p}");
+    }
+    eprintln!("(see {help})");
+    exit::USAGE
 }
 
 fn init_logging(format: LogFormat) {
@@ -141,7 +153,17 @@ async fn run_once(config: Config) -> i32 {
             return exit::USAGE;
         }
     };
-    let result = reconcile::run_pass(&client, &desired, &config.pass).await;
+    let mut result = reconcile::run_pass(&client, &desired, &config.pass).await;
+    if config.report_ungoverned {
+        reconcile::coverage::add_to(
+            &mut result,
+            &client,
+            &desired,
+            config.pass.concurrency,
+            config.fail_on_ungoverned,
+        )
+        .await;
+    }
     let commit = sgpolicy::policy::commit::commit_of(&config.policies);
     sgpolicy::report::audit::log_writes(&result, commit.as_deref());
     // The summary is on stdout already; the log line is for runs whose stdout is a JSON report.
@@ -173,6 +195,95 @@ async fn run_once(config: Config) -> i32 {
         exit::DRIFT
     } else {
         exit::OK
+    }
+}
+
+/// `sgpolicy import`: connect, reach the account, list, read and write; a progress line on stderr.
+async fn run_import(config: ImportConfig) -> i32 {
+    let clients = match sgpolicy::accounts::connect::connect(&config.connect).await {
+        Ok((clients, _credentials)) => clients,
+        Err(e @ ConnectError::Credentials(_)) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+        Err(e @ (ConnectError::Client(_) | ConnectError::Sessions(_))) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let settings = &config.settings;
+    let client = match &settings.account {
+        None => clients.get("", None).await,
+        Some(role) => {
+            let account = role.account_id().unwrap_or_default();
+            clients.get(account, Some(role)).await
+        }
+    };
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}; nothing was written");
+            return exit::ERROR;
+        }
+    };
+    let started = std::time::Instant::now();
+    let (mut listed, mut regions) = (0usize, 0usize);
+    let progress = |p: adopt::Progress| match p {
+        adopt::Progress::Listed { groups } => {
+            listed += groups;
+            regions += 1;
+            eprintln!(
+                "import: listed {listed} group(s) in {regions} of {} region(s)",
+                settings.regions.len()
+            );
+        }
+        adopt::Progress::Read { read, total } => eprintln!(
+            "import: read {read} of {total} policies ({:.0}s)",
+            started.elapsed().as_secs_f64()
+        ),
+    };
+    match adopt::import(&client, settings, progress).await {
+        Ok(summary) => {
+            for f in &summary.files {
+                println!("{}", f.display());
+            }
+            let mut also = String::new();
+            if summary.skipped > 0 {
+                also += &format!(
+                    ", {} written as comments (cannot be managed)",
+                    summary.skipped
+                );
+            }
+            if summary.vanished > 0 {
+                also += &format!(", {} gone before their policy was read", summary.vanished);
+            }
+            eprintln!(
+                "imported {} group(s) into {} file(s) in {}{also} ({:.1}s; API calls: {})",
+                summary.declared,
+                summary.files.len(),
+                settings.out.display(),
+                started.elapsed().as_secs_f64(),
+                calls(clients.stats()),
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::ERROR
+        }
+    }
+}
+
+fn calls(stats: &sgpolicy::ecs::client::CallStats) -> String {
+    let mut by_action = std::collections::BTreeMap::<String, u64>::new();
+    for ((action, _), n) in stats.snapshot() {
+        *by_action.entry(action).or_default() += n;
+    }
+    let calls: Vec<String> = by_action.iter().map(|(a, n)| format!("{n} {a}")).collect();
+    if calls.is_empty() {
+        "none".into()
+    } else {
+        calls.join(", ")
     }
 }
 

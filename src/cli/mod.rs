@@ -5,7 +5,6 @@
 
 use crate::accounts::connect::ConnectSettings;
 use crate::daemon::settings::DaemonSettings;
-use crate::ecs::client::validate_endpoint;
 use crate::ecs::endpoint::EndpointType;
 use crate::policy::LoadOptions;
 use crate::reconcile::gate::Rails;
@@ -13,8 +12,10 @@ use crate::reconcile::PassOptions;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+pub mod connect;
 pub mod daemon;
 pub mod duration;
+pub mod import;
 pub mod scale;
 pub mod shard;
 pub mod validate;
@@ -51,6 +52,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print the JSON Schema of the policy file format.
     Schema,
+    /// Write policy files from the live state of existing security groups (adoption).
+    Import(Box<import::ImportArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -121,35 +124,8 @@ pub struct RunArgs {
     /// Default region for groups whose file and entry name none.
     #[arg(long)]
     pub region: Option<String>,
-    /// Send every API call to this endpoint instead of https://ecs.<region>.aliyuncs.com.
-    #[arg(long, env = "ALIBABA_CLOUD_ENDPOINT_ECS", value_name = "URL")]
-    pub endpoint: Option<String>,
-    /// Send every ActionTrail call (LookupEvents) here instead of https://actiontrail.<region>.aliyuncs.com.
-    #[arg(long, env = "ALIBABA_CLOUD_ENDPOINT_ACTIONTRAIL", value_name = "URL")]
-    pub actiontrail_endpoint: Option<String>,
-    /// Allow a plain-http --endpoint that is not a loopback address.
-    #[arg(long)]
-    pub insecure_http: bool,
-    /// Region endpoints to use: public (ecs.<region>.aliyuncs.com) or vpc (ecs-vpc.<region>...).
-    #[arg(long, value_enum, default_value = "public")]
-    pub endpoint_type: EndpointTypeArg,
-    /// Credential profile: the CLI config.json profile and the credentials-file section.
-    #[arg(long, env = "ALIBABA_CLOUD_PROFILE", value_name = "NAME")]
-    pub profile: Option<String>,
-    /// Send STS calls (AssumeRole, AssumeRoleWithOIDC) here instead of sts[.<region>].aliyuncs.com.
-    #[arg(long, env = "ALIBABA_CLOUD_ENDPOINT_STS", value_name = "URL")]
-    pub sts_endpoint: Option<String>,
-    /// Instance metadata service address (tests only: loopback or http://100.100.100.200).
-    #[arg(
-        long,
-        env = "SGPOLICY_METADATA_ENDPOINT",
-        value_name = "URL",
-        hide = true
-    )]
-    pub metadata_endpoint: Option<String>,
-    /// API requests in flight at once.
-    #[arg(long, default_value_t = 16)]
-    pub concurrency: usize,
+    #[command(flatten)]
+    pub connect: connect::ConnectArgs,
     /// Largest policy file accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024, hide = true)]
     pub max_file_bytes: u64,
@@ -169,21 +145,18 @@ pub struct RunArgs {
     /// Apply changes that open a group (Drop -> Accept); without it they are held and the pass exits 1.
     #[arg(long)]
     pub allow_open: bool,
-    /// Requests per second per region and API action (set it below your Quota Center quota).
-    #[arg(long, value_name = "RPS", default_value_t = crate::ecs::limit::DEFAULT_MAX_RPS)]
-    pub max_rps: f64,
-    /// Per-action override of --max-rps, e.g. ModifySecurityGroupPolicy=5 (repeatable).
-    #[arg(long, value_name = "ACTION=RPS")]
-    pub max_rps_action: Vec<String>,
+    /// Also list the groups of every (account, region) the folder names that no entry or selector
+    /// governs (one paged DescribeSecurityGroups listing per account and region); the daemon then
+    /// exports sgpolicy_ungoverned_groups after each full pass.
+    #[arg(long)]
+    pub report_ungoverned: bool,
+    /// With --once: like --report-ungoverned, and an ungoverned group (or a failed listing) is an
+    /// error (exit 1).
+    #[arg(long)]
+    pub fail_on_ungoverned: bool,
     /// Deadline for a whole pass (e.g. 30m, 90s; 0 for none); unfinished groups are reported as errors.
     #[arg(long, value_name = "DURATION", default_value = "30m")]
     pub pass_timeout: String,
-    /// Timeout for one HTTP request, connection included.
-    #[arg(long, value_name = "DURATION", default_value = "15s")]
-    pub request_timeout: String,
-    /// Timeout for establishing one connection.
-    #[arg(long, value_name = "DURATION", default_value = "5s")]
-    pub connect_timeout: String,
 }
 
 /// `--endpoint-type`, as the command line spells it (the `ecs` layer knows nothing of clap).
@@ -215,6 +188,10 @@ pub struct Config {
     pub report: Option<PathBuf>,
     /// The buckets this replica owns (`--shard-*`; the only shard without them).
     pub shard: crate::shard::Shard,
+    /// `--report-ungoverned` (or `--fail-on-ungoverned`): survey coverage after the pass.
+    pub report_ungoverned: bool,
+    /// `--fail-on-ungoverned`: an ungoverned group is an error for the exit code.
+    pub fail_on_ungoverned: bool,
 }
 
 /// How sgpolicy runs: chosen by `--once`, `--dry-run` and `--detailed-exitcode`.
@@ -253,7 +230,14 @@ impl RunArgs {
             problems
                 .push("--policies DIR is required (the folder of policy YAML files)".to_string());
         }
-        let daemon = self.daemon.validate(self.once, &mut problems);
+        let mut daemon = self.daemon.validate(self.once, &mut problems);
+        daemon.report_ungoverned = self.report_ungoverned || self.fail_on_ungoverned;
+        if self.fail_on_ungoverned && !self.once {
+            problems.push(
+                "--fail-on-ungoverned only applies with --once (a daemon has no final exit code; alert on sgpolicy_ungoverned_groups)"
+                    .to_string(),
+            );
+        }
         if self.detailed_exitcode && !self.once {
             problems.push(
                 "--detailed-exitcode only applies with --once (a daemon has no final exit code)"
@@ -262,12 +246,6 @@ impl RunArgs {
         }
         if self.detailed_exitcode && !self.dry_run {
             problems.push("--detailed-exitcode only makes sense with --dry-run".to_string());
-        }
-        if self.concurrency == 0 || self.concurrency > 256 {
-            problems.push(format!(
-                "--concurrency must be between 1 and 256, got {}",
-                self.concurrency
-            ));
         }
         if let Some(r) = &self.region {
             if r.is_empty()
@@ -280,27 +258,7 @@ impl RunArgs {
                 ));
             }
         }
-        if let Some(e) = &self.endpoint {
-            if let Err(msg) = validate_endpoint(e, self.insecure_http) {
-                problems.push(msg.to_string());
-            }
-        }
-        if let Some(e) = &self.sts_endpoint {
-            if let Err(msg) = validate_endpoint(e, self.insecure_http) {
-                problems.push(format!("--sts-endpoint: {msg}"));
-            }
-        }
-        if let Some(e) = &self.actiontrail_endpoint {
-            if let Err(msg) = validate_endpoint(e, self.insecure_http) {
-                problems.push(format!("--actiontrail-endpoint: {msg}"));
-            }
-        }
-        if let Some(e) = &self.metadata_endpoint {
-            if let Err(msg) = crate::credentials::imds::validate_endpoint(e) {
-                problems.push(msg.to_string());
-            }
-        }
-        let scale = crate::cli::scale::validate(self, &mut problems);
+        let (connect, pass_timeout) = self.connect.validate(&self.pass_timeout, &mut problems);
         let shard = self.shard.validate(hostname, &mut problems);
         if !problems.is_empty() {
             return Err(problems);
@@ -317,32 +275,23 @@ impl RunArgs {
                 default_region: self.region.clone(),
                 max_file_bytes: self.max_file_bytes,
             },
-            connect: ConnectSettings {
-                endpoint: self.endpoint.clone(),
-                actiontrail_endpoint: self.actiontrail_endpoint.clone(),
-                endpoint_type: self.endpoint_type.into(),
-                insecure_http: self.insecure_http,
-                profile: self.profile.clone().filter(|p| !p.is_empty()),
-                sts_endpoint: self.sts_endpoint.clone().filter(|e| !e.is_empty()),
-                metadata_endpoint: self.metadata_endpoint.clone(),
-                rate_limits: scale.rate_limits,
-                request_timeout: scale.request_timeout,
-                connect_timeout: scale.connect_timeout,
-            },
+            connect,
             pass: PassOptions {
                 dry_run: self.dry_run,
-                concurrency: self.concurrency,
+                concurrency: self.connect.concurrency,
                 rails: Rails {
                     max_changes: Some(self.max_changes),
                     allow_open: self.allow_open,
                 },
-                pass_timeout: scale.pass_timeout,
+                pass_timeout,
                 ..PassOptions::default()
             },
             mode,
             output: self.output,
             report: self.report.clone(),
             shard,
+            report_ungoverned: self.report_ungoverned || self.fail_on_ungoverned,
+            fail_on_ungoverned: self.fail_on_ungoverned,
         })
     }
 }
@@ -436,6 +385,31 @@ mod tests {
         assert_eq!(
             c.connect.actiontrail_endpoint.as_deref(),
             Some("http://127.0.0.1:9000")
+        );
+    }
+
+    #[test]
+    fn the_coverage_flags_survey_after_one_shot_passes_and_full_daemon_passes() {
+        let strict = parse(&["--policies", "p", "--once", "--fail-on-ungoverned"])
+            .run
+            .validate()
+            .unwrap();
+        assert!(strict.report_ungoverned && strict.fail_on_ungoverned);
+        let daemon = parse(&["--policies", "p", "--report-ungoverned"])
+            .run
+            .validate()
+            .unwrap();
+        let RunMode::Daemon(settings) = daemon.mode else {
+            panic!("a daemon: {:?}", daemon.mode)
+        };
+        assert!(settings.report_ungoverned);
+        let problems = parse(&["--policies", "p", "--fail-on-ungoverned"])
+            .run
+            .validate()
+            .unwrap_err();
+        assert!(
+            problems[0].starts_with("--fail-on-ungoverned only applies with --once"),
+            "{problems:?}"
         );
     }
 

@@ -1,8 +1,8 @@
 //! Validation of the scale flags (`--max-rps`, `--max-rps-action`, `--pass-timeout`, request and
 //! connect timeouts), kept apart from `cli` so that file only gains a few lines.
 
+use super::connect::ConnectArgs;
 use super::duration;
-use crate::cli::RunArgs;
 use crate::ecs::limit::{parse_rps, RateLimits};
 use std::time::Duration;
 
@@ -14,8 +14,9 @@ pub struct Scale {
     pub connect_timeout: Duration,
 }
 
-/// Checks the scale flags, pushing every problem onto `problems`.
-pub fn validate(args: &RunArgs, problems: &mut Vec<String>) -> Scale {
+/// Checks the scale flags (`pass_timeout` is `--pass-timeout`'s text), pushing every problem onto
+/// `problems`.
+pub fn validate(args: &ConnectArgs, pass_timeout: &str, problems: &mut Vec<String>) -> Scale {
     let mut rate_limits = RateLimits::default();
     match parse_rps(&args.max_rps.to_string()) {
         Ok(v) => rate_limits.default_rps = v,
@@ -36,7 +37,7 @@ pub fn validate(args: &RunArgs, problems: &mut Vec<String>) -> Scale {
             default
         }
     };
-    let pass_timeout = duration("--pass-timeout", &args.pass_timeout, Duration::ZERO);
+    let pass_timeout = duration("--pass-timeout", pass_timeout, Duration::ZERO);
     let request_timeout = duration(
         "--request-timeout",
         &args.request_timeout,

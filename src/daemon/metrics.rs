@@ -81,6 +81,14 @@ pub struct GroupLabels {
     pub account: AccountLabel,
 }
 
+/// `region` (and `account` for a named account) of `sgpolicy_ungoverned_groups`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CoverageLabels {
+    pub region: String,
+    #[prometheus(flatten)]
+    pub account: AccountLabel,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 fn duration_histogram() -> Histogram {
@@ -138,6 +146,8 @@ pub struct Metrics {
     pub api_throttled: Counter,
     /// `sgpolicy_shard_*` (`daemon::shard`).
     pub shard: crate::daemon::shard::ShardMetrics,
+    /// `--report-ungoverned`: groups no declaration governs, per (account, region).
+    pub ungoverned: Family<CoverageLabels, Gauge>,
     /// The client's counts already added to `api_calls`.
     api_seen: Mutex<CallsSeen>,
     trail_seen: Mutex<CallsSeen>,
@@ -181,6 +191,7 @@ impl Metrics {
             api_retries: Counter::default(),
             api_throttled: Counter::default(),
             shard: Default::default(),
+            ungoverned: Family::default(),
             api_seen: Mutex::new(BTreeMap::new()),
             trail_seen: Mutex::new(BTreeMap::new()),
             trail_retries_seen: Mutex::new((0, 0)),
@@ -303,8 +314,26 @@ impl Metrics {
             "Consecutive failed refreshes of the temporary credentials (0 after a success)",
             m.credentials_refresh_failures.clone(),
         );
+        r.register(
+            "sgpolicy_ungoverned_groups",
+            "Security groups that no policy file governs, per account and region, after the last full pass (--report-ungoverned)",
+            m.ungoverned.clone(),
+        );
         m.shard.register(r);
         Metrics { registry, ..m }
+    }
+
+    /// Ungoverned groups by (account, region); (account, region)s not given are dropped.
+    pub fn set_ungoverned(&self, counts: &BTreeMap<(String, String), i64>) {
+        self.ungoverned.clear();
+        for ((account, region), n) in counts {
+            self.ungoverned
+                .get_or_create(&CoverageLabels {
+                    region: region.clone(),
+                    account: AccountLabel(account.clone()),
+                })
+                .set(*n);
+        }
     }
 
     /// Adds the ECS clients' calls made since the last sync (counters only go up).
@@ -509,5 +538,19 @@ mod tests {
         m.set_revision("def456", None);
         let text = m.encode();
         assert!(!text.contains("abc123"), "the old revision is gone");
+        m.set_ungoverned(&BTreeMap::from([
+            ((String::new(), "cn-hangzhou".to_string()), 14),
+            (
+                ("2222222222222222".to_string(), "cn-hangzhou".to_string()),
+                0,
+            ),
+        ]));
+        let text = m.encode();
+        for needle in [
+            "sgpolicy_ungoverned_groups{region=\"cn-hangzhou\"} 14",
+            "sgpolicy_ungoverned_groups{region=\"cn-hangzhou\",account=\"2222222222222222\"} 0",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
     }
 }

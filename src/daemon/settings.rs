@@ -24,6 +24,9 @@ pub struct DaemonSettings {
     pub retry: RetryPolicy,
     /// ActionTrail events: the poller and the push receiver.
     pub events: crate::events::EventSettings,
+    /// `--report-ungoverned`: after each full pass, list every (account, region) the folder names and
+    /// export `sgpolicy_ungoverned_groups`.
+    pub report_ungoverned: bool,
 }
 
 /// When corrections of one group count as a fight, and how long to hold off.
@@ -69,6 +72,7 @@ impl Default for DaemonSettings {
                 cap: Duration::from_secs(300),
             },
             events: crate::events::EventSettings::default(),
+            report_ungoverned: false,
         }
     }
 }

@@ -7,6 +7,16 @@
 use crate::model::GroupMeta;
 use crate::model::Policy;
 use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// One group of a DescribeSecurityGroups listing: what import and the coverage report need.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListedGroup {
+    pub id: String,
+    /// Type, managed flags, name and VPC.
+    pub meta: GroupMeta,
+    pub tags: BTreeMap<String, String>,
+}
 
 pub const VERSION: &str = "2014-05-26";
 pub const DESCRIBE_ATTRIBUTE: &str = "DescribeSecurityGroupAttribute";
@@ -61,9 +71,48 @@ pub(crate) struct GroupItem {
     pub security_group_name: Option<String>,
     #[serde(default)]
     pub vpc_id: Option<String>,
+    /// `{"Tag": [{"TagKey", "TagValue"}]}`; absent in some answers.
+    #[serde(default)]
+    pub tags: Option<TagList>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct TagList {
+    #[serde(rename = "Tag", default)]
+    pub tag: Vec<TagItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct TagItem {
+    #[serde(default)]
+    pub tag_key: Option<String>,
+    #[serde(default)]
+    pub tag_value: Option<String>,
 }
 
 impl GroupItem {
+    /// The group as a listing shows it: id, flags, name, VPC and tags (sorted by key; a tag without a
+    /// key is dropped, one without a value has the empty value).
+    pub fn listed(self) -> ListedGroup {
+        let meta = self.meta();
+        let tags = self
+            .tags
+            .map(|t| t.tag)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|t| {
+                let key = t.tag_key.filter(|k| !k.is_empty())?;
+                Some((key, t.tag_value.unwrap_or_default()))
+            })
+            .collect();
+        ListedGroup {
+            id: self.security_group_id,
+            meta,
+            tags,
+        }
+    }
+
     pub fn meta(&self) -> GroupMeta {
         let service_id = match &self.service_id {
             Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
@@ -107,6 +156,26 @@ mod tests {
         let b: GroupItem = serde_json::from_str(r#"{"SecurityGroupId":"sg-b","SecurityGroupType":"normal","ServiceManaged":true,"ServiceID":"42"}"#).unwrap();
         assert!(!b.meta().enterprise && b.meta().service_managed);
         assert_eq!(b.meta().service_id.as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn a_listed_group_keeps_its_name_vpc_and_tags_and_drops_keyless_tags() {
+        let item: GroupItem = serde_json::from_str(
+            r#"{"SecurityGroupId":"sg-a","SecurityGroupName":"web","VpcId":"vpc-1","Tags":{"Tag":[{"TagKey":"team","TagValue":"web"},{"TagKey":"env"},{"TagValue":"orphan"}]}}"#,
+        )
+        .unwrap();
+        let g = item.listed();
+        assert_eq!(g.id, "sg-a");
+        assert_eq!(g.meta.name.as_deref(), Some("web"));
+        assert_eq!(g.meta.vpc_id.as_deref(), Some("vpc-1"));
+        let tags: Vec<(&str, &str)> = g
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(tags, [("env", ""), ("team", "web")]);
+        let bare: GroupItem = serde_json::from_str(r#"{"SecurityGroupId":"sg-b"}"#).unwrap();
+        assert!(bare.listed().tags.is_empty());
     }
 
     #[test]

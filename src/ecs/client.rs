@@ -487,7 +487,7 @@ impl EcsClient {
                 .security_groups
                 .security_group
                 .into_iter()
-                .map(|g| (g.security_group_id, g.security_group_name))
+                .map(api::GroupItem::listed)
                 .collect(),
             next_token: parsed.next_token.filter(|t| !t.is_empty()),
         })

@@ -20,8 +20,8 @@ pub struct GroupFilter {
 /// One page of a filtered listing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GroupPage {
-    /// (id, name) of each group on the page.
-    pub groups: Vec<(String, Option<String>)>,
+    /// Each group on the page, with its flags, name, VPC and tags.
+    pub groups: Vec<super::api::ListedGroup>,
     /// Empty when this was the last page.
     pub next_token: Option<String>,
 }

@@ -11,6 +11,7 @@ pub mod redact;
 pub mod sign;
 pub mod trail;
 
+pub use api::ListedGroup;
 pub use client::{ClientConfig, EcsClient};
 pub use cloud::{Cloud, GroupFilter, GroupPage};
 pub use credentials::Credentials;

@@ -10,6 +10,9 @@ use super::schema::{ACCOUNT_FIELDS, ENTRY_FIELDS, MAX_ID_LEN, MAX_REGION_LEN, TO
 use super::selector::{MATCH_FIELDS, MAX_PATTERN_LEN, MAX_TAGS, MAX_TAG_LEN, SELECTOR_FIELDS};
 use serde_json::{json, Map, Value};
 
+/// The schema's `$id`, which `sgpolicy import` names in every file's `$schema` line.
+pub const SCHEMA_ID: &str = "https://sgpolicy.invalid/schema/policy-v1.json";
+
 /// Where the committed copy lives, relative to the repository root.
 pub const COMMITTED_PATH: &str = "deploy/schema/policy.schema.json";
 
@@ -153,7 +156,7 @@ pub fn policy_file_schema() -> Value {
     m["minProperties"] = json!(1);
     let mut root = json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
-        "$id": "https://sgpolicy.invalid/schema/policy-v1.json",
+        "$id": SCHEMA_ID,
         "title": "sgpolicy policy file",
         "definitions": {
             "group": object("group", ENTRY_FIELDS, &["id", "innerAccessPolicy"], "A security group declared by id."),

@@ -2,6 +2,7 @@
 //! verify each write by reading the group again. The only module that writes to the cloud, and only for
 //! a change the plan produced from a read made in the same pass.
 
+pub mod coverage;
 pub mod deadline;
 pub mod failure;
 pub mod gate;
@@ -9,7 +10,7 @@ pub mod order;
 pub mod selectors;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
 
@@ -182,8 +183,10 @@ pub struct PassReport {
     pub retries: u64,
     pub throttled: u64,
     pub duration: Duration,
-    /// Selector warnings and conflicts, safety-rail refusals.
+    /// Selector warnings and conflicts, safety-rail refusals, coverage problems.
     pub notes: Vec<Note>,
+    /// `--report-ungoverned`: the groups no declaration governs (`coverage::add_to`).
+    pub coverage: Option<coverage::Coverage>,
 }
 
 impl PassReport {
@@ -346,6 +349,7 @@ pub async fn run_pass_on<C: Cloud>(
         throttled: stats.throttled() - throttled_before,
         duration: started.elapsed(),
         notes,
+        coverage: None,
     }
 }
 

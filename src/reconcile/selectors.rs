@@ -21,7 +21,7 @@ use futures::stream::{self, StreamExt};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Pages of 100 listed per selector at most (100,000 groups): a guard against a looping NextToken.
-const MAX_PAGES: usize = 1000;
+pub(crate) const MAX_PAGES: usize = 1000;
 
 /// What listing one selector's groups produced: the ids it matched, or why it could not be listed.
 pub type Listing = Result<Vec<String>, Failure>;
@@ -71,10 +71,10 @@ pub async fn list_matching<C: Cloud>(client: &C, sel: &Selector) -> Listing {
         let page = client
             .list_groups(&sel.region, &filter, next_token.as_deref())
             .await?;
-        for (id, name) in page.groups {
-            let name = name.as_deref().unwrap_or("");
+        for g in page.groups {
+            let name = g.meta.name.as_deref().unwrap_or("");
             if sel.name.as_deref().map_or(true, |p| glob_match(p, name)) {
-                ids.push(id);
+                ids.push(g.id);
             }
         }
         match page.next_token {

@@ -405,7 +405,14 @@ async fn a_selector_lists_every_page_filters_names_and_its_groups_are_reconciled
         Answer::Page(crate::ecs::GroupPage {
             groups: groups
                 .iter()
-                .map(|(k, name)| (k.id.to_string(), Some(name.to_string())))
+                .map(|(k, name)| crate::ecs::api::ListedGroup {
+                    id: k.id.to_string(),
+                    meta: GroupMeta {
+                        name: Some(name.to_string()),
+                        ..GroupMeta::default()
+                    },
+                    ..Default::default()
+                })
                 .collect(),
             next_token: next.map(str::to_string),
         })

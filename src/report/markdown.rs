@@ -9,6 +9,7 @@
 use super::{direction, problem, summary_line};
 use crate::model::NoteLevel;
 use crate::plan::Action;
+use crate::reconcile::coverage::{place, sentence, Coverage};
 use crate::reconcile::{GroupResult, Outcome, OutcomeKind, PassReport};
 use std::fmt::Write;
 
@@ -196,6 +197,10 @@ pub fn markdown(report: &PassReport) -> String {
         }
     }
 
+    if let Some(c) = &report.coverage {
+        coverage_section(&mut out, c);
+    }
+
     let in_sync: Vec<&GroupResult> = report
         .results
         .iter()
@@ -226,6 +231,53 @@ pub fn markdown(report: &PassReport) -> String {
         out.push_str("\n</details>\n");
     }
     out
+}
+
+/// Per (account, region) the sentence "14 groups in cn-hangzhou are governed by no policy file",
+/// then the ungoverned groups folded in a `<details>` block, within the budget.
+fn coverage_section(out: &mut String, c: &Coverage) {
+    if !out.ends_with("\n\n") {
+        out.push('\n');
+    }
+    out.push_str("**Coverage**\n\n");
+    for b in &c.buckets {
+        let Ok(groups) = &b.result else { continue };
+        let line = format!(
+            "- {} (of {} listed)\n",
+            cell(&sentence(groups.len(), &place(&b.bucket))),
+            b.listed
+        );
+        if !push_within(out, &line, BUDGET - RESERVE) {
+            break;
+        }
+    }
+    let total = c.count();
+    if total == 0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n<details><summary>{total} ungoverned group(s)</summary>\n"
+    );
+    let mut shown = 0;
+    for g in c.ungoverned() {
+        let mut line = format!("- `{}` ({})", cell(&g.key.id), cell(&g.key.place()));
+        if let Some(name) = &g.name {
+            let _ = write!(line, " {}", cell(name));
+        }
+        if let Some(vpc) = &g.vpc_id {
+            let _ = write!(line, " · {}", cell(vpc));
+        }
+        line.push('\n');
+        if !push_within(out, &line, BUDGET - RESERVE) {
+            break;
+        }
+        shown += 1;
+    }
+    if shown < total {
+        let _ = writeln!(out, "- … and {} more not shown", total - shown);
+    }
+    out.push_str("\n</details>\n");
 }
 
 #[cfg(test)]
@@ -272,6 +324,7 @@ mod tests {
             throttled: 0,
             duration: Duration::from_millis(5),
             notes: Vec::new(),
+            coverage: None,
         }
     }
 
@@ -348,5 +401,48 @@ mod tests {
             rows.iter().all(|r| r.contains("opens")),
             "only opens fit, and they come first"
         );
+    }
+
+    #[test]
+    fn ungoverned_groups_are_counted_per_region_and_listed_within_the_comment_limit() {
+        use crate::reconcile::coverage::{BucketCoverage, Ungoverned};
+        let ungoverned: Vec<Ungoverned> = (0..10_000)
+            .map(|i| Ungoverned {
+                key: GroupKey::new("cn-hangzhou", format!("sg-bp1{i:016}")),
+                name: Some(format!("team-{i}")),
+                vpc_id: Some("vpc-1".into()),
+            })
+            .collect();
+        let mut r = report(vec![result(1, Policy::Drop, Policy::Drop, Outcome::InSync)]);
+        r.coverage = Some(Coverage {
+            buckets: vec![
+                BucketCoverage {
+                    bucket: GroupKey::new("cn-hangzhou", "").bucket(),
+                    listed: 10_001,
+                    result: Ok(ungoverned),
+                },
+                BucketCoverage {
+                    bucket: GroupKey::new("cn-shanghai", "").bucket(),
+                    listed: 3,
+                    result: Ok(Vec::new()),
+                },
+            ],
+            required: false,
+        });
+        let md = markdown(&r);
+        assert!(md.len() <= MAX_COMMENT_CHARS, "{} bytes", md.len());
+        assert!(
+            md.contains(
+                "- 10000 groups in cn-hangzhou are governed by no policy file (of 10001 listed)\n"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("- 0 groups in cn-shanghai are governed by no policy file (of 3 listed)\n")
+        );
+        assert!(md.contains("<details><summary>10000 ungoverned group(s)</summary>"));
+        assert!(md.contains("- `sg-bp10000000000000000` (cn-hangzhou) team-0 · vpc-1\n"));
+        assert!(md.contains("more not shown"), "truncation is said");
+        assert!(md.trim_end().ends_with("</details>"));
     }
 }

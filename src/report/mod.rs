@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use std::fmt::Write;
 
 pub mod audit;
+mod coverage;
 mod markdown;
 mod stream;
 pub use markdown::{markdown, MAX_COMMENT_CHARS};
@@ -93,6 +94,9 @@ pub fn summary_line(report: &PassReport) -> String {
         if n > 0 {
             let _ = write!(extra, ", {n} {what}");
         }
+    }
+    if let Some(c) = &report.coverage {
+        let _ = write!(extra, ", {} ungoverned", c.count());
     }
     let calls = if report.retries + report.throttled > 0 {
         format!(
@@ -199,6 +203,9 @@ pub fn text(report: &PassReport) -> String {
             .unwrap_or_default();
         let _ = writeln!(out, "{at}{level}: {}", n.message);
     }
+    if let Some(c) = &report.coverage {
+        out.push_str(&coverage::text(c));
+    }
     if let Some(f) = &report.fatal {
         let _ = writeln!(out, "error: the pass stopped early: {f}");
     }
@@ -250,7 +257,7 @@ pub fn author_json(a: &crate::events::Author) -> Value {
 
 /// The JSON document around the given group entries.
 fn document(report: &PassReport, groups: Vec<Value>) -> Value {
-    json!({
+    let mut doc = json!({
         "version": JSON_VERSION,
         "revision": report.revision,
         "dryRun": report.dry_run,
@@ -270,5 +277,10 @@ fn document(report: &PassReport, groups: Vec<Value>) -> Value {
         "notes": report.notes,
         "apiRetries": {"retried": report.retries, "throttled": report.throttled},
         "groups": groups,
-    })
+    });
+    if let Some(c) = &report.coverage {
+        doc["ungoverned"] = coverage::json(c);
+        doc["summary"]["ungoverned"] = json!(c.count());
+    }
+    doc
 }

@@ -87,6 +87,7 @@ mod tests {
             throttled: 1,
             duration: Duration::from_millis(5),
             notes: Vec::new(),
+            coverage: None,
         };
         for _ in 0..2 {
             let mut out = Vec::new();

@@ -2,6 +2,7 @@
 //! simulator over loopback, with policy folders written to temporary directories.
 
 mod accounts;
+mod adopt;
 mod builders;
 mod calls;
 mod credentials;

@@ -21,7 +21,7 @@ pub fn routes() -> Router<Simulator> {
     Router::new()
         .route("/_sim/calls", get(get_calls).delete(clear_calls))
         .route("/_sim/counts", get(get_counts))
-        .route("/_sim/groups", get(get_groups))
+        .route("/_sim/groups", get(get_groups).post(add_group))
         .route("/_sim/groups/{region}/{id}", post(flip_group))
         .route("/_sim/faults", get(get_faults).post(set_faults))
         .route("/_sim/events", get(get_events).delete(clear_events))
@@ -72,6 +72,24 @@ async fn get_groups(State(sim): State<Simulator>) -> Response {
         })
         .collect();
     admin_json(200, json!(groups))
+}
+
+/// `POST /_sim/groups` with a seed group (`{"id", "region", "innerAccessPolicy", ...}`, the seed's
+/// fields): creates it; 400 for a bad group, 409 for one that exists.
+async fn add_group(State(sim): State<Simulator>, body: Bytes) -> Response {
+    let group = match serde_json::from_slice::<crate::SeedGroup>(&body) {
+        Ok(g) => g,
+        Err(e) => return admin_json(400, json!({"error": format!("bad group: {e}")})),
+    };
+    let (region, id) = (group.region.clone(), group.id.clone());
+    match sim.add_group(group) {
+        Ok(true) => admin_json(201, json!({"region": region, "id": id})),
+        Ok(false) => admin_json(
+            409,
+            json!({"error": format!("group {region}/{id} exists already")}),
+        ),
+        Err(e) => admin_json(400, json!({"error": format!("{e:#}")})),
+    }
 }
 
 #[derive(Deserialize)]

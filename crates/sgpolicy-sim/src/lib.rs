@@ -196,6 +196,13 @@ impl Simulator {
         self.state().counts()
     }
 
+    /// Creates a security group (as a console user would; no ActionTrail event), checked like a
+    /// seeded one: false if it exists already, an error if it is invalid. `POST /_sim/groups` does
+    /// the same.
+    pub fn add_group(&self, group: SeedGroup) -> anyhow::Result<bool> {
+        self.state().add_group(group)
+    }
+
     /// A group's policy in the default account.
     pub fn policy_of(&self, region: &str, id: &str) -> Option<Policy> {
         self.policy_of_in(DEFAULT_ACCOUNT, region, id)

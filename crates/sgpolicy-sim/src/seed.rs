@@ -172,6 +172,21 @@ fn check_account(what: &str, account: &Option<String>) -> anyhow::Result<()> {
 }
 
 impl SeedGroup {
+    /// Checks one group on its own (`what` names it in the message): id, region, policy, account.
+    pub fn check(&self, what: &str) -> anyhow::Result<()> {
+        if self.id.is_empty() || self.region.is_empty() {
+            bail!("{what}: id and region must not be empty");
+        }
+        if self.policy().is_none() {
+            bail!(
+                "{what} ({}): innerAccessPolicy must be Accept or Drop, not {:?}",
+                self.id,
+                self.inner_access_policy
+            );
+        }
+        check_account(what, &self.account)
+    }
+
     /// The parsed policy; `from_yaml` has already rejected seeds where this would fail.
     pub fn policy(&self) -> Option<Policy> {
         Policy::parse(&self.inner_access_policy)
@@ -220,17 +235,7 @@ impl Seed {
         self.event_bridge.validate().context("eventBridge")?;
         let mut groups = BTreeSet::new();
         for (i, g) in self.security_groups.iter().enumerate() {
-            if g.id.is_empty() || g.region.is_empty() {
-                bail!("securityGroups[{i}]: id and region must not be empty");
-            }
-            if g.policy().is_none() {
-                bail!(
-                    "securityGroups[{i}] ({}): innerAccessPolicy must be Accept or Drop, not {:?}",
-                    g.id,
-                    g.inner_access_policy
-                );
-            }
-            check_account(&format!("securityGroups[{i}]"), &g.account)?;
+            g.check(&format!("securityGroups[{i}]"))?;
             let account = account_or_default(&g.account);
             if !groups.insert((account.clone(), g.region.as_str(), g.id.as_str())) {
                 bail!(

@@ -4,7 +4,7 @@
 
 use super::auth::{Credential, CLOCK_SKEW_SECS};
 use super::handlers::Api;
-use super::seed::{account_or_default, GroupType, Seed, SeedKey, SeedRole};
+use super::seed::{account_or_default, GroupType, Seed, SeedGroup, SeedKey, SeedRole};
 use crate::model::Policy;
 use crate::trail::{Identity, Trail};
 use serde::Serialize;
@@ -269,31 +269,58 @@ fn seed_identity(k: &SeedKey, account: &str, start: i64) -> Identity {
     }
 }
 
+/// The simulator's group for a seeded one (`index` orders default creation times); `None` for a
+/// policy that is not Accept or Drop, which seed validation has refused already.
+fn group_of(g: SeedGroup, index: usize) -> Option<Group> {
+    let policy = g.policy()?;
+    Some(Group {
+        account: account_or_default(&g.account),
+        policy,
+        kind: g.kind,
+        service_managed: g.service_managed,
+        service_id: g.service_id,
+        service_product: g.service_product,
+        vpc_id: g.vpc_id.unwrap_or_default(),
+        name: g.name.unwrap_or_default(),
+        description: g.description.unwrap_or_default(),
+        resource_group_id: g.resource_group_id.unwrap_or_default(),
+        creation_time: g.creation_time.unwrap_or_else(|| {
+            format!("2024-01-01T00:{:02}:{:02}Z", (index / 60) % 60, index % 60)
+        }),
+        tags: g.tags,
+        region: g.region,
+        id: g.id,
+    })
+}
+
 impl State {
+    /// Creates a group as someone would in the console (checked like a seeded one): `Ok(false)`
+    /// when its (account, region, id) exists already (nothing changes), an error for a bad group.
+    pub fn add_group(&mut self, g: SeedGroup) -> anyhow::Result<bool> {
+        g.check("group")?;
+        let key = (
+            account_or_default(&g.account),
+            g.region.clone(),
+            g.id.clone(),
+        );
+        if self.groups.contains_key(&key) {
+            return Ok(false);
+        }
+        let group = group_of(g, self.groups.len())
+            .ok_or_else(|| anyhow::anyhow!("innerAccessPolicy must be Accept or Drop"))?;
+        self.regions.insert(group.region.clone());
+        self.groups.insert(key, group);
+        Ok(true)
+    }
+
     pub fn new(seed: Seed) -> State {
         let mut regions: BTreeSet<String> = PUBLIC_REGIONS.iter().map(|r| r.to_string()).collect();
         let mut groups = BTreeMap::new();
         for (i, g) in seed.security_groups.into_iter().enumerate() {
-            let Some(policy) = g.policy() else { continue };
-            regions.insert(g.region.clone());
-            let group = Group {
-                account: account_or_default(&g.account),
-                policy,
-                kind: g.kind,
-                service_managed: g.service_managed,
-                service_id: g.service_id,
-                service_product: g.service_product,
-                vpc_id: g.vpc_id.unwrap_or_default(),
-                name: g.name.unwrap_or_default(),
-                description: g.description.unwrap_or_default(),
-                resource_group_id: g.resource_group_id.unwrap_or_default(),
-                creation_time: g.creation_time.unwrap_or_else(|| {
-                    format!("2024-01-01T00:{:02}:{:02}Z", (i / 60) % 60, i % 60)
-                }),
-                tags: g.tags,
-                region: g.region,
-                id: g.id,
+            let Some(group) = group_of(g, i) else {
+                continue;
             };
+            regions.insert(group.region.clone());
             groups.insert(
                 (
                     group.account.clone(),

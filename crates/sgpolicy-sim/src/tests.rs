@@ -450,6 +450,31 @@ async fn admin_paths_list_flip_and_clear() {
 }
 
 #[tokio::test]
+async fn a_group_created_through_the_admin_path_is_listed_and_a_duplicate_or_bad_one_is_refused() {
+    let s = sim();
+    let group = r#"{"id":"sg-new","region":"cn-hangzhou","innerAccessPolicy":"Accept","vpcId":"vpc-9","name":"new-1","tags":{"env":"prod"}}"#;
+    let (st, v) = send(&s, admin_post("/_sim/groups", group)).await;
+    assert_eq!((st, v["id"].as_str()), (201, Some("sg-new")));
+    assert_eq!(send(&s, admin_post("/_sim/groups", group)).await.0, 409);
+    let bad = r#"{"id":"sg-bad","region":"cn-hangzhou","innerAccessPolicy":"Maybe"}"#;
+    assert_eq!(send(&s, admin_post("/_sim/groups", bad)).await.0, 400);
+    let (_, v) = call(
+        &s,
+        &[
+            ("Action", "DescribeSecurityGroups"),
+            ("RegionId", "cn-hangzhou"),
+            ("VpcId", "vpc-9"),
+        ],
+    )
+    .await;
+    let listed = &v["SecurityGroups"]["SecurityGroup"];
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(listed[0]["SecurityGroupName"], "new-1");
+    assert_eq!(listed[0]["Tags"]["Tag"][0]["TagKey"], "env");
+    assert_eq!(s.policy_of("cn-hangzhou", "sg-new"), Some(Policy::Accept));
+}
+
+#[tokio::test]
 async fn calls_are_counted_apart_from_the_log_which_can_be_cleared() {
     let s = sim();
     s.set_faults(

@@ -3,6 +3,7 @@
 //! since they were last settled), hold back fighting groups, run the reconcile pass, and report it
 //! through logs, metrics, readiness and the audit trail.
 
+mod coverage;
 mod folder;
 mod results;
 mod scope;
@@ -50,6 +51,8 @@ struct State {
     /// The ClientToken of each group's last correction: both lanes may correct one drift with the
     /// same token (one write takes effect, the other is replayed), which is one correction, not two.
     last_correction: BTreeMap<GroupKey, String>,
+    /// `--report-ungoverned`: what the last coverage survey found.
+    coverage: coverage::Seen,
 }
 
 pub struct Runner {
@@ -90,6 +93,7 @@ impl Runner {
                 selector_groups: BTreeMap::new(),
                 last_selectors: Vec::new(),
                 last_explicit: BTreeSet::new(),
+                coverage: coverage::Seen::default(),
                 groups: BTreeMap::new(),
                 fights: Fights::new(settings.fight),
                 effective: None,
@@ -135,6 +139,7 @@ impl Runner {
         };
 
         let full = trigger.is_full();
+        let folder = desired.clone();
         let desired = match self.effective(&mut st, &desired, full).await {
             Ok(d) => d,
             Err(e) => {
@@ -197,6 +202,9 @@ impl Runner {
         );
         self.publish_groups(&st);
         self.track_verification(&mut st, &desired);
+        if full {
+            self.survey_coverage(&mut st, &folder).await;
+        }
         if scope > 0 {
             self.health.cloud(cloud_failure.clone());
         }
