@@ -5,6 +5,7 @@
 //! the targeted pass starts cost one read. Nothing here reads or writes the cloud; the targeted pass
 //! (`pass::targeted`) does, exactly like any other pass.
 
+use crate::events::seen::Seen;
 use crate::events::{Author, Heard, Status, Via};
 use crate::model::{Account, GroupKey, Policy, SharedStr};
 use crate::policy::Desired;
@@ -22,6 +23,9 @@ pub enum Admission {
     Ungoverned,
     /// sgpolicy's own write, setting the declared value: no read.
     OwnWrite(GroupKey),
+    /// An event already queued through the other source (a push, then the poll that finds the same
+    /// `eventId`): its read is done or coming.
+    Duplicate,
     /// A group in a bucket another shard owns (a push arrives at any replica): its owner's poller
     /// and resync cover it, and only the owner spends that bucket's quota.
     OtherShard,
@@ -35,15 +39,21 @@ impl Admission {
             Admission::Ungoverned => "ignored_ungoverned",
             Admission::OwnWrite(_) => "ignored_own_write",
             Admission::OtherShard => "ignored_other_shard",
+            Admission::Duplicate => "duplicate",
         }
     }
 }
+
+/// Event ids remembered across sources: more than a day of events at a busy account's pace.
+const QUEUED_IDS: usize = 50_000;
 
 /// Governed groups by (region, id), the way an event names them.
 type Index = HashMap<(SharedStr, SharedStr), Vec<(GroupKey, Policy)>>;
 
 pub struct Intake {
     governed: RwLock<Arc<Index>>,
+    /// Event ids already queued, whichever source brought them (bounded, oldest forgotten first).
+    queued_ids: Mutex<Seen>,
     /// The account ids the folder names (a push names its account by id; any other is the chain's
     /// own, keyed `""`), to tell which shard owns an ungoverned group's bucket.
     named: RwLock<Arc<BTreeSet<String>>>,
@@ -57,6 +67,7 @@ impl Intake {
     pub fn new(status: Arc<Status>, shard: Shard) -> Intake {
         Intake {
             governed: RwLock::new(Arc::new(Index::new())),
+            queued_ids: Mutex::new(Seen::new(QUEUED_IDS)),
             named: RwLock::new(Arc::new(BTreeSet::new())),
             shard,
             pending: Mutex::new(BTreeMap::new()),
@@ -125,6 +136,15 @@ impl Intake {
             None => Admission::Ungoverned,
             Some((key, desired)) if change.is_own_write_of(*desired) => {
                 Admission::OwnWrite(key.clone())
+            }
+            Some(_)
+                if !self
+                    .queued_ids
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .first_time(&change.author.event_id) =>
+            {
+                Admission::Duplicate
             }
             Some((key, _)) => {
                 self.pending
@@ -230,7 +250,9 @@ mod tests {
         if let Some(t) = token {
             params["ClientToken"] = json!(t);
         }
-        let record = json!({"eventId": format!("e-{id}-{sent}"), "eventName": "ModifySecurityGroupPolicy",
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let record = json!({"eventId": format!("e-{id}-{sent}-{n}"), "eventName": "ModifySecurityGroupPolicy",
             "acsRegion": "cn-hangzhou", "eventType": "ConsoleOperation", "requestParameters": params,
             "userIdentity": {"type": "ram-user", "userName": "alice", "accountId": account.unwrap_or("1111")}});
         Heard {
@@ -260,6 +282,21 @@ mod tests {
             "the latest event wins"
         );
         assert!(intake.take().is_empty(), "taking empties the queue");
+    }
+
+    #[test]
+    fn the_same_event_pushed_and_then_polled_is_read_once() {
+        let intake = governing(&[("", "sg-a", Policy::Drop)]);
+        let pushed = heard("sg-a", "Accept", None, Via::Push, None);
+        let polled = Heard {
+            via: Via::Pull,
+            account: Some(String::new()),
+            ..pushed.clone()
+        };
+        assert!(matches!(intake.hear(pushed), Admission::Targeted(_)));
+        assert_eq!(intake.take().len(), 1);
+        assert_eq!(intake.hear(polled), Admission::Duplicate);
+        assert!(intake.take().is_empty());
     }
 
     #[test]
