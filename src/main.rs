@@ -142,16 +142,9 @@ async fn run_once(config: Config) -> i32 {
         );
     }
     let desired = config.shard.restrict(desired);
-    let client = match sgpolicy::accounts::connect::connect(&config.connect).await {
-        Ok((clients, _credentials)) => clients,
-        Err(e @ ConnectError::Credentials(_)) => {
-            eprintln!("error: {e}");
-            return exit::ERROR;
-        }
-        Err(e @ (ConnectError::Client(_) | ConnectError::Sessions(_))) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
+    let client = match connect(&config.connect).await {
+        Ok(clients) => clients,
+        Err(code) => return code,
     };
     let mut result = reconcile::run_pass(&client, &desired, &config.pass).await;
     if config.report_ungoverned {
@@ -198,18 +191,29 @@ async fn run_once(config: Config) -> i32 {
     }
 }
 
-/// `sgpolicy import`: connect, reach the account, list, read and write; a progress line on stderr.
-async fn run_import(config: ImportConfig) -> i32 {
-    let clients = match sgpolicy::accounts::connect::connect(&config.connect).await {
-        Ok((clients, _credentials)) => clients,
+/// The clients of a one-shot command, or (after saying why on stderr) its exit status: 1 when no
+/// credentials were found, 64 for an endpoint or role that cannot be used as given.
+async fn connect(
+    settings: &sgpolicy::accounts::connect::ConnectSettings,
+) -> Result<sgpolicy::accounts::Clients, i32> {
+    match sgpolicy::accounts::connect::connect(settings).await {
+        Ok((clients, _credentials)) => Ok(clients),
         Err(e @ ConnectError::Credentials(_)) => {
             eprintln!("error: {e}");
-            return exit::ERROR;
+            Err(exit::ERROR)
         }
         Err(e @ (ConnectError::Client(_) | ConnectError::Sessions(_))) => {
             eprintln!("error: {e}");
-            return exit::USAGE;
+            Err(exit::USAGE)
         }
+    }
+}
+
+/// `sgpolicy import`: connect, reach the account, list, read and write; a progress line on stderr.
+async fn run_import(config: ImportConfig) -> i32 {
+    let clients = match connect(&config.connect).await {
+        Ok(clients) => clients,
+        Err(code) => return code,
     };
     let settings = &config.settings;
     let client = match &settings.account {
