@@ -145,11 +145,15 @@ pub struct RunArgs {
     /// Apply changes that open a group (Drop -> Accept); without it they are held and the pass exits 1.
     #[arg(long)]
     pub allow_open: bool,
-    /// Also list the groups of every (account, region) the folder names that no entry or selector
-    /// governs (one paged DescribeSecurityGroups listing per account and region); the daemon then
-    /// exports sgpolicy_ungoverned_groups after each full pass.
+    /// With --once: also list the groups of every (account, region) the folder names that no entry
+    /// or selector governs (one paged DescribeSecurityGroups listing per account and region). The
+    /// daemon always does, after each full pass, and exports sgpolicy_ungoverned_groups.
     #[arg(long)]
     pub report_ungoverned: bool,
+    /// Daemon: skip the coverage listing after full passes (for a small folder in a large account,
+    /// where the listing costs more calls than the pass).
+    #[arg(long, conflicts_with = "report_ungoverned")]
+    pub no_report_ungoverned: bool,
     /// With --once: like --report-ungoverned, and an ungoverned group (or a failed listing) is an
     /// error (exit 1).
     #[arg(long)]
@@ -231,7 +235,14 @@ impl RunArgs {
                 .push("--policies DIR is required (the folder of policy YAML files)".to_string());
         }
         let mut daemon = self.daemon.validate(self.once, &mut problems);
-        daemon.report_ungoverned = self.report_ungoverned || self.fail_on_ungoverned;
+        // The daemon surveys coverage unless told not to; a one-shot run only when asked.
+        daemon.report_ungoverned = !self.no_report_ungoverned;
+        if self.no_report_ungoverned && self.once {
+            problems.push(
+                "--no-report-ungoverned only applies to the daemon (a --once run surveys only with --report-ungoverned)"
+                    .to_string(),
+            );
+        }
         if self.fail_on_ungoverned && !self.once {
             problems.push(
                 "--fail-on-ungoverned only applies with --once (a daemon has no final exit code; alert on sgpolicy_ungoverned_groups)"
@@ -395,14 +406,27 @@ mod tests {
             .validate()
             .unwrap();
         assert!(strict.report_ungoverned && strict.fail_on_ungoverned);
-        let daemon = parse(&["--policies", "p", "--report-ungoverned"])
-            .run
-            .validate()
-            .unwrap();
+        let daemon = parse(&["--policies", "p"]).run.validate().unwrap();
         let RunMode::Daemon(settings) = daemon.mode else {
             panic!("a daemon: {:?}", daemon.mode)
         };
-        assert!(settings.report_ungoverned);
+        assert!(settings.report_ungoverned, "the daemon surveys by default");
+        let quiet = parse(&["--policies", "p", "--no-report-ungoverned"])
+            .run
+            .validate()
+            .unwrap();
+        let RunMode::Daemon(settings) = quiet.mode else {
+            panic!("a daemon: {:?}", quiet.mode)
+        };
+        assert!(!settings.report_ungoverned);
+        let once = parse(&["--policies", "p", "--once"])
+            .run
+            .validate()
+            .unwrap();
+        assert!(
+            !once.report_ungoverned,
+            "a one-shot run surveys only when asked"
+        );
         let problems = parse(&["--policies", "p", "--fail-on-ungoverned"])
             .run
             .validate()

@@ -24,7 +24,7 @@ pub struct DaemonSettings {
     pub retry: RetryPolicy,
     /// ActionTrail events: the poller and the push receiver.
     pub events: crate::events::EventSettings,
-    /// `--report-ungoverned`: after each full pass, list every (account, region) the folder names and
+    /// On unless `--no-report-ungoverned`: after each full pass, list every (account, region) the folder names and
     /// export `sgpolicy_ungoverned_groups`.
     pub report_ungoverned: bool,
 }
@@ -72,7 +72,7 @@ impl Default for DaemonSettings {
                 cap: Duration::from_secs(300),
             },
             events: crate::events::EventSettings::default(),
-            report_ungoverned: false,
+            report_ungoverned: true,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The daemon's coverage survey (`--report-ungoverned`): after each full pass, one paged listing per
+//! The daemon's coverage survey (on unless `--no-report-ungoverned`): after each full pass, one paged listing per
 //! (account, region) the folder names (`reconcile::coverage`). `sgpolicy_ungoverned_groups` is set
 //! from it, and each group that became ungoverned since the last survey is logged once (a group that
 //! stays ungoverned is not logged again; one that is governed and later ungoverned again is). An

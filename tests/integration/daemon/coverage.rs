@@ -1,4 +1,4 @@
-//! `--report-ungoverned` in the daemon: after each full pass, `sgpolicy_ungoverned_groups` counts the
+//! Coverage in the daemon (on by default, `--no-report-ungoverned` turns it off): after each full pass, `sgpolicy_ungoverned_groups` counts the
 //! groups no policy file governs, and each newly ungoverned group is logged once.
 
 use super::*;
@@ -29,12 +29,7 @@ async fn a_group_created_outside_git_shows_in_the_ungoverned_metric_after_the_ne
         "prod.yaml",
         PolicyFile::in_region(HZ).group("sg-a", Policy::Drop).yaml(),
     );
-    let d = Daemon::start(
-        &sim,
-        folder.path(),
-        &["--interval", "1h", "--report-ungoverned"],
-    )
-    .await;
+    let d = Daemon::start(&sim, folder.path(), &["--interval", "1h"]).await;
     d.wait_metrics("sg-b ungoverned", |m| m.get(METRIC) == 1.0)
         .await;
     d.wait_log("security group sg-b is governed by no policy file")
@@ -76,7 +71,7 @@ async fn a_group_created_outside_git_shows_in_the_ungoverned_metric_after_the_ne
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn without_the_flag_the_daemon_makes_no_coverage_listing() {
+async fn with_no_report_ungoverned_the_daemon_makes_no_coverage_listing() {
     let sim = Sim::start(&Seed::new().group(HZ, "sg-a", Policy::Drop).group(
         HZ,
         "sg-b",
@@ -87,7 +82,12 @@ async fn without_the_flag_the_daemon_makes_no_coverage_listing() {
         "prod.yaml",
         PolicyFile::in_region(HZ).group("sg-a", Policy::Drop).yaml(),
     );
-    let d = Daemon::start(&sim, folder.path(), &["--interval", "1h"]).await;
+    let d = Daemon::start(
+        &sim,
+        folder.path(),
+        &["--interval", "1h", "--no-report-ungoverned"],
+    )
+    .await;
     d.wait_log("trigger=\"startup\"").await;
     let m = d.metrics().await;
     assert!(

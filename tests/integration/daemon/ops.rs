@@ -350,8 +350,9 @@ async fn one_line_edit_among(n: usize) {
     );
     assert_eq!(
         startup_calls,
-        n.div_ceil(100) + n,
-        "one DescribeSecurityGroups per 100, one read per group"
+        n.div_ceil(100) + n + n.div_ceil(100),
+        "one DescribeSecurityGroups per 100, one read per group, and the coverage survey's listing \
+         of the region (100 a page) after the full pass"
     );
 
     // One line: the last group of the middle file becomes Drop.
