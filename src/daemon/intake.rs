@@ -164,14 +164,6 @@ impl Intake {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Puts groups back that could not be read yet (no folder loaded).
-    pub fn put_back(&self, batch: BTreeMap<GroupKey, Arc<Author>>) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        for (k, a) in batch {
-            pending.entry(k).or_insert(a);
-        }
-    }
-
     /// The queued author of `key`, left queued (a resync that corrects a group names who changed
     /// it, and the targeted pass still reads it).
     pub fn author_of(&self, key: &GroupKey) -> Option<Arc<Author>> {
@@ -180,13 +172,6 @@ impl Intake {
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
             .cloned()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
     }
 
     /// Waits until an event was queued (returns at once for one queued since the last wait).
@@ -201,7 +186,12 @@ impl Intake {
 
     /// Wakes the targeted lane (after the first pass, for events heard before it).
     pub fn nudge(&self) {
-        if !self.is_empty() {
+        let queued = !self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if queued {
             self.wake.notify_one();
         }
     }

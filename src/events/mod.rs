@@ -88,18 +88,9 @@ impl EventSettings {
     }
 }
 
-/// The push receiver's address and bearer token.
-#[derive(Clone, PartialEq, Eq)]
+/// The push receiver's address and bearer token (`Secret` keeps the token out of `Debug`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceiverSettings {
     pub addr: SocketAddr,
     pub token: crate::ecs::credentials::Secret,
-}
-
-impl std::fmt::Debug for ReceiverSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReceiverSettings")
-            .field("addr", &self.addr)
-            .field("token", &self.token)
-            .finish()
-    }
 }

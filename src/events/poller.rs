@@ -471,7 +471,7 @@ actionTrail: {queryDelaySeconds: 0}
             (h.change.region.as_str(), h.change.group_id.as_str()),
             ("cn-hangzhou", "sg-1")
         );
-        assert_eq!(h.change.policy, Some(Policy::Drop));
+        assert_eq!(h.change.author.set_to, Some(Policy::Drop));
         assert_eq!(h.change.author.event_id, event_id);
         assert_eq!(h.change.author.name.as_deref(), Some("alice"));
         assert_eq!(count(&p.status, status::ACCEPTED), 1);

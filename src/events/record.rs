@@ -89,7 +89,8 @@ pub struct Author {
     pub user_agent: Option<String>,
     pub event_time: Option<String>,
     pub event_id: String,
-    /// The `InnerAccessPolicy` the call sent: a read that finds it is the drift this event announced.
+    /// The `InnerAccessPolicy` the call sent (the value the group has if nothing undid it since): a
+    /// read that finds it is the drift this event announced.
     pub set_to: Option<Policy>,
 }
 
@@ -111,8 +112,6 @@ pub struct Change {
     pub account_id: Option<String>,
     pub region: String,
     pub group_id: String,
-    /// The `InnerAccessPolicy` the call sent (the value the group has if nothing undid it since).
-    pub policy: Option<Policy>,
     pub client_token: Option<String>,
     pub author: Author,
 }
@@ -125,7 +124,7 @@ impl Change {
         self.client_token
             .as_deref()
             .is_some_and(|t| t.starts_with(OWN_TOKEN_PREFIX))
-            && self.policy == Some(desired)
+            && self.author.set_to == Some(desired)
     }
 }
 
@@ -211,7 +210,6 @@ pub fn parse_record(record: &Value, region: Option<&str>) -> Result<Change, Igno
         .to_string();
     let identity = record.get("userIdentity").unwrap_or(&Value::Null);
     let principal_id = owned(identity, "principalId");
-    let policy = param(params, "InnerAccessPolicy").and_then(Policy::parse);
     let author = Author {
         actor: ActorType::parse(text(identity, "type").unwrap_or_default()),
         name: owned(identity, "userName").or_else(|| principal_id.clone()),
@@ -221,13 +219,12 @@ pub fn parse_record(record: &Value, region: Option<&str>) -> Result<Change, Igno
         user_agent: owned(record, "userAgent"),
         event_time: owned(record, "eventTime"),
         event_id,
-        set_to: policy,
+        set_to: param(params, "InnerAccessPolicy").and_then(Policy::parse),
     };
     Ok(Change {
         account_id: owned(identity, "accountId"),
         region,
         group_id,
-        policy,
         client_token: param(params, "ClientToken").map(str::to_string),
         author,
     })
@@ -302,7 +299,7 @@ mod tests {
             (c.region.as_str(), c.group_id.as_str()),
             ("cn-hangzhou", "sg-1")
         );
-        assert_eq!(c.policy, Some(Policy::Accept));
+        assert_eq!(c.author.set_to, Some(Policy::Accept));
         assert_eq!(c.account_id.as_deref(), Some("1234"));
         assert_eq!(c.author.actor, ActorType::RamUser);
         assert_eq!(c.author.name.as_deref(), Some("alice"));
@@ -324,7 +321,7 @@ mod tests {
         let c = parse_record(&r, Some("cn-beijing")).unwrap();
         assert_eq!(c.group_id, "sg-9");
         assert_eq!(c.region, "cn-beijing");
-        assert_eq!(c.policy, Some(Policy::Drop));
+        assert_eq!(c.author.set_to, Some(Policy::Drop));
         assert_eq!(c.client_token.as_deref(), Some("sgpolicy-x"));
     }
 

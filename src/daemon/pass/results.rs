@@ -171,7 +171,9 @@ impl Runner {
                         GroupState::InSync
                     }
                     Outcome::Changed
-                        if r.token.is_some() && st.last_correction.get(key) == r.token.as_ref() =>
+                        if r.token
+                            .as_ref()
+                            .is_some_and(|t| st.last_correction.get(key) == Some(t)) =>
                     {
                         // The other lane's correction of the same drift, replayed by ECS.
                         t.changed += 1;
