@@ -4,7 +4,7 @@
 //! stays ungoverned is not logged again; one that is governed and later ungoverned again is). An
 //! (account, region) whose listing failed keeps its last figures.
 
-use super::{Runner, State};
+use super::Runner;
 use crate::model::{Bucket, GroupKey};
 use crate::policy::Desired;
 use crate::reconcile::coverage::{self, place};
@@ -17,15 +17,17 @@ pub(super) struct Seen {
 }
 
 impl Runner {
-    /// Surveys coverage of `desired` (the folder as loaded, selectors included) when the daemon was
-    /// asked to; call it after a full pass.
-    pub(super) async fn survey_coverage(&self, st: &mut State, desired: &Desired) {
+    /// Surveys coverage of `desired` (the folder as loaded, selectors included) unless told not
+    /// to; call it after a full pass. The listings run without the daemon state held (the targeted
+    /// lane keeps working meanwhile); only folding their result takes it.
+    pub(super) async fn survey_coverage(&self, desired: &Desired) {
         if !self.settings.report_ungoverned {
             return;
         }
         let found =
             coverage::survey_clients(&self.clients, desired, self.setup.pass.concurrency, false)
                 .await;
+        let mut st = self.state.lock().await;
         let mut next: BTreeMap<Bucket, BTreeSet<GroupKey>> = BTreeMap::new();
         for b in found.buckets {
             match b.result {

@@ -202,9 +202,6 @@ impl Runner {
         );
         self.publish_groups(&st);
         self.track_verification(&mut st, &desired);
-        if full {
-            self.survey_coverage(&mut st, &folder).await;
-        }
         if scope > 0 {
             self.health.cloud(cloud_failure.clone());
         }
@@ -223,6 +220,9 @@ impl Runner {
         };
         let revision = desired.revision.clone();
         drop(st);
+        if full {
+            self.survey_coverage(&folder).await;
+        }
         self.intake.nudge();
         self.finish(Finished {
             trigger,
