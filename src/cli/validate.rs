@@ -123,10 +123,7 @@ pub fn print_schema() -> i32 {
 /// reader never sees half a report).
 pub fn write_report(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     use anyhow::Context;
-    let text = format!("{value}\n");
-    let tmp = path.with_extension("tmp-sgpolicy");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
+    crate::report::write_file(path, value)
         .with_context(|| format!("writing the report to {}", path.display()))
 }
 

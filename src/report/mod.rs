@@ -12,7 +12,7 @@ mod coverage;
 mod markdown;
 mod stream;
 pub use markdown::{markdown, MAX_COMMENT_CHARS};
-pub use stream::write_json;
+pub use stream::{write_file, write_json};
 
 /// "opens" for Drop → Accept (weakens isolation), "isolates" for Accept → Drop; `None` otherwise.
 pub fn direction(entry: &PlanEntry) -> Option<&'static str> {

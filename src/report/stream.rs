@@ -7,6 +7,13 @@ use crate::reconcile::PassReport;
 use serde_json::Value;
 use std::io::{self, Write};
 
+/// Writes `value` and a newline to `path` through a temporary file renamed over it, so a reader (a CI
+/// wrapper, a dashboard scraping the daemon's last report) never sees half a document.
+pub fn write_file(path: &std::path::Path, value: &Value) -> io::Result<()> {
+    let tmp = path.with_extension("tmp-sgpolicy");
+    std::fs::write(&tmp, format!("{value}\n")).and_then(|()| std::fs::rename(&tmp, path))
+}
+
 /// Writes the JSON document of `report` to `w` (no trailing newline).
 pub fn write_json(report: &PassReport, w: &mut impl Write) -> io::Result<()> {
     let Value::Object(top) = document(report, Vec::new()) else {

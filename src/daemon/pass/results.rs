@@ -295,9 +295,7 @@ impl Runner {
             merged.results.extend(r.results.iter().cloned());
         }
         merged.results.sort_by(|a, b| a.entry.key.cmp(&b.entry.key));
-        let text = format!("{}\n", crate::report::json(&merged));
-        let tmp = path.with_extension("tmp-sgpolicy");
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+        if let Err(e) = crate::report::write_file(path, &crate::report::json(&merged)) {
             tracing::warn!("writing the pass report to {}: {e}", path.display());
         }
     }
