@@ -3,21 +3,14 @@
 
 use super::*;
 use crate::ecs::api::ListedGroup;
-use crate::model::{GroupMeta, Policy};
-use crate::reconcile::fixtures::{ecs_error, Answer, Request, Scripted};
+use crate::model::Policy;
+use crate::reconcile::fixtures::{ecs_error, listed, Answer, Request, Scripted};
 
 const HZ: &str = "cn-hangzhou";
 
+/// A listed group tagged `env=prod`.
 fn group(id: &str, name: &str, vpc: &str) -> ListedGroup {
-    ListedGroup {
-        id: id.into(),
-        meta: GroupMeta {
-            name: Some(name.into()),
-            vpc_id: Some(vpc.into()),
-            ..GroupMeta::default()
-        },
-        tags: [("env".to_string(), "prod".to_string())].into(),
-    }
+    listed(id, name, vpc, &[("env", "prod")])
 }
 
 fn page(groups: Vec<ListedGroup>, next: Option<&str>) -> Answer {

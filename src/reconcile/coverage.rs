@@ -246,26 +246,11 @@ pub async fn add_to(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{GroupMeta, Location, Mode, Policy};
+    use crate::model::{Location, Mode, Policy};
     use crate::policy::DesiredGroup;
-    use crate::reconcile::fixtures::{Answer, Request, Scripted};
+    use crate::reconcile::fixtures::{listed, Answer, Request, Scripted};
 
     const HZ: &str = "cn-hangzhou";
-
-    fn listed(id: &str, name: &str, vpc: &str, tags: &[(&str, &str)]) -> ListedGroup {
-        ListedGroup {
-            id: id.into(),
-            meta: GroupMeta {
-                name: Some(name.into()),
-                vpc_id: Some(vpc.into()),
-                ..GroupMeta::default()
-            },
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
 
     fn at(line: usize) -> Location {
         Location {

@@ -7,7 +7,7 @@
 //! concurrency 1, so the order is the pass's own.
 
 use crate::ecs::client::CallStats;
-use crate::ecs::{api, ApiError, Cloud, EcsError, GroupFilter, GroupPage};
+use crate::ecs::{api, ApiError, Cloud, EcsError, GroupFilter, GroupPage, ListedGroup};
 use crate::model::{GroupKey, GroupMeta, Location, Mode, Policy};
 use crate::policy::{Desired, DesiredGroup};
 use std::collections::{BTreeMap, VecDeque};
@@ -188,6 +188,22 @@ pub fn normal() -> GroupMeta {
 }
 
 /// The answer to DescribeSecurityGroups: these ids exist, with these flags.
+/// A group as a region listing returns it: a basic group named `name` in `vpc` with `tags`.
+pub fn listed(id: &str, name: &str, vpc: &str, tags: &[(&str, &str)]) -> ListedGroup {
+    ListedGroup {
+        id: id.into(),
+        meta: GroupMeta {
+            name: Some(name.into()),
+            vpc_id: Some(vpc.into()),
+            ..GroupMeta::default()
+        },
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
 pub fn found(groups: &[(&GroupKey, GroupMeta)]) -> Answer {
     Answer::Groups(
         groups
