@@ -296,13 +296,23 @@ impl Runner {
         });
     }
 
-    /// Forgets groups no longer governed and notes the oldest successful read of those that are (a
-    /// group never read counts from the daemon's start).
+    /// After a main pass, which resolved the governed groups anew: forgets the groups no longer
+    /// governed, then notes the oldest read.
     fn track_verification(&self, st: &mut State, desired: &Desired) {
         st.verified.retain(|k, _| desired.groups.contains_key(k));
         st.last_correction
             .retain(|k, _| desired.groups.contains_key(k));
-        let oldest = desired
+        self.note_oldest_read(st);
+    }
+
+    /// The oldest successful read of any group the last main pass resolved (a group never read
+    /// counts from the daemon's start). A targeted pass calls it directly: the groups it read came
+    /// from a resolution that a main pass may have replaced meanwhile, so it must not prune by them.
+    fn note_oldest_read(&self, st: &State) {
+        let Some(governed) = &st.effective else {
+            return;
+        };
+        let oldest = governed
             .groups
             .keys()
             .map(|k| st.verified.get(k).copied().unwrap_or(self.started))

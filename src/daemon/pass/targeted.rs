@@ -66,7 +66,7 @@ impl Runner {
             &|k| batch.get(k).cloned(),
         );
         self.publish_groups(&st);
-        self.track_verification(&mut st, &desired);
+        self.note_oldest_read(&st);
         drop(st);
         if let Some(why) = &cloud_failure {
             // The main lane clears it again after its next pass that reads the cloud through.

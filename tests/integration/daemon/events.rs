@@ -222,6 +222,13 @@ async fn a_pushed_console_flip_is_corrected_with_one_targeted_read_and_names_its
         "{}",
         m.text
     );
+    // Every governed group was read at start-up, so the oldest read is younger than the test.
+    let age = m
+        .values
+        .get("sgpolicy_oldest_verification_age_seconds")
+        .copied()
+        .expect("the verification age is exported");
+    assert!(age < DEADLINE.as_secs_f64() * 4.0, "{age}");
 }
 
 #[tokio::test]
