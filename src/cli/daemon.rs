@@ -102,6 +102,11 @@ impl DaemonArgs {
             }
             return s;
         }
+        // With events on, the resync is the backstop for lost events: a longer default.
+        s.events = self.events(problems);
+        if s.events.enabled() {
+            s.interval = crate::daemon::settings::DEFAULT_INTERVAL_WITH_EVENTS;
+        }
         let mut duration = |flag: &str, v: &Option<String>, into: &mut Duration| {
             if let Some(text) = v {
                 match duration::parse(text) {
@@ -140,11 +145,6 @@ impl DaemonArgs {
                 Ok(addr) => s.metrics_addr = Some(addr),
                 Err(e) => problems.push(e.to_string()),
             }
-        }
-        s.events = self.events(problems);
-        if self.interval.is_none() && s.events.enabled() {
-            s.interval = crate::daemon::settings::DEFAULT_INTERVAL_WITH_EVENTS;
-            s.retry.cap = s.retry.cap.max(Duration::from_secs(300));
         }
         s
     }
@@ -309,6 +309,11 @@ mod tests {
         assert_eq!(s.events.poll, Some(events::DEFAULT_POLL));
         assert_eq!(
             s.interval,
+            crate::daemon::settings::DEFAULT_INTERVAL_WITH_EVENTS
+        );
+        // The retry's cap follows the interval in force, as with an explicit --interval.
+        assert_eq!(
+            s.retry.cap,
             crate::daemon::settings::DEFAULT_INTERVAL_WITH_EVENTS
         );
         // Events off: today's interval; an explicit --interval always wins.
