@@ -37,6 +37,7 @@ mod tests_workflow;
 pub use bytes::parse_file_bytes;
 pub use merge::revision_of;
 pub use selector::{glob_match, Selector};
+pub(crate) use walk::is_policy_name;
 pub use walk::{MAX_DIR_DEPTH, MAX_ENTRIES, MAX_FILES, MAX_TOTAL_BYTES, TIME_BUDGET};
 
 use crate::model::{AccountRef, GroupKey, Location, Mode, Note, Policy};

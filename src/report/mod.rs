@@ -1,6 +1,7 @@
 //! Renders a pass for people (a compact table of what is not in sync, then one summary line) and for
 //! programs (a documented, stable JSON object; see README "JSON output").
 
+use crate::escape;
 use crate::model::{Account, NoteLevel, Policy};
 use crate::plan::{Action, PlanEntry};
 use crate::reconcile::{GroupResult, Outcome, OutcomeKind, PassReport};
@@ -11,6 +12,8 @@ pub mod audit;
 mod coverage;
 mod markdown;
 mod stream;
+#[cfg(test)]
+mod tests;
 pub use markdown::{markdown, MAX_COMMENT_CHARS};
 pub use stream::{write_file, write_json};
 
@@ -156,8 +159,8 @@ pub fn text(report: &PassReport) -> String {
                     (a, _) => format!("ERROR {}", action_name(a)),
                 };
                 [
-                    r.entry.key.place(),
-                    r.entry.key.id.to_string(),
+                    escape::text(&r.entry.key.place()).into_owned(),
+                    escape::text(&r.entry.key.id).into_owned(),
                     r.entry.observed.map_or("-".into(), |p| p.to_string()),
                     r.entry.desired.to_string(),
                     result,
@@ -186,7 +189,7 @@ pub fn text(report: &PassReport) -> String {
         for (row, r) in cells.iter().zip(&rows) {
             out.push_str(&line(row));
             if let Some(p) = problem(r) {
-                let _ = writeln!(out, "    {p}");
+                let _ = writeln!(out, "    {}", escape::text(&p));
             }
         }
         out.push('\n');
@@ -201,13 +204,17 @@ pub fn text(report: &PassReport) -> String {
             .first()
             .map(|l| format!("{l}: "))
             .unwrap_or_default();
-        let _ = writeln!(out, "{at}{level}: {}", n.message);
+        let _ = writeln!(out, "{at}{level}: {}", escape::text(&n.message));
     }
     if let Some(c) = &report.coverage {
         out.push_str(&coverage::text(c));
     }
     if let Some(f) = &report.fatal {
-        let _ = writeln!(out, "error: the pass stopped early: {f}");
+        let _ = writeln!(
+            out,
+            "error: the pass stopped early: {}",
+            escape::text(&f.to_string())
+        );
     }
     out.push_str(&summary_line(report));
     out.push('\n');
