@@ -80,9 +80,16 @@ pub struct LoadError {
     pub message: String,
 }
 
+/// Both parts escaped (`crate::escape::text`): a message quotes tokens from the file, and wherever
+/// the error is printed (stderr, logs, `/readyz`) it stays one line.
 impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.location, self.message)
+        write!(
+            f,
+            "{}: {}",
+            self.location,
+            crate::escape::Text(&self.message)
+        )
     }
 }
 

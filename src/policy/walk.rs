@@ -213,13 +213,14 @@ enum Entry {
 }
 
 impl Walker<'_> {
-    fn walk(&mut self, dir: &Path, depth: usize) {
+    /// The names in `dir`, sorted, each counted against the budget; `None` once it is exceeded.
+    fn names(&mut self, dir: &Path) -> Option<Vec<std::ffi::OsString>> {
         let entries = match fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) => {
                 self.errors
                     .push(error_at(dir, format!("cannot read folder: {e}")));
-                return;
+                return Some(Vec::new());
             }
         };
         let mut names = Vec::new();
@@ -232,10 +233,15 @@ impl Walker<'_> {
             }
             if let Err(e) = self.budget.count_entry(dir) {
                 self.errors.push(e);
-                return;
+                return None;
             }
         }
         names.sort();
+        Some(names)
+    }
+
+    fn walk(&mut self, dir: &Path, depth: usize) {
+        let Some(names) = self.names(dir) else { return };
         for name in names {
             if self.budget.exceeded() {
                 return;
