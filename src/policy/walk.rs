@@ -40,9 +40,10 @@ pub const MAX_FILES: usize = 10_000;
 /// Most bytes of all policy files together (or `--max-file-bytes`, if that is larger): bounds the
 /// memory a read takes.
 pub const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
-/// Longest one read of the folder (walk, read and parse) may take. A healthy folder of 10,000 files
-/// reads in about a second; past this the read stops with an error instead of hanging a pass (a slow
-/// or hung network file system), and the daemon keeps its last good state.
+/// Longest one read of the folder (walk, read and parse) may take, checked before every entry and
+/// file. A folder of 10,000 files validated in 1.9 s (0.5 s of CPU, debug build); past the budget the
+/// read stops with an error instead of dragging a pass on (a slow network file system), and the daemon
+/// keeps its last good state. A single system call that never returns cannot be interrupted from here.
 pub const TIME_BUDGET: Duration = Duration::from_secs(30);
 
 /// The limits of one read of the folder; [`LIMITS`] are the stated ones, tests shrink them.
