@@ -10,10 +10,12 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 /// Whether `c` must never reach a terminal, a log line or a CI log raw: the C0 and C1 controls and DEL
-/// (newlines, carriage returns, escape sequences, backspaces), and the Unicode bidirectional overrides
-/// and isolates, which make text display in another order than it is read ("Trojan Source").
+/// (newlines, carriage returns, escape sequences, backspaces), the Unicode line and paragraph
+/// separators (line breaks to some viewers), and the bidirectional overrides and isolates, which make
+/// text display in another order than it is read ("Trojan Source").
 pub fn is_unsafe(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `s` with every unsafe character written as a Rust-style escape (`\n`, `\r`, `\t`, `\u{1b}`), so
@@ -182,6 +184,27 @@ mod tests {
         assert!(data.starts_with("a%0Ab%0D::error::x\\u{1b}[31m"), "{data}");
         assert_eq!(github_data("100%"), "100%25");
         assert_eq!(github_property("a:b,c%\n"), "a%3Ab%2Cc%25%0A");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn no_output_ever_holds_a_character_that_could_start_a_line_or_a_sequence(s in "\\PC*|[\\x00-\\x{a0}\\x{2028}-\\x{206f}`|<>&%:,]{0,40}") {
+            let t = text(&s);
+            proptest::prop_assert!(!t.chars().any(is_unsafe));
+            proptest::prop_assert_eq!(text(&t), t.clone());
+            let q = quoted(&s);
+            proptest::prop_assert!(!q.chars().any(is_unsafe));
+            let md = markdown(&s);
+            proptest::prop_assert!(!md.chars().any(|c| is_unsafe(c) || matches!(c, '<' | '>' | '`')));
+            proptest::prop_assert!(!md.replace("\\|", "").contains('|'));
+            let gh = github_property(&s);
+            proptest::prop_assert!(!gh.chars().any(|c| is_unsafe(c) || matches!(c, ':' | ',')));
+        }
     }
 }
 
