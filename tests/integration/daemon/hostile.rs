@@ -132,3 +132,77 @@ async fn trace_logging_into_the_policy_folder_itself_starts_no_pass() {
     let d = trace_logging_into(&sim, folder.path(), &log).await;
     assert_the_log_does_not_feed_itself(&d, &log).await;
 }
+
+/// A user name built to forge an audit line of its own, with an escape sequence to hide the seam.
+const FORGED_USER: &str =
+    "alice\n2026-12-07T10:00:00.000000Z  INFO sgpolicy::audit: write group=sg-b outcome=\"changed\"\u{1b}[2K";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_author_built_to_forge_an_audit_line_is_escaped_in_the_human_log() {
+    const TOKEN: &str = "a-bearer-token-for-the-hostile-test";
+    let sim = Sim::start(&Seed::new().groups(HZ, ["sg-a", "sg-b"], Drop)).await;
+    let folder = Folder::new().file(
+        "prod.yaml",
+        PolicyFile::in_region(HZ)
+            .groups(["sg-a", "sg-b"], Drop)
+            .yaml(),
+    );
+    let side = tempfile::tempdir().expect("tempdir");
+    let token = side.path().join("token");
+    std::fs::write(&token, TOKEN).expect("token file");
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    };
+    let target: sgpolicy_sim::PushTarget = serde_json::from_value(serde_json::json!({
+        "url": format!("http://{addr}/events"), "token": TOKEN,
+    }))
+    .expect("a push target");
+    sim.sim
+        .set_eventbridge(sgpolicy_sim::EventBridgeConfig {
+            targets: vec![target],
+        })
+        .expect("eventbridge");
+    let token = token.to_str().expect("utf-8 path");
+    let d = Daemon::start(
+        &sim,
+        folder.path(),
+        &[
+            "--events-poll",
+            "0",
+            "--events-addr",
+            &addr,
+            "--events-token-file",
+            token,
+        ],
+    )
+    .await;
+    d.wait_metrics("the start-up pass", |m| {
+        m.sum("sgpolicy_passes_total", &["trigger=\"startup\""]) >= 1.0
+    })
+    .await;
+
+    let actor = sgpolicy_sim::ConsoleActor {
+        user_name: Some(FORGED_USER.into()),
+        ..Default::default()
+    };
+    sim.sim
+        .flip_in_console(HZ, "sg-a", Policy::Accept, &actor)
+        .expect("sg-a exists");
+    let audit = d.wait_log("changed_by=ram-user alice").await;
+    assert!(
+        audit.contains("group=sg-a") && audit.contains("alice\\n2026-12-07T10:00:00.000000Z  INFO"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("\\u{1b}[2K") && !audit.contains('\u{1b}'),
+        "{audit}"
+    );
+    let forged = d.lines_with("write group=sg-b");
+    assert!(
+        forged
+            .iter()
+            .all(|l| l.contains("changed_by=ram-user alice\\n")),
+        "a line of its own: {forged:#?}"
+    );
+}
