@@ -60,11 +60,14 @@ mod chaos;
 mod conn;
 mod faults;
 mod handlers;
+mod handlers_net;
 mod lookup;
 mod model;
+mod net;
 mod push;
 mod raw;
 mod respond;
+mod rules;
 mod seed;
 mod state;
 mod sts;
@@ -77,12 +80,15 @@ mod tests_describe;
 #[cfg(test)]
 mod tests_modify;
 #[cfg(test)]
+mod tests_net;
+#[cfg(test)]
 mod tests_push;
 #[cfg(test)]
 mod tests_trail;
 #[cfg(test)]
 mod tests_v3;
 mod trail;
+mod writes;
 
 pub use faults::{FaultConfig, ScriptedFailure, ThrottleRule};
 pub use model::Policy;
@@ -502,8 +508,8 @@ struct Call<'a> {
     meta: &'a RequestMeta,
 }
 
-/// The action itself, once every check passed. A ModifySecurityGroupPolicy that got this far is an
-/// ActionTrail event, failed or not (a failed one carries `errorCode` and changed nothing).
+/// The action itself, once every check passed. A write ([`handlers::WRITES`]) that got this far is
+/// an ActionTrail event, failed or not (a failed one carries `errorCode` and changed nothing).
 fn execute(
     st: &mut state::State,
     api: Api,
@@ -523,7 +529,7 @@ fn execute(
             now,
         ),
     };
-    if call.action == "ModifySecurityGroupPolicy" {
+    if api == Api::Ecs && handlers::WRITES.contains(&call.action) {
         record_write(st, call, params, &result, now);
     }
     result
@@ -543,8 +549,16 @@ fn record_write(
         .get(call.key_id)
         .map(|k| k.identity.clone())
         .unwrap_or_else(|| trail::Identity::root(call.account));
+    // A write that names no region (Join/Leave may not) is recorded in its group's.
+    let group_region = || {
+        let id = params.get("SecurityGroupId")?;
+        st.groups
+            .keys()
+            .find(|(a, _, g)| a == call.account && g == id)
+            .map(|(_, r, _)| r.clone())
+    };
     let region = match call.region {
-        "" => st.trail.config.default_region.clone(),
+        "" => group_region().unwrap_or_else(|| st.trail.config.default_region.clone()),
         r => r.to_string(),
     };
     let (request_id, error) = match result {
