@@ -270,6 +270,11 @@ impl Network {
         }
     }
 
+    /// Every interface of every account (the admin listing).
+    pub fn all(&self) -> impl Iterator<Item = &Eni> {
+        self.enis.values()
+    }
+
     pub fn prefix_list(&self, account: &str, region: &str, id: &str) -> Option<&PrefixList> {
         self.prefix_lists.get(&key(account, region, id))
     }

@@ -125,8 +125,8 @@ pub const OTHER_ACTION: &str = "(other)";
 #[serde(rename_all = "camelCase")]
 pub struct CallCounts {
     pub total: u64,
-    /// By `Action`: the three ECS actions, `AssumeRole` and `LookupEvents` by name, anything else
-    /// under [`OTHER_ACTION`]. Throttled and failed requests count under their action too.
+    /// By `Action`: each ECS action served (`handlers::ACTIONS`), `AssumeRole` and `LookupEvents`
+    /// by name, anything else under [`OTHER_ACTION`]. Throttled and failed requests count under their action too.
     pub by_action: BTreeMap<String, u64>,
     /// By the injected fault that shaped the answer (`throttle`, `failNext`, `drop`, `hang`), as
     /// [`CallRecord::fault`] names it.
