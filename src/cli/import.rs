@@ -3,8 +3,8 @@
 
 use super::connect::ConnectArgs;
 use crate::accounts::connect::ConnectSettings;
-use crate::adopt::ImportSettings;
 use crate::ecs::GroupFilter;
+use crate::import::ImportSettings;
 use crate::model::{AccountRef, Mode};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;

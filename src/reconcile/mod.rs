@@ -2,12 +2,12 @@
 //! verify each write by reading the group again. The only module that writes to the cloud, and only for
 //! a change the plan produced from a read made in the same pass.
 
-pub mod coverage;
 pub mod deadline;
 pub mod failure;
 pub mod gate;
 pub mod order;
 pub mod selectors;
+pub mod survey;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -185,8 +185,8 @@ pub struct PassReport {
     pub duration: Duration,
     /// Selector warnings and conflicts, safety-rail refusals, coverage problems.
     pub notes: Vec<Note>,
-    /// `--report-ungoverned`: the groups no declaration governs (`coverage::add_to`).
-    pub coverage: Option<coverage::Coverage>,
+    /// `--report-ungoverned`: the groups no declaration governs (`survey::add_to`).
+    pub coverage: Option<survey::Coverage>,
 }
 
 impl PassReport {

@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 use std::fmt::Write;
 
 pub mod audit;
-mod coverage;
 mod markdown;
 mod stream;
+mod ungoverned;
 pub use markdown::{markdown, MAX_COMMENT_CHARS};
 pub use stream::{write_file, write_json};
 
@@ -204,7 +204,7 @@ pub fn text(report: &PassReport) -> String {
         let _ = writeln!(out, "{at}{level}: {}", n.message);
     }
     if let Some(c) = &report.coverage {
-        out.push_str(&coverage::text(c));
+        out.push_str(&ungoverned::text(c));
     }
     if let Some(f) = &report.fatal {
         let _ = writeln!(out, "error: the pass stopped early: {f}");
@@ -279,7 +279,7 @@ fn document(report: &PassReport, groups: Vec<Value>) -> Value {
         "groups": groups,
     });
     if let Some(c) = &report.coverage {
-        doc["ungoverned"] = coverage::json(c);
+        doc["ungoverned"] = ungoverned::json(c);
         doc["summary"]["ungoverned"] = json!(c.count());
     }
     doc

@@ -2,7 +2,6 @@
 //! simulator over loopback, with policy folders written to temporary directories.
 
 mod accounts;
-mod adopt;
 mod builders;
 mod calls;
 mod credentials;
@@ -10,6 +9,7 @@ mod daemon;
 mod fakes;
 mod faults;
 mod harness;
+mod import;
 mod once;
 mod sdk;
 mod sdk_credentials;

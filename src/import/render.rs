@@ -55,7 +55,7 @@ pub enum Adopted {
     Policy(Policy),
     /// Written as a comment: why it cannot be declared.
     Skipped(String),
-    /// Listed, its policy not read yet: never rendered (`adopt::read` refuses an estate with one).
+    /// Listed, its policy not read yet: never rendered (`import::read` refuses an estate with one).
     Unread,
 }
 

@@ -2,7 +2,7 @@
 //! "14 groups in cn-hangzhou are governed by no policy file", then the groups. JSON lists them as
 //! `ungoverned: [{id, region, account, name, vpcId}]`.
 
-use crate::reconcile::coverage::{place, sentence, Coverage};
+use crate::reconcile::survey::{place, sentence, Coverage};
 use serde_json::{json, Value};
 use std::fmt::Write;
 
@@ -60,7 +60,7 @@ pub fn json(c: &Coverage) -> Value {
 mod tests {
     use super::*;
     use crate::model::GroupKey;
-    use crate::reconcile::coverage::{BucketCoverage, Ungoverned};
+    use crate::reconcile::survey::{BucketCoverage, Ungoverned};
 
     fn coverage() -> Coverage {
         let g = |account: &str, id: &str, name: Option<&str>| Ungoverned {

@@ -16,8 +16,8 @@ pub mod write;
 
 use crate::ecs::{Cloud, GroupFilter, ListedGroup};
 use crate::model::{AccountRef, GroupKey, Mode};
-use crate::reconcile::coverage::list_all;
 use crate::reconcile::order::interleave_by_bucket;
+use crate::reconcile::survey::list_all;
 use crate::reconcile::Failure;
 use futures::stream::{self, StreamExt};
 use render::{Adopted, Estate, Found};
