@@ -43,6 +43,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod ecs;
 pub mod events;
+pub mod failure;
 pub mod import;
 pub mod model;
 pub mod plan;

@@ -171,6 +171,14 @@ impl CallStats {
         out
     }
 
+    fn count_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_throttled(&self) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Attempts repeated after a retryable error other than throttling.
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
@@ -243,6 +251,10 @@ pub struct EcsClient {
     /// ActionTrail calls are counted apart: a reconcile pass reports its `api_calls` as a diff of
     /// `stats`, and a poll running at the same time must not show up in it.
     trail_stats: Arc<CallStats>,
+    /// The tally of the one pass this handle serves ([`EcsClient::counting_into`]): its ECS calls are
+    /// counted there as well as in `stats`, so two passes running at once on the same clients (the
+    /// daemon's two lanes) each report only the calls they made, not a diff of shared counters.
+    pass_tally: Option<Arc<CallStats>>,
     limiter: Arc<Limiter>,
 }
 
@@ -317,7 +329,17 @@ impl EcsClient {
             credentials,
             stats: Arc::new(CallStats::default()),
             trail_stats: Arc::new(CallStats::default()),
+            pass_tally: None,
         })
+    }
+
+    /// The same client (same account, limiter, connection pool and shared counts) whose ECS calls are
+    /// also counted in `tally`: one pass's handle.
+    pub fn counting_into(&self, tally: &Arc<CallStats>) -> EcsClient {
+        EcsClient {
+            pass_tally: Some(tally.clone()),
+            ..self.clone()
+        }
     }
 
     /// Counts of the ECS calls of every account's client.
@@ -331,10 +353,19 @@ impl EcsClient {
         &self.trail_stats
     }
 
-    fn stats_of(&self, service: Service) -> &CallStats {
-        match service {
-            Service::Ecs => &self.stats,
-            Service::ActionTrail => &self.trail_stats,
+    /// Where a call of `service` is counted: the shared counts, and this handle's pass for ECS calls.
+    fn counters(&self, service: Service) -> impl Iterator<Item = &CallStats> {
+        let (shared, pass) = match service {
+            Service::Ecs => (&self.stats, self.pass_tally.as_deref()),
+            Service::ActionTrail => (&self.trail_stats, None),
+        };
+        std::iter::once(&**shared).chain(pass)
+    }
+
+    /// Counts one answer of `action` (`outcome`: `OK`, an error code, `Transport`, `Timeout`).
+    fn count(&self, service: Service, action: &str, outcome: &str) {
+        for stats in self.counters(service) {
+            stats.record(&self.account, action, outcome);
         }
     }
 
@@ -349,6 +380,7 @@ impl EcsClient {
             account: account.into(),
             credentials,
             limiter: Arc::new(Limiter::new(client_limits(&self.config.rate_limits))),
+            pass_tally: None,
             ..self.clone()
         }
     }
@@ -538,7 +570,6 @@ impl EcsClient {
             Service::Ecs => self.config.throttle_budget,
             Service::ActionTrail => self.config.throttle_budget.min(trail::THROTTLE_BUDGET),
         };
-        let stats = self.stats_of(service);
         let mut attempt = 0u32;
         let mut first_throttle: Option<Instant> = None;
         loop {
@@ -559,7 +590,7 @@ impl EcsClient {
                 Err(e) => e,
             };
             if err.is_throttling() {
-                stats.throttled.fetch_add(1, Ordering::Relaxed);
+                self.counters(service).for_each(CallStats::count_throttled);
                 let hint = err.retry_after_ms.map(Duration::from_millis);
                 self.limiter.throttled(bucket, action, sent_at, hint);
                 let since = *first_throttle.get_or_insert_with(Instant::now);
@@ -573,7 +604,7 @@ impl EcsClient {
             if err.class() != ErrorClass::Retryable || attempt >= self.config.max_attempts {
                 return Err(err.into());
             }
-            stats.retries.fetch_add(1, Ordering::Relaxed);
+            self.counters(service).for_each(CallStats::count_retry);
             let delay = self.backoff(attempt, &err);
             tracing::debug!(action, region, attempt, code = %err.code, delay_ms = delay.as_millis() as u64, "retrying");
             tokio::time::sleep(delay).await;
@@ -658,7 +689,7 @@ impl EcsClient {
                 } else {
                     "Transport"
                 };
-                self.stats_of(service).record(&self.account, action, code);
+                self.count(service, action, code);
                 // reqwest's Display includes the URL with its signed query: keep only the cause.
                 return Err(ApiError::transport(action, code, transport_cause(&e)));
             }
@@ -672,8 +703,7 @@ impl EcsClient {
         let text = match response.bytes().await {
             Ok(t) => t,
             Err(e) => {
-                self.stats_of(service)
-                    .record(&self.account, action, "Transport");
+                self.count(service, action, "Transport");
                 return Err(ApiError::transport(
                     action,
                     "Transport",
@@ -682,7 +712,7 @@ impl EcsClient {
             }
         };
         if (200..300).contains(&status) {
-            self.stats_of(service).record(&self.account, action, "OK");
+            self.count(service, action, "OK");
             return Ok(text);
         }
         let text = String::from_utf8_lossy(text.as_ref());
@@ -712,8 +742,7 @@ impl EcsClient {
             request_id: field(&["RequestId", "requestId"]),
             retry_after_ms,
         };
-        self.stats_of(service)
-            .record(&self.account, action, &err.code);
+        self.count(service, action, &err.code);
         Err(err)
     }
 }

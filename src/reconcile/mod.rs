@@ -3,7 +3,6 @@
 //! a change the plan produced from a read made in the same pass.
 
 pub mod deadline;
-pub mod failure;
 pub mod gate;
 pub mod order;
 pub mod selectors;
@@ -14,7 +13,8 @@ pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
 
-pub use failure::Failure;
+/// `Failure` is shared vocabulary (plan and report carry it too); reconcile's modules name it here.
+pub use crate::failure::{self, Failure};
 
 use crate::accounts::{Clients, Reach};
 use crate::ecs::api;
@@ -22,7 +22,7 @@ use crate::ecs::client::CallStats;
 use crate::ecs::Cloud;
 use crate::model::GroupMeta;
 use crate::model::{Bucket, Mode, Note, NoteLevel, Policy};
-use crate::plan::{self, Action, Blame, Observation, Plan, PlanEntry};
+use crate::plan::{self, Action, Observation, Plan, PlanEntry};
 use crate::policy::{Desired, DesiredGroup};
 use crate::token::{self, Attempt, TokenInput};
 use deadline::within;
@@ -211,7 +211,9 @@ impl PassReport {
 
 /// Shared by every task of one pass: the first fatal error of an account stops new requests to that
 /// account. Other accounts carry on: a role missing a permission in staging must not leave production
-/// uncorrected.
+/// uncorrected. The map of fatal errors only ever gains entries, so a task that panicked while holding
+/// its lock cannot have left it half-changed: a poisoned lock is used as it is, never skipped (which
+/// would forget an account's fatal error and keep sending it requests).
 #[derive(Default)]
 struct PassState {
     /// By account (empty: the chain's own), the first fatal error seen.
@@ -224,12 +226,18 @@ impl PassState {
     /// The pass's fatal error for the report: the chain's own account's if it had one, else the first
     /// named account's (by id).
     fn fatal(&self) -> Option<Failure> {
-        let f = self.fatal.lock().ok()?;
+        let f = self.fatal_errors();
         f.get(OWN_ACCOUNT).or_else(|| f.values().next()).cloned()
     }
 
     fn fatal_for(&self, account: &str) -> Option<Failure> {
-        self.fatal.lock().ok().and_then(|f| f.get(account).cloned())
+        self.fatal_errors().get(account).cloned()
+    }
+
+    fn fatal_errors(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Failure>> {
+        self.fatal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Passes `result` through, remembering a fatal error for `account`; the error of a named
@@ -238,10 +246,9 @@ impl PassState {
         let result = result.map_err(Into::into);
         if let Err(e) = &result {
             if e.is_fatal_for_account() {
-                if let Ok(mut f) = self.fatal.lock() {
-                    f.entry(account.to_string())
-                        .or_insert_with(|| e.clone().in_account(account));
-                }
+                self.fatal_errors()
+                    .entry(account.to_string())
+                    .or_insert_with(|| e.clone().in_account(account));
             }
         }
         result
@@ -292,19 +299,20 @@ pub async fn run_pass(clients: &Clients, desired: &Desired, opts: &PassOptions) 
         .map(|k| k.account.as_str())
         .chain(desired.selectors.iter().map(|s| s.account.as_str()));
     let reach = clients.reach(accounts, &desired.accounts).await;
-    run_pass_on(&reach, clients.stats(), desired, opts).await
+    run_pass_on(&reach, desired, opts).await
 }
 
-/// One pass over `desired` through the given clients (any [`Cloud`]); `stats` counts their calls.
+/// One pass over `desired` through the given clients (any [`Cloud`]). Its call counts are its own:
+/// every call goes through a handle counting into this pass's tally, so another pass running on the
+/// same clients at the same time (the daemon's other lane) never shows up in them.
 pub async fn run_pass_on<C: Cloud>(
-    reach: &Reach<C>,
-    stats: &CallStats,
+    clients: &Reach<C>,
     desired: &Desired,
     opts: &PassOptions,
 ) -> PassReport {
     let started = Instant::now();
-    let before = stats.snapshot();
-    let (retries_before, throttled_before) = (stats.retries(), stats.throttled());
+    let stats = Arc::new(CallStats::default());
+    let reach = &clients.counting_into(&stats);
     let state = Arc::new(PassState {
         cancel: opts.cancel.clone(),
         deadline: opts.pass_timeout.map(|t| tokio::time::Instant::now() + t),
@@ -335,7 +343,7 @@ pub async fn run_pass_on<C: Cloud>(
     };
     let gate = gate::gate(&plan, &opts.rails);
     apply(reach, &plan, &gate, observed_at, opts, &state, &mut results).await;
-    let api_calls = calls_since(&before, &stats.snapshot());
+    let api_calls = calls_since(&BTreeMap::new(), &stats.snapshot());
     let mut notes = desired.notes.clone();
     notes.extend(gate.notes(opts.dry_run, &opts.rails));
     PassReport {
@@ -345,8 +353,8 @@ pub async fn run_pass_on<C: Cloud>(
         results,
         fatal: state.fatal(),
         api_calls,
-        retries: stats.retries() - retries_before,
-        throttled: stats.throttled() - throttled_before,
+        retries: stats.retries(),
+        throttled: stats.throttled(),
         duration: started.elapsed(),
         notes,
         coverage: None,
@@ -447,7 +455,7 @@ async fn observe<C: Cloud>(
                     }
                     None => Observation::NotFound,
                 },
-                Err(e) => failed(e),
+                Err(e) => Observation::Failed(e.clone()),
             };
             results[i] = planned(i, &observation);
             observed[i] = true;
@@ -477,7 +485,7 @@ async fn observe<C: Cloud>(
                 meta: unmanageable.remove(&i).unwrap_or_default(),
             },
             Err(Failure::Ecs(e)) if e.is_not_found() => Observation::NotFound,
-            Err(e) => failed(&e),
+            Err(e) => Observation::Failed(e),
         };
         results[i] = planned(i, &observation);
         observed[i] = true;
@@ -489,18 +497,6 @@ async fn observe<C: Cloud>(
         }
     }
     results
-}
-
-fn failed(e: &Failure) -> Observation {
-    Observation::Failed {
-        code: e.code().to_string(),
-        message: e.to_string(),
-        blame: if e.is_cloud_trouble() {
-            Blame::Cloud
-        } else {
-            Blame::Group
-        },
-    }
 }
 
 /// Gates and writes `plan`'s changes. Each change's result replaces its group's provisional one in

@@ -38,7 +38,7 @@ fn action_name(a: &Action) -> &'static str {
         Action::Change { .. } => "change",
         Action::Unmanageable { .. } => "unmanageable",
         Action::NotFound => "not-found",
-        Action::ReadFailed { .. } => "read-failed",
+        Action::ReadFailed(_) => "read-failed",
     }
 }
 
@@ -52,7 +52,7 @@ fn problem(r: &GroupResult) -> Option<String> {
     match &r.entry.action {
         Action::Unmanageable { reason } => Some(format!("cannot be managed: {reason}")),
         Action::NotFound => Some("security group not found in this region".into()),
-        Action::ReadFailed { message, .. } => Some(message.clone()),
+        Action::ReadFailed(failure) => Some(failure.to_string()),
         _ => None,
     }
 }
@@ -66,7 +66,7 @@ fn error_code(r: &GroupResult) -> Option<String> {
     match &r.entry.action {
         Action::Unmanageable { .. } => Some("Unmanageable".into()),
         Action::NotFound => Some("InvalidSecurityGroupId.NotFound".into()),
-        Action::ReadFailed { code, .. } => Some(code.clone()),
+        Action::ReadFailed(failure) => Some(failure.code().to_string()),
         _ => None,
     }
 }
