@@ -625,6 +625,8 @@ impl EcsClient {
         jittered.max(hint).min(self.config.backoff_cap.max(hint))
     }
 
+    /// Sends one signed request and reads its answer: the bytes of a 2xx answer, else the error it
+    /// names. Every answer (and every transport failure) is counted, once.
     async fn call_once(
         &self,
         service: Service,
@@ -633,42 +635,7 @@ impl EcsClient {
         business: &[(&str, &str)],
         creds: &super::Credentials,
     ) -> Result<impl AsRef<[u8]>, ApiError> {
-        let mut nonce = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let nonce = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut nonce);
-        let timestamp = rpc_timestamp(chrono::Utc::now());
-        let mut common: Vec<(&str, &str)> = Vec::with_capacity(10);
-        common.extend([
-            ("Action", action),
-            ("Version", service.version()),
-            ("Format", "JSON"),
-            ("AccessKeyId", &creds.access_key_id),
-            ("SignatureMethod", "HMAC-SHA1"),
-            ("SignatureVersion", "1.0"),
-            ("SignatureNonce", nonce),
-            ("Timestamp", &timestamp),
-        ]);
-        if let Some(token) = &creds.security_token {
-            common.push(("SecurityToken", token.expose()));
-        }
-        let business = || business.iter().copied();
-        let signature = sign::sign(
-            "POST",
-            common.iter().copied().chain(business()),
-            creds.access_key_secret.expose(),
-        );
-        common.push(("Signature", &signature));
-        // Everything, the signature and any SecurityToken included, travels in the form body: URLs end
-        // up in proxy and library logs, bodies do not. The signature covers the same set either way.
-        let mut body = Vec::with_capacity(1024);
-        for (k, v) in common.iter().copied().chain(business()) {
-            if !body.is_empty() {
-                body.push(b'&');
-            }
-            sign::encode_into(&mut body, k);
-            body.push(b'=');
-            sign::encode_into(&mut body, v);
-        }
-
+        let body = signed_body(service, action, business, creds);
         let response = self
             .http
             .post(url.clone())
@@ -715,36 +682,95 @@ impl EcsClient {
             self.count(service, action, "OK");
             return Ok(text);
         }
-        let text = String::from_utf8_lossy(text.as_ref());
-        let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
-        let field = |names: &[&str]| -> Option<String> {
-            let obj = json.as_ref()?.as_object()?;
-            names
-                .iter()
-                .find_map(|n| obj.get(*n).and_then(|v| v.as_str()).map(str::to_string))
-        };
-        let message =
-            field(&["Message", "message"]).unwrap_or_else(|| text.chars().take(200).collect());
-        // A SignatureDoesNotMatch message quotes the string to sign, SecurityToken included.
-        let secrets = [
-            creds.access_key_secret.expose(),
-            creds
-                .security_token
-                .as_ref()
-                .map(|t| t.expose())
-                .unwrap_or(""),
-        ];
-        let err = ApiError {
-            action,
-            status: Some(status),
-            code: field(&["Code", "code"]).unwrap_or_else(|| format!("HTTP{status}")),
-            message: super::redact::redact(&message, &secrets),
-            request_id: field(&["RequestId", "requestId"]),
-            retry_after_ms,
-        };
+        let err = error_answer(action, status, retry_after_ms, text.as_ref(), creds);
         self.count(service, action, &err.code);
         Err(err)
     }
+}
+
+/// The error a non-2xx answer names: its code, message and RequestId from the JSON body (either
+/// capitalisation), or the status and the body's first 200 characters when it is not JSON. Secrets a
+/// server echoed are scrubbed: a SignatureDoesNotMatch message quotes the string to sign,
+/// SecurityToken included.
+fn error_answer(
+    action: &'static str,
+    status: u16,
+    retry_after_ms: Option<u64>,
+    body: &[u8],
+    creds: &super::Credentials,
+) -> ApiError {
+    let text = String::from_utf8_lossy(body);
+    let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
+    let field = |names: &[&str]| -> Option<String> {
+        let obj = json.as_ref()?.as_object()?;
+        names
+            .iter()
+            .find_map(|n| obj.get(*n).and_then(|v| v.as_str()).map(str::to_string))
+    };
+    let message =
+        field(&["Message", "message"]).unwrap_or_else(|| text.chars().take(200).collect());
+    let secrets = [
+        creds.access_key_secret.expose(),
+        creds
+            .security_token
+            .as_ref()
+            .map(|t| t.expose())
+            .unwrap_or(""),
+    ];
+    ApiError {
+        action,
+        status: Some(status),
+        code: field(&["Code", "code"]).unwrap_or_else(|| format!("HTTP{status}")),
+        message: super::redact::redact(&message, &secrets),
+        request_id: field(&["RequestId", "requestId"]),
+        retry_after_ms,
+    }
+}
+
+/// The form body of one request: the common parameters (a fresh nonce and timestamp), `business`,
+/// and the signature over both. Everything, the signature and any SecurityToken included, travels in
+/// the body: URLs end up in proxy and library logs, bodies do not. The signature covers the same set
+/// either way.
+fn signed_body(
+    service: Service,
+    action: &'static str,
+    business: &[(&str, &str)],
+    creds: &super::Credentials,
+) -> Vec<u8> {
+    let mut nonce = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let nonce = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut nonce);
+    let timestamp = rpc_timestamp(chrono::Utc::now());
+    let mut common: Vec<(&str, &str)> = Vec::with_capacity(10);
+    common.extend([
+        ("Action", action),
+        ("Version", service.version()),
+        ("Format", "JSON"),
+        ("AccessKeyId", &creds.access_key_id),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureVersion", "1.0"),
+        ("SignatureNonce", nonce),
+        ("Timestamp", &timestamp),
+    ]);
+    if let Some(token) = &creds.security_token {
+        common.push(("SecurityToken", token.expose()));
+    }
+    let business = || business.iter().copied();
+    let signature = sign::sign(
+        "POST",
+        common.iter().copied().chain(business()),
+        creds.access_key_secret.expose(),
+    );
+    common.push(("Signature", &signature));
+    let mut body = Vec::with_capacity(1024);
+    for (k, v) in common.iter().copied().chain(business()) {
+        if !body.is_empty() {
+            body.push(b'&');
+        }
+        sign::encode_into(&mut body, k);
+        body.push(b'=');
+        sign::encode_into(&mut body, v);
+    }
+    body
 }
 
 #[cfg(test)]

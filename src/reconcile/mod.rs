@@ -20,8 +20,8 @@ use crate::accounts::{Clients, Reach};
 use crate::ecs::api;
 use crate::ecs::client::CallStats;
 use crate::ecs::Cloud;
-use crate::model::GroupMeta;
 use crate::model::{Bucket, Mode, Note, NoteLevel, Policy};
+use crate::model::{GroupKey, GroupMeta};
 use crate::plan::{self, Action, Observation, Plan, PlanEntry};
 use crate::policy::{Desired, DesiredGroup};
 use crate::token::{self, Attempt, TokenInput};
@@ -389,23 +389,63 @@ async fn observe<C: Cloud>(
     state: &PassState,
 ) -> Vec<GroupResult> {
     let groups: Vec<&DesiredGroup> = desired.groups.values().collect();
-    let groups = &groups;
-    let planned = |i: usize, observation: &Observation| {
-        let entry = plan::entry(groups[i], Some(observation));
-        let outcome = match entry.action {
-            Action::InSync => Outcome::InSync,
-            // Provisional: `apply` replaces the result of every change.
-            Action::Change { .. } => Outcome::WouldChange,
-            _ => Outcome::Error,
-        };
-        result_of(entry, outcome)
-    };
-    let mut results: Vec<GroupResult> = (0..groups.len())
-        .map(|i| planned(i, &Observation::NotFound))
-        .collect();
-    let mut observed = vec![false; groups.len()];
+    let mut results = Results::new(&groups);
+    let (to_read, unmanageable) = describe_groups(reach, opts, state, &mut results).await;
+    read_policies(reach, to_read, unmanageable, opts, state, &mut results).await;
+    results.finish()
+}
 
-    // Bucket → groups: one listing never mixes accounts, whose credentials differ.
+/// The results of [`observe`], one per declared group in key order, each planned as its group's
+/// answer arrives.
+struct Results<'a> {
+    groups: &'a [&'a DesiredGroup],
+    results: Vec<GroupResult>,
+    /// Whether an answer (or a failure) arrived for the group; the others were never read.
+    observed: Vec<bool>,
+}
+
+impl<'a> Results<'a> {
+    fn new(groups: &'a [&'a DesiredGroup]) -> Self {
+        Results {
+            groups,
+            results: groups
+                .iter()
+                .map(|d| planned(d, Some(&Observation::NotFound)))
+                .collect(),
+            observed: vec![false; groups.len()],
+        }
+    }
+
+    fn record(&mut self, i: usize, observation: &Observation) {
+        self.results[i] = planned(self.groups[i], Some(observation));
+        self.observed[i] = true;
+    }
+
+    /// The results, a group that was never read planned as not observed.
+    fn finish(mut self) -> Vec<GroupResult> {
+        for (i, seen) in self.observed.iter().enumerate() {
+            if !seen {
+                self.results[i] = planned(self.groups[i], None);
+            }
+        }
+        self.results
+    }
+}
+
+/// The plan of one group and its provisional outcome: `apply` replaces the result of every change.
+fn planned(d: &DesiredGroup, observation: Option<&Observation>) -> GroupResult {
+    let entry = plan::entry(d, observation);
+    let outcome = match entry.action {
+        Action::InSync => Outcome::InSync,
+        Action::Change { .. } => Outcome::WouldChange,
+        _ => Outcome::Error,
+    };
+    result_of(entry, outcome)
+}
+
+/// The DescribeSecurityGroups batches of `groups` (indices), at most 100 ids each and never mixing
+/// accounts, whose credentials differ; in the order work starts ([`order`]).
+fn listing_batches(groups: &[&DesiredGroup]) -> Vec<(Bucket, Vec<usize>)> {
     let mut by_bucket: BTreeMap<Bucket, Vec<usize>> = BTreeMap::new();
     for (i, d) in groups.iter().enumerate() {
         by_bucket.entry(d.key.bucket()).or_default().push(i);
@@ -419,9 +459,20 @@ async fn observe<C: Cloud>(
                 .collect::<Vec<_>>()
         })
         .collect();
-    let batches = order::interleave_by_bucket(batches, |b| (&b.0.account, &b.0.region));
+    order::interleave_by_bucket(batches, |b| (&b.0.account, &b.0.region))
+}
 
-    let mut metas = stream::iter(batches)
+/// Type and managed flags, 100 ids a call: records every group that does not exist or whose batch
+/// failed, and returns the groups whose policy must be read, with the flags of the unmanageable ones
+/// (only what the plan needs of a group's flags: why ECS would refuse a write, when it would).
+async fn describe_groups<'a, C: Cloud>(
+    reach: &Reach<C>,
+    opts: &PassOptions,
+    state: &PassState,
+    results: &mut Results<'a>,
+) -> (Vec<(usize, &'a GroupKey)>, BTreeMap<usize, GroupMeta>) {
+    let groups = results.groups;
+    let mut metas = stream::iter(listing_batches(groups))
         .map(|(bucket, members)| async move {
             let ids: Vec<String> = members
                 .iter()
@@ -440,7 +491,6 @@ async fn observe<C: Cloud>(
         })
         .buffer_unordered(opts.concurrency.max(1));
     let mut to_read = Vec::with_capacity(groups.len());
-    // Only what the plan needs of a group's flags: why ECS would refuse a write, when it would.
     let mut unmanageable: BTreeMap<usize, GroupMeta> = BTreeMap::new();
     while let Some((members, result)) = metas.next().await {
         for i in members {
@@ -457,12 +507,22 @@ async fn observe<C: Cloud>(
                 },
                 Err(e) => Observation::Failed(e.clone()),
             };
-            results[i] = planned(i, &observation);
-            observed[i] = true;
+            results.record(i, &observation);
         }
     }
-    drop(metas);
+    (to_read, unmanageable)
+}
 
+/// The policy of every group that exists, one DescribeSecurityGroupAttribute each, recorded as it
+/// arrives.
+async fn read_policies<C: Cloud>(
+    reach: &Reach<C>,
+    to_read: Vec<(usize, &GroupKey)>,
+    mut unmanageable: BTreeMap<usize, GroupMeta>,
+    opts: &PassOptions,
+    state: &PassState,
+    results: &mut Results<'_>,
+) {
     let to_read = order::interleave_by_bucket(to_read, |(_, k)| (&k.account, &k.region));
     let mut reads = stream::iter(to_read)
         .map(|(i, key)| async move {
@@ -487,16 +547,8 @@ async fn observe<C: Cloud>(
             Err(Failure::Ecs(e)) if e.is_not_found() => Observation::NotFound,
             Err(e) => Observation::Failed(e),
         };
-        results[i] = planned(i, &observation);
-        observed[i] = true;
+        results.record(i, &observation);
     }
-    drop(reads);
-    for (i, seen) in observed.into_iter().enumerate() {
-        if !seen {
-            results[i] = result_of(plan::entry(groups[i], None), Outcome::Error);
-        }
-    }
-    results
 }
 
 /// Gates and writes `plan`'s changes. Each change's result replaces its group's provisional one in
