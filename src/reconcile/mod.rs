@@ -565,55 +565,81 @@ async fn apply<C: Cloud>(
     let entries = order::interleave_by_bucket(plan.entries.iter().collect(), |e| {
         (&e.key.account, &e.key.region)
     });
+    let change = Change {
+        reach,
+        plan,
+        gate,
+        observed_at,
+        opts,
+        state,
+    };
+    let change = &change;
     let mut done = stream::iter(entries)
-        .map(|entry| async move {
-            match (&entry.action, opts.dry_run, gate.hold(entry)) {
-                (Action::InSync, _, _) => simple(entry, Outcome::InSync),
-                (Action::Change { .. }, _, _) if entry.mode == Mode::Observe => {
-                    simple(entry, Outcome::Observed)
-                }
-                (Action::Change { .. }, false, Some(hold)) => {
-                    simple(entry, Outcome::Held(hold.clone()))
-                }
-                (Action::Change { from, to }, true, _) => {
-                    let mut r = simple(entry, Outcome::WouldChange);
-                    r.token = Some(token_for(
-                        plan,
-                        entry,
-                        *from,
-                        *to,
-                        observed_at,
-                        Attempt::First,
-                    ));
-                    r
-                }
-                (Action::Change { from, to }, false, None) => {
-                    match reach.client(&entry.key.account) {
-                        Ok(client) => {
-                            write_and_verify(
-                                client,
-                                plan,
-                                entry,
-                                *from,
-                                *to,
-                                observed_at,
-                                opts,
-                                state,
-                            )
-                            .await
-                        }
-                        Err(e) => simple(entry, Outcome::Failed(Box::new(e.into()))),
-                    }
-                }
-                _ => simple(entry, Outcome::Error),
-            }
-        })
+        .map(|entry| change.settle(entry))
         .buffer_unordered(opts.concurrency.max(1));
     while let Some(r) = done.next().await {
         let slot = results.binary_search_by(|x| x.entry.key.cmp(&r.entry.key));
         debug_assert!(slot.is_ok(), "every change is planned from a result");
         if let Ok(i) = slot {
             results[i] = r;
+        }
+    }
+}
+
+/// What settling one planned change needs: the pass's clients, its plan and rails, and when the
+/// plan's reads were made (the token's window).
+struct Change<'a, C> {
+    reach: &'a Reach<C>,
+    plan: &'a Plan,
+    gate: &'a gate::Gate,
+    observed_at: i64,
+    opts: &'a PassOptions,
+    state: &'a PassState,
+}
+
+impl<C: Cloud> Change<'_, C> {
+    /// The result of one entry: in sync, observed, held by a rail, a dry run's would-change with its
+    /// token, or written and verified.
+    async fn settle(&self, entry: &PlanEntry) -> GroupResult {
+        match (&entry.action, self.opts.dry_run, self.gate.hold(entry)) {
+            (Action::InSync, _, _) => simple(entry, Outcome::InSync),
+            (Action::Change { .. }, _, _) if entry.mode == Mode::Observe => {
+                simple(entry, Outcome::Observed)
+            }
+            (Action::Change { .. }, false, Some(hold)) => {
+                simple(entry, Outcome::Held(hold.clone()))
+            }
+            (Action::Change { from, to }, true, _) => {
+                let mut r = simple(entry, Outcome::WouldChange);
+                r.token = Some(token_for(
+                    self.plan,
+                    entry,
+                    *from,
+                    *to,
+                    self.observed_at,
+                    Attempt::First,
+                ));
+                r
+            }
+            (Action::Change { from, to }, false, None) => {
+                match self.reach.client(&entry.key.account) {
+                    Ok(client) => {
+                        write_and_verify(
+                            client,
+                            self.plan,
+                            entry,
+                            *from,
+                            *to,
+                            self.observed_at,
+                            self.opts,
+                            self.state,
+                        )
+                        .await
+                    }
+                    Err(e) => simple(entry, Outcome::Failed(Box::new(e.into()))),
+                }
+            }
+            _ => simple(entry, Outcome::Error),
         }
     }
 }
@@ -650,6 +676,29 @@ fn token_for(
     })
 }
 
+/// Sends one ModifySecurityGroupPolicy if the pass still admits requests to the group's account,
+/// within the pass deadline, remembering a fatal error; its RequestId.
+async fn write<C: Cloud>(
+    client: &C,
+    entry: &PlanEntry,
+    to: Policy,
+    token: &str,
+    state: &PassState,
+) -> Result<String, Failure> {
+    let account = entry.key.account.as_str();
+    state.admit(account, api::MODIFY_POLICY)?;
+    tracing::debug!(group = %entry.key, token = %token, "sending ModifySecurityGroupPolicy");
+    let write = client.modify_policy(&entry.key, to, token);
+    let sent = state.note(
+        account,
+        within(state.deadline, api::MODIFY_POLICY, write).await,
+    );
+    if let Err(e) = &sent {
+        tracing::warn!(group = %entry.key, code = %e.code(), "write failed: {e}");
+    }
+    sent
+}
+
 /// Writes with the shared token and verifies; only when ECS acknowledged the write but the group still
 /// differs (the token was a replay of an earlier correction) writes once more with a new token (see
 /// `token`), so a correction costs at most `token::MAX_WRITES_PER_CORRECTION` writes.
@@ -673,21 +722,9 @@ async fn write_and_verify<C: Cloud>(
     loop {
         let token = token_for(plan, entry, from, to, observed_at, attempt);
         result.token = Some(token.clone());
-        let account = entry.key.account.as_str();
-        if let Err(e) = state.admit(account, api::MODIFY_POLICY) {
-            return failed(result, e);
-        }
-        tracing::debug!(group = %entry.key, token = %token, "sending ModifySecurityGroupPolicy");
-        let write = client.modify_policy(&entry.key, to, &token);
-        match state.note(
-            account,
-            within(state.deadline, api::MODIFY_POLICY, write).await,
-        ) {
+        match write(client, entry, to, &token, state).await {
             Ok(request_id) => result.request_id = Some(request_id),
-            Err(e) => {
-                tracing::warn!(group = %entry.key, code = %e.code(), "write failed: {e}");
-                return failed(result, e);
-            }
+            Err(e) => return failed(result, e),
         }
         match verify(client, entry, to, opts, state).await {
             Ok(true) => {
