@@ -86,21 +86,7 @@ impl DaemonArgs {
     pub fn validate(&self, once: bool, problems: &mut Vec<String>) -> DaemonSettings {
         let mut s = DaemonSettings::default();
         if once {
-            for (flag, given) in [
-                ("--interval", self.interval.is_some()),
-                ("--metrics-addr", self.metrics_addr.is_some()),
-                ("--shutdown-grace", self.shutdown_grace.is_some()),
-                ("--debounce", self.debounce.is_some()),
-                ("--events-poll", self.events_poll.is_some()),
-                ("--events-addr", self.events_addr.is_some()),
-                ("--events-token-file", self.events_token_file.is_some()),
-            ] {
-                if given {
-                    problems.push(format!(
-                        "{flag} only applies to the daemon mode (without --once)"
-                    ));
-                }
-            }
+            self.reject_daemon_only_flags(problems);
             return s;
         }
         // With events on, the resync is the backstop for lost events: a longer default.
@@ -148,6 +134,25 @@ impl DaemonArgs {
             }
         }
         s
+    }
+
+    /// Each daemon-only flag given to a `--once` run is a problem.
+    fn reject_daemon_only_flags(&self, problems: &mut Vec<String>) {
+        for (flag, given) in [
+            ("--interval", self.interval.is_some()),
+            ("--metrics-addr", self.metrics_addr.is_some()),
+            ("--shutdown-grace", self.shutdown_grace.is_some()),
+            ("--debounce", self.debounce.is_some()),
+            ("--events-poll", self.events_poll.is_some()),
+            ("--events-addr", self.events_addr.is_some()),
+            ("--events-token-file", self.events_token_file.is_some()),
+        ] {
+            if given {
+                problems.push(format!(
+                    "{flag} only applies to the daemon mode (without --once)"
+                ));
+            }
+        }
     }
 
     /// `--events-poll`, `--events-addr` and the token its file holds.
