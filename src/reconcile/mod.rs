@@ -343,7 +343,7 @@ pub async fn run_pass_on<C: Cloud>(
     };
     let gate = gate::gate(&plan, &opts.rails);
     apply(reach, &plan, &gate, observed_at, opts, &state, &mut results).await;
-    let api_calls = calls_since(&BTreeMap::new(), &stats.snapshot());
+    let api_calls = calls_by_action(&stats);
     let mut notes = desired.notes.clone();
     notes.extend(gate.notes(opts.dry_run, &opts.rails));
     PassReport {
@@ -361,17 +361,11 @@ pub async fn run_pass_on<C: Cloud>(
     }
 }
 
-fn calls_since(
-    before: &BTreeMap<(String, String), u64>,
-    after: &BTreeMap<(String, String), u64>,
-) -> BTreeMap<String, u64> {
+/// Calls by action, whatever their outcome; actions with none left out.
+fn calls_by_action(stats: &CallStats) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for ((action, outcome), n) in after {
-        let prev = before
-            .get(&(action.clone(), outcome.clone()))
-            .copied()
-            .unwrap_or(0);
-        *out.entry(action.clone()).or_insert(0) += n - prev;
+    for ((action, _outcome), n) in stats.snapshot() {
+        *out.entry(action).or_insert(0) += n;
     }
     out.retain(|_, n| *n > 0);
     out
