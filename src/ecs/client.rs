@@ -127,21 +127,20 @@ pub struct CallStats {
 impl CallStats {
     /// Counts one answer (`outcome`: `OK`, an error code, `Transport`, `Timeout`).
     pub fn record(&self, account: &str, action: &str, outcome: &str) {
-        if let Ok(mut c) = self.counts.lock() {
-            let known = c
-                .get_mut(account)
-                .and_then(|by_action| by_action.get_mut(action))
-                .and_then(|by_outcome| by_outcome.get_mut(outcome));
-            match known {
-                Some(n) => *n += 1,
-                None => {
-                    *c.entry(account.to_string())
-                        .or_default()
-                        .entry(action.to_string())
-                        .or_default()
-                        .entry(outcome.to_string())
-                        .or_default() += 1;
-                }
+        let mut c = self.counts();
+        let known = c
+            .get_mut(account)
+            .and_then(|by_action| by_action.get_mut(action))
+            .and_then(|by_outcome| by_outcome.get_mut(outcome));
+        match known {
+            Some(n) => *n += 1,
+            None => {
+                *c.entry(account.to_string())
+                    .or_default()
+                    .entry(action.to_string())
+                    .or_default()
+                    .entry(outcome.to_string())
+                    .or_default() += 1;
             }
         }
     }
@@ -157,9 +156,7 @@ impl CallStats {
 
     /// Calls by (account, action, outcome); the account is empty for the chain's own.
     pub fn snapshot_by_account(&self) -> BTreeMap<(String, String, String), u64> {
-        let Ok(c) = self.counts.lock() else {
-            return BTreeMap::new();
-        };
+        let c = self.counts();
         let mut out = BTreeMap::new();
         for (account, by_action) in c.iter() {
             for (action, by_outcome) in by_action {
@@ -169,6 +166,14 @@ impl CallStats {
             }
         }
         out
+    }
+
+    /// The counts, even after a thread panicked holding them: a count is one increment, never left
+    /// half-made, so a poisoned lock is used as it is rather than losing every later call.
+    fn counts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, BTreeMap<String, ByOutcome>>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn count_retry(&self) {
@@ -788,6 +793,20 @@ mod tests {
         assert!(validate_endpoint("https://ecs.cn-hangzhou.aliyuncs.com", false).is_ok());
         assert!(validate_endpoint("ftp://x", true).is_err());
         assert!(validate_endpoint("not a url", true).is_err());
+    }
+
+    #[test]
+    fn calls_are_still_counted_after_a_thread_panicked_holding_the_counts() {
+        let stats = Arc::new(CallStats::default());
+        let poisoner = stats.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = poisoner.counts.lock();
+            panic!("a thread panics while holding the counts");
+        })
+        .join();
+        assert!(stats.counts.is_poisoned());
+        stats.record("", "A", "OK");
+        assert_eq!(stats.total("A"), 1);
     }
 
     #[test]
