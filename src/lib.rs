@@ -26,8 +26,10 @@
 //! The work:
 //! - [`reconcile`]: one pass (observe → plan → gate → apply → verify), its work order, deadline, safety
 //!   rails and selector resolution; typed failures. The only writer.
+//! - [`events`]: ActionTrail events as triggers: records parsed into changes, the LookupEvents
+//!   poller, the `POST /events` receiver, dedup by event id. They only name groups to read now.
 //! - [`report`]: text, JSON, Markdown for pull requests, and the audit trail.
-//! - [`adopt`]: `sgpolicy import`: policy files written from the live state of existing groups.
+//! - [`import`]: `sgpolicy import`: policy files written from the live state of existing groups.
 //! - [`daemon`]: the long-lived mode: triggers (file changes, interval, SIGHUP, retry), one pass at a
 //!   time, last good state, fights, metrics and health endpoints, shutdown.
 //! - [`cli`]: raw arguments → validated settings, the `validate` and `schema` commands, exit codes.
@@ -38,13 +40,14 @@
 //! sim` serves it.
 
 pub mod accounts;
-pub mod adopt;
 pub mod cli;
 pub mod credentials;
 pub mod daemon;
 pub mod ecs;
 pub mod escape;
 pub mod events;
+pub mod failure;
+pub mod import;
 pub mod model;
 pub mod plan;
 pub mod policy;

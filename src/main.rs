@@ -3,12 +3,12 @@
 
 use clap::Parser;
 use sgpolicy::accounts::connect::ConnectError;
-use sgpolicy::adopt;
 use sgpolicy::cli::import::ImportConfig;
 use sgpolicy::cli::{
     exit, Cli, Command, Config, LogFormat, OutputFormat, PlanExit, RunMode, SimArgs,
 };
 use sgpolicy::daemon::{self, Ended};
+use sgpolicy::import;
 use sgpolicy::policy;
 use sgpolicy::{reconcile, report};
 use std::process::ExitCode;
@@ -158,7 +158,7 @@ async fn run_once(config: Config) -> i32 {
     };
     let mut result = reconcile::run_pass(&client, &desired, &config.pass).await;
     if config.report_ungoverned {
-        reconcile::coverage::add_to(
+        reconcile::survey::add_to(
             &mut result,
             &client,
             &desired,
@@ -242,8 +242,8 @@ async fn run_import(config: ImportConfig) -> i32 {
     };
     let started = std::time::Instant::now();
     let (mut listed, mut regions) = (0usize, 0usize);
-    let progress = |p: adopt::Progress| match p {
-        adopt::Progress::Listed { groups } => {
+    let progress = |p: import::Progress| match p {
+        import::Progress::Listed { groups } => {
             listed += groups;
             regions += 1;
             eprintln!(
@@ -251,12 +251,12 @@ async fn run_import(config: ImportConfig) -> i32 {
                 settings.regions.len()
             );
         }
-        adopt::Progress::Read { read, total } => eprintln!(
+        import::Progress::Read { read, total } => eprintln!(
             "import: read {read} of {total} policies ({:.0}s)",
             started.elapsed().as_secs_f64()
         ),
     };
-    match adopt::import(&client, settings, progress).await {
+    match import::import(&client, settings, progress).await {
         Ok(summary) => {
             for f in &summary.files {
                 println!("{}", f.display());

@@ -1,9 +1,9 @@
 //! The pure decision: given what the folder asks for and what the cloud reported, what does each
 //! group need? No async, no clock, no I/O — so every rule here is tested with plain values.
 
+use crate::failure::Failure;
 use crate::model::{GroupKey, GroupMeta, Location, Mode, Policy};
 use crate::policy::DesiredGroup;
-use serde::Serialize;
 
 /// One group as the cloud reported it in this pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,24 +13,14 @@ pub enum Observation {
         meta: GroupMeta,
     },
     NotFound,
-    /// The read failed even after retries; the group is left alone this pass.
-    Failed {
-        code: String,
-        message: String,
-        blame: Blame,
-    },
+    /// The read failed even after retries; the group is left alone this pass. The failure stays
+    /// typed all the way to the report and the daemon: whether it blames this one group or the cloud
+    /// (which the daemon answers with unreadiness and a backed-off retry) is
+    /// [`Failure::is_cloud_trouble`], never a code string.
+    Failed(Failure),
 }
 
-/// What a failed read says: something about this one group only, or that the cloud (or the way to
-/// it) is in trouble, which the daemon reports as unreadiness and answers with a backed-off retry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Blame {
-    Group,
-    Cloud,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     InSync,
     Change {
@@ -42,12 +32,8 @@ pub enum Action {
         reason: String,
     },
     NotFound,
-    ReadFailed {
-        code: String,
-        message: String,
-        #[serde(skip)]
-        blame: Blame,
-    },
+    /// The read failed ([`Failure::NotObserved`] when it was never made or answered).
+    ReadFailed(Failure),
 }
 
 impl Action {
@@ -104,27 +90,9 @@ impl Plan {
 /// A pass plans each group as its read arrives, so there is no whole-pass map of observations.
 pub fn entry(d: &DesiredGroup, observed: Option<&Observation>) -> PlanEntry {
     let (observed_policy, action) = match observed {
-        None => (
-            None,
-            Action::ReadFailed {
-                code: "NotObserved".into(),
-                message: "the group was not read in this pass".into(),
-                blame: Blame::Cloud,
-            },
-        ),
+        None => (None, Action::ReadFailed(Failure::NotObserved)),
         Some(Observation::NotFound) => (None, Action::NotFound),
-        Some(Observation::Failed {
-            code,
-            message,
-            blame,
-        }) => (
-            None,
-            Action::ReadFailed {
-                code: code.clone(),
-                message: message.clone(),
-                blame: *blame,
-            },
-        ),
+        Some(Observation::Failed(failure)) => (None, Action::ReadFailed(failure.clone())),
         Some(Observation::Found { policy, meta }) => {
             let action = if *policy == d.policy {
                 Action::InSync
@@ -292,20 +260,26 @@ mod tests {
         o.insert(GroupKey::new("cn-hangzhou", "sg-x"), Observation::NotFound);
         o.insert(
             GroupKey::new("cn-hangzhou", "sg-y"),
-            Observation::Failed {
-                code: "ServiceUnavailable".into(),
-                message: "try later".into(),
-                blame: Blame::Cloud,
-            },
+            Observation::Failed(Failure::Ecs(crate::ecs::EcsError::Api(
+                crate::ecs::ApiError {
+                    action: crate::ecs::api::DESCRIBE_ATTRIBUTE,
+                    status: Some(503),
+                    code: "ServiceUnavailable".into(),
+                    message: "try later".into(),
+                    request_id: None,
+                    retry_after_ms: None,
+                },
+            ))),
         );
         let p = plan(&d, &o);
         assert_eq!(action_of(&p, "sg-x"), &Action::NotFound);
         assert!(
-            matches!(action_of(&p, "sg-y"), Action::ReadFailed { code, .. } if code == "ServiceUnavailable")
+            matches!(action_of(&p, "sg-y"), Action::ReadFailed(f) if f.code() == "ServiceUnavailable" && f.is_cloud_trouble())
         );
-        assert!(
-            matches!(action_of(&p, "sg-z"), Action::ReadFailed { code, .. } if code == "NotObserved")
-        );
+        assert!(matches!(
+            action_of(&p, "sg-z"),
+            Action::ReadFailed(Failure::NotObserved)
+        ));
         assert_eq!(p.changes().count(), 0);
         assert!(p.entries.iter().all(|e| e.action.is_error()));
     }

@@ -13,9 +13,10 @@ pub mod sessions;
 use crate::accounts::sessions::Accounts;
 use crate::credentials::refresh::RefreshStatus;
 use crate::ecs::client::CallStats;
-use crate::ecs::EcsClient;
+use crate::ecs::{Cloud, EcsClient};
 use crate::model::{Account, AccountRef};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The action name failures to reach an account are reported under.
 pub const ASSUME_ROLE: &str = "AssumeRole";
@@ -178,6 +179,24 @@ impl<C> Reach<C> {
     /// The clients back, by account (tests check their scripts with it).
     pub fn into_clients(self) -> BTreeMap<String, Result<C, Unreachable>> {
         self.by_account
+    }
+
+    /// One pass's handles on these clients: each call is counted in `tally` too (see
+    /// [`Cloud::counting_into`]).
+    pub fn counting_into(&self, tally: &Arc<CallStats>) -> Reach<C>
+    where
+        C: Cloud,
+    {
+        let by_account = self.by_account.iter().map(|(account, client)| {
+            let handle = match client {
+                Ok(c) => Ok(c.counting_into(tally)),
+                Err(e) => Err(e.clone()),
+            };
+            (account.clone(), handle)
+        });
+        Reach {
+            by_account: by_account.collect(),
+        }
     }
 
     /// The client for `account`, or why that account cannot be reached this pass.

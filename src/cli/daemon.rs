@@ -8,6 +8,7 @@ use crate::ecs::credentials::Secret;
 use crate::events::{self, EventSettings, ReceiverSettings};
 use clap::Args;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Flags that only mean something without `--once`. Kept as strings so a typo is reported with the
@@ -85,21 +86,7 @@ impl DaemonArgs {
     pub fn validate(&self, once: bool, problems: &mut Vec<String>) -> DaemonSettings {
         let mut s = DaemonSettings::default();
         if once {
-            for (flag, given) in [
-                ("--interval", self.interval.is_some()),
-                ("--metrics-addr", self.metrics_addr.is_some()),
-                ("--shutdown-grace", self.shutdown_grace.is_some()),
-                ("--debounce", self.debounce.is_some()),
-                ("--events-poll", self.events_poll.is_some()),
-                ("--events-addr", self.events_addr.is_some()),
-                ("--events-token-file", self.events_token_file.is_some()),
-            ] {
-                if given {
-                    problems.push(format!(
-                        "{flag} only applies to the daemon mode (without --once)"
-                    ));
-                }
-            }
+            self.reject_daemon_only_flags(problems);
             return s;
         }
         // With events on, the resync is the backstop for lost events: a longer default.
@@ -149,6 +136,25 @@ impl DaemonArgs {
         s
     }
 
+    /// Each daemon-only flag given to a `--once` run is a problem.
+    fn reject_daemon_only_flags(&self, problems: &mut Vec<String>) {
+        for (flag, given) in [
+            ("--interval", self.interval.is_some()),
+            ("--metrics-addr", self.metrics_addr.is_some()),
+            ("--shutdown-grace", self.shutdown_grace.is_some()),
+            ("--debounce", self.debounce.is_some()),
+            ("--events-poll", self.events_poll.is_some()),
+            ("--events-addr", self.events_addr.is_some()),
+            ("--events-token-file", self.events_token_file.is_some()),
+        ] {
+            if given {
+                problems.push(format!(
+                    "{flag} only applies to the daemon mode (without --once)"
+                ));
+            }
+        }
+    }
+
     /// `--events-poll`, `--events-addr` and the token its file holds.
     fn events(&self, problems: &mut Vec<String>) -> EventSettings {
         let mut e = EventSettings::default();
@@ -165,11 +171,10 @@ impl DaemonArgs {
                 Err(err) => problems.push(format!("--events-poll {err}")),
             }
         }
-        let addr = self.events_addr.as_deref().map(|a| {
-            parse_listen_addr(a).map_err(|_| {
-                format!("--events-addr {a:?} is not an address like 127.0.0.1:8081 or :8081")
-            })
-        });
+        let addr = self
+            .events_addr
+            .as_deref()
+            .map(|a| (a, parse_listen_addr(a)));
         let token = match (&addr, &self.events_token_file) {
             (Some(_), None) => {
                 problems.push(
@@ -186,15 +191,17 @@ impl DaemonArgs {
             (Some(_), Some(path)) => match read_token(path) {
                 Ok(t) => Some(t),
                 Err(why) => {
-                    problems.push(why);
+                    problems.push(why.to_string());
                     None
                 }
             },
             (None, None) => None,
         };
         match addr {
-            Some(Err(why)) => problems.push(why),
-            Some(Ok(addr)) => {
+            Some((a, Err(_))) => problems.push(format!(
+                "--events-addr {a:?} is not an address like 127.0.0.1:8081 or :8081"
+            )),
+            Some((_, Ok(addr))) => {
                 if let Some(token) = token {
                     e.receiver = Some(ReceiverSettings { addr, token });
                 }
@@ -205,29 +212,38 @@ impl DaemonArgs {
     }
 }
 
+/// Why `--events-token-file` gives no token. Each is a configuration error (exit 64 before any port
+/// is bound); the words say what to put in the file, and never show its content.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    #[error("--events-token-file {}: {source}; create it with the token the EventBridge target sends", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--events-token-file {}: not UTF-8 text", path.display())]
+    NotUtf8 { path: PathBuf },
+    #[error("--events-token-file {} is empty; put the bearer token the EventBridge target sends in it", path.display())]
+    Empty { path: PathBuf },
+    #[error("--events-token-file {}: the token must be one line of at most 4096 printable characters", path.display())]
+    NotOneLine { path: PathBuf },
+}
+
 /// The bearer token in `path`, surrounding whitespace trimmed; a missing, unreadable or empty file
-/// is a configuration error (exit 64 before any port is bound).
-fn read_token(path: &std::path::Path) -> Result<Secret, String> {
-    let text = std::fs::read(path).map_err(|e| {
-        format!(
-            "--events-token-file {}: {e}; create it with the token the EventBridge target sends",
-            path.display()
-        )
+/// is a configuration error.
+fn read_token(path: &Path) -> Result<Secret, TokenFileError> {
+    let path_buf = || path.to_path_buf();
+    let text = std::fs::read(path).map_err(|source| TokenFileError::Unreadable {
+        path: path_buf(),
+        source,
     })?;
-    let text = String::from_utf8(text)
-        .map_err(|_| format!("--events-token-file {}: not UTF-8 text", path.display()))?;
+    let text = String::from_utf8(text).map_err(|_| TokenFileError::NotUtf8 { path: path_buf() })?;
     let token = text.trim();
     if token.is_empty() {
-        return Err(format!(
-            "--events-token-file {} is empty; put the bearer token the EventBridge target sends in it",
-            path.display()
-        ));
+        return Err(TokenFileError::Empty { path: path_buf() });
     }
     if token.len() > 4096 || token.chars().any(|c| c.is_control() || c == ' ') {
-        return Err(format!(
-            "--events-token-file {}: the token must be one line of at most 4096 printable characters",
-            path.display()
-        ));
+        return Err(TokenFileError::NotOneLine { path: path_buf() });
     }
     Ok(Secret::new(token))
 }
@@ -350,8 +366,16 @@ mod tests {
         assert_eq!(read_token(&good).unwrap().expose(), "abc123");
         let empty = dir.path().join("empty");
         std::fs::write(&empty, " \n").unwrap();
-        assert!(read_token(&empty).unwrap_err().contains("is empty"));
-        assert!(read_token(&dir.path().join("missing")).is_err());
+        assert!(matches!(
+            read_token(&empty),
+            Err(TokenFileError::Empty { .. })
+        ));
+        let missing = read_token(&dir.path().join("missing")).unwrap_err();
+        assert!(matches!(missing, TokenFileError::Unreadable { .. }));
+        assert!(
+            missing.to_string().contains("create it with the token"),
+            "{missing}"
+        );
         let args = DaemonArgs {
             fight_threshold: 3,
             events_addr: Some("127.0.0.1:0".into()),

@@ -3,8 +3,8 @@
 
 use super::connect::ConnectArgs;
 use crate::accounts::connect::ConnectSettings;
-use crate::adopt::ImportSettings;
 use crate::ecs::GroupFilter;
+use crate::import::ImportSettings;
 use crate::model::{AccountRef, Mode};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -89,37 +89,8 @@ impl ImportArgs {
         if self.name_prefix.as_deref() == Some("") {
             problems.push("--name-prefix must not be empty".into());
         }
-        let mut tags = Vec::new();
-        for t in &self.tags {
-            match t.split_once('=') {
-                Some((k, v)) if !k.is_empty() && k.len() <= MAX_TAG_LEN && v.len() <= MAX_TAG_LEN => {
-                    tags.push((k.to_string(), v.to_string()))
-                }
-                _ => problems.push(format!(
-                    "--tag {t:?} is not KEY=VALUE (a key of 1 to {MAX_TAG_LEN} characters, a value of at most {MAX_TAG_LEN})"
-                )),
-            }
-        }
-        if tags.len() > MAX_TAGS {
-            problems.push(format!(
-                "at most {MAX_TAGS} --tag filters, got {}",
-                tags.len()
-            ));
-        }
-        let account = match (&self.role_arn, &self.external_id) {
-            (Some(arn), external_id) => match AccountRef::new(arn, external_id.as_deref()) {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    problems.push(format!("--role-arn: {e}"));
-                    None
-                }
-            },
-            (None, Some(_)) => {
-                problems.push("--external-id goes with --role-arn".into());
-                None
-            }
-            (None, None) => None,
-        };
+        let tags = self.tag_filters(&mut problems);
+        let account = self.account(&mut problems);
         let (connect, _) = self.connect.validate("0", &mut problems);
         if !problems.is_empty() {
             return Err(problems);
@@ -149,6 +120,46 @@ impl ImportArgs {
             },
             connect,
         })
+    }
+
+    /// `--tag KEY=VALUE` filters, each within ECS's limits.
+    fn tag_filters(&self, problems: &mut Vec<String>) -> Vec<(String, String)> {
+        let mut tags = Vec::new();
+        for t in &self.tags {
+            match t.split_once('=') {
+                Some((k, v)) if !k.is_empty() && k.len() <= MAX_TAG_LEN && v.len() <= MAX_TAG_LEN => {
+                    tags.push((k.to_string(), v.to_string()))
+                }
+                _ => problems.push(format!(
+                    "--tag {t:?} is not KEY=VALUE (a key of 1 to {MAX_TAG_LEN} characters, a value of at most {MAX_TAG_LEN})"
+                )),
+            }
+        }
+        if tags.len() > MAX_TAGS {
+            problems.push(format!(
+                "at most {MAX_TAGS} --tag filters, got {}",
+                tags.len()
+            ));
+        }
+        tags
+    }
+
+    /// The account imported from: `--role-arn` (with `--external-id`), or the chain's own.
+    fn account(&self, problems: &mut Vec<String>) -> Option<AccountRef> {
+        match (&self.role_arn, &self.external_id) {
+            (Some(arn), external_id) => match AccountRef::new(arn, external_id.as_deref()) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    problems.push(format!("--role-arn: {e}"));
+                    None
+                }
+            },
+            (None, Some(_)) => {
+                problems.push("--external-id goes with --role-arn".into());
+                None
+            }
+            (None, None) => None,
+        }
     }
 }
 

@@ -237,38 +237,7 @@ impl RunArgs {
         let mut daemon = self.daemon.validate(self.once, &mut problems);
         // The daemon surveys coverage unless told not to; a one-shot run only when asked.
         daemon.report_ungoverned = !self.no_report_ungoverned;
-        if self.no_report_ungoverned && self.once {
-            problems.push(
-                "--no-report-ungoverned only applies to the daemon (a --once run surveys only with --report-ungoverned)"
-                    .to_string(),
-            );
-        }
-        if self.fail_on_ungoverned && !self.once {
-            problems.push(
-                "--fail-on-ungoverned only applies with --once (a daemon has no final exit code; alert on sgpolicy_ungoverned_groups)"
-                    .to_string(),
-            );
-        }
-        if self.detailed_exitcode && !self.once {
-            problems.push(
-                "--detailed-exitcode only applies with --once (a daemon has no final exit code)"
-                    .to_string(),
-            );
-        }
-        if self.detailed_exitcode && !self.dry_run {
-            problems.push("--detailed-exitcode only makes sense with --dry-run".to_string());
-        }
-        if let Some(r) = &self.region {
-            if r.is_empty()
-                || !r
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            {
-                problems.push(format!(
-                    "--region {r:?} is not a region id like cn-hangzhou"
-                ));
-            }
-        }
+        self.combination_problems(&mut problems);
         let (connect, pass_timeout) = self.connect.validate(&self.pass_timeout, &mut problems);
         let shard = self.shard.validate(hostname, &mut problems);
         if !problems.is_empty() {
@@ -304,6 +273,42 @@ impl RunArgs {
             report_ungoverned: self.report_ungoverned || self.fail_on_ungoverned,
             fail_on_ungoverned: self.fail_on_ungoverned,
         })
+    }
+
+    /// Flags that do not go together (or with this mode), and a malformed `--region`.
+    fn combination_problems(&self, problems: &mut Vec<String>) {
+        if self.no_report_ungoverned && self.once {
+            problems.push(
+            "--no-report-ungoverned only applies to the daemon (a --once run surveys only with --report-ungoverned)"
+                .to_string(),
+        );
+        }
+        if self.fail_on_ungoverned && !self.once {
+            problems.push(
+            "--fail-on-ungoverned only applies with --once (a daemon has no final exit code; alert on sgpolicy_ungoverned_groups)"
+                .to_string(),
+        );
+        }
+        if self.detailed_exitcode && !self.once {
+            problems.push(
+                "--detailed-exitcode only applies with --once (a daemon has no final exit code)"
+                    .to_string(),
+            );
+        }
+        if self.detailed_exitcode && !self.dry_run {
+            problems.push("--detailed-exitcode only makes sense with --dry-run".to_string());
+        }
+        if let Some(r) = &self.region {
+            if r.is_empty()
+                || !r
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                problems.push(format!(
+                    "--region {r:?} is not a region id like cn-hangzhou"
+                ));
+            }
+        }
     }
 }
 

@@ -156,19 +156,57 @@ fn fixed(provider: String, c: Credentials) -> Resolved {
 
 /// Walks the chain. The first link that yields usable credentials wins.
 pub async fn resolve(opts: &ChainOptions) -> Result<Resolved, ChainError> {
-    let mut attempts = Vec::new();
-    let mut note = |link: &str, outcome: String| {
+    let mut tried = Tried::default();
+    if let Some(r) = env_link(opts, &mut tried) {
+        return Ok(found(r));
+    }
+    if let Some(r) = oidc_link(opts, &mut tried).await {
+        return Ok(found(r));
+    }
+    if let Some(r) = cli_link(opts, &mut tried).await {
+        return Ok(found(r));
+    }
+    const INI: &str =
+        "credentials file (ALIBABA_CLOUD_CREDENTIALS_FILE or ~/.alibabacloud/credentials)";
+    match ini_profile(opts).await {
+        Ok(r) => return Ok(found(r)),
+        Err(e) => tried.note(INI, e.to_string()),
+    }
+    if let Some(r) = instance_role_link(opts, &mut tried).await {
+        return Ok(found(r));
+    }
+    if opts.var("ALIBABA_CLOUD_CREDENTIALS_URI").is_some() {
+        tried.note(
+            "credentials URI (ALIBABA_CLOUD_CREDENTIALS_URI)",
+            "set, but not supported by sgpolicy".into(),
+        );
+    }
+    Err(ChainError {
+        attempts: tried.attempts,
+    })
+}
+
+/// The links tried so far and why each gave nothing, in order, for [`ChainError`].
+#[derive(Default)]
+struct Tried {
+    attempts: Vec<Attempt>,
+}
+
+impl Tried {
+    fn note(&mut self, link: &str, outcome: String) {
         tracing::debug!(link, "credential chain: {outcome}");
-        attempts.push(Attempt {
+        self.attempts.push(Attempt {
             link: link.to_string(),
             outcome,
         });
-    };
+    }
+}
 
-    // 1. Environment.
+/// 1. The environment's access key.
+fn env_link(opts: &ChainOptions, tried: &mut Tried) -> Option<Resolved> {
     const ENV: &str = "environment (ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET)";
     match Credentials::from_env_with(|k| opts.var(k).map(str::to_string)) {
-        Ok(c) => return Ok(found(fixed("env".into(), c))),
+        Ok(c) => Some(fixed("env".into(), c)),
         Err(e) => {
             // Half-set variables are almost always a mistake; say so even if a later link works.
             let partial = [
@@ -180,11 +218,14 @@ pub async fn resolve(opts: &ChainOptions) -> Result<Resolved, ChainError> {
             if partial {
                 tracing::warn!("{e}; trying the rest of the credential chain");
             }
-            note(ENV, e.to_string())
+            tried.note(ENV, e.to_string());
+            None
         }
     }
+}
 
-    // 2. OIDC / RRSA from the environment.
+/// 2. OIDC / RRSA from the environment.
+async fn oidc_link(opts: &ChainOptions, tried: &mut Tried) -> Option<Resolved> {
     const OIDC: &str = "OIDC/RRSA (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE)";
     let oidc_vars = [
         "ALIBABA_CLOUD_ROLE_ARN",
@@ -196,78 +237,75 @@ pub async fn resolve(opts: &ChainOptions) -> Result<Resolved, ChainError> {
         .copied()
         .filter(|v| opts.var(v).is_none())
         .collect();
-    if unset.is_empty() {
-        let mut request = RoleRequest::new(opts.var(oidc_vars[0]).unwrap_or_default());
-        if let Some(s) = opts.var("ALIBABA_CLOUD_ROLE_SESSION_NAME") {
-            request.session_name = s.to_string();
-        }
-        let spec = Spec::Oidc {
-            request,
-            provider_arn: opts.var(oidc_vars[1]).unwrap_or_default().to_string(),
-            token_file: PathBuf::from(opts.var(oidc_vars[2]).unwrap_or_default()),
-            sts_region: None,
-            vpc: None,
-        };
-        match build(&spec, "", opts).await {
-            Ok(r) => return Ok(found(r)),
-            Err(e) => note(OIDC, e.to_string()),
-        }
-    } else {
-        note(
+    if !unset.is_empty() {
+        tried.note(
             OIDC,
             format!("not configured ({} not set)", unset.join(", ")),
         );
+        return None;
     }
+    let mut request = RoleRequest::new(opts.var(oidc_vars[0]).unwrap_or_default());
+    if let Some(s) = opts.var("ALIBABA_CLOUD_ROLE_SESSION_NAME") {
+        request.session_name = s.to_string();
+    }
+    let spec = Spec::Oidc {
+        request,
+        provider_arn: opts.var(oidc_vars[1]).unwrap_or_default().to_string(),
+        token_file: PathBuf::from(opts.var(oidc_vars[2]).unwrap_or_default()),
+        sts_region: None,
+        vpc: None,
+    };
+    match build(&spec, "", opts).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tried.note(OIDC, e.to_string());
+            None
+        }
+    }
+}
 
-    // 3. The CLI's config.json.
+/// 3. The CLI's config.json.
+async fn cli_link(opts: &ChainOptions, tried: &mut Tried) -> Option<Resolved> {
     const CLI: &str = "aliyun CLI profile (~/.aliyun/config.json)";
     if opts.is_true("ALIBABA_CLOUD_CLI_PROFILE_DISABLED") {
-        note(
+        tried.note(
             CLI,
             "disabled by ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true".into(),
         );
-    } else {
-        match cli_profile(opts).await {
-            Ok(r) => return Ok(found(r)),
-            Err(e) => note(CLI, e.to_string()),
+        return None;
+    }
+    match cli_profile(opts).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tried.note(CLI, e.to_string());
+            None
         }
     }
+}
 
-    // 4. The shared INI file.
-    const INI: &str =
-        "credentials file (ALIBABA_CLOUD_CREDENTIALS_FILE or ~/.alibabacloud/credentials)";
-    match ini_profile(opts).await {
-        Ok(r) => return Ok(found(r)),
-        Err(e) => note(INI, e.to_string()),
-    }
-
-    // 5. The ECS instance role.
+/// 5. The ECS instance role (4, the shared INI file, is [`ini_profile`]).
+async fn instance_role_link(opts: &ChainOptions, tried: &mut Tried) -> Option<Resolved> {
     const ECS: &str = "ECS instance RAM role (metadata service)";
     if opts.is_true("ALIBABA_CLOUD_ECS_METADATA_DISABLED") {
-        note(
+        tried.note(
             ECS,
             "disabled by ALIBABA_CLOUD_ECS_METADATA_DISABLED=true".into(),
         );
-    } else {
-        let spec = Spec::EcsRamRole {
-            role_name: opts.var("ALIBABA_CLOUD_ECS_METADATA").map(str::to_string),
-        };
-        match build(&spec, "", opts).await {
-            Ok(r) => return Ok(found(r)),
-            Err(e) => note(
+        return None;
+    }
+    let spec = Spec::EcsRamRole {
+        role_name: opts.var("ALIBABA_CLOUD_ECS_METADATA").map(str::to_string),
+    };
+    match build(&spec, "", opts).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tried.note(
                 ECS,
                 format!("{e} (not on ECS? set ALIBABA_CLOUD_ECS_METADATA_DISABLED=true to skip this step)"),
-            ),
+            );
+            None
         }
     }
-
-    if opts.var("ALIBABA_CLOUD_CREDENTIALS_URI").is_some() {
-        note(
-            "credentials URI (ALIBABA_CLOUD_CREDENTIALS_URI)",
-            "set, but not supported by sgpolicy".into(),
-        );
-    }
-    Err(ChainError { attempts })
 }
 
 fn found(r: Resolved) -> Resolved {
@@ -353,16 +391,7 @@ pub fn build<'a>(
                 let source = build(source, "", opts).await?;
                 let provider = format!("{provider}/{}", source.provider);
                 let sts = opts.sts(sts_region.as_deref(), *vpc)?;
-                let request = request.clone();
-                let src = source.source.clone();
-                let fetch: FetchFn = Arc::new(move || {
-                    let (sts, request, src) = (sts.clone(), request.clone(), src.clone());
-                    Box::pin(async move {
-                        let creds = src.current().map_err(Error::SourceCredentials)?;
-                        Ok(sts.assume_role(&creds, &request).await?)
-                    })
-                });
-                refreshing(provider, fetch, opts.refresh).await
+                refreshing(provider, assume_role(sts, request, source), opts.refresh).await
             }
             Spec::Oidc {
                 request,
@@ -372,31 +401,7 @@ pub fn build<'a>(
                 vpc,
             } => {
                 let sts = opts.sts(sts_region.as_deref(), *vpc)?;
-                let (request, provider_arn, token_file) =
-                    (request.clone(), provider_arn.clone(), token_file.clone());
-                let fetch: FetchFn = Arc::new(move || {
-                    let (sts, request, provider_arn, token_file) = (
-                        sts.clone(),
-                        request.clone(),
-                        provider_arn.clone(),
-                        token_file.clone(),
-                    );
-                    Box::pin(async move {
-                        // Re-read every time: Kubernetes rotates the projected token file.
-                        let token = match tokio::fs::read_to_string(&token_file).await {
-                            Ok(t) => Secret::new(t),
-                            Err(source) => {
-                                return Err(Error::OidcTokenFile {
-                                    path: token_file,
-                                    source,
-                                })
-                            }
-                        };
-                        Ok(sts
-                            .assume_role_with_oidc(&request, &provider_arn, &token)
-                            .await?)
-                    })
-                });
+                let fetch = assume_role_with_oidc(sts, request, provider_arn, token_file);
                 refreshing(provider, fetch, opts.refresh).await
             }
             Spec::EcsRamRole { role_name } => {
@@ -417,6 +422,56 @@ pub fn build<'a>(
                 refreshing(provider, fetch, policy).await
             }
         }
+    })
+}
+
+/// Each refresh: AssumeRole with the source's current credentials.
+fn assume_role(sts: Sts, request: &RoleRequest, source: Resolved) -> FetchFn {
+    let request = request.clone();
+    let src = source.source;
+    Arc::new(move || {
+        let (sts, request, src) = (sts.clone(), request.clone(), src.clone());
+        Box::pin(async move {
+            let creds = src.current().map_err(Error::SourceCredentials)?;
+            Ok(sts.assume_role(&creds, &request).await?)
+        })
+    })
+}
+
+/// Each refresh: AssumeRoleWithOIDC with the token file read again (Kubernetes rotates the
+/// projected token file).
+fn assume_role_with_oidc(
+    sts: Sts,
+    request: &RoleRequest,
+    provider_arn: &str,
+    token_file: &std::path::Path,
+) -> FetchFn {
+    let (request, provider_arn, token_file) = (
+        request.clone(),
+        provider_arn.to_string(),
+        token_file.to_path_buf(),
+    );
+    Arc::new(move || {
+        let (sts, request, provider_arn, token_file) = (
+            sts.clone(),
+            request.clone(),
+            provider_arn.clone(),
+            token_file.clone(),
+        );
+        Box::pin(async move {
+            let token = match tokio::fs::read_to_string(&token_file).await {
+                Ok(t) => Secret::new(t),
+                Err(source) => {
+                    return Err(Error::OidcTokenFile {
+                        path: token_file,
+                        source,
+                    })
+                }
+            };
+            Ok(sts
+                .assume_role_with_oidc(&request, &provider_arn, &token)
+                .await?)
+        })
     })
 }
 

@@ -223,76 +223,99 @@ fn cli_profile(config: &Value, name: &str, depth: usize) -> Result<Spec, Profile
                 .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
         })
         .ok_or_else(|| ProfileError::NoSuchProfile(name.to_string()))?;
-    let s = |k: &str| non_empty(profile.get(k).and_then(Value::as_str));
-    // The CLI writes numbers, but hand-edited files sometimes quote them.
-    let n = |k: &str| match profile.get(k) {
-        Some(Value::Number(x)) => x.as_u64(),
-        Some(Value::String(x)) => x.trim().parse().ok(),
-        _ => None,
-    };
-    let b = |k: &str| match profile.get(k) {
-        Some(Value::Bool(x)) => Some(*x),
-        Some(Value::String(x)) => Some(x.eq_ignore_ascii_case("true")),
-        _ => None,
-    };
-    let mode = s("mode").unwrap_or_default();
+    let f = Fields(profile);
+    let mode = f.s("mode").unwrap_or_default();
     let ctx = |e| ProfileError::InProfile {
         name: name.to_string(),
         mode: mode.clone(),
         source: Box::new(e),
     };
     let spec = match mode.as_str() {
-        "AK" => static_ak(s("access_key_id"), s("access_key_secret"), None),
+        "AK" => static_ak(f.s("access_key_id"), f.s("access_key_secret"), None),
         "StsToken" => {
-            let token = s("sts_token").ok_or(ProfileError::Empty("sts_token"));
-            token.and_then(|t| static_ak(s("access_key_id"), s("access_key_secret"), Some(t)))
+            let token = f.s("sts_token").ok_or(ProfileError::Empty("sts_token"));
+            token.and_then(|t| static_ak(f.s("access_key_id"), f.s("access_key_secret"), Some(t)))
         }
-        "RamRoleArn" | "ChainableRamRoleArn" => {
-            let source = if mode == "RamRoleArn" {
-                static_ak(s("access_key_id"), s("access_key_secret"), None)
-            } else {
-                let src = s("source_profile").ok_or(ProfileError::Empty("source_profile"));
-                src.and_then(|p| cli_profile(config, &p, depth + 1))
-            };
-            source.and_then(|source| {
-                Ok(Spec::RamRoleArn {
-                    source: Box::new(source),
-                    request: role_request(
-                        s("ram_role_arn"),
-                        s("ram_session_name"),
-                        n("expired_seconds"),
-                        s("policy"),
-                        s("external_id"),
-                    )?,
-                    sts_region: s("sts_region"),
-                    vpc: b("enable_vpc"),
-                })
-            })
+        "RamRoleArn" => static_ak(f.s("access_key_id"), f.s("access_key_secret"), None)
+            .and_then(|source| ram_role_arn(&f, source)),
+        "ChainableRamRoleArn" => {
+            let src = f
+                .s("source_profile")
+                .ok_or(ProfileError::Empty("source_profile"));
+            src.and_then(|p| cli_profile(config, &p, depth + 1))
+                .and_then(|source| ram_role_arn(&f, source))
         }
         "EcsRamRole" => Ok(Spec::EcsRamRole {
-            role_name: s("ram_role_name"),
+            role_name: f.s("ram_role_name"),
         }),
-        "OIDC" => (|| {
-            Ok(Spec::Oidc {
-                request: role_request(
-                    s("ram_role_arn"),
-                    s("role_session_name"),
-                    n("expired_seconds"),
-                    s("policy"),
-                    None,
-                )?,
-                provider_arn: s("oidc_provider_arn")
-                    .ok_or(ProfileError::Empty("oidc_provider_arn"))?,
-                token_file: s("oidc_token_file")
-                    .map(PathBuf::from)
-                    .ok_or(ProfileError::Empty("oidc_token_file"))?,
-                sts_region: s("sts_region"),
-                vpc: b("enable_vpc"),
-            })
-        })(),
+        "OIDC" => oidc(&f),
         other => Err(ProfileError::UnsupportedMode(other.to_string())),
     };
     spec.map_err(ctx)
+}
+
+/// One profile's fields, read leniently.
+struct Fields<'a>(&'a Value);
+
+impl Fields<'_> {
+    /// A non-empty string.
+    fn s(&self, k: &str) -> Option<String> {
+        non_empty(self.0.get(k).and_then(Value::as_str))
+    }
+
+    /// A number: the CLI writes numbers, but hand-edited files sometimes quote them.
+    fn n(&self, k: &str) -> Option<u64> {
+        match self.0.get(k) {
+            Some(Value::Number(x)) => x.as_u64(),
+            Some(Value::String(x)) => x.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    fn b(&self, k: &str) -> Option<bool> {
+        match self.0.get(k) {
+            Some(Value::Bool(x)) => Some(*x),
+            Some(Value::String(x)) => Some(x.eq_ignore_ascii_case("true")),
+            _ => None,
+        }
+    }
+}
+
+/// `RamRoleArn` and `ChainableRamRoleArn`: a role assumed with `source`'s credentials.
+fn ram_role_arn(f: &Fields, source: Spec) -> Result<Spec, ProfileError> {
+    Ok(Spec::RamRoleArn {
+        source: Box::new(source),
+        request: role_request(
+            f.s("ram_role_arn"),
+            f.s("ram_session_name"),
+            f.n("expired_seconds"),
+            f.s("policy"),
+            f.s("external_id"),
+        )?,
+        sts_region: f.s("sts_region"),
+        vpc: f.b("enable_vpc"),
+    })
+}
+
+fn oidc(f: &Fields) -> Result<Spec, ProfileError> {
+    Ok(Spec::Oidc {
+        request: role_request(
+            f.s("ram_role_arn"),
+            f.s("role_session_name"),
+            f.n("expired_seconds"),
+            f.s("policy"),
+            None,
+        )?,
+        provider_arn: f
+            .s("oidc_provider_arn")
+            .ok_or(ProfileError::Empty("oidc_provider_arn"))?,
+        token_file: f
+            .s("oidc_token_file")
+            .map(PathBuf::from)
+            .ok_or(ProfileError::Empty("oidc_token_file"))?,
+        sts_region: f.s("sts_region"),
+        vpc: f.b("enable_vpc"),
+    })
 }
 
 /// An INI file: key-value pairs by section.

@@ -5,7 +5,7 @@
 //! the targeted pass starts cost one read. Nothing here reads or writes the cloud; the targeted pass
 //! (`pass::targeted`) does, exactly like any other pass.
 
-use crate::events::seen::Seen;
+use crate::events::dedup::RecentIds;
 use crate::events::{Author, Heard, Status, Via};
 use crate::model::{Account, GroupKey, Policy, SharedStr};
 use crate::policy::Desired;
@@ -53,7 +53,7 @@ type Index = HashMap<(SharedStr, SharedStr), Vec<(GroupKey, Policy)>>;
 pub struct Intake {
     governed: RwLock<Arc<Index>>,
     /// Event ids already queued, whichever source brought them (bounded, oldest forgotten first).
-    queued_ids: Mutex<Seen>,
+    queued_ids: Mutex<RecentIds>,
     /// The account ids the folder names (a push names its account by id; any other is the chain's
     /// own, keyed `""`), to tell which shard owns an ungoverned group's bucket.
     named: RwLock<Arc<BTreeSet<String>>>,
@@ -67,7 +67,7 @@ impl Intake {
     pub fn new(status: Arc<Status>, shard: Shard) -> Intake {
         Intake {
             governed: RwLock::new(Arc::new(Index::new())),
-            queued_ids: Mutex::new(Seen::new(QUEUED_IDS)),
+            queued_ids: Mutex::new(RecentIds::new(QUEUED_IDS)),
             named: RwLock::new(Arc::new(BTreeSet::new())),
             shard,
             pending: Mutex::new(BTreeMap::new()),

@@ -127,21 +127,20 @@ pub struct CallStats {
 impl CallStats {
     /// Counts one answer (`outcome`: `OK`, an error code, `Transport`, `Timeout`).
     pub fn record(&self, account: &str, action: &str, outcome: &str) {
-        if let Ok(mut c) = self.counts.lock() {
-            let known = c
-                .get_mut(account)
-                .and_then(|by_action| by_action.get_mut(action))
-                .and_then(|by_outcome| by_outcome.get_mut(outcome));
-            match known {
-                Some(n) => *n += 1,
-                None => {
-                    *c.entry(account.to_string())
-                        .or_default()
-                        .entry(action.to_string())
-                        .or_default()
-                        .entry(outcome.to_string())
-                        .or_default() += 1;
-                }
+        let mut c = self.counts();
+        let known = c
+            .get_mut(account)
+            .and_then(|by_action| by_action.get_mut(action))
+            .and_then(|by_outcome| by_outcome.get_mut(outcome));
+        match known {
+            Some(n) => *n += 1,
+            None => {
+                *c.entry(account.to_string())
+                    .or_default()
+                    .entry(action.to_string())
+                    .or_default()
+                    .entry(outcome.to_string())
+                    .or_default() += 1;
             }
         }
     }
@@ -157,9 +156,7 @@ impl CallStats {
 
     /// Calls by (account, action, outcome); the account is empty for the chain's own.
     pub fn snapshot_by_account(&self) -> BTreeMap<(String, String, String), u64> {
-        let Ok(c) = self.counts.lock() else {
-            return BTreeMap::new();
-        };
+        let c = self.counts();
         let mut out = BTreeMap::new();
         for (account, by_action) in c.iter() {
             for (action, by_outcome) in by_action {
@@ -169,6 +166,22 @@ impl CallStats {
             }
         }
         out
+    }
+
+    /// The counts, even after a thread panicked holding them: a count is one increment, never left
+    /// half-made, so a poisoned lock is used as it is rather than losing every later call.
+    fn counts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, BTreeMap<String, ByOutcome>>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn count_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_throttled(&self) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Attempts repeated after a retryable error other than throttling.
@@ -243,6 +256,10 @@ pub struct EcsClient {
     /// ActionTrail calls are counted apart: a reconcile pass reports its `api_calls` as a diff of
     /// `stats`, and a poll running at the same time must not show up in it.
     trail_stats: Arc<CallStats>,
+    /// The tally of the one pass this handle serves ([`EcsClient::counting_into`]): its ECS calls are
+    /// counted there as well as in `stats`, so two passes running at once on the same clients (the
+    /// daemon's two lanes) each report only the calls they made, not a diff of shared counters.
+    pass_tally: Option<Arc<CallStats>>,
     limiter: Arc<Limiter>,
 }
 
@@ -317,7 +334,17 @@ impl EcsClient {
             credentials,
             stats: Arc::new(CallStats::default()),
             trail_stats: Arc::new(CallStats::default()),
+            pass_tally: None,
         })
+    }
+
+    /// The same client (same account, limiter, connection pool and shared counts) whose ECS calls are
+    /// also counted in `tally`: one pass's handle.
+    pub fn counting_into(&self, tally: &Arc<CallStats>) -> EcsClient {
+        EcsClient {
+            pass_tally: Some(tally.clone()),
+            ..self.clone()
+        }
     }
 
     /// Counts of the ECS calls of every account's client.
@@ -331,10 +358,19 @@ impl EcsClient {
         &self.trail_stats
     }
 
-    fn stats_of(&self, service: Service) -> &CallStats {
-        match service {
-            Service::Ecs => &self.stats,
-            Service::ActionTrail => &self.trail_stats,
+    /// Where a call of `service` is counted: the shared counts, and this handle's pass for ECS calls.
+    fn counters(&self, service: Service) -> impl Iterator<Item = &CallStats> {
+        let (shared, pass) = match service {
+            Service::Ecs => (&self.stats, self.pass_tally.as_deref()),
+            Service::ActionTrail => (&self.trail_stats, None),
+        };
+        std::iter::once(&**shared).chain(pass)
+    }
+
+    /// Counts one answer of `action` (`outcome`: `OK`, an error code, `Transport`, `Timeout`).
+    fn count(&self, service: Service, action: &str, outcome: &str) {
+        for stats in self.counters(service) {
+            stats.record(&self.account, action, outcome);
         }
     }
 
@@ -349,6 +385,7 @@ impl EcsClient {
             account: account.into(),
             credentials,
             limiter: Arc::new(Limiter::new(client_limits(&self.config.rate_limits))),
+            pass_tally: None,
             ..self.clone()
         }
     }
@@ -538,7 +575,6 @@ impl EcsClient {
             Service::Ecs => self.config.throttle_budget,
             Service::ActionTrail => self.config.throttle_budget.min(trail::THROTTLE_BUDGET),
         };
-        let stats = self.stats_of(service);
         let mut attempt = 0u32;
         let mut first_throttle: Option<Instant> = None;
         loop {
@@ -559,7 +595,7 @@ impl EcsClient {
                 Err(e) => e,
             };
             if err.is_throttling() {
-                stats.throttled.fetch_add(1, Ordering::Relaxed);
+                self.counters(service).for_each(CallStats::count_throttled);
                 let hint = err.retry_after_ms.map(Duration::from_millis);
                 self.limiter.throttled(bucket, action, sent_at, hint);
                 let since = *first_throttle.get_or_insert_with(Instant::now);
@@ -573,7 +609,7 @@ impl EcsClient {
             if err.class() != ErrorClass::Retryable || attempt >= self.config.max_attempts {
                 return Err(err.into());
             }
-            stats.retries.fetch_add(1, Ordering::Relaxed);
+            self.counters(service).for_each(CallStats::count_retry);
             let delay = self.backoff(attempt, &err);
             tracing::debug!(action, region, attempt, code = %err.code, delay_ms = delay.as_millis() as u64, "retrying");
             tokio::time::sleep(delay).await;
@@ -594,6 +630,8 @@ impl EcsClient {
         jittered.max(hint).min(self.config.backoff_cap.max(hint))
     }
 
+    /// Sends one signed request and reads its answer: the bytes of a 2xx answer, else the error it
+    /// names. Every answer (and every transport failure) is counted, once.
     async fn call_once(
         &self,
         service: Service,
@@ -602,42 +640,7 @@ impl EcsClient {
         business: &[(&str, &str)],
         creds: &super::Credentials,
     ) -> Result<impl AsRef<[u8]>, ApiError> {
-        let mut nonce = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let nonce = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut nonce);
-        let timestamp = rpc_timestamp(chrono::Utc::now());
-        let mut common: Vec<(&str, &str)> = Vec::with_capacity(10);
-        common.extend([
-            ("Action", action),
-            ("Version", service.version()),
-            ("Format", "JSON"),
-            ("AccessKeyId", &creds.access_key_id),
-            ("SignatureMethod", "HMAC-SHA1"),
-            ("SignatureVersion", "1.0"),
-            ("SignatureNonce", nonce),
-            ("Timestamp", &timestamp),
-        ]);
-        if let Some(token) = &creds.security_token {
-            common.push(("SecurityToken", token.expose()));
-        }
-        let business = || business.iter().copied();
-        let signature = sign::sign(
-            "POST",
-            common.iter().copied().chain(business()),
-            creds.access_key_secret.expose(),
-        );
-        common.push(("Signature", &signature));
-        // Everything, the signature and any SecurityToken included, travels in the form body: URLs end
-        // up in proxy and library logs, bodies do not. The signature covers the same set either way.
-        let mut body = Vec::with_capacity(1024);
-        for (k, v) in common.iter().copied().chain(business()) {
-            if !body.is_empty() {
-                body.push(b'&');
-            }
-            sign::encode_into(&mut body, k);
-            body.push(b'=');
-            sign::encode_into(&mut body, v);
-        }
-
+        let body = signed_body(service, action, business, creds);
         let response = self
             .http
             .post(url.clone())
@@ -658,7 +661,7 @@ impl EcsClient {
                 } else {
                     "Transport"
                 };
-                self.stats_of(service).record(&self.account, action, code);
+                self.count(service, action, code);
                 // reqwest's Display includes the URL with its signed query: keep only the cause.
                 return Err(ApiError::transport(action, code, transport_cause(&e)));
             }
@@ -672,8 +675,7 @@ impl EcsClient {
         let text = match response.bytes().await {
             Ok(t) => t,
             Err(e) => {
-                self.stats_of(service)
-                    .record(&self.account, action, "Transport");
+                self.count(service, action, "Transport");
                 return Err(ApiError::transport(
                     action,
                     "Transport",
@@ -682,40 +684,98 @@ impl EcsClient {
             }
         };
         if (200..300).contains(&status) {
-            self.stats_of(service).record(&self.account, action, "OK");
+            self.count(service, action, "OK");
             return Ok(text);
         }
-        let text = String::from_utf8_lossy(text.as_ref());
-        let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
-        let field = |names: &[&str]| -> Option<String> {
-            let obj = json.as_ref()?.as_object()?;
-            names
-                .iter()
-                .find_map(|n| obj.get(*n).and_then(|v| v.as_str()).map(str::to_string))
-        };
-        let message =
-            field(&["Message", "message"]).unwrap_or_else(|| text.chars().take(200).collect());
-        // A SignatureDoesNotMatch message quotes the string to sign, SecurityToken included.
-        let secrets = [
-            creds.access_key_secret.expose(),
-            creds
-                .security_token
-                .as_ref()
-                .map(|t| t.expose())
-                .unwrap_or(""),
-        ];
-        let err = ApiError {
-            action,
-            status: Some(status),
-            code: field(&["Code", "code"]).unwrap_or_else(|| format!("HTTP{status}")),
-            message: super::redact::redact(&message, &secrets),
-            request_id: field(&["RequestId", "requestId"]),
-            retry_after_ms,
-        };
-        self.stats_of(service)
-            .record(&self.account, action, &err.code);
+        let err = error_answer(action, status, retry_after_ms, text.as_ref(), creds);
+        self.count(service, action, &err.code);
         Err(err)
     }
+}
+
+/// The error a non-2xx answer names: its code, message and RequestId from the JSON body (either
+/// capitalisation), or the status and the body's first 200 characters when it is not JSON. Secrets a
+/// server echoed are scrubbed: a SignatureDoesNotMatch message quotes the string to sign,
+/// SecurityToken included.
+fn error_answer(
+    action: &'static str,
+    status: u16,
+    retry_after_ms: Option<u64>,
+    body: &[u8],
+    creds: &super::Credentials,
+) -> ApiError {
+    let text = String::from_utf8_lossy(body);
+    let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
+    let field = |names: &[&str]| -> Option<String> {
+        let obj = json.as_ref()?.as_object()?;
+        names
+            .iter()
+            .find_map(|n| obj.get(*n).and_then(|v| v.as_str()).map(str::to_string))
+    };
+    let message =
+        field(&["Message", "message"]).unwrap_or_else(|| text.chars().take(200).collect());
+    let secrets = [
+        creds.access_key_secret.expose(),
+        creds
+            .security_token
+            .as_ref()
+            .map(|t| t.expose())
+            .unwrap_or(""),
+    ];
+    ApiError {
+        action,
+        status: Some(status),
+        code: field(&["Code", "code"]).unwrap_or_else(|| format!("HTTP{status}")),
+        message: super::redact::redact(&message, &secrets),
+        request_id: field(&["RequestId", "requestId"]),
+        retry_after_ms,
+    }
+}
+
+/// The form body of one request: the common parameters (a fresh nonce and timestamp), `business`,
+/// and the signature over both. Everything, the signature and any SecurityToken included, travels in
+/// the body: URLs end up in proxy and library logs, bodies do not. The signature covers the same set
+/// either way.
+fn signed_body(
+    service: Service,
+    action: &'static str,
+    business: &[(&str, &str)],
+    creds: &super::Credentials,
+) -> Vec<u8> {
+    let mut nonce = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let nonce = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut nonce);
+    let timestamp = rpc_timestamp(chrono::Utc::now());
+    let mut common: Vec<(&str, &str)> = Vec::with_capacity(10);
+    common.extend([
+        ("Action", action),
+        ("Version", service.version()),
+        ("Format", "JSON"),
+        ("AccessKeyId", &creds.access_key_id),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureVersion", "1.0"),
+        ("SignatureNonce", nonce),
+        ("Timestamp", &timestamp),
+    ]);
+    if let Some(token) = &creds.security_token {
+        common.push(("SecurityToken", token.expose()));
+    }
+    let business = || business.iter().copied();
+    let signature = sign::sign(
+        "POST",
+        common.iter().copied().chain(business()),
+        creds.access_key_secret.expose(),
+    );
+    common.push(("Signature", &signature));
+    let mut body = Vec::with_capacity(1024);
+    for (k, v) in common.iter().copied().chain(business()) {
+        if !body.is_empty() {
+            body.push(b'&');
+        }
+        sign::encode_into(&mut body, k);
+        body.push(b'=');
+        sign::encode_into(&mut body, v);
+    }
+    body
 }
 
 #[cfg(test)]
@@ -733,6 +793,20 @@ mod tests {
         assert!(validate_endpoint("https://ecs.cn-hangzhou.aliyuncs.com", false).is_ok());
         assert!(validate_endpoint("ftp://x", true).is_err());
         assert!(validate_endpoint("not a url", true).is_err());
+    }
+
+    #[test]
+    fn calls_are_still_counted_after_a_thread_panicked_holding_the_counts() {
+        let stats = Arc::new(CallStats::default());
+        let poisoner = stats.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = poisoner.counts.lock();
+            panic!("a thread panics while holding the counts");
+        })
+        .join();
+        assert!(stats.counts.is_poisoned());
+        stats.record("", "A", "OK");
+        assert_eq!(stats.total("A"), 1);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::error::EcsError;
 use crate::model::{GroupKey, GroupMeta, Policy};
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 
 /// What a selector asks DescribeSecurityGroups to filter on server-side.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,8 +59,14 @@ pub trait Cloud: Send + Sync {
         next_token: Option<&str>,
     ) -> impl Future<Output = Result<GroupPage, EcsError>> + Send;
 
-    /// Call counts, for the pass's figures.
+    /// Call counts of every pass and survey made through this client and its siblings.
     fn stats(&self) -> &CallStats;
+
+    /// A handle for one pass: the same client, whose calls are also counted in `tally`, so a pass's
+    /// figures are its own calls even while another pass uses the same clients.
+    fn counting_into(&self, tally: &Arc<CallStats>) -> Self
+    where
+        Self: Sized;
 }
 
 impl Cloud for EcsClient {
@@ -98,5 +105,9 @@ impl Cloud for EcsClient {
 
     fn stats(&self) -> &CallStats {
         EcsClient::stats(self)
+    }
+
+    fn counting_into(&self, tally: &Arc<CallStats>) -> Self {
+        EcsClient::counting_into(self, tally)
     }
 }

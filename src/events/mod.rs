@@ -10,10 +10,10 @@
 //! This module knows nothing of the daemon: it parses, deduplicates and hands [`Heard`] values to a
 //! channel the daemon owns.
 
+pub mod dedup;
 pub mod poller;
 pub mod receiver;
 pub mod record;
-pub mod seen;
 pub mod status;
 
 pub use record::{ActorType, Author, Change, EventType, Ignored};

@@ -5,7 +5,7 @@
 //! - **Overlapping windows.** Every poll asks for the whole window `[now − lookback, now]` (events
 //!   become queryable late), follows `NextToken` to the end (at most [`MAX_PAGES`] pages, newest
 //!   first, with a warning when there are more), and drops the `eventId`s it has already seen
-//!   ([`Seen`], at most [`SEEN_CAP`] ids). An event is thus handed over once, however many polls
+//!   ([`RecentIds`], at most [`SEEN_CAP`] ids). An event is thus handed over once, however many polls
 //!   return it. Records the parser ignores (failed calls, other events, malformed ones) are counted
 //!   by reason in [`Status`] and not handed over; sgpolicy's own writes *are* handed over (telling
 //!   them apart is the daemon's job).
@@ -20,8 +20,8 @@
 //! - The first poll comes one `every` after the start (the daemon's start-up pass reads every group
 //!   anyway). The poller stops when the sink is closed.
 
+use super::dedup::RecentIds;
 use super::record::{parse_record, MODIFY_POLICY_EVENT};
-use super::seen::Seen;
 use super::status::{self, Status};
 use super::{Heard, Via};
 use crate::accounts::Clients;
@@ -57,25 +57,25 @@ pub struct Targets {
 
 /// Why one (account, region) could not be polled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cause {
+enum LookupFailure {
     Forbidden,
     Throttled,
     Error,
 }
 
-impl Cause {
+impl LookupFailure {
     fn label(self) -> &'static str {
         match self {
-            Cause::Forbidden => status::LOOKUP_FORBIDDEN,
-            Cause::Throttled => status::LOOKUP_THROTTLED,
-            Cause::Error => status::LOOKUP_ERROR,
+            LookupFailure::Forbidden => status::LOOKUP_FORBIDDEN,
+            LookupFailure::Throttled => status::LOOKUP_THROTTLED,
+            LookupFailure::Error => status::LOOKUP_ERROR,
         }
     }
 }
 
 #[derive(Clone, Debug)]
 struct Problem {
-    cause: Cause,
+    cause: LookupFailure,
     /// What `/readyz` shows, with what to do about it.
     reason: String,
 }
@@ -84,21 +84,21 @@ impl Problem {
     fn of(e: &EcsError) -> Problem {
         match e {
             EcsError::Api(api) if api.is_throttling() => Problem {
-                cause: Cause::Throttled,
+                cause: LookupFailure::Throttled,
                 reason: format!(
                     "LookupEvents still throttled ({}) when its retry budget ran out; ActionTrail allows 2 calls/s per account, shared with every other caller; polling again next time",
                     api.code
                 ),
             },
             EcsError::Api(api) if api.is_permission_denied() => Problem {
-                cause: Cause::Forbidden,
+                cause: LookupFailure::Forbidden,
                 reason: format!(
                     "no permission for actiontrail:LookupEvents ({}): {GRANT}",
                     api.code
                 ),
             },
             other => Problem {
-                cause: Cause::Error,
+                cause: LookupFailure::Error,
                 reason: format!("LookupEvents failed: {other}"),
             },
         }
@@ -108,7 +108,7 @@ impl Problem {
 /// What the poller remembers of one (account, region) between polls.
 #[derive(Default)]
 struct Track {
-    failing: Option<Cause>,
+    failing: Option<LookupFailure>,
     /// A refused one is not asked again before this.
     not_before: Option<Instant>,
     /// The last poll stopped at [`MAX_PAGES`] with more to read.
@@ -139,7 +139,7 @@ async fn read_bucket(
         .get(&bucket.account, roles.get(bucket.account.as_str()))
         .await
         .map_err(|e| Problem {
-            cause: Cause::Error,
+            cause: LookupFailure::Error,
             reason: e.to_string(),
         })?;
     let mut records = Vec::new();
@@ -186,7 +186,7 @@ pub async fn run(
         forbidden_retry: FORBIDDEN_RETRY.max(every),
         sink,
         status,
-        seen: Seen::new(SEEN_CAP),
+        seen: RecentIds::new(SEEN_CAP),
         tracks: BTreeMap::new(),
     };
     let mut tick = tokio::time::interval_at(Instant::now() + every, every);
@@ -212,7 +212,7 @@ struct Poller {
     forbidden_retry: Duration,
     sink: mpsc::Sender<Heard>,
     status: Arc<Status>,
-    seen: Seen,
+    seen: RecentIds,
     tracks: BTreeMap<Bucket, Track>,
 }
 
@@ -322,8 +322,8 @@ impl Poller {
             );
         }
         track.failing = Some(problem.cause);
-        track.not_before =
-            (problem.cause == Cause::Forbidden).then(|| Instant::now() + self.forbidden_retry);
+        track.not_before = (problem.cause == LookupFailure::Forbidden)
+            .then(|| Instant::now() + self.forbidden_retry);
     }
 }
 

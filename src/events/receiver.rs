@@ -12,15 +12,15 @@
 //!    malformed envelope, a number): **202**, counted by reason in [`Status`].
 //! 5. An event: handed to the channel with `try_send` and answered **202** at once; whoever reads
 //!    the channel does the work. The same (`source`, `id`) twice is handed over once (a bounded
-//!    [`Seen`] of [`SEEN_CAP`] deliveries) and counted `duplicate`.
+//!    [`RecentIds`] of [`SEEN_CAP`] deliveries) and counted `duplicate`.
 //!
 //! When the channel is full (or closed: the daemon is stopping) the answer is **503** with
 //! `Retry-After`, and the envelopes not handed over are not remembered, so EventBridge's retry of the
 //! same body delivers them (those that were handed over count as duplicates then). Every answer is a
 //! short JSON body; the token is never echoed or logged.
 
+use super::dedup::RecentIds;
 use super::record::parse_envelope;
-use super::seen::Seen;
 use super::status::{self, Status};
 use super::{Heard, Via, MAX_PUSH_BODY};
 use crate::ecs::credentials::Secret;
@@ -95,7 +95,7 @@ struct Receiver {
     token: Token,
     sink: mpsc::Sender<Heard>,
     status: Arc<Status>,
-    seen: Mutex<Seen>,
+    seen: Mutex<RecentIds>,
 }
 
 /// The push receiver's routes: `POST /events`. The daemon serves it on `--events-addr`.
@@ -105,7 +105,7 @@ pub fn router(token: Secret, sink: mpsc::Sender<Heard>, status: Arc<Status>) -> 
         token: Token::new(&token),
         sink,
         status,
-        seen: Mutex::new(Seen::new(SEEN_CAP)),
+        seen: Mutex::new(RecentIds::new(SEEN_CAP)),
     });
     Router::new()
         .route("/events", post(events))

@@ -127,19 +127,7 @@ fn load_folder_within(
 ) -> Result<Desired, Vec<LoadError>> {
     let mut errors = Vec::new();
     let mut budget = walk::Budget::new(limits);
-    let fallback = match opts.default_region.as_deref() {
-        None => Fallback::None,
-        Some(region) => match schema::region_problem(region) {
-            None => Fallback::Region(region),
-            Some(problem) => {
-                errors.push(LoadError {
-                    location: schema::location(dir, yaml::Pos::START),
-                    message: format!("invalid --region: {problem}"),
-                });
-                Fallback::Invalid
-            }
-        },
-    };
+    let fallback = fallback_region(dir, opts, &mut errors);
     let files = walk::policy_files(dir, &mut budget, &mut errors);
     let mut groups = HashMap::new();
     let mut selectors = Vec::new();
@@ -175,18 +163,7 @@ fn load_folder_within(
         for group in decls.groups {
             merge::add(&mut groups, group, &mut file_errors);
         }
-        if file_errors.len() > MAX_ERRORS_PER_FILE {
-            file_errors.sort_by(|a, b| a.location.cmp(&b.location));
-            let rest = file_errors.len() - MAX_ERRORS_PER_FILE;
-            file_errors.truncate(MAX_ERRORS_PER_FILE);
-            if let Some(last) = file_errors.last().map(|e| e.location.clone()) {
-                file_errors.push(LoadError {
-                    location: last,
-                    message: format!("{rest} more errors in this file not shown"),
-                });
-            }
-        }
-        errors.extend(file_errors);
+        errors.extend(capped(file_errors));
     }
     if errors.is_empty() {
         let groups = merge::sorted(groups);
@@ -206,4 +183,42 @@ fn load_folder_within(
         errors.dedup();
         Err(errors)
     }
+}
+
+/// The region of files that name none (`--region`); an invalid one is an error of the folder.
+fn fallback_region<'a>(
+    dir: &Path,
+    opts: &'a LoadOptions,
+    errors: &mut Vec<LoadError>,
+) -> Fallback<'a> {
+    match opts.default_region.as_deref() {
+        None => Fallback::None,
+        Some(region) => match schema::region_problem(region) {
+            None => Fallback::Region(region),
+            Some(problem) => {
+                errors.push(LoadError {
+                    location: schema::location(dir, yaml::Pos::START),
+                    message: format!("invalid --region: {problem}"),
+                });
+                Fallback::Invalid
+            }
+        },
+    }
+}
+
+/// One file's errors, at most [`MAX_ERRORS_PER_FILE`] of them (the first by location) and a line
+/// saying how many more there are: a hostile or broken file cannot flood the output.
+fn capped(mut file_errors: Vec<LoadError>) -> Vec<LoadError> {
+    if file_errors.len() > MAX_ERRORS_PER_FILE {
+        file_errors.sort_by(|a, b| a.location.cmp(&b.location));
+        let rest = file_errors.len() - MAX_ERRORS_PER_FILE;
+        file_errors.truncate(MAX_ERRORS_PER_FILE);
+        if let Some(last) = file_errors.last().map(|e| e.location.clone()) {
+            file_errors.push(LoadError {
+                location: last,
+                message: format!("{rest} more errors in this file not shown"),
+            });
+        }
+    }
+    file_errors
 }

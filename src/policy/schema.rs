@@ -154,30 +154,8 @@ fn declarations(root: Option<&Node>, path: &Path, fallback: Fallback<'_>) -> Dec
         path,
         errors: Vec::new(),
     };
-    let mut groups = Vec::new();
-    let fields = match root {
-        None => {
-            report.err(Pos::START, EMPTY_FILE);
-            return (groups, Vec::new(), None, report.errors);
-        }
-        Some(n) if n.is_null() => {
-            report.err(n.pos, EMPTY_FILE);
-            return (groups, Vec::new(), None, report.errors);
-        }
-        Some(Node {
-            value: Value::Map(fields),
-            ..
-        }) => fields,
-        Some(other) => {
-            report.err(
-                other.pos,
-                format!(
-                    "expected a mapping with `groups:` (and optionally `region:`) at the top of the file, found {}",
-                    other.kind()
-                ),
-            );
-            return (groups, Vec::new(), None, report.errors);
-        }
+    let Some(fields) = top_fields(root, &mut report) else {
+        return (Vec::new(), Vec::new(), None, report.errors);
     };
 
     // None: no file region; Some(None): given but invalid (already reported).
@@ -213,13 +191,53 @@ fn declarations(root: Option<&Node>, path: &Path, fallback: Fallback<'_>) -> Dec
             let at = fields.first().map_or(Pos::START, |(k, _)| k.pos);
             report.err(at, NO_DECLARATIONS);
         }
-        return (groups, selectors, account, report.errors);
+        return (Vec::new(), selectors, account, report.errors);
     };
+    let groups = groups_of(list, groups_key, region, &mut report);
+    (groups, selectors, account, report.errors)
+}
+
+/// The top-level mapping's fields; an empty file or another kind of node is an error.
+fn top_fields<'n>(root: Option<&'n Node>, report: &mut Report) -> Option<&'n [(Node, Node)]> {
+    match root {
+        None => {
+            report.err(Pos::START, EMPTY_FILE);
+            None
+        }
+        Some(n) if n.is_null() => {
+            report.err(n.pos, EMPTY_FILE);
+            None
+        }
+        Some(Node {
+            value: Value::Map(fields),
+            ..
+        }) => Some(fields),
+        Some(other) => {
+            report.err(
+                other.pos,
+                format!(
+                    "expected a mapping with `groups:` (and optionally `region:`) at the top of the file, found {}",
+                    other.kind()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// The entries under `groups:` (`groups_key` is where that key is, for a null list).
+fn groups_of(
+    list: &Node,
+    groups_key: Pos,
+    region: Fallback<'_>,
+    report: &mut Report,
+) -> Vec<DesiredGroup> {
+    let mut groups = Vec::new();
     match &list.value {
         _ if list.is_null() => report.err(groups_key, NULL_GROUPS),
         Value::Seq(items) => {
             for item in items {
-                if let Some(g) = entry(item, region, &mut report) {
+                if let Some(g) = entry(item, region, report) {
                     groups.push(g);
                 }
             }
@@ -232,7 +250,7 @@ fn declarations(root: Option<&Node>, path: &Path, fallback: Fallback<'_>) -> Dec
             ),
         ),
     }
-    (groups, selectors, account, report.errors)
+    groups
 }
 
 /// Where the key `name` is written among `fields`.

@@ -12,7 +12,7 @@ use crate::model::{GroupKey, GroupMeta, Location, Mode, Policy};
 use crate::policy::{Desired, DesiredGroup};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A request as the pass makes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,10 +44,13 @@ pub enum Answer {
     Fail(EcsError),
 }
 
-#[derive(Default)]
+/// Cloning makes another handle on the same script (a pass's counting handle): requests from any
+/// handle are checked against the one script, and counted in the shared stats and the handle's tally.
+#[derive(Clone, Default)]
 pub struct Scripted {
-    script: Mutex<VecDeque<(Request, Answer)>>,
-    stats: CallStats,
+    script: Arc<Mutex<VecDeque<(Request, Answer)>>>,
+    stats: Arc<CallStats>,
+    tally: Option<Arc<CallStats>>,
 }
 
 impl Scripted {
@@ -84,6 +87,9 @@ impl Scripted {
             _ => "OK".to_string(),
         };
         self.stats.record("", action, &outcome);
+        if let Some(tally) = &self.tally {
+            tally.record("", action, &outcome);
+        }
         answer
     }
 }
@@ -167,6 +173,13 @@ impl Cloud for Scripted {
 
     fn stats(&self) -> &CallStats {
         &self.stats
+    }
+
+    fn counting_into(&self, tally: &Arc<CallStats>) -> Self {
+        Scripted {
+            tally: Some(tally.clone()),
+            ..self.clone()
+        }
     }
 }
 

@@ -2,27 +2,27 @@
 //! verify each write by reading the group again. The only module that writes to the cloud, and only for
 //! a change the plan produced from a read made in the same pass.
 
-pub mod coverage;
 pub mod deadline;
-pub mod failure;
 pub mod gate;
 pub mod order;
 pub mod selectors;
+pub mod survey;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
 
-pub use failure::Failure;
+/// `Failure` is shared vocabulary (plan and report carry it too); reconcile's modules name it here.
+pub use crate::failure::{self, Failure};
 
 use crate::accounts::{Clients, Reach};
 use crate::ecs::api;
 use crate::ecs::client::CallStats;
 use crate::ecs::Cloud;
-use crate::model::GroupMeta;
 use crate::model::{Bucket, Mode, Note, NoteLevel, Policy};
-use crate::plan::{self, Action, Blame, Observation, Plan, PlanEntry};
+use crate::model::{GroupKey, GroupMeta};
+use crate::plan::{self, Action, Observation, Plan, PlanEntry};
 use crate::policy::{Desired, DesiredGroup};
 use crate::token::{self, Attempt, TokenInput};
 use deadline::within;
@@ -185,8 +185,8 @@ pub struct PassReport {
     pub duration: Duration,
     /// Selector warnings and conflicts, safety-rail refusals, coverage problems.
     pub notes: Vec<Note>,
-    /// `--report-ungoverned`: the groups no declaration governs (`coverage::add_to`).
-    pub coverage: Option<coverage::Coverage>,
+    /// `--report-ungoverned`: the groups no declaration governs (`survey::add_to`).
+    pub coverage: Option<survey::Coverage>,
 }
 
 impl PassReport {
@@ -211,7 +211,9 @@ impl PassReport {
 
 /// Shared by every task of one pass: the first fatal error of an account stops new requests to that
 /// account. Other accounts carry on: a role missing a permission in staging must not leave production
-/// uncorrected.
+/// uncorrected. The map of fatal errors only ever gains entries, so a task that panicked while holding
+/// its lock cannot have left it half-changed: a poisoned lock is used as it is, never skipped (which
+/// would forget an account's fatal error and keep sending it requests).
 #[derive(Default)]
 struct PassState {
     /// By account (empty: the chain's own), the first fatal error seen.
@@ -224,12 +226,18 @@ impl PassState {
     /// The pass's fatal error for the report: the chain's own account's if it had one, else the first
     /// named account's (by id).
     fn fatal(&self) -> Option<Failure> {
-        let f = self.fatal.lock().ok()?;
+        let f = self.fatal_errors();
         f.get(OWN_ACCOUNT).or_else(|| f.values().next()).cloned()
     }
 
     fn fatal_for(&self, account: &str) -> Option<Failure> {
-        self.fatal.lock().ok().and_then(|f| f.get(account).cloned())
+        self.fatal_errors().get(account).cloned()
+    }
+
+    fn fatal_errors(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Failure>> {
+        self.fatal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Passes `result` through, remembering a fatal error for `account`; the error of a named
@@ -238,10 +246,9 @@ impl PassState {
         let result = result.map_err(Into::into);
         if let Err(e) = &result {
             if e.is_fatal_for_account() {
-                if let Ok(mut f) = self.fatal.lock() {
-                    f.entry(account.to_string())
-                        .or_insert_with(|| e.clone().in_account(account));
-                }
+                self.fatal_errors()
+                    .entry(account.to_string())
+                    .or_insert_with(|| e.clone().in_account(account));
             }
         }
         result
@@ -292,19 +299,20 @@ pub async fn run_pass(clients: &Clients, desired: &Desired, opts: &PassOptions) 
         .map(|k| k.account.as_str())
         .chain(desired.selectors.iter().map(|s| s.account.as_str()));
     let reach = clients.reach(accounts, &desired.accounts).await;
-    run_pass_on(&reach, clients.stats(), desired, opts).await
+    run_pass_on(&reach, desired, opts).await
 }
 
-/// One pass over `desired` through the given clients (any [`Cloud`]); `stats` counts their calls.
+/// One pass over `desired` through the given clients (any [`Cloud`]). Its call counts are its own:
+/// every call goes through a handle counting into this pass's tally, so another pass running on the
+/// same clients at the same time (the daemon's other lane) never shows up in them.
 pub async fn run_pass_on<C: Cloud>(
-    reach: &Reach<C>,
-    stats: &CallStats,
+    clients: &Reach<C>,
     desired: &Desired,
     opts: &PassOptions,
 ) -> PassReport {
     let started = Instant::now();
-    let before = stats.snapshot();
-    let (retries_before, throttled_before) = (stats.retries(), stats.throttled());
+    let stats = Arc::new(CallStats::default());
+    let reach = &clients.counting_into(&stats);
     let state = Arc::new(PassState {
         cancel: opts.cancel.clone(),
         deadline: opts.pass_timeout.map(|t| tokio::time::Instant::now() + t),
@@ -335,7 +343,7 @@ pub async fn run_pass_on<C: Cloud>(
     };
     let gate = gate::gate(&plan, &opts.rails);
     apply(reach, &plan, &gate, observed_at, opts, &state, &mut results).await;
-    let api_calls = calls_since(&before, &stats.snapshot());
+    let api_calls = calls_by_action(&stats);
     let mut notes = desired.notes.clone();
     notes.extend(gate.notes(opts.dry_run, &opts.rails));
     PassReport {
@@ -345,25 +353,19 @@ pub async fn run_pass_on<C: Cloud>(
         results,
         fatal: state.fatal(),
         api_calls,
-        retries: stats.retries() - retries_before,
-        throttled: stats.throttled() - throttled_before,
+        retries: stats.retries(),
+        throttled: stats.throttled(),
         duration: started.elapsed(),
         notes,
         coverage: None,
     }
 }
 
-fn calls_since(
-    before: &BTreeMap<(String, String), u64>,
-    after: &BTreeMap<(String, String), u64>,
-) -> BTreeMap<String, u64> {
+/// Calls by action, whatever their outcome; actions with none left out.
+fn calls_by_action(stats: &CallStats) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for ((action, outcome), n) in after {
-        let prev = before
-            .get(&(action.clone(), outcome.clone()))
-            .copied()
-            .unwrap_or(0);
-        *out.entry(action.clone()).or_insert(0) += n - prev;
+    for ((action, _outcome), n) in stats.snapshot() {
+        *out.entry(action).or_insert(0) += n;
     }
     out.retain(|_, n| *n > 0);
     out
@@ -381,23 +383,63 @@ async fn observe<C: Cloud>(
     state: &PassState,
 ) -> Vec<GroupResult> {
     let groups: Vec<&DesiredGroup> = desired.groups.values().collect();
-    let groups = &groups;
-    let planned = |i: usize, observation: &Observation| {
-        let entry = plan::entry(groups[i], Some(observation));
-        let outcome = match entry.action {
-            Action::InSync => Outcome::InSync,
-            // Provisional: `apply` replaces the result of every change.
-            Action::Change { .. } => Outcome::WouldChange,
-            _ => Outcome::Error,
-        };
-        result_of(entry, outcome)
-    };
-    let mut results: Vec<GroupResult> = (0..groups.len())
-        .map(|i| planned(i, &Observation::NotFound))
-        .collect();
-    let mut observed = vec![false; groups.len()];
+    let mut results = Results::new(&groups);
+    let (to_read, unmanageable) = describe_groups(reach, opts, state, &mut results).await;
+    read_policies(reach, to_read, unmanageable, opts, state, &mut results).await;
+    results.finish()
+}
 
-    // Bucket → groups: one listing never mixes accounts, whose credentials differ.
+/// The results of [`observe`], one per declared group in key order, each planned as its group's
+/// answer arrives.
+struct Results<'a> {
+    groups: &'a [&'a DesiredGroup],
+    results: Vec<GroupResult>,
+    /// Whether an answer (or a failure) arrived for the group; the others were never read.
+    observed: Vec<bool>,
+}
+
+impl<'a> Results<'a> {
+    fn new(groups: &'a [&'a DesiredGroup]) -> Self {
+        Results {
+            groups,
+            results: groups
+                .iter()
+                .map(|d| planned(d, Some(&Observation::NotFound)))
+                .collect(),
+            observed: vec![false; groups.len()],
+        }
+    }
+
+    fn record(&mut self, i: usize, observation: &Observation) {
+        self.results[i] = planned(self.groups[i], Some(observation));
+        self.observed[i] = true;
+    }
+
+    /// The results, a group that was never read planned as not observed.
+    fn finish(mut self) -> Vec<GroupResult> {
+        for (i, seen) in self.observed.iter().enumerate() {
+            if !seen {
+                self.results[i] = planned(self.groups[i], None);
+            }
+        }
+        self.results
+    }
+}
+
+/// The plan of one group and its provisional outcome: `apply` replaces the result of every change.
+fn planned(d: &DesiredGroup, observation: Option<&Observation>) -> GroupResult {
+    let entry = plan::entry(d, observation);
+    let outcome = match entry.action {
+        Action::InSync => Outcome::InSync,
+        Action::Change { .. } => Outcome::WouldChange,
+        _ => Outcome::Error,
+    };
+    result_of(entry, outcome)
+}
+
+/// The DescribeSecurityGroups batches of `groups` (indices), at most 100 ids each and never mixing
+/// accounts, whose credentials differ; in the order work starts ([`order`]).
+fn listing_batches(groups: &[&DesiredGroup]) -> Vec<(Bucket, Vec<usize>)> {
     let mut by_bucket: BTreeMap<Bucket, Vec<usize>> = BTreeMap::new();
     for (i, d) in groups.iter().enumerate() {
         by_bucket.entry(d.key.bucket()).or_default().push(i);
@@ -411,9 +453,20 @@ async fn observe<C: Cloud>(
                 .collect::<Vec<_>>()
         })
         .collect();
-    let batches = order::interleave_by_bucket(batches, |b| (&b.0.account, &b.0.region));
+    order::interleave_by_bucket(batches, |b| (&b.0.account, &b.0.region))
+}
 
-    let mut metas = stream::iter(batches)
+/// Type and managed flags, 100 ids a call: records every group that does not exist or whose batch
+/// failed, and returns the groups whose policy must be read, with the flags of the unmanageable ones
+/// (only what the plan needs of a group's flags: why ECS would refuse a write, when it would).
+async fn describe_groups<'a, C: Cloud>(
+    reach: &Reach<C>,
+    opts: &PassOptions,
+    state: &PassState,
+    results: &mut Results<'a>,
+) -> (Vec<(usize, &'a GroupKey)>, BTreeMap<usize, GroupMeta>) {
+    let groups = results.groups;
+    let mut metas = stream::iter(listing_batches(groups))
         .map(|(bucket, members)| async move {
             let ids: Vec<String> = members
                 .iter()
@@ -432,7 +485,6 @@ async fn observe<C: Cloud>(
         })
         .buffer_unordered(opts.concurrency.max(1));
     let mut to_read = Vec::with_capacity(groups.len());
-    // Only what the plan needs of a group's flags: why ECS would refuse a write, when it would.
     let mut unmanageable: BTreeMap<usize, GroupMeta> = BTreeMap::new();
     while let Some((members, result)) = metas.next().await {
         for i in members {
@@ -447,14 +499,24 @@ async fn observe<C: Cloud>(
                     }
                     None => Observation::NotFound,
                 },
-                Err(e) => failed(e),
+                Err(e) => Observation::Failed(e.clone()),
             };
-            results[i] = planned(i, &observation);
-            observed[i] = true;
+            results.record(i, &observation);
         }
     }
-    drop(metas);
+    (to_read, unmanageable)
+}
 
+/// The policy of every group that exists, one DescribeSecurityGroupAttribute each, recorded as it
+/// arrives.
+async fn read_policies<C: Cloud>(
+    reach: &Reach<C>,
+    to_read: Vec<(usize, &GroupKey)>,
+    mut unmanageable: BTreeMap<usize, GroupMeta>,
+    opts: &PassOptions,
+    state: &PassState,
+    results: &mut Results<'_>,
+) {
     let to_read = order::interleave_by_bucket(to_read, |(_, k)| (&k.account, &k.region));
     let mut reads = stream::iter(to_read)
         .map(|(i, key)| async move {
@@ -477,29 +539,9 @@ async fn observe<C: Cloud>(
                 meta: unmanageable.remove(&i).unwrap_or_default(),
             },
             Err(Failure::Ecs(e)) if e.is_not_found() => Observation::NotFound,
-            Err(e) => failed(&e),
+            Err(e) => Observation::Failed(e),
         };
-        results[i] = planned(i, &observation);
-        observed[i] = true;
-    }
-    drop(reads);
-    for (i, seen) in observed.into_iter().enumerate() {
-        if !seen {
-            results[i] = result_of(plan::entry(groups[i], None), Outcome::Error);
-        }
-    }
-    results
-}
-
-fn failed(e: &Failure) -> Observation {
-    Observation::Failed {
-        code: e.code().to_string(),
-        message: e.to_string(),
-        blame: if e.is_cloud_trouble() {
-            Blame::Cloud
-        } else {
-            Blame::Group
-        },
+        results.record(i, &observation);
     }
 }
 
@@ -517,55 +559,81 @@ async fn apply<C: Cloud>(
     let entries = order::interleave_by_bucket(plan.entries.iter().collect(), |e| {
         (&e.key.account, &e.key.region)
     });
+    let change = Change {
+        reach,
+        plan,
+        gate,
+        observed_at,
+        opts,
+        state,
+    };
+    let change = &change;
     let mut done = stream::iter(entries)
-        .map(|entry| async move {
-            match (&entry.action, opts.dry_run, gate.hold(entry)) {
-                (Action::InSync, _, _) => simple(entry, Outcome::InSync),
-                (Action::Change { .. }, _, _) if entry.mode == Mode::Observe => {
-                    simple(entry, Outcome::Observed)
-                }
-                (Action::Change { .. }, false, Some(hold)) => {
-                    simple(entry, Outcome::Held(hold.clone()))
-                }
-                (Action::Change { from, to }, true, _) => {
-                    let mut r = simple(entry, Outcome::WouldChange);
-                    r.token = Some(token_for(
-                        plan,
-                        entry,
-                        *from,
-                        *to,
-                        observed_at,
-                        Attempt::First,
-                    ));
-                    r
-                }
-                (Action::Change { from, to }, false, None) => {
-                    match reach.client(&entry.key.account) {
-                        Ok(client) => {
-                            write_and_verify(
-                                client,
-                                plan,
-                                entry,
-                                *from,
-                                *to,
-                                observed_at,
-                                opts,
-                                state,
-                            )
-                            .await
-                        }
-                        Err(e) => simple(entry, Outcome::Failed(Box::new(e.into()))),
-                    }
-                }
-                _ => simple(entry, Outcome::Error),
-            }
-        })
+        .map(|entry| change.settle(entry))
         .buffer_unordered(opts.concurrency.max(1));
     while let Some(r) = done.next().await {
         let slot = results.binary_search_by(|x| x.entry.key.cmp(&r.entry.key));
         debug_assert!(slot.is_ok(), "every change is planned from a result");
         if let Ok(i) = slot {
             results[i] = r;
+        }
+    }
+}
+
+/// What settling one planned change needs: the pass's clients, its plan and rails, and when the
+/// plan's reads were made (the token's window).
+struct Change<'a, C> {
+    reach: &'a Reach<C>,
+    plan: &'a Plan,
+    gate: &'a gate::Gate,
+    observed_at: i64,
+    opts: &'a PassOptions,
+    state: &'a PassState,
+}
+
+impl<C: Cloud> Change<'_, C> {
+    /// The result of one entry: in sync, observed, held by a rail, a dry run's would-change with its
+    /// token, or written and verified.
+    async fn settle(&self, entry: &PlanEntry) -> GroupResult {
+        match (&entry.action, self.opts.dry_run, self.gate.hold(entry)) {
+            (Action::InSync, _, _) => simple(entry, Outcome::InSync),
+            (Action::Change { .. }, _, _) if entry.mode == Mode::Observe => {
+                simple(entry, Outcome::Observed)
+            }
+            (Action::Change { .. }, false, Some(hold)) => {
+                simple(entry, Outcome::Held(hold.clone()))
+            }
+            (Action::Change { from, to }, true, _) => {
+                let mut r = simple(entry, Outcome::WouldChange);
+                r.token = Some(token_for(
+                    self.plan,
+                    entry,
+                    *from,
+                    *to,
+                    self.observed_at,
+                    Attempt::First,
+                ));
+                r
+            }
+            (Action::Change { from, to }, false, None) => {
+                match self.reach.client(&entry.key.account) {
+                    Ok(client) => {
+                        write_and_verify(
+                            client,
+                            self.plan,
+                            entry,
+                            *from,
+                            *to,
+                            self.observed_at,
+                            self.opts,
+                            self.state,
+                        )
+                        .await
+                    }
+                    Err(e) => simple(entry, Outcome::Failed(Box::new(e.into()))),
+                }
+            }
+            _ => simple(entry, Outcome::Error),
         }
     }
 }
@@ -602,6 +670,29 @@ fn token_for(
     })
 }
 
+/// Sends one ModifySecurityGroupPolicy if the pass still admits requests to the group's account,
+/// within the pass deadline, remembering a fatal error; its RequestId.
+async fn write<C: Cloud>(
+    client: &C,
+    entry: &PlanEntry,
+    to: Policy,
+    token: &str,
+    state: &PassState,
+) -> Result<String, Failure> {
+    let account = entry.key.account.as_str();
+    state.admit(account, api::MODIFY_POLICY)?;
+    tracing::debug!(group = %entry.key, token = %token, "sending ModifySecurityGroupPolicy");
+    let write = client.modify_policy(&entry.key, to, token);
+    let sent = state.note(
+        account,
+        within(state.deadline, api::MODIFY_POLICY, write).await,
+    );
+    if let Err(e) = &sent {
+        tracing::warn!(group = %entry.key, code = %e.code(), "write failed: {e}");
+    }
+    sent
+}
+
 /// Writes with the shared token and verifies; only when ECS acknowledged the write but the group still
 /// differs (the token was a replay of an earlier correction) writes once more with a new token (see
 /// `token`), so a correction costs at most `token::MAX_WRITES_PER_CORRECTION` writes.
@@ -625,21 +716,9 @@ async fn write_and_verify<C: Cloud>(
     loop {
         let token = token_for(plan, entry, from, to, observed_at, attempt);
         result.token = Some(token.clone());
-        let account = entry.key.account.as_str();
-        if let Err(e) = state.admit(account, api::MODIFY_POLICY) {
-            return failed(result, e);
-        }
-        tracing::debug!(group = %entry.key, token = %token, "sending ModifySecurityGroupPolicy");
-        let write = client.modify_policy(&entry.key, to, &token);
-        match state.note(
-            account,
-            within(state.deadline, api::MODIFY_POLICY, write).await,
-        ) {
+        match write(client, entry, to, &token, state).await {
             Ok(request_id) => result.request_id = Some(request_id),
-            Err(e) => {
-                tracing::warn!(group = %entry.key, code = %e.code(), "write failed: {e}");
-                return failed(result, e);
-            }
+            Err(e) => return failed(result, e),
         }
         match verify(client, entry, to, opts, state).await {
             Ok(true) => {

@@ -88,10 +88,28 @@ pub async fn list_matching<C: Cloud>(client: &C, sel: &Selector) -> Listing {
 /// Pure: merges `listings` (one per selector, same order) into a copy of `desired`, with notes.
 pub fn decide(desired: &Desired, listings: &[Listing]) -> Desired {
     let mut out = desired.clone();
+    for (key, sels) in claims(desired, listings, &mut out.notes) {
+        match claimed(key, sels) {
+            Ok(group) => {
+                out.groups.insert(group.key.clone(), group);
+            }
+            Err(conflict) => out.notes.push(conflict),
+        }
+    }
+    out
+}
+
+/// The selectors that claim each group no entry declares; a listing that failed or matched nothing
+/// is a note instead.
+fn claims<'a>(
+    desired: &'a Desired,
+    listings: &[Listing],
+    notes: &mut Vec<Note>,
+) -> BTreeMap<GroupKey, Vec<&'a Selector>> {
     let mut claims: BTreeMap<GroupKey, Vec<&Selector>> = BTreeMap::new();
     for (sel, listing) in desired.selectors.iter().zip(listings) {
         match listing {
-            Err(e) => out.notes.push(Note {
+            Err(e) => notes.push(Note {
                 level: NoteLevel::Error,
                 message: format!(
                     "selector ({}) could not be resolved, its groups are left alone this pass: {e}",
@@ -99,7 +117,7 @@ pub fn decide(desired: &Desired, listings: &[Listing]) -> Desired {
                 ),
                 locations: vec![sel.source.clone()],
             }),
-            Ok(ids) if ids.is_empty() => out.notes.push(Note {
+            Ok(ids) if ids.is_empty() => notes.push(Note {
                 level: NoteLevel::Warning,
                 message: format!("selector ({}) matched no security group", sel.describe()),
                 locations: vec![sel.source.clone()],
@@ -115,41 +133,40 @@ pub fn decide(desired: &Desired, listings: &[Listing]) -> Desired {
             }
         }
     }
-    for (key, mut sels) in claims {
-        sels.sort_by(|a, b| a.source.cmp(&b.source));
-        let policies: BTreeSet<Policy> = sels.iter().map(|s| s.policy).collect();
-        if policies.len() > 1 {
-            let said: Vec<String> = sels
-                .iter()
-                .map(|s| format!("{} at {}", s.policy, s.source))
-                .collect();
-            out.notes.push(Note {
-                level: NoteLevel::Error,
-                message: format!(
-                    "conflict: {key} is selected as {}; the group is left alone (declare it by id to decide)",
-                    said.join(" and as ")
-                ),
-                locations: sels.iter().map(|s| s.source.clone()).collect::<Vec<Location>>(),
-            });
-            continue;
-        }
-        let first = sels[0];
-        let mode = if sels.iter().any(|s| s.mode == Mode::Observe) {
-            Mode::Observe
-        } else {
-            Mode::Enforce
-        };
-        out.groups.insert(
-            key.clone(),
-            DesiredGroup {
-                key,
-                policy: first.policy,
-                source: first.source.clone(),
-                mode,
-            },
-        );
+    claims
+}
+
+/// The group the selectors claiming `key` declare, or the conflict note when they disagree on the
+/// policy. Observe wins over enforce; the first selector (by source) is the group's source.
+fn claimed(key: GroupKey, mut sels: Vec<&Selector>) -> Result<DesiredGroup, Note> {
+    sels.sort_by(|a, b| a.source.cmp(&b.source));
+    let policies: BTreeSet<Policy> = sels.iter().map(|s| s.policy).collect();
+    if policies.len() > 1 {
+        let said: Vec<String> = sels
+            .iter()
+            .map(|s| format!("{} at {}", s.policy, s.source))
+            .collect();
+        return Err(Note {
+            level: NoteLevel::Error,
+            message: format!(
+                "conflict: {key} is selected as {}; the group is left alone (declare it by id to decide)",
+                said.join(" and as ")
+            ),
+            locations: sels.iter().map(|s| s.source.clone()).collect::<Vec<Location>>(),
+        });
     }
-    out
+    let first = sels[0];
+    let mode = if sels.iter().any(|s| s.mode == Mode::Observe) {
+        Mode::Observe
+    } else {
+        Mode::Enforce
+    };
+    Ok(DesiredGroup {
+        key,
+        policy: first.policy,
+        source: first.source.clone(),
+        mode,
+    })
 }
 
 #[cfg(test)]

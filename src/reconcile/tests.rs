@@ -5,7 +5,7 @@ use super::fixtures::{desired, ecs_error, found, normal, Answer, Request, Script
 use super::*;
 use crate::accounts::{Unreachable, Why};
 use crate::ecs::api::{DESCRIBE_ATTRIBUTE, DESCRIBE_GROUPS, MODIFY_POLICY};
-use crate::ecs::GroupFilter;
+use crate::ecs::{EcsError, GroupFilter};
 use crate::model::{GroupKey, GroupMeta, Location, Mode, Policy::*};
 use crate::token::{client_token, Attempt, TokenInput};
 
@@ -63,10 +63,7 @@ fn write(key: &GroupKey, policy: Policy, token: &str) -> Request {
 
 async fn pass_on(cloud: Scripted, d: &Desired, opts: &PassOptions) -> (PassReport, Scripted) {
     let reach = Reach::of([(String::new(), Ok(cloud))]);
-    let report = {
-        let stats = reach.client("").expect("the fake").stats();
-        run_pass_on(&reach, stats, d, opts).await
-    };
+    let report = run_pass_on(&reach, d, opts).await;
     (report, reach_into(reach))
 }
 
@@ -284,7 +281,7 @@ async fn a_fatal_error_stops_requests_to_its_account_and_the_other_account_is_co
         (String::new(), Ok(refused)),
         ("2222222222222222".to_string(), Ok(fine)),
     ]);
-    let report = run_pass_on(&reach, &CallStats::default(), &d, &opts()).await;
+    let report = run_pass_on(&reach, &d, &opts()).await;
     for (_, cloud) in reach.into_clients() {
         cloud.expect("a fake").done();
     }
@@ -318,7 +315,7 @@ async fn an_unreachable_account_fails_only_its_own_groups_without_a_request() {
         (String::new(), Ok(cloud)),
         ("3333333333333333".to_string(), Err(unreachable)),
     ]);
-    let report = run_pass_on(&reach, &CallStats::default(), &d, &opts()).await;
+    let report = run_pass_on(&reach, &d, &opts()).await;
     reach_into(reach).done();
     let lost_result = report
         .results
@@ -327,7 +324,7 @@ async fn an_unreachable_account_fails_only_its_own_groups_without_a_request() {
         .expect("result");
     assert!(matches!(
         &lost_result.entry.action,
-        Action::ReadFailed { code, blame: Blame::Cloud, .. } if code == "AccountUnavailable"
+        Action::ReadFailed(f @ Failure::Account(_)) if f.is_cloud_trouble()
     ));
     assert!(
         report.fatal.is_none(),
@@ -347,7 +344,7 @@ async fn a_cancelled_pass_starts_no_request() {
     cloud.done();
     assert!(matches!(
         &only(&report).entry.action,
-        Action::ReadFailed { code, blame: Blame::Group, .. } if code == "ShuttingDown"
+        Action::ReadFailed(f @ Failure::ShuttingDown { .. }) if !f.is_cloud_trouble()
     ));
 }
 
@@ -434,4 +431,139 @@ async fn a_selector_lists_every_page_filters_names_and_its_groups_are_reconciled
     assert_eq!(r.entry.key, pay);
     assert_eq!(r.outcome, Outcome::InSync);
     assert_eq!(r.entry.source.path.to_str(), Some("sel.yaml"));
+}
+
+/// Every group exists, in sync at `Drop`; no request is checked, so two passes may interleave. Each
+/// pass's first listing waits at `meet` until the other pass has sent its own: both are in flight
+/// at once, whatever the scheduler does.
+#[derive(Clone)]
+struct InSyncCloud {
+    meet: Arc<tokio::sync::Barrier>,
+    stats: Arc<CallStats>,
+    tally: Option<Arc<CallStats>>,
+}
+
+impl InSyncCloud {
+    fn count(&self, action: &str) {
+        self.stats.record("", action, "OK");
+        if let Some(t) = &self.tally {
+            t.record("", action, "OK");
+        }
+    }
+}
+
+impl Cloud for InSyncCloud {
+    fn describe_groups(
+        &self,
+        _region: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, GroupMeta>, EcsError>> + Send {
+        let found = ids.iter().map(|id| (id.clone(), normal())).collect();
+        async move {
+            self.count(DESCRIBE_GROUPS);
+            self.meet.wait().await;
+            Ok(found)
+        }
+    }
+
+    async fn describe_attribute(&self, _key: &GroupKey) -> Result<Policy, EcsError> {
+        self.count(DESCRIBE_ATTRIBUTE);
+        Ok(Drop)
+    }
+
+    async fn modify_policy(
+        &self,
+        _key: &GroupKey,
+        _policy: Policy,
+        _client_token: &str,
+    ) -> Result<String, EcsError> {
+        panic!("nothing drifted: no write")
+    }
+
+    async fn list_groups(
+        &self,
+        _region: &str,
+        _filter: &GroupFilter,
+        _next_token: Option<&str>,
+    ) -> Result<crate::ecs::GroupPage, EcsError> {
+        panic!("no selector: no listing")
+    }
+
+    fn stats(&self) -> &CallStats {
+        &self.stats
+    }
+
+    fn counting_into(&self, tally: &Arc<CallStats>) -> Self {
+        InSyncCloud {
+            tally: Some(tally.clone()),
+            ..self.clone()
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_passes_running_at_once_on_the_same_clients_each_count_only_their_own_calls() {
+    let cloud = InSyncCloud {
+        meet: Arc::new(tokio::sync::Barrier::new(2)),
+        stats: Arc::default(),
+        tally: None,
+    };
+    let reach = Reach::of([(String::new(), Ok(cloud.clone()))]);
+    let main = desired()
+        .group(&sg("sg-a"), Drop)
+        .group(&sg("sg-b"), Drop)
+        .group(&sg("sg-c"), Drop)
+        .build();
+    let targeted = desired()
+        .group(&GroupKey::new("cn-shanghai", "sg-t"), Drop)
+        .build();
+    let opts = opts();
+    let (main, targeted) = tokio::join!(
+        run_pass_on(&reach, &main, &opts),
+        run_pass_on(&reach, &targeted, &opts),
+    );
+    let calls = |n_list: u64, n_read: u64| {
+        BTreeMap::from([
+            (DESCRIBE_GROUPS.to_string(), n_list),
+            (DESCRIBE_ATTRIBUTE.to_string(), n_read),
+        ])
+    };
+    assert_eq!(main.api_calls, calls(1, 3), "the main pass's own calls");
+    assert_eq!(
+        targeted.api_calls,
+        calls(1, 1),
+        "the targeted pass's own calls"
+    );
+    assert_eq!(
+        cloud.stats.total(DESCRIBE_ATTRIBUTE),
+        4,
+        "the shared counts (metrics) still see every call"
+    );
+}
+
+#[test]
+fn a_poisoned_lock_never_loses_an_accounts_fatal_error() {
+    let state = Arc::new(PassState::default());
+    let poisoner = state.clone();
+    let _ = std::thread::spawn(move || {
+        let _held = poisoner.fatal.lock();
+        panic!("a task panics while holding the pass's lock");
+    })
+    .join();
+    assert!(state.fatal.is_poisoned());
+    let refused = Failure::Ecs(EcsError::Api(crate::ecs::ApiError {
+        action: DESCRIBE_ATTRIBUTE,
+        status: Some(403),
+        code: "Forbidden.RAM".into(),
+        message: "no permission".into(),
+        request_id: None,
+        retry_after_ms: None,
+    }));
+    let _ = state.note::<(), _>("", Err(refused.clone()));
+    assert_eq!(state.fatal(), Some(refused.clone()), "the report shows it");
+    assert_eq!(
+        state.guard("", MODIFY_POLICY),
+        Err(refused),
+        "and no further request goes to that account"
+    );
 }

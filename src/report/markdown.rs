@@ -10,7 +10,7 @@ use super::{direction, problem, summary_line};
 use crate::escape::markdown as cell;
 use crate::model::NoteLevel;
 use crate::plan::Action;
-use crate::reconcile::coverage::{place, sentence, Coverage};
+use crate::reconcile::survey::{place, sentence, Coverage};
 use crate::reconcile::{GroupResult, Outcome, OutcomeKind, PassReport};
 use std::fmt::Write;
 
@@ -412,7 +412,7 @@ mod tests {
 
     #[test]
     fn ungoverned_groups_are_counted_per_region_and_listed_within_the_comment_limit() {
-        use crate::reconcile::coverage::{BucketCoverage, Ungoverned};
+        use crate::reconcile::survey::{BucketCoverage, Ungoverned};
         let ungoverned: Vec<Ungoverned> = (0..10_000)
             .map(|i| Ungoverned {
                 key: GroupKey::new("cn-hangzhou", format!("sg-bp1{i:016}")),

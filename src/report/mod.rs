@@ -9,11 +9,11 @@ use serde_json::{json, Value};
 use std::fmt::Write;
 
 pub mod audit;
-mod coverage;
 mod markdown;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod ungoverned;
 pub use markdown::{markdown, MAX_COMMENT_CHARS};
 pub use stream::{write_file, write_json};
 
@@ -41,7 +41,7 @@ fn action_name(a: &Action) -> &'static str {
         Action::Change { .. } => "change",
         Action::Unmanageable { .. } => "unmanageable",
         Action::NotFound => "not-found",
-        Action::ReadFailed { .. } => "read-failed",
+        Action::ReadFailed(_) => "read-failed",
     }
 }
 
@@ -55,7 +55,7 @@ fn problem(r: &GroupResult) -> Option<String> {
     match &r.entry.action {
         Action::Unmanageable { reason } => Some(format!("cannot be managed: {reason}")),
         Action::NotFound => Some("security group not found in this region".into()),
-        Action::ReadFailed { message, .. } => Some(message.clone()),
+        Action::ReadFailed(failure) => Some(failure.to_string()),
         _ => None,
     }
 }
@@ -69,7 +69,7 @@ fn error_code(r: &GroupResult) -> Option<String> {
     match &r.entry.action {
         Action::Unmanageable { .. } => Some("Unmanageable".into()),
         Action::NotFound => Some("InvalidSecurityGroupId.NotFound".into()),
-        Action::ReadFailed { code, .. } => Some(code.clone()),
+        Action::ReadFailed(failure) => Some(failure.code().to_string()),
         _ => None,
     }
 }
@@ -142,7 +142,7 @@ pub fn text(report: &PassReport) -> String {
         let _ = writeln!(out, "{at}{level}: {}", escape::text(&n.message));
     }
     if let Some(c) = &report.coverage {
-        out.push_str(&coverage::text(c));
+        out.push_str(&ungoverned::text(c));
     }
     if let Some(f) = &report.fatal {
         let _ = writeln!(
@@ -295,7 +295,7 @@ fn document(report: &PassReport, groups: Vec<Value>) -> Value {
         "groups": groups,
     });
     if let Some(c) = &report.coverage {
-        doc["ungoverned"] = coverage::json(c);
+        doc["ungoverned"] = ungoverned::json(c);
         doc["summary"]["ungoverned"] = json!(c.count());
     }
     doc

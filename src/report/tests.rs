@@ -4,8 +4,10 @@
 
 use super::*;
 use crate::model::{GroupKey, Location, Mode, Note};
-use crate::plan::{Blame, PlanEntry};
-use crate::reconcile::coverage::{BucketCoverage, Coverage, Ungoverned};
+use crate::ecs::{ApiError, EcsError};
+use crate::failure::Failure;
+use crate::plan::PlanEntry;
+use crate::reconcile::survey::{BucketCoverage, Coverage, Ungoverned};
 use std::time::Duration;
 
 /// What an attacker with write access to the repository, or control of names in the cloud, would try.
@@ -50,11 +52,14 @@ fn hostile_report() -> PassReport {
             result(
                 entry(
                     "b",
-                    Action::ReadFailed {
+                    Action::ReadFailed(Failure::Ecs(EcsError::Api(ApiError {
+                        action: "DescribeSecurityGroupAttribute",
+                        status: Some(500),
                         code: "Bad".into(),
                         message: format!("the server said {HOSTILE}"),
-                        blame: Blame::Cloud,
-                    },
+                        request_id: None,
+                        retry_after_ms: None,
+                    }))),
                 ),
                 Outcome::Error,
             ),

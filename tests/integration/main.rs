@@ -2,7 +2,6 @@
 //! simulator over loopback, with policy folders written to temporary directories.
 
 mod accounts;
-mod adopt;
 mod builders;
 mod calls;
 mod credentials;
@@ -11,6 +10,7 @@ mod fakes;
 mod faults;
 mod harness;
 mod hostile;
+mod import;
 mod once;
 mod sdk;
 mod sdk_credentials;

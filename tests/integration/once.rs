@@ -273,6 +273,31 @@ async fn fatal_errors_stop_the_pass_before_any_write() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_failed_read_reaches_the_json_report_with_its_code_and_the_words_ecs_answered() {
+    let (seed, folder) = two_drifted_one_in_sync();
+    let sim = Sim::start(&seed).await;
+    sim.faults(json!({"failNext": [
+        {"action": "DescribeSecurityGroups", "status": 403, "code": "Forbidden.RAM", "message": "User not authorized"}
+    ]}))
+    .await;
+    let run = once(&sim, &folder, &[]).await;
+    assert_eq!(run.code, 1);
+    for id in ["sg-drift-1", "sg-drift-2", "sg-insync-1"] {
+        let group = run.group(id);
+        assert_eq!(group["action"], "read-failed", "{id}: {group}");
+        assert_eq!(group["outcome"], "error", "{id}: {group}");
+        assert_eq!(group["error"]["code"], "Forbidden.RAM", "{id}: {group}");
+        let message = group["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(
+                "DescribeSecurityGroups: Forbidden.RAM (HTTP 403): User not authorized"
+            ),
+            "{id}: the failure's own words, not glued twice: {message}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_secret_is_fatal_and_never_printed() {
     let (seed, folder) = two_drifted_one_in_sync();
     let sim = Sim::start(&seed).await;

@@ -1,5 +1,5 @@
 //! The daemon's coverage survey (on unless `--no-report-ungoverned`): after each full pass, one paged listing per
-//! (account, region) the folder names (`reconcile::coverage`). `sgpolicy_ungoverned_groups` is set
+//! (account, region) the folder names (`reconcile::survey`). `sgpolicy_ungoverned_groups` is set
 //! from it, and each group that became ungoverned since the last survey is logged once (a group that
 //! stays ungoverned is not logged again; one that is governed and later ungoverned again is). An
 //! (account, region) whose listing failed keeps its last figures.
@@ -7,7 +7,7 @@
 use super::Runner;
 use crate::model::{Bucket, GroupKey};
 use crate::policy::Desired;
-use crate::reconcile::coverage::{self, place};
+use crate::reconcile::survey::{self, place};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The ungoverned groups of the last survey, by (account, region).
@@ -25,7 +25,7 @@ impl Runner {
             return;
         }
         let found =
-            coverage::survey_clients(&self.clients, desired, self.setup.pass.concurrency, false)
+            survey::survey_clients(&self.clients, desired, self.setup.pass.concurrency, false)
                 .await;
         let mut st = self.state.lock().await;
         let mut next: BTreeMap<Bucket, BTreeSet<GroupKey>> = BTreeMap::new();

@@ -7,7 +7,6 @@ use crate::daemon::triggers::Trigger;
 use crate::events::Author;
 use crate::model::{GroupKey, NoteLevel};
 use crate::plan::Action;
-use crate::plan::Blame;
 use crate::policy::DesiredGroup;
 use crate::reconcile::GroupResult;
 use crate::reconcile::{Outcome, PassReport};
@@ -252,13 +251,11 @@ impl Runner {
                         t.errors += 1;
                         match &r.entry.action {
                             Action::Unmanageable { .. } => GroupState::Unmanageable,
-                            Action::ReadFailed {
-                                code,
-                                message,
-                                blame,
-                            } => {
-                                if *blame == Blame::Cloud {
-                                    cloud.get_or_insert_with(|| format!("{code}: {message}"));
+                            Action::ReadFailed(failure) => {
+                                if failure.is_cloud_trouble() {
+                                    cloud.get_or_insert_with(|| {
+                                        format!("{}: {failure}", failure.code())
+                                    });
                                 }
                                 GroupState::Error
                             }

@@ -12,11 +12,13 @@ use super::failure::Failure;
 use super::selectors::MAX_PAGES;
 use super::PassReport;
 use crate::accounts::{Clients, Reach};
+use crate::ecs::client::CallStats;
 use crate::ecs::{Cloud, GroupFilter, ListedGroup};
 use crate::model::{Bucket, GroupKey, Note, NoteLevel};
 use crate::policy::{glob_match, Desired, Selector};
 use futures::stream::{self, StreamExt};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// Every group of `region` that passes the server-side `filter`, following `NextToken` to the end.
 pub async fn list_all<C: Cloud>(
@@ -219,10 +221,15 @@ pub async fn survey_clients(
     concurrency: usize,
     required: bool,
 ) -> Coverage {
+    let reach = reach_of(clients, desired).await;
+    survey(&reach, desired, concurrency, required).await
+}
+
+/// The clients of every account the folder names, each reached once.
+async fn reach_of(clients: &Clients, desired: &Desired) -> Reach {
     let wanted = buckets(desired);
     let accounts = wanted.iter().map(|b| b.account.as_str());
-    let reach = clients.reach(accounts, &desired.accounts).await;
-    survey(&reach, desired, concurrency, required).await
+    clients.reach(accounts, &desired.accounts).await
 }
 
 /// Surveys coverage after a one-shot pass and adds it to its report: the ungoverned groups, the
@@ -234,9 +241,10 @@ pub async fn add_to(
     concurrency: usize,
     required: bool,
 ) {
-    let before = clients.stats().snapshot();
-    let coverage = survey_clients(clients, desired, concurrency, required).await;
-    for (action, n) in super::calls_since(&before, &clients.stats().snapshot()) {
+    let tally = Arc::new(CallStats::default());
+    let reach = reach_of(clients, desired).await.counting_into(&tally);
+    let coverage = survey(&reach, desired, concurrency, required).await;
+    for (action, n) in super::calls_by_action(&tally) {
         *report.api_calls.entry(action).or_insert(0) += n;
     }
     report.notes.extend(coverage.notes());

@@ -5,15 +5,15 @@
 
 use std::collections::{HashSet, VecDeque};
 
-pub struct Seen {
+pub struct RecentIds {
     cap: usize,
     order: VecDeque<String>,
     set: HashSet<String>,
 }
 
-impl Seen {
-    pub fn new(cap: usize) -> Seen {
-        Seen {
+impl RecentIds {
+    pub fn new(cap: usize) -> RecentIds {
+        RecentIds {
             cap: cap.max(1),
             order: VecDeque::new(),
             set: HashSet::new(),
@@ -55,7 +55,7 @@ mod tests {
 
     #[test]
     fn an_id_is_new_once_and_the_oldest_is_forgotten_at_the_cap() {
-        let mut s = Seen::new(2);
+        let mut s = RecentIds::new(2);
         assert!(s.first_time("a"));
         assert!(!s.first_time("a"));
         assert!(s.first_time("b"));

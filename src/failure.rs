@@ -24,6 +24,9 @@ pub enum Failure {
     TooManyPages { pages: usize },
     /// ECS acknowledged every write of the correction, yet the group still differs.
     WriteNotEffective { writes: u32, to: Policy },
+    /// The pass ended (deadline, shutdown, a fatal error of its account) before this group's read
+    /// was made or answered; planned as a read failure that blames the cloud, so the daemon retries.
+    NotObserved,
 }
 
 impl std::fmt::Display for Failure {
@@ -31,6 +34,8 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Ecs(e) => e.fmt(f),
             Failure::Account(u) => u.fmt(f),
+            // Shown alone, as reports have always shown it: no call failed.
+            Failure::NotObserved => f.write_str(&self.message()),
             _ => write!(f, "{}: {}: {}", self.action(), self.code(), self.message()),
         }
     }
@@ -71,6 +76,7 @@ impl Failure {
             Failure::DeadlineExceeded { .. } => "PassDeadlineExceeded",
             Failure::TooManyPages { .. } => "TooManyPages",
             Failure::WriteNotEffective { .. } => "WriteNotEffective",
+            Failure::NotObserved => "NotObserved",
         }
     }
 
@@ -82,6 +88,7 @@ impl Failure {
             Failure::ShuttingDown { action } | Failure::DeadlineExceeded { action } => action,
             Failure::TooManyPages { .. } => crate::ecs::api::DESCRIBE_GROUPS,
             Failure::WriteNotEffective { .. } => MODIFY_POLICY,
+            Failure::NotObserved => crate::ecs::api::DESCRIBE_ATTRIBUTE,
         }
     }
 
@@ -96,6 +103,7 @@ impl Failure {
             Failure::WriteNotEffective { writes, to } => {
                 format!("ECS acknowledged {writes} writes but the group is still not {to}")
             }
+            Failure::NotObserved => "the group was not read in this pass".to_string(),
         }
     }
 
@@ -118,6 +126,7 @@ impl Failure {
             Failure::Ecs(e) => e.class() != ErrorClass::PerGroup,
             Failure::Account(_) | Failure::DeadlineExceeded { .. } => true,
             Failure::TooManyPages { .. } | Failure::WriteNotEffective { .. } => true,
+            Failure::NotObserved => true,
             Failure::ShuttingDown { .. } => false,
         }
     }
@@ -178,6 +187,11 @@ mod tests {
                 Failure::Account(Unreachable { account: "2222".into(), why: Why::NoRole }),
                 "AccountUnavailable",
                 "AssumeRole: AccountUnavailable: account 2222: no file names a role for it",
+            ),
+            (
+                Failure::NotObserved,
+                "NotObserved",
+                "the group was not read in this pass",
             ),
         ];
         for (f, code, text) in cases {

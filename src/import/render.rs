@@ -55,7 +55,7 @@ pub enum Adopted {
     Policy(Policy),
     /// Written as a comment: why it cannot be declared.
     Skipped(String),
-    /// Listed, its policy not read yet: never rendered (`adopt::read` refuses an estate with one).
+    /// Listed, its policy not read yet: never rendered (`import::read` refuses an estate with one).
     Unread,
 }
 
@@ -196,32 +196,12 @@ fn render_file(name: String, account: Option<&AccountRef>, groups: &[&Found], mo
         .first()
         .map(|g| g.key.region.to_string())
         .unwrap_or_default();
-    let mut vpcs: Vec<&str> = groups.iter().filter_map(|g| g.vpc_id.as_deref()).collect();
-    vpcs.sort_unstable();
-    vpcs.dedup();
     let (declared, skipped): (Vec<&Found>, Vec<&Found>) = groups
         .iter()
         .filter(|g| g.state != Adopted::Unread)
         .partition(|g| matches!(g.state, Adopted::Policy(_)));
     let mut t = String::new();
-    let _ = writeln!(t, "# yaml-language-server: $schema={SCHEMA_ID}");
-    let place = match vpcs.as_slice() {
-        [] => format!("{} (no VPC)", comment_text(&region)),
-        vpcs => {
-            let vpcs: Vec<String> = vpcs.iter().map(|v| comment_text(v)).collect();
-            format!("{}, VPC {}", comment_text(&region), vpcs.join(", "))
-        }
-    };
-    let _ = writeln!(
-        t,
-        "# Imported by `sgpolicy import` from {place}: {} group(s) as they were.",
-        groups.len()
-    );
-    if mode == Mode::Observe && !declared.is_empty() {
-        t.push_str(
-            "# `mode: observe` entries are planned and reported, never written: review the plan, then\n# delete those lines to enforce.\n",
-        );
-    }
+    write_header(&mut t, &region, groups, mode, !declared.is_empty());
     if let Some(a) = account {
         t.push_str("account:\n");
         let _ = writeln!(t, "  roleArn: {}", quoted(&a.role_arn));
@@ -230,12 +210,50 @@ fn render_file(name: String, account: Option<&AccountRef>, groups: &[&Found], mo
         }
     }
     let _ = writeln!(t, "region: {}", scalar(&region));
+    write_declared(&mut t, &declared, mode);
+    write_skipped(&mut t, &skipped);
+    File {
+        name,
+        text: t,
+        declared: declared.len(),
+        skipped: skipped.len(),
+    }
+}
+
+/// The schema line and the comments saying where the file came from (and, in observe mode, how to
+/// enforce it).
+fn write_header(t: &mut String, region: &str, groups: &[&Found], mode: Mode, declares: bool) {
+    let mut vpcs: Vec<&str> = groups.iter().filter_map(|g| g.vpc_id.as_deref()).collect();
+    vpcs.sort_unstable();
+    vpcs.dedup();
+    let _ = writeln!(t, "# yaml-language-server: $schema={SCHEMA_ID}");
+    let place = match vpcs.as_slice() {
+        [] => format!("{} (no VPC)", comment_text(region)),
+        vpcs => {
+            let vpcs: Vec<String> = vpcs.iter().map(|v| comment_text(v)).collect();
+            format!("{}, VPC {}", comment_text(region), vpcs.join(", "))
+        }
+    };
+    let _ = writeln!(
+        t,
+        "# Imported by `sgpolicy import` from {place}: {} group(s) as they were.",
+        groups.len()
+    );
+    if mode == Mode::Observe && declares {
+        t.push_str(
+            "# `mode: observe` entries are planned and reported, never written: review the plan, then\n# delete those lines to enforce.\n",
+        );
+    }
+}
+
+/// `groups:`, one entry per group read, its name and tags in a comment above it.
+fn write_declared(t: &mut String, declared: &[&Found], mode: Mode) {
     if declared.is_empty() {
         t.push_str("groups: []\n");
     } else {
         t.push_str("groups:\n");
     }
-    for g in &declared {
+    for g in declared {
         let Adopted::Policy(policy) = g.state else {
             continue;
         };
@@ -246,26 +264,25 @@ fn render_file(name: String, account: Option<&AccountRef>, groups: &[&Found], mo
             t.push_str("    mode: observe\n");
         }
     }
-    if !skipped.is_empty() {
-        t.push_str("# Not imported (no policy file can govern them):\n");
-        for g in &skipped {
-            let Adopted::Skipped(why) = &g.state else {
-                continue;
-            };
-            let _ = writeln!(
-                t,
-                "#   {} · {} · {}",
-                comment_text(&g.key.id),
-                describe(g),
-                comment_text(why)
-            );
-        }
+}
+
+/// The groups no policy file can govern, as comments with their reason.
+fn write_skipped(t: &mut String, skipped: &[&Found]) {
+    if skipped.is_empty() {
+        return;
     }
-    File {
-        name,
-        text: t,
-        declared: declared.len(),
-        skipped: skipped.len(),
+    t.push_str("# Not imported (no policy file can govern them):\n");
+    for g in skipped {
+        let Adopted::Skipped(why) = &g.state else {
+            continue;
+        };
+        let _ = writeln!(
+            t,
+            "#   {} · {} · {}",
+            comment_text(&g.key.id),
+            describe(g),
+            comment_text(why)
+        );
     }
 }
 

@@ -3,7 +3,7 @@
 //! `ungoverned: [{id, region, account, name, vpcId}]`.
 
 use crate::escape;
-use crate::reconcile::coverage::{place, sentence, Coverage};
+use crate::reconcile::survey::{place, sentence, Coverage};
 use serde_json::{json, Value};
 use std::fmt::Write;
 
@@ -64,7 +64,7 @@ pub fn json(c: &Coverage) -> Value {
 mod tests {
     use super::*;
     use crate::model::GroupKey;
-    use crate::reconcile::coverage::{BucketCoverage, Ungoverned};
+    use crate::reconcile::survey::{BucketCoverage, Ungoverned};
 
     fn coverage() -> Coverage {
         let g = |account: &str, id: &str, name: Option<&str>| Ungoverned {

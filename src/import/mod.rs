@@ -16,8 +16,8 @@ pub mod write;
 
 use crate::ecs::{Cloud, GroupFilter, ListedGroup};
 use crate::model::{AccountRef, GroupKey, Mode};
-use crate::reconcile::coverage::list_all;
 use crate::reconcile::order::interleave_by_bucket;
+use crate::reconcile::survey::list_all;
 use crate::reconcile::Failure;
 use futures::stream::{self, StreamExt};
 use render::{Adopted, Estate, Found};
@@ -175,8 +175,33 @@ pub async fn read<C: Cloud>(
     listed: Vec<(String, ListedGroup)>,
     progress: &mut impl FnMut(Progress),
 ) -> Result<(Estate, usize), ImportError> {
-    let account = account_id(settings);
-    let mut groups: Vec<Found> = listed
+    let mut groups = found(&account_id(settings), listed);
+    let mut gone = read_policies(client, settings, &mut groups, progress).await?;
+    let vanished = gone.len();
+    gone.sort_unstable();
+    for i in gone.into_iter().rev() {
+        groups.remove(i);
+    }
+    // Every read either answered or failed above; a group still unread would be written with no
+    // policy, so it is an error rather than a guess.
+    if let Some(g) = groups.iter().find(|g| g.state == Adopted::Unread) {
+        return Err(ImportError::Unread {
+            group: g.key.clone(),
+        });
+    }
+    Ok((
+        Estate {
+            account: settings.account.clone(),
+            groups,
+        },
+        vanished,
+    ))
+}
+
+/// The listed groups of `account`, each unread or skipped with its reason (ECS would refuse to
+/// change it, or its id cannot be a policy file's key).
+fn found(account: &str, listed: Vec<(String, ListedGroup)>) -> Vec<Found> {
+    listed
         .into_iter()
         .map(|(region, g)| {
             let state = match g.meta.unmanageable_reason() {
@@ -187,14 +212,25 @@ pub async fn read<C: Cloud>(
                 },
             };
             Found {
-                key: GroupKey::in_account(account.as_str(), region, g.id),
+                key: GroupKey::in_account(account, region, g.id),
                 name: g.meta.name,
                 vpc_id: g.meta.vpc_id,
                 tags: g.tags,
                 state,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Reads the policy of every unread group into it, in the order work starts, with a progress line
+/// at most every [`PROGRESS_EVERY`]. Returns the indices of the groups that vanished before their
+/// read; any other failed read fails the import (all or nothing), naming every such group.
+async fn read_policies<C: Cloud>(
+    client: &C,
+    settings: &ImportSettings,
+    groups: &mut [Found],
+    progress: &mut impl FnMut(Progress),
+) -> Result<Vec<usize>, ImportError> {
     let to_read: Vec<(usize, GroupKey)> = groups
         .iter()
         .enumerate()
@@ -231,25 +267,7 @@ pub async fn read<C: Cloud>(
         failed.sort_by(|a, b| a.0.cmp(&b.0));
         return Err(ImportError::Reads { failed });
     }
-    let vanished = gone.len();
-    gone.sort_unstable();
-    for i in gone.into_iter().rev() {
-        groups.remove(i);
-    }
-    // Every read either answered or failed above; a group still unread would be written with no
-    // policy, so it is an error rather than a guess.
-    if let Some(g) = groups.iter().find(|g| g.state == Adopted::Unread) {
-        return Err(ImportError::Unread {
-            group: g.key.clone(),
-        });
-    }
-    Ok((
-        Estate {
-            account: settings.account.clone(),
-            groups,
-        },
-        vanished,
-    ))
+    Ok(gone)
 }
 
 #[cfg(test)]
