@@ -5,6 +5,7 @@
 //! (account, region) whose listing failed keeps its last figures.
 
 use super::Runner;
+use crate::accounts::Fleet;
 use crate::model::{Bucket, GroupKey};
 use crate::policy::Desired;
 use crate::reconcile::coverage::{self, place};
@@ -16,7 +17,7 @@ pub(super) struct Seen {
     by_bucket: BTreeMap<Bucket, BTreeSet<GroupKey>>,
 }
 
-impl Runner {
+impl<F: Fleet> Runner<F> {
     /// Surveys coverage of `desired` (the folder as loaded, selectors included) unless told not
     /// to; call it after a full pass. The listings run without the daemon state held (the targeted
     /// lane keeps working meanwhile); only folding their result takes it.
@@ -24,9 +25,15 @@ impl Runner {
         if !self.settings.report_ungoverned {
             return;
         }
-        let found =
-            coverage::survey_clients(&self.clients, desired, self.setup.pass.concurrency, false)
+        let found = {
+            let wanted = coverage::buckets(desired);
+            let accounts = wanted.iter().map(|b| b.account.as_str());
+            let reach = self
+                .fleet
+                .reach_accounts(accounts.collect(), &desired.accounts)
                 .await;
+            coverage::survey(&reach, desired, self.setup.pass.concurrency, false).await
+        };
         let mut st = self.state.lock().await;
         let mut next: BTreeMap<Bucket, BTreeSet<GroupKey>> = BTreeMap::new();
         for b in found.buckets {

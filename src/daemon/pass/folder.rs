@@ -2,6 +2,7 @@
 //! folder), and keeping the last good state in force when the folder is broken.
 
 use super::{Runner, State};
+use crate::accounts::Fleet;
 use crate::daemon::health::FolderStatus;
 use crate::policy::{self, Desired, LoadError, LoadOptions};
 use std::path::{Path, PathBuf};
@@ -37,7 +38,7 @@ fn load_consistent(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
     }])
 }
 
-impl Runner {
+impl<F: Fleet> Runner<F> {
     pub(super) async fn load(&self) -> Result<Desired, Vec<LoadError>> {
         let dir = self.setup.policies.clone();
         let opts = self.setup.load.clone();

@@ -8,24 +8,26 @@ mod folder;
 mod results;
 mod scope;
 mod targeted;
+#[cfg(test)]
+mod tests;
 
 use super::fights::Fights;
 use super::intake::Intake;
 use super::settings::DaemonSettings;
 use super::triggers::{Passes, Trigger, Verdict};
 use super::Setup;
-use crate::accounts::Clients;
+use crate::accounts::{Clients, Fleet};
 use crate::daemon::health::Health;
 use crate::daemon::metrics::Metrics;
 use crate::daemon::watch::FolderWatch;
 use crate::events::poller::Targets;
 use crate::model::{GroupKey, Mode, Policy};
 use crate::policy::commit;
-use crate::policy::{Desired, DesiredGroup, LoadError, Selector};
+use crate::policy::{Desired, DesiredGroup, LoadError};
 use crate::reconcile::{self, PassOptions};
 use futures::future::LocalBoxFuture;
 use results::{Cause, Finished, GroupState, PassOutcome, Tally};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,10 +41,6 @@ struct State {
     settled: BTreeMap<GroupKey, (Policy, Mode)>,
     groups: BTreeMap<GroupKey, GroupState>,
     fights: Fights,
-    /// The last selector listing's groups (explicit entries excluded), and what it was made for.
-    selector_groups: BTreeMap<GroupKey, DesiredGroup>,
-    last_selectors: Vec<Selector>,
-    last_explicit: BTreeSet<GroupKey>,
     /// The groups the last pass resolved (entries and selector matches): a targeted pass reads from
     /// these, never from an event.
     effective: Option<Arc<Desired>>,
@@ -55,15 +53,20 @@ struct State {
     coverage: coverage::Seen,
 }
 
-pub struct Runner {
+/// Runs the daemon's passes over a [`Fleet`] of clients: the real [`Clients`], or a fake in tests.
+pub struct Runner<F: Fleet = Clients> {
     setup: Setup,
     settings: DaemonSettings,
-    clients: Arc<Clients>,
+    fleet: Arc<F>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     watch: Option<std::sync::Mutex<FolderWatch>>,
     cancel: Arc<AtomicBool>,
+    /// Shared by both lanes: held only between network calls, never across one.
     state: tokio::sync::Mutex<State>,
+    /// The main lane's alone (one main pass at a time): its selector listing may be held across the
+    /// network, since the targeted lane never takes it.
+    selection: tokio::sync::Mutex<scope::Selection>,
     /// Events heard and the groups they queue for a targeted pass.
     intake: Arc<Intake>,
     /// What the LookupEvents poller covers, published after every pass.
@@ -73,16 +76,16 @@ pub struct Runner {
     oldest_read: std::sync::Mutex<Option<Instant>>,
 }
 
-impl Runner {
+impl<F: Fleet> Runner<F> {
     pub fn new(
         setup: Setup,
-        clients: Arc<Clients>,
+        fleet: Arc<F>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         watch: Option<FolderWatch>,
         intake: Arc<Intake>,
         targets: tokio::sync::watch::Sender<Arc<Targets>>,
-    ) -> Runner {
+    ) -> Runner<F> {
         let settings = setup.settings.clone();
         Runner {
             state: tokio::sync::Mutex::new(State {
@@ -90,9 +93,6 @@ impl Runner {
                 commit: None,
                 last_errors: Vec::new(),
                 settled: BTreeMap::new(),
-                selector_groups: BTreeMap::new(),
-                last_selectors: Vec::new(),
-                last_explicit: BTreeSet::new(),
                 coverage: coverage::Seen::default(),
                 groups: BTreeMap::new(),
                 fights: Fights::new(settings.fight),
@@ -100,13 +100,14 @@ impl Runner {
                 verified: BTreeMap::new(),
                 last_correction: BTreeMap::new(),
             }),
+            selection: tokio::sync::Mutex::new(scope::Selection::default()),
             intake,
             targets,
             started: Instant::now(),
             oldest_read: std::sync::Mutex::new(None),
             setup,
             settings,
-            clients,
+            fleet,
             metrics,
             health,
             watch: watch.map(std::sync::Mutex::new),
@@ -123,9 +124,12 @@ impl Runner {
         }
         let loaded = self.load().await;
         let commit = commit::commit_of(&self.setup.policies);
-        let mut st = self.state.lock().await;
-        let folder_ok = self.take_folder(&mut st, loaded, commit);
-        let Some(desired) = st.last_good.clone() else {
+        let (folder_ok, desired) = {
+            let mut st = self.state.lock().await;
+            let ok = self.take_folder(&mut st, loaded, commit);
+            (ok, st.last_good.clone())
+        };
+        let Some(desired) = desired else {
             self.finish(Finished {
                 trigger,
                 outcome: PassOutcome::FolderError,
@@ -140,14 +144,18 @@ impl Runner {
 
         let full = trigger.is_full();
         let folder = desired.clone();
-        let desired = match self.effective(&mut st, &desired, full).await {
+        // Selector listings and role assumptions go over the network: the shared state is not
+        // held meanwhile, so the targeted lane keeps correcting groups.
+        let resolved = {
+            let mut selection = self.selection.lock().await;
+            self.effective(&mut selection, &desired, full).await
+        };
+        let desired = match resolved {
             Ok(d) => d,
             Err(e) => {
                 // Nothing can be read with these credentials: report it like any cloud failure.
                 let why = e.to_string();
                 self.health.cloud(Some(why.clone()));
-                let revision = desired.revision.clone();
-                drop(st);
                 self.finish(Finished {
                     trigger,
                     outcome: PassOutcome::CloudError,
@@ -155,7 +163,7 @@ impl Runner {
                     tally: &Tally::default(),
                     scope: 0,
                     declared: 0,
-                    revision: Some(&revision),
+                    revision: Some(&desired.revision),
                 });
                 tracing::warn!(
                     trigger = trigger.as_str(),
@@ -164,6 +172,7 @@ impl Runner {
                 return Verdict::Failed;
             }
         };
+        let mut st = self.state.lock().await;
         self.metrics
             .shard
             .groups_owned
@@ -260,7 +269,20 @@ fn subset<'a>(desired: &Desired, groups: impl IntoIterator<Item = &'a DesiredGro
     }
 }
 
-impl Runner {
+/// One reconcile pass over `desired` with the fleet's clients: every account it names reached once.
+pub(super) async fn run_pass<F: Fleet>(
+    fleet: &F,
+    desired: &Desired,
+    opts: &PassOptions,
+) -> reconcile::PassReport {
+    let accounts = desired.groups.keys().map(|k| k.account.as_str());
+    let reach = fleet
+        .reach_accounts(accounts.collect(), &desired.accounts)
+        .await;
+    reconcile::run_pass_on(&reach, fleet.calls(), desired, opts).await
+}
+
+impl<F: Fleet> Runner<F> {
     /// Runs the active groups as the options say and the held (fighting) ones watch-only.
     async fn run_scoped(&self, active: Desired, held: Desired) -> Vec<reconcile::PassReport> {
         let opts = PassOptions {
@@ -269,14 +291,14 @@ impl Runner {
         };
         let mut reports = Vec::new();
         if !active.groups.is_empty() {
-            reports.push(reconcile::run_pass(&self.clients, &active, &opts).await);
+            reports.push(run_pass(&*self.fleet, &active, &opts).await);
         }
         if !held.groups.is_empty() {
             let watch_only = PassOptions {
                 dry_run: true,
                 ..opts.clone()
             };
-            reports.push(reconcile::run_pass(&self.clients, &held, &watch_only).await);
+            reports.push(run_pass(&*self.fleet, &held, &watch_only).await);
         }
         reports
     }
@@ -329,7 +351,7 @@ impl Runner {
     }
 }
 
-impl Passes for Runner {
+impl<F: Fleet> Passes for Runner<F> {
     fn run(self: Arc<Self>, trigger: Trigger) -> LocalBoxFuture<'static, Verdict> {
         Box::pin(async move { self.pass(trigger).await })
     }
@@ -349,7 +371,7 @@ impl Passes for Runner {
         self.health.beat();
         self.publish_verification_age();
         self.metrics.sync_events(&self.intake.status);
-        self.metrics.sync_trail_calls(self.clients.trail_stats());
+        self.metrics.sync_trail_calls(self.fleet.trail_calls());
     }
 
     fn scheduled(&self, trigger: Trigger, after: Duration, failures: u32) {

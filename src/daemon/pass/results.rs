@@ -2,6 +2,7 @@
 //! one summary line per pass.
 
 use super::{Runner, State};
+use crate::accounts::Fleet;
 use crate::daemon::metrics::{AccountLabel, GroupLabels, OutcomeLabels};
 use crate::daemon::triggers::Trigger;
 use crate::events::Author;
@@ -114,7 +115,7 @@ pub(super) struct Finished<'a> {
     pub(super) revision: Option<&'a str>,
 }
 
-impl Runner {
+impl<F: Fleet> Runner<F> {
     /// Folds the pass results into the state, metrics and audit trail; returns the tally and the
     /// cloud failure, if any.
     pub(super) fn take_reports(
@@ -347,9 +348,9 @@ impl Runner {
         let elapsed = started.elapsed();
         self.metrics
             .pass_done(trigger.as_str(), outcome.as_str(), elapsed.as_secs_f64());
-        self.metrics.sync_api_calls(self.clients.stats());
+        self.metrics.sync_api_calls(self.fleet.calls());
         self.metrics.sync_events(&self.intake.status);
-        self.metrics.sync_trail_calls(self.clients.trail_stats());
+        self.metrics.sync_trail_calls(self.fleet.trail_calls());
         if outcome.read_the_cloud() {
             let unix = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

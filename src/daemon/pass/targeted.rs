@@ -10,13 +10,14 @@
 
 use super::results::{Cause, Finished, PassOutcome, Tally};
 use super::{subset, Runner};
+use crate::accounts::Fleet;
 use crate::daemon::triggers::Trigger;
 use crate::policy::DesiredGroup;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-impl Runner {
+impl<F: Fleet> Runner<F> {
     /// Runs targeted passes until shutdown.
     pub async fn targeted_lane(self: Arc<Self>) {
         loop {
@@ -33,7 +34,7 @@ impl Runner {
         }
     }
 
-    async fn targeted_pass(&self) {
+    pub(super) async fn targeted_pass(&self) {
         let started = Instant::now();
         let st = self.state.lock().await;
         let Some(desired) = st.effective.clone() else {

@@ -1,0 +1,369 @@
+//! The daemon's passes in-process, over the scripted fake of the cloud (`reconcile::fixtures`): a real
+//! policy folder on disk, the real runner, metrics and readiness, and every request checked exactly.
+
+use super::*;
+use crate::accounts::connect::ConnectSettings;
+use crate::accounts::Reach;
+use crate::ecs::client::CallStats;
+use crate::ecs::endpoint::EndpointType;
+use crate::ecs::limit::RateLimits;
+use crate::ecs::{Cloud, EcsError, GroupFilter, GroupPage};
+use crate::events::{Heard, Via};
+use crate::model::{GroupMeta, Policy::*};
+use crate::policy::LoadOptions;
+use crate::reconcile::fixtures::{found, listed, normal, Answer, Request, Scripted};
+use crate::reconcile::Clock;
+use crate::token::{client_token, Attempt, TokenInput};
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+
+const HZ: &str = "cn-hangzhou";
+/// 2026-11-28T04:10:05.123Z: every token below derives from it.
+const NOW_MS: i64 = 1_795_839_005_123;
+
+/// Holds selector listings back once armed, until released: "the main lane is listing" as a state
+/// a test can wait for, not a duration.
+#[derive(Default)]
+struct ListGate {
+    armed: AtomicBool,
+    listing: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+/// The scripted fake, shared by every pass of one test, with a gate on its listings.
+#[derive(Clone, Default)]
+struct Fake {
+    script: Arc<std::sync::Mutex<Arc<Scripted>>>,
+    gate: Arc<ListGate>,
+}
+
+impl Fake {
+    fn script(&self) -> Arc<Scripted> {
+        self.script.lock().unwrap().clone()
+    }
+
+    /// Replaces the script: the requests expected from now on.
+    fn expect(&self, script: Scripted) {
+        *self.script.lock().unwrap() = Arc::new(script);
+    }
+}
+
+impl Cloud for Fake {
+    fn describe_groups(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, GroupMeta>, EcsError>> + Send {
+        let (script, region, ids) = (self.script(), region.to_string(), ids.to_vec());
+        async move { script.describe_groups(&region, &ids).await }
+    }
+
+    fn describe_attribute(
+        &self,
+        key: &GroupKey,
+    ) -> impl Future<Output = Result<Policy, EcsError>> + Send {
+        let (script, key) = (self.script(), key.clone());
+        async move { script.describe_attribute(&key).await }
+    }
+
+    fn modify_policy(
+        &self,
+        key: &GroupKey,
+        policy: Policy,
+        client_token: &str,
+    ) -> impl Future<Output = Result<String, EcsError>> + Send {
+        let (script, key, token) = (self.script(), key.clone(), client_token.to_string());
+        async move { script.modify_policy(&key, policy, &token).await }
+    }
+
+    fn list_groups(
+        &self,
+        region: &str,
+        filter: &GroupFilter,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<GroupPage, EcsError>> + Send {
+        let (gate, region, filter) = (self.gate.clone(), region.to_string(), filter.clone());
+        let next_token = next_token.map(str::to_string);
+        let this = self.clone();
+        async move {
+            if gate.armed.swap(false, Ordering::SeqCst) {
+                gate.listing.notify_one();
+                gate.release.notified().await;
+            }
+            let script = this.script();
+            script
+                .list_groups(&region, &filter, next_token.as_deref())
+                .await
+        }
+    }
+
+    fn stats(&self) -> &CallStats {
+        // Call counts are the fleet's (below); the fake's own are per script.
+        static NONE: std::sync::OnceLock<CallStats> = std::sync::OnceLock::new();
+        NONE.get_or_init(CallStats::default)
+    }
+}
+
+/// The fleet of one account (the chain's own) whose client is the fake.
+struct FakeFleet {
+    cloud: Fake,
+    calls: CallStats,
+}
+
+impl Fleet for FakeFleet {
+    type Client = Fake;
+
+    fn reach_accounts<'a>(
+        &'a self,
+        accounts: Vec<&'a str>,
+        _roles: &'a BTreeMap<String, crate::model::AccountRef>,
+    ) -> impl Future<Output = Reach<Fake>> + 'a {
+        let reach = Reach::of(
+            accounts
+                .into_iter()
+                .map(|a| (a.to_string(), Ok(self.cloud.clone()))),
+        );
+        async move { reach }
+    }
+
+    fn calls(&self) -> &CallStats {
+        &self.calls
+    }
+
+    fn trail_calls(&self) -> &CallStats {
+        &self.calls
+    }
+}
+
+/// A daemon runner over a policy folder written for the test, and the fake cloud it talks to.
+struct Daemon {
+    runner: Arc<Runner<FakeFleet>>,
+    cloud: Fake,
+    metrics: Arc<Metrics>,
+    intake: Arc<Intake>,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn new(files: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write policy file");
+        }
+        let setup = Setup {
+            policies: dir.path().to_path_buf(),
+            load: LoadOptions::default(),
+            connect: ConnectSettings {
+                endpoint: None,
+                actiontrail_endpoint: None,
+                endpoint_type: EndpointType::default(),
+                insecure_http: false,
+                profile: None,
+                sts_endpoint: None,
+                metadata_endpoint: None,
+                rate_limits: RateLimits::default(),
+                request_timeout: Duration::from_secs(5),
+                connect_timeout: Duration::from_secs(5),
+            },
+            pass: PassOptions {
+                concurrency: 1,
+                verify_reads: 1,
+                verify_delay: Duration::ZERO,
+                clock: Clock::Fixed(NOW_MS),
+                pass_timeout: None,
+                ..PassOptions::default()
+            },
+            settings: DaemonSettings {
+                report_ungoverned: false,
+                ..DaemonSettings::default()
+            },
+            report: None,
+            shard: crate::shard::Shard::default(),
+        };
+        let cloud = Fake::default();
+        let fleet = Arc::new(FakeFleet {
+            cloud: cloud.clone(),
+            calls: CallStats::default(),
+        });
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::new(Duration::from_secs(3600)));
+        let status = Arc::new(crate::events::Status::new());
+        status.turn_on(Via::Push);
+        let intake = Arc::new(Intake::new(status, setup.shard));
+        let (targets, _) = tokio::sync::watch::channel(Arc::new(Targets::default()));
+        let runner = Arc::new(Runner::new(
+            setup,
+            fleet,
+            metrics.clone(),
+            health,
+            None,
+            intake.clone(),
+            targets,
+        ));
+        Daemon {
+            runner,
+            cloud,
+            metrics,
+            intake,
+            dir,
+        }
+    }
+
+    /// The folder's revision, as the tokens derive it.
+    fn revision(&self) -> String {
+        crate::policy::load_folder(self.dir.path(), &LoadOptions::default())
+            .expect("the test's folder loads")
+            .revision
+    }
+
+    /// The token of a first correction of `key` from `from` to `to` at the fixed clock.
+    fn token(&self, key: &GroupKey, from: Policy, to: Policy) -> String {
+        client_token(&TokenInput {
+            key,
+            from,
+            to,
+            revision: &self.revision(),
+            observed_at: NOW_MS / 1000,
+            attempt: Attempt::First,
+        })
+    }
+
+    /// The value of one exported series, 0 when absent.
+    fn metric(&self, series: &str) -> f64 {
+        self.metrics
+            .encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+fn sg(id: &str) -> GroupKey {
+    GroupKey::new(HZ, id)
+}
+
+fn read(key: &GroupKey) -> Request {
+    Request::DescribeAttribute(key.clone())
+}
+
+fn describe(keys: &[&GroupKey]) -> Request {
+    Request::DescribeGroups {
+        region: HZ.to_string(),
+        ids: keys.iter().map(|k| k.id.to_string()).collect(),
+    }
+}
+
+/// The listing of the `env: prod` selector below, answered with `ids`.
+fn prod_listing(ids: &[&str]) -> (Request, Answer) {
+    let request = Request::List {
+        region: HZ.to_string(),
+        filter: GroupFilter {
+            vpc_id: None,
+            tags: vec![("env".into(), "prod".into())],
+        },
+        next_token: None,
+    };
+    let groups = ids
+        .iter()
+        .map(|id| listed(id, id, "vpc-1", &[("env", "prod")]))
+        .collect();
+    let page = GroupPage {
+        groups,
+        next_token: None,
+    };
+    (request, Answer::Page(page))
+}
+
+/// `sg-a` declared by id, and every `env: prod` group of the region by a selector, all `Drop`.
+const WITH_SELECTOR: &str = "region: cn-hangzhou
+groups:
+  - id: sg-a
+    innerAccessPolicy: Drop
+selectors:
+  - match: {tags: {env: prod}}
+    innerAccessPolicy: Drop
+";
+
+/// A console user's ModifySecurityGroupPolicy of `id` to `sent`, as EventBridge pushes it.
+fn console_flip(id: &str, sent: &str) -> Heard {
+    let record = serde_json::json!({"eventId": format!("e-{id}-{sent}"),
+        "eventName": "ModifySecurityGroupPolicy", "acsRegion": HZ, "eventType": "ConsoleOperation",
+        "requestParameters": {"SecurityGroupId": id, "InnerAccessPolicy": sent},
+        "userIdentity": {"type": "ram-user", "userName": "alice", "accountId": "1111"}});
+    Heard {
+        change: crate::events::record::parse_record(&record, None).expect("a policy change"),
+        via: Via::Push,
+        account: None,
+    }
+}
+
+#[tokio::test]
+async fn a_targeted_correction_does_not_wait_for_the_main_lanes_selector_listing() {
+    let d = Daemon::new(&[("prod.yaml", WITH_SELECTOR)]);
+    let (a, b) = (sg("sg-a"), sg("sg-b"));
+    let (list, page) = prod_listing(&["sg-b"]);
+    d.cloud.expect(
+        Scripted::new()
+            .then(list.clone(), page.clone())
+            .then(
+                describe(&[&a, &b]),
+                found(&[(&a, normal()), (&b, normal())]),
+            )
+            .then(read(&a), Answer::Policy(Drop))
+            .then(read(&b), Answer::Policy(Drop)),
+    );
+    assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
+    d.cloud.script().done();
+
+    // The next resync's listing hangs; meanwhile a console user opens sg-a.
+    d.cloud.gate.armed.store(true, Ordering::SeqCst);
+    d.cloud.expect(
+        Scripted::new()
+            .then(describe(&[&a]), found(&[(&a, normal())]))
+            .then(read(&a), Answer::Policy(Accept))
+            .then(
+                Request::Modify {
+                    key: a.clone(),
+                    policy: Drop,
+                    token: d.token(&a, Accept, Drop),
+                },
+                Answer::RequestId("R-1"),
+            )
+            .then(read(&a), Answer::Policy(Drop))
+            .then(list, page)
+            .then(
+                describe(&[&a, &b]),
+                found(&[(&a, normal()), (&b, normal())]),
+            )
+            .then(read(&a), Answer::Policy(Drop))
+            .then(read(&b), Answer::Policy(Drop)),
+    );
+    let resync = d.runner.pass(Trigger::Interval);
+    let targeted = async {
+        d.cloud.gate.listing.notified().await;
+        assert!(matches!(
+            d.intake.hear(console_flip("sg-a", "Accept")),
+            crate::daemon::intake::Admission::Targeted(_)
+        ));
+        // Paused time: should the targeted pass wait on the listing, nothing else can run and the
+        // clock jumps straight to this deadline; no wall-clock time is measured.
+        tokio::time::pause();
+        tokio::time::timeout(Duration::from_secs(3600), d.runner.targeted_pass())
+            .await
+            .expect("the targeted pass waited for the main lane's selector listing");
+        tokio::time::resume();
+        let corrected =
+            d.metric(r#"sgpolicy_corrections_by_cause_total{cause="event",actor_type="ram-user"}"#);
+        d.cloud.gate.release.notify_one();
+        corrected
+    };
+    let (verdict, corrected_before_the_listing_ended) = tokio::join!(resync, targeted);
+    assert_eq!(verdict, Verdict::Done);
+    assert_eq!(
+        corrected_before_the_listing_ended,
+        1.0,
+        "{}",
+        d.metrics.encode()
+    );
+    d.cloud.script().done();
+}
