@@ -4,6 +4,7 @@
 //! through logs, metrics, readiness and the audit trail.
 
 mod coverage;
+mod fold;
 mod folder;
 mod results;
 mod scope;
@@ -21,34 +22,24 @@ use crate::daemon::health::Health;
 use crate::daemon::metrics::Metrics;
 use crate::daemon::watch::FolderWatch;
 use crate::events::poller::Targets;
-use crate::model::{GroupKey, Mode, Policy};
+use crate::model::GroupKey;
 use crate::policy::commit;
-use crate::policy::{Desired, DesiredGroup, LoadError};
+use crate::policy::{Desired, DesiredGroup};
 use crate::reconcile::{self, PassOptions};
 use futures::future::LocalBoxFuture;
-use results::{Cause, Finished, GroupState, PassOutcome, Tally};
-use std::collections::BTreeMap;
+use results::{Cause, Finished, PassOutcome, Tally};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct State {
-    last_good: Option<Arc<Desired>>,
-    commit: Option<String>,
-    last_errors: Vec<LoadError>,
-    /// Groups whose declared policy was last seen in effect (or, dry-run, observed): a file pass skips
-    /// them while their declaration stays the same.
-    settled: BTreeMap<GroupKey, (Policy, Mode)>,
-    groups: BTreeMap<GroupKey, GroupState>,
-    fights: Fights,
+    /// The policy folder: not loaded, loaded, or broken with the last good state in force.
+    folder: folder::Folder,
+    /// One record per governed group, and the fights.
+    groups: fold::Groups,
     /// The groups the last pass resolved (entries and selector matches): a targeted pass reads from
     /// these, never from an event.
     effective: Option<Arc<Desired>>,
-    /// When each governed group was last read successfully (the verification-age gauge).
-    verified: BTreeMap<GroupKey, Instant>,
-    /// The ClientToken of each group's last correction: both lanes may correct one drift with the
-    /// same token (one write takes effect, the other is replayed), which is one correction, not two.
-    last_correction: BTreeMap<GroupKey, String>,
     /// `--report-ungoverned`: what the last coverage survey found.
     coverage: coverage::Seen,
 }
@@ -89,16 +80,10 @@ impl<F: Fleet> Runner<F> {
         let settings = setup.settings.clone();
         Runner {
             state: tokio::sync::Mutex::new(State {
-                last_good: None,
-                commit: None,
-                last_errors: Vec::new(),
-                settled: BTreeMap::new(),
+                folder: folder::Folder::NotLoaded { errors: Vec::new() },
                 coverage: coverage::Seen::default(),
-                groups: BTreeMap::new(),
-                fights: Fights::new(settings.fight),
+                groups: fold::Groups::new(Fights::new(settings.fight)),
                 effective: None,
-                verified: BTreeMap::new(),
-                last_correction: BTreeMap::new(),
             }),
             selection: tokio::sync::Mutex::new(scope::Selection::default()),
             intake,
@@ -127,7 +112,7 @@ impl<F: Fleet> Runner<F> {
         let (folder_ok, desired) = {
             let mut st = self.state.lock().await;
             let ok = self.take_folder(&mut st, loaded, commit);
-            (ok, st.last_good.clone())
+            (ok, st.folder.in_force().cloned())
         };
         let Some(desired) = desired else {
             self.finish(Finished {
@@ -178,15 +163,12 @@ impl<F: Fleet> Runner<F> {
             .groups_owned
             .set(desired.groups.len() as i64);
         let now = Instant::now();
-        let declared = |k: &GroupKey| desired.groups.contains_key(k);
-        st.settled.retain(|k, _| declared(k));
-        st.groups.retain(|k, _| declared(k));
-        st.fights.prune(declared, now);
+        st.groups.keep_only(|k| desired.groups.contains_key(k), now);
         let (held, active): (Vec<&DesiredGroup>, Vec<&DesiredGroup>) = desired
             .groups
             .values()
-            .filter(|g| full || st.settled.get(&g.key) != Some(&(g.policy, g.mode)))
-            .partition(|g| st.fights.held(&g.key, now));
+            .filter(|g| full || !st.groups.settled(g))
+            .partition(|g| st.groups.fights.held(&g.key, now));
         let scope = held.len() + active.len();
         let (active, held) = (subset(&desired, active), subset(&desired, held));
         let desired = Arc::new(desired);
@@ -199,15 +181,21 @@ impl<F: Fleet> Runner<F> {
         let reports = self.run_scoped(active, held).await;
 
         let mut st = self.state.lock().await;
-        let commit = st.commit.clone();
+        let commit = st.folder.commit().map(str::to_string);
         let cause = if full { Cause::Resync } else { Cause::File };
-        let (tally, cloud_failure) = self.take_reports(
+        // A resync that corrects a group an event named still names who changed it.
+        let authors = reports
+            .iter()
+            .flat_map(|s| &s.report.results)
+            .filter_map(|r| Some((r.entry.key.clone(), self.intake.author_of(&r.entry.key)?)))
+            .collect();
+        let (tally, cloud_failure) = self.fold_reports(
             &mut st,
             reports,
             &desired.groups,
             commit.as_deref(),
             cause,
-            &|k| self.intake.author_of(k),
+            &authors,
         );
         self.publish_groups(&st);
         self.track_verification(&mut st, &desired);
@@ -284,21 +272,27 @@ pub(super) async fn run_pass<F: Fleet>(
 
 impl<F: Fleet> Runner<F> {
     /// Runs the active groups as the options say and the held (fighting) ones watch-only.
-    async fn run_scoped(&self, active: Desired, held: Desired) -> Vec<reconcile::PassReport> {
+    async fn run_scoped(&self, active: Desired, held: Desired) -> Vec<fold::Scoped> {
         let opts = PassOptions {
             cancel: Some(self.cancel.clone()),
             ..self.setup.pass.clone()
         };
         let mut reports = Vec::new();
         if !active.groups.is_empty() {
-            reports.push(run_pass(&*self.fleet, &active, &opts).await);
+            reports.push(fold::Scoped {
+                report: run_pass(&*self.fleet, &active, &opts).await,
+                held: None,
+            });
         }
         if !held.groups.is_empty() {
             let watch_only = PassOptions {
                 dry_run: true,
                 ..opts.clone()
             };
-            reports.push(run_pass(&*self.fleet, &held, &watch_only).await);
+            reports.push(fold::Scoped {
+                report: run_pass(&*self.fleet, &held, &watch_only).await,
+                held: Some(fold::HoldReason::Fight),
+            });
         }
         reports
     }
@@ -321,9 +315,8 @@ impl<F: Fleet> Runner<F> {
     /// After a main pass, which resolved the governed groups anew: forgets the groups no longer
     /// governed, then notes the oldest read.
     fn track_verification(&self, st: &mut State, desired: &Desired) {
-        st.verified.retain(|k, _| desired.groups.contains_key(k));
-        st.last_correction
-            .retain(|k, _| desired.groups.contains_key(k));
+        st.groups
+            .keep_only(|k| desired.groups.contains_key(k), Instant::now());
         self.note_oldest_read(st);
     }
 
@@ -334,11 +327,7 @@ impl<F: Fleet> Runner<F> {
         let Some(governed) = &st.effective else {
             return;
         };
-        let oldest = governed
-            .groups
-            .keys()
-            .map(|k| st.verified.get(k).copied().unwrap_or(self.started))
-            .min();
+        let oldest = st.groups.oldest_read(governed.groups.keys(), self.started);
         *self.oldest_read.lock().unwrap_or_else(|e| e.into_inner()) = oldest;
         self.publish_verification_age();
     }

@@ -47,7 +47,7 @@ impl<F: Fleet> Runner<F> {
         let (held, active): (Vec<&DesiredGroup>, Vec<&DesiredGroup>) = batch
             .keys()
             .filter_map(|k| desired.groups.get(k))
-            .partition(|g| st.fights.held(&g.key, now));
+            .partition(|g| st.groups.fights.held(&g.key, now));
         let scope = held.len() + active.len();
         if scope == 0 {
             return;
@@ -57,14 +57,14 @@ impl<F: Fleet> Runner<F> {
         let reports = self.run_scoped(active, held).await;
 
         let mut st = self.state.lock().await;
-        let commit = st.commit.clone();
-        let (tally, cloud_failure): (Tally, _) = self.take_reports(
+        let commit = st.folder.commit().map(str::to_string);
+        let (tally, cloud_failure): (Tally, _) = self.fold_reports(
             &mut st,
             reports,
             &desired.groups,
             commit.as_deref(),
             Cause::Event,
-            &|k| batch.get(k).cloned(),
+            &batch,
         );
         self.publish_groups(&st);
         self.note_oldest_read(&st);

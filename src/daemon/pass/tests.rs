@@ -9,11 +9,12 @@ use crate::ecs::endpoint::EndpointType;
 use crate::ecs::limit::RateLimits;
 use crate::ecs::{Cloud, EcsError, GroupFilter, GroupPage};
 use crate::events::{Heard, Via};
-use crate::model::{GroupMeta, Policy::*};
+use crate::model::{GroupMeta, Policy, Policy::*};
 use crate::policy::LoadOptions;
 use crate::reconcile::fixtures::{found, listed, normal, Answer, Request, Scripted};
 use crate::reconcile::Clock;
 use crate::token::{client_token, Attempt, TokenInput};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
 
