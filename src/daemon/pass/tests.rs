@@ -141,6 +141,7 @@ struct Daemon {
     runner: Arc<Runner<FakeFleet>>,
     cloud: Fake,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
     intake: Arc<Intake>,
     dir: tempfile::TempDir,
 }
@@ -196,7 +197,7 @@ impl Daemon {
             setup,
             fleet,
             metrics.clone(),
-            health,
+            health.clone(),
             None,
             intake.clone(),
             targets,
@@ -205,6 +206,7 @@ impl Daemon {
             runner,
             cloud,
             metrics,
+            health,
             intake,
             dir,
         }
@@ -287,9 +289,18 @@ selectors:
 
 /// A console user's ModifySecurityGroupPolicy of `id` to `sent`, as EventBridge pushes it.
 fn console_flip(id: &str, sent: &str) -> Heard {
-    let record = serde_json::json!({"eventId": format!("e-{id}-{sent}"),
+    modify_event(id, sent, None)
+}
+
+/// A ModifySecurityGroupPolicy of `id` to `sent`, with `token` as its ClientToken.
+fn modify_event(id: &str, sent: &str, token: Option<&str>) -> Heard {
+    let mut params = serde_json::json!({"SecurityGroupId": id, "InnerAccessPolicy": sent});
+    if let Some(t) = token {
+        params["ClientToken"] = serde_json::json!(t);
+    }
+    let record = serde_json::json!({"eventId": format!("e-{id}-{sent}-{}", token.unwrap_or("")),
         "eventName": "ModifySecurityGroupPolicy", "acsRegion": HZ, "eventType": "ConsoleOperation",
-        "requestParameters": {"SecurityGroupId": id, "InnerAccessPolicy": sent},
+        "requestParameters": params,
         "userIdentity": {"type": "ram-user", "userName": "alice", "accountId": "1111"}});
     Heard {
         change: crate::events::record::parse_record(&record, None).expect("a policy change"),
@@ -367,4 +378,80 @@ async fn a_targeted_correction_does_not_wait_for_the_main_lanes_selector_listing
         d.metrics.encode()
     );
     d.cloud.script().done();
+}
+
+/// `sg-a` declared `Drop`, nothing else.
+const ONE_GROUP: &str = "region: cn-hangzhou
+groups:
+  - id: sg-a
+    innerAccessPolicy: Drop
+";
+
+/// The script of a pass that reads `sg-a` and finds it `Drop`.
+fn reads_a_in_sync() -> Scripted {
+    let a = sg("sg-a");
+    Scripted::new()
+        .then(describe(&[&a]), found(&[(&a, normal())]))
+        .then(read(&a), Answer::Policy(Drop))
+}
+
+#[tokio::test]
+async fn the_daemons_own_write_of_the_declared_value_costs_no_read_but_a_console_flip_does() {
+    let d = Daemon::new(&[("prod.yaml", ONE_GROUP)]);
+    d.cloud.expect(reads_a_in_sync());
+    assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
+
+    let own = modify_event("sg-a", "Drop", Some("sgpolicy-3f2a9c1b7d4e-drop-1"));
+    assert_eq!(
+        d.intake.hear(own),
+        crate::daemon::intake::Admission::OwnWrite(sg("sg-a"))
+    );
+    d.cloud.expect(Scripted::new());
+    d.runner.targeted_pass().await;
+    d.cloud.script().done();
+
+    d.intake.hear(console_flip("sg-a", "Accept"));
+    d.cloud.expect(reads_a_in_sync());
+    d.runner.targeted_pass().await;
+    d.cloud.script().done();
+    assert_eq!(
+        d.metric(r#"sgpolicy_passes_total{trigger="event",outcome="success"}"#),
+        1.0,
+        "{}",
+        d.metrics.encode()
+    );
+}
+
+#[tokio::test]
+async fn a_broken_edit_keeps_the_last_good_state_enforced_until_a_fix_recovers() {
+    let d = Daemon::new(&[("prod.yaml", ONE_GROUP)]);
+    d.cloud.expect(reads_a_in_sync());
+    assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
+    d.cloud.script().done();
+
+    std::fs::write(d.dir.path().join("prod.yaml"), "region: [").expect("break the file");
+    // A file pass over a broken folder reads nothing; a resync still enforces the last good state.
+    d.cloud.expect(Scripted::new());
+    assert_eq!(d.runner.pass(Trigger::File).await, Verdict::Done);
+    d.cloud.expect(reads_a_in_sync());
+    assert_eq!(d.runner.pass(Trigger::Interval).await, Verdict::Done);
+    d.cloud.script().done();
+    assert_eq!(d.metric("sgpolicy_policy_load_errors"), 1.0);
+    let (ready, why) = d.health.ready();
+    assert!(ready, "the last good state is enforced: {why}");
+    assert!(why.contains("1 error"), "{why}");
+    assert_eq!(
+        d.metric(r#"sgpolicy_passes_total{trigger="interval",outcome="folder_error"}"#),
+        1.0
+    );
+
+    std::fs::write(d.dir.path().join("prod.yaml"), ONE_GROUP).expect("fix the file");
+    d.cloud.expect(Scripted::new());
+    assert_eq!(d.runner.pass(Trigger::File).await, Verdict::Done);
+    d.cloud.script().done();
+    assert_eq!(d.metric("sgpolicy_policy_load_errors"), 0.0);
+    assert_eq!(
+        d.health.ready().1,
+        format!("ready (revision {})", d.revision())
+    );
 }
