@@ -25,7 +25,7 @@ impl<F: Fleet> Runner<F> {
         if !self.settings.report_ungoverned {
             return;
         }
-        let found = {
+        let surveying = async {
             let wanted = coverage::buckets(desired);
             let accounts = wanted.iter().map(|b| b.account.as_str());
             let reach = self
@@ -33,6 +33,10 @@ impl<F: Fleet> Runner<F> {
                 .reach_accounts(accounts.collect(), &desired.accounts)
                 .await;
             coverage::survey(&reach, desired, self.setup.pass.concurrency, false).await
+        };
+        // After SIGTERM no survey starts, and one under way is dropped (it only reads).
+        let Some(found) = self.unless_stopped(surveying).await else {
+            return;
         };
         let mut st = self.state.lock().await;
         let mut next: BTreeMap<Bucket, BTreeSet<GroupKey>> = BTreeMap::new();

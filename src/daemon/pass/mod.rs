@@ -52,7 +52,10 @@ pub struct Runner<F: Fleet = Clients> {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     watch: Option<std::sync::Mutex<FolderWatch>>,
+    /// Set once shutdown begins: passes start no new request (reconcile checks it before each).
     cancel: Arc<AtomicBool>,
+    /// Wakes read-only work waiting on the network (listings, surveys) when shutdown begins.
+    stopped: tokio::sync::Notify,
     /// Shared by both lanes: held only between network calls, never across one.
     state: tokio::sync::Mutex<State>,
     /// The main lane's alone (one main pass at a time): its selector listing may be held across the
@@ -97,6 +100,7 @@ impl<F: Fleet> Runner<F> {
             health,
             watch: watch.map(std::sync::Mutex::new),
             cancel: Arc::new(AtomicBool::new(false)),
+            stopped: tokio::sync::Notify::new(),
         }
     }
 
@@ -131,10 +135,15 @@ impl<F: Fleet> Runner<F> {
         let folder = desired.clone();
         // Selector listings and role assumptions go over the network: the shared state is not
         // held meanwhile, so the targeted lane keeps correcting groups.
-        let resolved = {
-            let mut selection = self.selection.lock().await;
-            self.effective(&mut selection, &desired, full).await
+        let mut selection = self.selection.lock().await;
+        let resolving = self.effective(&mut selection, &desired, full);
+        let Some(resolved) = self.unless_stopped(resolving).await else {
+            // Shutdown: the listings (reads only) were dropped; nothing was written.
+            tracing::debug!(trigger = trigger.as_str(), "pass stopped: shutting down");
+            self.health.pass_ended();
+            return Verdict::Done;
         };
+        drop(selection);
         let desired = match resolved {
             Ok(d) => d,
             Err(e) => {
@@ -238,6 +247,32 @@ impl<F: Fleet> Runner<F> {
             Verdict::Failed
         } else {
             Verdict::Done
+        }
+    }
+}
+
+impl<F: Fleet> Runner<F> {
+    /// Completes once shutdown has begun (at once if it already had).
+    async fn stopped(&self) {
+        let notified = self.stopped.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.cancel.load(Ordering::SeqCst) {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Runs `work` unless shutdown begins first, in which case `work` is dropped: only for work
+    /// that reads (a listing, a survey), never for a pass that may have a write in flight.
+    async fn unless_stopped<T>(&self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        if self.cancel.load(Ordering::SeqCst) {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            () = self.stopped() => None,
+            done = work => Some(done),
         }
     }
 }
@@ -382,6 +417,7 @@ impl<F: Fleet> Passes for Runner<F> {
 
     fn stopping(&self) {
         self.cancel.store(true, Ordering::SeqCst);
+        self.stopped.notify_waiters();
         self.intake.wake();
         self.health.stopping();
     }

@@ -26,8 +26,8 @@ impl<F: Fleet> Runner<F> {
                 return;
             }
             // Events of one burst (a console user flipping several groups) are read together.
-            tokio::time::sleep(self.settings.debounce).await;
-            if self.cancel.load(Ordering::SeqCst) {
+            let debounce = tokio::time::sleep(self.settings.debounce);
+            if self.unless_stopped(debounce).await.is_none() {
                 return;
             }
             self.targeted_pass().await;

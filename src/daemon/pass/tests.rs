@@ -148,6 +148,11 @@ struct Daemon {
 
 impl Daemon {
     fn new(files: &[(&str, &str)]) -> Daemon {
+        Daemon::with(files, false)
+    }
+
+    /// A daemon that surveys coverage after each full pass when `surveying`.
+    fn with(files: &[(&str, &str)], surveying: bool) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).expect("write policy file");
@@ -176,7 +181,7 @@ impl Daemon {
                 ..PassOptions::default()
             },
             settings: DaemonSettings {
-                report_ungoverned: false,
+                report_ungoverned: surveying,
                 ..DaemonSettings::default()
             },
             report: None,
@@ -453,5 +458,36 @@ async fn a_broken_edit_keeps_the_last_good_state_enforced_until_a_fix_recovers()
     assert_eq!(
         d.health.ready().1,
         format!("ready (revision {})", d.revision())
+    );
+}
+
+#[tokio::test]
+async fn once_shutdown_began_no_selector_listing_or_coverage_survey_starts_a_request() {
+    let d = Daemon::with(&[("prod.yaml", WITH_SELECTOR)], true);
+    d.runner.stopping();
+    // The scripted fake fails the test on any request at all.
+    d.cloud.expect(Scripted::new());
+    assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
+    let folder = crate::policy::load_folder(d.dir.path(), &LoadOptions::default()).unwrap();
+    d.runner.survey_coverage(&folder).await;
+    d.cloud.script().done();
+}
+
+#[tokio::test]
+async fn a_coverage_survey_under_way_is_dropped_when_shutdown_begins() {
+    let d = Daemon::with(&[("prod.yaml", ONE_GROUP)], true);
+    let folder = crate::policy::load_folder(d.dir.path(), &LoadOptions::default()).unwrap();
+    d.cloud.gate.armed.store(true, Ordering::SeqCst);
+    d.cloud.expect(Scripted::new());
+    let survey = d.runner.survey_coverage(&folder);
+    let shutdown = async {
+        d.cloud.gate.listing.notified().await;
+        d.runner.stopping();
+    };
+    // The listing is never released: the survey returns only because shutdown dropped it.
+    tokio::join!(survey, shutdown);
+    assert!(
+        !d.metrics.encode().contains("sgpolicy_ungoverned_groups{"),
+        "no figures from a dropped survey"
     );
 }
