@@ -26,6 +26,8 @@
 //!   rails and selector resolution; typed failures. The only writer.
 //! - [`report`]: text, JSON, Markdown for pull requests, and the audit trail.
 //! - [`adopt`]: `sgpolicy import`: policy files written from the live state of existing groups.
+//! - [`once`]: the one-shot run: load, this shard's buckets, connect, one pass, coverage, audit
+//!   lines; the binary prints and picks the exit status.
 //! - [`daemon`]: the long-lived mode: triggers (file changes, interval, SIGHUP, retry), one pass at a
 //!   time, last good state, fights, metrics and health endpoints, shutdown.
 //! - [`cli`]: raw arguments → validated settings, the `validate` and `schema` commands, exit codes.
@@ -43,6 +45,7 @@ pub mod daemon;
 pub mod ecs;
 pub mod events;
 pub mod model;
+pub mod once;
 pub mod plan;
 pub mod policy;
 pub mod reconcile;

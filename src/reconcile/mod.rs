@@ -16,7 +16,7 @@ mod tests;
 
 pub use failure::Failure;
 
-use crate::accounts::{Clients, Reach};
+use crate::accounts::{Fleet, Reach};
 use crate::ecs::api;
 use crate::ecs::client::CallStats;
 use crate::ecs::Cloud;
@@ -283,16 +283,19 @@ impl PassState {
 /// The key of the credential chain's own account in maps by account.
 const OWN_ACCOUNT: &str = "";
 
-/// One pass over `desired` with the real clients: every account the folder names is reached (its role
+/// One pass over `desired` with a fleet's clients (the real [`Clients`](crate::accounts::Clients) for the one-shot run and the
+/// daemon alike, a fake in the daemon's tests): every account the folder names is reached (its role
 /// assumed) once, then [`run_pass_on`].
-pub async fn run_pass(clients: &Clients, desired: &Desired, opts: &PassOptions) -> PassReport {
+pub async fn run_pass<F: Fleet>(fleet: &F, desired: &Desired, opts: &PassOptions) -> PassReport {
     let accounts = desired
         .groups
         .keys()
         .map(|k| k.account.as_str())
         .chain(desired.selectors.iter().map(|s| s.account.as_str()));
-    let reach = clients.reach(accounts, &desired.accounts).await;
-    run_pass_on(&reach, clients.stats(), desired, opts).await
+    let reach = fleet
+        .reach_accounts(accounts.collect(), &desired.accounts)
+        .await;
+    run_pass_on(&reach, fleet.calls(), desired, opts).await
 }
 
 /// One pass over `desired` through the given clients (any [`Cloud`]); `stats` counts their calls.

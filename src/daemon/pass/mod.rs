@@ -292,19 +292,6 @@ fn subset<'a>(desired: &Desired, groups: impl IntoIterator<Item = &'a DesiredGro
     }
 }
 
-/// One reconcile pass over `desired` with the fleet's clients: every account it names reached once.
-pub(super) async fn run_pass<F: Fleet>(
-    fleet: &F,
-    desired: &Desired,
-    opts: &PassOptions,
-) -> reconcile::PassReport {
-    let accounts = desired.groups.keys().map(|k| k.account.as_str());
-    let reach = fleet
-        .reach_accounts(accounts.collect(), &desired.accounts)
-        .await;
-    reconcile::run_pass_on(&reach, fleet.calls(), desired, opts).await
-}
-
 impl<F: Fleet> Runner<F> {
     /// Runs the active groups as the options say and the held (fighting) ones watch-only.
     async fn run_scoped(&self, active: Desired, held: Desired) -> Vec<fold::Scoped> {
@@ -315,7 +302,7 @@ impl<F: Fleet> Runner<F> {
         let mut reports = Vec::new();
         if !active.groups.is_empty() {
             reports.push(fold::Scoped {
-                report: run_pass(&*self.fleet, &active, &opts).await,
+                report: reconcile::run_pass(&*self.fleet, &active, &opts).await,
                 held: None,
             });
         }
@@ -325,7 +312,7 @@ impl<F: Fleet> Runner<F> {
                 ..opts.clone()
             };
             reports.push(fold::Scoped {
-                report: run_pass(&*self.fleet, &held, &watch_only).await,
+                report: reconcile::run_pass(&*self.fleet, &held, &watch_only).await,
                 held: Some(fold::HoldReason::Fight),
             });
         }
