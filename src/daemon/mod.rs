@@ -210,48 +210,15 @@ pub async fn serve<S: std::future::Future<Output = ()>>(setup: Setup, shell: She
         crate::daemon::health::router(endpoints),
     );
 
-    // ActionTrail events: what they heard goes through the intake to the targeted lane.
-    let events = &settings.events;
-    let status = Arc::new(crate::events::Status::new());
-    if events.poll.is_some() {
-        status.turn_on(crate::events::Via::Pull);
-    }
-    if events.receiver.is_some() {
-        status.turn_on(crate::events::Via::Push);
-    }
-    health.events(status.clone());
-    let intake = Arc::new(intake::Intake::new(status.clone(), setup.shard));
-    let (heard_tx, mut heard_rx) = mpsc::channel::<crate::events::Heard>(4096);
-    let receiver = match &events.receiver {
-        Some(r) => Server::start(
-            listeners.events,
-            "POST /events (EventBridge)",
-            crate::events::receiver::router(r.token.clone(), heard_tx.clone(), status.clone()),
-        ),
-        None => Server { task: None },
-    };
-    let (targets_tx, targets_rx) =
-        tokio::sync::watch::channel(Arc::new(crate::events::poller::Targets::default()));
-    let poller = events.poll.map(|every| {
-        tokio::spawn(crate::events::poller::run(
-            clients.clone(),
-            targets_rx,
-            every,
-            events.lookback,
-            heard_tx.clone(),
-            status.clone(),
-        ))
-    });
-    drop(heard_tx);
-    let hearing = intake.clone();
-    let heard_task = tokio::spawn(async move {
-        while let Some(heard) = heard_rx.recv().await {
-            let (id, via) = (heard.change.author.event_id.clone(), heard.via);
-            let admission = hearing.hear(heard);
-            tracing::debug!(event_id = %id, via = via.label(), result = admission.label(), "event");
-        }
-    });
-
+    let events = EventSources::start(
+        &settings.events,
+        &setup.shard,
+        &clients,
+        &health,
+        listeners.events,
+    );
+    let intake = events.intake.clone();
+    let targets_tx = events.targets.clone();
     let (tx, rx) = mpsc::channel::<Input>(64);
     let watch = watch_folder(&setup.policies, tx.clone());
     let mut hangups = hangups;
@@ -298,13 +265,85 @@ pub async fn serve<S: std::future::Future<Output = ()>>(setup: Setup, shell: She
              carry ClientTokens, so the next run's retry of them is safe"
         ),
     }
-    if let Some(p) = poller {
-        p.abort();
-    }
-    heard_task.abort();
     hangup_task.abort();
-    receiver.stop().await;
+    events.stop().await;
     server.stop().await;
+}
+
+/// ActionTrail events: the poller and the push receiver hand what they hear to the intake, which
+/// queues groups for the targeted lane.
+struct EventSources {
+    intake: Arc<intake::Intake>,
+    /// What the poller covers, published by the main lane after every pass.
+    targets: tokio::sync::watch::Sender<Arc<crate::events::poller::Targets>>,
+    receiver: Server,
+    poller: Option<tokio::task::JoinHandle<()>>,
+    hearing: tokio::task::JoinHandle<()>,
+}
+
+impl EventSources {
+    fn start(
+        events: &crate::events::EventSettings,
+        shard: &crate::shard::Shard,
+        clients: &Arc<crate::accounts::Clients>,
+        health: &Health,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> EventSources {
+        let status = Arc::new(crate::events::Status::new());
+        if events.poll.is_some() {
+            status.turn_on(crate::events::Via::Pull);
+        }
+        if events.receiver.is_some() {
+            status.turn_on(crate::events::Via::Push);
+        }
+        health.events(status.clone());
+        let intake = Arc::new(intake::Intake::new(status.clone(), *shard));
+        let (heard_tx, mut heard_rx) = mpsc::channel::<crate::events::Heard>(4096);
+        let receiver = match &events.receiver {
+            Some(r) => Server::start(
+                listener,
+                "POST /events (EventBridge)",
+                crate::events::receiver::router(r.token.clone(), heard_tx.clone(), status.clone()),
+            ),
+            None => Server { task: None },
+        };
+        let (targets, targets_rx) =
+            tokio::sync::watch::channel(Arc::new(crate::events::poller::Targets::default()));
+        let poller = events.poll.map(|every| {
+            tokio::spawn(crate::events::poller::run(
+                clients.clone(),
+                targets_rx,
+                every,
+                events.lookback,
+                heard_tx.clone(),
+                status.clone(),
+            ))
+        });
+        drop(heard_tx);
+        let hearer = intake.clone();
+        let hearing = tokio::spawn(async move {
+            while let Some(heard) = heard_rx.recv().await {
+                let (id, via) = (heard.change.author.event_id.clone(), heard.via);
+                let admission = hearer.hear(heard);
+                tracing::debug!(event_id = %id, via = via.label(), result = admission.label(), "event");
+            }
+        });
+        EventSources {
+            intake,
+            targets,
+            receiver,
+            poller,
+            hearing,
+        }
+    }
+
+    async fn stop(self) {
+        if let Some(p) = self.poller {
+            p.abort();
+        }
+        self.hearing.abort();
+        self.receiver.stop().await;
+    }
 }
 
 /// SIGTERM, SIGINT and SIGHUP, installed before any port is bound so a SIGTERM during start-up is

@@ -111,61 +111,106 @@ impl<F: Fleet> Runner<F> {
             // A panic during an earlier rearm leaves the watch usable: take it back.
             w.lock().unwrap_or_else(|e| e.into_inner()).rearm();
         }
-        let loaded = self.load().await;
-        let commit = commit::commit_of(&self.setup.policies);
-        let (folder_ok, desired) = {
-            let mut st = self.state.lock().await;
-            let ok = self.take_folder(&mut st, loaded, commit);
-            (ok, st.folder.in_force().cloned())
-        };
-        let Some(desired) = desired else {
-            self.finish(Finished {
+        let (folder_ok, folder) = self.take_in_folder().await;
+        let Some(folder) = folder else {
+            self.finish(Finished::nothing_read(
                 trigger,
-                outcome: PassOutcome::FolderError,
+                PassOutcome::FolderError,
                 started,
-                tally: &Tally::default(),
-                scope: 0,
-                declared: 0,
-                revision: None,
-            });
+                None,
+            ));
             return Verdict::Done;
         };
-
         let full = trigger.is_full();
-        let folder = desired.clone();
-        // Selector listings and role assumptions go over the network: the shared state is not
-        // held meanwhile, so the targeted lane keeps correcting groups.
-        let mut selection = self.selection.lock().await;
-        let resolving = self.effective(&mut selection, &desired, full);
-        let Some(resolved) = self.unless_stopped(resolving).await else {
-            // Shutdown: the listings (reads only) were dropped; nothing was written.
-            tracing::debug!(trigger = trigger.as_str(), "pass stopped: shutting down");
-            self.health.pass_ended();
-            return Verdict::Done;
-        };
-        drop(selection);
-        let desired = match resolved {
-            Ok(d) => d,
-            Err(e) => {
+        let desired = match self.resolve(&folder, full).await {
+            None => {
+                // Shutdown: the listings (reads only) were dropped; nothing was written.
+                tracing::debug!(trigger = trigger.as_str(), "pass stopped: shutting down");
+                self.health.pass_ended();
+                return Verdict::Done;
+            }
+            Some(Err(e)) => {
                 // Nothing can be read with these credentials: report it like any cloud failure.
                 let why = e.to_string();
                 self.health.cloud(Some(why.clone()));
-                self.finish(Finished {
+                let revision = Some(folder.revision.as_str());
+                self.finish(Finished::nothing_read(
                     trigger,
-                    outcome: PassOutcome::CloudError,
+                    PassOutcome::CloudError,
                     started,
-                    tally: &Tally::default(),
-                    scope: 0,
-                    declared: 0,
-                    revision: Some(&desired.revision),
-                });
+                    revision,
+                ));
                 tracing::warn!(
                     trigger = trigger.as_str(),
                     "pass failed on the cloud: {why}"
                 );
                 return Verdict::Failed;
             }
+            Some(Ok(d)) => d,
         };
+        let scope = self.choose_scope(desired, full).await;
+        let reports = self.run_scoped(scope.active, scope.held).await;
+        let (tally, cloud_failure) = self
+            .conclude(reports, &scope.desired, scope.size, full)
+            .await;
+        let outcome = if cloud_failure.is_some() {
+            PassOutcome::CloudError
+        } else if !folder_ok {
+            PassOutcome::FolderError
+        } else if tally.errors > 0 {
+            PassOutcome::GroupErrors
+        } else {
+            PassOutcome::Success
+        };
+        if full {
+            self.survey_coverage(&folder).await;
+        }
+        self.intake.nudge();
+        self.finish(Finished {
+            trigger,
+            outcome,
+            started,
+            tally: &tally,
+            scope: scope.size,
+            declared: scope.desired.groups.len(),
+            revision: Some(&scope.desired.revision),
+        });
+        if let Some(why) = &cloud_failure {
+            tracing::warn!(
+                trigger = trigger.as_str(),
+                "pass failed on the cloud: {why}"
+            );
+            Verdict::Failed
+        } else {
+            Verdict::Done
+        }
+    }
+
+    /// Reads the folder and takes it in: whether it loaded cleanly, and the state in force.
+    async fn take_in_folder(&self) -> (bool, Option<Arc<Desired>>) {
+        let loaded = self.load().await;
+        let commit = commit::commit_of(&self.setup.policies);
+        let mut st = self.state.lock().await;
+        let ok = self.take_folder(&mut st, loaded, commit);
+        (ok, st.folder.in_force().cloned())
+    }
+
+    /// The governed groups: `folder` with its selectors resolved; `None` when shutdown began first.
+    /// Selector listings and role assumptions go over the network: the shared state is not held
+    /// meanwhile (only the main lane's selection), so the targeted lane keeps correcting groups.
+    async fn resolve(
+        &self,
+        folder: &Desired,
+        full: bool,
+    ) -> Option<Result<Desired, reconcile::Failure>> {
+        let mut selection = self.selection.lock().await;
+        let resolving = self.effective(&mut selection, folder, full);
+        self.unless_stopped(resolving).await
+    }
+
+    /// Publishes the governed groups (to the targeted lane, the intake, the poller) and chooses
+    /// the groups this pass reads, under a short lock.
+    async fn choose_scope(&self, desired: Desired, full: bool) -> Scope {
         let mut st = self.state.lock().await;
         self.metrics
             .shard
@@ -178,17 +223,29 @@ impl<F: Fleet> Runner<F> {
             .values()
             .filter(|g| full || !st.groups.settled(g))
             .partition(|g| st.groups.fights.held(&g.key, now));
-        let scope = held.len() + active.len();
+        let size = held.len() + active.len();
         let (active, held) = (subset(&desired, active), subset(&desired, held));
         let desired = Arc::new(desired);
         st.effective = Some(desired.clone());
         self.intake.govern(&desired);
         self.publish_targets(&desired);
-        // The targeted lane may read and write while this pass runs: the state is not held across
-        // the cloud calls, only while choosing the scope and while folding the results.
-        drop(st);
-        let reports = self.run_scoped(active, held).await;
+        Scope {
+            desired,
+            active,
+            held,
+            size,
+        }
+    }
 
+    /// Folds a main pass's reports under a short lock and updates readiness; the tally and the
+    /// cloud failure.
+    async fn conclude(
+        &self,
+        reports: Vec<fold::Scoped>,
+        desired: &Desired,
+        scope: usize,
+        full: bool,
+    ) -> (Tally, Option<String>) {
         let mut st = self.state.lock().await;
         let commit = st.folder.commit().map(str::to_string);
         let cause = if full { Cause::Resync } else { Cause::File };
@@ -207,7 +264,7 @@ impl<F: Fleet> Runner<F> {
             &authors,
         );
         self.publish_groups(&st);
-        self.track_verification(&mut st, &desired);
+        self.track_verification(&mut st, desired);
         if scope > 0 {
             self.health.cloud(cloud_failure.clone());
         }
@@ -215,40 +272,18 @@ impl<F: Fleet> Runner<F> {
         if full || scope == desired.groups.len() {
             self.health.full_pass_done();
         }
-        let outcome = if cloud_failure.is_some() {
-            PassOutcome::CloudError
-        } else if !folder_ok {
-            PassOutcome::FolderError
-        } else if tally.errors > 0 {
-            PassOutcome::GroupErrors
-        } else {
-            PassOutcome::Success
-        };
-        let revision = desired.revision.clone();
-        drop(st);
-        if full {
-            self.survey_coverage(&folder).await;
-        }
-        self.intake.nudge();
-        self.finish(Finished {
-            trigger,
-            outcome,
-            started,
-            tally: &tally,
-            scope,
-            declared: desired.groups.len(),
-            revision: Some(&revision),
-        });
-        if let Some(why) = &cloud_failure {
-            tracing::warn!(
-                trigger = trigger.as_str(),
-                "pass failed on the cloud: {why}"
-            );
-            Verdict::Failed
-        } else {
-            Verdict::Done
-        }
+        (tally, cloud_failure)
     }
+}
+
+/// The groups one main pass reads: the active ones as the options say, the fighting ones
+/// watch-only.
+struct Scope {
+    /// Every governed group (selectors resolved).
+    desired: Arc<Desired>,
+    active: Desired,
+    held: Desired,
+    size: usize,
 }
 
 impl<F: Fleet> Runner<F> {

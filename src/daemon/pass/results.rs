@@ -104,6 +104,34 @@ pub(super) struct Finished<'a> {
     pub(super) revision: Option<&'a str>,
 }
 
+impl<'a> Finished<'a> {
+    /// A pass that ended before reading any group.
+    pub(super) fn nothing_read(
+        trigger: Trigger,
+        outcome: PassOutcome,
+        started: Instant,
+        revision: Option<&'a str>,
+    ) -> Finished<'a> {
+        const NONE: &Tally = &Tally {
+            in_sync: 0,
+            changed: 0,
+            would_change: 0,
+            held: 0,
+            errors: 0,
+            api_calls: 0,
+        };
+        Finished {
+            trigger,
+            outcome,
+            started,
+            tally: NONE,
+            scope: 0,
+            declared: 0,
+            revision,
+        }
+    }
+}
+
 impl<F: Fleet> Runner<F> {
     /// Folds the pass results into the state ([`fold::fold`], pure), then carries out what it
     /// decided: the report file, audit lines, notes, metrics and log lines. Returns the tally and
