@@ -14,7 +14,7 @@
 //!   holds the group's next corrections back (the scope puts it in the watch-only run).
 //! ```
 
-use super::results::{Cause, GroupState, Tally};
+use super::results::{FoundBy, GroupState, Tally};
 use crate::daemon::fights::Fights;
 use crate::events::Author;
 use crate::model::{GroupKey, Mode, Policy};
@@ -124,7 +124,7 @@ pub(super) enum Effect {
     /// `sgpolicy_corrections_by_cause_total{cause, actor_type}`.
     Corrected {
         account: String,
-        cause: Cause,
+        cause: FoundBy,
         actor: &'static str,
     },
     /// A write was sent and failed: the `failed` write of its account.
@@ -159,7 +159,7 @@ pub(super) struct Context<'a> {
     /// The declarations the pass ran with.
     pub(super) declared: &'a BTreeMap<GroupKey, DesiredGroup>,
     /// How the pass was started (a correction an event announced is `Event` whatever it says).
-    pub(super) cause: Cause,
+    pub(super) cause: FoundBy,
     /// The author of each group's latest queued event.
     pub(super) authors: &'a BTreeMap<GroupKey, Arc<Author>>,
     pub(super) now: Instant,
@@ -306,7 +306,7 @@ fn corrected(
     }
     record.undid = r.changed_by.clone();
     let (cause, actor) = match r.changed_by.as_deref() {
-        Some(a) => (Cause::Event, a.actor.label()),
+        Some(a) => (FoundBy::Event, a.actor.label()),
         None => (cx.cause, "unknown"),
     };
     out.effects.push(Effect::Corrected {
@@ -460,14 +460,14 @@ mod tests {
     ) -> Folded {
         let cx = Context {
             declared: decl,
-            cause: Cause::Resync,
+            cause: FoundBy::Resync,
             authors,
             now,
         };
         fold(g, scoped, &cx)
     }
 
-    fn corrected(actor: &'static str, cause: Cause) -> Effect {
+    fn corrected(actor: &'static str, cause: FoundBy) -> Effect {
         Effect::Corrected {
             account: String::new(),
             cause,
@@ -492,7 +492,7 @@ mod tests {
             &BTreeMap::new(),
             now,
         );
-        assert_eq!(f.effects, [corrected("unknown", Cause::Resync)]);
+        assert_eq!(f.effects, [corrected("unknown", FoundBy::Resync)]);
         assert_eq!(
             (f.tally.changed, f.tally.in_sync, f.tally.api_calls),
             (1, 1, 2)
@@ -551,14 +551,14 @@ mod tests {
         assert_eq!(
             f.effects,
             [
-                corrected("ram-user", Cause::Event),
+                corrected("ram-user", FoundBy::Event),
                 Effect::Undid {
                     key: a.clone(),
                     found: Some(Accept),
                     desired: Drop,
                     author: alice(Accept),
                 },
-                corrected("unknown", Cause::Resync),
+                corrected("unknown", FoundBy::Resync),
             ]
         );
         assert_eq!(f.reports[0].results[0].changed_by, Some(alice(Accept)));
