@@ -16,6 +16,7 @@
 
 use super::results::{FoundBy, GroupState, Tally};
 use crate::daemon::fights::Fights;
+use crate::daemon::health::CloudTrouble;
 use crate::events::Author;
 use crate::model::{GroupKey, Mode, Policy};
 use crate::plan::{Action, Blame};
@@ -150,7 +151,7 @@ pub(super) enum Effect {
 pub(super) struct Folded {
     pub(super) reports: Vec<PassReport>,
     pub(super) tally: Tally,
-    pub(super) cloud: Option<String>,
+    pub(super) cloud: Option<CloudTrouble>,
     pub(super) effects: Vec<Effect>,
 }
 
@@ -184,7 +185,8 @@ pub(super) fn fold(groups: &mut Groups, scoped: Vec<Scoped>, cx: &Context<'_>) -
     };
     for Scoped { mut report, held } in scoped {
         if let Some(f) = &report.fatal {
-            out.cloud.get_or_insert_with(|| f.to_string());
+            out.cloud
+                .get_or_insert_with(|| CloudTrouble::Failed(f.clone()));
         }
         out.tally.api_calls += report.api_calls.values().sum::<u64>();
         for r in &mut report.results {
@@ -263,7 +265,8 @@ fn fold_one(
                 });
             }
             if e.is_cloud_trouble() {
-                out.cloud.get_or_insert_with(|| e.to_string());
+                out.cloud
+                    .get_or_insert_with(|| CloudTrouble::Failed((**e).clone()));
             }
             GroupState::Error
         }
@@ -277,8 +280,10 @@ fn fold_one(
                     blame,
                 } => {
                     if *blame == Blame::Cloud {
-                        out.cloud
-                            .get_or_insert_with(|| format!("{code}: {message}"));
+                        out.cloud.get_or_insert_with(|| CloudTrouble::Unreadable {
+                            code: code.clone(),
+                            message: message.clone(),
+                        });
                     }
                     GroupState::Error
                 }
@@ -688,7 +693,13 @@ mod tests {
             &BTreeMap::new(),
             now,
         );
-        assert_eq!(f.cloud.as_deref(), Some("ServiceUnavailable: try later"));
+        assert_eq!(
+            f.cloud,
+            Some(CloudTrouble::Unreadable {
+                code: "ServiceUnavailable".into(),
+                message: "try later".into()
+            })
+        );
         assert_eq!(f.tally.errors, 2);
         assert_eq!(g.records[&a].state, GroupState::Error);
         assert_eq!(
@@ -736,9 +747,11 @@ mod tests {
                 account: String::new()
             }]
         );
-        assert!(
-            f.cloud
-                .is_some_and(|c| c.contains("DescribeSecurityGroups")),
+        assert_eq!(
+            f.cloud,
+            Some(CloudTrouble::Failed(Failure::DeadlineExceeded {
+                action: "DescribeSecurityGroups"
+            })),
             "the fatal error first"
         );
         assert_eq!(g.records[&a].state, GroupState::Error);

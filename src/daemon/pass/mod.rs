@@ -18,7 +18,7 @@ use super::settings::DaemonSettings;
 use super::triggers::{Passes, Trigger, Verdict};
 use super::Setup;
 use crate::accounts::{Clients, Fleet};
-use crate::daemon::health::Health;
+use crate::daemon::health::{CloudTrouble, Health};
 use crate::daemon::metrics::Metrics;
 use crate::daemon::watch::FolderWatch;
 use crate::events::poller::Targets;
@@ -131,7 +131,7 @@ impl<F: Fleet> Runner<F> {
             }
             Some(Err(e)) => {
                 // Nothing can be read with these credentials: report it like any cloud failure.
-                let why = e.to_string();
+                let why = CloudTrouble::Failed(e);
                 self.health.cloud(Some(why.clone()));
                 let revision = Some(folder.revision.as_str());
                 self.finish(Finished::nothing_read(
@@ -245,7 +245,7 @@ impl<F: Fleet> Runner<F> {
         desired: &Desired,
         scope: usize,
         full: bool,
-    ) -> (Tally, Option<String>) {
+    ) -> (Tally, Option<CloudTrouble>) {
         let mut st = self.state.lock().await;
         let commit = st.folder.commit().map(str::to_string);
         let cause = if full { FoundBy::Resync } else { FoundBy::File };
@@ -410,7 +410,7 @@ impl<F: Fleet> Passes for Runner<F> {
         self.metrics.pass_done(trigger.as_str(), "panic", 0.0);
         self.health.pass_ended();
         self.health
-            .cloud(Some(format!("the last pass panicked: {message}")));
+            .cloud(Some(CloudTrouble::Panicked(message.to_string())));
     }
 
     fn heartbeat(&self) {

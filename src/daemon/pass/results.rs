@@ -145,7 +145,7 @@ impl<F: Fleet> Runner<F> {
         commit: Option<&str>,
         cause: FoundBy,
         authors: &BTreeMap<GroupKey, Arc<Author>>,
-    ) -> (Tally, Option<String>) {
+    ) -> (Tally, Option<crate::daemon::health::CloudTrouble>) {
         let cx = fold::Context {
             declared,
             cause,
