@@ -30,6 +30,8 @@
 //!   poller, the `POST /events` receiver, dedup by event id. They only name groups to read now.
 //! - [`report`]: text, JSON, Markdown for pull requests, and the audit trail.
 //! - [`import`]: `sgpolicy import`: policy files written from the live state of existing groups.
+//! - [`once`]: the one-shot run: load, this shard's buckets, connect, one pass, coverage, audit
+//!   lines; the binary prints and picks the exit status.
 //! - [`daemon`]: the long-lived mode: triggers (file changes, interval, SIGHUP, retry), one pass at a
 //!   time, last good state, fights, metrics and health endpoints, shutdown.
 //! - [`cli`]: raw arguments → validated settings, the `validate` and `schema` commands, exit codes.
@@ -49,6 +51,7 @@ pub mod events;
 pub mod failure;
 pub mod import;
 pub mod model;
+pub mod once;
 pub mod plan;
 pub mod policy;
 pub mod reconcile;

@@ -9,8 +9,9 @@ use sgpolicy::cli::{
 };
 use sgpolicy::daemon::{self, Ended};
 use sgpolicy::import;
+use sgpolicy::once::OnceError;
 use sgpolicy::policy;
-use sgpolicy::{reconcile, report};
+use sgpolicy::report;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -72,8 +73,15 @@ fn main() -> ExitCode {
             Err(problems) => usage(problems, "sgpolicy --help"),
         },
     };
+    // Dropping the runtime would wait for every blocking task still running, without limit: a DNS
+    // lookup reqwest started on the blocking pool for a request that shutdown abandoned could hold
+    // the exit up for seconds. Everything that matters has finished by now.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     ExitCode::from(code as u8)
 }
+
+/// How long the exit waits for blocking tasks left running (see the end of `main`).
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn usage(problems: Vec<String>, help: &str) -> i32 {
     for p in problems {
@@ -112,63 +120,21 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run_once(config: Config) -> i32 {
-    let desired = match policy::load_folder(&config.policies, &config.load) {
-        Ok(d) => d,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{e}");
-            }
-            eprintln!(
-                "error: {} problem(s) in {}; nothing was written",
-                errors.len(),
-                config.policies.display()
-            );
-            if config.output == OutputFormat::Json {
-                println!("{}", sgpolicy::cli::validate::load_errors_json(&errors));
-            }
-            let markdown = config.output == OutputFormat::Markdown;
-            sgpolicy::cli::validate::report_load_errors(
-                &errors,
-                markdown,
-                config.report.as_deref(),
-            );
-            return exit::ERROR;
-        }
+    let once = sgpolicy::once::Once {
+        policies: &config.policies,
+        load: &config.load,
+        connect: &config.connect,
+        pass: &config.pass,
+        shard: config.shard,
+        coverage: config
+            .report_ungoverned
+            .then_some(config.fail_on_ungoverned),
     };
-    // Every replica validates the whole folder (above); this one works on its own buckets only.
-    if !config.shard.is_sole() {
-        let whole = config.shard.assignment(&desired);
-        tracing::info!(
-            shard = config.shard.index(),
-            shards = config.shard.count(),
-            buckets = whole.owned_buckets,
-            buckets_total = whole.total_buckets,
-            groups = whole.owned_groups,
-            groups_total = desired.groups.len(),
-            "{} owns {} of {} (account, region) buckets",
-            config.shard,
-            whole.owned_buckets,
-            whole.total_buckets
-        );
-    }
-    let desired = config.shard.restrict(desired);
-    let client = match connect(&config.connect).await {
-        Ok(clients) => clients,
-        Err(code) => return code,
+    let result = match sgpolicy::once::run(once).await {
+        Ok(report) => report,
+        Err(OnceError::Folder(errors)) => return folder_errors(&config, &errors),
+        Err(OnceError::Connect(e)) => return connect_failed(&e),
     };
-    let mut result = reconcile::run_pass(&client, &desired, &config.pass).await;
-    if config.report_ungoverned {
-        reconcile::survey::add_to(
-            &mut result,
-            &client,
-            &desired,
-            config.pass.concurrency,
-            config.fail_on_ungoverned,
-        )
-        .await;
-    }
-    let commit = sgpolicy::policy::commit::commit_of(&config.policies);
-    sgpolicy::report::audit::log_writes(&result, commit.as_deref());
     // The summary is on stdout already; the log line is for runs whose stdout is a JSON report.
     tracing::debug!("{}", report::summary_line(&result));
     match config.output {
@@ -201,21 +167,42 @@ async fn run_once(config: Config) -> i32 {
     }
 }
 
-/// The clients of a one-shot command, or (after saying why on stderr) its exit status: 1 when no
-/// credentials were found, 64 for an endpoint or role that cannot be used as given.
+/// A folder that cannot be fully understood: every problem on stderr (and in the report formats
+/// asked for); nothing was sent.
+fn folder_errors(config: &Config, errors: &[policy::LoadError]) -> i32 {
+    for e in errors {
+        eprintln!("{e}");
+    }
+    eprintln!(
+        "error: {} problem(s) in {}; nothing was written",
+        errors.len(),
+        config.policies.display()
+    );
+    if config.output == OutputFormat::Json {
+        println!("{}", sgpolicy::cli::validate::load_errors_json(errors));
+    }
+    let markdown = config.output == OutputFormat::Markdown;
+    sgpolicy::cli::validate::report_load_errors(errors, markdown, config.report.as_deref());
+    exit::ERROR
+}
+
+/// Says why no client could be made; its exit status: 1 when no credentials were found, 64 for an
+/// endpoint or role that cannot be used as given.
+fn connect_failed(e: &ConnectError) -> i32 {
+    eprintln!("error: {e}");
+    match e {
+        ConnectError::Credentials(_) => exit::ERROR,
+        ConnectError::Client(_) | ConnectError::Sessions(_) => exit::USAGE,
+    }
+}
+
+/// The clients of a one-shot command, or (after saying why on stderr) its exit status.
 async fn connect(
     settings: &sgpolicy::accounts::connect::ConnectSettings,
 ) -> Result<sgpolicy::accounts::Clients, i32> {
     match sgpolicy::accounts::connect::connect(settings).await {
         Ok((clients, _credentials)) => Ok(clients),
-        Err(e @ ConnectError::Credentials(_)) => {
-            eprintln!("error: {e}");
-            Err(exit::ERROR)
-        }
-        Err(e @ (ConnectError::Client(_) | ConnectError::Sessions(_))) => {
-            eprintln!("error: {e}");
-            Err(exit::USAGE)
-        }
+        Err(e) => Err(connect_failed(&e)),
     }
 }
 

@@ -16,6 +16,7 @@ use crate::ecs::client::CallStats;
 use crate::ecs::{Cloud, EcsClient};
 use crate::model::{Account, AccountRef};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 
 /// The action name failures to reach an account are reported under.
@@ -209,6 +210,43 @@ impl<C> Reach<C> {
                 why: Why::NotResolved,
             }),
         }
+    }
+}
+
+/// Where the daemon's passes get their clients: the real [`Clients`] (roles assumed, one rate
+/// limiter per account) or, in the daemon's unit tests, a fake over any [`Cloud`]. The daemon asks
+/// only for the clients of one pass and for the call counts, so this is its whole view of the cloud.
+pub trait Fleet: Send + Sync + 'static {
+    type Client: Cloud;
+    /// The clients of `accounts` (ids, empty for the chain's own); `roles` is `Desired::accounts`.
+    fn reach_accounts<'a>(
+        &'a self,
+        accounts: Vec<&'a str>,
+        roles: &'a BTreeMap<String, AccountRef>,
+    ) -> impl Future<Output = Reach<Self::Client>> + 'a;
+    /// ECS call counts of every client together.
+    fn calls(&self) -> &CallStats;
+    /// ActionTrail call counts, apart from [`Fleet::calls`].
+    fn trail_calls(&self) -> &CallStats;
+}
+
+impl Fleet for Clients {
+    type Client = EcsClient;
+
+    fn reach_accounts<'a>(
+        &'a self,
+        accounts: Vec<&'a str>,
+        roles: &'a BTreeMap<String, AccountRef>,
+    ) -> impl Future<Output = Reach<EcsClient>> + 'a {
+        self.reach(accounts, roles)
+    }
+
+    fn calls(&self) -> &CallStats {
+        self.stats()
+    }
+
+    fn trail_calls(&self) -> &CallStats {
+        self.trail_stats()
     }
 }
 

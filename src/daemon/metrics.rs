@@ -199,128 +199,153 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
+        m.register_passes(r);
+        m.register_api(r);
+        m.register_folder(r);
+        m.register_corrections(r);
+        m.register_events_and_health(r);
+        m.shard.register(r);
+        Metrics { registry, ..m }
+    }
+
+    /// Passes, their duration, the groups' states and the writes.
+    fn register_passes(&self, r: &mut Registry) {
         r.register(
             "sgpolicy_passes",
             "Reconcile passes by trigger and outcome",
-            m.passes.clone(),
+            self.passes.clone(),
         );
         r.register(
             "sgpolicy_pass_duration_seconds",
             "Duration of reconcile passes",
-            m.pass_duration.clone(),
+            self.pass_duration.clone(),
         );
         r.register(
             "sgpolicy_groups",
             "Declared groups by state after the last pass that read them (in_sync, drifted, unmanageable, error)",
-            m.groups.clone(),
+            self.groups.clone(),
         );
         r.register(
             "sgpolicy_writes",
             "ModifySecurityGroupPolicy writes by outcome (changed, failed)",
-            m.writes.clone(),
+            self.writes.clone(),
         );
+    }
+
+    /// ECS calls, their retries and throttling, the last successful pass.
+    fn register_api(&self, r: &mut Registry) {
         r.register(
             "sgpolicy_api_calls",
             "ECS API requests by action and result code (OK for success)",
-            m.api_calls.clone(),
+            self.api_calls.clone(),
         );
         r.register(
             "sgpolicy_api_retries",
             "ECS API attempts repeated after a transient error (throttling not included)",
-            m.api_retries.clone(),
+            self.api_retries.clone(),
         );
         r.register(
             "sgpolicy_api_throttled",
             "ECS API answers that were throttled (retried after the rate limiter slowed down)",
-            m.api_throttled.clone(),
+            self.api_throttled.clone(),
         );
         r.register(
             "sgpolicy_last_successful_pass_timestamp_seconds",
             "Unix time of the end of the last pass without cloud or folder errors",
-            m.last_success.clone(),
+            self.last_success.clone(),
         );
+    }
+
+    /// The policy folder and the schedule of automatic passes.
+    fn register_folder(&self, r: &mut Registry) {
         r.register(
             "sgpolicy_policy_revision_info",
             "The policy revision in force (content digest) and its Git commit when known",
-            m.revision.clone(),
+            self.revision.clone(),
         );
         r.register(
             "sgpolicy_policy_load_errors",
             "Errors in the policy folder at its last load (0 when it loaded cleanly)",
-            m.load_errors.clone(),
+            self.load_errors.clone(),
         );
         r.register(
             "sgpolicy_policy_load_failures",
             "Loads of the policy folder that failed (the last good state stayed in force)",
-            m.load_failures.clone(),
+            self.load_failures.clone(),
         );
         r.register(
             "sgpolicy_consecutive_failed_passes",
             "Passes in a row that failed on the cloud; the retry backs off with this",
-            m.consecutive_failures.clone(),
+            self.consecutive_failures.clone(),
         );
         r.register(
             "sgpolicy_next_automatic_pass_seconds",
             "Delay until the next interval pass or retry, as scheduled when the last pass ended",
-            m.next_pass.clone(),
+            self.next_pass.clone(),
         );
+    }
+
+    /// Corrections, fights and how long ago each group was verified.
+    fn register_corrections(&self, r: &mut Registry) {
         r.register(
             "sgpolicy_fighting_groups",
             "Groups that something else keeps changing back; their corrections are held back",
-            m.fighting_groups.clone(),
+            self.fighting_groups.clone(),
         );
         r.register(
             "sgpolicy_fight_hold_seconds",
             "Per fighting group: how long its next correction is held back",
-            m.fight_hold.clone(),
+            self.fight_hold.clone(),
         );
         r.register(
             "sgpolicy_corrections",
             "Groups changed back to their declaration",
-            m.corrections.clone(),
+            self.corrections.clone(),
         );
         r.register(
             "sgpolicy_corrections_by_cause",
             "Groups changed back to their declaration, by what found the drift (event, resync, file) and the type of who made it (ram-user, assumed-role, root-account, system, unknown)",
-            m.corrections_by_cause.clone(),
+            self.corrections_by_cause.clone(),
         );
         r.register(
             "sgpolicy_oldest_verification_age_seconds",
             "Seconds since the governed group read longest ago was last read successfully (never read: since start)",
-            m.oldest_verification_age.clone(),
+            self.oldest_verification_age.clone(),
         );
+    }
+
+    /// Events, readiness, credentials and coverage.
+    fn register_events_and_health(&self, r: &mut Registry) {
         r.register(
             "sgpolicy_events",
             "ActionTrail events heard, by source (pull, push) and result (targeted, duplicate, ignored_*, rejected_*)",
-            m.events.clone(),
+            self.events.clone(),
         );
         r.register(
             "sgpolicy_events_available",
             "1 while an event source works, 0 while it is unavailable (permission, outage); absent when off",
-            m.events_available.clone(),
+            self.events_available.clone(),
         );
         r.register(
             "sgpolicy_ready",
             "1 when /readyz answers 200",
-            m.ready.clone(),
+            self.ready.clone(),
         );
         r.register(
             "sgpolicy_credentials_expiry_timestamp_seconds",
             "When the temporary credentials in use expire (unix seconds); absent for long-lived keys",
-            m.credentials_expiry.clone(),
+            self.credentials_expiry.clone(),
         );
         r.register(
             "sgpolicy_credentials_refresh_failures",
             "Consecutive failed refreshes of the temporary credentials (0 after a success)",
-            m.credentials_refresh_failures.clone(),
+            self.credentials_refresh_failures.clone(),
         );
         r.register(
             "sgpolicy_ungoverned_groups",
             "Security groups that no policy file governs, per account and region, after the last full pass (--report-ungoverned)",
-            m.ungoverned.clone(),
+            self.ungoverned.clone(),
         );
-        m.shard.register(r);
-        Metrics { registry, ..m }
     }
 
     /// Ungoverned groups by (account, region); (account, region)s not given are dropped.

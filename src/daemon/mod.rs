@@ -16,6 +16,9 @@ pub mod shard;
 pub mod triggers;
 pub mod watch;
 
+#[cfg(test)]
+mod tests;
+
 pub use settings::DaemonSettings;
 
 use crate::accounts::connect::ConnectSettings;
@@ -66,7 +69,8 @@ pub enum Ended {
     Failed,
 }
 
-/// Runs the daemon until SIGTERM/SIGINT. The steps, in the order the module doc explains.
+/// Runs the daemon until SIGTERM/SIGINT. The steps, in the order the module doc explains: connect
+/// (credentials, endpoint), install the signal handlers, bind the ports, then [`serve`].
 pub async fn run(setup: Setup) -> Ended {
     // The official credential chain; temporary credentials refresh in the background for as long
     // as the client lives. A daemon that cannot start is misconfigured: exit 64.
@@ -77,10 +81,120 @@ pub async fn run(setup: Setup) -> Ended {
             return Ended::Misconfigured;
         }
     };
-    let settings = setup.settings.clone();
-    let Some(mut signals) = Signals::install() else {
+    let Some(signals) = Signals::install() else {
         return Ended::Failed;
     };
+    let listeners = match Listeners::bind(&setup.settings).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ended::Failed;
+        }
+    };
+    let Signals {
+        mut terminate,
+        mut interrupt,
+        mut hangup,
+    } = signals;
+    let grace = setup.settings.shutdown_grace;
+    let shutdown = async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!(
+            "{name}: shutting down; a running pass finishes its in-flight writes (up to {})",
+            humantime::format_duration(grace)
+        );
+    };
+    let (hangups_tx, hangups) = mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: running a full pass");
+            if hangups_tx.send(()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let shell = Shell {
+        clients,
+        credentials: Some(credentials),
+        listeners,
+        shutdown,
+        hangups,
+    };
+    serve(setup, shell).await;
+    Ended::Stopped
+}
+
+/// The sockets the daemon serves, bound by its caller ([`run`] binds the flags' addresses; a test
+/// binds port 0 and knows the port without reading a log).
+#[derive(Default)]
+pub struct Listeners {
+    /// `/metrics`, `/healthz` and `/readyz` (`--metrics-addr`).
+    pub metrics: Option<tokio::net::TcpListener>,
+    /// `POST /events` for EventBridge (`--events-addr`).
+    pub events: Option<tokio::net::TcpListener>,
+}
+
+/// A port the daemon was told to listen on and cannot.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {flag} {addr}: {source}")]
+pub struct BindError {
+    flag: &'static str,
+    addr: std::net::SocketAddr,
+    source: std::io::Error,
+}
+
+impl Listeners {
+    /// Binds `--metrics-addr` and `--events-addr`, when given.
+    pub async fn bind(settings: &DaemonSettings) -> Result<Listeners, BindError> {
+        async fn bind_one(
+            addr: Option<std::net::SocketAddr>,
+            flag: &'static str,
+        ) -> Result<Option<tokio::net::TcpListener>, BindError> {
+            let Some(addr) = addr else {
+                return Ok(None);
+            };
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => Ok(Some(l)),
+                Err(source) => Err(BindError { flag, addr, source }),
+            }
+        }
+        Ok(Listeners {
+            metrics: bind_one(settings.metrics_addr, "--metrics-addr").await?,
+            events: bind_one(
+                settings.events.receiver.as_ref().map(|r| r.addr),
+                "--events-addr",
+            )
+            .await?,
+        })
+    }
+}
+
+/// What the daemon's caller provides: the clients, the bound sockets, and the signals it chose.
+pub struct Shell<S> {
+    pub clients: Arc<crate::accounts::Clients>,
+    /// The credential chain's refresher, for its metrics (none in tests with fixed keys).
+    pub credentials: Option<crate::credentials::chain::Resolved>,
+    pub listeners: Listeners,
+    /// Completes when the daemon should stop (SIGTERM or SIGINT in [`run`]).
+    pub shutdown: S,
+    /// One item per request for a full pass now (SIGHUP in [`run`]).
+    pub hangups: mpsc::Receiver<()>,
+}
+
+/// Serves the daemon on sockets its caller bound until `shell.shutdown` completes: the endpoints,
+/// the event sources, the folder watch, the trigger loop and the targeted lane.
+pub async fn serve<S: std::future::Future<Output = ()>>(setup: Setup, shell: Shell<S>) {
+    let Shell {
+        clients,
+        credentials,
+        listeners,
+        shutdown,
+        hangups,
+    } = shell;
+    let settings = setup.settings.clone();
     let metrics = Arc::new(Metrics::new());
     metrics.shard.set_shard(setup.shard);
     let health = Arc::new(Health::new(stall_limit(settings.interval)));
@@ -88,73 +202,28 @@ pub async fn run(setup: Setup) -> Ended {
         health: health.clone(),
         metrics: metrics.clone(),
         clients: clients.clone(),
-        credentials: Some(credentials.clone()),
+        credentials,
     };
-    let Ok(server) = Server::start(
-        settings.metrics_addr.map(|a| (a, "--metrics-addr")),
+    let server = Server::start(
+        listeners.metrics,
         "/metrics, /healthz and /readyz",
         crate::daemon::health::router(endpoints),
-    )
-    .await
-    else {
-        return Ended::Failed;
-    };
+    );
 
-    // ActionTrail events: what they heard goes through the intake to the targeted lane.
-    let events = &settings.events;
-    let status = Arc::new(crate::events::Status::new());
-    if events.poll.is_some() {
-        status.turn_on(crate::events::Via::Pull);
-    }
-    if events.receiver.is_some() {
-        status.turn_on(crate::events::Via::Push);
-    }
-    health.events(status.clone());
-    let intake = Arc::new(intake::Intake::new(status.clone(), setup.shard));
-    let (heard_tx, mut heard_rx) = mpsc::channel::<crate::events::Heard>(4096);
-    let receiver = match &events.receiver {
-        Some(r) => {
-            Server::start(
-                Some((r.addr, "--events-addr")),
-                "POST /events (EventBridge)",
-                crate::events::receiver::router(r.token.clone(), heard_tx.clone(), status.clone()),
-            )
-            .await
-        }
-        None => Ok(Server { task: None }),
-    };
-    let Ok(receiver) = receiver else {
-        server.stop().await;
-        return Ended::Failed;
-    };
-    let (targets_tx, targets_rx) =
-        tokio::sync::watch::channel(Arc::new(crate::events::poller::Targets::default()));
-    let poller = events.poll.map(|every| {
-        tokio::spawn(crate::events::poller::run(
-            clients.clone(),
-            targets_rx,
-            every,
-            events.lookback,
-            heard_tx.clone(),
-            status.clone(),
-        ))
-    });
-    drop(heard_tx);
-    let hearing = intake.clone();
-    let heard_task = tokio::spawn(async move {
-        while let Some(heard) = heard_rx.recv().await {
-            let (id, via) = (heard.change.author.event_id.clone(), heard.via);
-            let admission = hearing.hear(heard);
-            tracing::debug!(event_id = %id, via = via.label(), result = admission.label(), "event");
-        }
-    });
-
+    let events = EventSources::start(
+        &settings.events,
+        &setup.shard,
+        &clients,
+        &health,
+        listeners.events,
+    );
+    let intake = events.intake.clone();
+    let targets_tx = events.targets.clone();
     let (tx, rx) = mpsc::channel::<Input>(64);
     let watch = watch_folder(&setup.policies, tx.clone());
-    let mut sighup = signals.hangup;
-    tokio::spawn(async move {
-        while sighup.recv().await.is_some() {
-            tracing::info!("SIGHUP: running a full pass");
+    let mut hangups = hangups;
+    let hangup_task = tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
             if tx.send(Input::Hangup).await.is_err() {
                 break;
             }
@@ -179,20 +248,24 @@ pub async fn run(setup: Setup) -> Ended {
     let runner = Arc::new(pass::Runner::new(
         setup, clients, metrics, health, watch, intake, targets_tx,
     ));
-    let shutdown = async move {
-        let name = tokio::select! {
-            _ = signals.terminate.recv() => "SIGTERM",
-            _ = signals.interrupt.recv() => "SIGINT",
-        };
-        tracing::info!(
-            "{name}: shutting down; a running pass finishes its in-flight writes (up to {})",
-            humantime::format_duration(grace)
-        );
-    };
+    run_lanes(runner, timing, rx, shutdown, grace).await;
+    hangup_task.abort();
+    events.stop().await;
+    server.stop().await;
+}
+
+/// The main lane (the trigger loop) and the targeted lane, until `shutdown` and the grace period.
+async fn run_lanes(
+    runner: Arc<pass::Runner>,
+    timing: Timing,
+    inputs: mpsc::Receiver<Input>,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) {
     let exit = tokio::task::LocalSet::new()
         .run_until(async move {
             let lane = tokio::task::spawn_local(runner.clone().targeted_lane());
-            let exit = triggers::run(runner, timing, rx, shutdown).await;
+            let exit = triggers::run(runner, timing, inputs, shutdown).await;
             // Shutdown set the cancel flag: a targeted pass stops starting work; give its in-flight
             // writes the grace period like the main lane's.
             let _ = tokio::time::timeout(grace, lane).await;
@@ -206,13 +279,82 @@ pub async fn run(setup: Setup) -> Ended {
              carry ClientTokens, so the next run's retry of them is safe"
         ),
     }
-    if let Some(p) = poller {
-        p.abort();
+}
+
+/// ActionTrail events: the poller and the push receiver hand what they hear to the intake, which
+/// queues groups for the targeted lane.
+struct EventSources {
+    intake: Arc<intake::Intake>,
+    /// What the poller covers, published by the main lane after every pass.
+    targets: tokio::sync::watch::Sender<Arc<crate::events::poller::Targets>>,
+    receiver: Server,
+    poller: Option<tokio::task::JoinHandle<()>>,
+    hearing: tokio::task::JoinHandle<()>,
+}
+
+impl EventSources {
+    fn start(
+        events: &crate::events::EventSettings,
+        shard: &crate::shard::Shard,
+        clients: &Arc<crate::accounts::Clients>,
+        health: &Health,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> EventSources {
+        let status = Arc::new(crate::events::Status::new());
+        if events.poll.is_some() {
+            status.turn_on(crate::events::Via::Pull);
+        }
+        if events.receiver.is_some() {
+            status.turn_on(crate::events::Via::Push);
+        }
+        health.events(status.clone());
+        let intake = Arc::new(intake::Intake::new(status.clone(), *shard));
+        let (heard_tx, mut heard_rx) = mpsc::channel::<crate::events::Heard>(4096);
+        let receiver = match &events.receiver {
+            Some(r) => Server::start(
+                listener,
+                "POST /events (EventBridge)",
+                crate::events::receiver::router(r.token.clone(), heard_tx.clone(), status.clone()),
+            ),
+            None => Server { task: None },
+        };
+        let (targets, targets_rx) =
+            tokio::sync::watch::channel(Arc::new(crate::events::poller::Targets::default()));
+        let poller = events.poll.map(|every| {
+            tokio::spawn(crate::events::poller::run(
+                clients.clone(),
+                targets_rx,
+                every,
+                events.lookback,
+                heard_tx.clone(),
+                status.clone(),
+            ))
+        });
+        drop(heard_tx);
+        let hearer = intake.clone();
+        let hearing = tokio::spawn(async move {
+            while let Some(heard) = heard_rx.recv().await {
+                let (id, via) = (heard.change.author.event_id.clone(), heard.via);
+                let admission = hearer.hear(heard);
+                tracing::debug!(event_id = %id, via = via.label(), result = admission.label(), "event");
+            }
+        });
+        EventSources {
+            intake,
+            targets,
+            receiver,
+            poller,
+            hearing,
+        }
     }
-    heard_task.abort();
-    receiver.stop().await;
-    server.stop().await;
-    Ended::Stopped
+
+    async fn stop(self) {
+        if let Some(p) = self.poller {
+            p.abort();
+        }
+        self.hearing.abort();
+        self.receiver.stop().await;
+    }
 }
 
 /// SIGTERM, SIGINT and SIGHUP, installed before any port is bound so a SIGTERM during start-up is
@@ -245,7 +387,7 @@ impl Signals {
     }
 }
 
-/// The `/metrics`, `/healthz` and `/readyz` server, when `--metrics-addr` asks for one.
+/// An HTTP endpoint of the daemon (`/metrics` and health, `POST /events`), when its flag asks for one.
 struct Server {
     task: Option<(
         tokio::task::JoinHandle<std::io::Result<()>>,
@@ -254,26 +396,18 @@ struct Server {
 }
 
 impl Server {
-    /// Binds `addr` (and the flag that asked for it) and serves `what`; `Err` (after saying why on
-    /// stderr) when the port cannot be bound.
-    async fn start(
-        addr: Option<(std::net::SocketAddr, &str)>,
+    /// Serves `router` on `listener` (the one place a listener is served), when there is one.
+    fn start(
+        listener: Option<tokio::net::TcpListener>,
         what: &str,
         router: axum::Router,
-    ) -> Result<Server, ()> {
-        let Some((addr, flag)) = addr else {
-            return Ok(Server { task: None });
-        };
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("error: cannot listen on {flag} {addr}: {e}");
-                return Err(());
-            }
+    ) -> Server {
+        let Some(listener) = listener else {
+            return Server { task: None };
         };
         let shown = listener
             .local_addr()
-            .map_or(addr.to_string(), |a| a.to_string());
+            .map_or_else(|e| format!("(unknown address: {e})"), |a| a.to_string());
         tracing::info!("serving {what} on http://{shown}");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -283,9 +417,9 @@ impl Server {
                 })
                 .await
         });
-        Ok(Server {
+        Server {
             task: Some((task, stop)),
-        })
+        }
     }
 
     /// Stops serving, waiting up to two seconds for open requests.

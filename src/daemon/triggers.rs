@@ -147,6 +147,32 @@ fn jittered(d: Duration) -> Duration {
     d.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
+/// Where the loop is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Taking triggers; `inputs` until the watcher's and SIGHUP's channel closes.
+    Running { inputs: bool },
+    /// Shutdown was requested: no pass starts, and the running one has until `until`.
+    Stopping { until: Instant },
+}
+
+impl Phase {
+    fn stopping(self) -> bool {
+        matches!(self, Phase::Stopping { .. })
+    }
+
+    fn stop_at(self) -> Option<Instant> {
+        match self {
+            Phase::Stopping { until } => Some(until),
+            Phase::Running { .. } => None,
+        }
+    }
+
+    fn takes_inputs(self) -> bool {
+        self == Phase::Running { inputs: true }
+    }
+}
+
 /// Runs until `shutdown` completes and the running pass (if any) has finished or been aborted.
 pub async fn run<P: Passes>(
     passes: Arc<P>,
@@ -162,31 +188,30 @@ pub async fn run<P: Passes>(
     let mut debounce: Option<(Instant, Instant)> = None;
     let mut next_auto: Option<(Instant, Trigger)> = None;
     let mut failures = 0u32;
-    let mut stop_at: Option<Instant> = None;
-    let mut inputs_open = true;
+    let mut phase = Phase::Running { inputs: true };
     let mut heartbeat = tokio::time::interval(timing.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
-        if stop_at.is_none() && running.is_none() {
+        if running.is_none() {
+            if phase.stopping() {
+                return Exit::Stopped;
+            }
             if let Some(t) = pending.take() {
                 running = Some((tokio::task::spawn_local(passes.clone().run(t)), t));
             }
         }
-        if stop_at.is_some() && running.is_none() {
-            return Exit::Stopped;
-        }
-        let stopping = stop_at.is_some();
+        let stopping = phase.stopping();
         let idle = running.is_none() && pending.is_none();
         tokio::select! {
             biased;
             () = &mut shutdown, if !stopping => {
                 passes.stopping();
-                stop_at = Some(Instant::now() + timing.grace);
+                phase = Phase::Stopping { until: Instant::now() + timing.grace };
                 pending = None;
                 debounce = None;
             }
-            () = sleep_until_opt(stop_at), if stopping => {
+            () = sleep_until_opt(phase.stop_at()), if stopping => {
                 if let Some((handle, _)) = running.take() {
                     handle.abort();
                 }
@@ -220,8 +245,8 @@ pub async fn run<P: Passes>(
                     passes.scheduled(t, at.saturating_duration_since(now), failures);
                 }
             }
-            input = inputs.recv(), if inputs_open && !stopping => match input {
-                None => inputs_open = false,
+            input = inputs.recv(), if phase.takes_inputs() => match input {
+                None => phase = Phase::Running { inputs: false },
                 Some(Input::Hangup) => pending = Some(Trigger::merge(pending, Trigger::Signal)),
                 Some(Input::Changed) => {
                     let now = Instant::now();

@@ -16,7 +16,7 @@ mod tests;
 /// `Failure` is shared vocabulary (plan and report carry it too); reconcile's modules name it here.
 pub use crate::failure::{self, Failure};
 
-use crate::accounts::{Clients, Reach};
+use crate::accounts::{Fleet, Reach};
 use crate::ecs::api;
 use crate::ecs::client::CallStats;
 use crate::ecs::Cloud;
@@ -290,15 +290,18 @@ impl PassState {
 /// The key of the credential chain's own account in maps by account.
 const OWN_ACCOUNT: &str = "";
 
-/// One pass over `desired` with the real clients: every account the folder names is reached (its role
+/// One pass over `desired` with a fleet's clients (the real [`Clients`](crate::accounts::Clients) for the one-shot run and the
+/// daemon alike, a fake in the daemon's tests): every account the folder names is reached (its role
 /// assumed) once, then [`run_pass_on`].
-pub async fn run_pass(clients: &Clients, desired: &Desired, opts: &PassOptions) -> PassReport {
+pub async fn run_pass<F: Fleet>(fleet: &F, desired: &Desired, opts: &PassOptions) -> PassReport {
     let accounts = desired
         .groups
         .keys()
         .map(|k| k.account.as_str())
         .chain(desired.selectors.iter().map(|s| s.account.as_str()));
-    let reach = clients.reach(accounts, &desired.accounts).await;
+    let reach = fleet
+        .reach_accounts(accounts.collect(), &desired.accounts)
+        .await;
     run_pass_on(&reach, desired, opts).await
 }
 

@@ -3,9 +3,9 @@
 //! Markdown and HTML metacharacters. None of it may add a line, a command, a colour or markup.
 
 use super::*;
-use crate::model::{GroupKey, Location, Mode, Note};
 use crate::ecs::{ApiError, EcsError};
 use crate::failure::Failure;
+use crate::model::{GroupKey, Location, Mode, Note};
 use crate::plan::PlanEntry;
 use crate::reconcile::survey::{BucketCoverage, Coverage, Ungoverned};
 use std::time::Duration;

@@ -3,67 +3,64 @@
 //! since they were last settled), hold back fighting groups, run the reconcile pass, and report it
 //! through logs, metrics, readiness and the audit trail.
 
-mod coverage;
+mod fold;
 mod folder;
 mod results;
 mod scope;
+mod survey;
 mod targeted;
+#[cfg(test)]
+mod tests;
 
 use super::fights::Fights;
 use super::intake::Intake;
 use super::settings::DaemonSettings;
 use super::triggers::{Passes, Trigger, Verdict};
 use super::Setup;
-use crate::accounts::Clients;
-use crate::daemon::health::Health;
+use crate::accounts::{Clients, Fleet};
+use crate::daemon::health::{CloudTrouble, Health};
 use crate::daemon::metrics::Metrics;
 use crate::daemon::watch::FolderWatch;
 use crate::events::poller::Targets;
-use crate::model::{GroupKey, Mode, Policy};
+use crate::model::GroupKey;
 use crate::policy::commit;
-use crate::policy::{Desired, DesiredGroup, LoadError, Selector};
+use crate::policy::{Desired, DesiredGroup};
 use crate::reconcile::{self, PassOptions};
 use futures::future::LocalBoxFuture;
-use results::{Cause, Finished, GroupState, PassOutcome, Tally};
-use std::collections::{BTreeMap, BTreeSet};
+use results::{Finished, FoundBy, PassOutcome, Tally};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct State {
-    last_good: Option<Arc<Desired>>,
-    commit: Option<String>,
-    last_errors: Vec<LoadError>,
-    /// Groups whose declared policy was last seen in effect (or, dry-run, observed): a file pass skips
-    /// them while their declaration stays the same.
-    settled: BTreeMap<GroupKey, (Policy, Mode)>,
-    groups: BTreeMap<GroupKey, GroupState>,
-    fights: Fights,
-    /// The last selector listing's groups (explicit entries excluded), and what it was made for.
-    selector_groups: BTreeMap<GroupKey, DesiredGroup>,
-    last_selectors: Vec<Selector>,
-    last_explicit: BTreeSet<GroupKey>,
+    /// The policy folder: not loaded, loaded, or broken with the last good state in force.
+    folder: folder::Folder,
+    /// One record per governed group, and the fights.
+    groups: fold::Groups,
     /// The groups the last pass resolved (entries and selector matches): a targeted pass reads from
     /// these, never from an event.
     effective: Option<Arc<Desired>>,
-    /// When each governed group was last read successfully (the verification-age gauge).
-    verified: BTreeMap<GroupKey, Instant>,
-    /// The ClientToken of each group's last correction: both lanes may correct one drift with the
-    /// same token (one write takes effect, the other is replayed), which is one correction, not two.
-    last_correction: BTreeMap<GroupKey, String>,
-    /// `--report-ungoverned`: what the last coverage survey found.
-    coverage: coverage::Seen,
+    /// Unless `--no-report-ungoverned`: what the last coverage survey found.
+    survey: survey::LastSurvey,
 }
 
-pub struct Runner {
+/// Runs the daemon's passes over a [`Fleet`] of clients: the real [`Clients`], or a fake in tests.
+pub struct Runner<F: Fleet = Clients> {
     setup: Setup,
     settings: DaemonSettings,
-    clients: Arc<Clients>,
+    fleet: Arc<F>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     watch: Option<std::sync::Mutex<FolderWatch>>,
+    /// Set once shutdown begins: passes start no new request (reconcile checks it before each).
     cancel: Arc<AtomicBool>,
+    /// Wakes read-only work waiting on the network (listings, surveys) when shutdown begins.
+    stopped: tokio::sync::Notify,
+    /// Shared by both lanes: held only between network calls, never across one.
     state: tokio::sync::Mutex<State>,
+    /// The main lane's alone (one main pass at a time): its selector listing may be held across the
+    /// network, since the targeted lane never takes it.
+    selection: tokio::sync::Mutex<scope::Selection>,
     /// Events heard and the groups they queue for a targeted pass.
     intake: Arc<Intake>,
     /// What the LookupEvents poller covers, published after every pass.
@@ -73,44 +70,37 @@ pub struct Runner {
     oldest_read: std::sync::Mutex<Option<Instant>>,
 }
 
-impl Runner {
+impl<F: Fleet> Runner<F> {
     pub fn new(
         setup: Setup,
-        clients: Arc<Clients>,
+        fleet: Arc<F>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         watch: Option<FolderWatch>,
         intake: Arc<Intake>,
         targets: tokio::sync::watch::Sender<Arc<Targets>>,
-    ) -> Runner {
+    ) -> Runner<F> {
         let settings = setup.settings.clone();
         Runner {
             state: tokio::sync::Mutex::new(State {
-                last_good: None,
-                commit: None,
-                last_errors: Vec::new(),
-                settled: BTreeMap::new(),
-                selector_groups: BTreeMap::new(),
-                last_selectors: Vec::new(),
-                last_explicit: BTreeSet::new(),
-                coverage: coverage::Seen::default(),
-                groups: BTreeMap::new(),
-                fights: Fights::new(settings.fight),
+                folder: folder::Folder::NotLoaded { errors: Vec::new() },
+                survey: survey::LastSurvey::default(),
+                groups: fold::Groups::new(Fights::new(settings.fight)),
                 effective: None,
-                verified: BTreeMap::new(),
-                last_correction: BTreeMap::new(),
             }),
+            selection: tokio::sync::Mutex::new(scope::Selection::default()),
             intake,
             targets,
             started: Instant::now(),
             oldest_read: std::sync::Mutex::new(None),
             setup,
             settings,
-            clients,
+            fleet,
             metrics,
             health,
             watch: watch.map(std::sync::Mutex::new),
             cancel: Arc::new(AtomicBool::new(false)),
+            stopped: tokio::sync::Notify::new(),
         }
     }
 
@@ -121,105 +111,49 @@ impl Runner {
             // A panic during an earlier rearm leaves the watch usable: take it back.
             w.lock().unwrap_or_else(|e| e.into_inner()).rearm();
         }
-        let loaded = self.load().await;
-        let commit = commit::commit_of(&self.setup.policies);
-        let mut st = self.state.lock().await;
-        let folder_ok = self.take_folder(&mut st, loaded, commit);
-        let Some(desired) = st.last_good.clone() else {
-            self.finish(Finished {
+        let (folder_ok, folder) = self.take_in_folder().await;
+        let Some(folder) = folder else {
+            self.finish(Finished::nothing_read(
                 trigger,
-                outcome: PassOutcome::FolderError,
+                PassOutcome::FolderError,
                 started,
-                tally: &Tally::default(),
-                scope: 0,
-                declared: 0,
-                revision: None,
-            });
+                None,
+            ));
             return Verdict::Done;
         };
-
         let full = trigger.is_full();
-        let folder = desired.clone();
-        let desired = match self.effective(&mut st, &desired, full).await {
-            Ok(d) => d,
-            Err(e) => {
+        let desired = match self.resolve(&folder, full).await {
+            None => {
+                // Shutdown: the listings (reads only) were dropped; nothing was written.
+                tracing::debug!(trigger = trigger.as_str(), "pass stopped: shutting down");
+                self.health.pass_ended();
+                return Verdict::Done;
+            }
+            Some(Err(e)) => {
                 // Nothing can be read with these credentials: report it like any cloud failure.
-                let why = e.to_string();
+                let why = CloudTrouble::Failed(e);
                 self.health.cloud(Some(why.clone()));
-                let revision = desired.revision.clone();
-                drop(st);
-                self.finish(Finished {
+                let revision = Some(folder.revision.as_str());
+                self.finish(Finished::nothing_read(
                     trigger,
-                    outcome: PassOutcome::CloudError,
+                    PassOutcome::CloudError,
                     started,
-                    tally: &Tally::default(),
-                    scope: 0,
-                    declared: 0,
-                    revision: Some(&revision),
-                });
+                    revision,
+                ));
                 tracing::warn!(
                     trigger = trigger.as_str(),
                     "pass failed on the cloud: {why}"
                 );
                 return Verdict::Failed;
             }
+            Some(Ok(d)) => d,
         };
-        self.metrics
-            .shard
-            .groups_owned
-            .set(desired.groups.len() as i64);
-        let now = Instant::now();
-        let declared = |k: &GroupKey| desired.groups.contains_key(k);
-        st.settled.retain(|k, _| declared(k));
-        st.groups.retain(|k, _| declared(k));
-        st.fights.prune(declared, now);
-        let (held, active): (Vec<&DesiredGroup>, Vec<&DesiredGroup>) = desired
-            .groups
-            .values()
-            .filter(|g| full || st.settled.get(&g.key) != Some(&(g.policy, g.mode)))
-            .partition(|g| st.fights.held(&g.key, now));
-        let scope = held.len() + active.len();
-        let (active, held) = (subset(&desired, active), subset(&desired, held));
-        let desired = Arc::new(desired);
-        st.effective = Some(desired.clone());
-        self.intake.govern(&desired);
-        self.publish_targets(&desired);
-        // The targeted lane may read and write while this pass runs: the state is not held across
-        // the cloud calls, only while choosing the scope and while folding the results.
-        drop(st);
-        let reports = self.run_scoped(active, held).await;
-
-        let mut st = self.state.lock().await;
-        let commit = st.commit.clone();
-        let cause = if full { Cause::Resync } else { Cause::File };
-        let (tally, cloud_failure) = self.take_reports(
-            &mut st,
-            reports,
-            &desired.groups,
-            commit.as_deref(),
-            cause,
-            &|k| self.intake.author_of(k),
-        );
-        self.publish_groups(&st);
-        self.track_verification(&mut st, &desired);
-        if scope > 0 {
-            self.health.cloud(cloud_failure.clone());
-        }
-        // Every declared group was read (also a file pass right after the first good load).
-        if full || scope == desired.groups.len() {
-            self.health.full_pass_done();
-        }
-        let outcome = if cloud_failure.is_some() {
-            PassOutcome::CloudError
-        } else if !folder_ok {
-            PassOutcome::FolderError
-        } else if tally.errors > 0 {
-            PassOutcome::GroupErrors
-        } else {
-            PassOutcome::Success
-        };
-        let revision = desired.revision.clone();
-        drop(st);
+        let scope = self.choose_scope(desired, full).await;
+        let reports = self.run_scoped(scope.active, scope.held).await;
+        let (tally, cloud_failure) = self
+            .conclude(reports, &scope.desired, scope.size, full)
+            .await;
+        let outcome = PassOutcome::of(cloud_failure.is_some(), folder_ok, &tally);
         if full {
             self.survey_coverage(&folder).await;
         }
@@ -229,9 +163,9 @@ impl Runner {
             outcome,
             started,
             tally: &tally,
-            scope,
-            declared: desired.groups.len(),
-            revision: Some(&revision),
+            scope: scope.size,
+            declared: scope.desired.groups.len(),
+            revision: Some(&scope.desired.revision),
         });
         if let Some(why) = &cloud_failure {
             tracing::warn!(
@@ -241,6 +175,131 @@ impl Runner {
             Verdict::Failed
         } else {
             Verdict::Done
+        }
+    }
+
+    /// Reads the folder and takes it in: whether it loaded cleanly, and the state in force.
+    async fn take_in_folder(&self) -> (bool, Option<Arc<Desired>>) {
+        let loaded = self.load().await;
+        let commit = commit::commit_of(&self.setup.policies);
+        let mut st = self.state.lock().await;
+        let ok = self.take_folder(&mut st, loaded, commit);
+        (ok, st.folder.in_force().cloned())
+    }
+
+    /// The governed groups: `folder` with its selectors resolved; `None` when shutdown began first.
+    /// Selector listings and role assumptions go over the network: the shared state is not held
+    /// meanwhile (only the main lane's selection), so the targeted lane keeps correcting groups.
+    async fn resolve(
+        &self,
+        folder: &Desired,
+        full: bool,
+    ) -> Option<Result<Desired, reconcile::Failure>> {
+        let mut selection = self.selection.lock().await;
+        let resolving = self.effective(&mut selection, folder, full);
+        self.unless_stopped(resolving).await
+    }
+
+    /// Publishes the governed groups (to the targeted lane, the intake, the poller) and chooses
+    /// the groups this pass reads, under a short lock.
+    async fn choose_scope(&self, desired: Desired, full: bool) -> Scope {
+        let mut st = self.state.lock().await;
+        self.metrics
+            .shard
+            .groups_owned
+            .set(desired.groups.len() as i64);
+        let now = Instant::now();
+        st.groups.keep_only(|k| desired.groups.contains_key(k), now);
+        let (held, active): (Vec<&DesiredGroup>, Vec<&DesiredGroup>) = desired
+            .groups
+            .values()
+            .filter(|g| full || !st.groups.settled(g))
+            .partition(|g| st.groups.fights.held(&g.key, now));
+        let size = held.len() + active.len();
+        let (active, held) = (subset(&desired, active), subset(&desired, held));
+        let desired = Arc::new(desired);
+        st.effective = Some(desired.clone());
+        self.intake.govern(&desired);
+        self.publish_targets(&desired);
+        Scope {
+            desired,
+            active,
+            held,
+            size,
+        }
+    }
+
+    /// Folds a main pass's reports under a short lock and updates readiness; the tally and the
+    /// cloud failure.
+    async fn conclude(
+        &self,
+        reports: Vec<fold::Scoped>,
+        desired: &Desired,
+        scope: usize,
+        full: bool,
+    ) -> (Tally, Option<CloudTrouble>) {
+        let mut st = self.state.lock().await;
+        let commit = st.folder.commit().map(str::to_string);
+        let cause = if full { FoundBy::Resync } else { FoundBy::File };
+        // A resync that corrects a group an event named still names who changed it.
+        let authors = reports
+            .iter()
+            .flat_map(|s| &s.report.results)
+            .filter_map(|r| Some((r.entry.key.clone(), self.intake.author_of(&r.entry.key)?)))
+            .collect();
+        let (tally, cloud_failure) = self.fold_reports(
+            &mut st,
+            reports,
+            &desired.groups,
+            commit.as_deref(),
+            cause,
+            &authors,
+        );
+        self.publish_groups(&st);
+        self.track_verification(&mut st, desired);
+        if scope > 0 {
+            self.health.cloud(cloud_failure.clone());
+        }
+        // Every declared group was read (also a file pass right after the first good load).
+        if full || scope == desired.groups.len() {
+            self.health.full_pass_done();
+        }
+        (tally, cloud_failure)
+    }
+}
+
+/// The groups one main pass reads: the active ones as the options say, the fighting ones
+/// watch-only.
+struct Scope {
+    /// Every governed group (selectors resolved).
+    desired: Arc<Desired>,
+    active: Desired,
+    held: Desired,
+    size: usize,
+}
+
+impl<F: Fleet> Runner<F> {
+    /// Completes once shutdown has begun (at once if it already had).
+    async fn stopped(&self) {
+        let notified = self.stopped.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.cancel.load(Ordering::SeqCst) {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Runs `work` unless shutdown begins first, in which case `work` is dropped: only for work
+    /// that reads (a listing, a survey), never for a pass that may have a write in flight.
+    async fn unless_stopped<T>(&self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        if self.cancel.load(Ordering::SeqCst) {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            () = self.stopped() => None,
+            done = work => Some(done),
         }
     }
 }
@@ -260,23 +319,29 @@ fn subset<'a>(desired: &Desired, groups: impl IntoIterator<Item = &'a DesiredGro
     }
 }
 
-impl Runner {
+impl<F: Fleet> Runner<F> {
     /// Runs the active groups as the options say and the held (fighting) ones watch-only.
-    async fn run_scoped(&self, active: Desired, held: Desired) -> Vec<reconcile::PassReport> {
+    async fn run_scoped(&self, active: Desired, held: Desired) -> Vec<fold::Scoped> {
         let opts = PassOptions {
             cancel: Some(self.cancel.clone()),
             ..self.setup.pass.clone()
         };
         let mut reports = Vec::new();
         if !active.groups.is_empty() {
-            reports.push(reconcile::run_pass(&self.clients, &active, &opts).await);
+            reports.push(fold::Scoped {
+                report: reconcile::run_pass(&*self.fleet, &active, &opts).await,
+                held: None,
+            });
         }
         if !held.groups.is_empty() {
             let watch_only = PassOptions {
                 dry_run: true,
                 ..opts.clone()
             };
-            reports.push(reconcile::run_pass(&self.clients, &held, &watch_only).await);
+            reports.push(fold::Scoped {
+                report: reconcile::run_pass(&*self.fleet, &held, &watch_only).await,
+                held: Some(fold::HoldReason::Fight),
+            });
         }
         reports
     }
@@ -299,9 +364,8 @@ impl Runner {
     /// After a main pass, which resolved the governed groups anew: forgets the groups no longer
     /// governed, then notes the oldest read.
     fn track_verification(&self, st: &mut State, desired: &Desired) {
-        st.verified.retain(|k, _| desired.groups.contains_key(k));
-        st.last_correction
-            .retain(|k, _| desired.groups.contains_key(k));
+        st.groups
+            .keep_only(|k| desired.groups.contains_key(k), Instant::now());
         self.note_oldest_read(st);
     }
 
@@ -312,11 +376,7 @@ impl Runner {
         let Some(governed) = &st.effective else {
             return;
         };
-        let oldest = governed
-            .groups
-            .keys()
-            .map(|k| st.verified.get(k).copied().unwrap_or(self.started))
-            .min();
+        let oldest = st.groups.oldest_read(governed.groups.keys(), self.started);
         *self.oldest_read.lock().unwrap_or_else(|e| e.into_inner()) = oldest;
         self.publish_verification_age();
     }
@@ -329,7 +389,7 @@ impl Runner {
     }
 }
 
-impl Passes for Runner {
+impl<F: Fleet> Passes for Runner<F> {
     fn run(self: Arc<Self>, trigger: Trigger) -> LocalBoxFuture<'static, Verdict> {
         Box::pin(async move { self.pass(trigger).await })
     }
@@ -342,14 +402,14 @@ impl Passes for Runner {
         self.metrics.pass_done(trigger.as_str(), "panic", 0.0);
         self.health.pass_ended();
         self.health
-            .cloud(Some(format!("the last pass panicked: {message}")));
+            .cloud(Some(CloudTrouble::Panicked(message.to_string())));
     }
 
     fn heartbeat(&self) {
         self.health.beat();
         self.publish_verification_age();
         self.metrics.sync_events(&self.intake.status);
-        self.metrics.sync_trail_calls(self.clients.trail_stats());
+        self.metrics.sync_trail_calls(self.fleet.trail_calls());
     }
 
     fn scheduled(&self, trigger: Trigger, after: Duration, failures: u32) {
@@ -371,6 +431,7 @@ impl Passes for Runner {
 
     fn stopping(&self) {
         self.cancel.store(true, Ordering::SeqCst);
+        self.stopped.notify_waiters();
         self.intake.wake();
         self.health.stopping();
     }

@@ -1,15 +1,15 @@
 //! Folding a pass's results into the daemon's state, metrics, fight tracking and audit trail, and the
 //! one summary line per pass.
 
+use super::fold::{self, Effect, Scoped};
 use super::{Runner, State};
+use crate::accounts::Fleet;
 use crate::daemon::metrics::{AccountLabel, GroupLabels, OutcomeLabels};
 use crate::daemon::triggers::Trigger;
 use crate::events::Author;
 use crate::model::{GroupKey, NoteLevel};
-use crate::plan::Action;
 use crate::policy::DesiredGroup;
-use crate::reconcile::GroupResult;
-use crate::reconcile::{Outcome, PassReport};
+use crate::reconcile::PassReport;
 use crate::report::audit;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,9 +44,10 @@ pub(super) struct Tally {
     pub(super) api_calls: u64,
 }
 
-/// Why a correction happened: the `cause` label of `sgpolicy_corrections_by_cause_total`.
+/// What found the drift a correction undid: the `cause` label of `sgpolicy_corrections_by_cause_total`
+/// (named apart from the poller's private `Cause`, which is why a lookup failed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Cause {
+pub(super) enum FoundBy {
     /// A full resync (start-up, interval, SIGHUP, retry) found the drift.
     Resync,
     /// A policy file changed.
@@ -55,22 +56,13 @@ pub(super) enum Cause {
     Event,
 }
 
-impl Cause {
-    fn label(self) -> &'static str {
+impl FoundBy {
+    pub(super) fn label(self) -> &'static str {
         match self {
-            Cause::Resync => "resync",
-            Cause::File => "file",
-            Cause::Event => "event",
+            FoundBy::Resync => "resync",
+            FoundBy::File => "file",
+            FoundBy::Event => "event",
         }
-    }
-}
-
-/// Who an event says made the change a correction undid, when the read found that change.
-fn announced_drift(r: &GroupResult, author: Option<Arc<Author>>) -> Option<Arc<Author>> {
-    let author = author?;
-    match author.set_to {
-        Some(p) if Some(p) != r.entry.observed => None,
-        _ => Some(author),
     }
 }
 
@@ -96,6 +88,20 @@ impl PassOutcome {
         }
     }
 
+    /// A pass that read the cloud: a cloud failure wins, then a folder that did not load cleanly
+    /// (the last good state was enforced), then groups that failed on their own.
+    pub(super) fn of(cloud_failed: bool, folder_ok: bool, tally: &Tally) -> PassOutcome {
+        if cloud_failed {
+            PassOutcome::CloudError
+        } else if !folder_ok {
+            PassOutcome::FolderError
+        } else if tally.errors > 0 {
+            PassOutcome::GroupErrors
+        } else {
+            PassOutcome::Success
+        }
+    }
+
     /// Whether the pass read the cloud through (what `sgpolicy_last_success_timestamp` records).
     fn read_the_cloud(self) -> bool {
         matches!(self, PassOutcome::Success | PassOutcome::GroupErrors)
@@ -113,39 +119,56 @@ pub(super) struct Finished<'a> {
     pub(super) revision: Option<&'a str>,
 }
 
-impl Runner {
-    /// Folds the pass results into the state, metrics and audit trail; returns the tally and the
-    /// cloud failure, if any.
-    pub(super) fn take_reports(
+impl<'a> Finished<'a> {
+    /// A pass that ended before reading any group.
+    pub(super) fn nothing_read(
+        trigger: Trigger,
+        outcome: PassOutcome,
+        started: Instant,
+        revision: Option<&'a str>,
+    ) -> Finished<'a> {
+        const NONE: &Tally = &Tally {
+            in_sync: 0,
+            changed: 0,
+            would_change: 0,
+            held: 0,
+            errors: 0,
+            api_calls: 0,
+        };
+        Finished {
+            trigger,
+            outcome,
+            started,
+            tally: NONE,
+            scope: 0,
+            declared: 0,
+            revision,
+        }
+    }
+}
+
+impl<F: Fleet> Runner<F> {
+    /// Folds the pass results into the state ([`fold::fold`], pure), then carries out what it
+    /// decided: the report file, audit lines, notes, metrics and log lines. Returns the tally and
+    /// the cloud failure, if any.
+    pub(super) fn fold_reports(
         &self,
         st: &mut State,
-        mut reports: Vec<PassReport>,
+        reports: Vec<Scoped>,
         declared: &BTreeMap<GroupKey, DesiredGroup>,
         commit: Option<&str>,
-        cause: Cause,
-        author_of: &dyn Fn(&GroupKey) -> Option<Arc<Author>>,
-    ) -> (Tally, Option<String>) {
-        let mut t = Tally::default();
-        let mut cloud: Option<String> = None;
-        let now = Instant::now();
-        for rep in &mut reports {
-            for r in &mut rep.results {
-                if matches!(
-                    r.outcome,
-                    Outcome::Changed | Outcome::WouldChange | Outcome::Observed | Outcome::Held(_)
-                ) {
-                    r.changed_by = announced_drift(r, author_of(&r.entry.key));
-                }
-                if r.entry.observed.is_some() {
-                    st.verified.insert(r.entry.key.clone(), now);
-                }
-            }
-        }
-        self.write_report(&reports);
-        for rep in &reports {
-            if let Some(f) = &rep.fatal {
-                cloud.get_or_insert_with(|| f.to_string());
-            }
+        cause: FoundBy,
+        authors: &BTreeMap<GroupKey, Arc<Author>>,
+    ) -> (Tally, Option<crate::daemon::health::CloudTrouble>) {
+        let cx = fold::Context {
+            declared,
+            cause,
+            authors,
+            now: Instant::now(),
+        };
+        let folded = fold::fold(&mut st.groups, reports, &cx);
+        self.write_report(&folded.reports);
+        for rep in &folded.reports {
             audit::log_writes(rep, commit);
             for note in &rep.notes {
                 // A note about the whole plan (a safety rail) has no location to print before it.
@@ -155,127 +178,70 @@ impl Runner {
                     NoteLevel::Error => tracing::error!("{at}{}", note.message),
                 }
             }
-            t.api_calls += rep.api_calls.values().sum::<u64>();
             for r in &rep.results {
-                let key = &r.entry.key;
                 tracing::debug!(
-                    group = %key, desired = %r.entry.desired,
+                    group = %r.entry.key, desired = %r.entry.desired,
                     observed = r.entry.observed.map(|p| p.as_str()).unwrap_or("-"),
                     outcome = ?r.outcome, source = %r.entry.source, dry_run = rep.dry_run,
                     "group"
                 );
-                let state = match &r.outcome {
-                    Outcome::InSync => {
-                        t.in_sync += 1;
-                        GroupState::InSync
-                    }
-                    Outcome::Changed
-                        if r.token
-                            .as_ref()
-                            .is_some_and(|t| st.last_correction.get(key) == Some(t)) =>
-                    {
-                        // The other lane's correction of the same drift, replayed by ECS.
-                        t.changed += 1;
-                        GroupState::InSync
-                    }
-                    Outcome::Changed => {
-                        if let Some(token) = &r.token {
-                            st.last_correction.insert(key.clone(), token.clone());
-                        }
-                        t.changed += 1;
-                        self.metrics.corrections.inc();
-                        self.write_outcome(&key.account, "changed");
-                        let (cause, actor) = match r.changed_by.as_deref() {
-                            Some(a) => (Cause::Event, a.actor.label()),
-                            None => (cause, "unknown"),
-                        };
-                        self.metrics.correction(cause.label(), actor);
-                        if let Some(a) = r.changed_by.as_deref() {
-                            tracing::info!(
-                                group = %key.id, account = %key.account, region = %key.region,
-                                changed_by = %a, event_type = a.event_type.as_str(),
-                                event_id = a.event_id.as_str(),
-                                "group {key} was changed to {} by {a} ({}, {}) and is {} again",
-                                r.entry.observed.map_or("-", |p| p.as_str()),
-                                a.event_type.as_str(),
-                                a.event_time.as_deref().unwrap_or("time unknown"),
-                                r.entry.desired
-                            );
-                        }
-                        if let Some(n) = st.fights.corrected(key, r.entry.desired, now) {
-                            let other = r.changed_by.as_deref().map_or_else(
-                                || "something else keeps changing it (a console user, Terraform, another tool?)".to_string(),
-                                |a| format!("fighting {a}, who keeps changing it"),
-                            );
-                            tracing::warn!(
-                                group = %key.id, account = %key.account, region = %key.region, corrections = n.streak,
-                                hold_seconds = n.hold.as_secs(),
-                                "group {key} was changed back {} times in a row, each within {} of the last: \
-                                 {other}; its next correction is held back for {}",
-                                n.streak,
-                                humantime::format_duration(self.settings.fight.window),
-                                humantime::format_duration(n.hold)
-                            );
-                        }
-                        GroupState::InSync
-                    }
-                    Outcome::WouldChange => {
-                        if rep.dry_run && !self.setup.pass.dry_run {
-                            t.held += 1;
-                        } else {
-                            t.would_change += 1;
-                        }
-                        GroupState::Drifted
-                    }
-                    // `mode: observe`: drift reported, never written.
-                    Outcome::Observed => {
-                        t.would_change += 1;
-                        GroupState::Drifted
-                    }
-                    // A safety rail (`--max-changes`, `--allow-open`) held the change back.
-                    Outcome::Held(_) => {
-                        t.held += 1;
-                        GroupState::Drifted
-                    }
-                    Outcome::Failed(e) => {
-                        t.errors += 1;
-                        if audit::write_sent(r) {
-                            self.write_outcome(&key.account, "failed");
-                        }
-                        if e.is_cloud_trouble() {
-                            cloud.get_or_insert_with(|| e.to_string());
-                        }
-                        GroupState::Error
-                    }
-                    Outcome::Error => {
-                        t.errors += 1;
-                        match &r.entry.action {
-                            Action::Unmanageable { .. } => GroupState::Unmanageable,
-                            Action::ReadFailed(failure) => {
-                                if failure.is_cloud_trouble() {
-                                    cloud.get_or_insert_with(|| {
-                                        format!("{}: {failure}", failure.code())
-                                    });
-                                }
-                                GroupState::Error
-                            }
-                            _ => GroupState::Error,
-                        }
-                    }
-                };
-                let settled = declared.get(key).map(|g| (g.policy, g.mode));
-                if let (true, Some(s)) = (
-                    matches!(state, GroupState::InSync | GroupState::Drifted),
-                    settled,
-                ) {
-                    st.settled.insert(key.clone(), s);
-                } else {
-                    st.settled.remove(key);
-                }
-                st.groups.insert(key.clone(), state);
             }
         }
-        (t, cloud)
+        for effect in &folded.effects {
+            self.carry_out(effect);
+        }
+        (folded.tally, folded.cloud)
+    }
+
+    /// One effect of a fold: metrics and log lines.
+    fn carry_out(&self, effect: &Effect) {
+        match effect {
+            Effect::Corrected {
+                account,
+                cause,
+                actor,
+            } => {
+                self.metrics.corrections.inc();
+                self.write_outcome(account, "changed");
+                self.metrics.correction(cause.label(), actor);
+            }
+            Effect::WriteFailed { account } => self.write_outcome(account, "failed"),
+            Effect::Undid {
+                key,
+                found,
+                desired,
+                author: a,
+            } => tracing::info!(
+                group = %key.id, account = %key.account, region = %key.region,
+                changed_by = %a, event_type = a.event_type.as_str(),
+                event_id = a.event_id.as_str(),
+                "group {key} was changed to {} by {a} ({}, {}) and is {} again",
+                found.map_or("-", |p| p.as_str()),
+                a.event_type.as_str(),
+                a.event_time.as_deref().unwrap_or("time unknown"),
+                desired
+            ),
+            Effect::Fight {
+                key,
+                streak,
+                hold,
+                by,
+            } => {
+                let other = by.as_deref().map_or_else(
+                    || "something else keeps changing it (a console user, Terraform, another tool?)".to_string(),
+                    |a| format!("fighting {a}, who keeps changing it"),
+                );
+                tracing::warn!(
+                    group = %key.id, account = %key.account, region = %key.region, corrections = streak,
+                    hold_seconds = hold.as_secs(),
+                    "group {key} was changed back {} times in a row, each within {} of the last: \
+                     {other}; its next correction is held back for {}",
+                    streak,
+                    humantime::format_duration(self.settings.fight.window),
+                    humantime::format_duration(*hold)
+                );
+            }
+        }
     }
 
     /// `--report FILE` in the daemon: the JSON report of the last pass that looked at any group,
@@ -308,14 +274,8 @@ impl Runner {
     }
 
     pub(super) fn publish_groups(&self, st: &State) {
-        let mut counts: BTreeMap<(String, &'static str), i64> = BTreeMap::new();
-        for (key, s) in &st.groups {
-            *counts
-                .entry((key.account.to_string(), s.label()))
-                .or_default() += 1;
-        }
-        self.metrics.set_groups(&counts);
-        let fighting = st.fights.fighting(Instant::now());
+        self.metrics.set_groups(&st.groups.counts());
+        let fighting = st.groups.fights.fighting(Instant::now());
         self.metrics.fighting_groups.set(fighting.len() as i64);
         self.metrics.fight_hold.clear();
         for (key, hold) in fighting {
@@ -344,9 +304,9 @@ impl Runner {
         let elapsed = started.elapsed();
         self.metrics
             .pass_done(trigger.as_str(), outcome.as_str(), elapsed.as_secs_f64());
-        self.metrics.sync_api_calls(self.clients.stats());
+        self.metrics.sync_api_calls(self.fleet.calls());
         self.metrics.sync_events(&self.intake.status);
-        self.metrics.sync_trail_calls(self.clients.trail_stats());
+        self.metrics.sync_trail_calls(self.fleet.trail_calls());
         if outcome.read_the_cloud() {
             let unix = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

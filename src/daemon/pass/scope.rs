@@ -3,10 +3,24 @@
 //! the selectors changed, or when an explicit group was removed (it may now fall under a selector); a
 //! file pass otherwise reuses the last listing, so a one-line edit does not list every selector.
 
-use super::{Runner, State};
-use crate::model::NoteLevel;
-use crate::policy::{Desired, Selector};
+use super::Runner;
+use crate::accounts::Fleet;
+use crate::model::{GroupKey, NoteLevel};
+use crate::policy::{Desired, DesiredGroup, Selector};
 use crate::reconcile::Failure;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The main lane's memory of its last selector listing. Only the main lane touches it (one pass at a
+/// time), so it is kept apart from the state both lanes share: resolving selectors holds this across
+/// the network, never that.
+#[derive(Default)]
+pub(super) struct Selection {
+    /// The last listing's groups (explicit entries excluded).
+    groups: BTreeMap<GroupKey, DesiredGroup>,
+    /// The selectors that listing was made for, and the explicit entries beside them.
+    selectors: Vec<Selector>,
+    explicit: BTreeSet<GroupKey>,
+}
 
 /// The same selectors in the same order, perhaps declared on other lines.
 fn same_but_for_places(old: &[Selector], new: &[Selector]) -> bool {
@@ -19,12 +33,12 @@ fn same_but_for_places(old: &[Selector], new: &[Selector]) -> bool {
         })
 }
 
-impl Runner {
+impl<F: Fleet> Runner<F> {
     /// The desired state with selectors resolved into groups (and no selectors left), or the error
     /// that stops the pass (credentials, permission).
     pub(super) async fn effective(
         &self,
-        st: &mut State,
+        sel: &mut Selection,
         desired: &Desired,
         full: bool,
     ) -> Result<Desired, Failure> {
@@ -37,27 +51,27 @@ impl Runner {
             accounts: desired.accounts.clone(),
         };
         if desired.selectors.is_empty() {
-            st.selector_groups.clear();
-            st.last_selectors.clear();
-            st.last_explicit = desired.groups.keys().cloned().collect();
+            sel.groups.clear();
+            sel.selectors.clear();
+            sel.explicit = desired.groups.keys().cloned().collect();
             return Ok(out);
         }
-        let removed = st
-            .last_explicit
-            .iter()
-            .any(|k| !desired.groups.contains_key(k));
-        if !full && !removed && same_but_for_places(&st.last_selectors, &desired.selectors) {
+        let removed = sel.explicit.iter().any(|k| !desired.groups.contains_key(k));
+        if !full && !removed && same_but_for_places(&sel.selectors, &desired.selectors) {
             // Lines moved (an edit above a selector): the listing still holds; only file:line changes.
-            for g in st.selector_groups.values_mut() {
-                if let Some(i) = st.last_selectors.iter().position(|s| s.source == g.source) {
+            for g in sel.groups.values_mut() {
+                if let Some(i) = sel.selectors.iter().position(|s| s.source == g.source) {
                     g.source = desired.selectors[i].source.clone();
                 }
             }
-            st.last_selectors = desired.selectors.clone();
+            sel.selectors = desired.selectors.clone();
         }
-        if full || removed || desired.selectors != st.last_selectors {
+        if full || removed || desired.selectors != sel.selectors {
             let accounts = desired.selectors.iter().map(|s| s.account.as_str());
-            let reach = self.clients.reach(accounts, &desired.accounts).await;
+            let reach = self
+                .fleet
+                .reach_accounts(accounts.collect(), &desired.accounts)
+                .await;
             let (resolved, fatal) =
                 crate::reconcile::selectors::resolve(&reach, desired, self.setup.pass.concurrency)
                     .await;
@@ -71,15 +85,15 @@ impl Runner {
                     NoteLevel::Error => tracing::error!("{}: {}", at.join(", "), note.message),
                 }
             }
-            st.selector_groups = resolved
+            sel.groups = resolved
                 .groups
                 .into_iter()
                 .filter(|(k, _)| !desired.groups.contains_key(k))
                 .collect();
-            st.last_selectors = desired.selectors.clone();
+            sel.selectors = desired.selectors.clone();
         }
-        st.last_explicit = desired.groups.keys().cloned().collect();
-        for (k, g) in &st.selector_groups {
+        sel.explicit = desired.groups.keys().cloned().collect();
+        for (k, g) in &sel.groups {
             out.groups.entry(k.clone()).or_insert_with(|| g.clone());
         }
         Ok(out)

@@ -8,15 +8,16 @@
 //! the main lane's timer and triggers do not wait for it, and both share the rate limiter, whose
 //! queue is first come, first served.
 
-use super::results::{Cause, Finished, PassOutcome, Tally};
+use super::results::{Finished, FoundBy, PassOutcome, Tally};
 use super::{subset, Runner};
+use crate::accounts::Fleet;
 use crate::daemon::triggers::Trigger;
 use crate::policy::DesiredGroup;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-impl Runner {
+impl<F: Fleet> Runner<F> {
     /// Runs targeted passes until shutdown.
     pub async fn targeted_lane(self: Arc<Self>) {
         loop {
@@ -25,15 +26,15 @@ impl Runner {
                 return;
             }
             // Events of one burst (a console user flipping several groups) are read together.
-            tokio::time::sleep(self.settings.debounce).await;
-            if self.cancel.load(Ordering::SeqCst) {
+            let debounce = tokio::time::sleep(self.settings.debounce);
+            if self.unless_stopped(debounce).await.is_none() {
                 return;
             }
             self.targeted_pass().await;
         }
     }
 
-    async fn targeted_pass(&self) {
+    pub(super) async fn targeted_pass(&self) {
         let started = Instant::now();
         let st = self.state.lock().await;
         let Some(desired) = st.effective.clone() else {
@@ -46,7 +47,7 @@ impl Runner {
         let (held, active): (Vec<&DesiredGroup>, Vec<&DesiredGroup>) = batch
             .keys()
             .filter_map(|k| desired.groups.get(k))
-            .partition(|g| st.fights.held(&g.key, now));
+            .partition(|g| st.groups.fights.held(&g.key, now));
         let scope = held.len() + active.len();
         if scope == 0 {
             return;
@@ -56,14 +57,14 @@ impl Runner {
         let reports = self.run_scoped(active, held).await;
 
         let mut st = self.state.lock().await;
-        let commit = st.commit.clone();
-        let (tally, cloud_failure): (Tally, _) = self.take_reports(
+        let commit = st.folder.commit().map(str::to_string);
+        let (tally, cloud_failure): (Tally, _) = self.fold_reports(
             &mut st,
             reports,
             &desired.groups,
             commit.as_deref(),
-            Cause::Event,
-            &|k| batch.get(k).cloned(),
+            FoundBy::Event,
+            &batch,
         );
         self.publish_groups(&st);
         self.note_oldest_read(&st);
@@ -76,13 +77,8 @@ impl Runner {
                 "targeted pass failed on the cloud: {why}"
             );
         }
-        let outcome = if cloud_failure.is_some() {
-            PassOutcome::CloudError
-        } else if tally.errors > 0 {
-            PassOutcome::GroupErrors
-        } else {
-            PassOutcome::Success
-        };
+        // The targeted lane never loads the folder: only the main lane says it is broken.
+        let outcome = PassOutcome::of(cloud_failure.is_some(), true, &tally);
         self.finish(Finished {
             trigger: Trigger::Event,
             outcome,

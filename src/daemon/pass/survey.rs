@@ -5,6 +5,7 @@
 //! (account, region) whose listing failed keeps its last figures.
 
 use super::Runner;
+use crate::accounts::Fleet;
 use crate::model::{Bucket, GroupKey};
 use crate::policy::Desired;
 use crate::reconcile::survey::{self, place};
@@ -12,11 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The ungoverned groups of the last survey, by (account, region).
 #[derive(Default)]
-pub(super) struct Seen {
+pub(super) struct LastSurvey {
     by_bucket: BTreeMap<Bucket, BTreeSet<GroupKey>>,
 }
 
-impl Runner {
+impl<F: Fleet> Runner<F> {
     /// Surveys coverage of `desired` (the folder as loaded, selectors included) unless told not
     /// to; call it after a full pass. The listings run without the daemon state held (the targeted
     /// lane keeps working meanwhile); only folding their result takes it.
@@ -24,15 +25,25 @@ impl Runner {
         if !self.settings.report_ungoverned {
             return;
         }
-        let found =
-            survey::survey_clients(&self.clients, desired, self.setup.pass.concurrency, false)
+        let surveying = async {
+            let wanted = survey::buckets(desired);
+            let accounts = wanted.iter().map(|b| b.account.as_str());
+            let reach = self
+                .fleet
+                .reach_accounts(accounts.collect(), &desired.accounts)
                 .await;
+            survey::survey(&reach, desired, self.setup.pass.concurrency, false).await
+        };
+        // After SIGTERM no survey starts, and one under way is dropped (it only reads).
+        let Some(found) = self.unless_stopped(surveying).await else {
+            return;
+        };
         let mut st = self.state.lock().await;
         let mut next: BTreeMap<Bucket, BTreeSet<GroupKey>> = BTreeMap::new();
         for b in found.buckets {
             match b.result {
                 Ok(groups) => {
-                    let before = st.coverage.by_bucket.get(&b.bucket);
+                    let before = st.survey.by_bucket.get(&b.bucket);
                     for g in &groups {
                         if before.map_or(true, |seen| !seen.contains(&g.key)) {
                             tracing::warn!(
@@ -51,7 +62,7 @@ impl Runner {
                         "coverage of {} is unknown: listing its security groups failed: {e}",
                         place(&b.bucket)
                     );
-                    if let Some(kept) = st.coverage.by_bucket.remove(&b.bucket) {
+                    if let Some(kept) = st.survey.by_bucket.remove(&b.bucket) {
                         next.insert(b.bucket, kept);
                     }
                 }
@@ -65,6 +76,6 @@ impl Runner {
             })
             .collect();
         self.metrics.set_ungoverned(&counts);
-        st.coverage.by_bucket = next;
+        st.survey.by_bucket = next;
     }
 }

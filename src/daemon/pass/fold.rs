@@ -1,0 +1,803 @@
+//! The daemon's pure core: what it knows about each governed group, and folding a pass's results
+//! into it. [`fold`] is a function of (state, reports, cause, authors, now): it reads no clock, logs
+//! nothing and touches no metric; it returns the [`Effect`]s a thin shell carries out (results.rs),
+//! so every decision the daemon makes about a group is unit-tested with values.
+//!
+//! ```text
+//!              ┌──────────── in sync / corrected ─────────────┐
+//!              ▼                                               │
+//!   (new) ──▶ InSync ◀── corrected (Effect::Corrected) ── Drifted ◀── held: rail, observe, fight
+//!              │                                               ▲      (Record::hold says which)
+//!              └─── read or write failed ──▶ Error ────────────┘
+//!   a correction's token is remembered: the other lane's replay of it counts once;
+//!   a correction restoring the last one within the window grows a fight (Effect::Fight), which
+//!   holds the group's next corrections back (the scope puts it in the watch-only run).
+//! ```
+
+use super::results::{FoundBy, GroupState, Tally};
+use crate::daemon::fights::Fights;
+use crate::daemon::health::CloudTrouble;
+use crate::events::Author;
+use crate::model::{GroupKey, Mode, Policy};
+use crate::plan::Action;
+use crate::policy::DesiredGroup;
+use crate::reconcile::gate::Hold;
+use crate::reconcile::{GroupResult, Outcome, PassReport};
+use crate::report::audit;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a drifted group was not corrected this pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum HoldReason {
+    /// A safety rail of the pass (`--max-changes`, `--allow-open`).
+    Rail(Hold),
+    /// `mode: observe`: drift is reported, never written.
+    Observe,
+    /// The group is in a fight: its corrections are held back for a while.
+    Fight,
+}
+
+/// One governed group as the daemon knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Record {
+    /// What the last read found (the `state` label of `sgpolicy_groups`).
+    pub(super) state: GroupState,
+    /// The declaration last seen in effect (or, dry-run, observed): a file pass skips the group
+    /// while its declaration stays the same.
+    pub(super) settled: Option<(Policy, Mode)>,
+    /// When the group was last read successfully (the verification-age gauge).
+    pub(super) verified: Option<Instant>,
+    /// The ClientToken of its last correction: both lanes may correct one drift with the same
+    /// token (one write takes effect, the other is replayed), which is one correction, not two.
+    pub(super) correction: Option<String>,
+    /// Who made the change the last correction undid, when an event said so.
+    pub(super) undid: Option<Arc<Author>>,
+    /// Why its last drift was not corrected.
+    pub(super) hold: Option<HoldReason>,
+}
+
+/// Everything the daemon folds results into: one record per governed group, and the fights.
+#[derive(Debug)]
+pub(super) struct Groups {
+    pub(super) records: BTreeMap<GroupKey, Record>,
+    pub(super) fights: Fights,
+}
+
+impl Groups {
+    pub(super) fn new(fights: Fights) -> Groups {
+        Groups {
+            records: BTreeMap::new(),
+            fights,
+        }
+    }
+
+    /// Forgets every group `governed` does not name (and fights gone cold).
+    pub(super) fn keep_only(&mut self, governed: impl Fn(&GroupKey) -> bool, now: Instant) {
+        self.records.retain(|k, _| governed(k));
+        self.fights.prune(governed, now);
+    }
+
+    /// Whether a file pass may skip `g`: its declaration was last seen in effect.
+    pub(super) fn settled(&self, g: &DesiredGroup) -> bool {
+        self.records.get(&g.key).and_then(|r| r.settled) == Some((g.policy, g.mode))
+    }
+
+    /// The oldest successful read of `governed` (a group never read counts from `start`).
+    pub(super) fn oldest_read<'a>(
+        &self,
+        governed: impl Iterator<Item = &'a GroupKey>,
+        start: Instant,
+    ) -> Option<Instant> {
+        governed
+            .map(|k| {
+                self.records
+                    .get(k)
+                    .and_then(|r| r.verified)
+                    .unwrap_or(start)
+            })
+            .min()
+    }
+
+    /// Groups by (account, state label), for `sgpolicy_groups`.
+    pub(super) fn counts(&self) -> BTreeMap<(String, &'static str), i64> {
+        let mut counts = BTreeMap::new();
+        for (key, r) in &self.records {
+            *counts
+                .entry((key.account.to_string(), r.state.label()))
+                .or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// A report, and why its drifted groups were held when it ran them watch-only.
+pub(super) struct Scoped {
+    pub(super) report: PassReport,
+    pub(super) held: Option<HoldReason>,
+}
+
+/// What the shell must do after a fold.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Effect {
+    /// A correction took effect: `sgpolicy_corrections_total`, the `changed` write of its account,
+    /// `sgpolicy_corrections_by_cause_total{cause, actor_type}`.
+    Corrected {
+        account: String,
+        cause: FoundBy,
+        actor: &'static str,
+    },
+    /// A write was sent and failed: the `failed` write of its account.
+    WriteFailed { account: String },
+    /// The correction undid a change an event announced: the "was changed to ... by ..." line.
+    Undid {
+        key: GroupKey,
+        found: Option<Policy>,
+        desired: Policy,
+        author: Arc<Author>,
+    },
+    /// A fight started or grew: the "changed back N times" warning.
+    Fight {
+        key: GroupKey,
+        streak: u32,
+        hold: Duration,
+        by: Option<Arc<Author>>,
+    },
+}
+
+/// What a fold decided: the reports with their authors attached, the tally, the first cloud
+/// failure (the pass then failed on the cloud), and the effects.
+pub(super) struct Folded {
+    pub(super) reports: Vec<PassReport>,
+    pub(super) tally: Tally,
+    pub(super) cloud: Option<CloudTrouble>,
+    pub(super) effects: Vec<Effect>,
+}
+
+/// What a pass brings to the fold besides its reports.
+pub(super) struct Context<'a> {
+    /// The declarations the pass ran with.
+    pub(super) declared: &'a BTreeMap<GroupKey, DesiredGroup>,
+    /// How the pass was started (a correction an event announced is `Event` whatever it says).
+    pub(super) cause: FoundBy,
+    /// The author of each group's latest queued event.
+    pub(super) authors: &'a BTreeMap<GroupKey, Arc<Author>>,
+    pub(super) now: Instant,
+}
+
+/// Who an event says made the change a correction undid, when the read found that change.
+fn announced_drift(r: &GroupResult, author: Option<&Arc<Author>>) -> Option<Arc<Author>> {
+    let author = author?;
+    match author.set_to {
+        Some(p) if Some(p) != r.entry.observed => None,
+        _ => Some(author.clone()),
+    }
+}
+
+/// Folds one pass's reports into `groups`.
+pub(super) fn fold(groups: &mut Groups, scoped: Vec<Scoped>, cx: &Context<'_>) -> Folded {
+    let mut out = Folded {
+        reports: Vec::with_capacity(scoped.len()),
+        tally: Tally::default(),
+        cloud: None,
+        effects: Vec::new(),
+    };
+    for Scoped { mut report, held } in scoped {
+        if let Some(f) = &report.fatal {
+            out.cloud
+                .get_or_insert_with(|| CloudTrouble::Failed(f.clone()));
+        }
+        out.tally.api_calls += report.api_calls.values().sum::<u64>();
+        for r in &mut report.results {
+            if matches!(
+                r.outcome,
+                Outcome::Changed | Outcome::WouldChange | Outcome::Observed | Outcome::Held(_)
+            ) {
+                r.changed_by = announced_drift(r, cx.authors.get(&r.entry.key));
+            }
+            fold_one(groups, r, held.as_ref(), cx, &mut out);
+        }
+        out.reports.push(report);
+    }
+    out
+}
+
+/// Folds one group's result.
+fn fold_one(
+    groups: &mut Groups,
+    r: &GroupResult,
+    held: Option<&HoldReason>,
+    cx: &Context<'_>,
+    out: &mut Folded,
+) {
+    let key = &r.entry.key;
+    // What outlives one read: when it was last verified, its last correction and who it undid.
+    let previous = groups.records.remove(key);
+    let mut record = Record {
+        state: GroupState::Error,
+        settled: None,
+        hold: None,
+        ..previous.unwrap_or(Record {
+            state: GroupState::Error,
+            settled: None,
+            verified: None,
+            correction: None,
+            undid: None,
+            hold: None,
+        })
+    };
+    if r.entry.observed.is_some() {
+        record.verified = Some(cx.now);
+    }
+    let t = &mut out.tally;
+    record.state = match &r.outcome {
+        Outcome::InSync => {
+            t.in_sync += 1;
+            GroupState::InSync
+        }
+        Outcome::Changed => {
+            t.changed += 1;
+            // The other lane's correction of the same drift, replayed by ECS, is not a new one.
+            if r.token.is_none() || r.token != record.correction {
+                corrected(groups, r, cx, &mut record, out);
+            }
+            GroupState::InSync
+        }
+        Outcome::WouldChange | Outcome::Observed | Outcome::Held(_) => {
+            record.hold = hold_of(&r.outcome, held);
+            match record.hold {
+                Some(HoldReason::Rail(_) | HoldReason::Fight) => t.held += 1,
+                // `mode: observe` and a dry run report the drift they would correct.
+                Some(HoldReason::Observe) | None => t.would_change += 1,
+            }
+            GroupState::Drifted
+        }
+        Outcome::Failed(_) | Outcome::Error => {
+            t.errors += 1;
+            failed(r, out)
+        }
+    };
+    if matches!(record.state, GroupState::InSync | GroupState::Drifted) {
+        record.settled = cx.declared.get(key).map(|g| (g.policy, g.mode));
+    }
+    groups.records.insert(key.clone(), record);
+}
+
+/// Why a drifted group was not corrected: a rail, `mode: observe`, or the fight its watch-only run
+/// was for (a dry run's drift has no hold).
+fn hold_of(outcome: &Outcome, run_held: Option<&HoldReason>) -> Option<HoldReason> {
+    match outcome {
+        Outcome::Held(h) => Some(HoldReason::Rail(h.clone())),
+        Outcome::Observed => Some(HoldReason::Observe),
+        Outcome::WouldChange => run_held.cloned(),
+        _ => None,
+    }
+}
+
+/// The state of a group whose write or read failed, noting a failure that is the cloud's.
+fn failed(r: &GroupResult, out: &mut Folded) -> GroupState {
+    match (&r.outcome, &r.entry.action) {
+        (Outcome::Failed(e), _) => {
+            if audit::write_sent(r) {
+                out.effects.push(Effect::WriteFailed {
+                    account: r.entry.key.account.to_string(),
+                });
+            }
+            if e.is_cloud_trouble() {
+                out.cloud
+                    .get_or_insert_with(|| CloudTrouble::Failed((**e).clone()));
+            }
+            GroupState::Error
+        }
+        (_, Action::Unmanageable { .. }) => GroupState::Unmanageable,
+        (_, Action::ReadFailed(failure)) if failure.is_cloud_trouble() => {
+            out.cloud
+                .get_or_insert_with(|| CloudTrouble::Unreadable(failure.clone()));
+            GroupState::Error
+        }
+        _ => GroupState::Error,
+    }
+}
+
+/// A correction that took effect (not a replay of the last one).
+fn corrected(
+    groups: &mut Groups,
+    r: &GroupResult,
+    cx: &Context<'_>,
+    record: &mut Record,
+    out: &mut Folded,
+) {
+    let key = &r.entry.key;
+    if r.token.is_some() {
+        record.correction = r.token.clone();
+    }
+    record.undid = r.changed_by.clone();
+    let (cause, actor) = match r.changed_by.as_deref() {
+        Some(a) => (FoundBy::Event, a.actor.label()),
+        None => (cx.cause, "unknown"),
+    };
+    out.effects.push(Effect::Corrected {
+        account: key.account.to_string(),
+        cause,
+        actor,
+    });
+    if let Some(a) = &r.changed_by {
+        out.effects.push(Effect::Undid {
+            key: key.clone(),
+            found: r.entry.observed,
+            desired: r.entry.desired,
+            author: a.clone(),
+        });
+    }
+    if let Some(n) = groups.fights.corrected(key, r.entry.desired, cx.now) {
+        out.effects.push(Effect::Fight {
+            key: key.clone(),
+            streak: n.streak,
+            hold: n.hold,
+            by: r.changed_by.clone(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::settings::FightPolicy;
+    use crate::events::{ActorType, EventType};
+    use crate::model::{Location, Policy::*};
+    use crate::plan::PlanEntry;
+    use crate::reconcile::Failure;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+    const HOLD: Duration = Duration::from_secs(300);
+
+    fn sg(id: &str) -> GroupKey {
+        GroupKey::new("cn-hangzhou", id)
+    }
+
+    /// Two restorations in a row make a fight.
+    fn groups() -> Groups {
+        Groups::new(Fights::new(FightPolicy {
+            threshold: 2,
+            window: HOUR,
+            hold: HOLD,
+            hold_cap: 10 * HOLD,
+        }))
+    }
+
+    fn declared(keys: &[(&GroupKey, Mode)]) -> BTreeMap<GroupKey, DesiredGroup> {
+        keys.iter()
+            .map(|(k, mode)| {
+                let g = DesiredGroup {
+                    key: (*k).clone(),
+                    policy: Drop,
+                    source: Location {
+                        path: std::path::Path::new("prod.yaml").into(),
+                        line: 3,
+                        column: 5,
+                    },
+                    mode: *mode,
+                };
+                ((*k).clone(), g)
+            })
+            .collect()
+    }
+
+    /// `key`, declared `Drop`, read as `found`, with `outcome`.
+    fn result(key: &GroupKey, found: Policy, outcome: Outcome) -> GroupResult {
+        let action = if found == Drop {
+            Action::InSync
+        } else {
+            Action::Change {
+                from: found,
+                to: Drop,
+            }
+        };
+        GroupResult {
+            entry: PlanEntry {
+                key: key.clone(),
+                desired: Drop,
+                observed: Some(found),
+                source: Location {
+                    path: std::path::Path::new("prod.yaml").into(),
+                    line: 3,
+                    column: 5,
+                },
+                action,
+                mode: Mode::Enforce,
+            },
+            token: (outcome == Outcome::Changed).then(|| "sgpolicy-tok-1".to_string()),
+            outcome,
+            request_id: None,
+            changed_by: None,
+        }
+    }
+
+    /// A group whose read failed with `code` (HTTP `status`): a 503 is the cloud's trouble, a
+    /// 400 `InvalidSecurityGroupId.NotFound`-style answer the group's own.
+    fn unread(key: &GroupKey, status: u16, code: &str) -> GroupResult {
+        let mut r = result(key, Accept, Outcome::Error);
+        r.entry.observed = None;
+        r.entry.action = Action::ReadFailed(read_failure(status, code));
+        r
+    }
+
+    fn read_failure(status: u16, code: &str) -> crate::reconcile::Failure {
+        crate::reconcile::Failure::Ecs(crate::ecs::EcsError::Api(crate::ecs::ApiError {
+            action: "DescribeSecurityGroupAttribute",
+            status: Some(status),
+            code: code.into(),
+            message: "try later".into(),
+            request_id: None,
+            retry_after_ms: None,
+        }))
+    }
+
+    fn run(results: Vec<GroupResult>, held: Option<HoldReason>) -> Scoped {
+        Scoped {
+            report: PassReport {
+                revision: "3f2a9c1b7d4e".into(),
+                files: 1,
+                dry_run: held.is_some(),
+                results,
+                fatal: None,
+                api_calls: BTreeMap::from([("DescribeSecurityGroupAttribute".into(), 2)]),
+                retries: 0,
+                throttled: 0,
+                duration: Duration::ZERO,
+                notes: Vec::new(),
+                coverage: None,
+            },
+            held,
+        }
+    }
+
+    fn alice(set_to: Policy) -> Arc<Author> {
+        Arc::new(Author {
+            actor: ActorType::RamUser,
+            name: Some("alice".into()),
+            principal_id: None,
+            event_type: EventType::ConsoleOperation,
+            source_ip: None,
+            user_agent: None,
+            event_time: None,
+            event_id: "e-1".into(),
+            set_to: Some(set_to),
+        })
+    }
+
+    /// Folds `scoped` at `now` as a resync with the given queued authors.
+    fn fold_at(
+        g: &mut Groups,
+        scoped: Vec<Scoped>,
+        decl: &BTreeMap<GroupKey, DesiredGroup>,
+        authors: &BTreeMap<GroupKey, Arc<Author>>,
+        now: Instant,
+    ) -> Folded {
+        let cx = Context {
+            declared: decl,
+            cause: FoundBy::Resync,
+            authors,
+            now,
+        };
+        fold(g, scoped, &cx)
+    }
+
+    fn corrected(actor: &'static str, cause: FoundBy) -> Effect {
+        Effect::Corrected {
+            account: String::new(),
+            cause,
+            actor,
+        }
+    }
+
+    #[test]
+    fn a_corrected_group_is_in_sync_settled_verified_and_counted_once_by_its_cause() {
+        let (a, b) = (sg("sg-a"), sg("sg-b"));
+        let decl = declared(&[(&a, Mode::Enforce), (&b, Mode::Enforce)]);
+        let mut g = groups();
+        let now = Instant::now();
+        let results = vec![
+            result(&a, Accept, Outcome::Changed),
+            result(&b, Drop, Outcome::InSync),
+        ];
+        let f = fold_at(
+            &mut g,
+            vec![run(results, None)],
+            &decl,
+            &BTreeMap::new(),
+            now,
+        );
+        assert_eq!(f.effects, [corrected("unknown", FoundBy::Resync)]);
+        assert_eq!(
+            (f.tally.changed, f.tally.in_sync, f.tally.api_calls),
+            (1, 1, 2)
+        );
+        assert_eq!(f.cloud, None);
+        let ra = &g.records[&a];
+        assert_eq!(ra.state, GroupState::InSync);
+        assert_eq!(ra.settled, Some((Drop, Mode::Enforce)));
+        assert_eq!(ra.verified, Some(now));
+        assert_eq!(ra.correction.as_deref(), Some("sgpolicy-tok-1"));
+        assert!(g.settled(&decl[&a]), "a file pass skips it now");
+    }
+
+    #[test]
+    fn the_other_lanes_replayed_correction_is_counted_once() {
+        let a = sg("sg-a");
+        let decl = declared(&[(&a, Mode::Enforce)]);
+        let mut g = groups();
+        let now = Instant::now();
+        let first = fold_at(
+            &mut g,
+            vec![run(vec![result(&a, Accept, Outcome::Changed)], None)],
+            &decl,
+            &BTreeMap::new(),
+            now,
+        );
+        let replay = fold_at(
+            &mut g,
+            vec![run(vec![result(&a, Accept, Outcome::Changed)], None)],
+            &decl,
+            &BTreeMap::new(),
+            now,
+        );
+        assert_eq!(first.effects.len(), 1);
+        assert_eq!(replay.effects, [], "same token: ECS replayed it");
+        assert_eq!(g.records[&a].state, GroupState::InSync);
+    }
+
+    #[test]
+    fn an_event_targeted_correction_names_its_author_and_counts_as_an_event() {
+        let (a, b) = (sg("sg-a"), sg("sg-b"));
+        let decl = declared(&[(&a, Mode::Enforce), (&b, Mode::Enforce)]);
+        let mut g = groups();
+        // alice set sg-a to Accept (what the read found); sg-b's event sent Drop, yet it was Accept.
+        let authors = BTreeMap::from([(a.clone(), alice(Accept)), (b.clone(), alice(Drop))]);
+        let mut cb = result(&b, Accept, Outcome::Changed);
+        cb.token = Some("sgpolicy-tok-2".into());
+        let results = vec![result(&a, Accept, Outcome::Changed), cb];
+        let f = fold_at(
+            &mut g,
+            vec![run(results, None)],
+            &decl,
+            &authors,
+            Instant::now(),
+        );
+        assert_eq!(
+            f.effects,
+            [
+                corrected("ram-user", FoundBy::Event),
+                Effect::Undid {
+                    key: a.clone(),
+                    found: Some(Accept),
+                    desired: Drop,
+                    author: alice(Accept),
+                },
+                corrected("unknown", FoundBy::Resync),
+            ]
+        );
+        assert_eq!(f.reports[0].results[0].changed_by, Some(alice(Accept)));
+        assert_eq!(
+            f.reports[0].results[1].changed_by, None,
+            "not the drift it announced"
+        );
+        assert_eq!(g.records[&a].undid, Some(alice(Accept)));
+    }
+
+    #[test]
+    fn each_rail_and_observe_hold_a_drifted_group_with_its_reason() {
+        let (a, b, c) = (sg("sg-a"), sg("sg-b"), sg("sg-c"));
+        let decl = declared(&[
+            (&a, Mode::Enforce),
+            (&b, Mode::Enforce),
+            (&c, Mode::Observe),
+        ]);
+        let mut g = groups();
+        let max = Hold::MaxChanges {
+            planned: 30,
+            max: 20,
+        };
+        let results = vec![
+            result(&a, Accept, Outcome::Held(max.clone())),
+            result(&b, Accept, Outcome::Held(Hold::Open)),
+            result(&c, Accept, Outcome::Observed),
+        ];
+        let f = fold_at(
+            &mut g,
+            vec![run(results, None)],
+            &decl,
+            &BTreeMap::new(),
+            Instant::now(),
+        );
+        assert_eq!(f.effects, []);
+        assert_eq!((f.tally.held, f.tally.would_change), (2, 1));
+        let hold = |k: &GroupKey| g.records[k].hold.clone();
+        assert_eq!(hold(&a), Some(HoldReason::Rail(max)));
+        assert_eq!(hold(&b), Some(HoldReason::Rail(Hold::Open)));
+        assert_eq!(hold(&c), Some(HoldReason::Observe));
+        assert!([&a, &b, &c]
+            .iter()
+            .all(|k| g.records[*k].state == GroupState::Drifted));
+    }
+
+    #[test]
+    fn restorations_start_a_fight_whose_watch_only_reads_are_held_until_it_goes_cold() {
+        let a = sg("sg-a");
+        let decl = declared(&[(&a, Mode::Enforce)]);
+        let mut g = groups();
+        let start = Instant::now();
+        let mut fights = Vec::new();
+        for n in 0..3u32 {
+            let mut r = result(&a, Accept, Outcome::Changed);
+            r.token = Some(format!("sgpolicy-tok-{n}"));
+            let at = start + Duration::from_secs(60) * n;
+            let f = fold_at(
+                &mut g,
+                vec![run(vec![r], None)],
+                &decl,
+                &BTreeMap::new(),
+                at,
+            );
+            fights.extend(
+                f.effects
+                    .into_iter()
+                    .filter(|e| matches!(e, Effect::Fight { .. })),
+            );
+        }
+        let third = start + Duration::from_secs(120);
+        assert_eq!(
+            fights,
+            [Effect::Fight {
+                key: a.clone(),
+                streak: 2,
+                hold: HOLD,
+                by: None
+            }]
+        );
+        assert!(g.fights.held(&a, third + Duration::from_secs(1)));
+
+        // While held, the scope runs it watch-only: drift is held with the fight as its reason.
+        let watch = run(
+            vec![result(&a, Accept, Outcome::WouldChange)],
+            Some(HoldReason::Fight),
+        );
+        let f = fold_at(&mut g, vec![watch], &decl, &BTreeMap::new(), third);
+        assert_eq!((f.tally.held, f.tally.would_change), (1, 0));
+        assert_eq!(g.records[&a].hold, Some(HoldReason::Fight));
+        assert_eq!(g.fights.fighting(third).len(), 1);
+
+        // The hold ends, then the streak goes cold: the fight is over.
+        let cold = third + HOLD + HOUR + Duration::from_secs(1);
+        g.keep_only(|_| true, cold);
+        assert!(!g.fights.held(&a, cold));
+        assert_eq!(g.fights.fighting(cold), []);
+    }
+
+    #[test]
+    fn a_dry_run_drift_is_would_change_not_held() {
+        let a = sg("sg-a");
+        let decl = declared(&[(&a, Mode::Enforce)]);
+        let mut g = groups();
+        let f = fold_at(
+            &mut g,
+            vec![run(vec![result(&a, Accept, Outcome::WouldChange)], None)],
+            &decl,
+            &BTreeMap::new(),
+            Instant::now(),
+        );
+        assert_eq!((f.tally.held, f.tally.would_change), (0, 1));
+        assert_eq!(g.records[&a].hold, None);
+    }
+
+    #[test]
+    fn a_read_the_cloud_failed_is_an_error_and_a_cloud_failure_that_a_later_read_clears() {
+        let (a, b) = (sg("sg-a"), sg("sg-b"));
+        let decl = declared(&[(&a, Mode::Enforce), (&b, Mode::Enforce)]);
+        let mut g = groups();
+        let now = Instant::now();
+        let results = vec![
+            unread(&a, 503, "ServiceUnavailable"),
+            unread(&b, 400, "InvalidParameter"),
+        ];
+        let f = fold_at(
+            &mut g,
+            vec![run(results, None)],
+            &decl,
+            &BTreeMap::new(),
+            now,
+        );
+        assert_eq!(
+            f.cloud,
+            Some(CloudTrouble::Unreadable(read_failure(
+                503,
+                "ServiceUnavailable"
+            )))
+        );
+        assert_eq!(f.tally.errors, 2);
+        assert_eq!(g.records[&a].state, GroupState::Error);
+        assert_eq!(
+            (g.records[&a].settled, g.records[&a].verified),
+            (None, None)
+        );
+
+        let again = vec![result(&a, Drop, Outcome::InSync)];
+        let f = fold_at(&mut g, vec![run(again, None)], &decl, &BTreeMap::new(), now);
+        assert_eq!(f.cloud, None);
+        assert_eq!(g.records[&a].state, GroupState::InSync);
+        assert_eq!(g.counts().get(&(String::new(), "error")), Some(&1), "sg-b");
+    }
+
+    #[test]
+    fn a_write_sent_and_refused_is_counted_as_a_failed_write_and_a_fatal_error_fails_the_pass() {
+        let a = sg("sg-a");
+        let decl = declared(&[(&a, Mode::Enforce)]);
+        let mut g = groups();
+        let failure = Failure::WriteNotEffective {
+            writes: 2,
+            to: Drop,
+        };
+        let mut scoped = run(
+            vec![result(
+                &a,
+                Accept,
+                Outcome::Failed(Box::new(failure.clone())),
+            )],
+            None,
+        );
+        scoped.report.fatal = Some(Failure::DeadlineExceeded {
+            action: "DescribeSecurityGroups",
+        });
+        let f = fold_at(
+            &mut g,
+            vec![scoped],
+            &decl,
+            &BTreeMap::new(),
+            Instant::now(),
+        );
+        assert_eq!(
+            f.effects,
+            [Effect::WriteFailed {
+                account: String::new()
+            }]
+        );
+        assert_eq!(
+            f.cloud,
+            Some(CloudTrouble::Failed(Failure::DeadlineExceeded {
+                action: "DescribeSecurityGroups"
+            })),
+            "the fatal error first"
+        );
+        assert_eq!(g.records[&a].state, GroupState::Error);
+    }
+
+    #[test]
+    fn groups_no_longer_governed_are_forgotten_with_their_reads() {
+        let (a, b) = (sg("sg-a"), sg("sg-b"));
+        let decl = declared(&[(&a, Mode::Enforce), (&b, Mode::Enforce)]);
+        let mut g = groups();
+        let start = Instant::now();
+        let later = start + Duration::from_secs(5);
+        let results = vec![
+            result(&a, Drop, Outcome::InSync),
+            result(&b, Drop, Outcome::InSync),
+        ];
+        fold_at(
+            &mut g,
+            vec![run(results, None)],
+            &decl,
+            &BTreeMap::new(),
+            later,
+        );
+        g.keep_only(|k| *k == a, later);
+        assert_eq!(g.records.keys().collect::<Vec<_>>(), [&a]);
+        let c = sg("sg-c");
+        assert_eq!(
+            g.oldest_read([&a, &c].into_iter(), start),
+            Some(start),
+            "sg-c never read"
+        );
+        assert_eq!(g.oldest_read([&a].into_iter(), start), Some(later));
+    }
+}

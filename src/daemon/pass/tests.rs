@@ -1,0 +1,544 @@
+//! The daemon's passes in-process, over the scripted fake of the cloud (`reconcile::fixtures`): a real
+//! policy folder on disk, the real runner, metrics and readiness, and every request checked exactly.
+
+use super::*;
+use crate::accounts::connect::ConnectSettings;
+use crate::accounts::Reach;
+use crate::ecs::client::CallStats;
+use crate::ecs::endpoint::EndpointType;
+use crate::ecs::limit::RateLimits;
+use crate::ecs::{Cloud, EcsError, GroupFilter, GroupPage};
+use crate::events::{Heard, Via};
+use crate::model::{GroupMeta, Policy, Policy::*};
+use crate::policy::LoadOptions;
+use crate::reconcile::fixtures::{found, listed, normal, Answer, Request, Scripted};
+use crate::reconcile::Clock;
+use crate::token::{client_token, Attempt, TokenInput};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+
+const HZ: &str = "cn-hangzhou";
+/// 2026-11-28T04:10:05.123Z: every token below derives from it.
+const NOW_MS: i64 = 1_795_839_005_123;
+
+/// Holds selector listings back once armed, until released: "the main lane is listing" as a state
+/// a test can wait for, not a duration.
+#[derive(Default)]
+struct ListGate {
+    armed: AtomicBool,
+    listing: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+/// The scripted fake, shared by every pass of one test, with a gate on its listings.
+#[derive(Clone, Default)]
+struct Fake {
+    script: Arc<std::sync::Mutex<Arc<Scripted>>>,
+    gate: Arc<ListGate>,
+    /// The pass's own call counts, once a pass took a counting handle.
+    tally: Option<Arc<CallStats>>,
+}
+
+impl Fake {
+    fn script(&self) -> Arc<Scripted> {
+        let script = self.script.lock().unwrap().clone();
+        match &self.tally {
+            Some(tally) => Arc::new(script.counting_into(tally)),
+            None => script,
+        }
+    }
+
+    /// Replaces the script: the requests expected from now on.
+    fn expect(&self, script: Scripted) {
+        *self.script.lock().unwrap() = Arc::new(script);
+    }
+}
+
+impl Cloud for Fake {
+    fn describe_groups(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, GroupMeta>, EcsError>> + Send {
+        let (script, region, ids) = (self.script(), region.to_string(), ids.to_vec());
+        async move { script.describe_groups(&region, &ids).await }
+    }
+
+    fn describe_attribute(
+        &self,
+        key: &GroupKey,
+    ) -> impl Future<Output = Result<Policy, EcsError>> + Send {
+        let (script, key) = (self.script(), key.clone());
+        async move { script.describe_attribute(&key).await }
+    }
+
+    fn modify_policy(
+        &self,
+        key: &GroupKey,
+        policy: Policy,
+        client_token: &str,
+    ) -> impl Future<Output = Result<String, EcsError>> + Send {
+        let (script, key, token) = (self.script(), key.clone(), client_token.to_string());
+        async move { script.modify_policy(&key, policy, &token).await }
+    }
+
+    fn list_groups(
+        &self,
+        region: &str,
+        filter: &GroupFilter,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<GroupPage, EcsError>> + Send {
+        let (gate, region, filter) = (self.gate.clone(), region.to_string(), filter.clone());
+        let next_token = next_token.map(str::to_string);
+        let this = self.clone();
+        async move {
+            if gate.armed.swap(false, Ordering::SeqCst) {
+                gate.listing.notify_one();
+                gate.release.notified().await;
+            }
+            let script = this.script();
+            script
+                .list_groups(&region, &filter, next_token.as_deref())
+                .await
+        }
+    }
+
+    fn stats(&self) -> &CallStats {
+        // Call counts are the fleet's (below); the fake's own are per script.
+        static NONE: std::sync::OnceLock<CallStats> = std::sync::OnceLock::new();
+        NONE.get_or_init(CallStats::default)
+    }
+
+    fn counting_into(&self, tally: &Arc<CallStats>) -> Self {
+        Fake {
+            tally: Some(tally.clone()),
+            ..self.clone()
+        }
+    }
+}
+
+/// The fleet of one account (the chain's own) whose client is the fake.
+struct FakeFleet {
+    cloud: Fake,
+    calls: CallStats,
+}
+
+impl Fleet for FakeFleet {
+    type Client = Fake;
+
+    fn reach_accounts<'a>(
+        &'a self,
+        accounts: Vec<&'a str>,
+        _roles: &'a BTreeMap<String, crate::model::AccountRef>,
+    ) -> impl Future<Output = Reach<Fake>> + 'a {
+        let reach = Reach::of(
+            accounts
+                .into_iter()
+                .map(|a| (a.to_string(), Ok(self.cloud.clone()))),
+        );
+        async move { reach }
+    }
+
+    fn calls(&self) -> &CallStats {
+        &self.calls
+    }
+
+    fn trail_calls(&self) -> &CallStats {
+        &self.calls
+    }
+}
+
+/// A daemon runner over a policy folder written for the test, and the fake cloud it talks to.
+struct Daemon {
+    runner: Arc<Runner<FakeFleet>>,
+    cloud: Fake,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    intake: Arc<Intake>,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn new(files: &[(&str, &str)]) -> Daemon {
+        Daemon::with(files, false, false)
+    }
+
+    /// A daemon that surveys coverage after each full pass when `surveying`, and never writes
+    /// when `dry_run`.
+    fn with(files: &[(&str, &str)], surveying: bool, dry_run: bool) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write policy file");
+        }
+        let setup = Setup {
+            policies: dir.path().to_path_buf(),
+            load: LoadOptions::default(),
+            connect: ConnectSettings {
+                endpoint: None,
+                actiontrail_endpoint: None,
+                endpoint_type: EndpointType::default(),
+                insecure_http: false,
+                profile: None,
+                sts_endpoint: None,
+                metadata_endpoint: None,
+                rate_limits: RateLimits::default(),
+                request_timeout: Duration::from_secs(5),
+                connect_timeout: Duration::from_secs(5),
+            },
+            pass: PassOptions {
+                dry_run,
+                concurrency: 1,
+                verify_reads: 1,
+                verify_delay: Duration::ZERO,
+                clock: Clock::Fixed(NOW_MS),
+                pass_timeout: None,
+                ..PassOptions::default()
+            },
+            settings: DaemonSettings {
+                report_ungoverned: surveying,
+                ..DaemonSettings::default()
+            },
+            report: None,
+            shard: crate::shard::Shard::default(),
+        };
+        let cloud = Fake::default();
+        let fleet = Arc::new(FakeFleet {
+            cloud: cloud.clone(),
+            calls: CallStats::default(),
+        });
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::new(Duration::from_secs(3600)));
+        let status = Arc::new(crate::events::Status::new());
+        status.turn_on(Via::Push);
+        let intake = Arc::new(Intake::new(status, setup.shard));
+        let (targets, _) = tokio::sync::watch::channel(Arc::new(Targets::default()));
+        let runner = Arc::new(Runner::new(
+            setup,
+            fleet,
+            metrics.clone(),
+            health.clone(),
+            None,
+            intake.clone(),
+            targets,
+        ));
+        Daemon {
+            runner,
+            cloud,
+            metrics,
+            health,
+            intake,
+            dir,
+        }
+    }
+
+    /// The folder's revision, as the tokens derive it.
+    fn revision(&self) -> String {
+        crate::policy::load_folder(self.dir.path(), &LoadOptions::default())
+            .expect("the test's folder loads")
+            .revision
+    }
+
+    /// The token of a first correction of `key` from `from` to `to` at the fixed clock.
+    fn token(&self, key: &GroupKey, from: Policy, to: Policy) -> String {
+        client_token(&TokenInput {
+            key,
+            from,
+            to,
+            revision: &self.revision(),
+            observed_at: NOW_MS / 1000,
+            attempt: Attempt::First,
+        })
+    }
+
+    /// The value of one exported series, 0 when absent.
+    fn metric(&self, series: &str) -> f64 {
+        self.metrics
+            .encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+fn sg(id: &str) -> GroupKey {
+    GroupKey::new(HZ, id)
+}
+
+fn read(key: &GroupKey) -> Request {
+    Request::DescribeAttribute(key.clone())
+}
+
+fn describe(keys: &[&GroupKey]) -> Request {
+    Request::DescribeGroups {
+        region: HZ.to_string(),
+        ids: keys.iter().map(|k| k.id.to_string()).collect(),
+    }
+}
+
+/// The listing of the `env: prod` selector below, answered with `ids`.
+fn prod_listing(ids: &[&str]) -> (Request, Answer) {
+    let request = Request::List {
+        region: HZ.to_string(),
+        filter: GroupFilter {
+            vpc_id: None,
+            tags: vec![("env".into(), "prod".into())],
+        },
+        next_token: None,
+    };
+    let groups = ids
+        .iter()
+        .map(|id| listed(id, id, "vpc-1", &[("env", "prod")]))
+        .collect();
+    let page = GroupPage {
+        groups,
+        next_token: None,
+    };
+    (request, Answer::Page(page))
+}
+
+/// `sg-a` declared by id, and every `env: prod` group of the region by a selector, all `Drop`.
+const WITH_SELECTOR: &str = "region: cn-hangzhou
+groups:
+  - id: sg-a
+    innerAccessPolicy: Drop
+selectors:
+  - match: {tags: {env: prod}}
+    innerAccessPolicy: Drop
+";
+
+/// A console user's ModifySecurityGroupPolicy of `id` to `sent`, as EventBridge pushes it.
+fn console_flip(id: &str, sent: &str) -> Heard {
+    modify_event(id, sent, None)
+}
+
+/// A ModifySecurityGroupPolicy of `id` to `sent`, with `token` as its ClientToken.
+fn modify_event(id: &str, sent: &str, token: Option<&str>) -> Heard {
+    let mut params = serde_json::json!({"SecurityGroupId": id, "InnerAccessPolicy": sent});
+    if let Some(t) = token {
+        params["ClientToken"] = serde_json::json!(t);
+    }
+    let record = serde_json::json!({"eventId": format!("e-{id}-{sent}-{}", token.unwrap_or("")),
+        "eventName": "ModifySecurityGroupPolicy", "acsRegion": HZ, "eventType": "ConsoleOperation",
+        "requestParameters": params,
+        "userIdentity": {"type": "ram-user", "userName": "alice", "accountId": "1111"}});
+    Heard {
+        change: crate::events::record::parse_record(&record, None).expect("a policy change"),
+        via: Via::Push,
+        account: None,
+    }
+}
+
+#[tokio::test]
+async fn a_targeted_correction_does_not_wait_for_the_main_lanes_selector_listing() {
+    let d = Daemon::new(&[("prod.yaml", WITH_SELECTOR)]);
+    let (a, b) = (sg("sg-a"), sg("sg-b"));
+    let (list, page) = prod_listing(&["sg-b"]);
+    d.cloud.expect(
+        Scripted::new()
+            .then(list.clone(), page.clone())
+            .then(
+                describe(&[&a, &b]),
+                found(&[(&a, normal()), (&b, normal())]),
+            )
+            .then(read(&a), Answer::Policy(Drop))
+            .then(read(&b), Answer::Policy(Drop)),
+    );
+    assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
+    d.cloud.script().done();
+
+    // The next resync's listing hangs; meanwhile a console user opens sg-a.
+    d.cloud.gate.armed.store(true, Ordering::SeqCst);
+    d.cloud.expect(
+        Scripted::new()
+            .then(describe(&[&a]), found(&[(&a, normal())]))
+            .then(read(&a), Answer::Policy(Accept))
+            .then(
+                Request::Modify {
+                    key: a.clone(),
+                    policy: Drop,
+                    token: d.token(&a, Accept, Drop),
+                },
+                Answer::RequestId("R-1"),
+            )
+            .then(read(&a), Answer::Policy(Drop))
+            .then(list, page)
+            .then(
+                describe(&[&a, &b]),
+                found(&[(&a, normal()), (&b, normal())]),
+            )
+            .then(read(&a), Answer::Policy(Drop))
+            .then(read(&b), Answer::Policy(Drop)),
+    );
+    let resync = d.runner.pass(Trigger::Interval);
+    let targeted = async {
+        d.cloud.gate.listing.notified().await;
+        assert!(matches!(
+            d.intake.hear(console_flip("sg-a", "Accept")),
+            crate::daemon::intake::Admission::Targeted(_)
+        ));
+        // Paused time: should the targeted pass wait on the listing, nothing else can run and the
+        // clock jumps straight to this deadline; no wall-clock time is measured.
+        tokio::time::pause();
+        tokio::time::timeout(Duration::from_secs(3600), d.runner.targeted_pass())
+            .await
+            .expect("the targeted pass waited for the main lane's selector listing");
+        tokio::time::resume();
+        let corrected =
+            d.metric(r#"sgpolicy_corrections_by_cause_total{cause="event",actor_type="ram-user"}"#);
+        d.cloud.gate.release.notify_one();
+        corrected
+    };
+    let (verdict, corrected_before_the_listing_ended) = tokio::join!(resync, targeted);
+    assert_eq!(verdict, Verdict::Done);
+    assert_eq!(
+        corrected_before_the_listing_ended,
+        1.0,
+        "{}",
+        d.metrics.encode()
+    );
+    d.cloud.script().done();
+}
+
+/// `sg-a` declared `Drop`, nothing else.
+const ONE_GROUP: &str = "region: cn-hangzhou
+groups:
+  - id: sg-a
+    innerAccessPolicy: Drop
+";
+
+/// The script of a pass that reads `sg-a` and finds it `Drop`.
+fn reads_a_in_sync() -> Scripted {
+    let a = sg("sg-a");
+    Scripted::new()
+        .then(describe(&[&a]), found(&[(&a, normal())]))
+        .then(read(&a), Answer::Policy(Drop))
+}
+
+#[tokio::test]
+async fn the_daemons_own_write_of_the_declared_value_costs_no_read_but_a_console_flip_does() {
+    let d = Daemon::new(&[("prod.yaml", ONE_GROUP)]);
+    d.cloud.expect(reads_a_in_sync());
+    assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
+
+    let own = modify_event("sg-a", "Drop", Some("sgpolicy-3f2a9c1b7d4e-drop-1"));
+    assert_eq!(
+        d.intake.hear(own),
+        crate::daemon::intake::Admission::OwnWrite(sg("sg-a"))
+    );
+    d.cloud.expect(Scripted::new());
+    d.runner.targeted_pass().await;
+    d.cloud.script().done();
+
+    d.intake.hear(console_flip("sg-a", "Accept"));
+    d.cloud.expect(reads_a_in_sync());
+    d.runner.targeted_pass().await;
+    d.cloud.script().done();
+    assert_eq!(
+        d.metric(r#"sgpolicy_passes_total{trigger="event",outcome="success"}"#),
+        1.0,
+        "{}",
+        d.metrics.encode()
+    );
+}
+
+#[tokio::test]
+async fn a_broken_edit_keeps_the_last_good_state_enforced_until_a_fix_recovers() {
+    let d = Daemon::new(&[("prod.yaml", ONE_GROUP)]);
+    d.cloud.expect(reads_a_in_sync());
+    assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
+    d.cloud.script().done();
+
+    std::fs::write(d.dir.path().join("prod.yaml"), "region: [").expect("break the file");
+    // A file pass over a broken folder reads nothing; a resync still enforces the last good state.
+    d.cloud.expect(Scripted::new());
+    assert_eq!(d.runner.pass(Trigger::File).await, Verdict::Done);
+    d.cloud.expect(reads_a_in_sync());
+    assert_eq!(d.runner.pass(Trigger::Interval).await, Verdict::Done);
+    d.cloud.script().done();
+    assert_eq!(d.metric("sgpolicy_policy_load_errors"), 1.0);
+    let (ready, why) = d.health.ready();
+    assert!(ready, "the last good state is enforced: {why}");
+    assert!(why.contains("1 error"), "{why}");
+    assert_eq!(
+        d.metric(r#"sgpolicy_passes_total{trigger="interval",outcome="folder_error"}"#),
+        1.0
+    );
+
+    std::fs::write(d.dir.path().join("prod.yaml"), ONE_GROUP).expect("fix the file");
+    d.cloud.expect(Scripted::new());
+    assert_eq!(d.runner.pass(Trigger::File).await, Verdict::Done);
+    d.cloud.script().done();
+    assert_eq!(d.metric("sgpolicy_policy_load_errors"), 0.0);
+    assert_eq!(
+        d.health.ready().1,
+        format!("ready (revision {})", d.revision())
+    );
+}
+
+#[tokio::test]
+async fn once_shutdown_began_no_selector_listing_or_coverage_survey_starts_a_request() {
+    let d = Daemon::with(&[("prod.yaml", WITH_SELECTOR)], true, false);
+    d.runner.stopping();
+    // The scripted fake fails the test on any request at all.
+    d.cloud.expect(Scripted::new());
+    assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
+    let folder = crate::policy::load_folder(d.dir.path(), &LoadOptions::default()).unwrap();
+    d.runner.survey_coverage(&folder).await;
+    d.cloud.script().done();
+}
+
+#[tokio::test]
+async fn a_coverage_survey_under_way_is_dropped_when_shutdown_begins() {
+    let d = Daemon::with(&[("prod.yaml", ONE_GROUP)], true, false);
+    let folder = crate::policy::load_folder(d.dir.path(), &LoadOptions::default()).unwrap();
+    d.cloud.gate.armed.store(true, Ordering::SeqCst);
+    d.cloud.expect(Scripted::new());
+    let survey = d.runner.survey_coverage(&folder);
+    let shutdown = async {
+        d.cloud.gate.listing.notified().await;
+        d.runner.stopping();
+    };
+    // The listing is never released: the survey returns only because shutdown dropped it.
+    tokio::join!(survey, shutdown);
+    assert!(
+        !d.metrics.encode().contains("sgpolicy_ungoverned_groups{"),
+        "no figures from a dropped survey"
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_daemon_monitors_drift_and_never_writes() {
+    const TWO: &str = "region: cn-hangzhou
+groups:
+  - id: sg-a
+    innerAccessPolicy: Drop
+  - id: sg-b
+    innerAccessPolicy: Drop
+";
+    let d = Daemon::with(&[("prod.yaml", TWO)], false, true);
+    let (a, b) = (sg("sg-a"), sg("sg-b"));
+    for trigger in [Trigger::Startup, Trigger::Interval] {
+        // No write is scripted: the fake fails the test on any.
+        d.cloud.expect(
+            Scripted::new()
+                .then(
+                    describe(&[&a, &b]),
+                    found(&[(&a, normal()), (&b, normal())]),
+                )
+                .then(read(&a), Answer::Policy(Accept))
+                .then(read(&b), Answer::Policy(Drop)),
+        );
+        assert_eq!(d.runner.pass(trigger).await, Verdict::Done);
+        d.cloud.script().done();
+    }
+    assert_eq!(d.metric(r#"sgpolicy_groups{state="drifted"}"#), 1.0);
+    assert_eq!(d.metric(r#"sgpolicy_groups{state="in_sync"}"#), 1.0);
+    assert_eq!(d.metric("sgpolicy_corrections_total"), 0.0);
+    let st = d.runner.state.lock().await;
+    assert_eq!(st.groups.records[&a].state, results::GroupState::Drifted);
+    assert_eq!(
+        st.groups.records[&a].hold, None,
+        "a dry run holds nothing back"
+    );
+}

@@ -1,0 +1,148 @@
+//! The daemon's shell in-process: [`serve`] on a socket the test bound, against the simulator on
+//! loopback, stopped by a future the test completes. No process, no log scraping, no port race.
+
+use super::*;
+use crate::accounts::Clients;
+use crate::ecs::credentials::Secret;
+use crate::ecs::{ClientConfig, Credentials, EcsClient};
+use crate::events::EventSettings;
+use sgpolicy_sim::{Policy as SimPolicy, Seed, Simulator};
+use std::time::Instant;
+
+const SEED: &str = "accessKeys:
+  - id: testid
+    secret: testsecret
+securityGroups:
+  - id: sg-a
+    region: cn-hangzhou
+    innerAccessPolicy: Accept
+";
+
+const FOLDER: &str = "region: cn-hangzhou
+groups:
+  - id: sg-a
+    innerAccessPolicy: Drop
+";
+
+/// The simulator serving on a loopback port; its URL.
+async fn simulator() -> (Simulator, String) {
+    let sim = Simulator::new(Seed::from_yaml(SEED).expect("seed"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = sim.clone();
+    tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
+    (sim, url)
+}
+
+fn clients(url: &str) -> Arc<Clients> {
+    let creds = Credentials {
+        access_key_id: "testid".into(),
+        access_key_secret: Secret::new("testsecret"),
+        security_token: None,
+    };
+    let config = ClientConfig {
+        endpoint: Some(url.to_string()),
+        ..ClientConfig::default()
+    };
+    let client = EcsClient::new(config, Arc::new(creds)).expect("client");
+    Arc::new(Clients::single(client))
+}
+
+fn setup(policies: &std::path::Path) -> Setup {
+    Setup {
+        policies: policies.to_path_buf(),
+        load: LoadOptions::default(),
+        connect: crate::accounts::connect::ConnectSettings {
+            endpoint: None,
+            actiontrail_endpoint: None,
+            endpoint_type: Default::default(),
+            insecure_http: false,
+            profile: None,
+            sts_endpoint: None,
+            metadata_endpoint: None,
+            rate_limits: Default::default(),
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        },
+        pass: PassOptions {
+            verify_delay: Duration::ZERO,
+            ..PassOptions::default()
+        },
+        settings: DaemonSettings {
+            interval: Duration::from_secs(3600),
+            // No event source: nothing but the simulator is ever asked anything.
+            events: EventSettings {
+                poll: None,
+                receiver: None,
+                ..EventSettings::default()
+            },
+            ..DaemonSettings::default()
+        },
+        report: None,
+        shard: crate::shard::Shard::default(),
+    }
+}
+
+/// Polls `url` until it answers 200 (the one polling helper of these tests).
+async fn until_ok(url: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(url).await {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            if status.is_success() {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{url} never answered 200: {body}"
+            );
+        }
+        assert!(Instant::now() < deadline, "{url} never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn serve_corrects_drift_on_the_port_its_caller_bound_and_returns_when_told_to_stop() {
+    let (sim, url) = simulator().await;
+    let folder = tempfile::tempdir().expect("temp dir");
+    std::fs::write(folder.path().join("prod.yaml"), FOLDER).expect("policy file");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (_hangup, hangups) = mpsc::channel(1);
+    let shell = Shell {
+        clients: clients(&url),
+        credentials: None,
+        listeners: Listeners {
+            metrics: Some(listener),
+            events: None,
+        },
+        shutdown: async {
+            let _ = stopped.await;
+        },
+        hangups,
+    };
+    let served = serve(setup(folder.path()), shell);
+    let check = async {
+        let ready = until_ok(&format!("http://{addr}/readyz")).await;
+        assert!(ready.starts_with("ready"), "{ready}");
+        assert_eq!(sim.policy_of("cn-hangzhou", "sg-a"), Some(SimPolicy::Drop));
+        let metrics = until_ok(&format!("http://{addr}/metrics")).await;
+        assert!(
+            metrics.contains("sgpolicy_corrections_total 1"),
+            "{metrics}"
+        );
+        stop.send(()).expect("serve is running");
+    };
+    tokio::join!(served, check);
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the endpoint is closed once serve returned"
+    );
+}
