@@ -24,6 +24,8 @@
 //! The work:
 //! - [`reconcile`]: one pass (observe → plan → gate → apply → verify), its work order, deadline, safety
 //!   rails and selector resolution; typed failures. The only writer.
+//! - [`isolation`]: the isolation check: the pure model (does `Drop` really keep members apart?) and
+//!   the reads it needs (rules, network interfaces, prefix lists).
 //! - [`report`]: text, JSON, Markdown for pull requests, and the audit trail.
 //! - [`adopt`]: `sgpolicy import`: policy files written from the live state of existing groups.
 //! - [`daemon`]: the long-lived mode: triggers (file changes, interval, SIGHUP, retry), one pass at a
@@ -42,6 +44,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod ecs;
 pub mod events;
+pub mod isolation;
 pub mod model;
 pub mod plan;
 pub mod policy;

@@ -325,6 +325,7 @@ mod tests {
             duration: Duration::from_millis(5),
             notes: Vec::new(),
             coverage: None,
+            isolation: None,
         }
     }
 

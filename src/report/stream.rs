@@ -95,6 +95,7 @@ mod tests {
             duration: Duration::from_millis(5),
             notes: Vec::new(),
             coverage: None,
+            isolation: None,
         };
         for _ in 0..2 {
             let mut out = Vec::new();
