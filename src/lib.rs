@@ -14,6 +14,8 @@
 //! - [`token`]: the deterministic ClientToken derivation and its guarantees.
 //! - [`shard`]: which (account, region) buckets a replica owns (rendezvous hashing), for sharded
 //!   deployments.
+//! - [`escape`]: untrusted text (file names, policy values, cloud names, event fields) made safe for
+//!   each output: text, Markdown, GitHub annotations, logs.
 //!
 //! The cloud:
 //! - [`ecs`]: the boundary: the signer, typed calls and errors, the HTTP client with retries and rate
@@ -43,6 +45,7 @@ pub mod cli;
 pub mod credentials;
 pub mod daemon;
 pub mod ecs;
+pub mod escape;
 pub mod events;
 pub mod isolation;
 pub mod model;
