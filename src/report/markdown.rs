@@ -200,6 +200,7 @@ pub fn markdown(report: &PassReport) -> String {
     if let Some(c) = &report.coverage {
         coverage_section(&mut out, c);
     }
+    super::isolation::markdown(&mut out, report, BUDGET - RESERVE);
 
     let in_sync: Vec<&GroupResult> = report
         .results

@@ -9,6 +9,7 @@ use std::fmt::Write;
 
 pub mod audit;
 mod coverage;
+pub mod isolation;
 mod markdown;
 mod stream;
 pub use markdown::{markdown, MAX_COMMENT_CHARS};
@@ -98,6 +99,7 @@ pub fn summary_line(report: &PassReport) -> String {
     if let Some(c) = &report.coverage {
         let _ = write!(extra, ", {} ungoverned", c.count());
     }
+    extra.push_str(&isolation::summary(report));
     let calls = if report.retries + report.throttled > 0 {
         format!(
             "{calls}; {} retried, {} throttled",
@@ -206,6 +208,7 @@ pub fn text(report: &PassReport) -> String {
     if let Some(c) = &report.coverage {
         out.push_str(&coverage::text(c));
     }
+    out.push_str(&isolation::text(report));
     if let Some(f) = &report.fatal {
         let _ = writeln!(out, "error: the pass stopped early: {f}");
     }
@@ -215,11 +218,13 @@ pub fn text(report: &PassReport) -> String {
 }
 
 pub fn json(report: &PassReport) -> Value {
-    document(report, report.results.iter().map(group_json).collect())
+    let groups = report.results.iter();
+    let groups = groups.map(|r| group_json(r, isolation::verdict(report, r)));
+    document(report, groups.collect())
 }
 
-/// One group's entry in the JSON output.
-fn group_json(r: &GroupResult) -> Value {
+/// One group's entry in the JSON output, with its isolation verdict if it was checked.
+fn group_json(r: &GroupResult, verdict: Option<&crate::isolation::Verdict>) -> Value {
     json!({
                 "account": r.entry.key.owner().named(),
                 "region": r.entry.key.region,
@@ -238,6 +243,7 @@ fn group_json(r: &GroupResult) -> Value {
                     "code": code,
                     "message": problem(r),
                 })),
+                "isolation": isolation::json(verdict),
     })
 }
 
@@ -281,6 +287,10 @@ fn document(report: &PassReport, groups: Vec<Value>) -> Value {
     if let Some(c) = &report.coverage {
         doc["ungoverned"] = coverage::json(c);
         doc["summary"]["ungoverned"] = json!(c.count());
+    }
+    if let Some((not_isolated, unknown)) = isolation::counts(report) {
+        doc["summary"]["notIsolated"] = json!(not_isolated);
+        doc["summary"]["isolationUnknown"] = json!(unknown);
     }
     doc
 }
