@@ -10,6 +10,7 @@ mod daemon;
 mod fakes;
 mod faults;
 mod harness;
+mod isolation;
 mod once;
 mod sdk;
 mod sdk_credentials;
