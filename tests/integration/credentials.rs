@@ -798,7 +798,10 @@ fn ram_policies_grant_exactly_the_ecs_actions_sgpolicy_calls_and_lookup_events()
                 // The isolation check's listings: interfaces by VPC and prefix lists, whose
                 // resources are not security groups; listing calls are authorised on "*".
                 assert_eq!(s["Resource"], serde_json::json!(["*"]), "{file}");
-                assert!(s.get("Condition").is_none(), "{file}: reads stay unconditional");
+                assert!(
+                    s.get("Condition").is_none(),
+                    "{file}: reads stay unconditional"
+                );
                 continue;
             }
             let resources: Vec<&str> = s["Resource"]
