@@ -512,7 +512,13 @@ impl<'a> Analysis<'a> {
                     policy: Some(Policy::Drop),
                     ..
                 }) => {}
-                Some(GroupState { policy: None, .. }) | None => {
+                // Its rules could not be read either: that unknown (above) says why.
+                Some(GroupState {
+                    policy: None,
+                    rules: Err(_),
+                })
+                | None => {}
+                Some(GroupState { policy: None, .. }) => {
                     unknown.insert(Unknown {
                         reason: format!(
                             "the policy of {name}, a group members share, could not be read"
