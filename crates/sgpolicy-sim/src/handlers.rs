@@ -298,7 +298,7 @@ fn describe_attribute(
     });
     // More rules than this page: a token to the next one; none on the last page.
     if matching.next().is_some() {
-        body["NextToken"] = json!(encode_token(offset + size));
+        body["NextToken"] = json!(encode_token(offset.saturating_add(size)));
     }
     Ok(Outcome::read(body, rid))
 }
@@ -442,7 +442,7 @@ fn describe_groups(
         "SecurityGroups": {"SecurityGroup": page},
     });
     if token_mode && offset.saturating_add(size) < total {
-        body["NextToken"] = json!(encode_token(offset + size));
+        body["NextToken"] = json!(encode_token(offset.saturating_add(size)));
     }
     Ok(Outcome::read(body, rid))
 }

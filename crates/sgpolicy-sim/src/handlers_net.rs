@@ -60,6 +60,15 @@ struct Filters<'a> {
 }
 
 impl Filters<'_> {
+    fn is_empty(&self) -> bool {
+        self.vswitch.is_none()
+            && self.group.is_none()
+            && self.kind.is_none()
+            && self.instance.is_none()
+            && self.status.is_none()
+            && self.ips.is_empty()
+    }
+
     fn keep(&self, e: &Eni) -> bool {
         self.vswitch.map_or(true, |v| v == e.vswitch_id)
             // The documented trap: this filter finds secondary interfaces only.
@@ -152,7 +161,11 @@ pub fn describe_interfaces(
         vpc,
         ids: &ids,
     };
-    let total = scope.candidates(None).filter(|e| filters.keep(e)).count();
+    let total = if ids.is_empty() && filters.is_empty() {
+        scope.net.count(account, region, vpc)
+    } else {
+        scope.candidates(None).filter(|e| filters.keep(e)).count()
+    };
     let mut body = if token_mode {
         let mut page: Vec<&Eni> = scope
             .candidates(after.as_deref())

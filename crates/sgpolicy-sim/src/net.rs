@@ -181,42 +181,102 @@ fn key(account: &str, region: &str, id: &str) -> Key {
     (account.to_string(), region.to_string(), id.to_string())
 }
 
-/// Every account's interfaces and prefix lists, with the indexes listing needs.
+/// Every account's interfaces and prefix lists, with the indexes listing needs. Interfaces live in
+/// one vector and the indexes hold positions, so walking an index allocates nothing.
 #[derive(Default)]
 pub struct Network {
-    enis: BTreeMap<Key, Eni>,
-    /// (account, region, VPC, ENI id).
-    by_vpc: BTreeSet<(String, String, String, String)>,
+    slab: Vec<Eni>,
+    /// (account, region, id) → position.
+    by_id: BTreeMap<Key, usize>,
+    /// (account, region, VPC, id) → position.
+    by_vpc: BTreeMap<(String, String, String, String), usize>,
     /// (account, region, instance) → its primary ENI's id.
     primary_of: HashMap<Key, String>,
+    /// How many interfaces each (account, region) and (account, region, VPC) has: `TotalCount`
+    /// of an unfiltered listing without a walk.
+    per_region: HashMap<(String, String), usize>,
+    per_vpc: HashMap<Key, usize>,
     pub prefix_lists: BTreeMap<Key, PrefixList>,
 }
 
 impl Network {
-    /// Adds a checked interface. The caller has checked its groups exist (see [`SeedEni::check`]).
+    /// Adds a checked interface (replacing one of the same id). The caller has checked its groups
+    /// exist (see [`SeedEni::check`]).
     pub fn insert(&mut self, eni: Eni) {
-        self.by_vpc.insert((
-            eni.account.clone(),
-            eni.region.clone(),
-            eni.vpc_id.clone(),
-            eni.id.clone(),
-        ));
+        let id_key = key(&eni.account, &eni.region, &eni.id);
+        if let Some(&at) = self.by_id.get(&id_key) {
+            let old = std::mem::replace(&mut self.slab[at], eni);
+            self.unindex(&old);
+            let new = self.slab[at].clone();
+            self.index(&new, at);
+            return;
+        }
+        let at = self.slab.len();
+        self.index(&eni, at);
+        self.slab.push(eni);
+    }
+
+    fn index(&mut self, eni: &Eni, at: usize) {
+        self.by_id
+            .insert(key(&eni.account, &eni.region, &eni.id), at);
+        self.by_vpc.insert(
+            (
+                eni.account.clone(),
+                eni.region.clone(),
+                eni.vpc_id.clone(),
+                eni.id.clone(),
+            ),
+            at,
+        );
         if eni.primary {
             self.primary_of.insert(
                 key(&eni.account, &eni.region, &eni.instance_id),
                 eni.id.clone(),
             );
         }
-        self.enis
-            .insert(key(&eni.account, &eni.region, &eni.id), eni);
+        *self
+            .per_region
+            .entry((eni.account.clone(), eni.region.clone()))
+            .or_default() += 1;
+        *self
+            .per_vpc
+            .entry(key(&eni.account, &eni.region, &eni.vpc_id))
+            .or_default() += 1;
+    }
+
+    fn unindex(&mut self, eni: &Eni) {
+        self.by_vpc.remove(&(
+            eni.account.clone(),
+            eni.region.clone(),
+            eni.vpc_id.clone(),
+            eni.id.clone(),
+        ));
+        if eni.primary {
+            self.primary_of
+                .remove(&key(&eni.account, &eni.region, &eni.instance_id));
+        }
+        if let Some(n) = self
+            .per_region
+            .get_mut(&(eni.account.clone(), eni.region.clone()))
+        {
+            *n -= 1;
+        }
+        if let Some(n) = self
+            .per_vpc
+            .get_mut(&key(&eni.account, &eni.region, &eni.vpc_id))
+        {
+            *n -= 1;
+        }
     }
 
     pub fn eni(&self, account: &str, region: &str, id: &str) -> Option<&Eni> {
-        self.enis.get(&key(account, region, id))
+        let at = *self.by_id.get(&key(account, region, id))?;
+        self.slab.get(at)
     }
 
     pub fn eni_mut(&mut self, account: &str, region: &str, id: &str) -> Option<&mut Eni> {
-        self.enis.get_mut(&key(account, region, id))
+        let at = *self.by_id.get(&key(account, region, id))?;
+        self.slab.get_mut(at)
     }
 
     /// The primary ENI of an instance.
@@ -224,6 +284,18 @@ impl Network {
         self.primary_of
             .get(&key(account, region, instance))
             .map(String::as_str)
+    }
+
+    /// How many interfaces a region (or one VPC in it) has.
+    pub fn count(&self, account: &str, region: &str, vpc: Option<&str>) -> usize {
+        match vpc {
+            Some(v) => self.per_vpc.get(&key(account, region, v)).copied(),
+            None => self
+                .per_region
+                .get(&(account.to_string(), region.to_string()))
+                .copied(),
+        }
+        .unwrap_or(0)
     }
 
     /// The interfaces of one region (or of one VPC in it), in id order, starting after `after`.
@@ -250,8 +322,10 @@ impl Network {
                 Box::new(
                     self.by_vpc
                         .range((lower, Unbounded))
-                        .take_while(move |(a, r, v, _)| a == account && r == region && v == vpc)
-                        .filter_map(move |(a, r, _, id)| self.enis.get(&key(a, r, id))),
+                        .take_while(move |((a, r, v, _), _)| {
+                            a == account && r == region && v == vpc
+                        })
+                        .map(|(_, &at)| &self.slab[at]),
                 )
             }
             None => {
@@ -261,10 +335,10 @@ impl Network {
                     None => Included(start),
                 };
                 Box::new(
-                    self.enis
+                    self.by_id
                         .range((lower, Unbounded))
                         .take_while(move |((a, r, _), _)| a == account && r == region)
-                        .map(|(_, e)| e),
+                        .map(|(_, &at)| &self.slab[at]),
                 )
             }
         }
@@ -272,7 +346,7 @@ impl Network {
 
     /// Every interface of every account (the admin listing).
     pub fn all(&self) -> impl Iterator<Item = &Eni> {
-        self.enis.values()
+        self.slab.iter()
     }
 
     pub fn prefix_list(&self, account: &str, region: &str, id: &str) -> Option<&PrefixList> {

@@ -666,3 +666,63 @@ async fn console_changes_through_the_admin_paths_are_console_events_unless_misse
     .await;
     assert_eq!((st, v.as_array().map(Vec::len)), (200, Some(6)));
 }
+
+#[tokio::test]
+async fn malformed_parameters_to_the_new_calls_are_client_errors_never_a_crash() {
+    let s = net_sim(0, 0);
+    let odd: &[(&str, &str)] = &[
+        ("Permissions.0.IpProtocol", "TCP"),
+        ("Permissions.x", "y"),
+        ("Permissions.101.IpProtocol", "TCP"),
+        ("Permissions.1", "TCP"),
+        ("Permissions.1.Priority", "one"),
+        ("Permissions.1.PortRange", "65535/1"),
+        ("SecurityGroupRuleId.0", "sgr-1"),
+        ("NetworkInterfaceId.999999999999", "eni-a1"),
+        ("PrivateIpAddress.-1", "10.0.0.1"),
+        ("MaxResults", "99999999999999999999999"),
+        ("PageSize", "0"),
+        ("PageNumber", "0"),
+        ("NextToken", "c2ltLXBhZ2U6OTk5OTk5OTk5OTk5OTk5OTk5OTk5"),
+        ("Direction", "sideways"),
+        ("Type", "Tertiary"),
+        ("InstanceId", "i-\u{0}"),
+        ("SourceCidrIp", "10.0.0.0/99"),
+        ("Priority", "-1"),
+    ];
+    for action in [
+        "DescribeSecurityGroupAttribute",
+        "DescribeNetworkInterfaces",
+        "DescribePrefixListAttributes",
+        "AuthorizeSecurityGroup",
+        "RevokeSecurityGroup",
+        "JoinSecurityGroup",
+        "LeaveSecurityGroup",
+    ] {
+        for bad in odd {
+            let p = [
+                ("Action", action),
+                ("RegionId", HZ),
+                ("SecurityGroupId", "sg-web"),
+                ("PrefixListId", "pl-office"),
+                *bad,
+            ];
+            let (st, v) = call(&s, &p).await;
+            assert!(
+                st == 200 || (400..500).contains(&st),
+                "{action} {bad:?}: {st} {v}"
+            );
+            if st != 200 {
+                assert!(
+                    !code(&v).is_empty(),
+                    "{action} {bad:?}: an error names its code: {v}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        ports(&s, "sg-web").len(),
+        5,
+        "no malformed write changed the rules"
+    );
+}
