@@ -7,13 +7,15 @@
 //! `\u001b`), which `report`'s tests prove.
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// Whether `c` must never reach a terminal, a log line or a CI log raw: the C0 and C1 controls and DEL
-/// (newlines, carriage returns, escape sequences, backspaces), and the Unicode bidirectional overrides
-/// and isolates, which make text display in another order than it is read ("Trojan Source").
+/// (newlines, carriage returns, escape sequences, backspaces), the Unicode line and paragraph
+/// separators (line breaks to some viewers), and the bidirectional overrides and isolates, which make
+/// text display in another order than it is read ("Trojan Source").
 pub fn is_unsafe(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `s` with every unsafe character written as a Rust-style escape (`\n`, `\r`, `\t`, `\u{1b}`), so
@@ -37,7 +39,6 @@ fn push_char(out: &mut String, c: char) {
         '\r' => out.push_str("\\r"),
         '\t' => out.push_str("\\t"),
         c if is_unsafe(c) => {
-            use fmt::Write;
             let _ = write!(out, "\\u{{{:x}}}", c as u32);
         }
         c => out.push(c),
@@ -111,6 +112,39 @@ pub fn github_property(s: &str) -> String {
     github_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
+/// A `fmt::Write` that writes what it is given through [`text`]: formatting arguments are escaped as
+/// they are written, without an intermediate `String`.
+struct Escaping<'a, W: fmt::Write + ?Sized>(&'a mut W);
+
+impl<W: fmt::Write + ?Sized> fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.write_str(&text(s))
+    }
+}
+
+/// The field formatter of the human log format: the message and every field value go through [`text`],
+/// so a file name, a policy value or an event's `userName` holding a newline or an escape sequence
+/// cannot forge a second log line (an audit line, say) or recolour the terminal. tracing-subscriber's
+/// own formatter escapes ESC but not newlines. The JSON log format needs none of this (serde escapes).
+/// Field names are the program's own (`group=`, `source=`); values read as the default formatter's do.
+pub fn log_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let name = field.name();
+        if name.starts_with("log.") {
+            return Ok(()); // the `log` crate's metadata, already shown as the target
+        }
+        let mut out = Escaping(w);
+        if name == "message" {
+            write!(out, "{value:?}")
+        } else {
+            let name = name.strip_prefix("r#").unwrap_or(name);
+            write!(out, "{name}={value:?}")
+        }
+    })
+    .delimited(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +184,99 @@ mod tests {
         assert!(data.starts_with("a%0Ab%0D::error::x\\u{1b}[31m"), "{data}");
         assert_eq!(github_data("100%"), "100%25");
         assert_eq!(github_property("a:b,c%\n"), "a%3Ab%2Cc%25%0A");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn no_output_ever_holds_a_character_that_could_start_a_line_or_a_sequence(s in "\\PC*|[\\x00-\\x{a0}\\x{2028}-\\x{206f}`|<>&%:,]{0,40}") {
+            let t = text(&s);
+            proptest::prop_assert!(!t.chars().any(is_unsafe));
+            proptest::prop_assert_eq!(text(&t), t.clone());
+            let q = quoted(&s);
+            proptest::prop_assert!(!q.chars().any(is_unsafe));
+            let md = markdown(&s);
+            proptest::prop_assert!(!md.chars().any(|c| is_unsafe(c) || matches!(c, '<' | '>' | '`')));
+            proptest::prop_assert!(!md.replace("\\|", "").contains('|'));
+            let gh = github_property(&s);
+            proptest::prop_assert!(!gh.chars().any(|c| is_unsafe(c) || matches!(c, ':' | ',')));
+        }
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(json: bool, log: impl FnOnce()) -> String {
+        let out = Captured::default();
+        let sink = out.clone();
+        let builder = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || sink.clone());
+        if json {
+            tracing::subscriber::with_default(builder.json().flatten_event(true).finish(), log);
+        } else {
+            tracing::subscriber::with_default(
+                builder.fmt_fields(super::log_fields()).finish(),
+                log,
+            );
+        }
+        let bytes = out.0.lock().expect("lock").clone();
+        String::from_utf8(bytes).expect("utf-8")
+    }
+
+    const FORGED: &str = "alice\n2026-12-07T10:00:00Z  INFO sgpolicy::audit: write group=sg-x outcome=\"changed\"\u{1b}[2K\r";
+
+    fn hostile_event() {
+        let author = FORGED.to_string();
+        tracing::info!(
+            target: "sgpolicy::audit",
+            changed_by = %author, source = "pol\nicies/a.yaml", name = ?author,
+            "write {}", "by\nhand"
+        );
+    }
+
+    #[test]
+    fn the_human_log_format_keeps_a_hostile_field_or_message_on_its_own_line() {
+        let out = logged(false, hostile_event);
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(!out.contains('\u{1b}') && !out.contains('\r'), "{out}");
+        assert!(
+            out.contains("write by\\nhand changed_by=alice\\n2026-12-07"),
+            "{out}"
+        );
+        assert!(out.contains("\\u{1b}[2K\\r"), "{out}");
+        assert!(
+            out.contains(" source=\"pol\\nicies/a.yaml\""),
+            "strings stay quoted: {out}"
+        );
+    }
+
+    #[test]
+    fn the_json_log_format_is_one_object_per_line_that_gives_the_text_back() {
+        let out = logged(true, hostile_event);
+        assert_eq!(out.lines().count(), 1, "{out}");
+        let line: serde_json::Value = serde_json::from_str(out.trim_end()).expect("JSON");
+        assert_eq!(line["changed_by"], FORGED);
+        assert_eq!(line["message"], "write by\nhand");
     }
 }

@@ -37,6 +37,7 @@ mod tests_workflow;
 pub use bytes::parse_file_bytes;
 pub use merge::revision_of;
 pub use selector::{glob_match, Selector};
+pub(crate) use walk::is_policy_name;
 pub use walk::{MAX_DIR_DEPTH, MAX_ENTRIES, MAX_FILES, MAX_TOTAL_BYTES, TIME_BUDGET};
 
 use crate::model::{AccountRef, GroupKey, Location, Mode, Note, Policy};
@@ -79,9 +80,16 @@ pub struct LoadError {
     pub message: String,
 }
 
+/// Both parts escaped (`crate::escape::text`): a message quotes tokens from the file, and wherever
+/// the error is printed (stderr, logs, `/readyz`) it stays one line.
 impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.location, self.message)
+        write!(
+            f,
+            "{}: {}",
+            self.location,
+            crate::escape::Text(&self.message)
+        )
     }
 }
 

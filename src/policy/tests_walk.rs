@@ -120,4 +120,7 @@ fn a_folder_past_a_stated_limit_is_an_error_that_names_the_limit() {
         "{e:?}"
     );
     assert!(load_folder_within(dir.path(), &LoadOptions::default(), &LIMITS).is_ok());
+    fs::create_dir_all(dir.path().join("b/c")).expect("mkdir");
+    let e = load_within(dir.path(), &Limits { depth: 1, ..LIMITS });
+    assert_eq!(e, ["folders nested more than 1 levels deep are not read"]);
 }

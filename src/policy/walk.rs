@@ -40,9 +40,10 @@ pub const MAX_FILES: usize = 10_000;
 /// Most bytes of all policy files together (or `--max-file-bytes`, if that is larger): bounds the
 /// memory a read takes.
 pub const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
-/// Longest one read of the folder (walk, read and parse) may take. A healthy folder of 10,000 files
-/// reads in about a second; past this the read stops with an error instead of hanging a pass (a slow
-/// or hung network file system), and the daemon keeps its last good state.
+/// Longest one read of the folder (walk, read and parse) may take, checked before every entry and
+/// file. A folder of 10,000 files validated in 1.9 s (0.5 s of CPU, debug build); past the budget the
+/// read stops with an error instead of dragging a pass on (a slow network file system), and the daemon
+/// keeps its last good state. A single system call that never returns cannot be interrupted from here.
 pub const TIME_BUDGET: Duration = Duration::from_secs(30);
 
 /// The limits of one read of the folder; [`LIMITS`] are the stated ones, tests shrink them.
@@ -213,13 +214,14 @@ enum Entry {
 }
 
 impl Walker<'_> {
-    fn walk(&mut self, dir: &Path, depth: usize) {
+    /// The names in `dir`, sorted, each counted against the budget; `None` once it is exceeded.
+    fn names(&mut self, dir: &Path) -> Option<Vec<std::ffi::OsString>> {
         let entries = match fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) => {
                 self.errors
                     .push(error_at(dir, format!("cannot read folder: {e}")));
-                return;
+                return Some(Vec::new());
             }
         };
         let mut names = Vec::new();
@@ -232,10 +234,15 @@ impl Walker<'_> {
             }
             if let Err(e) = self.budget.count_entry(dir) {
                 self.errors.push(e);
-                return;
+                return None;
             }
         }
         names.sort();
+        Some(names)
+    }
+
+    fn walk(&mut self, dir: &Path, depth: usize) {
+        let Some(names) = self.names(dir) else { return };
         for name in names {
             if self.budget.exceeded() {
                 return;

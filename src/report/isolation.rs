@@ -120,7 +120,7 @@ pub fn text(report: &PassReport) -> String {
         let _ = writeln!(
             out,
             "{}: {} {what} ({} members, declared Drop)",
-            r.entry.source,
+            escape::text(&r.entry.source.to_string()),
             escape::text(&r.entry.key.to_string()),
             v.members
         );
@@ -371,6 +371,47 @@ mod tests {
             "HTML from the cloud is escaped: {md}"
         );
         assert!(!md.contains("<b>"));
+    }
+
+    #[test]
+    fn hostile_text_from_the_cloud_forges_no_line_in_text_or_markdown() {
+        const HOSTILE: &str =
+            "x\n::notice title=owned::forged\r\u{1b}[31mred|`<img src=x>\n# heading\n- item";
+        let mut report = checked_report();
+        let checked = report.isolation.as_mut().unwrap();
+        let web = checked
+            .get_mut(&GroupKey::new("cn-hangzhou", "sg-web"))
+            .unwrap();
+        web.paths[0].rule_id = Some(HOSTILE.into());
+        web.paths[0].from = HOSTILE.into();
+        web.paths[0].source = Some(HOSTILE.into());
+        let odd = checked
+            .get_mut(&GroupKey::new("cn-hangzhou", "sg-odd"))
+            .unwrap();
+        odd.unknown[0].reason = HOSTILE.into();
+        for (what, out) in [
+            ("text", crate::report::text(&report)),
+            ("markdown", crate::report::markdown(&report)),
+        ] {
+            assert!(
+                !out.chars().any(|c| c.is_control() && c != '\n'),
+                "{what}: a control character got through:\n{out}"
+            );
+            for line in out.lines() {
+                let start = line.trim_start();
+                for forged in ["::", "# heading", "- item", "red"] {
+                    assert!(
+                        !start.starts_with(forged),
+                        "{what}: forged {forged:?}:\n{out}"
+                    );
+                }
+            }
+        }
+        let md = crate::report::markdown(&report);
+        assert!(
+            !md.contains("<img"),
+            "no HTML from the cloud in Markdown: {md}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod daemon;
 mod fakes;
 mod faults;
 mod harness;
+mod hostile;
 mod isolation;
 mod once;
 mod sdk;

@@ -83,6 +83,7 @@ impl Runner {
                     self.metrics.set_revision(&d.revision, commit.as_deref());
                 }
                 self.metrics.load_errors.set(0);
+                self.health.folder_problem(None);
                 self.health.folder(
                     FolderStatus::Loaded {
                         revision: d.revision.clone(),
@@ -108,6 +109,8 @@ impl Runner {
                     }
                 }
                 self.metrics.load_errors.set(n as i64);
+                self.health
+                    .folder_problem(errors.first().map(ToString::to_string));
                 self.metrics.load_failures.inc();
                 match &st.last_good {
                     Some(g) => {
