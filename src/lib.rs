@@ -28,6 +28,8 @@
 //!   rails and selector resolution; typed failures. The only writer.
 //! - [`events`]: ActionTrail events as triggers: records parsed into changes, the LookupEvents
 //!   poller, the `POST /events` receiver, dedup by event id. They only name groups to read now.
+//! - [`isolation`]: the isolation check: the pure model (does `Drop` really keep members apart?) and
+//!   the reads it needs (rules, network interfaces, prefix lists).
 //! - [`report`]: text, JSON, Markdown for pull requests, and the audit trail.
 //! - [`import`]: `sgpolicy import`: policy files written from the live state of existing groups.
 //! - [`once`]: the one-shot run: load, this shard's buckets, connect, one pass, coverage, audit
@@ -50,6 +52,7 @@ pub mod escape;
 pub mod events;
 pub mod failure;
 pub mod import;
+pub mod isolation;
 pub mod model;
 pub mod once;
 pub mod plan;

@@ -160,6 +160,12 @@ async fn run_once(config: Config) -> i32 {
     }
     if result.has_errors() {
         exit::ERROR
+    } else if config.require_isolation && report::isolation::unproven(&result) > 0 {
+        eprintln!(
+            "error: {} group(s) declared Drop are not proven isolated (--require-isolation)",
+            report::isolation::unproven(&result)
+        );
+        exit::ERROR
     } else if config.mode == RunMode::Plan(PlanExit::Detailed) && result.has_drift() {
         exit::DRIFT
     } else {

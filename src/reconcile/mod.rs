@@ -4,6 +4,7 @@
 
 pub mod deadline;
 pub mod gate;
+mod isolation;
 pub mod order;
 pub mod selectors;
 pub mod survey;
@@ -12,6 +13,8 @@ pub mod survey;
 pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_isolation;
 
 /// `Failure` is shared vocabulary (plan and report carry it too); reconcile's modules name it here.
 pub use crate::failure::{self, Failure};
@@ -20,15 +23,16 @@ use crate::accounts::{Fleet, Reach};
 use crate::ecs::api;
 use crate::ecs::client::CallStats;
 use crate::ecs::Cloud;
+use crate::model::GroupKey;
+use crate::model::GroupMeta;
 use crate::model::{Bucket, Mode, Note, NoteLevel, Policy};
-use crate::model::{GroupKey, GroupMeta};
 use crate::plan::{self, Action, Observation, Plan, PlanEntry};
 use crate::policy::{Desired, DesiredGroup};
 use crate::token::{self, Attempt, TokenInput};
 use deadline::within;
 use futures::stream::{self, StreamExt};
 use gate::{Hold, Rails};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,6 +54,10 @@ pub struct PassOptions {
     pub pass_timeout: Option<Duration>,
     /// Where the pass reads the time its tokens depend on.
     pub clock: Clock,
+    /// `--check-isolation`: read every rule of each group (the policy read becomes the first rule
+    /// page, `MaxResults=1000`) and check whether groups declared `Drop` isolate their members.
+    /// Off, the pass's calls are exactly those without the check.
+    pub check_isolation: bool,
 }
 
 /// The wall clock of a pass: the system's, or a fixed instant so tests can compute the exact tokens.
@@ -82,6 +90,7 @@ impl Default for PassOptions {
             rails: Rails::default(),
             pass_timeout: Some(Duration::from_secs(30 * 60)),
             clock: Clock::System,
+            check_isolation: false,
         }
     }
 }
@@ -187,6 +196,8 @@ pub struct PassReport {
     pub notes: Vec<Note>,
     /// `--report-ungoverned`: the groups no declaration governs (`survey::add_to`).
     pub coverage: Option<survey::Coverage>,
+    /// `--check-isolation`: the verdict of every group declared `Drop` whose policy was read.
+    pub isolation: Option<BTreeMap<crate::model::GroupKey, crate::isolation::Verdict>>,
 }
 
 impl PassReport {
@@ -333,7 +344,7 @@ pub async fn run_pass_on<C: Cloud>(
         resolved = d;
         &resolved
     };
-    let mut results = observe(reach, desired, opts, &state).await;
+    let (mut results, pages) = observe(reach, desired, opts, &state).await;
     // Every group but the drifted ones is final; those are gated and written from a plan of just
     // them (the rails only count enforced changes), and their results take their places.
     let plan = Plan {
@@ -346,6 +357,13 @@ pub async fn run_pass_on<C: Cloud>(
     };
     let gate = gate::gate(&plan, &opts.rails);
     apply(reach, &plan, &gate, observed_at, opts, &state, &mut results).await;
+    let isolation = match opts.check_isolation {
+        true => {
+            let check = isolation::check(reach, &results, pages, opts.concurrency, state.deadline);
+            Some(check.await)
+        }
+        false => None,
+    };
     let api_calls = calls_by_action(&stats);
     let mut notes = desired.notes.clone();
     notes.extend(gate.notes(opts.dry_run, &opts.rails));
@@ -361,6 +379,7 @@ pub async fn run_pass_on<C: Cloud>(
         duration: started.elapsed(),
         notes,
         coverage: None,
+        isolation,
     }
 }
 
@@ -379,17 +398,18 @@ fn calls_by_action(stats: &CallStats) -> BTreeMap<String, u64> {
 /// key order; drifted groups are provisional until `apply`. Each answer goes straight into its group's
 /// result: a pass holds no map of observations and no second copy of the plan, so memory stays at the
 /// desired state plus one result per group (docs/scale.md, "Memory and CPU").
+/// With `check_isolation`, the policy read is the first rule page, kept (by group) for the check.
 async fn observe<C: Cloud>(
     reach: &Reach<C>,
     desired: &Desired,
     opts: &PassOptions,
     state: &PassState,
-) -> Vec<GroupResult> {
+) -> (Vec<GroupResult>, HashMap<GroupKey, api::RulePage>) {
     let groups: Vec<&DesiredGroup> = desired.groups.values().collect();
     let mut results = Results::new(&groups);
     let (to_read, unmanageable) = describe_groups(reach, opts, state, &mut results).await;
-    read_policies(reach, to_read, unmanageable, opts, state, &mut results).await;
-    results.finish()
+    let pages = read_policies(reach, to_read, unmanageable, opts, state, &mut results).await;
+    (results.finish(), pages)
 }
 
 /// The results of [`observe`], one per declared group in key order, each planned as its group's
@@ -511,7 +531,8 @@ async fn describe_groups<'a, C: Cloud>(
 }
 
 /// The policy of every group that exists, one DescribeSecurityGroupAttribute each, recorded as it
-/// arrives.
+/// arrives. With `check_isolation` the read is the group's first rule page, returned by group so the
+/// check never reads it twice.
 async fn read_policies<C: Cloud>(
     reach: &Reach<C>,
     to_read: Vec<(usize, &GroupKey)>,
@@ -519,32 +540,60 @@ async fn read_policies<C: Cloud>(
     opts: &PassOptions,
     state: &PassState,
     results: &mut Results<'_>,
-) {
+) -> HashMap<GroupKey, api::RulePage> {
     let to_read = order::interleave_by_bucket(to_read, |(_, k)| (&k.account, &k.region));
     let mut reads = stream::iter(to_read)
         .map(|(i, key)| async move {
             let r = match reach.client(&key.account) {
+                Ok(client) if opts.check_isolation => {
+                    let rules = client.describe_rules(key, None);
+                    let page = state.read(&key.account, api::DESCRIBE_ATTRIBUTE, rules);
+                    page.await.and_then(policy_of)
+                }
                 Ok(client) => {
                     let attribute = client.describe_attribute(key);
                     state
                         .read(&key.account, api::DESCRIBE_ATTRIBUTE, attribute)
                         .await
+                        .map(|policy| (policy, None))
                 }
                 Err(e) => Err(e.into()),
             };
             (i, r)
         })
         .buffer_unordered(opts.concurrency.max(1));
+    let mut pages = HashMap::new();
     while let Some((i, r)) = reads.next().await {
         let observation = match r {
-            Ok(policy) => Observation::Found {
-                policy,
-                meta: unmanageable.remove(&i).unwrap_or_default(),
-            },
+            Ok((policy, page)) => {
+                if let Some(page) = page {
+                    pages.insert(results.groups[i].key.clone(), page);
+                }
+                Observation::Found {
+                    policy,
+                    meta: unmanageable.remove(&i).unwrap_or_default(),
+                }
+            }
             Err(Failure::Ecs(e)) if e.is_not_found() => Observation::NotFound,
             Err(e) => Observation::Failed(e),
         };
         results.record(i, &observation);
+    }
+    pages
+}
+
+/// The policy of a first rule page, which must have one (as `describe_attribute` insists).
+fn policy_of(page: api::RulePage) -> Result<(Policy, Option<api::RulePage>), Failure> {
+    match page.policy {
+        Some(policy) => Ok((policy, Some(page))),
+        None => Err(Failure::Ecs(
+            crate::ecs::ApiError::transport(
+                api::DESCRIBE_ATTRIBUTE,
+                "MalformedResponse",
+                "InnerAccessPolicy is missing or neither Accept nor Drop",
+            )
+            .into(),
+        )),
     }
 }
 

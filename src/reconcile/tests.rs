@@ -489,6 +489,31 @@ impl Cloud for InSyncCloud {
         panic!("no selector: no listing")
     }
 
+    async fn describe_rules(
+        &self,
+        _key: &GroupKey,
+        _next_token: Option<&str>,
+    ) -> Result<crate::ecs::api::RulePage, EcsError> {
+        panic!("no isolation check: no rule read")
+    }
+
+    async fn describe_interfaces(
+        &self,
+        _region: &str,
+        _vpc_id: &str,
+        _next_token: Option<&str>,
+    ) -> Result<crate::ecs::api::InterfacePage, EcsError> {
+        panic!("no isolation check: no interface listing")
+    }
+
+    async fn describe_prefix_list(
+        &self,
+        _region: &str,
+        _id: &str,
+    ) -> Result<crate::ecs::api::PrefixList, EcsError> {
+        panic!("no isolation check: no prefix list read")
+    }
+
     fn stats(&self) -> &CallStats {
         &self.stats
     }

@@ -107,6 +107,7 @@ pub fn markdown(report: &PassReport) -> String {
     if let Some(c) = &report.coverage {
         coverage_section(&mut out, c);
     }
+    super::isolation::markdown(&mut out, report, BUDGET - RESERVE);
     in_sync(&mut out, report);
     out
 }
@@ -332,6 +333,7 @@ mod tests {
             duration: Duration::from_millis(5),
             notes: Vec::new(),
             coverage: None,
+            isolation: None,
         }
     }
 

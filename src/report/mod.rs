@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use std::fmt::Write;
 
 pub mod audit;
+pub mod isolation;
 mod markdown;
 mod stream;
 #[cfg(test)]
@@ -101,6 +102,7 @@ pub fn summary_line(report: &PassReport) -> String {
     if let Some(c) = &report.coverage {
         let _ = write!(extra, ", {} ungoverned", c.count());
     }
+    extra.push_str(&isolation::summary(report));
     let calls = if report.retries + report.throttled > 0 {
         format!(
             "{calls}; {} retried, {} throttled",
@@ -144,6 +146,7 @@ pub fn text(report: &PassReport) -> String {
     if let Some(c) = &report.coverage {
         out.push_str(&ungoverned::text(c));
     }
+    out.push_str(&isolation::text(report));
     if let Some(f) = &report.fatal {
         let _ = writeln!(
             out,
@@ -231,11 +234,13 @@ fn table(report: &PassReport) -> String {
 }
 
 pub fn json(report: &PassReport) -> Value {
-    document(report, report.results.iter().map(group_json).collect())
+    let groups = report.results.iter();
+    let groups = groups.map(|r| group_json(r, isolation::verdict(report, r)));
+    document(report, groups.collect())
 }
 
-/// One group's entry in the JSON output.
-fn group_json(r: &GroupResult) -> Value {
+/// One group's entry in the JSON output, with its isolation verdict if it was checked.
+fn group_json(r: &GroupResult, verdict: Option<&crate::isolation::Verdict>) -> Value {
     json!({
                 "account": r.entry.key.owner().named(),
                 "region": r.entry.key.region,
@@ -254,6 +259,7 @@ fn group_json(r: &GroupResult) -> Value {
                     "code": code,
                     "message": problem(r),
                 })),
+                "isolation": isolation::json(verdict),
     })
 }
 
@@ -297,6 +303,10 @@ fn document(report: &PassReport, groups: Vec<Value>) -> Value {
     if let Some(c) = &report.coverage {
         doc["ungoverned"] = ungoverned::json(c);
         doc["summary"]["ungoverned"] = json!(c.count());
+    }
+    if let Some((not_isolated, unknown)) = isolation::counts(report) {
+        doc["summary"]["notIsolated"] = json!(not_isolated);
+        doc["summary"]["isolationUnknown"] = json!(unknown);
     }
     doc
 }

@@ -86,6 +86,7 @@ fn hostile_report() -> PassReport {
             }],
             required: false,
         }),
+        isolation: None,
     }
 }
 

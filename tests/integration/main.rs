@@ -11,6 +11,7 @@ mod faults;
 mod harness;
 mod hostile;
 mod import;
+mod isolation;
 mod once;
 mod sdk;
 mod sdk_credentials;

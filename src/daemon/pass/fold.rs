@@ -448,6 +448,7 @@ mod tests {
                 duration: Duration::ZERO,
                 notes: Vec::new(),
                 coverage: None,
+                isolation: None,
             },
             held,
         }
