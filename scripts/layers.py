@@ -16,7 +16,10 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 # The pure core: time, randomness and credentials are its arguments.
-PURE = ["model.rs", "plan.rs", "token.rs", "shard.rs", "escape.rs", "ecs/sign.rs", "adopt/render.rs"]
+PURE = [
+    "model.rs", "plan.rs", "token.rs", "shard.rs", "escape.rs", "ecs/sign.rs", "adopt/render.rs",
+    "notify/config.rs", "notify/render.rs", "notify/sign.rs",
+]
 IMPURE = re.compile(
     r"\b(tokio|reqwest|std::fs|std::env|std::net|SystemTime|Instant::now|Utc::now|Local::now|fastrand|uuid)\b"
 )

@@ -27,6 +27,8 @@
 //! - [`reconcile`]: one pass (observe → plan → gate → apply → verify), its work order, deadline, safety
 //!   rails and selector resolution; typed failures. The only writer.
 //! - [`report`]: text, JSON, Markdown for pull requests, and the audit trail.
+//! - [`notify`]: notifications to webhooks, Slack, DingTalk, Lark and Alertmanager: a bounded queue
+//!   and a task per sink, bursts coalesced, never a delay to a pass.
 //! - [`adopt`]: `sgpolicy import`: policy files written from the live state of existing groups.
 //! - [`daemon`]: the long-lived mode: triggers (file changes, interval, SIGHUP, retry), one pass at a
 //!   time, last good state, fights, metrics and health endpoints, shutdown.
@@ -46,6 +48,7 @@ pub mod ecs;
 pub mod escape;
 pub mod events;
 pub mod model;
+pub mod notify;
 pub mod plan;
 pub mod policy;
 pub mod reconcile;
