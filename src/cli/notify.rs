@@ -104,6 +104,29 @@ mod tests {
     }
 
     #[test]
+    fn the_flag_belongs_to_the_daemon_and_a_good_file_reaches_its_settings() {
+        let dir = folder(&[(
+            "n.yaml",
+            "sinks:\n  - {kind: slack, url: 'http://127.0.0.1:1/x'}\n",
+        )]);
+        let args = crate::cli::daemon::DaemonArgs {
+            notify_config: Some(dir.path().join("n.yaml")),
+            fight_threshold: 3,
+            ..Default::default()
+        };
+        let mut problems = Vec::new();
+        args.validate(true, &mut problems);
+        assert_eq!(
+            problems,
+            ["--notify-config only applies to the daemon mode (without --once)"]
+        );
+        let mut problems = Vec::new();
+        let settings = args.validate(false, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(settings.notify.sinks[0].spec.name, "slack-1");
+    }
+
+    #[test]
     fn a_bad_file_names_itself_with_line_and_column_and_a_missing_secret_never_shows_a_secret() {
         let dir = folder(&[
             ("bad.yaml", "sinks:\n  - kind: slack\n    url: nope\n"),
