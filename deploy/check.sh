@@ -15,7 +15,7 @@ PY="$VENV/bin/python"
 if ! command -v systemd-analyze >/dev/null; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd >/dev/null
 fi
-# promtool (Debian's prometheus package) checks and unit-tests the sharded overlay's alert rules.
+# promtool (Debian's prometheus package) checks and unit-tests the alert rules and the dashboard's queries.
 if ! command -v promtool >/dev/null; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
@@ -69,6 +69,15 @@ mkdir -p "$out/rules"
 promtool check rules "$out/rules/rules.yaml"
 cp deploy/kubernetes/overlays/sharded/prometheusrule.test.yaml "$out/rules/"
 promtool test rules "$out/rules/prometheusrule.test.yaml"
+
+echo "== Prometheus: deploy/prometheus's alert rules (promtool check rules, then their unit tests)"
+promtool check rules deploy/prometheus/sgpolicy-rules.yaml
+promtool test rules deploy/prometheus/sgpolicy-rules.test.yaml
+
+echo "== Grafana: the dashboard's JSON as Grafana reads it, and every query's PromQL through promtool"
+"$PY" deploy/check_dashboard.py check deploy/grafana/sgpolicy.json src
+"$PY" deploy/check_dashboard.py rules deploy/grafana/sgpolicy.json "$out/rules/dashboard.yaml"
+promtool check rules "$out/rules/dashboard.yaml"
 
 echo "== systemd: verify the unit (with ExecStart pointing at the binary built above) and its exposure"
 mkdir -p "$out/systemd"

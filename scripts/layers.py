@@ -26,6 +26,9 @@ PURE = [
     "import/render.rs",
     "isolation/model.rs",
     "isolation/ranges.rs",
+    "notify/config.rs",
+    "notify/render.rs",
+    "notify/sign.rs",
 ]
 IMPURE = re.compile(
     r"\b(tokio|reqwest|std::fs|std::env|std::net|SystemTime|Instant::now|Utc::now|Local::now|fastrand|uuid)\b"

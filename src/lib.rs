@@ -34,6 +34,8 @@
 //! - [`import`]: `sgpolicy import`: policy files written from the live state of existing groups.
 //! - [`once`]: the one-shot run: load, this shard's buckets, connect, one pass, coverage, audit
 //!   lines; the binary prints and picks the exit status.
+//! - [`notify`]: notifications to webhooks, Slack, DingTalk, Lark and Alertmanager: a bounded queue
+//!   and a task per sink, bursts coalesced, never a delay to a pass.
 //! - [`daemon`]: the long-lived mode: triggers (file changes, interval, SIGHUP, retry), one pass at a
 //!   time, last good state, fights, metrics and health endpoints, shutdown.
 //! - [`cli`]: raw arguments → validated settings, the `validate` and `schema` commands, exit codes.
@@ -54,6 +56,7 @@ pub mod failure;
 pub mod import;
 pub mod isolation;
 pub mod model;
+pub mod notify;
 pub mod once;
 pub mod plan;
 pub mod policy;

@@ -48,6 +48,10 @@ pub struct DaemonArgs {
     /// File holding the bearer token EventBridge sends (required with --events-addr).
     #[arg(long, value_name = "FILE")]
     pub events_token_file: Option<std::path::PathBuf>,
+    /// Send notifications (corrections, holds, fights, isolation, event sources, failing passes) to
+    /// the sinks this YAML file lists (docs/notifications.md) [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub notify_config: Option<std::path::PathBuf>,
 }
 
 /// A `--metrics-addr` that is not `HOST:PORT` or `:PORT`.
@@ -127,6 +131,12 @@ impl DaemonArgs {
         s.fight.hold_cap = s.fight.hold_cap.max(s.fight.hold);
         // A failed pass is retried no later than the regular interval would run it anyway.
         s.retry.cap = s.retry.cap.max(s.interval);
+        if let Some(path) = &self.notify_config {
+            match super::notify::load(path) {
+                Ok(n) => s.notify = n,
+                Err(errs) => problems.extend(errs),
+            }
+        }
         if let Some(a) = &self.metrics_addr {
             match parse_listen_addr(a) {
                 Ok(addr) => s.metrics_addr = Some(addr),
@@ -146,6 +156,7 @@ impl DaemonArgs {
             ("--events-poll", self.events_poll.is_some()),
             ("--events-addr", self.events_addr.is_some()),
             ("--events-token-file", self.events_token_file.is_some()),
+            ("--notify-config", self.notify_config.is_some()),
         ] {
             if given {
                 problems.push(format!(

@@ -16,6 +16,7 @@ pub mod connect;
 pub mod daemon;
 pub mod duration;
 pub mod import;
+pub mod notify;
 pub mod scale;
 pub mod shard;
 pub mod validate;

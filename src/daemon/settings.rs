@@ -27,6 +27,8 @@ pub struct DaemonSettings {
     /// On unless `--no-report-ungoverned`: after each full pass, list every (account, region) the folder names and
     /// export `sgpolicy_ungoverned_groups`.
     pub report_ungoverned: bool,
+    /// `--notify-config`: the sinks notifications go to (none: off).
+    pub notify: crate::notify::NotifySettings,
 }
 
 /// When corrections of one group count as a fight, and how long to hold off.
@@ -73,6 +75,7 @@ impl Default for DaemonSettings {
             },
             events: crate::events::EventSettings::default(),
             report_ungoverned: true,
+            notify: crate::notify::NotifySettings::default(),
         }
     }
 }

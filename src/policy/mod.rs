@@ -23,7 +23,7 @@ mod merge;
 mod schema;
 mod selector;
 mod walk;
-mod yaml;
+pub(crate) mod yaml;
 
 #[cfg(test)]
 mod tests;

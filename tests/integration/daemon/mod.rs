@@ -7,6 +7,7 @@ mod coverage;
 mod events;
 mod files;
 mod hostile;
+mod notify;
 mod ops;
 mod shards;
 
