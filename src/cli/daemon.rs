@@ -52,6 +52,10 @@ pub struct DaemonArgs {
     /// the sinks this YAML file lists (docs/notifications.md) [default: none].
     #[arg(long, value_name = "FILE")]
     pub notify_config: Option<std::path::PathBuf>,
+    /// Serve the read-only status page (/status, /status.json) on this loopback address, e.g.
+    /// 127.0.0.1:8082; reach it with `kubectl port-forward` (docs/status.md) [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub status_addr: Option<String>,
 }
 
 /// A `--metrics-addr` that is not `HOST:PORT` or `:PORT`.
@@ -82,6 +86,21 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, BadListenAddr> {
             .ok_or_else(bad),
         _ => Err(bad()),
     }
+}
+
+/// `--status-addr`: a loopback address only. The page names the people who changed groups (personal
+/// data) and has no authentication of its own yet, so anything wider is refused rather than exposed.
+fn status_addr(text: &str) -> Result<SocketAddr, String> {
+    let addr = parse_listen_addr(text)
+        .map_err(|_| format!("--status-addr {text:?} is not an address like 127.0.0.1:8082"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "--status-addr {text} is not a loopback address: the status page shows who changed each \
+             group (personal data) and serves no authentication yet; bind it to 127.0.0.1 and reach \
+             it with kubectl port-forward (docs/status.md)"
+        ));
+    }
+    Ok(addr)
 }
 
 impl DaemonArgs {
@@ -143,6 +162,12 @@ impl DaemonArgs {
                 Err(e) => problems.push(e.to_string()),
             }
         }
+        if let Some(a) = &self.status_addr {
+            match status_addr(a) {
+                Ok(addr) => s.status_addr = Some(addr),
+                Err(e) => problems.push(e),
+            }
+        }
         s
     }
 
@@ -157,6 +182,7 @@ impl DaemonArgs {
             ("--events-addr", self.events_addr.is_some()),
             ("--events-token-file", self.events_token_file.is_some()),
             ("--notify-config", self.notify_config.is_some()),
+            ("--status-addr", self.status_addr.is_some()),
         ] {
             if given {
                 problems.push(format!(
@@ -367,6 +393,33 @@ mod tests {
             ..base.clone()
         });
         assert!(problems[0].contains("--events-token-file"), "{problems:?}");
+    }
+
+    #[test]
+    fn the_status_page_binds_loopback_only_and_a_wider_address_is_refused_naming_why() {
+        let validate = |a: &str| {
+            let mut problems = Vec::new();
+            let s = DaemonArgs {
+                status_addr: Some(a.into()),
+                fight_threshold: 3,
+                ..DaemonArgs::default()
+            }
+            .validate(false, &mut problems);
+            (s.status_addr, problems)
+        };
+        let (addr, problems) = validate("127.0.0.1:8082");
+        assert_eq!((addr.map(|a| a.port()), problems.len()), (Some(8082), 0));
+        for wide in [":8082", "0.0.0.0:8082", "10.0.0.5:8082"] {
+            let (addr, problems) = validate(wide);
+            assert_eq!(addr, None, "{wide}");
+            assert!(
+                problems[0].contains("not a loopback address")
+                    && problems[0].contains("personal data"),
+                "{wide}: {problems:?}"
+            );
+        }
+        let (_, problems) = validate("nowhere");
+        assert!(problems[0].contains("--status-addr"), "{problems:?}");
     }
 
     #[test]

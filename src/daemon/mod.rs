@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod pass;
 pub mod settings;
 pub mod shard;
+pub mod status;
 pub mod triggers;
 pub mod watch;
 
@@ -135,6 +136,8 @@ pub struct Listeners {
     pub metrics: Option<tokio::net::TcpListener>,
     /// `POST /events` for EventBridge (`--events-addr`).
     pub events: Option<tokio::net::TcpListener>,
+    /// `/status` and `/status.json` (`--status-addr`).
+    pub status: Option<tokio::net::TcpListener>,
 }
 
 /// A port the daemon was told to listen on and cannot.
@@ -168,6 +171,7 @@ impl Listeners {
                 "--events-addr",
             )
             .await?,
+            status: bind_one(settings.status_addr, "--status-addr").await?,
         })
     }
 }
@@ -246,13 +250,21 @@ pub async fn serve<S: std::future::Future<Output = ()>>(setup: Setup, shell: She
     };
     let grace = settings.shutdown_grace;
     let notifier = start_notifier(&settings, &metrics);
+    let board = Arc::new(status::Board::default());
+    let status_page = Server::start(
+        listeners.status,
+        "the status page /status and /status.json",
+        status::page::router(board.clone()),
+    );
     let runner = Arc::new(
         pass::Runner::new(setup, clients, metrics, health, watch, intake, targets_tx)
-            .notifying(notifier),
+            .notifying(notifier)
+            .showing(board),
     );
     run_lanes(runner, timing, rx, shutdown, grace).await;
     hangup_task.abort();
     events.stop().await;
+    status_page.stop().await;
     server.stop().await;
 }
 

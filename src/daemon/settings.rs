@@ -29,6 +29,8 @@ pub struct DaemonSettings {
     pub report_ungoverned: bool,
     /// `--notify-config`: the sinks notifications go to (none: off).
     pub notify: crate::notify::NotifySettings,
+    /// `--status-addr`: the status page (loopback only: it shows user names).
+    pub status_addr: Option<SocketAddr>,
 }
 
 /// When corrections of one group count as a fight, and how long to hold off.
@@ -61,6 +63,7 @@ impl Default for DaemonSettings {
         DaemonSettings {
             interval: DEFAULT_INTERVAL,
             metrics_addr: None,
+            status_addr: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             debounce: DEFAULT_DEBOUNCE,
             fight: FightPolicy {

@@ -121,7 +121,7 @@ async fn serve_corrects_drift_on_the_port_its_caller_bound_and_returns_when_told
         credentials: None,
         listeners: Listeners {
             metrics: Some(listener),
-            events: None,
+            ..Listeners::default()
         },
         shutdown: async {
             let _ = stopped.await;
@@ -193,7 +193,7 @@ async fn a_correction_in_a_daemon_run_reaches_a_webhook_with_the_documented_body
         credentials: None,
         listeners: Listeners {
             metrics: Some(listener),
-            events: None,
+            ..Listeners::default()
         },
         shutdown: async {
             let _ = stopped.await;
@@ -239,4 +239,68 @@ async fn until(url: &str, cond: impl Fn(&str) -> bool) -> String {
         assert!(Instant::now() < deadline, "{url} never satisfied: {body}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn the_status_page_shows_a_corrected_group_with_its_last_correction_and_history() {
+    let (_sim, url) = simulator().await;
+    let folder = tempfile::tempdir().expect("temp dir");
+    std::fs::write(folder.path().join("prod.yaml"), FOLDER).expect("policy file");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (_hangup, hangups) = mpsc::channel(1);
+    let shell = Shell {
+        clients: clients(&url),
+        credentials: None,
+        listeners: Listeners {
+            status: Some(listener),
+            ..Listeners::default()
+        },
+        shutdown: async {
+            let _ = stopped.await;
+        },
+        hangups,
+    };
+    let check = async {
+        let body = until(&format!("http://{addr}/status.json"), |b| {
+            b.contains(r#""state":"in-sync""#)
+        })
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(v["version"], 1);
+        let g = &v["groups"][0];
+        assert_eq!(
+            (&g["id"], &g["declared"], &g["observed"]),
+            (&"sg-a".into(), &"Drop".into(), &"Drop".into())
+        );
+        assert_eq!(g["lastCorrection"]["cause"], "resync", "{g}");
+        assert_eq!(g["lastCorrection"]["changedBy"], serde_json::Value::Null);
+        let history = until_ok(&format!(
+            "http://{addr}/status/group.json?account=&region=cn-hangzhou&id=sg-a"
+        ))
+        .await;
+        let h: serde_json::Value = serde_json::from_str(&history).expect("JSON");
+        assert_eq!(h["history"][0]["what"], "corrected", "{h}");
+        assert_eq!(h["history"][0]["detail"], "Accept → Drop");
+        let page = reqwest::get(format!("http://{addr}/status"))
+            .await
+            .expect("page");
+        let csp = page.headers()["content-security-policy"]
+            .to_str()
+            .expect("csp");
+        assert!(
+            csp.starts_with("default-src 'none'; script-src 'self'"),
+            "{csp}"
+        );
+        let html = page.text().await.expect("html");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no external asset"
+        );
+        stop.send(()).expect("serve is running");
+    };
+    tokio::join!(serve(setup(folder.path()), shell), check);
 }

@@ -157,6 +157,7 @@ pub(super) enum Told {
         source: String,
         from: Option<Policy>,
         to: Policy,
+        cause: FoundBy,
         author: Option<Arc<Author>>,
     },
     /// A drift was held back this pass (every pass that holds it: the sink says it once and then
@@ -365,6 +366,7 @@ fn corrected(
         source: r.entry.source.to_string(),
         from: r.entry.observed,
         to: r.entry.desired,
+        cause,
         author: r.changed_by.clone(),
     });
     if let Some(a) = &r.changed_by {
@@ -649,6 +651,7 @@ mod tests {
                 source: "prod.yaml:3:5".into(),
                 from: Some(Accept),
                 to: Drop,
+                cause: FoundBy::Event,
                 author: Some(alice(Accept)),
             }]
         );

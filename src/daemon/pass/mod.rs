@@ -7,6 +7,7 @@ mod fold;
 mod folder;
 mod results;
 mod scope;
+mod show;
 mod survey;
 mod targeted;
 mod tell;
@@ -71,6 +72,8 @@ pub struct Runner<F: Fleet = Clients> {
     oldest_read: std::sync::Mutex<Option<Instant>>,
     /// What the notifier is told (nothing, until [`Runner::notifying`]).
     tell: tell::Teller,
+    /// What the status page shows (`--status-addr`; kept whether served or not).
+    board: Arc<crate::daemon::status::Board>,
 }
 
 impl<F: Fleet> Runner<F> {
@@ -97,6 +100,7 @@ impl<F: Fleet> Runner<F> {
             started: Instant::now(),
             oldest_read: std::sync::Mutex::new(None),
             tell: tell::Teller::default(),
+            board: Arc::default(),
             setup,
             settings,
             fleet,
@@ -111,6 +115,12 @@ impl<F: Fleet> Runner<F> {
     /// Tells `notifier` what the passes do (corrections, holds, fights, failures).
     pub fn notifying(mut self, notifier: crate::notify::Notifier) -> Runner<F> {
         self.tell = tell::Teller::new(notifier);
+        self
+    }
+
+    /// Publishes the status page's data to `board` (served by `--status-addr`).
+    pub fn showing(mut self, board: Arc<crate::daemon::status::Board>) -> Runner<F> {
+        self.board = board;
         self
     }
 

@@ -191,6 +191,7 @@ impl<F: Fleet> Runner<F> {
             self.carry_out(effect);
         }
         self.tell.told(&folded.told);
+        self.show_told(&folded.told);
         (folded.tally, folded.cloud)
     }
 
@@ -278,11 +279,12 @@ impl<F: Fleet> Runner<F> {
         self.metrics.set_groups(&st.groups.counts());
         let fighting = st.groups.fights.fighting(Instant::now());
         self.metrics.fighting_groups.set(fighting.len() as i64);
-        self.tell.fights(
+        let fights = self.tell.fights(
             fighting.iter().map(|(k, _)| *k),
             &st.groups.records,
             st.effective.as_deref().map(|d| &d.groups),
         );
+        self.show(st, &fights);
         self.metrics.fight_hold.clear();
         for (key, hold) in fighting {
             self.metrics

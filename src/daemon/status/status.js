@@ -1,0 +1,124 @@
+// The status page: everything is built with textContent (never innerHTML), so no value from the
+// cloud or the policy folder is ever parsed as markup. Filtered, sorted and paged here: the table
+// holds at most PAGE rows whatever the estate's size.
+"use strict";
+(function () {
+  const PAGE = 100;
+  let data = null, rows = [], sortKey = "id", sortDir = 1, page = 0;
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, text, cls) => {
+    const e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    if (cls) e.className = cls;
+    return e;
+  };
+  const file = (g) => (g.source || "").replace(/:\d+:\d+$/, "");
+  const who = (c) => (c && c.changedBy) ? [c.changedBy.type, c.changedBy.name].filter(Boolean).join(" ") : "";
+  const corr = (g) => g.lastCorrection ? `${g.lastCorrection.time} (${g.lastCorrection.cause}${who(g.lastCorrection) ? ", " + who(g.lastCorrection) : ""})` : "";
+  const iso = (g) => g.isolation ? g.isolation.status : "not checked";
+  const value = (g, k) => k === "lastCorrection" ? corr(g) : k === "isolation" ? iso(g) : (g[k] === null || g[k] === undefined ? "" : String(g[k]));
+
+  function options(id, values) {
+    const s = $(id);
+    const keep = s.value;
+    while (s.options.length > 1) s.remove(1);
+    [...new Set(values)].sort().forEach((v) => { const o = el("option", v === "" ? "(default)" : v); o.value = "=" + v; s.appendChild(o); });
+    s.value = keep;
+  }
+
+  function summary() {
+    const s = data.summary, box = $("summary");
+    box.replaceChildren();
+    const card = (label, n) => { const c = el("div", null, "card"); c.appendChild(el("b", n)); c.appendChild(el("span", label)); box.appendChild(c); };
+    card("governed", s.governed); card("in sync", s.inSync); card("drifted", s.drifted);
+    card(`held (open ${s.heldBy.open}, max-changes ${s.heldBy["max-changes"]}, observe ${s.heldBy.observe}, fight ${s.heldBy.fight})`, s.held);
+    card("failing", s.failing); card("not read yet", s.unknown);
+    card("not isolated / unknown", `${s.notIsolated} / ${s.isolationUnknown}`);
+    $("meta").textContent = `revision ${data.revision || "-"}${data.commit ? " (commit " + data.commit + ")" : ""} · ${s.shard} · last pass ${s.lastPass || "-"} · oldest verification ${s.oldestVerification || "-"} · events: ` +
+      Object.entries(s.events).map(([k, v]) => `${k} ${v}`).join(", ");
+  }
+
+  function filtered() {
+    // Option values are "=" + the value ("" is "all"), so the default account ("") is selectable.
+    const pick = (id) => { const v = $(id).value; return v ? v.slice(1) : null; };
+    const f = { state: pick("f-state"), account: pick("f-account"), region: pick("f-region"), file: pick("f-file"), text: $("f-text").value.toLowerCase() };
+    const is = (want, got) => want === null || want === got;
+    return data.groups.filter((g) =>
+      is(f.state, g.state) && is(f.account, g.account) && is(f.region, g.region) && is(f.file, file(g)) &&
+      (!f.text || g.id.toLowerCase().includes(f.text) || (g.name || "").toLowerCase().includes(f.text)));
+  }
+
+  function render() {
+    rows = filtered();
+    rows.sort((a, b) => { const x = value(a, sortKey), y = value(b, sortKey); return x < y ? -sortDir : x > y ? sortDir : 0; });
+    const pages = Math.max(1, Math.ceil(rows.length / PAGE));
+    page = Math.min(page, pages - 1);
+    const body = $("groups").tBodies[0];
+    const frag = document.createDocumentFragment();
+    rows.slice(page * PAGE, page * PAGE + PAGE).forEach((g) => {
+      const tr = el("tr");
+      const link = el("a", g.id);
+      link.href = "#group=" + encodeURIComponent(JSON.stringify([g.account, g.region, g.id]));
+      const idCell = el("td"); idCell.appendChild(link); tr.appendChild(idCell);
+      ["name", "account", "region", "declared", "observed", "mode"].forEach((k) => tr.appendChild(el("td", value(g, k))));
+      tr.appendChild(el("td", g.state, "state-" + g.state));
+      ["lastVerified", "lastCorrection", "isolation", "source"].forEach((k) => tr.appendChild(el("td", value(g, k))));
+      frag.appendChild(tr);
+    });
+    body.replaceChildren(frag);
+    $("count").textContent = `${rows.length} of ${data.groups.length} groups`;
+    $("page").textContent = `page ${page + 1} of ${pages}`;
+    $("prev").disabled = page === 0; $("next").disabled = page >= pages - 1;
+    document.querySelectorAll("th[data-key]").forEach((th) => { th.classList.toggle("asc", th.dataset.key === sortKey && sortDir > 0); th.classList.toggle("desc", th.dataset.key === sortKey && sortDir < 0); });
+  }
+
+  async function showGroup(key) {
+    $("list").hidden = true; $("summary").hidden = true; $("group").hidden = false;
+    const q = new URLSearchParams({ account: key[0], region: key[1], id: key[2] });
+    const r = await fetch("status/group.json?" + q.toString());
+    if (!r.ok) { $("g-title").textContent = "no such governed group"; return; }
+    const d = await r.json(), g = d.group;
+    $("g-title").textContent = `${g.id} (${g.account ? g.account + "/" : ""}${g.region})`;
+    const dl = $("g-facts"); dl.replaceChildren();
+    [["state", g.state], ["declared", g.declared], ["observed", g.observed || ""], ["mode", g.mode], ["last verified", g.lastVerified || ""],
+     ["last correction", corr(g)], ["isolation", iso(g)], ["source", g.source]].forEach(([k, v]) => { dl.appendChild(el("dt", k)); dl.appendChild(el("dd", v)); });
+    const body = $("history").tBodies[0], frag = document.createDocumentFragment();
+    d.history.forEach((h) => { const tr = el("tr"); [h.time, h.what, h.detail, who(h)].forEach((v) => tr.appendChild(el("td", v))); frag.appendChild(tr); });
+    if (!d.history.length) { const tr = el("tr"); tr.appendChild(el("td", "nothing yet")); frag.appendChild(tr); }
+    body.replaceChildren(frag);
+  }
+
+  function route() {
+    const m = location.hash.match(/^#group=(.*)$/);
+    if (m) {
+      try { const key = JSON.parse(decodeURIComponent(m[1])); if (Array.isArray(key) && key.length === 3) { showGroup(key.map(String)); return; } } catch (e) { /* fall through to the list */ }
+    }
+    $("group").hidden = true; $("list").hidden = false; $("summary").hidden = false;
+  }
+
+  async function load() {
+    const r = await fetch("status.json");
+    data = await r.json();
+    summary();
+    options("f-state", data.groups.map((g) => g.state));
+    options("f-account", data.groups.map((g) => g.account));
+    options("f-region", data.groups.map((g) => g.region));
+    options("f-file", data.groups.map(file));
+    render();
+    document.body.dataset.loaded = "true";
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    ["f-state", "f-account", "f-region", "f-file"].forEach((id) => $(id).addEventListener("change", () => { page = 0; render(); }));
+    $("f-text").addEventListener("input", () => { page = 0; render(); });
+    $("prev").addEventListener("click", () => { page -= 1; render(); });
+    $("next").addEventListener("click", () => { page += 1; render(); });
+    $("back").addEventListener("click", (e) => { e.preventDefault(); history.pushState(null, "", location.pathname); route(); });
+    document.querySelectorAll("th[data-key]").forEach((th) => th.addEventListener("click", () => {
+      if (sortKey === th.dataset.key) sortDir = -sortDir; else { sortKey = th.dataset.key; sortDir = 1; }
+      render();
+    }));
+    window.addEventListener("hashchange", route);
+    load().then(route);
+  });
+})();
