@@ -223,6 +223,15 @@ fn read_token(path: &std::path::Path) -> Result<Secret, String> {
             path.display()
         ));
     }
+    if token.len() < events::MIN_TOKEN_BYTES {
+        return Err(format!(
+            "--events-token-file {}: the token is {} bytes; it must be at least {} bytes so it cannot \
+             be guessed (generate one with `head -c 32 /dev/urandom | base64`)",
+            path.display(),
+            token.len(),
+            events::MIN_TOKEN_BYTES
+        ));
+    }
     if token.len() > 4096 || token.chars().any(|c| c.is_control() || c == ' ') {
         return Err(format!(
             "--events-token-file {}: the token must be one line of at most 4096 printable characters",
@@ -346,8 +355,11 @@ mod tests {
     fn the_token_file_is_read_trimmed_and_an_empty_one_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("token");
-        std::fs::write(&good, "abc123\n").unwrap();
-        assert_eq!(read_token(&good).unwrap().expose(), "abc123");
+        std::fs::write(&good, "abc123-0123456789abcdef\n").unwrap();
+        assert_eq!(
+            read_token(&good).unwrap().expose(),
+            "abc123-0123456789abcdef"
+        );
         let empty = dir.path().join("empty");
         std::fs::write(&empty, " \n").unwrap();
         assert!(read_token(&empty).unwrap_err().contains("is empty"));
@@ -362,9 +374,9 @@ mod tests {
         let s = args.validate(false, &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         let receiver = s.events.receiver.expect("a receiver");
-        assert_eq!(receiver.token.expose(), "abc123");
+        assert_eq!(receiver.token.expose(), "abc123-0123456789abcdef");
         assert!(
-            !format!("{receiver:?}").contains("abc123"),
+            !format!("{receiver:?}").contains("abc123-0123456789abcdef"),
             "the token never reaches Debug"
         );
     }

@@ -9,6 +9,7 @@
 pub mod fights;
 pub mod health;
 pub mod intake;
+pub mod listen;
 pub mod metrics;
 pub mod pass;
 pub mod settings;
@@ -117,7 +118,7 @@ pub async fn run(setup: Setup) -> Ended {
             Server::start(
                 Some((r.addr, "--events-addr")),
                 "POST /events (EventBridge)",
-                crate::events::receiver::router(r.token.clone(), heard_tx.clone(), status.clone()),
+                crate::events::receiver::router(r.token.clone(), intake.clone(), status.clone()),
             )
             .await
         }
@@ -248,7 +249,7 @@ impl Signals {
 /// The `/metrics`, `/healthz` and `/readyz` server, when `--metrics-addr` asks for one.
 struct Server {
     task: Option<(
-        tokio::task::JoinHandle<std::io::Result<()>>,
+        tokio::task::JoinHandle<()>,
         tokio::sync::oneshot::Sender<()>,
     )>,
 }
@@ -276,13 +277,15 @@ impl Server {
             .map_or(addr.to_string(), |a| a.to_string());
         tracing::info!("serving {what} on http://{shown}");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        // Bounded: header and body timeouts, a connection cap that sheds idle connections first.
+        let task = tokio::spawn(listen::serve(
+            listener,
+            router,
+            listen::Limits::DEFAULT,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Ok(Server {
             task: Some((task, stop)),
         })
