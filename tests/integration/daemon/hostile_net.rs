@@ -362,3 +362,61 @@ async fn a_real_drift_is_read_within_two_batches_while_forty_thousand_flood_even
         .count();
     assert_eq!(covered_reads, 1500, "one start-up read each, nothing more");
 }
+
+#[tokio::test]
+async fn a_push_naming_someone_else_than_actiontrail_is_overruled_by_the_pull_with_a_warning() {
+    let (sim, folder) = estate().await;
+    // The event becomes queryable 3 s after it happened: the forged push comes first.
+    sim.sim
+        .set_actiontrail(sgpolicy_sim::TrailConfig {
+            query_delay_seconds: 3,
+            ..sim.sim.actiontrail()
+        })
+        .unwrap();
+    let (side, addr) = (tempfile::tempdir().unwrap(), free_addr());
+    let token = token_file(&side, TOKEN);
+    let d = Daemon::start(
+        &sim,
+        folder.path(),
+        &[
+            "--events-poll",
+            "10s",
+            "--actiontrail-endpoint",
+            &sim.url,
+            "--events-addr",
+            &addr,
+            "--events-token-file",
+            &token,
+        ],
+    )
+    .await;
+    d.wait_metrics("the start-up pass", |m| {
+        m.sum("sgpolicy_passes_total", &["trigger=\"startup\""]) >= 1.0
+    })
+    .await;
+    let alice = ConsoleActor {
+        user_name: Some("alice".into()),
+        ..ConsoleActor::default()
+    };
+    let event_id = sim
+        .sim
+        .flip_in_console(HZ, "sg-a", Policy::Accept, &alice)
+        .expect("sg-a exists");
+    // Someone holding the token pushes the same event naming mallory.
+    let mut forged = flood_envelope(0, "sg-a", "Accept", &chrono::Utc::now().to_rfc3339());
+    forged["data"]["eventId"] = serde_json::json!(event_id);
+    let answer = reqwest::Client::new()
+        .post(format!("http://{addr}/events"))
+        .bearer_auth(TOKEN)
+        .json(&forged)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status().as_u16(), 202);
+    let warning = d.wait_log("the push named").await;
+    assert!(
+        warning.contains("mallory") && warning.contains("alice") && warning.contains(&event_id),
+        "{warning}"
+    );
+    wait_policy(&sim, "sg-a", Policy::Drop, &d).await;
+}
