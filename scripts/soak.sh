@@ -103,7 +103,7 @@ for _ in $(seq 600); do
     sleep 1
 done
 
-policy_of() { # the simulator's value of each group named on stdin's lines, as "id value" lines
+policy_of() { # every group's value in the simulator, as "id value" lines
     curl -fsS "$sim/_sim/groups" | jq -r '.[] | "\(.id) \(.innerAccessPolicy)"'
 }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$daemon_pid/status"; }
