@@ -2,7 +2,7 @@
 # The soak (docs/daemon.md, "Soak"): the release daemon against `sgpolicy sim` for a given duration with
 # ActionTrail pulled (`--events-poll 10s`) and EventBridge pushing to `POST /events`, while
 #   - a console user flips a governed group to Accept every few seconds through the simulator's admin
-#     path (each flip is an ActionTrail event, pushed and later pulled);
+#     path, the groups in turn (each flip is an ActionTrail event, pushed and later pulled);
 #   - the simulator answers 5% of API requests 503 (`serverErrorRate`, crates/sgpolicy-sim/src/faults.rs);
 #   - the policy folder, a Git repository, gets a commit about every minute that toggles one group's
 #     declared value (a real file change the daemon must apply).
@@ -11,7 +11,7 @@
 # table row. Exit 0 when every flip was corrected and every commit applied, 1 otherwise.
 #
 #   scripts/soak.sh [DURATION_SECONDS]        # default 3600
-# Environment: SOAK_BIN (target/release/sgpolicy), SOAK_GROUPS (300), SOAK_FLIP_EVERY (5 s),
+# Environment: SOAK_BIN (target/release/sgpolicy), SOAK_GROUPS (1000), SOAK_FLIP_EVERY (5 s),
 # SOAK_COMMIT_EVERY (60 s), SOAK_SAMPLE_EVERY (30 s), SOAK_PATIENCE (300 s: a flip not corrected by
 # then counts as failed), SOAK_DIR (a fresh temporary folder; the daemon's log is daemon.log there).
 # Build first: cargo build --release --bin sgpolicy.
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 duration=${1:-3600}
 bin=${SOAK_BIN:-${CARGO_TARGET_DIR:-target}/release/sgpolicy}
-groups=${SOAK_GROUPS:-300}
+groups=${SOAK_GROUPS:-1000}
 flip_every=${SOAK_FLIP_EVERY:-5}
 commit_every=${SOAK_COMMIT_EVERY:-60}
 sample_every=${SOAK_SAMPLE_EVERY:-30}
@@ -128,7 +128,10 @@ while :; do
     kill -0 "$daemon_pid" 2>/dev/null || { echo "soak: the daemon exited (see $dir/daemon.log)" >&2; exit 1; }
     running=$((t - start < duration))
     if ((running && t >= next_flip)); then
-        g=$(gid $((RANDOM % groups)))
+        # Round robin: each group is flipped once every groups x flip_every seconds (83 min at the
+        # defaults), so no group is flipped 3 times within an hour, which the daemon would rightly
+        # treat as a fight and hold its corrections back (docs/daemon.md, "Fights").
+        g=$(gid $((flips % groups)))
         if [ -z "${pending[$g]:-}" ]; then
             post "/_sim/groups/$region/$g" '{"innerAccessPolicy": "Accept", "actor": {"userName": "soak-console-user"}}'
             pending[$g]=$(now_ms)
