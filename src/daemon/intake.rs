@@ -29,7 +29,7 @@ use crate::policy::Desired;
 use crate::shard::Shard;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 
 /// What became of one event.
@@ -218,17 +218,18 @@ impl Intake {
         lock(&self.reads).retain(|k, _| desired.groups.contains_key(k));
     }
 
-    /// After a pass that started at `started` (`at` on the wall clock): the groups `verified` says
-    /// were read successfully since then were read at `at`, which makes older events of theirs free.
-    pub fn note_reads(
-        &self,
-        verified: &BTreeMap<GroupKey, Instant>,
-        started: Instant,
-        at: SystemTime,
-    ) {
+    /// After a pass that started at `at` (wall clock): the groups its own reports show read
+    /// successfully were read no earlier than that, which makes older events of theirs free. Only
+    /// the pass's own reports count: a read the other lane folded meanwhile may be older than `at`.
+    pub fn note_reads(&self, reports: &[crate::reconcile::PassReport], at: SystemTime) {
         let mut reads = lock(&self.reads);
-        for (key, _) in verified.iter().filter(|(_, t)| **t >= started) {
-            reads.insert(key.clone(), at);
+        let read = reports
+            .iter()
+            .flat_map(|rep| &rep.results)
+            .filter(|r| r.entry.observed.is_some());
+        for r in read {
+            let noted = reads.entry(r.entry.key.clone()).or_insert(at);
+            *noted = (*noted).max(at);
         }
     }
 
@@ -671,17 +672,47 @@ mod tests {
         assert!(matches!(intake.hear(refused), Admission::Targeted(_)));
     }
 
+    /// A pass report in which `key` was read (and found in sync).
+    fn read_of(key: &GroupKey) -> crate::reconcile::PassReport {
+        let entry = crate::plan::PlanEntry {
+            key: key.clone(),
+            desired: Policy::Drop,
+            observed: Some(Policy::Drop),
+            source: Location {
+                path: std::path::Path::new("p.yaml").into(),
+                line: 1,
+                column: 1,
+            },
+            action: crate::plan::Action::InSync,
+            mode: Mode::Enforce,
+        };
+        crate::reconcile::PassReport {
+            revision: "r".into(),
+            files: 1,
+            dry_run: false,
+            results: vec![crate::reconcile::GroupResult {
+                entry,
+                outcome: crate::reconcile::Outcome::InSync,
+                token: None,
+                request_id: None,
+                changed_by: None,
+            }],
+            fatal: None,
+            api_calls: Default::default(),
+            retries: 0,
+            throttled: 0,
+            duration: Duration::ZERO,
+            notes: Vec::new(),
+            coverage: None,
+        }
+    }
+
     #[test]
     fn an_event_older_than_the_groups_last_read_costs_nothing() {
         let intake = governing(&[("", "sg-a", Policy::Drop)]);
         let key = GroupKey::new("cn-hangzhou", "sg-a");
         let read_at = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z").unwrap();
-        let started = Instant::now();
-        intake.note_reads(
-            &BTreeMap::from([(key.clone(), started)]),
-            started,
-            SystemTime::from(read_at),
-        );
+        intake.note_reads(&[read_of(&key)], SystemTime::from(read_at));
         assert_eq!(
             intake.hear(pushed_at("sg-a", "Accept", "2026-12-01T09:59:00Z")),
             Admission::Stale

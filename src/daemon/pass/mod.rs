@@ -188,6 +188,9 @@ impl Runner {
         // the cloud calls, only while choosing the scope and while folding the results.
         drop(st);
         let reports = self.run_scoped(active, held).await;
+        // Events older than these reads cost nothing (daemon::intake).
+        let wall_start = std::time::SystemTime::now() - started.elapsed();
+        self.intake.note_reads(&reports, wall_start);
 
         let mut st = self.state.lock().await;
         let commit = st.commit.clone();
@@ -201,9 +204,6 @@ impl Runner {
             &|k| self.intake.author_of(k),
         );
         self.publish_groups(&st);
-        // Events older than these reads cost nothing (daemon::intake).
-        let wall_start = std::time::SystemTime::now() - started.elapsed();
-        self.intake.note_reads(&st.verified, started, wall_start);
         self.track_verification(&mut st, &desired);
         if scope > 0 {
             self.health.cloud(cloud_failure.clone());

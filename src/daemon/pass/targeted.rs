@@ -63,6 +63,7 @@ impl Runner {
         let (active, held) = (subset(&desired, active), subset(&desired, held));
         drop(st);
         let reports = self.run_scoped(active, held).await;
+        self.intake.note_reads(&reports, wall_start);
 
         let mut st = self.state.lock().await;
         let commit = st.commit.clone();
@@ -76,7 +77,6 @@ impl Runner {
         );
         self.publish_groups(&st);
         self.note_oldest_read(&st);
-        self.intake.note_reads(&st.verified, started, wall_start);
         drop(st);
         if let Some(why) = &cloud_failure {
             // The main lane clears it again after its next pass that reads the cloud through.
