@@ -356,7 +356,7 @@ impl Intake {
         }
     }
 
-    /// Takes every queued group (the targeted pass's scope) with its latest author.
+    /// Takes every queued group with its latest author (tests; the targeted lane takes batches).
     pub fn take(&self) -> BTreeMap<GroupKey, Arc<Author>> {
         self.take_batch(usize::MAX)
     }
