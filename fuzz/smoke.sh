@@ -13,7 +13,7 @@ if [ -z "${CI:-}" ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; t
 else
   run() { RUSTC_BOOTSTRAP=1 cargo fuzz run -s none "$@"; }
 fi
-for t in policy_file sign_canonical sim_request; do
+for t in policy_file sign_canonical sim_request event_record events_receiver; do
   scratch="$(mktemp -d)"
   log="$scratch.log"
   # A crash, hang or panic makes the run fail; show the whole log then, only the summary otherwise.

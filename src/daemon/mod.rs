@@ -9,6 +9,7 @@
 pub mod fights;
 pub mod health;
 pub mod intake;
+pub mod listen;
 pub mod metrics;
 pub mod pass;
 pub mod settings;
@@ -314,7 +315,7 @@ impl EventSources {
             Some(r) => Server::start(
                 listener,
                 "POST /events (EventBridge)",
-                crate::events::receiver::router(r.token.clone(), heard_tx.clone(), status.clone()),
+                crate::events::receiver::router(r.token.clone(), intake.clone(), status.clone()),
             ),
             None => Server { task: None },
         };
@@ -390,7 +391,7 @@ impl Signals {
 /// An HTTP endpoint of the daemon (`/metrics` and health, `POST /events`), when its flag asks for one.
 struct Server {
     task: Option<(
-        tokio::task::JoinHandle<std::io::Result<()>>,
+        tokio::task::JoinHandle<()>,
         tokio::sync::oneshot::Sender<()>,
     )>,
 }
@@ -410,13 +411,15 @@ impl Server {
             .map_or_else(|e| format!("(unknown address: {e})"), |a| a.to_string());
         tracing::info!("serving {what} on http://{shown}");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        // Bounded: header and body timeouts, a connection cap that sheds idle connections first.
+        let task = tokio::spawn(listen::serve(
+            listener,
+            router,
+            listen::Limits::DEFAULT,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Server {
             task: Some((task, stop)),
         }

@@ -92,6 +92,17 @@ pub struct Author {
     /// The `InnerAccessPolicy` the call sent (the value the group has if nothing undid it since): a
     /// read that finds it is the drift this event announced.
     pub set_to: Option<Policy>,
+    /// How the daemon heard it (`None` until it does): a pushed identity is taken on the token
+    /// holder's word, a pulled one is ActionTrail's own.
+    pub via: Option<super::Via>,
+}
+
+impl Author {
+    /// Whether two records name the same principal (type, name, principal id).
+    pub fn same_identity(&self, other: &Author) -> bool {
+        (self.actor, &self.name, &self.principal_id)
+            == (other.actor, &other.name, &other.principal_id)
+    }
 }
 
 impl fmt::Display for Author {
@@ -220,6 +231,7 @@ pub fn parse_record(record: &Value, region: Option<&str>) -> Result<Change, Igno
         event_time: owned(record, "eventTime"),
         event_id,
         set_to: param(params, "InnerAccessPolicy").and_then(Policy::parse),
+        via: None,
     };
     Ok(Change {
         account_id: owned(identity, "accountId"),

@@ -465,6 +465,7 @@ mod tests {
             event_time: None,
             event_id: "e-1".into(),
             set_to: Some(set_to),
+            via: None,
         })
     }
 

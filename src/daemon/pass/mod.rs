@@ -150,6 +150,10 @@ impl<F: Fleet> Runner<F> {
         };
         let scope = self.choose_scope(desired, full).await;
         let reports = self.run_scoped(scope.active, scope.held).await;
+        // Events older than these reads cost nothing (daemon::intake).
+        let wall_start = std::time::SystemTime::now() - started.elapsed();
+        self.intake
+            .note_reads(reports.iter().map(|s| &s.report), wall_start);
         let (tally, cloud_failure) = self
             .conclude(reports, &scope.desired, scope.size, full)
             .await;

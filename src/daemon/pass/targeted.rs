@@ -1,21 +1,24 @@
 //! The targeted lane: passes over the groups ActionTrail events named, run beside the main lane so
 //! a console flip is corrected in seconds even while a full resync of a large estate is under way.
 //!
-//! Each targeted pass takes every queued group at once (a burst of events is debounced like file
-//! events), reads them, plans, writes and verifies exactly like any pass, and reports through the
-//! same fold as the main lane. It never starts before the first pass resolved the folder: events
-//! heard earlier stay queued, and that pass reads every group anyway. It cannot starve the resync:
-//! the main lane's timer and triggers do not wait for it, and both share the rate limiter, whose
-//! queue is first come, first served.
+//! Each targeted pass takes up to [`TARGETED_BATCH`] queued groups, urgent ones first (the intake's
+//! order: events announcing drift before the rest), reads them, plans, writes and verifies exactly
+//! like any pass, and reports through the same fold as the main lane. A burst of events is debounced
+//! like file events; while groups remain queued the next batch starts at once, so a real drift that
+//! arrives during a flood waits for at most the batch in progress. It never starts before the first
+//! pass resolved the folder: events heard earlier stay queued, and that pass reads every group
+//! anyway. It cannot starve the resync: the main lane's timer and triggers do not wait for it, and
+//! both share the rate limiter, whose queue is first come, first served.
 
 use super::results::{Finished, FoundBy, PassOutcome, Tally};
 use super::{subset, Runner};
 use crate::accounts::Fleet;
+use crate::daemon::intake::TARGETED_BATCH;
 use crate::daemon::triggers::Trigger;
 use crate::policy::DesiredGroup;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 impl<F: Fleet> Runner<F> {
     /// Runs targeted passes until shutdown.
@@ -30,18 +33,27 @@ impl<F: Fleet> Runner<F> {
             if self.unless_stopped(debounce).await.is_none() {
                 return;
             }
-            self.targeted_pass().await;
+            loop {
+                if self.cancel.load(Ordering::SeqCst) {
+                    return;
+                }
+                if !self.targeted_pass().await || !self.intake.has_queued() {
+                    break;
+                }
+            }
         }
     }
 
-    pub(super) async fn targeted_pass(&self) {
+    /// One batch; `false` when no folder is resolved yet (the batch stays queued).
+    pub(super) async fn targeted_pass(&self) -> bool {
         let started = Instant::now();
+        let wall_start = SystemTime::now();
         let st = self.state.lock().await;
         let Some(desired) = st.effective.clone() else {
             // No folder resolved yet: the first pass reads every group (and nudges us after).
-            return;
+            return false;
         };
-        let batch = self.intake.take();
+        let batch = self.intake.take_batch(TARGETED_BATCH);
         let now = Instant::now();
         // A group the folder stopped governing since the event was queued is not read.
         let (held, active): (Vec<&DesiredGroup>, Vec<&DesiredGroup>) = batch
@@ -50,11 +62,13 @@ impl<F: Fleet> Runner<F> {
             .partition(|g| st.groups.fights.held(&g.key, now));
         let scope = held.len() + active.len();
         if scope == 0 {
-            return;
+            return true;
         }
         let (active, held) = (subset(&desired, active), subset(&desired, held));
         drop(st);
         let reports = self.run_scoped(active, held).await;
+        self.intake
+            .note_reads(reports.iter().map(|s| &s.report), wall_start);
 
         let mut st = self.state.lock().await;
         let commit = st.folder.commit().map(str::to_string);
@@ -88,5 +102,6 @@ impl<F: Fleet> Runner<F> {
             declared: desired.groups.len(),
             revision: Some(&desired.revision),
         });
+        true
     }
 }

@@ -7,6 +7,7 @@ mod coverage;
 mod events;
 mod files;
 mod hostile;
+mod hostile_net;
 mod notify;
 mod ops;
 mod shards;
