@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the agent's module layers: prints the graph of its top-level modules (who names whom through
 `crate::`), and fails if two modules depend on each other through any path (a cycle), if anything
-below the command-line layer names `cli`, if the pure core (model, plan, token, ecs/sign, and the
+below the command-line layer names `cli`, if the pure core (model, plan, token, shard, escape, ecs/sign, and the
 import renderer adopt/render) names a clock,
 the environment, the file system or the network, or if ARCHITECTURE.md's module map and the tree of
 `src/` differ. Run from anywhere: `python3 scripts/layers.py`.
@@ -16,7 +16,17 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 # The pure core: time, randomness and credentials are its arguments.
-PURE = ["model.rs", "plan.rs", "token.rs", "shard.rs", "ecs/sign.rs", "adopt/render.rs"]
+PURE = [
+    "model.rs",
+    "plan.rs",
+    "token.rs",
+    "shard.rs",
+    "escape.rs",
+    "ecs/sign.rs",
+    "adopt/render.rs",
+    "isolation/model.rs",
+    "isolation/ranges.rs",
+]
 IMPURE = re.compile(
     r"\b(tokio|reqwest|std::fs|std::env|std::net|SystemTime|Instant::now|Utc::now|Local::now|fastrand|uuid)\b"
 )

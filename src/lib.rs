@@ -14,6 +14,8 @@
 //! - [`token`]: the deterministic ClientToken derivation and its guarantees.
 //! - [`shard`]: which (account, region) buckets a replica owns (rendezvous hashing), for sharded
 //!   deployments.
+//! - [`escape`]: untrusted text (file names, policy values, cloud names, event fields) made safe for
+//!   each output: text, Markdown, GitHub annotations, logs.
 //!
 //! The cloud:
 //! - [`ecs`]: the boundary: the signer, typed calls and errors, the HTTP client with retries and rate
@@ -24,6 +26,8 @@
 //! The work:
 //! - [`reconcile`]: one pass (observe → plan → gate → apply → verify), its work order, deadline, safety
 //!   rails and selector resolution; typed failures. The only writer.
+//! - [`isolation`]: the isolation check: the pure model (does `Drop` really keep members apart?) and
+//!   the reads it needs (rules, network interfaces, prefix lists).
 //! - [`report`]: text, JSON, Markdown for pull requests, and the audit trail.
 //! - [`adopt`]: `sgpolicy import`: policy files written from the live state of existing groups.
 //! - [`once`]: the one-shot run: load, this shard's buckets, connect, one pass, coverage, audit
@@ -43,7 +47,9 @@ pub mod cli;
 pub mod credentials;
 pub mod daemon;
 pub mod ecs;
+pub mod escape;
 pub mod events;
+pub mod isolation;
 pub mod model;
 pub mod once;
 pub mod plan;

@@ -85,15 +85,25 @@ fn usage(problems: Vec<String>, help: &str) -> i32 {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("sgpolicy=info"));
+    // notify's per-event trace lines would feed themselves through a log file in a watched folder:
+    // a `RUST_LOG` that does not name notify keeps it at warnings (the default never shows it).
+    let broad = std::env::var("RUST_LOG").is_ok_and(|v| !v.contains("notify"));
+    if broad {
+        if let Ok(quiet) = daemon::watch::QUIET_NOTIFY.parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     // Colours only for a terminal: piped into a file or a log collector they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Human => builder.init(),
+        // Untrusted text in a message or field (file names, event authors) is escaped: it can never
+        // forge a second line. JSON lines are escaped by serde.
+        LogFormat::Human => builder.fmt_fields(sgpolicy::escape::log_fields()).init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -142,6 +152,12 @@ async fn run_once(config: Config) -> i32 {
         }
     }
     if result.has_errors() {
+        exit::ERROR
+    } else if config.require_isolation && report::isolation::unproven(&result) > 0 {
+        eprintln!(
+            "error: {} group(s) declared Drop are not proven isolated (--require-isolation)",
+            report::isolation::unproven(&result)
+        );
         exit::ERROR
     } else if config.mode == RunMode::Plan(PlanExit::Detailed) && result.has_drift() {
         exit::DRIFT

@@ -293,9 +293,18 @@ pub struct Location {
     pub column: usize,
 }
 
+/// `path:line:column`, the path escaped (`crate::escape::text`): a file name is untrusted text, and a
+/// newline in it must not start a new line wherever a location is printed.
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+        let path = self.path.to_string_lossy();
+        write!(
+            f,
+            "{}:{}:{}",
+            crate::escape::Text(&path),
+            self.line,
+            self.column
+        )
     }
 }
 

@@ -158,6 +158,19 @@ pub struct RunArgs {
     /// error (exit 1).
     #[arg(long)]
     pub fail_on_ungoverned: bool,
+    /// With --once: check that every group declared Drop really isolates its members (its rules, its
+    /// members' other groups and shared Accept groups; docs/isolation.md). Reads every rule, each
+    /// VPC's network interfaces and the prefix lists the rules name.
+    #[arg(long)]
+    pub check_isolation: bool,
+    /// With --once: like --check-isolation, and a group declared Drop that is not proven isolated
+    /// (not isolated, or unknown) is an error (exit 1, also with --detailed-exitcode).
+    #[arg(long)]
+    pub require_isolation: bool,
+    /// Daemon: skip the isolation check after full passes (the daemon's check arrives with the
+    /// daemon part of issue 19; the flag is accepted now so deployments can set it).
+    #[arg(long, conflicts_with_all = ["check_isolation", "require_isolation"])]
+    pub no_check_isolation: bool,
     /// Deadline for a whole pass (e.g. 30m, 90s; 0 for none); unfinished groups are reported as errors.
     #[arg(long, value_name = "DURATION", default_value = "30m")]
     pub pass_timeout: String,
@@ -196,6 +209,9 @@ pub struct Config {
     pub report_ungoverned: bool,
     /// `--fail-on-ungoverned`: an ungoverned group is an error for the exit code.
     pub fail_on_ungoverned: bool,
+    /// `--require-isolation`: a group declared Drop not proven isolated is an error for the exit code
+    /// (the check itself is `pass.check_isolation`).
+    pub require_isolation: bool,
 }
 
 /// How sgpolicy runs: chosen by `--once`, `--dry-run` and `--detailed-exitcode`.
@@ -249,6 +265,18 @@ impl RunArgs {
                     .to_string(),
             );
         }
+        if self.require_isolation && !self.once {
+            problems.push(
+                "--require-isolation only applies with --once (a daemon has no final exit code)"
+                    .to_string(),
+            );
+        }
+        if self.no_check_isolation && self.once {
+            problems.push(
+                "--no-check-isolation only applies to the daemon (a --once run checks only with --check-isolation)"
+                    .to_string(),
+            );
+        }
         if self.detailed_exitcode && !self.once {
             problems.push(
                 "--detailed-exitcode only applies with --once (a daemon has no final exit code)"
@@ -295,6 +323,7 @@ impl RunArgs {
                     allow_open: self.allow_open,
                 },
                 pass_timeout,
+                check_isolation: self.once && (self.check_isolation || self.require_isolation),
                 ..PassOptions::default()
             },
             mode,
@@ -303,6 +332,7 @@ impl RunArgs {
             shard,
             report_ungoverned: self.report_ungoverned || self.fail_on_ungoverned,
             fail_on_ungoverned: self.fail_on_ungoverned,
+            require_isolation: self.require_isolation,
         })
     }
 }
@@ -397,6 +427,64 @@ mod tests {
             c.connect.actiontrail_endpoint.as_deref(),
             Some("http://127.0.0.1:9000")
         );
+    }
+
+    #[test]
+    fn the_isolation_flags_check_one_shot_passes_and_require_isolation_implies_the_check() {
+        let plain = parse(&["--policies", "p", "--once"])
+            .run
+            .validate()
+            .unwrap();
+        assert!(
+            !plain.pass.check_isolation,
+            "the check costs calls: only when asked"
+        );
+        let check = parse(&["--policies", "p", "--once", "--check-isolation"])
+            .run
+            .validate()
+            .unwrap();
+        assert!(check.pass.check_isolation && !check.require_isolation);
+        let strict = parse(&[
+            "--policies",
+            "p",
+            "--once",
+            "--dry-run",
+            "--detailed-exitcode",
+            "--require-isolation",
+        ])
+        .run
+        .validate()
+        .unwrap();
+        assert!(strict.pass.check_isolation && strict.require_isolation);
+        let problems = parse(&["--policies", "p", "--require-isolation"])
+            .run
+            .validate()
+            .unwrap_err();
+        assert!(
+            problems[0].starts_with("--require-isolation only applies with --once"),
+            "{problems:?}"
+        );
+        let problems = parse(&["--policies", "p", "--once", "--no-check-isolation"])
+            .run
+            .validate()
+            .unwrap_err();
+        assert!(
+            problems[0].starts_with("--no-check-isolation only applies to the daemon"),
+            "{problems:?}"
+        );
+        let daemon = parse(&["--policies", "p", "--no-check-isolation"])
+            .run
+            .validate()
+            .unwrap();
+        assert!(!daemon.pass.check_isolation);
+        assert!(Cli::try_parse_from([
+            "sgpolicy",
+            "--policies",
+            "p",
+            "--no-check-isolation",
+            "--check-isolation"
+        ])
+        .is_err());
     }
 
     #[test]

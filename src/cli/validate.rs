@@ -2,6 +2,7 @@
 //! first CI step. No credentials, no network: only the policy loader runs, so every problem it would
 //! refuse a pass for is reported here first, in the form the caller's tooling reads.
 
+use crate::escape;
 use crate::model::Location;
 use crate::policy::{self, LoadError, LoadOptions};
 use std::fmt::Write;
@@ -28,13 +29,16 @@ pub fn validate(dir: &Path, opts: &LoadOptions, format: Format) -> Outcome {
         Ok(d) => {
             let mut output = String::new();
             if d.files == 0 {
-                let warning = format!("no policy files (*.yaml, *.yml) under {}", dir.display());
+                let warning = format!(
+                    "no policy files (*.yaml, *.yml) under {}",
+                    escape::text(&dir.to_string_lossy())
+                );
                 match format {
                     Format::Text => {
                         let _ = writeln!(output, "warning: {warning}");
                     }
                     Format::Github => {
-                        let _ = writeln!(output, "::warning::{}", escape_data(&warning));
+                        let _ = writeln!(output, "::warning::{}", escape::github_data(&warning));
                     }
                 }
             }
@@ -58,7 +62,7 @@ pub fn validate(dir: &Path, opts: &LoadOptions, format: Format) -> Outcome {
                 output,
                 "invalid: {} problem(s) in {}",
                 errors.len(),
-                dir.display()
+                escape::text(&dir.to_string_lossy())
             );
             Outcome { ok: false, output }
         }
@@ -67,31 +71,22 @@ pub fn validate(dir: &Path, opts: &LoadOptions, format: Format) -> Outcome {
 
 fn render(e: &LoadError, format: Format) -> String {
     match format {
-        Format::Text => e.to_string(),
+        Format::Text => escape::text(&e.to_string()).into_owned(),
         Format::Github => github_error(&e.location, &e.message),
     }
 }
 
 /// One GitHub Actions `error` command. Property values escape `%`, CR, LF, `:` and `,`; the message
-/// escapes `%`, CR and LF (as the Actions toolkit's `issueCommand` does).
+/// escapes `%`, CR and LF (as the Actions toolkit's `issueCommand` does); both escape other control
+/// characters (`crate::escape`).
 pub fn github_error(at: &Location, message: &str) -> String {
     format!(
         "::error file={},line={},col={}::{}",
-        escape_property(&at.path.display().to_string()),
+        escape::github_property(&at.path.to_string_lossy()),
         at.line,
         at.column,
-        escape_data(message)
+        escape::github_data(message)
     )
-}
-
-fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-fn escape_property(s: &str) -> String {
-    escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
 /// `sgpolicy validate`: prints to stdout, returns the exit status.
@@ -156,8 +151,8 @@ pub fn report_load_errors(errors: &[LoadError], markdown: bool, report: Option<&
             let _ = writeln!(
                 out,
                 "- `{}`: {}",
-                e.location.to_string().replace('`', "'"),
-                e.message.replace(['<', '>'], "").replace('\n', " ")
+                escape::markdown(&e.location.to_string()),
+                escape::markdown(&e.message)
             );
         }
         if errors.len() > 200 {

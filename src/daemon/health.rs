@@ -44,6 +44,8 @@ struct Readiness {
     full_pass_done: bool,
     folder: FolderStatus,
     folder_errors: usize,
+    /// The first of the folder's problems, said in `/readyz` (a link out of the folder, a limit).
+    folder_problem: Option<String>,
     /// Why the last pass that talked to the cloud failed on it.
     cloud: Option<String>,
     stopping: bool,
@@ -104,6 +106,11 @@ impl Health {
         });
     }
 
+    /// The first problem of a folder that did not load (`None` once one loads), for `/readyz`.
+    pub fn folder_problem(&self, first: Option<String>) {
+        self.with(|r| r.folder_problem = first);
+    }
+
     /// After a pass that talked to the cloud: `None` when it had no cloud failure.
     pub fn cloud(&self, failure: Option<String>) {
         self.with(|r| r.cloud = failure);
@@ -149,14 +156,18 @@ impl Health {
             if r.stopping {
                 return (false, "shutting down".to_string());
             }
+            // The problem is escaped: a file name or a link target is untrusted text.
+            let first = r.folder_problem.as_deref().map_or(String::new(), |p| {
+                format!(", the first: {}", crate::escape::text(p))
+            });
             let folder_note = match &r.folder {
                 FolderStatus::NotLoaded if r.folder_errors > 0 => {
-                    return (false, format!("policy folder has {} error(s) and no earlier version loaded", r.folder_errors));
+                    return (false, format!("policy folder has {} error(s){first} and no earlier version loaded", r.folder_errors));
                 }
                 FolderStatus::NotLoaded => return (false, "policy folder not loaded yet".to_string()),
                 FolderStatus::Loaded { revision } => format!("revision {revision}"),
                 FolderStatus::Degraded { revision, errors } => format!(
-                    "degraded: policy folder has {errors} error(s); enforcing last good revision {revision}"
+                    "degraded: policy folder has {errors} error(s){first}; enforcing last good revision {revision}"
                 ),
             };
             if !r.full_pass_done {
@@ -283,10 +294,11 @@ mod tests {
             },
             1,
         );
+        h.folder_problem(Some("p/r:1:1: symlink to \"/\"\n::forged".into()));
         let (ok, why) = h.ready();
-        assert!(
-            ok && why.contains("degraded") && why.contains("r1"),
-            "{why}"
+        assert_eq!(
+            (ok, why.as_str()),
+            (true, "ready (degraded: policy folder has 1 error(s), the first: p/r:1:1: symlink to \"/\"\\n::forged; enforcing last good revision r1)")
         );
         h.stopping();
         assert!(!h.ready().0);

@@ -29,24 +29,32 @@ fn identity(path: &Path) -> Option<Identity> {
 
 /// Whether an event can matter for `target`: anything under it, or a component of its path being
 /// created, removed or renamed. Reads (open, close without writing) never matter: passes read the
-/// folder themselves.
+/// folder themselves. Nor do writes to the content of a file that is not a policy file (a log file,
+/// say): only its appearing, disappearing or being renamed can change what a pass reads. This is also
+/// what keeps a log written next to, or inside, the folder from feeding itself.
 pub fn is_relevant(event: &notify::Event, target: &Path) -> bool {
     if event.need_rescan() {
         return true;
     }
-    let structural = match event.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => false,
+    let (structural, content) = match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+        | EventKind::Modify(ModifyKind::Data(_)) => (false, true),
         EventKind::Access(_) => return false,
         EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => {
-            true
+            (true, false)
         }
-        _ => false,
+        _ => (false, false),
     };
-    event
-        .paths
-        .iter()
-        .any(|p| p.starts_with(target) || (structural && target.starts_with(p)))
+    event.paths.iter().any(|p| {
+        (p.starts_with(target) && (!content || crate::policy::is_policy_name(p)))
+            || (structural && target.starts_with(p))
+    })
 }
+
+/// A logging directive the binary adds to a `RUST_LOG` that does not name `notify` itself. notify logs every
+/// raw inotify event at trace level, before any filter of ours sees it; with `RUST_LOG=trace` and the
+/// log written into a watched folder, each line would be an event logged as another line, without end.
+pub const QUIET_NOTIFY: &str = "notify=warn";
 
 pub struct FolderWatch {
     target: PathBuf,
@@ -64,20 +72,25 @@ impl FolderWatch {
     ) -> Result<FolderWatch, notify::Error> {
         let target = std::path::absolute(target).map_err(notify::Error::io)?;
         let filter_target = target.clone();
-        let watcher =
-            notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-                Ok(event) => {
-                    if is_relevant(&event, &filter_target) {
-                        tracing::trace!(kind = ?event.kind, paths = ?event.paths, "file event");
-                        on_change();
-                    }
-                }
-                Err(e) => {
-                    // Typically the inotify watch limit; the pass that follows re-reads everything.
-                    tracing::warn!("file watcher: {e}");
+        // Nothing is logged per raw event (a log file in a watched folder would feed itself): the
+        // pass a relevant event starts says why it ran.
+        let handler = move |res: notify::Result<notify::Event>| match res {
+            Ok(event) => {
+                if is_relevant(&event, &filter_target) {
                     on_change();
                 }
-            })?;
+            }
+            Err(e) => {
+                // Typically the inotify watch limit; the pass that follows re-reads everything.
+                tracing::warn!("file watcher: {e}");
+                on_change();
+            }
+        };
+        // Links are not followed: a link inside the folder to `/` would otherwise have the watcher
+        // walk and watch the whole file system. Links inside the folder point at folders that are
+        // inside it and watched anyway; the walk refuses the others.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let watcher = RecommendedWatcher::new(handler, config)?;
         let mut w = FolderWatch {
             target,
             watcher,
@@ -175,5 +188,28 @@ mod tests {
         );
         let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
         assert!(is_relevant(&ev(closed, "/git/repo/policies/a.yaml"), t));
+    }
+
+    #[test]
+    fn writes_to_a_file_that_is_not_a_policy_file_never_count() {
+        let t = Path::new("/var/run/policies");
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        for kind in [write, closed] {
+            assert!(
+                !is_relevant(&ev(kind, "/var/run/daemon.log"), t),
+                "next to it"
+            );
+            assert!(
+                !is_relevant(&ev(kind, "/var/run/policies/daemon.log"), t),
+                "inside it"
+            );
+            assert!(is_relevant(&ev(kind, "/var/run/policies/team/a.YML"), t));
+        }
+        // A file or folder of any name appearing or going can change what a pass reads.
+        let created = EventKind::Create(CreateKind::Any);
+        assert!(is_relevant(&ev(created, "/var/run/policies/team"), t));
+        let removed = EventKind::Remove(notify::event::RemoveKind::Any);
+        assert!(is_relevant(&ev(removed, "/var/run/policies/old"), t));
     }
 }

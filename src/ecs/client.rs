@@ -425,6 +425,66 @@ impl EcsClient {
         })
     }
 
+    /// One page of a group's rules (`MaxResults=1000`, all directions) with its policy and VPC: the
+    /// isolation check's read, which also serves the pass's policy read when the check is on.
+    pub async fn describe_rules(
+        &self,
+        key: &GroupKey,
+        next_token: Option<&str>,
+    ) -> Result<api::RulePage, EcsError> {
+        let mut params: Vec<(&str, &str)> = vec![
+            ("RegionId", &key.region),
+            ("SecurityGroupId", &key.id),
+            ("MaxResults", api::LARGEST_RULE_PAGE),
+        ];
+        if let Some(t) = next_token {
+            params.push(("NextToken", t));
+        }
+        let parsed: api::RulesResponse = self
+            .call_as(Service::Ecs, api::DESCRIBE_ATTRIBUTE, &key.region, &params)
+            .await?;
+        Ok(parsed.into())
+    }
+
+    /// One page of the network interfaces of one VPC (`MaxResults=500`). Never filtered by security
+    /// group: that filter returns secondary interfaces only.
+    pub async fn describe_interfaces(
+        &self,
+        region: &str,
+        vpc_id: &str,
+        next_token: Option<&str>,
+    ) -> Result<api::InterfacePage, EcsError> {
+        let mut params: Vec<(&str, &str)> = vec![
+            ("RegionId", region),
+            ("VpcId", vpc_id),
+            ("MaxResults", api::LARGEST_INTERFACE_PAGE),
+        ];
+        if let Some(t) = next_token {
+            params.push(("NextToken", t));
+        }
+        let parsed: api::InterfacesResponse = self
+            .call_as(Service::Ecs, api::DESCRIBE_INTERFACES, region, &params)
+            .await?;
+        Ok(parsed.into())
+    }
+
+    /// One prefix list's entries.
+    pub async fn describe_prefix_list(
+        &self,
+        region: &str,
+        id: &str,
+    ) -> Result<api::PrefixList, EcsError> {
+        let parsed: api::PrefixListResponse = self
+            .call_as(
+                Service::Ecs,
+                api::DESCRIBE_PREFIX_LIST,
+                region,
+                &[("RegionId", region), ("PrefixListId", id)],
+            )
+            .await?;
+        Ok(parsed.into_list(id))
+    }
+
     /// Type and managed flags for up to 100 ids of one region. Ids absent from the map do not exist.
     pub async fn describe_groups(
         &self,

@@ -1,8 +1,9 @@
-//! The seam between a pass and ECS: the four calls a pass makes, as a trait. [`EcsClient`] is the real
+//! The seam between a pass and ECS: the calls a pass (and its isolation check) makes, as a trait. [`EcsClient`] is the real
 //! implementation (signed RPC over HTTP, retries, rate limits); `reconcile`'s unit tests use a scripted
 //! fake that checks every request exactly, so the only module that writes to the cloud is tested
 //! without HTTP as well as through it.
 
+use super::api::{InterfacePage, PrefixList, RulePage};
 use super::client::{CallStats, EcsClient};
 use super::error::EcsError;
 use crate::model::{GroupKey, GroupMeta, Policy};
@@ -58,6 +59,28 @@ pub trait Cloud: Send + Sync {
         next_token: Option<&str>,
     ) -> impl Future<Output = Result<GroupPage, EcsError>> + Send;
 
+    /// One page of a group's rules, with its policy and VPC (the isolation check).
+    fn describe_rules(
+        &self,
+        key: &GroupKey,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<RulePage, EcsError>> + Send;
+
+    /// One page of the network interfaces of a VPC (the isolation check's members).
+    fn describe_interfaces(
+        &self,
+        region: &str,
+        vpc_id: &str,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<InterfacePage, EcsError>> + Send;
+
+    /// One prefix list's entries (the isolation check).
+    fn describe_prefix_list(
+        &self,
+        region: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<PrefixList, EcsError>> + Send;
+
     /// Call counts, for the pass's figures.
     fn stats(&self) -> &CallStats;
 }
@@ -94,6 +117,31 @@ impl Cloud for EcsClient {
         next_token: Option<&str>,
     ) -> impl Future<Output = Result<GroupPage, EcsError>> + Send {
         EcsClient::list_groups(self, region, filter, next_token)
+    }
+
+    fn describe_rules(
+        &self,
+        key: &GroupKey,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<RulePage, EcsError>> + Send {
+        EcsClient::describe_rules(self, key, next_token)
+    }
+
+    fn describe_interfaces(
+        &self,
+        region: &str,
+        vpc_id: &str,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<InterfacePage, EcsError>> + Send {
+        EcsClient::describe_interfaces(self, region, vpc_id, next_token)
+    }
+
+    fn describe_prefix_list(
+        &self,
+        region: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<PrefixList, EcsError>> + Send {
+        EcsClient::describe_prefix_list(self, region, id)
     }
 
     fn stats(&self) -> &CallStats {

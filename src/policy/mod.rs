@@ -30,11 +30,15 @@ mod tests;
 #[cfg(test)]
 mod tests_hostile;
 #[cfg(test)]
+mod tests_walk;
+#[cfg(test)]
 mod tests_workflow;
 
 pub use bytes::parse_file_bytes;
 pub use merge::revision_of;
 pub use selector::{glob_match, Selector};
+pub(crate) use walk::is_policy_name;
+pub use walk::{MAX_DIR_DEPTH, MAX_ENTRIES, MAX_FILES, MAX_TOTAL_BYTES, TIME_BUDGET};
 
 use crate::model::{AccountRef, GroupKey, Location, Mode, Note, Policy};
 use schema::Fallback;
@@ -76,9 +80,16 @@ pub struct LoadError {
     pub message: String,
 }
 
+/// Both parts escaped (`crate::escape::text`): a message quotes tokens from the file, and wherever
+/// the error is printed (stderr, logs, `/readyz`) it stays one line.
 impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.location, self.message)
+        write!(
+            f,
+            "{}: {}",
+            self.location,
+            crate::escape::Text(&self.message)
+        )
     }
 }
 
@@ -98,8 +109,24 @@ impl Default for LoadOptions {
 }
 
 /// Loads the desired state from every policy file under `dir`, or returns every problem found.
+/// A folder that breaks one of the stated limits (`walk`'s `MAX_*` and [`TIME_BUDGET`]) is an error
+/// saying which, returned as soon as it is found.
 pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadError>> {
+    // A folder may always hold one file of the largest size `--max-file-bytes` allows.
+    let limits = walk::Limits {
+        total_bytes: walk::LIMITS.total_bytes.max(opts.max_file_bytes),
+        ..walk::LIMITS
+    };
+    load_folder_within(dir, opts, &limits)
+}
+
+fn load_folder_within(
+    dir: &Path,
+    opts: &LoadOptions,
+    limits: &walk::Limits,
+) -> Result<Desired, Vec<LoadError>> {
     let mut errors = Vec::new();
+    let mut budget = walk::Budget::new(limits);
     let fallback = match opts.default_region.as_deref() {
         None => Fallback::None,
         Some(region) => match schema::region_problem(region) {
@@ -113,12 +140,16 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
             }
         },
     };
-    let files = walk::policy_files(dir, &mut errors);
+    let files = walk::policy_files(dir, &mut budget, &mut errors);
     let mut groups = HashMap::new();
     let mut selectors = Vec::new();
     let mut accounts = BTreeMap::new();
-    for path in &files {
-        let text = match walk::read_policy_file(path, opts.max_file_bytes) {
+    for found in &files {
+        if budget.exceeded() {
+            break;
+        }
+        let path = &found.path;
+        let text = match walk::read_policy_file(found, opts.max_file_bytes, &mut budget) {
             Ok(text) => text,
             Err(e) => {
                 errors.push(e);

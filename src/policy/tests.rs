@@ -307,12 +307,14 @@ fn a_configmap_volume_is_read_through_its_symlinks_exactly_once() {
 #[test]
 fn symlinked_folders_are_followed_but_loops_are_not() {
     use std::os::unix::fs::symlink;
-    let shared = folder(&[(
-        "s.yaml",
-        b"groups: [{id: sg-s, region: cn-a, innerAccessPolicy: Drop}]",
-    )]);
-    let dir = folder(&[("p.yaml", b"groups: []")]);
-    symlink(shared.path(), dir.path().join("shared")).expect("symlink");
+    let dir = folder(&[
+        ("p.yaml", b"groups: []"),
+        (
+            ".shared/s.yaml",
+            b"groups: [{id: sg-s, region: cn-a, innerAccessPolicy: Drop}]",
+        ),
+    ]);
+    symlink(dir.path().join(".shared"), dir.path().join("shared")).expect("symlink");
     symlink(".", dir.path().join("loop")).expect("symlink");
     symlink(dir.path(), dir.path().join("shared-again")).expect("symlink");
     symlink("missing.txt", dir.path().join("dangling.txt")).expect("symlink");

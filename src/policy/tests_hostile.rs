@@ -172,3 +172,64 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_nul_byte_is_an_error_at_its_position_not_the_end_of_the_file() {
+    let text = b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop\0Accept}\n";
+    let e = errs(folder(&[("p.yaml", text)]).path(), &LoadOptions::default());
+    assert_eq!(
+        e,
+        ["p.yaml:3:39: character U+0000 (NUL) is not allowed in YAML; policy files must be printable text"]
+    );
+    // Groups after a NUL never vanish silently: the file is refused as a whole.
+    let text = b"region: cn-a\ngroups:\n  - {id: sg-1, innerAccessPolicy: Drop}\n\0\n  - {id: sg-2, innerAccessPolicy: Drop}\n";
+    let e = errs(folder(&[("p.yaml", text)]).path(), &LoadOptions::default());
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("p.yaml:4:1: character U+0000 (NUL)"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn every_character_yaml_forbids_is_refused_and_the_ones_it_allows_are_not() {
+    for bad in [
+        '\u{1}', '\u{8}', '\u{b}', '\u{c}', '\u{1b}', '\u{7f}', '\u{80}', '\u{9f}', '\u{fffe}',
+        '\u{ffff}',
+    ] {
+        let text = format!("region: cn-a\ngroups: []\n# a comment {bad}\n");
+        let e = errs(
+            folder(&[("p.yaml", text.as_bytes())]).path(),
+            &LoadOptions::default(),
+        );
+        let code = format!("U+{:04X}", bad as u32);
+        assert_eq!(e.len(), 1, "{code}: {e:?}");
+        assert!(
+            e[0].starts_with(&format!("p.yaml:3:13: character {code}")),
+            "{e:?}"
+        );
+        assert!(
+            !e[0].contains(bad),
+            "the character itself is never printed: {e:?}"
+        );
+    }
+    // Tab, CR LF, NEL, non-breaking space and the astral planes are printable for YAML.
+    let text = "region: cn-a\r\ngroups: []\t# \u{85} \u{a0} é 😀\r\n";
+    assert!(load_folder(
+        folder(&[("p.yaml", text.as_bytes())]).path(),
+        &LoadOptions::default()
+    )
+    .is_ok());
+}
+
+#[test]
+fn one_files_bytes_refuse_a_nul_too() {
+    let e = parse_file_bytes(
+        Path::new("m.yaml"),
+        b"groups: [{id: a, region: r, innerAccessPolicy: Drop\0}]",
+        None,
+    )
+    .expect_err("NUL");
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0].location.line, e[0].location.column), (1, 52));
+}

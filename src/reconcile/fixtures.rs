@@ -32,6 +32,20 @@ pub enum Request {
         filter: GroupFilter,
         next_token: Option<String>,
     },
+    /// DescribeSecurityGroupAttribute with `MaxResults=1000` (the isolation check's read).
+    Rules {
+        key: GroupKey,
+        next_token: Option<String>,
+    },
+    Interfaces {
+        region: String,
+        vpc: String,
+        next_token: Option<String>,
+    },
+    PrefixList {
+        region: String,
+        id: String,
+    },
 }
 
 /// The scripted answer to one request.
@@ -41,6 +55,9 @@ pub enum Answer {
     Policy(Policy),
     RequestId(&'static str),
     Page(GroupPage),
+    Rules(api::RulePage),
+    Interfaces(api::InterfacePage),
+    PrefixList(api::PrefixList),
     Fail(EcsError),
 }
 
@@ -165,6 +182,62 @@ impl Cloud for Scripted {
         }
     }
 
+    fn describe_rules(
+        &self,
+        key: &GroupKey,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<api::RulePage, EcsError>> + Send {
+        let request = Request::Rules {
+            key: key.clone(),
+            next_token: next_token.map(str::to_string),
+        };
+        async move {
+            match self.answer(api::DESCRIBE_ATTRIBUTE, request) {
+                Answer::Rules(p) => Ok(p),
+                Answer::Fail(e) => Err(e),
+                other => wrong(other, "DescribeSecurityGroupAttribute (rules)"),
+            }
+        }
+    }
+
+    fn describe_interfaces(
+        &self,
+        region: &str,
+        vpc_id: &str,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<api::InterfacePage, EcsError>> + Send {
+        let request = Request::Interfaces {
+            region: region.to_string(),
+            vpc: vpc_id.to_string(),
+            next_token: next_token.map(str::to_string),
+        };
+        async move {
+            match self.answer(api::DESCRIBE_INTERFACES, request) {
+                Answer::Interfaces(p) => Ok(p),
+                Answer::Fail(e) => Err(e),
+                other => wrong(other, "DescribeNetworkInterfaces"),
+            }
+        }
+    }
+
+    fn describe_prefix_list(
+        &self,
+        region: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<api::PrefixList, EcsError>> + Send {
+        let request = Request::PrefixList {
+            region: region.to_string(),
+            id: id.to_string(),
+        };
+        async move {
+            match self.answer(api::DESCRIBE_PREFIX_LIST, request) {
+                Answer::PrefixList(p) => Ok(p),
+                Answer::Fail(e) => Err(e),
+                other => wrong(other, "DescribePrefixListAttributes"),
+            }
+        }
+    }
+
     fn stats(&self) -> &CallStats {
         &self.stats
     }
@@ -256,4 +329,54 @@ impl DesiredBuilder {
 
 pub fn desired() -> DesiredBuilder {
     DesiredBuilder::default()
+}
+
+/// The answer to a rule read: a group with `policy` in `vpc` (none: classic network) and `rules`,
+/// and the token of the next page.
+pub fn rules(
+    policy: Policy,
+    vpc: Option<&str>,
+    rules: &[api::Permission],
+    next: Option<&str>,
+) -> Answer {
+    Answer::Rules(api::RulePage {
+        policy: Some(policy),
+        vpc_id: vpc.map(str::to_string),
+        rules: rules.to_vec(),
+        next_token: next.map(str::to_string),
+    })
+}
+
+/// An ingress accept rule on TCP `ports` whose source is the group `source`.
+pub fn accept_from_group(id: &str, ports: &str, source: &str) -> api::Permission {
+    api::Permission {
+        security_group_rule_id: Some(id.into()),
+        direction: Some("ingress".into()),
+        ip_protocol: Some("TCP".into()),
+        port_range: Some(ports.into()),
+        policy: Some("Accept".into()),
+        priority: Some("1".into()),
+        source_group_id: Some(source.into()),
+        ..api::Permission::default()
+    }
+}
+
+/// A network interface with one address, `status` (`InUse`, `Available`) and `groups`.
+pub fn interface(id: &str, status: &str, address: &str, groups: &[&str]) -> api::Interface {
+    api::Interface {
+        id: id.into(),
+        vpc_id: Some("vpc-1".into()),
+        instance_id: None,
+        status: Some(status.into()),
+        addresses: vec![address.into()],
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    }
+}
+
+/// The answer to a DescribeNetworkInterfaces page.
+pub fn interfaces(list: Vec<api::Interface>, next: Option<&str>) -> Answer {
+    Answer::Interfaces(api::InterfacePage {
+        interfaces: list,
+        next_token: next.map(str::to_string),
+    })
 }

@@ -6,6 +6,7 @@ pub mod coverage;
 pub mod deadline;
 pub mod failure;
 pub mod gate;
+mod isolation;
 pub mod order;
 pub mod selectors;
 
@@ -13,6 +14,8 @@ pub mod selectors;
 pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_isolation;
 
 pub use failure::Failure;
 
@@ -20,6 +23,7 @@ use crate::accounts::{Fleet, Reach};
 use crate::ecs::api;
 use crate::ecs::client::CallStats;
 use crate::ecs::Cloud;
+use crate::model::GroupKey;
 use crate::model::GroupMeta;
 use crate::model::{Bucket, Mode, Note, NoteLevel, Policy};
 use crate::plan::{self, Action, Blame, Observation, Plan, PlanEntry};
@@ -28,7 +32,7 @@ use crate::token::{self, Attempt, TokenInput};
 use deadline::within;
 use futures::stream::{self, StreamExt};
 use gate::{Hold, Rails};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,6 +54,10 @@ pub struct PassOptions {
     pub pass_timeout: Option<Duration>,
     /// Where the pass reads the time its tokens depend on.
     pub clock: Clock,
+    /// `--check-isolation`: read every rule of each group (the policy read becomes the first rule
+    /// page, `MaxResults=1000`) and check whether groups declared `Drop` isolate their members.
+    /// Off, the pass's calls are exactly those without the check.
+    pub check_isolation: bool,
 }
 
 /// The wall clock of a pass: the system's, or a fixed instant so tests can compute the exact tokens.
@@ -82,6 +90,7 @@ impl Default for PassOptions {
             rails: Rails::default(),
             pass_timeout: Some(Duration::from_secs(30 * 60)),
             clock: Clock::System,
+            check_isolation: false,
         }
     }
 }
@@ -187,6 +196,8 @@ pub struct PassReport {
     pub notes: Vec<Note>,
     /// `--report-ungoverned`: the groups no declaration governs (`coverage::add_to`).
     pub coverage: Option<coverage::Coverage>,
+    /// `--check-isolation`: the verdict of every group declared `Drop` whose policy was read.
+    pub isolation: Option<BTreeMap<crate::model::GroupKey, crate::isolation::Verdict>>,
 }
 
 impl PassReport {
@@ -325,7 +336,7 @@ pub async fn run_pass_on<C: Cloud>(
         resolved = d;
         &resolved
     };
-    let mut results = observe(reach, desired, opts, &state).await;
+    let (mut results, pages) = observe(reach, desired, opts, &state).await;
     // Every group but the drifted ones is final; those are gated and written from a plan of just
     // them (the rails only count enforced changes), and their results take their places.
     let plan = Plan {
@@ -338,6 +349,10 @@ pub async fn run_pass_on<C: Cloud>(
     };
     let gate = gate::gate(&plan, &opts.rails);
     apply(reach, &plan, &gate, observed_at, opts, &state, &mut results).await;
+    let isolation = match opts.check_isolation {
+        true => Some(isolation::check(reach, &results, pages, opts.concurrency).await),
+        false => None,
+    };
     let api_calls = calls_since(&before, &stats.snapshot());
     let mut notes = desired.notes.clone();
     notes.extend(gate.notes(opts.dry_run, &opts.rails));
@@ -353,6 +368,7 @@ pub async fn run_pass_on<C: Cloud>(
         duration: started.elapsed(),
         notes,
         coverage: None,
+        isolation,
     }
 }
 
@@ -377,12 +393,13 @@ fn calls_since(
 /// key order; drifted groups are provisional until `apply`. Each answer goes straight into its group's
 /// result: a pass holds no map of observations and no second copy of the plan, so memory stays at the
 /// desired state plus one result per group (docs/scale.md, "Memory and CPU").
+/// With `check_isolation`, the policy read is the first rule page, kept (by group) for the check.
 async fn observe<C: Cloud>(
     reach: &Reach<C>,
     desired: &Desired,
     opts: &PassOptions,
     state: &PassState,
-) -> Vec<GroupResult> {
+) -> (Vec<GroupResult>, HashMap<GroupKey, api::RulePage>) {
     let groups: Vec<&DesiredGroup> = desired.groups.values().collect();
     let groups = &groups;
     let planned = |i: usize, observation: &Observation| {
@@ -462,23 +479,35 @@ async fn observe<C: Cloud>(
     let mut reads = stream::iter(to_read)
         .map(|(i, key)| async move {
             let r = match reach.client(&key.account) {
+                Ok(client) if opts.check_isolation => {
+                    let rules = client.describe_rules(key, None);
+                    let page = state.read(&key.account, api::DESCRIBE_ATTRIBUTE, rules);
+                    page.await.and_then(policy_of)
+                }
                 Ok(client) => {
                     let attribute = client.describe_attribute(key);
                     state
                         .read(&key.account, api::DESCRIBE_ATTRIBUTE, attribute)
                         .await
+                        .map(|policy| (policy, None))
                 }
                 Err(e) => Err(e.into()),
             };
             (i, r)
         })
         .buffer_unordered(opts.concurrency.max(1));
+    let mut pages = HashMap::new();
     while let Some((i, r)) = reads.next().await {
         let observation = match r {
-            Ok(policy) => Observation::Found {
-                policy,
-                meta: unmanageable.remove(&i).unwrap_or_default(),
-            },
+            Ok((policy, page)) => {
+                if let Some(page) = page {
+                    pages.insert(groups[i].key.clone(), page);
+                }
+                Observation::Found {
+                    policy,
+                    meta: unmanageable.remove(&i).unwrap_or_default(),
+                }
+            }
             Err(Failure::Ecs(e)) if e.is_not_found() => Observation::NotFound,
             Err(e) => failed(&e),
         };
@@ -491,7 +520,22 @@ async fn observe<C: Cloud>(
             results[i] = result_of(plan::entry(groups[i], None), Outcome::Error);
         }
     }
-    results
+    (results, pages)
+}
+
+/// The policy of a first rule page, which must have one (as `describe_attribute` insists).
+fn policy_of(page: api::RulePage) -> Result<(Policy, Option<api::RulePage>), Failure> {
+    match page.policy {
+        Some(policy) => Ok((policy, Some(page))),
+        None => Err(Failure::Ecs(
+            crate::ecs::ApiError::transport(
+                api::DESCRIBE_ATTRIBUTE,
+                "MalformedResponse",
+                "InnerAccessPolicy is missing or neither Accept nor Drop",
+            )
+            .into(),
+        )),
+    }
 }
 
 fn failed(e: &Failure) -> Observation {

@@ -2,6 +2,7 @@
 //! "14 groups in cn-hangzhou are governed by no policy file", then the groups. JSON lists them as
 //! `ungoverned: [{id, region, account, name, vpcId}]`.
 
+use crate::escape;
 use crate::reconcile::coverage::{place, sentence, Coverage};
 use serde_json::{json, Value};
 use std::fmt::Write;
@@ -15,23 +16,26 @@ pub fn text(c: &Coverage) -> String {
         let _ = writeln!(
             out,
             "{} (of {} listed){}",
-            sentence(groups.len(), &place(&b.bucket)),
+            escape::text(&sentence(groups.len(), &place(&b.bucket))),
             b.listed,
             if groups.is_empty() { "" } else { ":" }
         );
-        let width = groups.iter().map(|g| g.key.id.len()).max().unwrap_or(0);
-        let name_width = groups
+        // Ids, names and VPCs come from the cloud: escaped before they are measured and printed.
+        let rows: Vec<[String; 3]> = groups
             .iter()
-            .map(|g| g.name.as_deref().unwrap_or("-").chars().count())
-            .max()
-            .unwrap_or(0);
-        for g in groups {
-            let line = format!(
-                "    {:<width$}  {:<name_width$}  {}",
-                g.key.id.as_str(),
-                g.name.as_deref().unwrap_or("-"),
-                g.vpc_id.as_deref().unwrap_or("-"),
-            );
+            .map(|g| {
+                [
+                    Some(g.key.id.as_str()),
+                    g.name.as_deref(),
+                    g.vpc_id.as_deref(),
+                ]
+                .map(|v| escape::text(v.unwrap_or("-")).into_owned())
+            })
+            .collect();
+        let width = rows.iter().map(|r| r[0].chars().count()).max().unwrap_or(0);
+        let name_width = rows.iter().map(|r| r[1].chars().count()).max().unwrap_or(0);
+        for [id, name, vpc] in &rows {
+            let line = format!("    {id:<width$}  {name:<name_width$}  {vpc}");
             let _ = writeln!(out, "{}", line.trim_end());
         }
     }

@@ -7,6 +7,7 @@
 //! summarised in a note that points at the JSON report. Any estate fits.
 
 use super::{direction, problem, summary_line};
+use crate::escape::markdown as cell;
 use crate::model::NoteLevel;
 use crate::plan::Action;
 use crate::reconcile::coverage::{place, sentence, Coverage};
@@ -19,24 +20,6 @@ pub const MAX_COMMENT_CHARS: usize = 65_536;
 const BUDGET: usize = MAX_COMMENT_CHARS - 4_096;
 /// Room kept for the closing parts (truncation notes, `</details>`) while rows are added.
 const RESERVE: usize = 1_024;
-
-/// Text from policy files or error messages, made safe for a table cell: no HTML, no `|`, one line.
-fn cell(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '|' => out.push_str("\\|"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '`' => out.push('\''),
-            '\n' | '\r' | '\t' => out.push(' '),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn result_word(r: &GroupResult) -> &'static str {
     match r.outcome.kind() {
@@ -106,7 +89,31 @@ fn push_within(out: &mut String, line: &str, limit: usize) -> bool {
     }
 }
 
+/// The whole comment: heading and summary, notes, the pass's fatal error, changes, problems, coverage
+/// and the groups in sync, each section within what is left of the budget. Every piece of untrusted
+/// text (ids, places, paths, messages, names from the cloud) goes through `escape::markdown`.
 pub fn markdown(report: &PassReport) -> String {
+    let mut out = heading(report);
+    notes(&mut out, report);
+    if let Some(f) = &report.fatal {
+        let _ = writeln!(
+            out,
+            "❌ **The pass stopped early:** {}\n",
+            cell(&f.to_string())
+        );
+    }
+    changes(&mut out, report);
+    problems(&mut out, report);
+    if let Some(c) = &report.coverage {
+        coverage_section(&mut out, c);
+    }
+    super::isolation::markdown(&mut out, report, BUDGET - RESERVE);
+    in_sync(&mut out, report);
+    out
+}
+
+/// The title with the revision, the summary line, and the warning when a change opens a group.
+fn heading(report: &PassReport) -> String {
     let mut out = String::new();
     let title = if report.dry_run {
         "sgpolicy plan"
@@ -114,14 +121,19 @@ pub fn markdown(report: &PassReport) -> String {
         "sgpolicy apply"
     };
     let _ = writeln!(out, "### {title} · revision `{}`\n", cell(&report.revision));
-    let opens = report.results.iter().filter(|r| r.entry.opens()).count();
     let _ = writeln!(out, "**{}**\n", cell(&summary_line(report)));
+    let opens = report.results.iter().filter(|r| r.entry.opens()).count();
     if opens > 0 {
         let _ = writeln!(
             out,
             "> [!WARNING]\n> {opens} change(s) **open** a security group (Drop → Accept): its members will reach each other. Review them first.\n"
         );
     }
+    out
+}
+
+/// One list item per note, within a quarter of the budget.
+fn notes(out: &mut String, report: &PassReport) {
     for n in &report.notes {
         let icon = match n.level {
             NoteLevel::Warning => "⚠️ warning",
@@ -138,7 +150,7 @@ pub fn markdown(report: &PassReport) -> String {
             format!(" ({})", at.join(", "))
         };
         let line = format!("- {icon}: {}{at}\n", cell(&n.message));
-        if !push_within(&mut out, &line, BUDGET / 4) {
+        if !push_within(out, &line, BUDGET / 4) {
             out.push_str("- … more notes not shown (see the JSON report)\n");
             break;
         }
@@ -146,91 +158,87 @@ pub fn markdown(report: &PassReport) -> String {
     if !report.notes.is_empty() {
         out.push('\n');
     }
-    if let Some(f) = &report.fatal {
-        let _ = writeln!(
-            out,
-            "❌ **The pass stopped early:** {}\n",
-            cell(&f.to_string())
-        );
-    }
+}
 
+/// The table of changes, those that open a group first, then problems, then the rest.
+fn changes(out: &mut String, report: &PassReport) {
     let mut changes: Vec<&GroupResult> = report
         .results
         .iter()
         .filter(|r| matches!(r.entry.action, Action::Change { .. }))
         .collect();
-    changes.sort_by_key(|r| (priority(r), r.entry.key.clone()));
-    if !changes.is_empty() {
-        out.push_str("| group | region | change | direction | result | declared at |\n|---|---|---|---|---|---|\n");
-        let mut shown = 0;
-        for r in &changes {
-            if !push_within(&mut out, &change_row(r), BUDGET - RESERVE) {
-                break;
-            }
-            shown += 1;
-        }
-        if shown < changes.len() {
-            let _ = writeln!(
-                out,
-                "\n… and {} more change(s) not shown: the comment would exceed GitHub's {MAX_COMMENT_CHARS}-character limit (all of them are in the JSON report, `--report FILE`).",
-                changes.len() - shown
-            );
-        }
+    if changes.is_empty() {
+        return;
     }
+    changes.sort_by_key(|r| (priority(r), r.entry.key.clone()));
+    out.push_str("| group | region | change | direction | result | declared at |\n|---|---|---|---|---|---|\n");
+    let shown = push_rows(out, changes.iter().map(|r| change_row(r)));
+    if shown < changes.len() {
+        let _ = writeln!(
+            out,
+            "\n… and {} more change(s) not shown: the comment would exceed GitHub's {MAX_COMMENT_CHARS}-character limit (all of them are in the JSON report, `--report FILE`).",
+            changes.len() - shown
+        );
+    }
+}
 
+/// Groups that failed without a change to show (not found, unmanageable, read failed).
+fn problems(out: &mut String, report: &PassReport) {
     let problems: Vec<&GroupResult> = report
         .results
         .iter()
         .filter(|r| r.is_error() && !matches!(r.entry.action, Action::Change { .. }))
         .collect();
-    if !problems.is_empty() {
-        out.push_str("\n**Problems**\n\n");
-        let mut shown = 0;
-        for r in &problems {
-            if !push_within(&mut out, &problem_line(r), BUDGET - RESERVE) {
-                break;
-            }
-            shown += 1;
-        }
-        if shown < problems.len() {
-            let _ = writeln!(out, "- … and {} more not shown", problems.len() - shown);
-        }
+    if problems.is_empty() {
+        return;
     }
-
-    if let Some(c) = &report.coverage {
-        coverage_section(&mut out, c);
+    out.push_str("\n**Problems**\n\n");
+    let shown = push_rows(out, problems.iter().map(|r| problem_line(r)));
+    if shown < problems.len() {
+        let _ = writeln!(out, "- … and {} more not shown", problems.len() - shown);
     }
+}
 
+/// The groups in sync, folded in a `<details>` block.
+fn in_sync(out: &mut String, report: &PassReport) {
     let in_sync: Vec<&GroupResult> = report
         .results
         .iter()
         .filter(|r| r.outcome == Outcome::InSync)
         .collect();
-    if !in_sync.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n<details><summary>{} group(s) in sync</summary>\n",
-            in_sync.len()
-        );
-        let mut shown = 0;
-        for r in &in_sync {
-            let line = format!(
-                "- `{}` ({}) {}\n",
-                cell(&r.entry.key.id),
-                cell(&r.entry.key.place()),
-                r.entry.desired
-            );
-            if !push_within(&mut out, &line, BUDGET - RESERVE) {
-                break;
-            }
-            shown += 1;
-        }
-        if shown < in_sync.len() {
-            let _ = writeln!(out, "- … and {} more not shown", in_sync.len() - shown);
-        }
-        out.push_str("\n</details>\n");
+    if in_sync.is_empty() {
+        return;
     }
-    out
+    let _ = writeln!(
+        out,
+        "\n<details><summary>{} group(s) in sync</summary>\n",
+        in_sync.len()
+    );
+    let lines = in_sync.iter().map(|r| {
+        format!(
+            "- `{}` ({}) {}\n",
+            cell(&r.entry.key.id),
+            cell(&r.entry.key.place()),
+            r.entry.desired
+        )
+    });
+    let shown = push_rows(out, lines);
+    if shown < in_sync.len() {
+        let _ = writeln!(out, "- … and {} more not shown", in_sync.len() - shown);
+    }
+    out.push_str("\n</details>\n");
+}
+
+/// Appends rows while they fit in the budget (less the reserve for closing parts); returns how many.
+fn push_rows(out: &mut String, rows: impl Iterator<Item = String>) -> usize {
+    let mut shown = 0;
+    for row in rows {
+        if !push_within(out, &row, BUDGET - RESERVE) {
+            break;
+        }
+        shown += 1;
+    }
+    shown
 }
 
 /// Per (account, region) the sentence "14 groups in cn-hangzhou are governed by no policy file",
@@ -325,6 +333,7 @@ mod tests {
             duration: Duration::from_millis(5),
             notes: Vec::new(),
             coverage: None,
+            isolation: None,
         }
     }
 

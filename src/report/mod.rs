@@ -1,6 +1,7 @@
 //! Renders a pass for people (a compact table of what is not in sync, then one summary line) and for
 //! programs (a documented, stable JSON object; see README "JSON output").
 
+use crate::escape;
 use crate::model::{Account, NoteLevel, Policy};
 use crate::plan::{Action, PlanEntry};
 use crate::reconcile::{GroupResult, Outcome, OutcomeKind, PassReport};
@@ -9,8 +10,11 @@ use std::fmt::Write;
 
 pub mod audit;
 mod coverage;
+pub mod isolation;
 mod markdown;
 mod stream;
+#[cfg(test)]
+mod tests;
 pub use markdown::{markdown, MAX_COMMENT_CHARS};
 pub use stream::{write_file, write_json};
 
@@ -98,6 +102,7 @@ pub fn summary_line(report: &PassReport) -> String {
     if let Some(c) = &report.coverage {
         let _ = write!(extra, ", {} ungoverned", c.count());
     }
+    extra.push_str(&isolation::summary(report));
     let calls = if report.retries + report.throttled > 0 {
         format!(
             "{calls}; {} retried, {} throttled",
@@ -122,75 +127,10 @@ pub fn summary_line(report: &PassReport) -> String {
     )
 }
 
+/// The text output: the table of groups not in sync (each problem on the line below its row), notes,
+/// coverage, the fatal error and the summary line. Untrusted text is escaped (`escape::text`).
 pub fn text(report: &PassReport) -> String {
-    let mut out = String::new();
-    let rows: Vec<&GroupResult> = report
-        .results
-        .iter()
-        .filter(|r| r.outcome != Outcome::InSync)
-        .collect();
-    if !rows.is_empty() {
-        let region = match rows.iter().any(|r| r.entry.key.owner() != Account::Own) {
-            true => "ACCOUNT/REGION",
-            false => "REGION",
-        };
-        let header = [region, "GROUP", "OBSERVED", "DESIRED", "RESULT", "SOURCE"];
-        let cells: Vec<[String; 6]> = rows
-            .iter()
-            .map(|r| {
-                let opens = if r.entry.opens() { " (opens)" } else { "" };
-                let result = match (&r.entry.action, &r.outcome) {
-                    (Action::Change { from, to }, Outcome::WouldChange) => {
-                        format!("will change {from} -> {to}{opens}")
-                    }
-                    (Action::Change { from, to }, Outcome::Changed) => {
-                        format!("changed {from} -> {to}{opens}")
-                    }
-                    (Action::Change { from, to }, Outcome::Observed) => {
-                        format!("observe only: {from} -> {to}{opens}")
-                    }
-                    (Action::Change { from, to }, Outcome::Held(_)) => {
-                        format!("HELD {from} -> {to}{opens}")
-                    }
-                    (_, Outcome::Failed(_)) => "FAILED".to_string(),
-                    (a, _) => format!("ERROR {}", action_name(a)),
-                };
-                [
-                    r.entry.key.place(),
-                    r.entry.key.id.to_string(),
-                    r.entry.observed.map_or("-".into(), |p| p.to_string()),
-                    r.entry.desired.to_string(),
-                    result,
-                    r.entry.source.to_string(),
-                ]
-            })
-            .collect();
-        let mut widths = header.map(str::len);
-        for row in &cells {
-            for (w, c) in widths.iter_mut().zip(row) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        let line = |cols: &[String]| {
-            let mut s = String::new();
-            for (i, c) in cols.iter().enumerate() {
-                if i + 1 == cols.len() {
-                    s.push_str(c);
-                } else {
-                    let _ = write!(s, "{:<w$}  ", c, w = widths[i]);
-                }
-            }
-            s.trim_end().to_string() + "\n"
-        };
-        out.push_str(&line(&header.map(String::from)));
-        for (row, r) in cells.iter().zip(&rows) {
-            out.push_str(&line(row));
-            if let Some(p) = problem(r) {
-                let _ = writeln!(out, "    {p}");
-            }
-        }
-        out.push('\n');
-    }
+    let mut out = table(report);
     for n in &report.notes {
         let level = match n.level {
             NoteLevel::Warning => "warning",
@@ -201,25 +141,106 @@ pub fn text(report: &PassReport) -> String {
             .first()
             .map(|l| format!("{l}: "))
             .unwrap_or_default();
-        let _ = writeln!(out, "{at}{level}: {}", n.message);
+        let _ = writeln!(out, "{at}{level}: {}", escape::text(&n.message));
     }
     if let Some(c) = &report.coverage {
         out.push_str(&coverage::text(c));
     }
+    out.push_str(&isolation::text(report));
     if let Some(f) = &report.fatal {
-        let _ = writeln!(out, "error: the pass stopped early: {f}");
+        let _ = writeln!(
+            out,
+            "error: the pass stopped early: {}",
+            escape::text(&f.to_string())
+        );
     }
     out.push_str(&summary_line(report));
     out.push('\n');
     out
 }
 
-pub fn json(report: &PassReport) -> Value {
-    document(report, report.results.iter().map(group_json).collect())
+/// What the RESULT column says for a group.
+fn result_cell(r: &GroupResult) -> String {
+    let opens = if r.entry.opens() { " (opens)" } else { "" };
+    match (&r.entry.action, &r.outcome) {
+        (Action::Change { from, to }, Outcome::WouldChange) => {
+            format!("will change {from} -> {to}{opens}")
+        }
+        (Action::Change { from, to }, Outcome::Changed) => format!("changed {from} -> {to}{opens}"),
+        (Action::Change { from, to }, Outcome::Observed) => {
+            format!("observe only: {from} -> {to}{opens}")
+        }
+        (Action::Change { from, to }, Outcome::Held(_)) => format!("HELD {from} -> {to}{opens}"),
+        (_, Outcome::Failed(_)) => "FAILED".to_string(),
+        (a, _) => format!("ERROR {}", action_name(a)),
+    }
 }
 
-/// One group's entry in the JSON output.
-fn group_json(r: &GroupResult) -> Value {
+/// The aligned table of the groups not in sync, with a blank line after it; empty when all are.
+fn table(report: &PassReport) -> String {
+    let mut out = String::new();
+    let rows: Vec<&GroupResult> = report
+        .results
+        .iter()
+        .filter(|r| r.outcome != Outcome::InSync)
+        .collect();
+    if rows.is_empty() {
+        return out;
+    }
+    let region = match rows.iter().any(|r| r.entry.key.owner() != Account::Own) {
+        true => "ACCOUNT/REGION",
+        false => "REGION",
+    };
+    let header = [region, "GROUP", "OBSERVED", "DESIRED", "RESULT", "SOURCE"];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                escape::text(&r.entry.key.place()).into_owned(),
+                escape::text(&r.entry.key.id).into_owned(),
+                r.entry.observed.map_or("-".into(), |p| p.to_string()),
+                r.entry.desired.to_string(),
+                result_cell(r),
+                r.entry.source.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: &[String]| {
+        let mut s = String::new();
+        for (i, c) in cols.iter().enumerate() {
+            if i + 1 == cols.len() {
+                s.push_str(c);
+            } else {
+                let _ = write!(s, "{:<w$}  ", c, w = widths[i]);
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(&header.map(String::from)));
+    for (row, r) in cells.iter().zip(&rows) {
+        out.push_str(&line(row));
+        if let Some(p) = problem(r) {
+            let _ = writeln!(out, "    {}", escape::text(&p));
+        }
+    }
+    out.push('\n');
+    out
+}
+
+pub fn json(report: &PassReport) -> Value {
+    let groups = report.results.iter();
+    let groups = groups.map(|r| group_json(r, isolation::verdict(report, r)));
+    document(report, groups.collect())
+}
+
+/// One group's entry in the JSON output, with its isolation verdict if it was checked.
+fn group_json(r: &GroupResult, verdict: Option<&crate::isolation::Verdict>) -> Value {
     json!({
                 "account": r.entry.key.owner().named(),
                 "region": r.entry.key.region,
@@ -238,6 +259,7 @@ fn group_json(r: &GroupResult) -> Value {
                     "code": code,
                     "message": problem(r),
                 })),
+                "isolation": isolation::json(verdict),
     })
 }
 
@@ -281,6 +303,10 @@ fn document(report: &PassReport, groups: Vec<Value>) -> Value {
     if let Some(c) = &report.coverage {
         doc["ungoverned"] = coverage::json(c);
         doc["summary"]["ungoverned"] = json!(c.count());
+    }
+    if let Some((not_isolated, unknown)) = isolation::counts(report) {
+        doc["summary"]["notIsolated"] = json!(not_isolated);
+        doc["summary"]["isolationUnknown"] = json!(unknown);
     }
     doc
 }

@@ -32,7 +32,8 @@ pub fn write_json(report: &PassReport, w: &mut impl Write) -> io::Result<()> {
                 if j > 0 {
                     w.write_all(b",")?;
                 }
-                serde_json::to_writer(&mut *w, &group_json(r))?;
+                let verdict = super::isolation::verdict(report, r);
+                serde_json::to_writer(&mut *w, &group_json(r, verdict))?;
             }
             w.write_all(b"]")?;
         } else {
@@ -95,6 +96,7 @@ mod tests {
             duration: Duration::from_millis(5),
             notes: Vec::new(),
             coverage: None,
+            isolation: None,
         };
         for _ in 0..2 {
             let mut out = Vec::new();

@@ -757,7 +757,7 @@ async fn a_full_pass_at_trace_level_never_prints_a_secret_token_or_signature() {
 }
 
 #[test]
-fn ram_policies_grant_exactly_the_three_ecs_actions_and_lookup_events() {
+fn ram_policies_grant_exactly_the_ecs_actions_sgpolicy_calls_and_lookup_events() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
     for (file, tagged) in [("ram-policy.json", false), ("ram-policy-by-tag.json", true)] {
         let text = std::fs::read_to_string(dir.join(file)).expect(file);
@@ -775,6 +775,8 @@ fn ram_policies_grant_exactly_the_three_ecs_actions_and_lookup_events() {
             actions,
             [
                 "actiontrail:LookupEvents",
+                "ecs:DescribeNetworkInterfaces",
+                "ecs:DescribePrefixListAttributes",
                 "ecs:DescribeSecurityGroupAttribute",
                 "ecs:DescribeSecurityGroups",
                 "ecs:ModifySecurityGroupPolicy"
@@ -786,6 +788,20 @@ fn ram_policies_grant_exactly_the_three_ecs_actions_and_lookup_events() {
             if s["Action"] == serde_json::json!(["actiontrail:LookupEvents"]) {
                 // ActionTrail has no resource-level permission for it.
                 assert_eq!(s["Resource"], serde_json::json!(["*"]), "{file}");
+                continue;
+            }
+            let isolation_reads = serde_json::json!([
+                "ecs:DescribeNetworkInterfaces",
+                "ecs:DescribePrefixListAttributes"
+            ]);
+            if s["Action"] == isolation_reads {
+                // The isolation check's listings: interfaces by VPC and prefix lists, whose
+                // resources are not security groups; listing calls are authorised on "*".
+                assert_eq!(s["Resource"], serde_json::json!(["*"]), "{file}");
+                assert!(
+                    s.get("Condition").is_none(),
+                    "{file}: reads stay unconditional"
+                );
                 continue;
             }
             let resources: Vec<&str> = s["Resource"]

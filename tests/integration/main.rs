@@ -10,6 +10,8 @@ mod daemon;
 mod fakes;
 mod faults;
 mod harness;
+mod hostile;
+mod isolation;
 mod once;
 mod sdk;
 mod sdk_credentials;

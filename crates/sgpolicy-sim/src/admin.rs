@@ -1,5 +1,7 @@
-//! Unsigned admin paths under `/_sim/` for tests and demos: the call log and call counts, groups,
-//! faults, ActionTrail events and settings, and EventBridge targets and deliveries.
+//! Unsigned admin paths under `/_sim/` for tests, demos and the benchmark: the call log and call
+//! counts, groups, their rules and members (interfaces joining and leaving, as a console user
+//! would: `console`), faults, ActionTrail events and settings, and EventBridge targets and
+//! deliveries.
 //!
 //! They live outside `/`, so they can never be used to skip signature checks on the ECS API itself.
 
@@ -12,7 +14,7 @@ use crate::trail::{ConsoleActor, TrailConfig};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
@@ -23,6 +25,16 @@ pub fn routes() -> Router<Simulator> {
         .route("/_sim/counts", get(get_counts))
         .route("/_sim/groups", get(get_groups).post(add_group))
         .route("/_sim/groups/{region}/{id}", post(flip_group))
+        .route("/_sim/groups/{region}/{id}/rules", post(add_rule))
+        .route(
+            "/_sim/groups/{region}/{id}/rules/{rule}",
+            delete(remove_rule),
+        )
+        .route("/_sim/enis", get(get_enis).post(add_eni))
+        .route(
+            "/_sim/enis/{region}/{eni}/groups/{group}",
+            post(join_group).delete(leave_group),
+        )
         .route("/_sim/faults", get(get_faults).post(set_faults))
         .route("/_sim/events", get(get_events).delete(clear_events))
         .route("/_sim/actiontrail", get(get_trail).post(set_trail))
@@ -236,4 +248,180 @@ async fn set_bus(State(sim): State<Simulator>, body: Bytes) -> Response {
 
 async fn get_deliveries(State(sim): State<Simulator>) -> Response {
     admin_json(200, json!(sim.deliveries()))
+}
+
+/// Whether and as whom a console change is recorded: `{"event": false}` records nothing (a
+/// missed event); `actor` as for a flip. An empty body is the defaults.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Recorded {
+    #[serde(default = "yes")]
+    event: bool,
+    #[serde(default)]
+    actor: ConsoleActor,
+}
+
+/// The body of `POST /_sim/groups/{region}/{id}/rules`: the rule in the seed's fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRule {
+    rule: crate::rules::SeedRule,
+    #[serde(default = "yes")]
+    event: bool,
+    #[serde(default)]
+    actor: ConsoleActor,
+}
+
+fn recorded(body: &[u8]) -> Result<Recorded, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Recorded {
+            event: true,
+            actor: ConsoleActor::default(),
+        });
+    }
+    serde_json::from_slice(body).map_err(|e| format!("bad body: {e}"))
+}
+
+fn account_of(q: InAccount) -> String {
+    q.account
+        .unwrap_or_else(|| super::DEFAULT_ACCOUNT.to_string())
+}
+
+/// The answer to a console change: its rule and event, or why it was refused.
+fn changed(status: u16, done: Result<crate::console::Change, crate::console::Refused>) -> Response {
+    use crate::console::Refused;
+    match done {
+        Ok(c) => {
+            let mut body = json!({});
+            if let Some(r) = c.rule_id {
+                body["ruleId"] = json!(r);
+            }
+            if let Some(e) = c.event_id {
+                body["eventId"] = json!(e);
+            }
+            admin_json(status, body)
+        }
+        Err(e) => {
+            let status = match e {
+                Refused::NotFound(_) => 404,
+                Refused::Conflict(_) => 409,
+                Refused::Invalid(_) => 400,
+            };
+            admin_json(status, json!({"error": e.to_string()}))
+        }
+    }
+}
+
+/// `POST /_sim/groups/{region}/{id}/rules[?account=]` `{"rule": {...}}`: adds a rule (201, with
+/// its `ruleId` and the `AuthorizeSecurityGroup[Egress]` console event's `eventId`).
+async fn add_rule(
+    State(sim): State<Simulator>,
+    Path((region, id)): Path<(String, String)>,
+    Query(q): Query<InAccount>,
+    body: Bytes,
+) -> Response {
+    let new = match serde_json::from_slice::<NewRule>(&body) {
+        Ok(n) => n,
+        Err(e) => return admin_json(400, json!({"error": format!("bad body: {e}")})),
+    };
+    let actor = new.event.then_some(&new.actor);
+    changed(
+        201,
+        sim.add_rule(&account_of(q), &region, &id, &new.rule, actor),
+    )
+}
+
+/// `DELETE /_sim/groups/{region}/{id}/rules/{rule}[?account=]`: removes a rule
+/// (`RevokeSecurityGroup[Egress]`).
+async fn remove_rule(
+    State(sim): State<Simulator>,
+    Path((region, id, rule)): Path<(String, String, String)>,
+    Query(q): Query<InAccount>,
+    body: Bytes,
+) -> Response {
+    let r = match recorded(&body) {
+        Ok(r) => r,
+        Err(e) => return admin_json(400, json!({"error": e})),
+    };
+    let actor = r.event.then_some(&r.actor);
+    changed(
+        200,
+        sim.remove_rule(&account_of(q), &region, &id, &rule, actor),
+    )
+}
+
+/// `POST /_sim/enis/{region}/{eni}/groups/{group}[?account=]`: the interface joins the group.
+async fn join_group(
+    State(sim): State<Simulator>,
+    Path((region, eni, group)): Path<(String, String, String)>,
+    Query(q): Query<InAccount>,
+    body: Bytes,
+) -> Response {
+    membership(sim, (region, eni, group), q, &body, true)
+}
+
+/// `DELETE /_sim/enis/{region}/{eni}/groups/{group}[?account=]`: the interface leaves the group.
+async fn leave_group(
+    State(sim): State<Simulator>,
+    Path((region, eni, group)): Path<(String, String, String)>,
+    Query(q): Query<InAccount>,
+    body: Bytes,
+) -> Response {
+    membership(sim, (region, eni, group), q, &body, false)
+}
+
+fn membership(
+    sim: Simulator,
+    (region, eni, group): (String, String, String),
+    q: InAccount,
+    body: &[u8],
+    join: bool,
+) -> Response {
+    let r = match recorded(body) {
+        Ok(r) => r,
+        Err(e) => return admin_json(400, json!({"error": e})),
+    };
+    let actor = r.event.then_some(&r.actor);
+    changed(
+        200,
+        sim.set_membership(&account_of(q), &region, &eni, &group, join, actor),
+    )
+}
+
+/// `GET /_sim/enis`: every interface with its groups.
+async fn get_enis(State(sim): State<Simulator>) -> Response {
+    let st = sim.state();
+    let enis: Vec<_> = st
+        .net
+        .all()
+        .map(|e| {
+            json!({
+                "account": e.account,
+                "region": e.region,
+                "NetworkInterfaceId": e.id,
+                "VpcId": e.vpc_id,
+                "InstanceId": e.instance_id,
+                "Type": e.kind(),
+                "SecurityGroupIds": e.groups,
+            })
+        })
+        .collect();
+    admin_json(200, json!(enis))
+}
+
+/// `POST /_sim/enis` with a seed interface: adds it (201); 409 if its id is taken, 400 if bad.
+async fn add_eni(State(sim): State<Simulator>, body: Bytes) -> Response {
+    let eni = match serde_json::from_slice::<crate::net::SeedEni>(&body) {
+        Ok(e) => e,
+        Err(e) => return admin_json(400, json!({"error": format!("bad interface: {e}")})),
+    };
+    let (region, id) = (eni.region.clone(), eni.id.clone());
+    match sim.add_interface(eni) {
+        Ok(true) => admin_json(201, json!({"region": region, "NetworkInterfaceId": id})),
+        Ok(false) => admin_json(
+            409,
+            json!({"error": format!("interface {region}/{id} exists already")}),
+        ),
+        Err(e) => admin_json(400, json!({"error": format!("{e:#}")})),
+    }
 }

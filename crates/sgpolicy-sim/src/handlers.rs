@@ -1,4 +1,7 @@
-//! The three ECS actions: parameter checks, error codes and response shapes as the reference gives them.
+//! The ECS actions: the `Api` table, dispatch, the parameter helpers every action shares, and the
+//! three security group actions sgpolicy enforces with (DescribeSecurityGroupAttribute with the
+//! group's rules, paged; DescribeSecurityGroups; ModifySecurityGroupPolicy). The isolation reads
+//! are in `handlers_net`, the rule and membership writes in `writes`.
 
 use super::auth::Params;
 use super::respond::ApiError;
@@ -11,6 +14,21 @@ pub const ACTIONS: &[&str] = &[
     "DescribeSecurityGroupAttribute",
     "DescribeSecurityGroups",
     "ModifySecurityGroupPolicy",
+    "DescribeNetworkInterfaces",
+    "DescribePrefixListAttributes",
+    "AuthorizeSecurityGroup",
+    "RevokeSecurityGroup",
+    "JoinSecurityGroup",
+    "LeaveSecurityGroup",
+];
+
+/// The ECS actions that change something and so leave an ActionTrail event (failed ones too).
+pub const WRITES: &[&str] = &[
+    "ModifySecurityGroupPolicy",
+    "AuthorizeSecurityGroup",
+    "RevokeSecurityGroup",
+    "JoinSecurityGroup",
+    "LeaveSecurityGroup",
 ];
 
 /// The API an action belongs to: STS and ActionTrail share the simulator's endpoint, each with its
@@ -122,6 +140,16 @@ pub fn dispatch(
         "DescribeSecurityGroupAttribute" => describe_attribute(state, account, p, request_id),
         "DescribeSecurityGroups" => describe_groups(state, account, p, request_id),
         "ModifySecurityGroupPolicy" => modify_policy(state, account, p, request_id),
+        "DescribeNetworkInterfaces" => {
+            super::handlers_net::describe_interfaces(state, account, p, request_id)
+        }
+        "DescribePrefixListAttributes" => {
+            super::handlers_net::describe_prefix_list(state, account, p, request_id)
+        }
+        "AuthorizeSecurityGroup" => super::writes::authorize(state, account, p, request_id),
+        "RevokeSecurityGroup" => super::writes::revoke(state, account, p, request_id),
+        "JoinSecurityGroup" => super::writes::membership(state, account, p, request_id, true),
+        "LeaveSecurityGroup" => super::writes::membership(state, account, p, request_id, false),
         _ => Err(ApiError::new(
             404,
             "InvalidAction.NotFound",
@@ -131,11 +159,11 @@ pub fn dispatch(
 }
 
 /// A parameter that is present and not empty; ECS treats `Name=` like a missing parameter.
-fn arg<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
+pub(crate) fn arg<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
     p.get(name).map(String::as_str).filter(|v| !v.is_empty())
 }
 
-fn missing_dotted(name: &str) -> ApiError {
+pub(crate) fn missing_dotted(name: &str) -> ApiError {
     ApiError::new(
         400,
         format!("MissingParameter.{name}"),
@@ -143,7 +171,7 @@ fn missing_dotted(name: &str) -> ApiError {
     )
 }
 
-fn missing_pop(name: &str) -> ApiError {
+pub(crate) fn missing_pop(name: &str) -> ApiError {
     ApiError::new(
         400,
         format!("Missing{name}"),
@@ -151,7 +179,7 @@ fn missing_pop(name: &str) -> ApiError {
     )
 }
 
-fn invalid(name: &str) -> ApiError {
+pub(crate) fn invalid(name: &str) -> ApiError {
     ApiError::new(
         400,
         format!("InvalidParameter.{name}"),
@@ -160,7 +188,7 @@ fn invalid(name: &str) -> ApiError {
 }
 
 /// Letters, digits, `_` and (unlike the page says, but like every real id) `-`; at most 100.
-fn check_group_id(id: &str) -> Result<(), ApiError> {
+pub(crate) fn check_group_id(id: &str) -> Result<(), ApiError> {
     let ok = id.len() <= 100
         && id
             .bytes()
@@ -176,7 +204,7 @@ fn check_group_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-fn check_region(state: &State, region: &str) -> Result<(), ApiError> {
+pub(crate) fn check_region(state: &State, region: &str) -> Result<(), ApiError> {
     if state.region_known(region) {
         Ok(())
     } else {
@@ -188,7 +216,7 @@ fn check_region(state: &State, region: &str) -> Result<(), ApiError> {
     }
 }
 
-fn group_not_found() -> ApiError {
+pub(crate) fn group_not_found() -> ApiError {
     ApiError::new(
         404,
         "InvalidSecurityGroupId.NotFound",
@@ -196,7 +224,7 @@ fn group_not_found() -> ApiError {
     )
 }
 
-fn number(
+pub(crate) fn number(
     p: &Params,
     name: &str,
     range: std::ops::RangeInclusive<usize>,
@@ -225,49 +253,54 @@ fn describe_attribute(
         Some(d @ ("ingress" | "egress" | "all")) => d,
         Some(_) => return Err(invalid("Direction")),
     };
+    let size = number(p, "MaxResults", 10..=1000)?.unwrap_or(500);
+    let offset = match arg(p, "NextToken") {
+        None => 0,
+        Some(t) => decode_token(t).ok_or_else(|| invalid("NextToken"))?,
+    };
     check_region(state, region)?;
     // Another account's group is as invisible as a group that does not exist.
     let g = state
         .group(account, region, id)
         .ok_or_else(group_not_found)?;
-    let rules: Vec<Value> = synthetic_rules(g)
-        .into_iter()
-        .filter(|r| direction == "all" || r["Direction"] == direction)
-        .collect();
-    Ok(Outcome::read(
-        json!({
-            "RegionId": g.region,
-            "SecurityGroupId": g.id,
-            "SecurityGroupName": g.name,
-            "Description": g.description,
-            "VpcId": g.vpc_id,
-            "InnerAccessPolicy": g.policy.as_str(),
-            "Permissions": {"Permission": rules},
-        }),
-        rid,
-    ))
-}
-
-/// Two plausible rules so readers meet a non-empty rule list, as they would in a real account.
-fn synthetic_rules(g: &Group) -> Vec<Value> {
-    let rule = |n: u32, dir: &str, port: &str, cidr_key: &str| {
-        json!({
-            "SecurityGroupRuleId": format!("sgr-{}-{n}", g.id.trim_start_matches("sg-")),
-            "Direction": dir,
-            "IpProtocol": "TCP",
-            "PortRange": port,
-            cidr_key: "10.0.0.0/8",
-            "Policy": "Accept",
-            "Priority": 1,
-            "NicType": "intranet",
-            "Description": "",
-            "CreateTime": g.creation_time,
-        })
+    // A referenced group's or prefix list's name, when this account has it in this region.
+    let name = |id: &str| -> String {
+        if id.is_empty() {
+            return String::new();
+        }
+        match state.group(account, region, id) {
+            Some(g) => g.name.clone(),
+            None => state
+                .net
+                .prefix_list(account, region, id)
+                .map(|p| p.name.clone())
+                .unwrap_or_default(),
+        }
     };
-    vec![
-        rule(1, "ingress", "22/22", "SourceCidrIp"),
-        rule(2, "egress", "443/443", "DestCidrIp"),
-    ]
+    let mut matching = g
+        .rules
+        .iter()
+        .filter(|r| direction == "all" || r.direction == direction);
+    let rules: Vec<Value> = matching
+        .by_ref()
+        .skip(offset)
+        .take(size)
+        .map(|r| r.to_json(name))
+        .collect();
+    let mut body = json!({
+        "RegionId": g.region,
+        "SecurityGroupId": g.id,
+        "SecurityGroupName": g.name,
+        "Description": g.description,
+        "VpcId": g.vpc_id,
+        "InnerAccessPolicy": g.policy.as_str(),
+        "Permissions": {"Permission": rules},
+    });
+    // More rules than this page: a token to the next one; none on the last page.
+    if matching.next().is_some() {
+        body["NextToken"] = json!(encode_token(offset.saturating_add(size)));
+    }
+    Ok(Outcome::read(body, rid))
 }
 
 /// The `Tag.N.Key`/`Tag.N.Value` filters, N = 1..20. A key without a value matches any value.
@@ -309,11 +342,11 @@ fn tag_filters(p: &Params) -> Result<Vec<(String, Option<String>)>, ApiError> {
     Ok(out)
 }
 
-fn encode_token(offset: usize) -> String {
+pub(crate) fn encode_token(offset: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("sim-page:{offset}"))
 }
 
-fn decode_token(t: &str) -> Option<usize> {
+pub(crate) fn decode_token(t: &str) -> Option<usize> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(t)
         .ok()?;
@@ -409,7 +442,7 @@ fn describe_groups(
         "SecurityGroups": {"SecurityGroup": page},
     });
     if token_mode && offset.saturating_add(size) < total {
-        body["NextToken"] = json!(encode_token(offset + size));
+        body["NextToken"] = json!(encode_token(offset.saturating_add(size)));
     }
     Ok(Outcome::read(body, rid))
 }

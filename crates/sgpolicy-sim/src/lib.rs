@@ -9,17 +9,23 @@
 //!
 //! # Layout
 //! - `model`: [`Policy`] and the role-ARN parser. `seed`: the YAML starting state.
-//!   `state`: groups, keys, STS sessions, ClientTokens, nonces, the bounded call log and the call
-//!   counters ([`CallCounts`], exact however many entries the log has dropped), the event store.
+//!   `state`: groups (with their rules), keys, STS sessions, ClientTokens, nonces, the bounded call
+//!   log and the call counters ([`CallCounts`], exact however many entries the log has dropped), the
+//!   event store. `rules`: a security group rule (seeded or written) checked and rendered. `net`:
+//!   network interfaces (indexed by region, VPC and instance) and prefix lists.
 //! - `auth`: signature V1 verification with its own canonicaliser; `auth_v3`: signature V3
-//!   (`ACS3-HMAC-SHA256`, the Tea SDK's default). `handlers`: the three ECS actions and the `Api`
-//!   table; `sts`: STS `AssumeRole` and `lookup`: ActionTrail `LookupEvents`, on the same endpoint.
+//!   (`ACS3-HMAC-SHA256`, the Tea SDK's default). `handlers`: the `Api` table and the three
+//!   security group actions sgpolicy enforces with; `handlers_net`: DescribeNetworkInterfaces and
+//!   DescribePrefixListAttributes; `writes`: Authorize/RevokeSecurityGroup and
+//!   Join/LeaveSecurityGroup. `sts`: STS `AssumeRole` and `lookup`: ActionTrail `LookupEvents`, on
+//!   the same endpoint.
 //! - `trail`: the ActionTrail event record, the identities it names, the event store; `push`:
 //!   EventBridge (CloudEvents envelopes POSTed to loopback targets).
 //! - `respond`: error bodies and JSON/XML rendering. `faults`: injected latency, errors, throttling;
 //!   `chaos`: the rate-based modes and throttling windows.
-//! - `admin`: the unsigned `/_sim/...` paths. `conn`: connections a `drop` fault can cut (and the
-//!   peer address events record). `raw`: the pipeline without HTTP, for fuzzing.
+//! - `admin`: the unsigned `/_sim/...` paths; `console`: the rule and membership changes they (and
+//!   tests) make as a console user. `conn`: connections a `drop` fault can cut (and the peer
+//!   address events record). `raw`: the pipeline without HTTP, for fuzzing.
 //!
 //! Every request to `/` passes, in order: parameter parsing (query and form body merged), injected
 //! latency, signature checks, nonce freshness, Version and Action (each action is judged by its own
@@ -28,16 +34,18 @@
 //! counted, whatever its outcome, and the events it caused are handed to EventBridge.
 //!
 //! # Events (ActionTrail and EventBridge)
-//! - Every ModifySecurityGroupPolicy that reaches the action (after signature, permission,
-//!   throttling and scripted failures; also one a fault applies and then loses) is an `ApiCall`
-//!   event of the caller's account in the call's region, failed or not: the caller's key, identity
+//! - Every write (ModifySecurityGroupPolicy, Authorize/RevokeSecurityGroup,
+//!   Join/LeaveSecurityGroup) that reaches the action (after signature, permission, throttling and
+//!   scripted failures; also one a fault applies and then loses) is an `ApiCall` event of the caller's account in the call's region, failed or not: the caller's key, identity
 //!   (`root-account`, a seeded `ram-user`, or an `assumed-role` STS session with its
 //!   `sessionContext`), User-Agent and peer address, the RequestId it saw (a ClientToken replay
 //!   repeats the first call's) and, when it failed, `errorCode`/`errorMessage`. Reads, AssumeRole and
 //!   LookupEvents are not recorded. Field list: `trail`.
 //! - A console flip (`POST /_sim/groups/{region}/{id}`, [`Simulator::flip_in_console`]) is a
 //!   `ConsoleOperation` by a configurable [`ConsoleActor`]; `"event": false` (and
-//!   [`Simulator::set_policy`]) flips with no event at all: a missed event.
+//!   [`Simulator::set_policy`]) flips with no event at all: a missed event. Rules added or removed
+//!   and interfaces joining or leaving through the admin paths ([`Simulator::add_rule`],
+//!   [`Simulator::remove_rule`], [`Simulator::set_membership`]) are console operations the same way.
 //! - `LookupEvents` sees only the calling key's account and the request's region (the Host's
 //!   `actiontrail.<region>.aliyuncs.com`, else `RegionId`, else `actionTrail.defaultRegion`), and an
 //!   event only `actionTrail.queryDelaySeconds` (default 600) after its `eventTime`. Parameters,
@@ -51,20 +59,33 @@
 //! Seed keys for it: `actionTrail: {queryDelaySeconds, defaultRegion}`, `eventBridge: {targets:
 //! [...]}`, and per access key `userName`, `principalId`, `deniedActions` (also per role). Admin
 //! paths: `GET`/`DELETE /_sim/events`, `GET`/`POST /_sim/actiontrail`, `GET`/`POST
-//! /_sim/eventbridge`, `GET /_sim/eventbridge/deliveries`, and the group flip's `actor`/`event`.
+//! /_sim/eventbridge`, `GET /_sim/eventbridge/deliveries`, and the console changes' `actor`/`event`.
+//!
+//! # Isolation data
+//! Seed keys `permissions` (per group), `networkInterfaces` and `prefixLists`, in the API's own
+//! field names (docs/scale.md has the format). Reads: DescribeSecurityGroupAttribute pages the
+//! rules (`MaxResults` 10–1000, default 500, `NextToken`); DescribeNetworkInterfaces pages by token
+//! or page number and, as documented, its `SecurityGroupId` filter finds secondary interfaces
+//! only; DescribePrefixListAttributes. Admin: `POST /_sim/groups/{region}/{id}/rules`, `DELETE
+//! /_sim/groups/{region}/{id}/rules/{rule}`, `POST`/`DELETE /_sim/enis/{region}/{eni}/groups/{group}`,
+//! `GET`/`POST /_sim/enis`.
 
 mod admin;
 mod auth;
 mod auth_v3;
 mod chaos;
 mod conn;
+mod console;
 mod faults;
 mod handlers;
+mod handlers_net;
 mod lookup;
 mod model;
+mod net;
 mod push;
 mod raw;
 mod respond;
+mod rules;
 mod seed;
 mod state;
 mod sts;
@@ -77,16 +98,24 @@ mod tests_describe;
 #[cfg(test)]
 mod tests_modify;
 #[cfg(test)]
+mod tests_net;
+#[cfg(test)]
 mod tests_push;
 #[cfg(test)]
 mod tests_trail;
 #[cfg(test)]
 mod tests_v3;
+#[cfg(test)]
+mod tests_writes;
 mod trail;
+mod writes;
 
+pub use console::{Change, Refused};
 pub use faults::{FaultConfig, ScriptedFailure, ThrottleRule};
 pub use model::Policy;
+pub use net::SeedEni;
 pub use push::{Delivery, EventBridgeConfig, PushTarget};
+pub use rules::{PriorityText, SeedRule};
 pub use seed::{GroupType, Seed, SeedGroup, SeedKey, SeedRole, DEFAULT_ACCOUNT};
 pub use state::{CallCounts, CallRecord, OTHER_ACTION};
 pub use trail::{ConsoleActor, IdentityType, TrailConfig};
@@ -502,8 +531,8 @@ struct Call<'a> {
     meta: &'a RequestMeta,
 }
 
-/// The action itself, once every check passed. A ModifySecurityGroupPolicy that got this far is an
-/// ActionTrail event, failed or not (a failed one carries `errorCode` and changed nothing).
+/// The action itself, once every check passed. A write ([`handlers::WRITES`]) that got this far is
+/// an ActionTrail event, failed or not (a failed one carries `errorCode` and changed nothing).
 fn execute(
     st: &mut state::State,
     api: Api,
@@ -523,7 +552,7 @@ fn execute(
             now,
         ),
     };
-    if call.action == "ModifySecurityGroupPolicy" {
+    if api == Api::Ecs && handlers::WRITES.contains(&call.action) {
         record_write(st, call, params, &result, now);
     }
     result
@@ -543,8 +572,16 @@ fn record_write(
         .get(call.key_id)
         .map(|k| k.identity.clone())
         .unwrap_or_else(|| trail::Identity::root(call.account));
+    // A write that names no region (Join/Leave may not) is recorded in its group's.
+    let group_region = || {
+        let id = params.get("SecurityGroupId")?;
+        st.groups
+            .keys()
+            .find(|(a, _, g)| a == call.account && g == id)
+            .map(|(_, r, _)| r.clone())
+    };
     let region = match call.region {
-        "" => st.trail.config.default_region.clone(),
+        "" => group_region().unwrap_or_else(|| st.trail.config.default_region.clone()),
         r => r.to_string(),
     };
     let (request_id, error) = match result {

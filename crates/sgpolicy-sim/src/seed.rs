@@ -5,7 +5,9 @@
 //! optional.
 
 use crate::model::{role_account, Policy};
+use crate::net::{SeedEni, SeedPrefixList};
 use crate::push::EventBridgeConfig;
+use crate::rules::{rule_id, Rule, SeedRule, SEED_RULE_LIMIT};
 use crate::trail::TrailConfig;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -31,6 +33,12 @@ pub struct Seed {
     /// EventBridge: HTTP targets the events are pushed to.
     #[serde(default)]
     pub event_bridge: EventBridgeConfig,
+    /// Network interfaces: the members of the groups (the API's field names, `net`).
+    #[serde(default)]
+    pub network_interfaces: Vec<SeedEni>,
+    /// Prefix lists rules may name as their source or destination.
+    #[serde(default)]
+    pub prefix_lists: Vec<SeedPrefixList>,
 }
 
 /// The account of keys and groups that name none.
@@ -153,6 +161,9 @@ pub struct SeedGroup {
     /// The account the group belongs to (default [`DEFAULT_ACCOUNT`]).
     #[serde(default)]
     pub account: Option<String>,
+    /// Its rules, in the API's own field names (`rules`); none when absent.
+    #[serde(default)]
+    pub permissions: Vec<SeedRule>,
 }
 
 /// A seeded account id, or the default one.
@@ -162,7 +173,7 @@ pub(super) fn account_or_default(account: &Option<String>) -> String {
         .unwrap_or_else(|| DEFAULT_ACCOUNT.to_string())
 }
 
-fn check_account(what: &str, account: &Option<String>) -> anyhow::Result<()> {
+pub(crate) fn check_account(what: &str, account: &Option<String>) -> anyhow::Result<()> {
     if let Some(a) = account {
         if a.is_empty() || !a.bytes().all(|b| b.is_ascii_digit()) {
             bail!("{what}: account {a:?} must be digits (quote it in YAML: account: \"2222222222222222\")");
@@ -184,7 +195,50 @@ impl SeedGroup {
                 self.inner_access_policy
             );
         }
-        check_account(what, &self.account)
+        check_account(what, &self.account)?;
+        self.rules(what).map(|_| ())
+    }
+
+    /// Its `permissions` checked into rules: ids generated (stable: from the account, region,
+    /// group and position) where absent, unique within the group, `CreateTime` the group's.
+    /// A `SourceGroupId` may name a group that does not exist (a deleted one).
+    pub fn rules(&self, what: &str) -> anyhow::Result<Vec<crate::rules::Rule>> {
+        if self.permissions.len() > SEED_RULE_LIMIT {
+            bail!("{what} ({}): more than {SEED_RULE_LIMIT} rules", self.id);
+        }
+        let account = account_or_default(&self.account);
+        let created = self.creation_time.clone().unwrap_or_default();
+        let mut ids = BTreeSet::new();
+        let mut out = Vec::with_capacity(self.permissions.len());
+        for (i, spec) in self.permissions.iter().enumerate() {
+            let generated = rule_id(&format!("{account}/{}/{}/{i}", self.region, self.id));
+            let rule = Rule::check(spec, None, generated, &created).map_err(|e| {
+                anyhow::anyhow!(
+                    "{what} ({}): permissions[{i}]: {} ({})",
+                    self.id,
+                    e.message,
+                    e.code
+                )
+            })?;
+            if !ids.insert(rule.id.clone()) {
+                bail!(
+                    "{what} ({}): permissions[{i}]: duplicate SecurityGroupRuleId {}",
+                    self.id,
+                    rule.id
+                );
+            }
+            out.push(rule);
+        }
+        Ok(out)
+    }
+
+    /// The prefix lists its rules name (each must exist in its account and region).
+    pub fn prefix_lists(&self) -> impl Iterator<Item = &str> {
+        self.permissions.iter().flat_map(|r| {
+            [&r.source_prefix_list_id, &r.dest_prefix_list_id]
+                .into_iter()
+                .filter_map(|p| p.as_deref().filter(|p| !p.is_empty()))
+        })
     }
 
     /// The parsed policy; `from_yaml` has already rejected seeds where this would fail.
@@ -242,6 +296,63 @@ impl Seed {
                     "securityGroups[{i}]: duplicate group {}/{} in account {account}",
                     g.region,
                     g.id
+                );
+            }
+        }
+        let mut lists = BTreeSet::new();
+        for (i, p) in self.prefix_lists.iter().enumerate() {
+            let what = format!("prefixLists[{i}]");
+            let list = p.check(&what)?;
+            if !lists.insert((list.account, list.region, list.id)) {
+                bail!("{what}: duplicate prefix list {}/{}", p.region, p.id);
+            }
+        }
+        for (i, g) in self.security_groups.iter().enumerate() {
+            let account = account_or_default(&g.account);
+            if let Some(pl) = g
+                .prefix_lists()
+                .find(|pl| !lists.contains(&(account.clone(), g.region.clone(), pl.to_string())))
+            {
+                bail!(
+                    "securityGroups[{i}] ({}): a rule names prefix list {pl}, which is not in prefixLists for {} of account {account}",
+                    g.id,
+                    g.region
+                );
+            }
+        }
+        let vpcs: BTreeMap<(String, &str, &str), &str> = self
+            .security_groups
+            .iter()
+            .map(|g| {
+                (
+                    (
+                        account_or_default(&g.account),
+                        g.region.as_str(),
+                        g.id.as_str(),
+                    ),
+                    g.vpc_id.as_deref().unwrap_or(""),
+                )
+            })
+            .collect();
+        let mut enis = BTreeSet::new();
+        let mut instances = BTreeSet::new();
+        for (i, e) in self.network_interfaces.iter().enumerate() {
+            let what = format!("networkInterfaces[{i}]");
+            let account = account_or_default(&e.account);
+            let eni = e.check(&what, |g| {
+                vpcs.get(&(account.clone(), e.region.as_str(), g))
+                    .map(|v| v.to_string())
+            })?;
+            if !enis.insert((account.clone(), eni.region.clone(), eni.id.clone())) {
+                bail!("{what}: duplicate interface {}/{}", eni.region, eni.id);
+            }
+            if eni.primary
+                && !instances.insert((account, eni.region.clone(), eni.instance_id.clone()))
+            {
+                bail!(
+                    "{what} ({}): instance {} has another Primary interface",
+                    eni.id,
+                    eni.instance_id
                 );
             }
         }

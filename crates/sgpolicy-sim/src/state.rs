@@ -1,11 +1,14 @@
-//! The simulated accounts: security groups, access keys, roles and STS sessions, ClientTokens, recent
-//! nonces, the call log and the ActionTrail events. Groups, ClientTokens and events belong to an
+//! The simulated accounts: security groups (with their rules), network interfaces and prefix lists
+//! (`net`), access keys, roles and STS sessions, ClientTokens, recent nonces, the call log and the
+//! ActionTrail events. Groups, ClientTokens and events belong to an
 //! account; a key sees only its own.
 
 use super::auth::{Credential, CLOCK_SKEW_SECS};
 use super::handlers::Api;
 use super::seed::{account_or_default, GroupType, Seed, SeedGroup, SeedKey, SeedRole};
 use crate::model::Policy;
+use crate::net::Network;
+use crate::rules::Rule;
 use crate::trail::{Identity, Trail};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -69,6 +72,8 @@ pub struct Group {
     pub resource_group_id: String,
     pub creation_time: String,
     pub tags: BTreeMap<String, String>,
+    /// Ingress and egress rules, in the order they were added (the order the API lists them).
+    pub rules: Vec<Rule>,
 }
 
 /// What a ClientToken was first used for, and the RequestId its replays must repeat.
@@ -120,8 +125,8 @@ pub const OTHER_ACTION: &str = "(other)";
 #[serde(rename_all = "camelCase")]
 pub struct CallCounts {
     pub total: u64,
-    /// By `Action`: the three ECS actions, `AssumeRole` and `LookupEvents` by name, anything else
-    /// under [`OTHER_ACTION`]. Throttled and failed requests count under their action too.
+    /// By `Action`: each ECS action served (`handlers::ACTIONS`), `AssumeRole` and `LookupEvents`
+    /// by name, anything else under [`OTHER_ACTION`]. Throttled and failed requests count under their action too.
     pub by_action: BTreeMap<String, u64>,
     /// By the injected fault that shaped the answer (`throttle`, `failNext`, `drop`, `hang`), as
     /// [`CallRecord::fault`] names it.
@@ -241,6 +246,10 @@ pub struct State {
     regions: BTreeSet<String>,
     /// ActionTrail: every account's events.
     pub trail: Trail,
+    /// Network interfaces and prefix lists.
+    pub net: Network,
+    /// Rules created by write calls so far, for their generated ids.
+    pub rules_created: u64,
 }
 
 /// Who a seeded key is: an STS-like key (with a token) stands for an assumed role, a key with a
@@ -273,7 +282,16 @@ fn seed_identity(k: &SeedKey, account: &str, start: i64) -> Identity {
 /// policy that is not Accept or Drop, which seed validation has refused already.
 fn group_of(g: SeedGroup, index: usize) -> Option<Group> {
     let policy = g.policy()?;
+    let mut rules = g.rules("group").ok()?;
+    let creation_time = g
+        .creation_time
+        .clone()
+        .unwrap_or_else(|| format!("2024-01-01T00:{:02}:{:02}Z", (index / 60) % 60, index % 60));
+    for r in rules.iter_mut().filter(|r| r.create_time.is_empty()) {
+        r.create_time.clone_from(&creation_time);
+    }
     Some(Group {
+        rules,
         account: account_or_default(&g.account),
         policy,
         kind: g.kind,
@@ -284,9 +302,7 @@ fn group_of(g: SeedGroup, index: usize) -> Option<Group> {
         name: g.name.unwrap_or_default(),
         description: g.description.unwrap_or_default(),
         resource_group_id: g.resource_group_id.unwrap_or_default(),
-        creation_time: g.creation_time.unwrap_or_else(|| {
-            format!("2024-01-01T00:{:02}:{:02}Z", (index / 60) % 60, index % 60)
-        }),
+        creation_time,
         tags: g.tags,
         region: g.region,
         id: g.id,
@@ -305,6 +321,15 @@ impl State {
         );
         if self.groups.contains_key(&key) {
             return Ok(false);
+        }
+        if let Some(pl) = g
+            .prefix_lists()
+            .find(|pl| self.net.prefix_list(&key.0, &key.1, pl).is_none())
+        {
+            anyhow::bail!(
+                "group {}: a rule names prefix list {pl}, which does not exist",
+                g.id
+            );
         }
         let group = group_of(g, self.groups.len())
             .ok_or_else(|| anyhow::anyhow!("innerAccessPolicy must be Accept or Drop"))?;
@@ -329,6 +354,25 @@ impl State {
                 ),
                 group,
             );
+        }
+        // The seed has been validated: every interface and list checks, every group exists.
+        let mut net = Network::default();
+        for p in &seed.prefix_lists {
+            if let Ok(list) = p.check("prefix list") {
+                let key = (list.account.clone(), list.region.clone(), list.id.clone());
+                net.prefix_lists.insert(key, list);
+            }
+        }
+        for e in &seed.network_interfaces {
+            let account = account_or_default(&e.account);
+            let vpc_of = |g: &str| {
+                groups
+                    .get(&(account.clone(), e.region.clone(), g.to_string()))
+                    .map(|g: &Group| g.vpc_id.clone())
+            };
+            if let Ok(eni) = e.check("interface", vpc_of) {
+                net.insert(eni);
+            }
         }
         let start = chrono::Utc::now().timestamp();
         let keys = seed
@@ -359,6 +403,8 @@ impl State {
             counts: CallCounts::default(),
             regions,
             trail: Trail::new(seed.action_trail),
+            net,
+            rules_created: 0,
         }
     }
 

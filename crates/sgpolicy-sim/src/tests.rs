@@ -30,7 +30,12 @@ securityGroups:
   - {id: sg-ent, region: cn-hangzhou, innerAccessPolicy: Accept, type: enterprise, tags: {env: dev}}
   - {id: sg-nat, region: cn-hangzhou, innerAccessPolicy: Accept, serviceManaged: true, serviceId: "1679259531804325"}
   - {id: sg_under_1, region: cn-hangzhou, innerAccessPolicy: Accept, vpcId: vpc-2}
-  - {id: sg-web, region: cn-shanghai, innerAccessPolicy: Drop}
+  - id: sg-web
+    region: cn-shanghai
+    innerAccessPolicy: Drop
+    permissions:
+      - {Direction: ingress, IpProtocol: TCP, PortRange: 22/22, SourceCidrIp: 10.0.0.0/8}
+      - {Direction: egress, IpProtocol: TCP, PortRange: 443/443, DestCidrIp: 10.0.0.0/8}
 "#;
 
 pub(super) fn sim() -> Simulator {

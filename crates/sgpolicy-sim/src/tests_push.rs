@@ -11,22 +11,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What the receiver saw of one POST.
 #[derive(Clone, Debug)]
-struct Got {
-    path: String,
+pub(super) struct Got {
+    pub(super) path: String,
     authorization: Option<String>,
     content_type: Option<String>,
-    body: Value,
+    pub(super) body: Value,
 }
 
 #[derive(Clone, Default)]
-struct Receiver {
+pub(super) struct Receiver {
     got: Arc<Mutex<Vec<Got>>>,
     /// Answer 500 to this many requests first.
     fail_first: Arc<AtomicUsize>,
 }
 
 impl Receiver {
-    fn got(&self) -> Vec<Got> {
+    pub(super) fn got(&self) -> Vec<Got> {
         self.got.lock().map(|g| g.clone()).unwrap_or_default()
     }
 
@@ -36,7 +36,7 @@ impl Receiver {
 }
 
 /// A receiver on 127.0.0.1:0; returns it and its base URL.
-async fn receiver() -> (Receiver, String) {
+pub(super) async fn receiver() -> (Receiver, String) {
     let r = Receiver::default();
     let state = r.clone();
     let app = axum::Router::new().fallback(

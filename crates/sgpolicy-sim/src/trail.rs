@@ -395,6 +395,26 @@ fn resource(m: &mut Map<String, Value>, group_id: Option<&str>) {
     }
 }
 
+/// Adds the instance or network interface a Join/Leave names to `referencedResources`.
+fn members(m: &mut Map<String, Value>, params: &Map<String, Value>) {
+    for (param, kind) in [
+        ("InstanceId", "ACS::ECS::Instance"),
+        ("NetworkInterfaceId", "ACS::ECS::NetworkInterface"),
+    ] {
+        let Some(id) = params
+            .get(param)
+            .and_then(Value::as_str)
+            .filter(|i| !i.is_empty())
+        else {
+            continue;
+        };
+        let refs = m.entry("referencedResources").or_insert_with(|| json!({}));
+        if let Value::Object(refs) = refs {
+            refs.insert(kind.into(), json!([id]));
+        }
+    }
+}
+
 /// One ECS API call as ActionTrail records it.
 pub(crate) struct ApiCall<'a> {
     pub action: &'a str,
@@ -432,6 +452,7 @@ impl ApiCall<'_> {
             .collect();
         m.insert("eventSource".into(), json!(host));
         m.insert("apiVersion".into(), json!(ECS_VERSION));
+        let params = request_parameters.clone();
         m.insert(
             "requestParameters".into(),
             Value::Object(request_parameters),
@@ -454,6 +475,7 @@ impl ApiCall<'_> {
             &mut m,
             self.params.get("SecurityGroupId").map(String::as_str),
         );
+        members(&mut m, &params);
         if let Some((code, message)) = self.error {
             m.insert("errorCode".into(), json!(code));
             m.insert("errorMessage".into(), json!(message));
@@ -472,20 +494,35 @@ pub(crate) fn console_record(
     actor: &ConsoleActor,
     time: i64,
 ) -> Value {
-    let request_id = crate::respond::new_request_id();
-    let mut m = base(
-        "ConsoleOperation",
-        "ModifySecurityGroupPolicy",
+    let params =
+        json!({"RegionId": region, "SecurityGroupId": group_id, "InnerAccessPolicy": policy});
+    console_operation(
+        account,
         region,
+        "ModifySecurityGroupPolicy",
+        params,
+        group_id,
+        actor,
         time,
-        &request_id,
-    );
+    )
+}
+
+/// Any console operation on a group (`eventName` = the API action the console called, with the
+/// parameters it sent): a flip, a rule added or removed, an interface joining or leaving.
+pub(crate) fn console_operation(
+    account: &str,
+    region: &str,
+    event_name: &str,
+    request_parameters: Value,
+    group_id: &str,
+    actor: &ConsoleActor,
+    time: i64,
+) -> Value {
+    let request_id = crate::respond::new_request_id();
+    let mut m = base("ConsoleOperation", event_name, region, time, &request_id);
     m.insert("eventSource".into(), json!(CONSOLE_USER_AGENT));
     m.insert("apiVersion".into(), json!(ECS_VERSION));
-    m.insert(
-        "requestParameters".into(),
-        json!({"RegionId": region, "SecurityGroupId": group_id, "InnerAccessPolicy": policy}),
-    );
+    m.insert("requestParameters".into(), request_parameters);
     m.insert(
         "userIdentity".into(),
         actor
@@ -504,6 +541,13 @@ pub(crate) fn console_record(
         json!(actor.user_agent.as_deref().unwrap_or(CONSOLE_USER_AGENT)),
     );
     resource(&mut m, Some(group_id));
+    if let Some(params) = m
+        .get("requestParameters")
+        .and_then(Value::as_object)
+        .cloned()
+    {
+        members(&mut m, &params);
+    }
     Value::Object(m)
 }
 

@@ -99,6 +99,7 @@ impl<F: Fleet> Runner<F> {
             self.metrics.set_revision(&d.revision, commit);
         }
         self.metrics.load_errors.set(0);
+        self.health.folder_problem(None);
         self.health.folder(
             FolderStatus::Loaded {
                 revision: d.revision.clone(),
@@ -120,6 +121,8 @@ impl<F: Fleet> Runner<F> {
         }
         self.metrics.load_errors.set(n as i64);
         self.metrics.load_failures.inc();
+        self.health
+            .folder_problem(errors.first().map(ToString::to_string));
         match folder.in_force() {
             Some(g) => {
                 tracing::error!(

@@ -6,6 +6,7 @@
 mod coverage;
 mod events;
 mod files;
+mod hostile;
 mod ops;
 mod shards;
 
