@@ -24,6 +24,22 @@ use std::time::{Duration, Instant};
 /// The heartbeat is older than this: the loop is stuck.
 pub const HEARTBEAT_STALE: Duration = Duration::from_secs(30);
 
+/// Why the daemon's last pass that talked to the cloud failed on it: kept typed up to `/readyz`,
+/// which is the only place it becomes text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CloudTrouble {
+    /// A request failed in a way that is the cloud's (or the way to it), not one group's: the
+    /// pass's fatal error, a group's write or read failure of that class, a selector listing.
+    #[error(transparent)]
+    Failed(crate::reconcile::Failure),
+    /// A group's read failed with the cloud to blame.
+    #[error("{code}: {message}")]
+    Unreadable { code: String, message: String },
+    /// The pass panicked (a bug): the daemon retries with backoff.
+    #[error("the last pass panicked: {0}")]
+    Panicked(String),
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum FolderStatus {
     /// No policy folder has loaded cleanly yet (missing, or has errors).
@@ -47,7 +63,7 @@ struct Readiness {
     /// The first of the folder's problems, said in `/readyz` (a link out of the folder, a limit).
     folder_problem: Option<String>,
     /// Why the last pass that talked to the cloud failed on it.
-    cloud: Option<String>,
+    cloud: Option<CloudTrouble>,
     stopping: bool,
 }
 
@@ -112,7 +128,7 @@ impl Health {
     }
 
     /// After a pass that talked to the cloud: `None` when it had no cloud failure.
-    pub fn cloud(&self, failure: Option<String>) {
+    pub fn cloud(&self, failure: Option<CloudTrouble>) {
         self.with(|r| r.cloud = failure);
     }
 
@@ -281,10 +297,16 @@ mod tests {
         );
         h.full_pass_done();
         assert_eq!(h.ready(), (true, "ready (revision r1)".to_string()));
-        h.cloud(Some("SignatureDoesNotMatch".into()));
+        h.cloud(Some(CloudTrouble::Unreadable {
+            code: "SignatureDoesNotMatch".into(),
+            message: "the signature is wrong".into(),
+        }));
         assert_eq!(
             h.ready(),
-            (false, "cloud: SignatureDoesNotMatch".to_string())
+            (
+                false,
+                "cloud: SignatureDoesNotMatch: the signature is wrong".to_string()
+            )
         );
         h.cloud(None);
         h.folder(

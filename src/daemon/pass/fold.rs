@@ -14,8 +14,9 @@
 //!   holds the group's next corrections back (the scope puts it in the watch-only run).
 //! ```
 
-use super::results::{Cause, GroupState, Tally};
+use super::results::{FoundBy, GroupState, Tally};
 use crate::daemon::fights::Fights;
+use crate::daemon::health::CloudTrouble;
 use crate::events::Author;
 use crate::model::{GroupKey, Mode, Policy};
 use crate::plan::{Action, Blame};
@@ -124,7 +125,7 @@ pub(super) enum Effect {
     /// `sgpolicy_corrections_by_cause_total{cause, actor_type}`.
     Corrected {
         account: String,
-        cause: Cause,
+        cause: FoundBy,
         actor: &'static str,
     },
     /// A write was sent and failed: the `failed` write of its account.
@@ -150,7 +151,7 @@ pub(super) enum Effect {
 pub(super) struct Folded {
     pub(super) reports: Vec<PassReport>,
     pub(super) tally: Tally,
-    pub(super) cloud: Option<String>,
+    pub(super) cloud: Option<CloudTrouble>,
     pub(super) effects: Vec<Effect>,
 }
 
@@ -159,7 +160,7 @@ pub(super) struct Context<'a> {
     /// The declarations the pass ran with.
     pub(super) declared: &'a BTreeMap<GroupKey, DesiredGroup>,
     /// How the pass was started (a correction an event announced is `Event` whatever it says).
-    pub(super) cause: Cause,
+    pub(super) cause: FoundBy,
     /// The author of each group's latest queued event.
     pub(super) authors: &'a BTreeMap<GroupKey, Arc<Author>>,
     pub(super) now: Instant,
@@ -184,7 +185,8 @@ pub(super) fn fold(groups: &mut Groups, scoped: Vec<Scoped>, cx: &Context<'_>) -
     };
     for Scoped { mut report, held } in scoped {
         if let Some(f) = &report.fatal {
-            out.cloud.get_or_insert_with(|| f.to_string());
+            out.cloud
+                .get_or_insert_with(|| CloudTrouble::Failed(f.clone()));
         }
         out.tally.api_calls += report.api_calls.values().sum::<u64>();
         for r in &mut report.results {
@@ -263,7 +265,8 @@ fn fold_one(
                 });
             }
             if e.is_cloud_trouble() {
-                out.cloud.get_or_insert_with(|| e.to_string());
+                out.cloud
+                    .get_or_insert_with(|| CloudTrouble::Failed((**e).clone()));
             }
             GroupState::Error
         }
@@ -277,8 +280,10 @@ fn fold_one(
                     blame,
                 } => {
                     if *blame == Blame::Cloud {
-                        out.cloud
-                            .get_or_insert_with(|| format!("{code}: {message}"));
+                        out.cloud.get_or_insert_with(|| CloudTrouble::Unreadable {
+                            code: code.clone(),
+                            message: message.clone(),
+                        });
                     }
                     GroupState::Error
                 }
@@ -306,7 +311,7 @@ fn corrected(
     }
     record.undid = r.changed_by.clone();
     let (cause, actor) = match r.changed_by.as_deref() {
-        Some(a) => (Cause::Event, a.actor.label()),
+        Some(a) => (FoundBy::Event, a.actor.label()),
         None => (cx.cause, "unknown"),
     };
     out.effects.push(Effect::Corrected {
@@ -460,14 +465,14 @@ mod tests {
     ) -> Folded {
         let cx = Context {
             declared: decl,
-            cause: Cause::Resync,
+            cause: FoundBy::Resync,
             authors,
             now,
         };
         fold(g, scoped, &cx)
     }
 
-    fn corrected(actor: &'static str, cause: Cause) -> Effect {
+    fn corrected(actor: &'static str, cause: FoundBy) -> Effect {
         Effect::Corrected {
             account: String::new(),
             cause,
@@ -492,7 +497,7 @@ mod tests {
             &BTreeMap::new(),
             now,
         );
-        assert_eq!(f.effects, [corrected("unknown", Cause::Resync)]);
+        assert_eq!(f.effects, [corrected("unknown", FoundBy::Resync)]);
         assert_eq!(
             (f.tally.changed, f.tally.in_sync, f.tally.api_calls),
             (1, 1, 2)
@@ -551,14 +556,14 @@ mod tests {
         assert_eq!(
             f.effects,
             [
-                corrected("ram-user", Cause::Event),
+                corrected("ram-user", FoundBy::Event),
                 Effect::Undid {
                     key: a.clone(),
                     found: Some(Accept),
                     desired: Drop,
                     author: alice(Accept),
                 },
-                corrected("unknown", Cause::Resync),
+                corrected("unknown", FoundBy::Resync),
             ]
         );
         assert_eq!(f.reports[0].results[0].changed_by, Some(alice(Accept)));
@@ -688,7 +693,13 @@ mod tests {
             &BTreeMap::new(),
             now,
         );
-        assert_eq!(f.cloud.as_deref(), Some("ServiceUnavailable: try later"));
+        assert_eq!(
+            f.cloud,
+            Some(CloudTrouble::Unreadable {
+                code: "ServiceUnavailable".into(),
+                message: "try later".into()
+            })
+        );
         assert_eq!(f.tally.errors, 2);
         assert_eq!(g.records[&a].state, GroupState::Error);
         assert_eq!(
@@ -736,9 +747,11 @@ mod tests {
                 account: String::new()
             }]
         );
-        assert!(
-            f.cloud
-                .is_some_and(|c| c.contains("DescribeSecurityGroups")),
+        assert_eq!(
+            f.cloud,
+            Some(CloudTrouble::Failed(Failure::DeadlineExceeded {
+                action: "DescribeSecurityGroups"
+            })),
             "the fatal error first"
         );
         assert_eq!(g.records[&a].state, GroupState::Error);

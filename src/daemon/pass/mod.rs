@@ -3,11 +3,11 @@
 //! since they were last settled), hold back fighting groups, run the reconcile pass, and report it
 //! through logs, metrics, readiness and the audit trail.
 
-mod coverage;
 mod fold;
 mod folder;
 mod results;
 mod scope;
+mod survey;
 mod targeted;
 #[cfg(test)]
 mod tests;
@@ -18,7 +18,7 @@ use super::settings::DaemonSettings;
 use super::triggers::{Passes, Trigger, Verdict};
 use super::Setup;
 use crate::accounts::{Clients, Fleet};
-use crate::daemon::health::Health;
+use crate::daemon::health::{CloudTrouble, Health};
 use crate::daemon::metrics::Metrics;
 use crate::daemon::watch::FolderWatch;
 use crate::events::poller::Targets;
@@ -27,7 +27,7 @@ use crate::policy::commit;
 use crate::policy::{Desired, DesiredGroup};
 use crate::reconcile::{self, PassOptions};
 use futures::future::LocalBoxFuture;
-use results::{Cause, Finished, PassOutcome, Tally};
+use results::{Finished, FoundBy, PassOutcome, Tally};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,8 +40,8 @@ struct State {
     /// The groups the last pass resolved (entries and selector matches): a targeted pass reads from
     /// these, never from an event.
     effective: Option<Arc<Desired>>,
-    /// `--report-ungoverned`: what the last coverage survey found.
-    coverage: coverage::Seen,
+    /// Unless `--no-report-ungoverned`: what the last coverage survey found.
+    survey: survey::LastSurvey,
 }
 
 /// Runs the daemon's passes over a [`Fleet`] of clients: the real [`Clients`], or a fake in tests.
@@ -84,7 +84,7 @@ impl<F: Fleet> Runner<F> {
         Runner {
             state: tokio::sync::Mutex::new(State {
                 folder: folder::Folder::NotLoaded { errors: Vec::new() },
-                coverage: coverage::Seen::default(),
+                survey: survey::LastSurvey::default(),
                 groups: fold::Groups::new(Fights::new(settings.fight)),
                 effective: None,
             }),
@@ -131,7 +131,7 @@ impl<F: Fleet> Runner<F> {
             }
             Some(Err(e)) => {
                 // Nothing can be read with these credentials: report it like any cloud failure.
-                let why = e.to_string();
+                let why = CloudTrouble::Failed(e);
                 self.health.cloud(Some(why.clone()));
                 let revision = Some(folder.revision.as_str());
                 self.finish(Finished::nothing_read(
@@ -245,10 +245,10 @@ impl<F: Fleet> Runner<F> {
         desired: &Desired,
         scope: usize,
         full: bool,
-    ) -> (Tally, Option<String>) {
+    ) -> (Tally, Option<CloudTrouble>) {
         let mut st = self.state.lock().await;
         let commit = st.folder.commit().map(str::to_string);
-        let cause = if full { Cause::Resync } else { Cause::File };
+        let cause = if full { FoundBy::Resync } else { FoundBy::File };
         // A resync that corrects a group an event named still names who changed it.
         let authors = reports
             .iter()
@@ -410,7 +410,7 @@ impl<F: Fleet> Passes for Runner<F> {
         self.metrics.pass_done(trigger.as_str(), "panic", 0.0);
         self.health.pass_ended();
         self.health
-            .cloud(Some(format!("the last pass panicked: {message}")));
+            .cloud(Some(CloudTrouble::Panicked(message.to_string())));
     }
 
     fn heartbeat(&self) {

@@ -44,9 +44,10 @@ pub(super) struct Tally {
     pub(super) api_calls: u64,
 }
 
-/// Why a correction happened: the `cause` label of `sgpolicy_corrections_by_cause_total`.
+/// What found the drift a correction undid: the `cause` label of `sgpolicy_corrections_by_cause_total`
+/// (named apart from the poller's private `Cause`, which is why a lookup failed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Cause {
+pub(super) enum FoundBy {
     /// A full resync (start-up, interval, SIGHUP, retry) found the drift.
     Resync,
     /// A policy file changed.
@@ -55,12 +56,12 @@ pub(super) enum Cause {
     Event,
 }
 
-impl Cause {
+impl FoundBy {
     pub(super) fn label(self) -> &'static str {
         match self {
-            Cause::Resync => "resync",
-            Cause::File => "file",
-            Cause::Event => "event",
+            FoundBy::Resync => "resync",
+            FoundBy::File => "file",
+            FoundBy::Event => "event",
         }
     }
 }
@@ -142,9 +143,9 @@ impl<F: Fleet> Runner<F> {
         reports: Vec<Scoped>,
         declared: &BTreeMap<GroupKey, DesiredGroup>,
         commit: Option<&str>,
-        cause: Cause,
+        cause: FoundBy,
         authors: &BTreeMap<GroupKey, Arc<Author>>,
-    ) -> (Tally, Option<String>) {
+    ) -> (Tally, Option<crate::daemon::health::CloudTrouble>) {
         let cx = fold::Context {
             declared,
             cause,

@@ -8,7 +8,7 @@
 //! the main lane's timer and triggers do not wait for it, and both share the rate limiter, whose
 //! queue is first come, first served.
 
-use super::results::{Cause, Finished, PassOutcome, Tally};
+use super::results::{Finished, FoundBy, PassOutcome, Tally};
 use super::{subset, Runner};
 use crate::accounts::Fleet;
 use crate::daemon::triggers::Trigger;
@@ -63,7 +63,7 @@ impl<F: Fleet> Runner<F> {
             reports,
             &desired.groups,
             commit.as_deref(),
-            Cause::Event,
+            FoundBy::Event,
             &batch,
         );
         self.publish_groups(&st);

@@ -148,11 +148,12 @@ struct Daemon {
 
 impl Daemon {
     fn new(files: &[(&str, &str)]) -> Daemon {
-        Daemon::with(files, false)
+        Daemon::with(files, false, false)
     }
 
-    /// A daemon that surveys coverage after each full pass when `surveying`.
-    fn with(files: &[(&str, &str)], surveying: bool) -> Daemon {
+    /// A daemon that surveys coverage after each full pass when `surveying`, and never writes
+    /// when `dry_run`.
+    fn with(files: &[(&str, &str)], surveying: bool, dry_run: bool) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).expect("write policy file");
@@ -173,6 +174,7 @@ impl Daemon {
                 connect_timeout: Duration::from_secs(5),
             },
             pass: PassOptions {
+                dry_run,
                 concurrency: 1,
                 verify_reads: 1,
                 verify_delay: Duration::ZERO,
@@ -463,7 +465,7 @@ async fn a_broken_edit_keeps_the_last_good_state_enforced_until_a_fix_recovers()
 
 #[tokio::test]
 async fn once_shutdown_began_no_selector_listing_or_coverage_survey_starts_a_request() {
-    let d = Daemon::with(&[("prod.yaml", WITH_SELECTOR)], true);
+    let d = Daemon::with(&[("prod.yaml", WITH_SELECTOR)], true, false);
     d.runner.stopping();
     // The scripted fake fails the test on any request at all.
     d.cloud.expect(Scripted::new());
@@ -475,7 +477,7 @@ async fn once_shutdown_began_no_selector_listing_or_coverage_survey_starts_a_req
 
 #[tokio::test]
 async fn a_coverage_survey_under_way_is_dropped_when_shutdown_begins() {
-    let d = Daemon::with(&[("prod.yaml", ONE_GROUP)], true);
+    let d = Daemon::with(&[("prod.yaml", ONE_GROUP)], true, false);
     let folder = crate::policy::load_folder(d.dir.path(), &LoadOptions::default()).unwrap();
     d.cloud.gate.armed.store(true, Ordering::SeqCst);
     d.cloud.expect(Scripted::new());
@@ -489,5 +491,41 @@ async fn a_coverage_survey_under_way_is_dropped_when_shutdown_begins() {
     assert!(
         !d.metrics.encode().contains("sgpolicy_ungoverned_groups{"),
         "no figures from a dropped survey"
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_daemon_monitors_drift_and_never_writes() {
+    const TWO: &str = "region: cn-hangzhou
+groups:
+  - id: sg-a
+    innerAccessPolicy: Drop
+  - id: sg-b
+    innerAccessPolicy: Drop
+";
+    let d = Daemon::with(&[("prod.yaml", TWO)], false, true);
+    let (a, b) = (sg("sg-a"), sg("sg-b"));
+    for trigger in [Trigger::Startup, Trigger::Interval] {
+        // No write is scripted: the fake fails the test on any.
+        d.cloud.expect(
+            Scripted::new()
+                .then(
+                    describe(&[&a, &b]),
+                    found(&[(&a, normal()), (&b, normal())]),
+                )
+                .then(read(&a), Answer::Policy(Accept))
+                .then(read(&b), Answer::Policy(Drop)),
+        );
+        assert_eq!(d.runner.pass(trigger).await, Verdict::Done);
+        d.cloud.script().done();
+    }
+    assert_eq!(d.metric(r#"sgpolicy_groups{state="drifted"}"#), 1.0);
+    assert_eq!(d.metric(r#"sgpolicy_groups{state="in_sync"}"#), 1.0);
+    assert_eq!(d.metric("sgpolicy_corrections_total"), 0.0);
+    let st = d.runner.state.lock().await;
+    assert_eq!(st.groups.records[&a].state, results::GroupState::Drifted);
+    assert_eq!(
+        st.groups.records[&a].hold, None,
+        "a dry run holds nothing back"
     );
 }

@@ -295,35 +295,6 @@ async fn a_fight_over_a_group_is_held_back_and_reported() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_dry_run_daemon_monitors_drift_and_never_writes() {
-    let sim = Sim::start(
-        &Seed::new()
-            .group(HZ, "sg-a", Accept)
-            .group(HZ, "sg-b", Drop),
-    )
-    .await;
-    let folder = Folder::new().file(
-        "prod.yaml",
-        PolicyFile::in_region(HZ)
-            .groups(["sg-a", "sg-b"], Drop)
-            .yaml(),
-    );
-    let d = Daemon::start(&sim, folder.path(), &["--interval", "1s", "--dry-run"]).await;
-    let m = d
-        .wait_metrics("two passes", |m| m.sum("sgpolicy_passes_total", &[]) >= 2.0)
-        .await;
-    assert_eq!(
-        m.get("sgpolicy_groups{state=\"drifted\"}"),
-        1.0,
-        "{}",
-        m.text
-    );
-    assert_eq!(m.get("sgpolicy_groups{state=\"in_sync\"}"), 1.0);
-    assert!(d.log_text().contains("would_change=1"));
-    assert!(sim.writes().is_empty());
-}
-
 /// A folder of `n` groups in files of 100; returns the simulator, the folder and the ids.
 async fn many_groups(n: usize) -> (Sim, Folder, Vec<String>) {
     let ids: Vec<String> = (0..n).map(|i| format!("sg-n{i:05}")).collect();

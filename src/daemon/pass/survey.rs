@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The ungoverned groups of the last survey, by (account, region).
 #[derive(Default)]
-pub(super) struct Seen {
+pub(super) struct LastSurvey {
     by_bucket: BTreeMap<Bucket, BTreeSet<GroupKey>>,
 }
 
@@ -43,7 +43,7 @@ impl<F: Fleet> Runner<F> {
         for b in found.buckets {
             match b.result {
                 Ok(groups) => {
-                    let before = st.coverage.by_bucket.get(&b.bucket);
+                    let before = st.survey.by_bucket.get(&b.bucket);
                     for g in &groups {
                         if before.map_or(true, |seen| !seen.contains(&g.key)) {
                             tracing::warn!(
@@ -62,7 +62,7 @@ impl<F: Fleet> Runner<F> {
                         "coverage of {} is unknown: listing its security groups failed: {e}",
                         place(&b.bucket)
                     );
-                    if let Some(kept) = st.coverage.by_bucket.remove(&b.bucket) {
+                    if let Some(kept) = st.survey.by_bucket.remove(&b.bucket) {
                         next.insert(b.bucket, kept);
                     }
                 }
@@ -76,6 +76,6 @@ impl<F: Fleet> Runner<F> {
             })
             .collect();
         self.metrics.set_ungoverned(&counts);
-        st.coverage.by_bucket = next;
+        st.survey.by_bucket = next;
     }
 }
