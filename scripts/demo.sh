@@ -32,5 +32,9 @@ echo
 echo "\$ sgpolicy --policies examples/policies --once      # again: nothing to do, no writes"
 "$bin" --policies examples/policies --once
 echo
+echo "\$ sgpolicy --policies examples/policies --once --dry-run --require-isolation   # in sync, but is Drop real?"
+rc=0; "$bin" --policies examples/policies --once --dry-run --require-isolation || rc=$?
+echo "(exit $rc: 1 means a group declared Drop does not isolate its members)"
+echo
 echo "\$ sgpolicy --policies examples/accounts --once      # another account, through STS AssumeRole"
 "$bin" --policies examples/accounts --once

@@ -12,12 +12,14 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Every group whose declared policy is `Drop` and whose policy was read (observe-only entries and
 /// unmanageable ones, like enterprise groups, included): its verdict. A group declared `Accept`, not
-/// found or unreadable has none (`isolation: null`).
+/// found or unreadable has none (`isolation: null`). The check keeps to the pass's deadline
+/// (`--pass-timeout`): when it passes first, every checked group is unknown, never isolated.
 pub(super) async fn check<C: Cloud>(
     reach: &Reach<C>,
     results: &[GroupResult],
     pages: HashMap<GroupKey, RulePage>,
     concurrency: usize,
+    deadline: Option<tokio::time::Instant>,
 ) -> BTreeMap<GroupKey, Verdict> {
     let mut inputs = read::Inputs {
         pages,
@@ -34,7 +36,22 @@ pub(super) async fn check<C: Cloud>(
             .policies
             .insert(r.entry.key.clone(), effective(r, live));
     }
-    read::check(reach, inputs, concurrency).await
+    let targets: Vec<GroupKey> = inputs.targets.iter().cloned().collect();
+    let check = read::check(reach, inputs, concurrency);
+    match deadline {
+        None => check.await,
+        Some(at) => match tokio::time::timeout_at(at, check).await {
+            Ok(verdicts) => verdicts,
+            Err(_) => targets
+                .into_iter()
+                .map(|k| {
+                    let why = "the pass deadline (--pass-timeout) passed before the check finished";
+                    let v = Verdict::unknown(why, &k.id);
+                    (k, v)
+                })
+                .collect(),
+        },
+    }
 }
 
 /// The policy the model takes for a group sgpolicy governs: the declared one once it holds (in sync,

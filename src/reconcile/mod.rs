@@ -350,7 +350,10 @@ pub async fn run_pass_on<C: Cloud>(
     let gate = gate::gate(&plan, &opts.rails);
     apply(reach, &plan, &gate, observed_at, opts, &state, &mut results).await;
     let isolation = match opts.check_isolation {
-        true => Some(isolation::check(reach, &results, pages, opts.concurrency).await),
+        true => {
+            let check = isolation::check(reach, &results, pages, opts.concurrency, state.deadline);
+            Some(check.await)
+        }
         false => None,
     };
     let api_calls = calls_since(&before, &stats.snapshot());

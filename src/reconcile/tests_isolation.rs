@@ -312,3 +312,92 @@ async fn a_prefix_list_is_read_once_however_many_rules_name_it() {
     assert_eq!(v.paths.len(), 2, "one path per opening rule");
     assert_eq!(report.api_calls[DESCRIBE_PREFIX_LIST], 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_check_still_running_at_the_pass_deadline_leaves_its_groups_unknown() {
+    let web = sg("sg-web");
+    let d = desired().group(&web, Drop).build();
+    let cloud = Scripted::new()
+        .then(listing(&[&web]), found(&[(&web, normal())]))
+        .then(rules_of(&web, None), rules(Drop, Some("vpc-1"), &[], None));
+    let reach = Reach::of([(String::new(), Ok(Slow(cloud)))]);
+    let opts = PassOptions {
+        pass_timeout: Some(Duration::from_secs(60)),
+        ..checking()
+    };
+    let report = run_pass_on(&reach, reach.client("").unwrap().0.stats(), &d, &opts).await;
+    let v = &report.isolation.as_ref().expect("checked")[&web];
+    assert_eq!(v.status, Status::Unknown);
+    assert!(
+        v.unknown[0].reason.contains("--pass-timeout"),
+        "{:?}",
+        v.unknown
+    );
+}
+
+/// The scripted fake whose interface listing never answers.
+struct Slow(Scripted);
+
+impl Cloud for Slow {
+    fn describe_groups(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> impl std::future::Future<
+        Output = Result<BTreeMap<String, crate::model::GroupMeta>, crate::ecs::EcsError>,
+    > + Send {
+        self.0.describe_groups(region, ids)
+    }
+    fn describe_attribute(
+        &self,
+        key: &GroupKey,
+    ) -> impl std::future::Future<Output = Result<Policy, crate::ecs::EcsError>> + Send {
+        self.0.describe_attribute(key)
+    }
+    fn modify_policy(
+        &self,
+        key: &GroupKey,
+        policy: Policy,
+        token: &str,
+    ) -> impl std::future::Future<Output = Result<String, crate::ecs::EcsError>> + Send {
+        self.0.modify_policy(key, policy, token)
+    }
+    fn list_groups(
+        &self,
+        region: &str,
+        filter: &crate::ecs::GroupFilter,
+        next: Option<&str>,
+    ) -> impl std::future::Future<Output = Result<crate::ecs::GroupPage, crate::ecs::EcsError>> + Send
+    {
+        self.0.list_groups(region, filter, next)
+    }
+    fn describe_rules(
+        &self,
+        key: &GroupKey,
+        next: Option<&str>,
+    ) -> impl std::future::Future<Output = Result<crate::ecs::api::RulePage, crate::ecs::EcsError>> + Send
+    {
+        self.0.describe_rules(key, next)
+    }
+    fn describe_interfaces(
+        &self,
+        _region: &str,
+        _vpc: &str,
+        _next: Option<&str>,
+    ) -> impl std::future::Future<
+        Output = Result<crate::ecs::api::InterfacePage, crate::ecs::EcsError>,
+    > + Send {
+        std::future::pending()
+    }
+    fn describe_prefix_list(
+        &self,
+        region: &str,
+        id: &str,
+    ) -> impl std::future::Future<Output = Result<crate::ecs::api::PrefixList, crate::ecs::EcsError>>
+           + Send {
+        self.0.describe_prefix_list(region, id)
+    }
+    fn stats(&self) -> &crate::ecs::client::CallStats {
+        self.0.stats()
+    }
+}

@@ -4,13 +4,16 @@
 //! Each that reaches its action is an ActionTrail event (`lib.rs`), failed or not.
 //!
 //! Behaviour from the API pages (`alibaba-isolation.md` §6 and the pages it cites): an identical
-//! rule authorized again succeeds and creates nothing; at most 200 rules per group; revoking a rule
-//! that does not exist succeeds and changes nothing (by `SecurityGroupRuleId.N` it is
-//! `InvalidSecurityGroupRuleId.NotFound`); `InstanceId` and `NetworkInterfaceId` are exclusive;
-//! joining a group of another VPC is `InvalidInstanceId.Mismatch`, joining twice
-//! `InvalidInstanceId.AlreadyExists`, past 10 groups `InstanceSecurityGroupLimitExceeded`;
-//! leaving a group the interface is not in is `InvalidSecurityGroupAssociation.NotFound` (the
-//! rule since July 2024), leaving its last group `InstanceLastSecurityGroup`.
+//! rule authorized again succeeds and creates nothing; at most 200 rules per group; `InstanceId` and
+//! `NetworkInterfaceId` are exclusive; joining a group of another VPC is
+//! `InvalidInstanceId.Mismatch`, joining twice `InvalidInstanceId.AlreadyExists`, past the limit
+//! `InstanceSecurityGroupLimitExceeded`; leaving a group the interface is not in is
+//! `InvalidSecurityGroupAssociation.NotFound` (the rule since July 2024), leaving its last group
+//! `InstanceLastSecurityGroup`. Where the pages found name no code or say nothing, the simulator
+//! chooses, and docs/scale.md says so: revoking a rule that does not exist succeeds and changes
+//! nothing (by `SecurityGroupRuleId.N` it is `InvalidSecurityGroupRuleId.NotFound`); the
+//! interface-named variants `InvalidNetworkInterfaceId.{AlreadyExists,Mismatch,NotFound}`;
+//! `AuthorizationLimitExceed`; the rule codes in `rules`.
 
 use super::auth::Params;
 use super::handlers::{arg, check_group_id, check_region, group_not_found, Outcome};
