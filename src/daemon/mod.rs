@@ -11,6 +11,7 @@ pub mod health;
 pub mod intake;
 pub mod metrics;
 pub mod pass;
+pub mod reach;
 pub mod settings;
 pub mod shard;
 pub mod triggers;

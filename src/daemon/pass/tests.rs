@@ -98,6 +98,40 @@ impl Cloud for Fake {
         }
     }
 
+    fn describe_rules(
+        &self,
+        key: &GroupKey,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<crate::ecs::api::RulePage, EcsError>> + Send {
+        let (script, key) = (self.script(), key.clone());
+        let next_token = next_token.map(str::to_string);
+        async move { script.describe_rules(&key, next_token.as_deref()).await }
+    }
+
+    fn describe_interfaces(
+        &self,
+        region: &str,
+        vpc_id: &str,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<crate::ecs::api::InterfacePage, EcsError>> + Send {
+        let (script, region, vpc) = (self.script(), region.to_string(), vpc_id.to_string());
+        let next_token = next_token.map(str::to_string);
+        async move {
+            script
+                .describe_interfaces(&region, &vpc, next_token.as_deref())
+                .await
+        }
+    }
+
+    fn describe_prefix_list(
+        &self,
+        region: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<crate::ecs::api::PrefixList, EcsError>> + Send {
+        let (script, region, id) = (self.script(), region.to_string(), id.to_string());
+        async move { script.describe_prefix_list(&region, &id).await }
+    }
+
     fn stats(&self) -> &CallStats {
         // Call counts are the fleet's (below); the fake's own are per script.
         static NONE: std::sync::OnceLock<CallStats> = std::sync::OnceLock::new();
