@@ -363,6 +363,7 @@ impl<F: Fleet> Runner<F> {
         let targets = Targets {
             buckets: desired.groups.keys().map(GroupKey::bucket).collect(),
             roles: desired.accounts.clone(),
+            reach_events: self.setup.pass.check_isolation,
         };
         self.targets.send_if_modified(|t| {
             if **t == targets {
