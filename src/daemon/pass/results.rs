@@ -212,7 +212,11 @@ impl<F: Fleet> Runner<F> {
                     let a = cause.as_deref().map(|c| &c.author);
                     tracing::warn!(
                         group = %key.id, account = %key.account, region = %key.region,
-                        path = ?p.kind, path_group = %p.group,
+                        path = match p.kind {
+                            crate::isolation::PathKind::IngressRule => "ingress-rule",
+                            crate::isolation::PathKind::SharedGroup => "shared-group",
+                        },
+                        path_group = %p.group,
                         rule_id = p.rule_id.as_deref().unwrap_or("-"),
                         changed_by = %a.map_or_else(|| "-".to_string(), |a| a.to_string()),
                         event_id = a.map_or("-", |a| a.event_id.as_str()),
