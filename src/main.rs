@@ -73,8 +73,15 @@ fn main() -> ExitCode {
             Err(problems) => usage(problems, "sgpolicy --help"),
         },
     };
+    // Dropping the runtime would wait for every blocking task still running, without limit: a DNS
+    // lookup reqwest started on the blocking pool for a request that shutdown abandoned could hold
+    // the exit up for seconds. Everything that matters has finished by now.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     ExitCode::from(code as u8)
 }
+
+/// How long the exit waits for blocking tasks left running (see the end of `main`).
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn usage(problems: Vec<String>, help: &str) -> i32 {
     for p in problems {

@@ -249,10 +249,24 @@ pub async fn serve<S: std::future::Future<Output = ()>>(setup: Setup, shell: She
     let runner = Arc::new(pass::Runner::new(
         setup, clients, metrics, health, watch, intake, targets_tx,
     ));
+    run_lanes(runner, timing, rx, shutdown, grace).await;
+    hangup_task.abort();
+    events.stop().await;
+    server.stop().await;
+}
+
+/// The main lane (the trigger loop) and the targeted lane, until `shutdown` and the grace period.
+async fn run_lanes(
+    runner: Arc<pass::Runner>,
+    timing: Timing,
+    inputs: mpsc::Receiver<Input>,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) {
     let exit = tokio::task::LocalSet::new()
         .run_until(async move {
             let lane = tokio::task::spawn_local(runner.clone().targeted_lane());
-            let exit = triggers::run(runner, timing, rx, shutdown).await;
+            let exit = triggers::run(runner, timing, inputs, shutdown).await;
             // Shutdown set the cancel flag: a targeted pass stops starting work; give its in-flight
             // writes the grace period like the main lane's.
             let _ = tokio::time::timeout(grace, lane).await;
@@ -266,9 +280,6 @@ pub async fn serve<S: std::future::Future<Output = ()>>(setup: Setup, shell: She
              carry ClientTokens, so the next run's retry of them is safe"
         ),
     }
-    hangup_task.abort();
-    events.stop().await;
-    server.stop().await;
 }
 
 /// ActionTrail events: the poller and the push receiver hand what they hear to the intake, which

@@ -269,24 +269,31 @@ fn fold_one(
     out: &mut Folded,
 ) {
     let key = &r.entry.key;
+    // What outlives one read: when it was last verified, its last correction and who it undid,
+    // its isolation verdict.
     let previous = groups.records.remove(key);
     let mut record = Record {
         state: GroupState::Error,
         settled: None,
-        verified: previous.as_ref().and_then(|p| p.verified),
-        correction: previous.as_ref().and_then(|p| p.correction.clone()),
-        undid: previous.as_ref().and_then(|p| p.undid.clone()),
         hold: None,
-        // A verdict holds while the group stays declared Drop (a new one replaces it below).
-        isolation: previous
-            .as_ref()
-            .and_then(|p| p.isolation.clone())
-            .filter(|_| {
-                cx.declared
-                    .get(key)
-                    .is_some_and(|g| g.policy == Policy::Drop)
-            }),
+        ..previous.unwrap_or(Record {
+            state: GroupState::Error,
+            settled: None,
+            verified: None,
+            correction: None,
+            undid: None,
+            hold: None,
+            isolation: None,
+        })
     };
+    // A verdict holds while the group stays declared Drop (a new one replaces it in `isolation`).
+    if !cx
+        .declared
+        .get(key)
+        .is_some_and(|g| g.policy == Policy::Drop)
+    {
+        record.isolation = None;
+    }
     if r.entry.observed.is_some() {
         record.verified = Some(cx.now);
     }
@@ -304,30 +311,44 @@ fn fold_one(
             }
             GroupState::InSync
         }
-        Outcome::WouldChange => {
-            if held == Some(&HoldReason::Fight) {
-                t.held += 1;
-                record.hold = Some(HoldReason::Fight);
-            } else {
-                t.would_change += 1;
+        Outcome::WouldChange | Outcome::Observed | Outcome::Held(_) => {
+            record.hold = hold_of(&r.outcome, held);
+            match record.hold {
+                Some(HoldReason::Rail(_) | HoldReason::Fight) => t.held += 1,
+                // `mode: observe` and a dry run report the drift they would correct.
+                Some(HoldReason::Observe) | None => t.would_change += 1,
             }
             GroupState::Drifted
         }
-        Outcome::Observed => {
-            t.would_change += 1;
-            record.hold = Some(HoldReason::Observe);
-            GroupState::Drifted
-        }
-        Outcome::Held(h) => {
-            t.held += 1;
-            record.hold = Some(HoldReason::Rail(h.clone()));
-            GroupState::Drifted
-        }
-        Outcome::Failed(e) => {
+        Outcome::Failed(_) | Outcome::Error => {
             t.errors += 1;
+            failed(r, out)
+        }
+    };
+    if matches!(record.state, GroupState::InSync | GroupState::Drifted) {
+        record.settled = cx.declared.get(key).map(|g| (g.policy, g.mode));
+    }
+    groups.records.insert(key.clone(), record);
+}
+
+/// Why a drifted group was not corrected: a rail, `mode: observe`, or the fight its watch-only run
+/// was for (a dry run's drift has no hold).
+fn hold_of(outcome: &Outcome, run_held: Option<&HoldReason>) -> Option<HoldReason> {
+    match outcome {
+        Outcome::Held(h) => Some(HoldReason::Rail(h.clone())),
+        Outcome::Observed => Some(HoldReason::Observe),
+        Outcome::WouldChange => run_held.cloned(),
+        _ => None,
+    }
+}
+
+/// The state of a group whose write or read failed, noting a failure that is the cloud's.
+fn failed(r: &GroupResult, out: &mut Folded) -> GroupState {
+    match (&r.outcome, &r.entry.action) {
+        (Outcome::Failed(e), _) => {
             if audit::write_sent(r) {
                 out.effects.push(Effect::WriteFailed {
-                    account: key.account.to_string(),
+                    account: r.entry.key.account.to_string(),
                 });
             }
             if e.is_cloud_trouble() {
@@ -336,31 +357,23 @@ fn fold_one(
             }
             GroupState::Error
         }
-        Outcome::Error => {
-            t.errors += 1;
-            match &r.entry.action {
-                Action::Unmanageable { .. } => GroupState::Unmanageable,
-                Action::ReadFailed {
-                    code,
-                    message,
-                    blame,
-                } => {
-                    if *blame == Blame::Cloud {
-                        out.cloud.get_or_insert_with(|| CloudTrouble::Unreadable {
-                            code: code.clone(),
-                            message: message.clone(),
-                        });
-                    }
-                    GroupState::Error
-                }
-                _ => GroupState::Error,
-            }
+        (_, Action::Unmanageable { .. }) => GroupState::Unmanageable,
+        (
+            _,
+            Action::ReadFailed {
+                code,
+                message,
+                blame: Blame::Cloud,
+            },
+        ) => {
+            out.cloud.get_or_insert_with(|| CloudTrouble::Unreadable {
+                code: code.clone(),
+                message: message.clone(),
+            });
+            GroupState::Error
         }
-    };
-    if matches!(record.state, GroupState::InSync | GroupState::Drifted) {
-        record.settled = cx.declared.get(key).map(|g| (g.policy, g.mode));
+        _ => GroupState::Error,
     }
-    groups.records.insert(key.clone(), record);
 }
 
 /// Folds isolation verdicts (of a full or file pass, or of a targeted check) into the records of

@@ -155,15 +155,7 @@ impl<F: Fleet> Runner<F> {
         let (tally, cloud_failure) = self
             .conclude(reports, &scope.desired, scope.size, full)
             .await;
-        let outcome = if cloud_failure.is_some() {
-            PassOutcome::CloudError
-        } else if !folder_ok {
-            PassOutcome::FolderError
-        } else if tally.errors > 0 {
-            PassOutcome::GroupErrors
-        } else {
-            PassOutcome::Success
-        };
+        let outcome = PassOutcome::of(cloud_failure.is_some(), folder_ok, &tally);
         if full {
             self.survey_coverage(&folder).await;
         }

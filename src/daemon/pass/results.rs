@@ -88,6 +88,20 @@ impl PassOutcome {
         }
     }
 
+    /// A pass that read the cloud: a cloud failure wins, then a folder that did not load cleanly
+    /// (the last good state was enforced), then groups that failed on their own.
+    pub(super) fn of(cloud_failed: bool, folder_ok: bool, tally: &Tally) -> PassOutcome {
+        if cloud_failed {
+            PassOutcome::CloudError
+        } else if !folder_ok {
+            PassOutcome::FolderError
+        } else if tally.errors > 0 {
+            PassOutcome::GroupErrors
+        } else {
+            PassOutcome::Success
+        }
+    }
+
     /// Whether the pass read the cloud through (what `sgpolicy_last_success_timestamp` records).
     fn read_the_cloud(self) -> bool {
         matches!(self, PassOutcome::Success | PassOutcome::GroupErrors)

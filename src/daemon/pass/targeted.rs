@@ -159,13 +159,8 @@ impl<F: Fleet> Runner<F> {
                 "targeted pass failed on the cloud: {why}"
             );
         }
-        let outcome = if cloud_failure.is_some() {
-            PassOutcome::CloudError
-        } else if tally.errors > 0 {
-            PassOutcome::GroupErrors
-        } else {
-            PassOutcome::Success
-        };
+        // The targeted lane never loads the folder: only the main lane says it is broken.
+        let outcome = PassOutcome::of(cloud_failure.is_some(), true, &tally);
         self.finish(Finished {
             trigger: Trigger::Event,
             outcome,
