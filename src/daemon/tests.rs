@@ -181,17 +181,26 @@ impl Captured {
 
 const TOKEN: &str = "push-token-for-tests";
 
-/// sg-d (declared Drop, in sync, rules none) with two members; sg-zz, nobody's, with one; and a
-/// second key, RAM user bob's, that will open a path.
+/// sg-d (declared Drop, in sync, rules none) with two members; sg-zz, nobody's, with one; sg-web,
+/// not declared yet, admitting SSH from itself between its two members; and a second key, RAM user
+/// bob's, that will open a path.
 const ISOLATION_SEED: &str = "accessKeys:
   - {id: testid, secret: testsecret}
   - {id: bobid, secret: bobsecret, userName: bob}
 securityGroups:
   - {id: sg-d, region: cn-hangzhou, innerAccessPolicy: Drop, vpcId: vpc-1}
   - {id: sg-zz, region: cn-hangzhou, innerAccessPolicy: Accept, vpcId: vpc-1}
+  - id: sg-web
+    region: cn-hangzhou
+    innerAccessPolicy: Accept
+    vpcId: vpc-1
+    permissions:
+      - {SecurityGroupRuleId: sgr-webssh, Direction: ingress, IpProtocol: TCP, PortRange: 22/22, SourceGroupId: sg-web}
 networkInterfaces:
   - {NetworkInterfaceId: eni-d1, region: cn-hangzhou, VpcId: vpc-1, InstanceId: i-1, Type: Primary, Status: InUse, PrivateIpAddress: 10.0.0.1, SecurityGroupIds: [sg-d]}
   - {NetworkInterfaceId: eni-d2, region: cn-hangzhou, VpcId: vpc-1, InstanceId: i-2, Type: Primary, Status: InUse, PrivateIpAddress: 10.0.0.2, SecurityGroupIds: [sg-d]}
+  - {NetworkInterfaceId: eni-w1, region: cn-hangzhou, VpcId: vpc-1, InstanceId: i-4, Type: Primary, Status: InUse, PrivateIpAddress: 10.0.0.4, SecurityGroupIds: [sg-web]}
+  - {NetworkInterfaceId: eni-w2, region: cn-hangzhou, VpcId: vpc-1, InstanceId: i-5, Type: Primary, Status: InUse, PrivateIpAddress: 10.0.0.5, SecurityGroupIds: [sg-web]}
   - {NetworkInterfaceId: eni-z1, region: cn-hangzhou, VpcId: vpc-1, InstanceId: i-3, Type: Primary, Status: InUse, PrivateIpAddress: 10.0.0.3, SecurityGroupIds: [sg-zz]}
 ";
 
@@ -243,18 +252,30 @@ async fn bob_opens_ssh(url: &str, group: &str) {
     .await;
 }
 
-#[tokio::test]
-async fn a_path_opened_by_authorize_security_group_during_a_run_is_reported_with_its_author_by_a_targeted_check(
-) {
+/// A daemon in-process that checks isolation, with the push receiver on and the simulator's
+/// EventBridge pushing to it, its log captured.
+struct Isolating {
+    sim: Simulator,
+    url: String,
+    metrics_url: String,
+    folder: tempfile::TempDir,
+    log: Captured,
+    _log: tracing::subscriber::DefaultGuard,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+type Stopped = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+async fn isolating(seed: &str, policy: &str) -> (Isolating, Setup, Shell<Stopped>) {
     let log = Captured::default();
     let sink = log.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_ansi(false)
         .with_writer(move || sink.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let guard = tracing::subscriber::set_default(subscriber);
 
-    let sim = Simulator::new(Seed::from_yaml(ISOLATION_SEED).expect("seed"));
+    let sim = Simulator::new(Seed::from_yaml(seed).expect("seed"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -263,11 +284,7 @@ async fn a_path_opened_by_authorize_security_group_during_a_run_is_reported_with
     tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
 
     let folder = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        folder.path().join("prod.yaml"),
-        "region: cn-hangzhou\ngroups:\n  - id: sg-d\n    innerAccessPolicy: Drop\n",
-    )
-    .expect("policy file");
+    std::fs::write(folder.path().join("prod.yaml"), policy).expect("policy file");
     let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -299,15 +316,98 @@ async fn a_path_opened_by_authorize_security_group_during_a_run_is_reported_with
             metrics: Some(metrics_listener),
             events: Some(events_listener),
         },
-        shutdown: async {
+        shutdown: Box::pin(async {
             let _ = stopped.await;
-        },
+        }) as Stopped,
         hangups,
     };
+    let running = Isolating {
+        sim,
+        url,
+        metrics_url: format!("http://{metrics}/metrics"),
+        folder,
+        log,
+        _log: guard,
+        stop,
+    };
+    (running, setup, shell)
+}
+
+impl Isolating {
+    /// Waits until `/metrics` has the line `line`.
+    async fn metric(&self, line: &str) {
+        eventually(&format!("the metric {line}"), || async {
+            let m = until_ok(&self.metrics_url).await;
+            match m.lines().any(|l| l == line) {
+                true => Ok(()),
+                false => Err(m),
+            }
+        })
+        .await
+    }
+
+    /// Waits until a warning containing every one of `parts` was logged; that line.
+    async fn warning(&self, parts: &[&str]) -> String {
+        eventually(&format!("a warning with {parts:?}"), || async {
+            let text = self.log.text();
+            text.lines()
+                .find(|l| l.contains("WARN") && parts.iter().all(|p| l.contains(p)))
+                .map(str::to_string)
+                .ok_or(text)
+        })
+        .await
+    }
+}
+
+#[tokio::test]
+async fn a_file_edit_that_makes_a_leaky_group_drop_is_warned_about_by_the_file_pass() {
+    let (d, setup, shell) = isolating(
+        ISOLATION_SEED,
+        "region: cn-hangzhou\ngroups:\n  - id: sg-d\n    innerAccessPolicy: Drop\n",
+    )
+    .await;
+    let served = serve(setup, shell);
+    let check = async {
+        d.metric("sgpolicy_isolation_groups{status=\"isolated\"} 1")
+            .await;
+        // sg-web (undeclared, Accept) admits SSH from itself and has two members; the edit makes it
+        // Drop, which the file pass writes and checks.
+        std::fs::write(
+            d.folder.path().join("prod.yaml"),
+            "region: cn-hangzhou\ngroups:\n  - id: sg-d\n    innerAccessPolicy: Drop\n  - id: sg-web\n    innerAccessPolicy: Drop\n",
+        )
+        .expect("the edit");
+        let warning = d
+            .warning(&["group sg-web is not isolated: members of sg-web reach each other on tcp 22/22 through rule sgr-webssh of sg-web"])
+            .await;
+        assert!(
+            warning.contains("changed_by=-"),
+            "no event named anyone: {warning}"
+        );
+        d.metric("sgpolicy_isolation_groups{status=\"not-isolated\"} 1")
+            .await;
+        assert_eq!(
+            d.sim.policy_of("cn-hangzhou", "sg-web"),
+            Some(SimPolicy::Drop)
+        );
+        d.stop.send(()).expect("serve is running");
+    };
+    tokio::join!(served, check);
+}
+
+#[tokio::test]
+async fn a_path_opened_by_authorize_security_group_during_a_run_is_reported_with_its_author_by_a_targeted_check(
+) {
+    let (d, setup, shell) = isolating(
+        ISOLATION_SEED,
+        "region: cn-hangzhou\ngroups:\n  - id: sg-d\n    innerAccessPolicy: Drop\n",
+    )
+    .await;
+    let (sim, url, log, stop) = (&d.sim, d.url.as_str(), &d.log, d.stop);
+    let metrics_url = d.metrics_url.clone();
     let served = serve(setup, shell);
     let check = async {
         let metric = |text: &str, line: &str| text.lines().any(|l| l == line);
-        let metrics_url = format!("http://{metrics}/metrics");
         eventually("sg-d checked isolated after the start-up pass", || async {
             let m = until_ok(&metrics_url).await;
             match metric(&m, "sgpolicy_isolation_groups{status=\"isolated\"} 1") {
@@ -319,7 +419,7 @@ async fn a_path_opened_by_authorize_security_group_during_a_run_is_reported_with
 
         // A rule on a group none of sg-d's members is in costs nothing.
         let before = sim.calls().len();
-        bob_opens_ssh(&url, "sg-zz").await;
+        bob_opens_ssh(url, "sg-zz").await;
         eventually("the unrelated event counted", || async {
             let m = until_ok(&metrics_url).await;
             match m.contains("result=\"ignored_unrelated\"") {
@@ -337,7 +437,7 @@ async fn a_path_opened_by_authorize_security_group_during_a_run_is_reported_with
 
         // Bob opens SSH between sg-d's members: the warning names him, the rule and the traffic.
         let before = sim.calls().len();
-        bob_opens_ssh(&url, "sg-d").await;
+        bob_opens_ssh(url, "sg-d").await;
         let warning = eventually("the warning naming bob", || async {
             let text = log.text();
             text.lines()
