@@ -22,6 +22,7 @@
 //! token holder's word: when the poller later returns the same `eventId` naming someone else,
 //! ActionTrail's pull wins (the queued author is replaced) and a warning says the push disagreed.
 
+use crate::daemon::reach::{self, Cause};
 use crate::events::dedup::RecentIds;
 use crate::events::{Author, Heard, Status, Via};
 use crate::model::{Account, GroupKey, Policy, SharedStr};
@@ -52,6 +53,10 @@ pub enum Admission {
     /// A routine event while [`ROUTINE_CAP`] routine groups are queued: refused, to be sent again
     /// (a push is answered 503 with `Retry-After`).
     Busy,
+    /// A write that may change who can reach whom: these declared `Drop` groups are re-checked.
+    Recheck(usize),
+    /// A write that changes no checked group's verdict (an unrelated group or interface): no read.
+    Unrelated,
 }
 
 impl Admission {
@@ -65,6 +70,8 @@ impl Admission {
             Admission::Duplicate => "duplicate",
             Admission::Stale => "ignored_stale",
             Admission::Busy => "refused_busy",
+            Admission::Recheck(_) => "recheck_isolation",
+            Admission::Unrelated => "ignored_unrelated",
         }
     }
 }
@@ -184,6 +191,10 @@ pub struct Intake {
     /// times).
     reads: Mutex<HashMap<GroupKey, SystemTime>>,
     pushed: Mutex<Pushed>,
+    /// What the checked groups' verdicts depend on (replaced after every check).
+    reach: reach::Shared,
+    /// Declared `Drop` groups to re-check, with the latest write that asked for it.
+    checks: Mutex<BTreeMap<GroupKey, Arc<Cause>>>,
     wake: Notify,
     pub status: Arc<Status>,
 }
@@ -198,6 +209,8 @@ impl Intake {
             pending: Mutex::new(Queue::default()),
             reads: Mutex::new(HashMap::new()),
             pushed: Mutex::new(Pushed::default()),
+            reach: Default::default(),
+            checks: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
             status,
         }
@@ -271,8 +284,51 @@ impl Intake {
         self.shard.owns_parts(&account, &heard.change.region)
     }
 
-    /// Classifies one event and queues its group when it needs a read.
+    /// What the checked groups' latest verdicts depend on: what reach events are matched against.
+    pub fn depend(&self, index: reach::Index) {
+        *self.reach.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
+    }
+
+    /// Queues the isolation re-check of the groups a write may affect.
+    fn hear_reach(&self, change: &crate::events::Change) -> Admission {
+        let index = self.reach.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let affected = index.affected(change);
+        if affected.is_empty() {
+            return Admission::Unrelated;
+        }
+        let first = self
+            .queued_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first_time(&change.author.event_id);
+        if !first {
+            return Admission::Duplicate;
+        }
+        let cause = Arc::new(Cause::of(change));
+        let n = affected.len();
+        let mut checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+        for key in affected {
+            checks.insert(key, cause.clone());
+        }
+        drop(checks);
+        self.wake.notify_one();
+        Admission::Recheck(n)
+    }
+
+    /// Takes every group queued for an isolation re-check, with the write that asked for it.
+    pub fn take_checks(&self) -> BTreeMap<GroupKey, Arc<Cause>> {
+        std::mem::take(&mut *self.checks.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Classifies one event and queues its group when it needs a read (a policy change of a
+    /// governed group) or its dependants for an isolation re-check (any write in
+    /// [`crate::events::record::REACH_EVENTS`], the policy of an ungoverned group included).
     pub fn hear(&self, heard: Heard) -> Admission {
+        if !heard.change.is_policy_change() {
+            let admission = self.hear_reach(&heard.change);
+            self.status.record(heard.via, admission.label());
+            return admission;
+        }
         let change = &heard.change;
         let index = self
             .governed
@@ -297,7 +353,12 @@ impl Intake {
         };
         let admission = match found {
             None if !self.owns_bucket_of(&heard) => Admission::OtherShard,
-            None => Admission::Ungoverned,
+            // The policy of a group the folder does not govern may still open a path between
+            // members of a declared group that share it.
+            None => match self.hear_reach(change) {
+                Admission::Unrelated => Admission::Ungoverned,
+                recheck => recheck,
+            },
             Some((key, desired)) if change.is_own_write_of(*desired) => {
                 Admission::OwnWrite(key.clone())
             }
@@ -372,7 +433,7 @@ impl Intake {
 
     /// Whether any group is queued.
     pub fn has_queued(&self) -> bool {
-        !lock(&self.pending).groups.is_empty()
+        !lock(&self.pending).groups.is_empty() || !lock(&self.checks).is_empty()
     }
 
     /// The queued author of `key`, left queued (a resync that corrects a group names who changed
@@ -579,6 +640,49 @@ mod tests {
         assert_eq!(
             intake.hear(heard("sg-a", "Accept", None, Via::Pull, Some("3333"))),
             Admission::Ungoverned
+        );
+    }
+
+    #[test]
+    fn a_rule_event_queues_a_recheck_of_the_groups_that_depend_on_it_and_an_unrelated_one_nothing()
+    {
+        let intake = governing(&[("", "sg-d", Policy::Drop)]);
+        let d = GroupKey::new("cn-hangzhou", "sg-d");
+        let depends = crate::isolation::Depends {
+            groups: ["sg-d".to_string(), "sg-shared".to_string()].into(),
+            ..Default::default()
+        };
+        intake.depend(reach::Index::build([(&d, &depends)]));
+        let rule = |group: &str, n: usize| {
+            let record = json!({"eventId": format!("r-{n}"), "eventName": "AuthorizeSecurityGroup",
+                "acsRegion": "cn-hangzhou", "requestParameters": {"SecurityGroupId": group},
+                "userIdentity": {"type": "ram-user", "userName": "bob"}});
+            Heard {
+                change: parse_record(&record, None).unwrap(),
+                via: Via::Push,
+                account: None,
+            }
+        };
+        assert_eq!(intake.hear(rule("sg-zz", 1)), Admission::Unrelated);
+        assert!(
+            intake.take_checks().is_empty(),
+            "an unrelated group costs nothing"
+        );
+        assert_eq!(intake.hear(rule("sg-shared", 2)), Admission::Recheck(1));
+        assert_eq!(intake.hear(rule("sg-shared", 2)), Admission::Duplicate);
+        // The policy of an ungoverned group the members share is a reach event too.
+        let mut flip = heard("sg-shared", "Accept", None, Via::Push, None);
+        flip.change.named.groups = vec!["sg-shared".into()];
+        assert_eq!(intake.hear(flip), Admission::Recheck(1));
+        let checks = intake.take_checks();
+        assert_eq!(checks.keys().collect::<Vec<_>>(), [&d]);
+        assert_eq!(
+            checks[&d].action, "ModifySecurityGroupPolicy",
+            "the latest write wins"
+        );
+        assert!(
+            intake.take().is_empty(),
+            "no policy read is queued for a rule event"
         );
     }
 

@@ -12,6 +12,7 @@ pub mod intake;
 pub mod listen;
 pub mod metrics;
 pub mod pass;
+pub mod reach;
 pub mod settings;
 pub mod shard;
 pub mod triggers;

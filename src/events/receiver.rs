@@ -422,7 +422,7 @@ mod tests {
     #[tokio::test]
     async fn another_event_or_other_json_is_202_and_counted_as_ignored() {
         let mut f = fixture(8);
-        let other = envelope("2", "AuthorizeSecurityGroup").to_string();
+        let other = envelope("2", "CreateSecurityGroup").to_string();
         let (status, text, _) = send(&f.app, post(Some(&bearer()), other)).await;
         assert_eq!(status, StatusCode::ACCEPTED);
         assert!(text.contains("\"ignored\":1"), "{text}");

@@ -229,6 +229,22 @@ pub struct Verdict {
     pub members: usize,
     pub paths: Vec<Path>,
     pub unknown: Vec<Unknown>,
+    /// What the answer depends on besides the group itself: the daemon re-checks the group when an
+    /// event names any of it (filled by `read`; not part of the report).
+    #[serde(skip)]
+    pub depends: Depends,
+}
+
+/// The ids a verdict depends on: the groups its members are in (the group itself included), the
+/// members and their instances, the prefix lists those groups' rules name, and the group's VPC.
+/// A write naming none of them cannot change the verdict, so an event about it costs nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Depends {
+    pub groups: BTreeSet<String>,
+    pub interfaces: BTreeSet<String>,
+    pub instances: BTreeSet<String>,
+    pub prefix_lists: BTreeSet<String>,
+    pub vpc: Option<String>,
 }
 
 impl Verdict {
@@ -243,6 +259,10 @@ impl Verdict {
                 group: Some(group.to_string()),
                 rule_id: None,
             }],
+            depends: Depends {
+                groups: BTreeSet::from([group.to_string()]),
+                ..Depends::default()
+            },
         }
     }
 
@@ -259,6 +279,7 @@ impl Verdict {
             members,
             paths,
             unknown: unknown.into_iter().collect(),
+            depends: Depends::default(),
         }
     }
 }

@@ -13,7 +13,7 @@
 //! list. A failed read never fails the pass: the groups it concerns become **unknown**, with a reason
 //! that names the missing permission when ECS answered 403.
 
-use super::model::{Analysis, Estate, GroupState, Member, Rule, Verdict};
+use super::model::{Analysis, Depends, Estate, GroupState, Member, Rule, Verdict};
 use super::ranges::Cidr;
 use crate::accounts::Reach;
 use crate::ecs::api::{self, Permission, RulePage};
@@ -265,7 +265,9 @@ async fn check_bucket<C: Cloud>(
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    let mut checked: Vec<GroupKey> = Vec::new();
+    let mut checked: Vec<(GroupKey, String)> = Vec::new();
+    // Each member's instance (the model does not need it; the daemon's event routing does).
+    let mut instances: HashMap<String, String> = HashMap::new();
     for (vpc, listing) in listings {
         let keys = by_vpc.remove(&vpc).unwrap_or_default();
         match listing {
@@ -282,9 +284,14 @@ async fn check_bucket<C: Cloud>(
                         .filter(|i| {
                             in_use(i) && i.groups.iter().any(|g| wanted.contains(g.as_str()))
                         })
+                        .inspect(|i| {
+                            if let Some(instance) = &i.instance_id {
+                                instances.insert(i.id.clone(), instance.clone());
+                            }
+                        })
                         .map(member),
                 );
-                checked.extend(keys);
+                checked.extend(keys.into_iter().map(|k| (k, vpc.clone())));
             }
         }
     }
@@ -357,9 +364,45 @@ async fn check_bucket<C: Cloud>(
     estate.prefix_lists.extend(read_lists);
 
     let analysis = Analysis::new(&estate);
-    for key in checked {
-        let verdict = analysis.check(&key.id);
+    for (key, vpc) in checked {
+        let mut verdict = analysis.check(&key.id);
+        verdict.depends = depends_of(&estate, &key.id, vpc, &instances);
         out.insert(key, verdict);
     }
     out
+}
+
+/// What `group`'s verdict depends on: its members, their instances and groups, and the prefix
+/// lists those groups' rules name.
+fn depends_of(
+    estate: &Estate,
+    group: &str,
+    vpc: String,
+    instances: &HashMap<String, String>,
+) -> Depends {
+    let mut d = Depends {
+        groups: BTreeSet::from([group.to_string()]),
+        vpc: Some(vpc),
+        ..Depends::default()
+    };
+    for m in estate
+        .members
+        .iter()
+        .filter(|m| m.groups.iter().any(|g| g == group))
+    {
+        d.interfaces.insert(m.id.clone());
+        if let Some(i) = instances.get(&m.id) {
+            d.instances.insert(i.clone());
+        }
+        d.groups.extend(m.groups.iter().cloned());
+    }
+    for g in &d.groups {
+        let rules = estate.groups.get(g).and_then(|s| s.rules.as_ref().ok());
+        for r in rules.into_iter().flatten() {
+            if let super::model::Peer::PrefixList(id) = &r.peer {
+                d.prefix_lists.insert(id.clone());
+            }
+        }
+    }
+    d
 }

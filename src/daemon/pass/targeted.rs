@@ -15,7 +15,9 @@ use super::{subset, Runner};
 use crate::accounts::Fleet;
 use crate::daemon::intake::TARGETED_BATCH;
 use crate::daemon::triggers::Trigger;
+use crate::model::{GroupKey, Policy, SharedStr};
 use crate::policy::DesiredGroup;
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -37,11 +39,90 @@ impl<F: Fleet> Runner<F> {
                 if self.cancel.load(Ordering::SeqCst) {
                     return;
                 }
-                if !self.targeted_pass().await || !self.intake.has_queued() {
+                let resolved = self.targeted_pass().await;
+                self.targeted_check().await;
+                if !resolved || !self.intake.has_queued() {
                     break;
                 }
             }
         }
+    }
+
+    /// Re-checks the isolation of the declared Drop groups that writes queued (rule, membership,
+    /// interface and prefix-list changes): their rules, their VPC's interfaces, their members'
+    /// other groups and the prefix lists those name, and nothing else (no group listing, no pass).
+    pub(super) async fn targeted_check(&self) {
+        let started = Instant::now();
+        let st = self.state.lock().await;
+        let Some(desired) = st.effective.clone() else {
+            return;
+        };
+        let causes = self.intake.take_checks();
+        let targets: BTreeSet<GroupKey> = causes
+            .keys()
+            .filter(|k| {
+                desired
+                    .groups
+                    .get(*k)
+                    .is_some_and(|g| g.policy == Policy::Drop)
+            })
+            .cloned()
+            .collect();
+        if targets.is_empty() || !self.setup.pass.check_isolation {
+            return;
+        }
+        let inputs = crate::isolation::read::Inputs {
+            targets,
+            pages: Default::default(),
+            // A governed group in sync has its declared policy (what the pass's check assumes too).
+            policies: st
+                .groups
+                .records
+                .iter()
+                .filter(|(_, r)| r.state == super::results::GroupState::InSync)
+                .filter_map(|(k, _)| Some((k.clone(), desired.groups.get(k)?.policy)))
+                .collect(),
+        };
+        drop(st);
+        let scope = inputs.targets.len();
+        let calls_before: u64 = self.fleet.calls().snapshot().values().sum();
+        let accounts: BTreeSet<SharedStr> =
+            inputs.targets.iter().map(|k| k.account.clone()).collect();
+        let checking = async {
+            let reach = self
+                .fleet
+                .reach_accounts(accounts.iter().map(|a| &**a).collect(), &desired.accounts)
+                .await;
+            crate::isolation::read::check(&reach, inputs, self.setup.pass.concurrency).await
+        };
+        let Some(verdicts) = self.unless_stopped(checking).await else {
+            return;
+        };
+        let mut st = self.state.lock().await;
+        let effects = super::fold::isolation(&mut st.groups, &verdicts, &causes);
+        for effect in &effects {
+            self.carry_out(effect);
+        }
+        self.publish_groups(&st);
+        drop(st);
+        self.metrics.sync_api_calls(self.fleet.calls());
+        tracing::info!(
+            trigger = "event",
+            scope,
+            not_isolated = verdicts
+                .values()
+                .filter(|v| v.status == crate::isolation::Status::NotIsolated)
+                .count(),
+            api_calls = self
+                .fleet
+                .calls()
+                .snapshot()
+                .values()
+                .sum::<u64>()
+                .saturating_sub(calls_before),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "isolation re-checked"
+        );
     }
 
     /// One batch; `false` when no folder is resolved yet (the batch stays queued).
@@ -66,7 +147,9 @@ impl<F: Fleet> Runner<F> {
         }
         let (active, held) = (subset(&desired, active), subset(&desired, held));
         drop(st);
-        let reports = self.run_scoped(active, held).await;
+        // A policy event's group is corrected to its declaration, which the isolation verdict
+        // already assumes: no check here (a reach event's re-check is `targeted_check`).
+        let reports = self.run_scoped(active, held, false).await;
         self.intake
             .note_reads(reports.iter().map(|s| &s.report), wall_start);
 
