@@ -480,8 +480,21 @@ impl<'a> Analysis<'a> {
         }
         let mut paths = Vec::new();
         let mut unknown = BTreeSet::new();
+        let shared = self.shared_groups(g, members, &mut unknown);
+        self.shared_group_paths(&shared, &mut paths, &mut unknown);
+        self.ingress_paths(members, &mut paths, &mut unknown);
+        Verdict::of(members.len(), paths, unknown)
+    }
 
-        // Shared groups: the first two members of each group they share.
+    /// The groups two or more `members` share, with the first two members of each, `g` first
+    /// and then by name. A group whose rules could not be read may hold an accept rule: that
+    /// goes to `unknown`.
+    fn shared_groups(
+        &self,
+        g: GroupIx,
+        members: &[usize],
+        unknown: &mut BTreeSet<Unknown>,
+    ) -> Vec<(GroupIx, usize, usize)> {
         let mut shared: BTreeMap<GroupIx, (usize, Option<usize>)> = BTreeMap::new();
         for &m in members {
             for &s in self.sets[m].iter() {
@@ -493,7 +506,6 @@ impl<'a> Analysis<'a> {
                     .or_insert((m, None));
             }
         }
-        // A group whose rules could not be read may hold an accept rule.
         for &s in shared.keys() {
             let why = match self.state(s) {
                 Some(GroupState {
@@ -513,7 +525,18 @@ impl<'a> Analysis<'a> {
             .filter_map(|(s, (a, b))| Some((s, a, b?)))
             .collect();
         shared.sort_by_key(|&(s, _, _)| (s != g, self.name(s)));
-        for &(s, a, b) in &shared {
+        shared
+    }
+
+    /// The paths through `shared` groups whose policy accepts traffic between their members; a
+    /// shared group whose policy could not be read goes to `unknown`.
+    fn shared_group_paths(
+        &self,
+        shared: &[(GroupIx, usize, usize)],
+        paths: &mut Vec<Path>,
+        unknown: &mut BTreeSet<Unknown>,
+    ) {
+        for &(s, a, b) in shared {
             let name = self.name(s).to_string();
             match self.state(s) {
                 Some(GroupState {
@@ -550,8 +573,15 @@ impl<'a> Analysis<'a> {
                 }
             }
         }
+    }
 
-        // Ingress rules, destination class by destination class.
+    /// The paths ingress rules open between `members`, destination class by destination class.
+    fn ingress_paths(
+        &self,
+        members: &[usize],
+        paths: &mut Vec<Path>,
+        unknown: &mut BTreeSet<Unknown>,
+    ) {
         let mut classes: BTreeMap<Rc<[GroupIx]>, Vec<usize>> = BTreeMap::new();
         for &m in members {
             classes.entry(self.sets[m].clone()).or_default().push(m);
@@ -570,15 +600,12 @@ impl<'a> Analysis<'a> {
                         continue;
                     }
                 };
-                if let Some(path) =
-                    self.open_by(r, pos, traffic, &rules, members, dests, &mut unknown)
-                {
+                if let Some(path) = self.open_by(r, pos, traffic, &rules, members, dests, unknown) {
                     opened.insert((r.group, r.rule as *const Rule));
                     paths.push(path);
                 }
             }
         }
-        Verdict::of(members.len(), paths, unknown)
     }
 
     fn rule_unknown(&self, r: &Ranked<'a>, reason: String) -> Unknown {
