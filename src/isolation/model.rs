@@ -98,6 +98,20 @@ impl Rule {
             (_, Err(e)) => Err(e),
             _ => Traffic::of_rule(&protocol, set(&p.port_range)),
         };
+        let peer = Rule::peer(p, ingress);
+        Rule {
+            id: set(&p.security_group_rule_id).map(str::to_string),
+            ingress,
+            accept,
+            priority: priority.unwrap_or(1),
+            protocol,
+            ports,
+            traffic,
+            peer,
+        }
+    }
+    /// The source of an ingress rule, the destination of an egress one.
+    fn peer(p: &Permission, ingress: bool) -> Peer {
         let (v4, v6, group, owner, list) = if ingress {
             (
                 set(&p.source_cidr_ip),
@@ -115,7 +129,7 @@ impl Rule {
                 set(&p.dest_prefix_list_id),
             )
         };
-        let peer = if v4.is_some() || v6.is_some() {
+        if v4.is_some() || v6.is_some() {
             let texts: Vec<&str> = v4.into_iter().chain(v6).collect();
             let cidrs: Option<Vec<Cidr>> = texts.iter().map(|t| Cidr::parse(t)).collect();
             match cidrs {
@@ -131,16 +145,6 @@ impl Rule {
             Peer::PrefixList(id.to_string())
         } else {
             Peer::Invalid("the rule names no source or destination".to_string())
-        };
-        Rule {
-            id: set(&p.security_group_rule_id).map(str::to_string),
-            ingress,
-            accept,
-            priority: priority.unwrap_or(1),
-            protocol,
-            ports,
-            traffic,
-            peer,
         }
     }
 }
