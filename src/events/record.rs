@@ -370,8 +370,21 @@ pub fn parse_record(record: &Value, region: Option<&str>) -> Result<Change, Igno
         .ok_or(Ignored::Malformed("acsRegion"))?
         .to_string();
     let identity = record.get("userIdentity").unwrap_or(&Value::Null);
+    Ok(Change {
+        action: name.to_string(),
+        account_id: owned(identity, "accountId"),
+        region,
+        group_id,
+        named,
+        client_token: param(params, "ClientToken").map(str::to_string),
+        author: author_of(record, identity, params, event_id),
+    })
+}
+
+/// Who made the call the record describes, from where, and what policy it set.
+fn author_of(record: &Value, identity: &Value, params: &Value, event_id: String) -> Author {
     let principal_id = owned(identity, "principalId");
-    let author = Author {
+    Author {
         actor: ActorType::parse(text(identity, "type").unwrap_or_default()),
         name: owned(identity, "userName").or_else(|| principal_id.clone()),
         principal_id,
@@ -382,16 +395,7 @@ pub fn parse_record(record: &Value, region: Option<&str>) -> Result<Change, Igno
         event_id,
         set_to: param(params, "InnerAccessPolicy").and_then(Policy::parse),
         via: None,
-    };
-    Ok(Change {
-        action: name.to_string(),
-        account_id: owned(identity, "accountId"),
-        region,
-        group_id,
-        named,
-        client_token: param(params, "ClientToken").map(str::to_string),
-        author,
-    })
+    }
 }
 
 /// A CloudEvents 1.0 envelope (EventBridge's HTTP target body) around one record.
