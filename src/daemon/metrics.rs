@@ -153,6 +153,8 @@ pub struct Metrics {
     pub api_throttled: Counter,
     /// `sgpolicy_shard_*` (`daemon::shard`).
     pub shard: crate::daemon::shard::ShardMetrics,
+    /// `sgpolicy_notifications_total{sink,result}`, counted by the notifier's sinks.
+    pub notify: crate::notify::NotifyMetrics,
     /// `--report-ungoverned`: groups no declaration governs, per (account, region).
     pub ungoverned: Family<CoverageLabels, Gauge>,
     /// The client's counts already added to `api_calls`.
@@ -199,6 +201,7 @@ impl Metrics {
             api_retries: Counter::default(),
             api_throttled: Counter::default(),
             shard: Default::default(),
+            notify: Default::default(),
             ungoverned: Family::default(),
             api_seen: Mutex::new(BTreeMap::new()),
             trail_seen: Mutex::new(BTreeMap::new()),
@@ -213,6 +216,7 @@ impl Metrics {
         m.register_corrections(r);
         m.register_events_and_health(r);
         m.shard.register(r);
+        m.notify.register(r);
         Metrics { registry, ..m }
     }
 

@@ -247,13 +247,34 @@ pub async fn serve<S: std::future::Future<Output = ()>>(setup: Setup, shell: She
         heartbeat: HEARTBEAT,
     };
     let grace = settings.shutdown_grace;
-    let runner = Arc::new(pass::Runner::new(
-        setup, clients, metrics, health, watch, intake, targets_tx,
-    ));
+    let notifier = start_notifier(&settings, &metrics);
+    let runner = Arc::new(
+        pass::Runner::new(setup, clients, metrics, health, watch, intake, targets_tx)
+            .notifying(notifier),
+    );
     run_lanes(runner, timing, rx, shutdown, grace).await;
     hangup_task.abort();
     events.stop().await;
     server.stop().await;
+}
+
+/// The notifier of `--notify-config` (its sinks' tasks run until the daemon's runtime ends). A sink
+/// that cannot start (its HTTP client) is said once; the daemon carries on without notifications
+/// rather than stop enforcing.
+fn start_notifier(settings: &DaemonSettings, metrics: &Metrics) -> crate::notify::Notifier {
+    if settings.notify.sinks.is_empty() {
+        return crate::notify::Notifier::default();
+    }
+    match crate::notify::Notifier::start(settings.notify.clone(), metrics.notify.clone()) {
+        Ok(n) => {
+            tracing::info!(sinks = settings.notify.sinks.len(), "notifications on");
+            n
+        }
+        Err(e) => {
+            tracing::error!("notifications are off: {e:#}");
+            crate::notify::Notifier::default()
+        }
+    }
 }
 
 /// The main lane (the trigger loop) and the targeted lane, until `shutdown` and the grace period.

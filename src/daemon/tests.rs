@@ -361,11 +361,20 @@ impl Isolating {
 
 #[tokio::test]
 async fn a_file_edit_that_makes_a_leaky_group_drop_is_warned_about_by_the_file_pass() {
-    let (d, setup, shell) = isolating(
+    let (d, mut setup, shell) = isolating(
         ISOLATION_SEED,
         "region: cn-hangzhou\ngroups:\n  - id: sg-d\n    innerAccessPolicy: Drop\n",
     )
     .await;
+    let (got, hook) = webhook_receiver().await;
+    let mut spec =
+        crate::notify::SinkSpec::new(crate::notify::SinkKind::Webhook, "siem", hook.as_str());
+    spec.coalesce = Duration::ZERO;
+    spec.filter.kinds = Some([crate::notify::Kind::IsolationLost].into());
+    setup.settings.notify = crate::notify::NotifySettings {
+        sinks: vec![crate::notify::SinkSettings { spec, secret: None }],
+        tuning: Default::default(),
+    };
     let served = serve(setup, shell);
     let check = async {
         d.metric("sgpolicy_isolation_groups{status=\"isolated\"} 1")
@@ -390,6 +399,26 @@ async fn a_file_edit_that_makes_a_leaky_group_drop_is_warned_about_by_the_file_p
             d.sim.policy_of("cn-hangzhou", "sg-web"),
             Some(SimPolicy::Drop)
         );
+        // The same transition reaches the notification sinks as one isolation-lost.
+        let told = eventually("an isolation-lost notification", || async {
+            let bodies = got.lock().expect("receiver").clone();
+            bodies
+                .iter()
+                .flat_map(|b| b["notifications"].as_array().cloned().unwrap_or_default())
+                .find(|n| n["kind"] == "isolation-lost")
+                .ok_or(format!("{bodies:?}"))
+        })
+        .await;
+        assert_eq!(told["group"]["id"], "sg-web");
+        assert!(
+            told["text"].as_str().is_some_and(|t| t.contains(
+                "members of sg-web reach each other on tcp 22/22 through rule sgr-webssh"
+            )),
+            "{told}"
+        );
+        assert!(told["group"]["source"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("prod.yaml:5:5")));
         d.stop.send(()).expect("serve is running");
     };
     tokio::join!(served, check);
@@ -479,4 +508,98 @@ async fn a_path_opened_by_authorize_security_group_during_a_run_is_reported_with
         stop.send(()).expect("serve is running");
     };
     tokio::join!(served, check);
+}
+
+/// A loopback webhook receiver: every body it got, answered 200.
+async fn webhook_receiver() -> (Arc<std::sync::Mutex<Vec<serde_json::Value>>>, String) {
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = got.clone();
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let store = store.clone();
+        async move {
+            let v = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            store.lock().expect("receiver").push(v);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (got, url)
+}
+
+#[tokio::test]
+async fn a_correction_in_a_daemon_run_reaches_a_webhook_with_the_documented_body() {
+    let (_sim, url) = simulator().await;
+    let (got, hook) = webhook_receiver().await;
+    let folder = tempfile::tempdir().expect("temp dir");
+    std::fs::write(folder.path().join("prod.yaml"), FOLDER).expect("policy file");
+    let policy_file = folder.path().join("prod.yaml");
+    let mut setup = setup(folder.path());
+    let mut spec =
+        crate::notify::SinkSpec::new(crate::notify::SinkKind::Webhook, "siem", hook.as_str());
+    spec.coalesce = Duration::ZERO;
+    setup.settings.notify = crate::notify::NotifySettings {
+        sinks: vec![crate::notify::SinkSettings { spec, secret: None }],
+        tuning: Default::default(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (_hangup, hangups) = mpsc::channel(1);
+    let shell = Shell {
+        clients: clients(&url),
+        credentials: None,
+        listeners: Listeners {
+            metrics: Some(listener),
+            events: None,
+        },
+        shutdown: async {
+            let _ = stopped.await;
+        },
+        hangups,
+    };
+    let check = async {
+        let metrics = until(&format!("http://{addr}/metrics"), |m| {
+            m.contains(r#"sgpolicy_notifications_total{sink="siem",result="sent"} 1"#)
+        })
+        .await;
+        assert!(
+            metrics.contains("sgpolicy_corrections_total 1"),
+            "{metrics}"
+        );
+        let bodies = got.lock().expect("receiver").clone();
+        assert_eq!(bodies.len(), 1, "{bodies:?}");
+        let n = &bodies[0]["notifications"][0];
+        assert_eq!(bodies[0]["version"], 1);
+        assert_eq!(n["kind"], "corrected");
+        assert_eq!(
+            n["group"],
+            serde_json::json!({"account": "", "region": "cn-hangzhou", "id": "sg-a",
+                               "source": format!("{}:3:5", policy_file.display())}),
+            "the group as the JSON report names it"
+        );
+        assert_eq!((&n["from"], &n["to"]), (&"Accept".into(), &"Drop".into()));
+        assert_eq!(n["changedBy"], serde_json::Value::Null, "no event named it");
+        assert!(n["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{n}");
+        stop.send(()).expect("serve is running");
+    };
+    tokio::join!(serve(setup, shell), check);
+}
+
+/// Polls `url` until its 200 body satisfies `cond` (built on the one polling helper).
+async fn until(url: &str, cond: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = until_ok(url).await;
+        if cond(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{url} never satisfied: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -198,13 +198,39 @@ pub(super) enum Effect {
     },
 }
 
+/// A group's transition worth telling people (the notifier, in `tell.rs`), kept apart from
+/// [`Effect`] so that the metrics and log effects stay one per decision. (Isolation lost and
+/// restored are told from their effects, which carry everything a notification needs.)
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Told {
+    /// A correction took effect (not a replay): from → to, and who made the change it undid.
+    Corrected {
+        key: GroupKey,
+        source: String,
+        from: Option<Policy>,
+        to: Policy,
+        author: Option<Arc<Author>>,
+    },
+    /// A drift was held back this pass (every pass that holds it: the sink says it once and then
+    /// only reminds).
+    Held {
+        key: GroupKey,
+        source: String,
+        from: Option<Policy>,
+        to: Policy,
+        reason: HoldReason,
+        author: Option<Arc<Author>>,
+    },
+}
+
 /// What a fold decided: the reports with their authors attached, the tally, the first cloud
-/// failure (the pass then failed on the cloud), and the effects.
+/// failure (the pass then failed on the cloud), the effects, and what to tell.
 pub(super) struct Folded {
     pub(super) reports: Vec<PassReport>,
     pub(super) tally: Tally,
     pub(super) cloud: Option<CloudTrouble>,
     pub(super) effects: Vec<Effect>,
+    pub(super) told: Vec<Told>,
 }
 
 /// What a pass brings to the fold besides its reports.
@@ -234,6 +260,7 @@ pub(super) fn fold(groups: &mut Groups, scoped: Vec<Scoped>, cx: &Context<'_>) -
         tally: Tally::default(),
         cloud: None,
         effects: Vec::new(),
+        told: Vec::new(),
     };
     for Scoped { mut report, held } in scoped {
         if let Some(f) = &report.fatal {
@@ -317,6 +344,17 @@ fn fold_one(
                 Some(HoldReason::Rail(_) | HoldReason::Fight) => t.held += 1,
                 // `mode: observe` and a dry run report the drift they would correct.
                 Some(HoldReason::Observe) | None => t.would_change += 1,
+            }
+            // A dry run's drift has no hold and is not news: it is what the operator asked for.
+            if let Some(reason) = &record.hold {
+                out.told.push(Told::Held {
+                    key: key.clone(),
+                    source: r.entry.source.to_string(),
+                    from: r.entry.observed,
+                    to: r.entry.desired,
+                    reason: reason.clone(),
+                    author: r.changed_by.clone(),
+                });
             }
             GroupState::Drifted
         }
@@ -445,6 +483,13 @@ fn corrected(
         account: key.account.to_string(),
         cause,
         actor,
+    });
+    out.told.push(Told::Corrected {
+        key: key.clone(),
+        source: r.entry.source.to_string(),
+        from: r.entry.observed,
+        to: r.entry.desired,
+        author: r.changed_by.clone(),
     });
     if let Some(a) = &r.changed_by {
         out.effects.push(Effect::Undid {
@@ -710,6 +755,58 @@ mod tests {
             "not the drift it announced"
         );
         assert_eq!(g.records[&a].undid, Some(alice(Accept)));
+    }
+
+    #[test]
+    fn a_correction_is_told_once_from_what_was_read_to_what_is_declared_with_its_author() {
+        let a = sg("sg-a");
+        let decl = declared(&[(&a, Mode::Enforce)]);
+        let mut g = groups();
+        let authors = BTreeMap::from([(a.clone(), alice(Accept))]);
+        let now = Instant::now();
+        let runs = || vec![run(vec![result(&a, Accept, Outcome::Changed)], None)];
+        let first = fold_at(&mut g, runs(), &decl, &authors, now);
+        let replay = fold_at(&mut g, runs(), &decl, &authors, now);
+        assert_eq!(
+            first.told,
+            [Told::Corrected {
+                key: a.clone(),
+                source: "prod.yaml:3:5".into(),
+                from: Some(Accept),
+                to: Drop,
+                author: Some(alice(Accept)),
+            }]
+        );
+        assert_eq!(replay.told, [], "ECS replayed the same correction");
+    }
+
+    #[test]
+    fn a_held_drift_is_told_on_every_pass_that_holds_it_and_a_dry_run_tells_nothing() {
+        let (a, b) = (sg("sg-a"), sg("sg-b"));
+        let decl = declared(&[(&a, Mode::Enforce), (&b, Mode::Enforce)]);
+        let mut g = groups();
+        let now = Instant::now();
+        let held = |k: &GroupKey| Told::Held {
+            key: k.clone(),
+            source: "prod.yaml:3:5".into(),
+            from: Some(Accept),
+            to: Drop,
+            reason: HoldReason::Rail(Hold::Open),
+            author: None,
+        };
+        for _ in 0..2 {
+            let f = fold_at(
+                &mut g,
+                vec![
+                    run(vec![result(&a, Accept, Outcome::Held(Hold::Open))], None),
+                    run(vec![result(&b, Accept, Outcome::WouldChange)], None),
+                ],
+                &decl,
+                &BTreeMap::new(),
+                now,
+            );
+            assert_eq!(f.told, [held(&a)], "sg-b's drift is a dry run's");
+        }
     }
 
     #[test]

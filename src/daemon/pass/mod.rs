@@ -9,6 +9,7 @@ mod results;
 mod scope;
 mod survey;
 mod targeted;
+mod tell;
 #[cfg(test)]
 mod tests;
 
@@ -68,6 +69,8 @@ pub struct Runner<F: Fleet = Clients> {
     started: Instant,
     /// The oldest last successful read of any governed group, as of the last pass.
     oldest_read: std::sync::Mutex<Option<Instant>>,
+    /// What the notifier is told (nothing, until [`Runner::notifying`]).
+    tell: tell::Teller,
 }
 
 impl<F: Fleet> Runner<F> {
@@ -93,6 +96,7 @@ impl<F: Fleet> Runner<F> {
             targets,
             started: Instant::now(),
             oldest_read: std::sync::Mutex::new(None),
+            tell: tell::Teller::default(),
             setup,
             settings,
             fleet,
@@ -102,6 +106,12 @@ impl<F: Fleet> Runner<F> {
             cancel: Arc::new(AtomicBool::new(false)),
             stopped: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Tells `notifier` what the passes do (corrections, holds, fights, failures).
+    pub fn notifying(mut self, notifier: crate::notify::Notifier) -> Runner<F> {
+        self.tell = tell::Teller::new(notifier);
+        self
     }
 
     async fn pass(&self, trigger: Trigger) -> Verdict {
@@ -133,6 +143,7 @@ impl<F: Fleet> Runner<F> {
                 // Nothing can be read with these credentials: report it like any cloud failure.
                 let why = CloudTrouble::Failed(e);
                 self.health.cloud(Some(why.clone()));
+                self.tell.pass_failed(&why.to_string());
                 let revision = Some(folder.revision.as_str());
                 self.finish(Finished::nothing_read(
                     trigger,
@@ -174,6 +185,7 @@ impl<F: Fleet> Runner<F> {
             revision: Some(&scope.desired.revision),
         });
         if let Some(why) = &cloud_failure {
+            self.tell.pass_failed(&why.to_string());
             tracing::warn!(
                 trigger = trigger.as_str(),
                 "pass failed on the cloud: {why}"
@@ -416,6 +428,7 @@ impl<F: Fleet> Passes for Runner<F> {
 
     fn heartbeat(&self) {
         self.health.beat();
+        self.tell.events(&self.intake.status);
         self.publish_verification_age();
         self.metrics.sync_events(&self.intake.status);
         self.metrics.sync_trail_calls(self.fleet.trail_calls());

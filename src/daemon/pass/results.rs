@@ -189,7 +189,9 @@ impl<F: Fleet> Runner<F> {
         }
         for effect in &folded.effects {
             self.carry_out(effect);
+            self.tell.isolation(effect, declared);
         }
+        self.tell.told(&folded.told);
         (folded.tally, folded.cloud)
     }
 
@@ -303,6 +305,11 @@ impl<F: Fleet> Runner<F> {
         self.intake.depend(st.groups.reach_index());
         let fighting = st.groups.fights.fighting(Instant::now());
         self.metrics.fighting_groups.set(fighting.len() as i64);
+        self.tell.fights(
+            fighting.iter().map(|(k, _)| *k),
+            &st.groups.records,
+            st.effective.as_deref().map(|d| &d.groups),
+        );
         self.metrics.fight_hold.clear();
         for (key, hold) in fighting {
             self.metrics
@@ -338,6 +345,7 @@ impl<F: Fleet> Runner<F> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or(Duration::ZERO);
             self.metrics.last_success.set(unix.as_secs_f64());
+            self.tell.pass_read();
         }
         if trigger != Trigger::Event {
             // The targeted lane runs beside the main one; only the main one's passes can stall.

@@ -102,6 +102,7 @@ impl<F: Fleet> Runner<F> {
         let effects = super::fold::isolation(&mut st.groups, &verdicts, &causes);
         for effect in &effects {
             self.carry_out(effect);
+            self.tell.isolation(effect, &desired.groups);
         }
         self.publish_groups(&st);
         drop(st);
