@@ -367,14 +367,7 @@ async fn a_file_edit_that_makes_a_leaky_group_drop_is_warned_about_by_the_file_p
     )
     .await;
     let (got, hook) = webhook_receiver().await;
-    let mut spec =
-        crate::notify::SinkSpec::new(crate::notify::SinkKind::Webhook, "siem", hook.as_str());
-    spec.coalesce = Duration::ZERO;
-    spec.filter.kinds = Some([crate::notify::Kind::IsolationLost].into());
-    setup.settings.notify = crate::notify::NotifySettings {
-        sinks: vec![crate::notify::SinkSettings { spec, secret: None }],
-        tuning: Default::default(),
-    };
+    setup.settings.notify = webhook_sink(&hook, Some(crate::notify::Kind::IsolationLost));
     let served = serve(setup, shell);
     let check = async {
         d.metric("sgpolicy_isolation_groups{status=\"isolated\"} 1")
@@ -510,6 +503,18 @@ async fn a_path_opened_by_authorize_security_group_during_a_run_is_reported_with
     tokio::join!(served, check);
 }
 
+/// One generic webhook sink named `siem` posting to `hook` at once (no coalescing), for `only` one
+/// kind when given.
+fn webhook_sink(hook: &str, only: Option<crate::notify::Kind>) -> crate::notify::NotifySettings {
+    let mut spec = crate::notify::SinkSpec::new(crate::notify::SinkKind::Webhook, "siem", hook);
+    spec.coalesce = Duration::ZERO;
+    spec.filter.kinds = only.map(|k| [k].into());
+    crate::notify::NotifySettings {
+        sinks: vec![crate::notify::SinkSettings { spec, secret: None }],
+        tuning: Default::default(),
+    }
+}
+
 /// A loopback webhook receiver: every body it got, answered 200.
 async fn webhook_receiver() -> (Arc<std::sync::Mutex<Vec<serde_json::Value>>>, String) {
     let got = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -538,13 +543,7 @@ async fn a_correction_in_a_daemon_run_reaches_a_webhook_with_the_documented_body
     std::fs::write(folder.path().join("prod.yaml"), FOLDER).expect("policy file");
     let policy_file = folder.path().join("prod.yaml");
     let mut setup = setup(folder.path());
-    let mut spec =
-        crate::notify::SinkSpec::new(crate::notify::SinkKind::Webhook, "siem", hook.as_str());
-    spec.coalesce = Duration::ZERO;
-    setup.settings.notify = crate::notify::NotifySettings {
-        sinks: vec![crate::notify::SinkSettings { spec, secret: None }],
-        tuning: Default::default(),
-    };
+    setup.settings.notify = webhook_sink(&hook, None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
