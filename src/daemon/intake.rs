@@ -336,7 +336,8 @@ impl Intake {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let region: SharedStr = change.region.as_str().into();
-        let id: SharedStr = change.group_id.as_str().into();
+        // A policy change always names its group (`parse_record` refuses one that does not).
+        let id: SharedStr = change.group_id.as_deref().unwrap_or_default().into();
         let candidates = index.get(&(region, id)).map(Vec::as_slice).unwrap_or(&[]);
         let found = match (&heard.via, &heard.account) {
             // The poller asked one account: the group is that account's.

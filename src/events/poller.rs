@@ -476,8 +476,8 @@ actionTrail: {queryDelaySeconds: 0}
         let h = &heard[0];
         assert_eq!((h.via, h.account.as_deref()), (Via::Pull, Some("")));
         assert_eq!(
-            (h.change.region.as_str(), h.change.group_id.as_str()),
-            ("cn-hangzhou", "sg-1")
+            (h.change.region.as_str(), h.change.group_id.as_deref()),
+            ("cn-hangzhou", Some("sg-1"))
         );
         assert_eq!(h.change.author.set_to, Some(Policy::Drop));
         assert_eq!(h.change.author.event_id, event_id);

@@ -453,7 +453,7 @@ mod tests {
         let h = &heard[0];
         assert_eq!((h.via, h.account.as_deref()), (Via::Push, None));
         assert_eq!(h.change.account_id.as_deref(), Some("1000000000000001"));
-        assert_eq!(h.change.group_id, "sg-1");
+        assert_eq!(h.change.group_id.as_deref(), Some("sg-1"));
         assert_eq!(h.change.author.name.as_deref(), Some("alice"));
         assert_eq!(count(&f.status, status::ACCEPTED), 1);
         assert_eq!(count(&f.status, status::DUPLICATE), 1);

@@ -248,9 +248,10 @@ pub struct Change {
     /// The account the record belongs to (`userIdentity.accountId`, or the envelope's), if named.
     pub account_id: Option<String>,
     pub region: String,
-    /// The group a ModifySecurityGroupPolicy names; the first group another write names (empty when
-    /// it names none: see `named`).
-    pub group_id: String,
+    /// The group a ModifySecurityGroupPolicy names (always present: a record without one is
+    /// [`Ignored::Malformed`]); the first group another write names, if it names one (an interface or
+    /// prefix-list write may name none: see `named`).
+    pub group_id: Option<String>,
     /// Every id the call names (for the isolation re-check).
     pub named: Named,
     pub client_token: Option<String>,
@@ -357,12 +358,12 @@ pub fn parse_record(record: &Value, region: Option<&str>) -> Result<Change, Igno
                 let own = named.groups.remove(at);
                 named.groups.insert(0, own);
             }
-            id.to_string()
+            Some(id.to_string())
         }
         None if name == MODIFY_POLICY_EVENT => {
             return Err(Ignored::Malformed("requestParameters.SecurityGroupId"))
         }
-        None => named.groups.first().cloned().unwrap_or_default(),
+        None => named.groups.first().cloned(),
     };
     let region = text(record, "acsRegion")
         .or_else(|| param(params, "RegionId"))
@@ -464,8 +465,8 @@ mod tests {
     fn a_console_flip_names_the_group_the_value_and_the_author() {
         let c = parse_record(&console_flip(), None).unwrap();
         assert_eq!(
-            (c.region.as_str(), c.group_id.as_str()),
-            ("cn-hangzhou", "sg-1")
+            (c.region.as_str(), c.group_id.as_deref()),
+            ("cn-hangzhou", Some("sg-1"))
         );
         assert_eq!(c.author.set_to, Some(Policy::Accept));
         assert_eq!(c.account_id.as_deref(), Some("1234"));
@@ -487,7 +488,7 @@ mod tests {
         );
         r.as_object_mut().unwrap().remove("acsRegion");
         let c = parse_record(&r, Some("cn-beijing")).unwrap();
-        assert_eq!(c.group_id, "sg-9");
+        assert_eq!(c.group_id.as_deref(), Some("sg-9"));
         assert_eq!(c.region, "cn-beijing");
         assert_eq!(c.author.set_to, Some(Policy::Drop));
         assert_eq!(c.client_token.as_deref(), Some("sgpolicy-x"));
@@ -541,7 +542,7 @@ mod tests {
             let c = parse_record(&record, None).unwrap();
             assert_eq!(c.action, "AuthorizeSecurityGroup");
             assert!(!c.is_policy_change());
-            assert_eq!(c.group_id, "sg-d");
+            assert_eq!(c.group_id.as_deref(), Some("sg-d"));
             assert_eq!(c.named.groups, ["sg-d", "sg-src"]);
             assert_eq!(c.named.prefix_lists, ["pl-1"]);
             assert_eq!(c.author.to_string(), "ram-user bob");
@@ -566,7 +567,7 @@ mod tests {
             let c = parse_record(&record, None).unwrap();
             assert_eq!(c.named.groups, ["sg-a", "sg-b"], "{record}");
             assert_eq!(c.named.instances, ["i-1"]);
-            assert_eq!(c.group_id, "sg-a");
+            assert_eq!(c.group_id.as_deref(), Some("sg-a"));
         }
     }
 
@@ -581,7 +582,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(attach.named.interfaces, ["eni-9"]);
-        assert_eq!(attach.group_id, "");
+        assert_eq!(attach.group_id, None);
         let bare = parse_record(
             &reach_event("ModifyPrefixList", json!({"RegionId": "cn-hangzhou"})),
             None,
