@@ -9,8 +9,10 @@
 pub mod fights;
 pub mod health;
 pub mod intake;
+pub mod listen;
 pub mod metrics;
 pub mod pass;
+pub mod reach;
 pub mod settings;
 pub mod shard;
 pub mod status;
@@ -150,7 +152,7 @@ pub struct BindError {
 }
 
 impl Listeners {
-    /// Binds `--metrics-addr` and `--events-addr`, when given.
+    /// Binds `--metrics-addr`, `--events-addr` and `--status-addr`, when given.
     pub async fn bind(settings: &DaemonSettings) -> Result<Listeners, BindError> {
         async fn bind_one(
             addr: Option<std::net::SocketAddr>,
@@ -251,10 +253,11 @@ pub async fn serve<S: std::future::Future<Output = ()>>(setup: Setup, shell: She
     let grace = settings.shutdown_grace;
     let notifier = start_notifier(&settings, &metrics);
     let board = Arc::new(status::Board::default());
-    let status_page = Server::start(
+    let status_page = Server::start_within(
         listeners.status,
         "the status page /status and /status.json",
         status::page::router(board.clone()),
+        listen::Limits::STATUS,
     );
     let runner = Arc::new(
         pass::Runner::new(setup, clients, metrics, health, watch, intake, targets_tx)
@@ -347,7 +350,7 @@ impl EventSources {
             Some(r) => Server::start(
                 listener,
                 "POST /events (EventBridge)",
-                crate::events::receiver::router(r.token.clone(), heard_tx.clone(), status.clone()),
+                crate::events::receiver::router(r.token.clone(), intake.clone(), status.clone()),
             ),
             None => Server { task: None },
         };
@@ -423,7 +426,7 @@ impl Signals {
 /// An HTTP endpoint of the daemon (`/metrics` and health, `POST /events`), when its flag asks for one.
 struct Server {
     task: Option<(
-        tokio::task::JoinHandle<std::io::Result<()>>,
+        tokio::task::JoinHandle<()>,
         tokio::sync::oneshot::Sender<()>,
     )>,
 }
@@ -435,6 +438,16 @@ impl Server {
         what: &str,
         router: axum::Router,
     ) -> Server {
+        Server::start_within(listener, what, router, listen::Limits::DEFAULT)
+    }
+
+    /// [`Server::start`] within other `limits` (the status page's smaller connection cap).
+    fn start_within(
+        listener: Option<tokio::net::TcpListener>,
+        what: &str,
+        router: axum::Router,
+        limits: listen::Limits,
+    ) -> Server {
         let Some(listener) = listener else {
             return Server { task: None };
         };
@@ -443,13 +456,10 @@ impl Server {
             .map_or_else(|e| format!("(unknown address: {e})"), |a| a.to_string());
         tracing::info!("serving {what} on http://{shown}");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        // Bounded: header and body timeouts, a connection cap that sheds idle connections first.
+        let task = tokio::spawn(listen::serve(listener, router, limits, async {
+            let _ = stopped.await;
+        }));
         Server {
             task: Some((task, stop)),
         }

@@ -170,7 +170,13 @@ impl<F: Fleet> Runner<F> {
             Some(Ok(d)) => d,
         };
         let scope = self.choose_scope(desired, full).await;
-        let reports = self.run_scoped(scope.active, scope.held).await;
+        // Full and file passes check the isolation of the declared Drop groups they read (a file
+        // pass reads only the groups whose declaration changed: a targeted check).
+        let reports = self.run_scoped(scope.active, scope.held, true).await;
+        // Events older than these reads cost nothing (daemon::intake).
+        let wall_start = std::time::SystemTime::now() - started.elapsed();
+        self.intake
+            .note_reads(reports.iter().map(|s| &s.report), wall_start);
         let (tally, cloud_failure) = self
             .conclude(reports, &scope.desired, scope.size, full)
             .await;
@@ -342,10 +348,12 @@ fn subset<'a>(desired: &Desired, groups: impl IntoIterator<Item = &'a DesiredGro
 }
 
 impl<F: Fleet> Runner<F> {
-    /// Runs the active groups as the options say and the held (fighting) ones watch-only.
-    async fn run_scoped(&self, active: Desired, held: Desired) -> Vec<fold::Scoped> {
+    /// Runs the active groups as the options say and the held (fighting) ones watch-only; with
+    /// `check`, and unless `--no-check-isolation`, the isolation of the declared Drop groups read.
+    async fn run_scoped(&self, active: Desired, held: Desired, check: bool) -> Vec<fold::Scoped> {
         let opts = PassOptions {
             cancel: Some(self.cancel.clone()),
+            check_isolation: check && self.setup.pass.check_isolation,
             ..self.setup.pass.clone()
         };
         let mut reports = Vec::new();
@@ -373,6 +381,7 @@ impl<F: Fleet> Runner<F> {
         let targets = Targets {
             buckets: desired.groups.keys().map(GroupKey::bucket).collect(),
             roles: desired.accounts.clone(),
+            reach_events: self.setup.pass.check_isolation,
         };
         self.targets.send_if_modified(|t| {
             if **t == targets {

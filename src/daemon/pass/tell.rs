@@ -7,11 +7,10 @@
 //! drift is told on every pass that holds it: the sink tells it once and then only at its `remind`
 //! interval. `Notifier::send` never waits, so nothing here can delay a pass.
 //!
-//! Isolation lost and restored belong here too: when the daemon checks isolation, its transitions
-//! become two more [`Told`] variants, and [`Teller::told`] turns them into `Kind::IsolationLost`
-//! (reason: the path; changed by: who opened it) and `Kind::IsolationRestored`.
+//! Isolation lost and restored come from the fold's isolation effects ([`Teller::isolation`]), from a
+//! pass or a targeted re-check alike: each path in one sentence, and who opened it when an event said.
 
-use super::fold::{HoldReason, Record, Told};
+use super::fold::{Effect, HoldReason, Record, Told};
 use crate::events::status::Availability;
 use crate::events::{Author, Via};
 use crate::model::{GroupKey, Policy};
@@ -141,6 +140,43 @@ impl Teller {
         for t in told {
             self.notifier.send(notification(t));
         }
+    }
+
+    /// Isolation lost or restored (the fold's effects, from a pass or a targeted re-check): one
+    /// notification per group, each path in one sentence, naming the write that opened it when an
+    /// event said so.
+    pub(super) fn isolation(&self, effect: &Effect, declared: &BTreeMap<GroupKey, DesiredGroup>) {
+        if self.notifier.is_empty() {
+            return;
+        }
+        let source = |key: &GroupKey| {
+            declared
+                .get(key)
+                .map_or_else(String::new, |d| d.source.to_string())
+        };
+        let (n, cause) = match effect {
+            Effect::IsolationLost { key, paths, cause } => {
+                let sentences: Vec<String> = paths
+                    .iter()
+                    .map(|p| crate::daemon::reach::lost_sentence(&key.id, p, cause.as_deref()))
+                    .collect();
+                let n = Notification::new(Kind::IsolationLost, Utc::now(), sentences.join("; "))
+                    .group(group_ref(key, &source(key)));
+                (n, cause)
+            }
+            Effect::IsolationRestored { key, cause } => {
+                let text = crate::daemon::reach::restored_sentence(&key.id, cause.as_deref());
+                let n = Notification::new(Kind::IsolationRestored, Utc::now(), text)
+                    .group(group_ref(key, &source(key)));
+                (n, cause)
+            }
+            _ => return,
+        };
+        let n = match cause {
+            Some(c) => n.changed_by(Arc::new(c.author.clone())),
+            None => n,
+        };
+        self.notifier.send(n);
     }
 
     /// Fights that started or ended since the last call: `fighting` is every group in a fight now;

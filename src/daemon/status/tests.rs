@@ -19,6 +19,7 @@ fn alice() -> Arc<Author> {
         event_time: None,
         event_id: "ev-1".into(),
         set_to: None,
+        via: None,
     })
 }
 
