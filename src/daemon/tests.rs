@@ -188,7 +188,7 @@ const ISOLATION_SEED: &str = "accessKeys:
   - {id: testid, secret: testsecret}
   - {id: bobid, secret: bobsecret, userName: bob}
 securityGroups:
-  - {id: sg-d, region: cn-hangzhou, innerAccessPolicy: Drop, vpcId: vpc-1}
+  - {id: sg-d, region: cn-hangzhou, innerAccessPolicy: Drop, vpcId: vpc-1, name: payments-db}
   - {id: sg-zz, region: cn-hangzhou, innerAccessPolicy: Accept, vpcId: vpc-1}
   - id: sg-web
     region: cn-hangzhou
@@ -258,6 +258,8 @@ struct Isolating {
     sim: Simulator,
     url: String,
     metrics_url: String,
+    /// The status page's `/status.json`.
+    status_url: String,
     folder: tempfile::TempDir,
     log: Captured,
     _log: tracing::subscriber::DefaultGuard,
@@ -293,6 +295,10 @@ async fn isolating(seed: &str, policy: &str) -> (Isolating, Setup, Shell<Stopped
         .await
         .expect("bind");
     let events = events_listener.local_addr().expect("addr");
+    let status_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let status = status_listener.local_addr().expect("addr");
     let target: sgpolicy_sim::PushTarget = serde_json::from_value(serde_json::json!({
         "url": format!("http://{events}/events"), "token": TOKEN,
     }))
@@ -315,7 +321,7 @@ async fn isolating(seed: &str, policy: &str) -> (Isolating, Setup, Shell<Stopped
         listeners: Listeners {
             metrics: Some(metrics_listener),
             events: Some(events_listener),
-            ..Listeners::default()
+            status: Some(status_listener),
         },
         shutdown: Box::pin(async {
             let _ = stopped.await;
@@ -326,6 +332,7 @@ async fn isolating(seed: &str, policy: &str) -> (Isolating, Setup, Shell<Stopped
         sim,
         url,
         metrics_url: format!("http://{metrics}/metrics"),
+        status_url: format!("http://{status}/status.json"),
         folder,
         log,
         _log: guard,
@@ -666,4 +673,68 @@ async fn the_status_page_shows_a_corrected_group_with_its_last_correction_and_hi
         stop.send(()).expect("serve is running");
     };
     tokio::join!(serve(setup(folder.path()), shell), check);
+}
+
+#[tokio::test]
+async fn the_status_page_names_a_group_shows_its_isolation_as_the_report_does_and_who_opened_a_path(
+) {
+    let (d, setup, shell) = isolating(
+        ISOLATION_SEED,
+        "region: cn-hangzhou\ngroups:\n  - id: sg-d\n    innerAccessPolicy: Drop\n",
+    )
+    .await;
+    let served = serve(setup, shell);
+    let check = async {
+        let isolation_of_sg_d = |want: &'static str| {
+            let url = d.status_url.clone();
+            async move {
+                eventually(&format!("sg-d {want} on the status page"), || async {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&until_ok(&url).await).expect("JSON");
+                    match v["groups"][0]["isolation"]["status"] == want {
+                        true => Ok(v),
+                        false => Err(v.to_string()),
+                    }
+                })
+                .await
+            }
+        };
+        let v = isolation_of_sg_d("isolated").await;
+        let g = &v["groups"][0];
+        assert_eq!(
+            (&g["id"], &g["name"]),
+            (&"sg-d".into(), &"payments-db".into())
+        );
+        assert_eq!(
+            g["isolation"],
+            serde_json::json!({"status": "isolated", "members": 2, "paths": [], "unknown": []}),
+            "the JSON report's object"
+        );
+
+        bob_opens_ssh(&d.url, "sg-d").await;
+        let v = isolation_of_sg_d("not-isolated").await;
+        assert_eq!(v["summary"]["notIsolated"], 1);
+        let path = &v["groups"][0]["isolation"]["paths"][0];
+        assert_eq!(
+            (&path["protocol"], &path["ports"], &path["source"]),
+            (&"tcp".into(), &"22/22".into(), &"sg-d".into()),
+            "{path}"
+        );
+        let group_url = d.status_url.replace(
+            "/status.json",
+            "/status/group.json?account=&region=cn-hangzhou&id=sg-d",
+        );
+        let h: serde_json::Value = serde_json::from_str(&until_ok(&group_url).await).expect("JSON");
+        let latest = &h["history"][0];
+        assert_eq!(latest["what"], "isolation-lost", "{h}");
+        assert_eq!(latest["changedBy"]["name"], "bob", "{latest}");
+        assert!(
+            latest["detail"]
+                .as_str()
+                .is_some_and(|t| t.contains("reach each other on tcp 22/22")),
+            "{latest}"
+        );
+        d.stop.send(()).expect("serve is running");
+    };
+    tokio::join!(served, check);
 }

@@ -412,8 +412,8 @@ async fn observe<C: Cloud>(
 ) -> (Vec<GroupResult>, HashMap<GroupKey, api::RulePage>) {
     let groups: Vec<&DesiredGroup> = desired.groups.values().collect();
     let mut results = Results::new(&groups);
-    let (to_read, unmanageable) = describe_groups(reach, opts, state, &mut results).await;
-    let pages = read_policies(reach, to_read, unmanageable, opts, state, &mut results).await;
+    let (to_read, metas) = describe_groups(reach, opts, state, &mut results).await;
+    let pages = read_policies(reach, to_read, metas, opts, state, &mut results).await;
     (results.finish(), pages)
 }
 
@@ -486,7 +486,8 @@ fn listing_batches(groups: &[&DesiredGroup]) -> Vec<(Bucket, Vec<usize>)> {
 
 /// Type and managed flags, 100 ids a call: records every group that does not exist or whose batch
 /// failed, and returns the groups whose policy must be read, with the flags of the unmanageable ones
-/// (only what the plan needs of a group's flags: why ECS would refuse a write, when it would).
+/// and the names of the named ones (only what the plan needs of a group's flags: why ECS would refuse
+/// a write, when it would; and the name the daemon's status page shows).
 async fn describe_groups<'a, C: Cloud>(
     reach: &Reach<C>,
     opts: &PassOptions,
@@ -513,14 +514,14 @@ async fn describe_groups<'a, C: Cloud>(
         })
         .buffer_unordered(opts.concurrency.max(1));
     let mut to_read = Vec::with_capacity(groups.len());
-    let mut unmanageable: BTreeMap<usize, GroupMeta> = BTreeMap::new();
+    let mut kept: BTreeMap<usize, GroupMeta> = BTreeMap::new();
     while let Some((members, result)) = metas.next().await {
         for i in members {
             let observation = match &result {
                 Ok(found) => match found.get(&*groups[i].key.id) {
                     Some(meta) => {
-                        if meta.unmanageable_reason().is_some() {
-                            unmanageable.insert(i, meta.clone());
+                        if meta.unmanageable_reason().is_some() || meta.name.is_some() {
+                            kept.insert(i, meta.clone());
                         }
                         to_read.push((i, &groups[i].key));
                         continue;
@@ -532,7 +533,7 @@ async fn describe_groups<'a, C: Cloud>(
             results.record(i, &observation);
         }
     }
-    (to_read, unmanageable)
+    (to_read, kept)
 }
 
 /// The policy of every group that exists, one DescribeSecurityGroupAttribute each, recorded as it
@@ -541,7 +542,7 @@ async fn describe_groups<'a, C: Cloud>(
 async fn read_policies<C: Cloud>(
     reach: &Reach<C>,
     to_read: Vec<(usize, &GroupKey)>,
-    mut unmanageable: BTreeMap<usize, GroupMeta>,
+    mut metas: BTreeMap<usize, GroupMeta>,
     opts: &PassOptions,
     state: &PassState,
     results: &mut Results<'_>,
@@ -576,7 +577,7 @@ async fn read_policies<C: Cloud>(
                 }
                 Observation::Found {
                     policy,
-                    meta: unmanageable.remove(&i).unwrap_or_default(),
+                    meta: metas.remove(&i).unwrap_or_default(),
                 }
             }
             Err(Failure::Ecs(e)) if e.is_not_found() => Observation::NotFound,

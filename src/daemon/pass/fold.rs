@@ -60,6 +60,8 @@ pub(super) struct Record {
     pub(super) hold: Option<HoldReason>,
     /// Its last isolation verdict, while it is declared `Drop` and checked.
     pub(super) isolation: Option<Checked>,
+    /// Its name, as the last listing that named it returned it (the status page's `name`).
+    pub(super) name: Option<Arc<str>>,
 }
 
 /// What the daemon keeps of a group's last isolation verdict.
@@ -71,6 +73,9 @@ pub(super) struct Checked {
     pub(super) paths: BTreeSet<(String, Option<String>)>,
     /// What the verdict depends on: events naming any of it re-check the group.
     pub(super) depends: Arc<Depends>,
+    /// The verdict as the JSON report shows it (the status page's `isolation`; its `depends` is
+    /// the field above, not kept twice).
+    pub(super) verdict: Arc<Verdict>,
 }
 
 /// Everything the daemon folds results into: one record per governed group, and the fights.
@@ -313,8 +318,14 @@ fn fold_one(
             undid: None,
             hold: None,
             isolation: None,
+            name: None,
         })
     };
+    if let Some(name) = &r.entry.name {
+        if record.name.as_deref() != Some(name.as_str()) {
+            record.name = Some(name.as_str().into());
+        }
+    }
     // A verdict holds while the group stays declared Drop (a new one replaces it in `isolation`).
     if !cx
         .declared
@@ -459,6 +470,10 @@ pub(super) fn isolation(
             status: v.status,
             paths,
             depends: Arc::new(v.depends.clone()),
+            verdict: Arc::new(Verdict {
+                depends: Depends::default(),
+                ..v.clone()
+            }),
         });
     }
     effects
@@ -578,6 +593,7 @@ mod tests {
                 },
                 action,
                 mode: Mode::Enforce,
+                name: None,
             },
             token: (outcome == Outcome::Changed).then(|| "sgpolicy-tok-1".to_string()),
             outcome,

@@ -1,18 +1,19 @@
 //! Publishing the status page's data (`daemon::status`): after every fold, one snapshot of every
 //! governed group (its record, its declaration, the folder's revision and commit, the event
-//! sources), and each group's history entries from the fold's transitions and the fights.
+//! sources), each group's history entries from the fold's transitions, its isolation effects and
+//! the fights, and each pass as it finishes.
 
-use super::fold::{HoldReason, Record, Told};
-use super::results::GroupState;
+use super::fold::{Effect, HoldReason, Record, Told};
+use super::results::{GroupState, PassOutcome};
 use super::{Runner, State};
 use crate::accounts::Fleet;
-use crate::daemon::status::{Entry, Row, Snapshot, State as Shown};
-use crate::events::status::Availability;
-use crate::events::Via;
+use crate::daemon::status::{Entry, LastPass, Row, Snapshot, State as Shown};
+use crate::daemon::triggers::Trigger;
 use crate::model::{GroupKey, Policy};
 use crate::reconcile::gate::Hold;
 use chrono::{DateTime, Utc};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn key_of(k: &GroupKey) -> crate::daemon::status::Key {
     (
@@ -61,12 +62,10 @@ fn observed(state: Shown, declared: Policy) -> Option<&'static str> {
     }
 }
 
-fn availability(a: Availability) -> String {
-    match a {
-        Availability::Off => "off".into(),
-        Availability::Ok => "ok".into(),
-        Availability::Unavailable(why) => format!("unavailable: {why}"),
-    }
+/// A group's isolation as the JSON report shows it: `null` where not checked (never "isolated").
+fn isolation(r: Option<&Record>) -> serde_json::Value {
+    let verdict = r.and_then(|r| r.isolation.as_ref()).map(|c| &*c.verdict);
+    crate::report::isolation::json(verdict)
 }
 
 impl<F: Fleet> Runner<F> {
@@ -118,6 +117,47 @@ impl<F: Fleet> Runner<F> {
         }
     }
 
+    /// An isolation effect of a fold or a targeted check into the group's history, with the
+    /// author of the write that made it when an event named one.
+    pub(super) fn show_isolation(&self, effect: &Effect) {
+        let (key, what, detail, cause) = match effect {
+            Effect::IsolationLost { key, paths, cause } => {
+                let sentences: Vec<String> = paths
+                    .iter()
+                    .map(|p| crate::daemon::reach::lost_sentence(&key.id, p, cause.as_deref()))
+                    .collect();
+                (key, "isolation-lost", sentences.join("; "), cause)
+            }
+            Effect::IsolationRestored { key, cause } => {
+                let text = crate::daemon::reach::restored_sentence(&key.id, cause.as_deref());
+                (key, "isolation-restored", text, cause)
+            }
+            _ => return,
+        };
+        self.board.record(
+            key_of(key),
+            Entry {
+                time: Utc::now(),
+                what,
+                detail,
+                changed_by: cause.as_ref().map(|c| Arc::new(c.author.clone())),
+                cause: None,
+            },
+        );
+    }
+
+    /// A pass finished: the header's last pass, and a full pass's duration for the promise.
+    pub(super) fn show_pass(&self, trigger: Trigger, outcome: PassOutcome, took: Duration) {
+        let pass = LastPass {
+            time: Utc::now(),
+            trigger: trigger.as_str(),
+            outcome: outcome.as_str(),
+            duration: took,
+        };
+        self.board
+            .pass_finished(pass, trigger.is_full() && outcome.read_the_cloud());
+    }
+
     /// The snapshot of every governed group, and the fights that started or ended.
     pub(super) fn show(&self, st: &State, fights: &[(GroupKey, bool)]) {
         let now = (Instant::now(), Utc::now());
@@ -151,6 +191,7 @@ impl<F: Fleet> Runner<F> {
                     account: g.key.account.to_string(),
                     region: g.key.region.to_string(),
                     id: g.key.id.to_string(),
+                    name: record.and_then(|r| r.name.clone()),
                     declared: g.policy.as_str(),
                     observed: observed(state, g.policy),
                     mode: g.mode.as_str(),
@@ -158,9 +199,7 @@ impl<F: Fleet> Runner<F> {
                     hold,
                     last_verified: record.and_then(|r| r.verified).map(|t| wall(t, now)),
                     last_correction: None,
-                    // The daemon does not check isolation yet: `null`, as the report says "not
-                    // checked" (never "isolated").
-                    isolation: serde_json::Value::Null,
+                    isolation: isolation(record),
                     source: g.source.to_string(),
                 }
             })
@@ -170,12 +209,9 @@ impl<F: Fleet> Runner<F> {
             revision: Some(desired.revision.clone()),
             commit: st.folder.commit().map(str::to_string),
             shard: self.setup.shard.to_string(),
-            last_pass: Some(now.1),
             oldest_verification: oldest.map(|t| wall(t, now)),
-            events: [Via::Pull, Via::Push]
-                .into_iter()
-                .map(|v| (v.label(), availability(self.intake.status.availability(v))))
-                .collect(),
+            interval: self.settings.interval,
+            events: Some(self.intake.status.clone()),
             rows,
         });
     }

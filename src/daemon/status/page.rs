@@ -71,7 +71,7 @@ fn json_response(v: &serde_json::Value) -> Response {
 }
 
 async fn status_json(State(board): State<Arc<Board>>) -> Response {
-    json_response(&super::json(&board.snapshot()))
+    json_response(&board.json(chrono::Utc::now()))
 }
 
 #[derive(serde::Deserialize)]

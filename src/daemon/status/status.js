@@ -16,6 +16,9 @@
   const who = (c) => (c && c.changedBy) ? [c.changedBy.type, c.changedBy.name].filter(Boolean).join(" ") : "";
   const corr = (g) => g.lastCorrection ? `${g.lastCorrection.time} (${g.lastCorrection.cause}${who(g.lastCorrection) ? ", " + who(g.lastCorrection) : ""})` : "";
   const iso = (g) => g.isolation ? g.isolation.status : "not checked";
+  const isoDetail = (i) => !i ? "not checked" : [i.status + ` (${i.members} members)`]
+    .concat(i.paths.map((p) => `path: ${p.from} -> ${p.to} on ${p.protocol} ${p.ports} via ${p.group}${p.ruleId ? " rule " + p.ruleId : ""}`))
+    .concat(i.unknown.map((u) => `unknown: ${u.reason}`)).join("; ");
   const value = (g, k) => k === "lastCorrection" ? corr(g) : k === "isolation" ? iso(g) : (g[k] === null || g[k] === undefined ? "" : String(g[k]));
 
   function options(id, values) {
@@ -26,16 +29,34 @@
     s.value = keep;
   }
 
+  // 3725 -> "1h 2m 5s": ages and promises as people read them.
+  const span = (secs) => {
+    if (secs === null || secs === undefined) return "-";
+    let t = Math.round(secs), out = [];
+    [["d", 86400], ["h", 3600], ["m", 60]].forEach(([u, n]) => { if (t >= n) { out.push(Math.floor(t / n) + u); t %= n; } });
+    if (t || !out.length) out.push(t + "s");
+    return out.join(" ");
+  };
+
   function summary() {
     const s = data.summary, box = $("summary");
     box.replaceChildren();
-    const card = (label, n) => { const c = el("div", null, "card"); c.appendChild(el("b", n)); c.appendChild(el("span", label)); box.appendChild(c); };
-    card("governed", s.governed); card("in sync", s.inSync); card("drifted", s.drifted);
-    card(`held (open ${s.heldBy.open}, max-changes ${s.heldBy["max-changes"]}, observe ${s.heldBy.observe}, fight ${s.heldBy.fight})`, s.held);
-    card("failing", s.failing); card("not read yet", s.unknown);
-    card("not isolated / unknown", `${s.notIsolated} / ${s.isolationUnknown}`);
-    $("meta").textContent = `revision ${data.revision || "-"}${data.commit ? " (commit " + data.commit + ")" : ""} · ${s.shard} · last pass ${s.lastPass || "-"} · oldest verification ${s.oldestVerification || "-"} · events: ` +
-      Object.entries(s.events).map(([k, v]) => `${k} ${v}`).join(", ");
+    const card = (label, n, warn) => { const c = el("div", null, warn ? "card warn" : "card"); c.appendChild(el("b", n)); c.appendChild(el("span", label)); box.appendChild(c); return c; };
+    card("governed", s.governed); card("in sync", s.inSync); card("drifted", s.drifted, s.drifted > 0);
+    card(`held (open ${s.heldBy.open}, max-changes ${s.heldBy["max-changes"]}, observe ${s.heldBy.observe}, fight ${s.heldBy.fight})`, s.held, s.held > 0);
+    card("failing", s.failing, s.failing > 0); card("not read yet", s.unknown);
+    card("not isolated / isolation unknown", `${s.notIsolated} / ${s.isolationUnknown}`, s.notIsolated + s.isolationUnknown > 0);
+    card("ungoverned", s.ungoverned === null ? "-" : s.ungoverned, s.ungoverned > 0);
+    const v = s.verification;
+    card(`oldest verification (promise ${span(v.promiseSeconds)})`, span(v.ageSeconds), v.beyondPromise === true);
+    const meta = $("meta");
+    meta.replaceChildren();
+    const part = (label, text, warn) => { const p = el("span", null, warn ? "part warn" : "part"); p.appendChild(el("span", label + " ", "label")); p.appendChild(el("span", text)); meta.appendChild(p); };
+    part("revision", (data.revision || "-") + (data.commit ? " (commit " + data.commit + ")" : ""));
+    part("shard", s.shard);
+    const lp = s.lastPass;
+    part("last pass", lp ? `${lp.time} ${lp.trigger}, ${lp.outcome}, ${span(lp.durationSeconds)}` : "-", lp && lp.outcome !== "success");
+    Object.entries(s.events).forEach(([k, e]) => part(`events (${k})`, e.reason ? `${e.state}: ${e.reason}` : e.state, e.state === "unavailable"));
   }
 
   function filtered() {
@@ -78,10 +99,10 @@
     const r = await fetch("status/group.json?" + q.toString());
     if (!r.ok) { $("g-title").textContent = "no such governed group"; return; }
     const d = await r.json(), g = d.group;
-    $("g-title").textContent = `${g.id} (${g.account ? g.account + "/" : ""}${g.region})`;
+    $("g-title").textContent = `${g.id}${g.name ? " " + g.name : ""} (${g.account ? g.account + "/" : ""}${g.region})`;
     const dl = $("g-facts"); dl.replaceChildren();
     [["state", g.state], ["declared", g.declared], ["observed", g.observed || ""], ["mode", g.mode], ["last verified", g.lastVerified || ""],
-     ["last correction", corr(g)], ["isolation", iso(g)], ["source", g.source]].forEach(([k, v]) => { dl.appendChild(el("dt", k)); dl.appendChild(el("dd", v)); });
+     ["last correction", corr(g)], ["isolation", isoDetail(g.isolation)], ["source", g.source]].forEach(([k, v]) => { dl.appendChild(el("dt", k)); dl.appendChild(el("dd", v)); });
     const body = $("history").tBodies[0], frag = document.createDocumentFragment();
     d.history.forEach((h) => { const tr = el("tr"); [h.time, h.what, h.detail, who(h)].forEach((v) => tr.appendChild(el("td", v))); frag.appendChild(tr); });
     if (!d.history.length) { const tr = el("tr"); tr.appendChild(el("td", "nothing yet")); frag.appendChild(tr); }

@@ -29,6 +29,7 @@ fn row(id: &str) -> Row {
         account: String::new(),
         region: "cn-hangzhou".into(),
         id: id.into(),
+        name: None,
         declared: "Drop",
         observed: Some("Drop"),
         mode: "enforce",
@@ -78,7 +79,7 @@ fn status_json_is_version_1_with_each_group_as_the_issue_fixes_it_and_its_last_c
         rows: vec![row("sg-a"), held],
         ..Snapshot::default()
     });
-    let v = json(&board.snapshot());
+    let v = board.json(at(10));
     assert_eq!(v["version"], 1);
     assert_eq!(v["revision"], "3f2a9c1b7d4e");
     assert_eq!(v["commit"], Value::Null);
@@ -151,4 +152,83 @@ fn the_page_script_builds_markup_from_text_only() {
         assert!(!page::JS.contains(sink), "status.js uses {sink}");
     }
     assert!(page::JS.contains("textContent"));
+}
+
+#[test]
+fn the_oldest_verification_is_measured_against_the_interval_plus_twice_the_last_full_pass() {
+    let board = Board::default();
+    board.publish(Snapshot {
+        oldest_verification: Some(at(0)),
+        interval: Duration::from_secs(600),
+        rows: vec![row("sg-a")],
+        ..Snapshot::default()
+    });
+    let v = board.json(at(11));
+    assert_eq!(
+        v["summary"]["verification"],
+        json!({"oldest": "2026-12-07T10:00:00Z", "ageSeconds": 660.0,
+               "promiseSeconds": null, "beyondPromise": null}),
+        "no full pass yet: the promise is unknown, never kept"
+    );
+    let pass = |secs: u64, trigger: &'static str| LastPass {
+        time: at(11),
+        trigger,
+        outcome: "success",
+        duration: Duration::from_secs(secs),
+    };
+    board.pass_finished(pass(20, "interval"), true);
+    let verification = |b: &Board| b.json(at(11))["summary"]["verification"].clone();
+    assert_eq!(
+        (
+            &verification(&board)["promiseSeconds"],
+            &verification(&board)["beyondPromise"]
+        ),
+        (&json!(640.0), &json!(true)),
+        "600 s + 2 x 20 s, and 660 s is beyond it"
+    );
+    board.pass_finished(pass(40, "interval"), true);
+    board.pass_finished(pass(500, "event"), false);
+    assert_eq!(
+        (
+            &verification(&board)["promiseSeconds"],
+            &verification(&board)["beyondPromise"]
+        ),
+        (&json!(680.0), &json!(false)),
+        "only a full pass sets the promise"
+    );
+    assert_eq!(
+        board.json(at(11))["summary"]["lastPass"],
+        json!({"time": "2026-12-07T10:11:00Z", "trigger": "event", "outcome": "success",
+               "durationSeconds": 500.0})
+    );
+}
+
+#[test]
+fn ungoverned_is_null_until_a_survey_and_each_event_source_says_why_it_is_unavailable() {
+    let board = Board::default();
+    let events = Arc::new(crate::events::Status::new());
+    events.turn_on(crate::events::Via::Pull);
+    let bucket = crate::model::GroupKey::new("cn-hangzhou", "sg-a").bucket();
+    events.bucket_failed(&bucket, "Forbidden.RAM: no actiontrail:LookupEvents".into());
+    board.publish(Snapshot {
+        events: Some(events),
+        rows: vec![row("sg-a")],
+        ..Snapshot::default()
+    });
+    let summary = |b: &Board| b.json(at(1))["summary"].clone();
+    assert_eq!(summary(&board)["ungoverned"], Value::Null);
+    board.surveyed(14);
+    assert_eq!(summary(&board)["ungoverned"], 14);
+    assert_eq!(
+        summary(&board)["events"]["push"],
+        json!({"state": "off", "reason": null})
+    );
+    assert_eq!(summary(&board)["events"]["pull"]["state"], "unavailable");
+    assert!(
+        summary(&board)["events"]["pull"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("actiontrail:LookupEvents")),
+        "{}",
+        summary(&board)
+    );
 }
