@@ -256,7 +256,7 @@ pub async fn serve<S: std::future::Future<Output = ()>>(setup: Setup, shell: She
     let status_page = Server::start_within(
         listeners.status,
         "the status page /status and /status.json",
-        status::page::router(board.clone()),
+        status::page::router(board.clone(), settings.status_auth.clone()),
         listen::Limits::STATUS,
     );
     let runner = Arc::new(

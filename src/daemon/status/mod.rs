@@ -8,6 +8,7 @@
 //! depends on the time of the request (the oldest verification's age against its promise, the
 //! event sources' health) is computed when the document is built, from a `now` the caller passes.
 
+pub mod auth;
 pub mod page;
 
 use crate::events::status::Availability;

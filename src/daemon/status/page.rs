@@ -23,8 +23,23 @@ const HTML: &str = include_str!("status.html");
 pub(super) const JS: &str = include_str!("status.js");
 const CSS: &str = include_str!("status.css");
 
-/// The routes of `--status-addr`.
-pub fn router(board: Arc<Board>) -> Router {
+/// The routes of `--status-addr`; with `auth`, every request (the page, its script and style, the
+/// data) needs the credentials of one of its users.
+pub fn router(board: Arc<Board>, auth: Option<Arc<super::auth::Htpasswd>>) -> Router {
+    let routes = routes(board);
+    match auth {
+        None => routes,
+        Some(file) => {
+            let guard = Arc::new(super::auth::Guard::new(file));
+            routes.layer(axum::middleware::from_fn_with_state(
+                guard,
+                super::auth::require,
+            ))
+        }
+    }
+}
+
+fn routes(board: Arc<Board>) -> Router {
     Router::new()
         .route(
             "/status",

@@ -11,6 +11,7 @@ mod hostile_net;
 mod notify;
 mod ops;
 mod shards;
+mod status;
 
 use crate::harness::*;
 use sgpolicy_sim::Policy;
