@@ -64,6 +64,17 @@ pub(super) struct Record {
     pub(super) name: Option<Arc<str>>,
 }
 
+impl Record {
+    /// Keeps the name a listing returned (a read that named none keeps the last one).
+    fn note_name(&mut self, name: Option<&str>) {
+        if let Some(name) = name {
+            if self.name.as_deref() != Some(name) {
+                self.name = Some(name.into());
+            }
+        }
+    }
+}
+
 /// What the daemon keeps of a group's last isolation verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Checked {
@@ -321,11 +332,7 @@ fn fold_one(
             name: None,
         })
     };
-    if let Some(name) = &r.entry.name {
-        if record.name.as_deref() != Some(name.as_str()) {
-            record.name = Some(name.as_str().into());
-        }
-    }
+    record.note_name(r.entry.name.as_deref());
     // A verdict holds while the group stays declared Drop (a new one replaces it in `isolation`).
     if !cx
         .declared

@@ -9,7 +9,9 @@
 //! event sources' health) is computed when the document is built, from a `now` the caller passes.
 
 pub mod auth;
+pub mod fetch;
 pub mod page;
+pub mod table;
 
 use crate::events::status::Availability;
 use crate::events::{Author, Via};

@@ -201,3 +201,180 @@ async fn with_an_auth_file_every_request_needs_right_credentials_and_the_passwor
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
 }
+
+/// A daemon on the simulator with users, serving a named group (its name hostile), a corrected
+/// one and a held one (Drop -> Accept without --allow-open), and the status command's auth file.
+struct Watched {
+    _sim: Sim,
+    _folder: Folder,
+    daemon: Daemon,
+    addr: String,
+    side: tempfile::TempDir,
+}
+
+async fn watched() -> Watched {
+    let sim = Sim::start(
+        &Seed::new()
+            .group(HZ, "sg-a", Policy::Drop)
+            .named("web\u{1b}[31m\nFAKE ROW")
+            .group(HZ, "sg-b", Policy::Accept)
+            .group("cn-shanghai", "sg-c", Policy::Drop),
+    )
+    .await;
+    let folder = Folder::new()
+        .file(
+            "prod.yaml",
+            PolicyFile::in_region(HZ)
+                .groups(["sg-a", "sg-b"], Policy::Drop)
+                .yaml(),
+        )
+        .file(
+            "open.yaml",
+            PolicyFile::in_region("cn-shanghai")
+                .group("sg-c", Policy::Accept)
+                .yaml(),
+        );
+    let side = tempfile::tempdir().unwrap();
+    let users = side.path().join("users");
+    std::fs::write(&users, format!("{ALICE}\n")).unwrap();
+    std::fs::write(side.path().join("auth"), "alice:correct horse battery\n").unwrap();
+    std::fs::write(side.path().join("wrong"), "alice:correct horse\n").unwrap();
+    let daemon = Daemon::start(
+        &sim,
+        folder.path(),
+        &[
+            "--status-addr",
+            "127.0.0.1:0",
+            "--status-auth-file",
+            users.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let addr = daemon.status_url().await.replace("http://", "");
+    Watched {
+        _sim: sim,
+        _folder: folder,
+        daemon,
+        addr,
+        side,
+    }
+}
+
+impl Watched {
+    /// `sgpolicy status --addr ADDR --auth-file AUTH EXTRA...`.
+    async fn status(&self, auth: &str, extra: &[&str]) -> Run {
+        let auth = self.side.path().join(auth);
+        let mut args = vec![
+            "status",
+            "--addr",
+            &self.addr,
+            "--auth-file",
+            auth.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&self._sim, &args, &[]).await
+    }
+}
+
+#[tokio::test]
+async fn sgpolicy_status_prints_the_pages_table_escaped_with_its_filters_and_as_json() {
+    let w = watched().await;
+    let held = eventually("sg-c held on the page", DEADLINE, || async {
+        let out = w
+            .status("auth", &["--output", "json", "--state", "held"])
+            .await;
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        match v["groups"].as_array().map(Vec::len) {
+            Some(1) if out.code == 0 => Ok(v),
+            _ => Err(w
+                .daemon
+                .saw(format!("{} {} {}", out.code, out.stdout, out.stderr))),
+        }
+    })
+    .await;
+    assert_eq!(held["groups"][0]["id"], "sg-c");
+    assert_eq!(held["summary"]["heldBy"]["open"], 1);
+    assert_eq!(
+        held["summary"]["governed"], 3,
+        "the summary is of every group"
+    );
+
+    let table = w.status("auth", &[]).await;
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ID ") && l.contains("LAST CORRECTION")),
+        "{}",
+        table.stdout
+    );
+    let sg_a = lines
+        .iter()
+        .find(|l| l.starts_with("sg-a "))
+        .expect("sg-a's row");
+    assert!(sg_a.contains("web\\u{1b}[31m\\nFAKE ROW"), "{sg_a}");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("FAKE ROW")),
+        "no forged line"
+    );
+    assert!(!table.stdout.contains('\u{1b}'));
+    assert!(
+        lines.contains(&"3 of 3 governed groups"),
+        "{}",
+        table.stdout
+    );
+
+    let region = w
+        .status("auth", &["--region", HZ, "--file", "prod.yaml"])
+        .await;
+    let ids: Vec<&str> = region
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("sg-"))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(ids, ["sg-a", "sg-b"], "{}", region.stdout);
+    let none = w
+        .status("auth", &["--file", "open.yaml", "--region", HZ])
+        .await;
+    assert!(
+        none.stdout.lines().any(|l| l == "0 of 3 governed groups"),
+        "{}",
+        none.stdout
+    );
+}
+
+#[tokio::test]
+async fn sgpolicy_status_says_when_credentials_are_missing_or_refused() {
+    let w = watched().await;
+    let refused = w.status("wrong", &[]).await;
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("refused the credentials of --auth-file (401)"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !refused.stderr.contains("correct horse"),
+        "{}",
+        refused.stderr
+    );
+    let none = run(&w._sim, &["status", "--addr", &w.addr], &[]).await;
+    assert_eq!(none.code, 1, "{}", none.stderr);
+    assert!(
+        none.stderr
+            .contains("wants credentials (401): give --auth-file FILE"),
+        "{}",
+        none.stderr
+    );
+    let usage = run(
+        &w._sim,
+        &["status", "--addr", &w.addr, "--state", "sideways"],
+        &[],
+    )
+    .await;
+    assert_eq!(usage.code, 64, "{}", usage.stderr);
+}
