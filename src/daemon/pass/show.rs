@@ -204,7 +204,9 @@ impl<F: Fleet> Runner<F> {
                 }
             })
             .collect();
-        let oldest = *self.oldest_read.lock().unwrap_or_else(|e| e.into_inner());
+        // Computed here rather than taken from the gauge's last value: the main lane notes the
+        // oldest read only after publishing.
+        let oldest = st.groups.oldest_read(desired.groups.keys(), self.started);
         self.board.publish(Snapshot {
             revision: Some(desired.revision.clone()),
             commit: st.folder.commit().map(str::to_string),

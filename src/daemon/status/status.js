@@ -34,6 +34,7 @@
     if (secs === null || secs === undefined) return "-";
     let t = Math.round(secs), out = [];
     [["d", 86400], ["h", 3600], ["m", 60]].forEach(([u, n]) => { if (t >= n) { out.push(Math.floor(t / n) + u); t %= n; } });
+    if (!out.length && secs < 10) return (Math.round(secs * 10) / 10) + "s";
     if (t || !out.length) out.push(t + "s");
     return out.join(" ");
   };
@@ -51,9 +52,9 @@
     card(`oldest verification (promise ${span(v.promiseSeconds)})`, span(v.ageSeconds), v.beyondPromise === true);
     const meta = $("meta");
     meta.replaceChildren();
-    const part = (label, text, warn) => { const p = el("span", null, warn ? "part warn" : "part"); p.appendChild(el("span", label + " ", "label")); p.appendChild(el("span", text)); meta.appendChild(p); };
+    const part = (label, text, warn) => { const p = el("span", null, warn ? "part warn" : "part"); if (label) p.appendChild(el("span", label + " ", "label")); p.appendChild(el("span", text)); meta.appendChild(p); };
     part("revision", (data.revision || "-") + (data.commit ? " (commit " + data.commit + ")" : ""));
-    part("shard", s.shard);
+    part("", s.shard);
     const lp = s.lastPass;
     part("last pass", lp ? `${lp.time} ${lp.trigger}, ${lp.outcome}, ${span(lp.durationSeconds)}` : "-", lp && lp.outcome !== "success");
     Object.entries(s.events).forEach(([k, e]) => part(`events (${k})`, e.reason ? `${e.state}: ${e.reason}` : e.state, e.state === "unavailable"));
@@ -128,6 +129,12 @@
     render();
     document.body.dataset.loaded = "true";
   }
+
+  // Anything the Content-Security-Policy blocked is counted where a test (or a person with the
+  // developer tools) can see it: the page is meant to need no exception.
+  document.addEventListener("securitypolicyviolation", () => {
+    document.body.dataset.cspViolations = String(Number(document.body.dataset.cspViolations || 0) + 1);
+  });
 
   document.addEventListener("DOMContentLoaded", () => {
     ["f-state", "f-account", "f-region", "f-file"].forEach((id) => $(id).addEventListener("change", () => { page = 0; render(); }));

@@ -3,6 +3,7 @@
 //! ConfigMap `..data` swap, folder removed and re-created), signals, metrics and readiness.
 //! Every wait polls with a deadline ([`eventually`]); nothing depends on a sleep being long enough.
 
+mod browser;
 mod coverage;
 mod events;
 mod files;
