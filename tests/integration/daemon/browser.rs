@@ -416,3 +416,106 @@ async fn the_page_loads_in_chromium_shows_the_groups_filters_and_opens_a_group()
         "nothing the Content-Security-Policy had to block"
     );
 }
+
+/// The page's size and speed for 10,000 groups (docs/status.md): the daemon on the simulator with
+/// ten files of 1,000 groups in four regions, half of them named; /status.json's bytes raw and
+/// gzipped (`gzip -6`, what a compressing proxy in front would send); then in headless chromium,
+/// through the Performance API, when the document arrived and when the first table was on
+/// screen, and how long a filter, a sort and a page turn take. Printed, never asserted (the
+/// machine is shared):
+/// `cargo test --test integration daemon::browser::status_page_figures -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn status_page_figures_for_10000_groups() {
+    let Some(chromedriver) = browser_or_skip("the status page's figures") else {
+        return;
+    };
+    let regions = ["cn-hangzhou", "cn-shanghai", "cn-beijing", "cn-shenzhen"];
+    let mut seed = Seed::new();
+    let mut folder = Folder::new();
+    for f in 0..10 {
+        let region = regions[f % regions.len()];
+        let mut file = PolicyFile::in_region(region);
+        for i in 0..1000 {
+            let id = format!("sg-f{f}g{i:04}");
+            seed = seed
+                .group(region, &id, Policy::Drop)
+                .in_vpc(&format!("vpc-{f}"));
+            if i % 2 == 0 {
+                seed = seed.named(&format!("team-{f}-service-{i}"));
+            }
+            file = file.group(&id, Policy::Drop);
+        }
+        folder = folder.file(&format!("team-{f}.yaml"), file.yaml());
+    }
+    let sim = Sim::start(&seed).await;
+    let d = Daemon::start(&sim, folder.path(), &["--status-addr", "127.0.0.1:0"]).await;
+    let base = d.status_url().await;
+    let json_url = format!("{base}/status.json");
+    let body = eventually(
+        "10,000 groups read",
+        std::time::Duration::from_secs(900),
+        || async {
+            let body = reqwest::get(&json_url)
+                .await
+                .expect("GET")
+                .bytes()
+                .await
+                .unwrap_or_default();
+            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+            match (
+                v["summary"]["governed"].as_u64(),
+                v["summary"]["unknown"].as_u64(),
+            ) {
+                (Some(10_000), Some(0)) => Ok(body),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let again = reqwest::get(&json_url)
+        .await
+        .expect("GET")
+        .bytes()
+        .await
+        .expect("body");
+    let served_in = started.elapsed();
+    let mut gzip = std::process::Command::new("gzip")
+        .args(["-6", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    let mut stdin = gzip.stdin.take().expect("stdin");
+    let raw = body.to_vec();
+    let feeding = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &raw));
+    let gzipped = gzip.wait_with_output().expect("gzip output").stdout.len();
+    feeding.join().expect("fed").expect("written");
+
+    let b = Browser::start(&chromedriver).await;
+    b.open(&format!("{base}/status")).await;
+    b.until(
+        "the page loaded",
+        "return document.body.dataset.loaded === 'true';",
+    )
+    .await;
+    let perf = b
+        .run("const nav = performance.getEntriesByType('navigation')[0]; const json = performance.getEntriesByType('resource').find(e => e.name.endsWith('/status.json')); const shown = performance.getEntriesByName('sgpolicy-table-rendered')[0]; return {domContentLoaded: nav.domContentLoadedEventEnd, jsonRequested: json.startTime, jsonArrived: json.responseEnd, rendered: shown.startTime, rows: document.querySelectorAll('#groups tbody tr').length};")
+        .await;
+    let interaction = b
+        .run("const time = f => { const t = performance.now(); f(); return performance.now() - t; }; const state = document.getElementById('f-state'); return {filter: time(() => { state.value = '=in-sync'; state.dispatchEvent(new Event('change')); }), sort: time(() => document.querySelector('th[data-key=name]').click()), page: time(() => document.getElementById('next').click()), search: time(() => { const s = document.getElementById('f-text'); s.value = 'service-99'; s.dispatchEvent(new Event('input')); })};")
+        .await;
+    println!(
+        "status page, 10,000 groups ({} build):\n  /status.json: {} bytes raw, {} bytes gzip -6; served in {:?} (loopback, second request)\n  browser (ms since navigation): DOMContentLoaded {:.0}, status.json requested {:.0}, arrived {:.0}, first table rendered {:.0}; rows in the DOM: {}\n  interactions (ms): {interaction}",
+        if cfg!(debug_assertions) { "debug" } else { "release" },
+        again.len(),
+        gzipped,
+        served_in,
+        perf["domContentLoaded"].as_f64().unwrap_or(-1.0),
+        perf["jsonRequested"].as_f64().unwrap_or(-1.0),
+        perf["jsonArrived"].as_f64().unwrap_or(-1.0),
+        perf["rendered"].as_f64().unwrap_or(-1.0),
+        perf["rows"],
+    );
+}
