@@ -77,6 +77,26 @@ async fn on_loopback_without_an_auth_file_the_page_and_its_data_are_served() {
     let (status, _, html) = get(&format!("{url}/status"), None).await;
     assert_eq!(status, 200);
     assert!(html.contains("<script src=\"status.js\""), "{html}");
+
+    // gzip for a client that asks (every browser), the same document once decompressed.
+    let zipped = reqwest::Client::new()
+        .get(format!("{url}/status.json"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let bytes = zipped.bytes().await.expect("body");
+    let mut gunzip = std::process::Command::new("gzip")
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    std::io::Write::write_all(&mut gunzip.stdin.take().expect("stdin"), &bytes).expect("fed");
+    let plain = gunzip.wait_with_output().expect("gunzipped").stdout;
+    let v: serde_json::Value = serde_json::from_slice(&plain).expect("JSON once gunzipped");
+    assert_eq!(v["groups"][0]["name"], "payments");
 }
 
 #[tokio::test]
