@@ -62,6 +62,8 @@ struct Browser {
     session: String,
     http: reqwest::Client,
     _profile: tempfile::TempDir,
+    /// The session was ended by [`Browser::quit`].
+    ended: bool,
 }
 
 impl Browser {
@@ -113,7 +115,15 @@ impl Browser {
             session,
             http,
             _profile: profile,
+            ended: false,
         }
+    }
+
+    /// Ends the session, which closes chromium.
+    async fn quit(mut self) {
+        let url = format!("{}/session/{}", self.url, self.session);
+        let _ = self.http.delete(&url).send().await;
+        self.ended = true;
     }
 
     /// One WebDriver command; its `value`.
@@ -206,12 +216,28 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Ends the session (and its chromium) before chromedriver is killed with the child.
-        let url = format!("{}/session/{}", self.url, self.session);
-        let _ = std::process::Command::new("curl")
-            .args(["-s", "-m", "5", "-X", "DELETE", &url])
-            .stdout(Stdio::null())
-            .status();
+        // A test that panicked did not quit: end the session (and its chromium) with a blocking
+        // request before chromedriver is killed, so no browser outlives the test.
+        if !self.ended {
+            let url = format!("{}/session/{}", self.url, self.session);
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async {
+                    let client = reqwest::Client::new();
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        client.delete(&url).send(),
+                    )
+                    .await;
+                });
+            })
+            .join();
+        }
         let _ = self.driver.start_kill();
     }
 }
@@ -425,6 +451,7 @@ async fn the_page_loads_in_chromium_shows_the_groups_filters_and_opens_a_group()
         blocked, "0",
         "nothing the Content-Security-Policy had to block"
     );
+    b.quit().await;
 }
 
 /// The page's size and speed for 10,000 groups (docs/status.md): the daemon on the simulator with
@@ -556,4 +583,5 @@ async fn status_page_figures_for_10000_groups() {
         served_in,
         loads.join("\n    "),
     );
+    b.quit().await;
 }
