@@ -171,8 +171,15 @@ impl<'k> Merger<'k> {
 
     /// The kept groups and selectors, the census and the revision of the whole folder, in one walk
     /// over the buckets in key order; each conflict among the groups not kept goes to `conflicts`.
+    ///
+    /// The kept groups go through a sorted `Vec` and become a map only after the walk, once every
+    /// [`Others`] is dropped: the set-aside rows never coexist with the map being built (at a million
+    /// groups over 8 shards that overlap was a shard's peak).
     pub(crate) fn finish(mut self, conflicts: &mut dyn FnMut(LoadError)) -> Merged {
-        let groups = sorted(std::mem::take(&mut self.kept));
+        let mut groups: Vec<(GroupKey, DesiredGroup)> =
+            std::mem::take(&mut self.kept).into_iter().collect();
+        // Keys are unique here: no stable sort (and no scratch buffer) needed.
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut revision = Revision::default();
         let mut census = Census::default();
         let mut kept = groups.iter().peekable();
@@ -198,11 +205,13 @@ impl<'k> Merger<'k> {
             census.buckets.insert(bucket, n);
         }
         debug_assert!(kept.next().is_none(), "every kept group's bucket is known");
+        drop(self.others);
         let mut lines = self.other_selectors;
         lines.extend(self.selectors.iter().map(selector_line));
         Merged {
             revision: revision.finish(lines),
-            groups,
+            // Already sorted: the map is built in one go, its nodes full.
+            groups: groups.into_iter().collect(),
             selectors: self.selectors,
             census,
         }
