@@ -66,7 +66,7 @@ pub(crate) fn conflict(
 /// Merges the declarations of every file of a load, keeping the groups and selectors of the buckets
 /// `keep` accepts (a shard's) and holding the rest compactly ([`Others`]) until [`Merger::finish`]
 /// has found their conflicts, counted them and digested them. With a `keep` that accepts everything,
-/// it is [`add`] and [`sorted`] and nothing else.
+/// it is [`add`] for every group and one sort at the end, as a whole load always was.
 pub(crate) struct Merger<'k> {
     keep: &'k dyn Fn(&str, &str) -> bool,
     kept: HashMap<GroupKey, DesiredGroup>,
