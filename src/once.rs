@@ -1,4 +1,4 @@
-//! The one-shot run (`--once`, `--dry-run`, `plan`): load the folder, keep this shard's buckets,
+//! The one-shot run (`--once`, `--dry-run`, `plan`): load the folder keeping this shard's buckets,
 //! connect, run one pass (`reconcile::run_pass`, the function the daemon's passes run too), survey
 //! coverage when asked, and log the audit line of every write. The binary only prints the report
 //! and maps it to an exit status.
@@ -33,24 +33,26 @@ pub enum OnceError {
 
 /// Runs one pass as the flags say; the report, or why nothing was sent.
 pub async fn run(once: Once<'_>) -> Result<PassReport, OnceError> {
-    let desired = policy::load_folder(once.policies, once.load).map_err(OnceError::Folder)?;
-    // Every replica validates the whole folder (above); this one works on its own buckets only.
+    // Every replica validates and digests the whole folder, and keeps its own buckets only.
+    let keep = once.shard.keeps();
+    let loaded =
+        policy::load_folder_keeping(once.policies, once.load, &keep).map_err(OnceError::Folder)?;
     if !once.shard.is_sole() {
-        let whole = once.shard.assignment(&desired);
+        let whole = once.shard.assignment(&loaded.census);
         tracing::info!(
             shard = once.shard.index(),
             shards = once.shard.count(),
             buckets = whole.owned_buckets,
             buckets_total = whole.total_buckets,
             groups = whole.owned_groups,
-            groups_total = desired.groups.len(),
+            groups_total = loaded.census.groups(),
             "{} owns {} of {} (account, region) buckets",
             once.shard,
             whole.owned_buckets,
             whole.total_buckets
         );
     }
-    let desired = once.shard.restrict(desired);
+    let desired = loaded.desired;
     let (clients, _credentials) = connect::connect(once.connect).await?;
     let mut report = reconcile::run_pass(&clients, &desired, once.pass).await;
     if let Some(required) = once.coverage {

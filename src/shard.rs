@@ -16,15 +16,17 @@
 //! owner. Rendezvous hashing moves only the buckets whose new owner is the added index when N grows
 //! by one (about 1/(N+1) of them), and only the removed index's buckets when it shrinks.
 //!
-//! Every replica loads the whole folder (validation and the revision stay global); [`Shard::restrict`]
-//! then keeps the groups and selectors of its own buckets, and [`Shard::assignment`] counts what it
-//! owns out of the whole folder's buckets, for the metrics that prove every bucket is owned.
+//! Every replica reads, validates and digests the whole folder (the errors and the revision stay
+//! global), but keeps only the groups and selectors of its own buckets: the loader asks
+//! [`Shard::keeps`] per bucket as it merges (`policy::load_folder_keeping`), so the whole desired
+//! state is never held at once. [`Shard::restrict`] does the same to a desired state already loaded
+//! whole. [`Shard::assignment`] counts what the shard owns out of the whole folder's census, for the
+//! metrics that prove every bucket is owned.
 //! Without `--shard-*` flags a replica is [`Shard::SOLE`], which owns everything: today's behaviour.
 
 use crate::model::{Bucket, GroupKey};
-use crate::policy::Desired;
+use crate::policy::{Census, Desired};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
 
 /// Most shards a deployment may have: far more replicas than any estate needs, few enough that
 /// computing an owner (one hash per index) stays cheap.
@@ -132,30 +134,26 @@ impl Shard {
         desired
     }
 
-    /// What this shard owns of the whole folder `desired` (before [`Shard::restrict`]).
-    pub fn assignment(&self, desired: &Desired) -> Assignment {
-        let buckets = buckets_of(desired);
-        let owned_buckets = buckets.iter().filter(|b| self.owns(b)).count();
-        let owned_groups = if self.is_sole() {
-            desired.groups.len()
-        } else {
-            let owned: BTreeSet<&Bucket> = buckets.iter().filter(|b| self.owns(b)).collect();
-            desired
-                .groups
-                .keys()
-                .filter(|k| {
-                    owned.contains(&Bucket {
-                        account: k.account.clone(),
-                        region: k.region.clone(),
-                    })
-                })
-                .count()
+    /// What this shard owns of the whole folder, from its census (the same on every replica).
+    pub fn assignment(&self, census: &Census) -> Assignment {
+        let mut a = Assignment {
+            total_buckets: census.buckets.len(),
+            ..Assignment::default()
         };
-        Assignment {
-            total_buckets: buckets.len(),
-            owned_buckets,
-            owned_groups,
+        for (bucket, groups) in &census.buckets {
+            if self.owns(bucket) {
+                a.owned_buckets += 1;
+                a.owned_groups += groups;
+            }
         }
+        a
+    }
+
+    /// Whether this shard keeps the groups and selectors of bucket (`account`, `region`) when it
+    /// loads the folder (`policy::load_folder_keeping`): the same question as [`Shard::owns_parts`],
+    /// for the loader, which knows nothing of shards.
+    pub fn keeps(self) -> impl Fn(&str, &str) -> bool {
+        move |account, region| self.owns_parts(account, region)
     }
 }
 
@@ -168,26 +166,6 @@ pub struct Assignment {
     pub owned_buckets: usize,
     /// Groups declared by id in the owned buckets (selector matches are known only after listing).
     pub owned_groups: usize,
-}
-
-/// Every (account, region) bucket the folder names: its groups' and its selectors'.
-pub fn buckets_of(desired: &Desired) -> BTreeSet<Bucket> {
-    let mut out: BTreeSet<Bucket> = BTreeSet::new();
-    for key in desired.groups.keys() {
-        if out
-            .last()
-            .map_or(true, |b| b.account != key.account || b.region != key.region)
-        {
-            out.insert(key.bucket());
-        }
-    }
-    for s in &desired.selectors {
-        out.insert(Bucket {
-            account: s.account.as_str().into(),
-            region: s.region.as_str().into(),
-        });
-    }
-    out
 }
 
 /// The rendezvous weight of bucket (`account`, `region`) for shard `index` (see the module doc).
@@ -243,6 +221,7 @@ mod tests {
     use super::*;
     use crate::model::{Location, Mode, Policy};
     use crate::policy::DesiredGroup;
+    use std::collections::BTreeSet;
 
     /// 3 accounts (the chain's own and two named) × 10 regions: the integration test's estate.
     fn thirty() -> Vec<(String, String)> {
@@ -422,7 +401,7 @@ mod tests {
         let mut selectors = 0;
         for i in 0..3 {
             let shard = Shard::new(i, 3).unwrap();
-            let a = shard.assignment(&whole);
+            let a = shard.assignment(&Census::of(&whole));
             let part = shard.restrict(whole.clone());
             assert_eq!(part.revision, whole.revision);
             assert_eq!(part.files, whole.files);
@@ -442,7 +421,7 @@ mod tests {
     #[test]
     fn the_sole_shard_owns_everything_and_changes_nothing() {
         let whole = desired(&[("", "cn-hangzhou", "sg-1"), ("2", "eu-central-1", "sg-2")]);
-        let a = Shard::SOLE.assignment(&whole);
+        let a = Shard::SOLE.assignment(&Census::of(&whole));
         assert_eq!(
             (a.total_buckets, a.owned_buckets, a.owned_groups),
             (2, 2, 2)

@@ -1,10 +1,13 @@
 //! Merging the groups of all files into one desired state, reporting conflicts, and the revision digest.
 
-use super::{DesiredGroup, LoadError, Selector};
-use crate::model::{Account, AccountRef, GroupKey, Location, Mode};
+use super::others::{Others, TooLarge};
+use super::{Census, DesiredGroup, LoadError, Selector};
+use crate::model::{Account, AccountRef, Bucket, GroupKey, Location, Mode, Policy, SharedStr};
 use sha2::{Digest, Sha256};
 use std::collections::{btree_map, hash_map};
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
 
 /// Adds `group`, keeping the first declaration. A second declaration of the same (region, id) with the
 /// same policy is accepted; with a different policy it is a conflict reported at the later location.
@@ -23,31 +26,194 @@ pub(crate) fn add(
         }
         hash_map::Entry::Occupied(first) => {
             let first = first.get();
-            if first.policy == group.policy && first.mode != group.mode {
+            let earlier = (first.policy, first.mode, first.source.clone());
+            let later = (group.policy, group.mode);
+            if let Some(message) = conflict(&group.key.bucket(), &group.key.id, later, earlier) {
                 errors.push(LoadError {
-                    message: format!(
-                        "conflict: {} in {} is declared with mode {} here and {} at {}",
-                        group.key.id,
-                        place(&group.key),
-                        group.mode,
-                        first.mode,
-                        first.source
-                    ),
-                    location: group.source,
-                });
-            } else if first.policy != group.policy {
-                errors.push(LoadError {
-                    message: format!(
-                        "conflict: {} in {} is declared {} here and {} at {}",
-                        group.key.id,
-                        place(&group.key),
-                        group.policy,
-                        first.policy,
-                        first.source
-                    ),
+                    message,
                     location: group.source,
                 });
             }
+        }
+    }
+}
+
+/// What a second declaration of `id` in `bucket` with (policy, mode) `later` is wrong about, given
+/// the first one `earlier` (with its place): `None` when it says the same. One function for the kept
+/// map ([`add`]) and for the groups a shard does not keep (`others`), so both report alike.
+pub(crate) fn conflict(
+    bucket: &Bucket,
+    id: &str,
+    later: (Policy, Mode),
+    earlier: (Policy, Mode, Location),
+) -> Option<String> {
+    let (policy, mode) = later;
+    let (first_policy, first_mode, first_source) = earlier;
+    let place = place(bucket);
+    if first_policy == policy && first_mode != mode {
+        Some(format!(
+            "conflict: {id} in {place} is declared with mode {mode} here and {first_mode} at {first_source}"
+        ))
+    } else if first_policy != policy {
+        Some(format!(
+            "conflict: {id} in {place} is declared {policy} here and {first_policy} at {first_source}"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Merges the declarations of every file of a load, keeping the groups and selectors of the buckets
+/// `keep` accepts (a shard's) and holding the rest compactly ([`Others`]) until [`Merger::finish`]
+/// has found their conflicts, counted them and digested them. With a `keep` that accepts everything,
+/// it is [`add`] for every group and one sort at the end, as a whole load always was.
+pub(crate) struct Merger<'k> {
+    keep: &'k dyn Fn(&str, &str) -> bool,
+    kept: HashMap<GroupKey, DesiredGroup>,
+    /// Every bucket a group or selector names: kept, or the index of its [`Others`].
+    buckets: BTreeMap<Bucket, Slot>,
+    others: Vec<Others>,
+    /// The files that declared groups held in [`Others`], by the index their rows name.
+    paths: Vec<Arc<Path>>,
+    /// The last group's bucket and slot: a file's groups mostly share one, and `keep` may hash.
+    last: Option<(Bucket, Slot)>,
+    selectors: Vec<Selector>,
+    /// The revision lines of the selectors not kept.
+    other_selectors: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Kept,
+    Others(usize),
+}
+
+/// What a load keeps of the whole folder, and what every replica computes alike about all of it.
+pub(crate) struct Merged {
+    pub groups: BTreeMap<GroupKey, DesiredGroup>,
+    pub selectors: Vec<Selector>,
+    pub revision: String,
+    pub census: Census,
+}
+
+impl<'k> Merger<'k> {
+    pub(crate) fn new(keep: &'k dyn Fn(&str, &str) -> bool) -> Merger<'k> {
+        Merger {
+            keep,
+            kept: HashMap::new(),
+            buckets: BTreeMap::new(),
+            others: Vec::new(),
+            paths: Vec::new(),
+            last: None,
+            selectors: Vec::new(),
+            other_selectors: Vec::new(),
+        }
+    }
+
+    fn slot(&mut self, account: &SharedStr, region: &SharedStr) -> Slot {
+        if let Some((b, slot)) = &self.last {
+            if b.account == *account && b.region == *region {
+                return *slot;
+            }
+        }
+        let bucket = Bucket {
+            account: account.clone(),
+            region: region.clone(),
+        };
+        let slot = match self.buckets.get(&bucket) {
+            Some(slot) => *slot,
+            None => {
+                let slot = if (self.keep)(account, region) {
+                    Slot::Kept
+                } else {
+                    self.others.push(Others::default());
+                    Slot::Others(self.others.len() - 1)
+                };
+                self.buckets.insert(bucket.clone(), slot);
+                slot
+            }
+        };
+        self.last = Some((bucket, slot));
+        slot
+    }
+
+    /// Adds one group: kept as [`add`] does, or held compactly (its conflicts found at the end).
+    pub(crate) fn add(&mut self, group: DesiredGroup, errors: &mut Vec<LoadError>) {
+        let Slot::Others(i) = self.slot(&group.key.account, &group.key.region) else {
+            add(&mut self.kept, group, errors);
+            return;
+        };
+        if self.paths.last() != Some(&group.source.path) {
+            self.paths.push(group.source.path.clone());
+        }
+        let file = u32::try_from(self.paths.len() - 1).unwrap_or(u32::MAX);
+        let at = (group.source.line, group.source.column);
+        if let Err(TooLarge) =
+            self.others[i].push(&group.key.id, group.policy, group.mode, file, at)
+        {
+            errors.push(LoadError {
+                message: "this declaration is past what a shard can index (4 GiB)".to_string(),
+                location: group.source,
+            });
+        }
+    }
+
+    /// Adds one file's selectors: kept, or only their revision lines.
+    pub(crate) fn add_selectors(&mut self, selectors: Vec<Selector>) {
+        for s in selectors {
+            let slot = self.slot(&s.account.as_str().into(), &s.region.as_str().into());
+            match slot {
+                Slot::Kept => self.selectors.push(s),
+                Slot::Others(_) => self.other_selectors.push(selector_line(&s)),
+            }
+        }
+    }
+
+    /// The kept groups and selectors, the census and the revision of the whole folder, in one walk
+    /// over the buckets in key order; each conflict among the groups not kept goes to `conflicts`.
+    ///
+    /// The kept groups go through a sorted `Vec` and become a map only after the walk, once every
+    /// [`Others`] is dropped: the set-aside rows never coexist with the map being built (at a million
+    /// groups over 8 shards that overlap was a shard's peak).
+    pub(crate) fn finish(mut self, conflicts: &mut dyn FnMut(LoadError)) -> Merged {
+        let mut groups: Vec<(GroupKey, DesiredGroup)> =
+            std::mem::take(&mut self.kept).into_iter().collect();
+        // Keys are unique here: no stable sort (and no scratch buffer) needed.
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut revision = Revision::default();
+        let mut census = Census::default();
+        let mut kept = groups.iter().peekable();
+        for (bucket, slot) in std::mem::take(&mut self.buckets) {
+            let n = match slot {
+                Slot::Kept => {
+                    let mut n = 0;
+                    while let Some((key, g)) = kept
+                        .next_if(|(k, _)| k.account == bucket.account && k.region == bucket.region)
+                    {
+                        revision.group(&key.account, &key.region, &key.id, g.policy, g.mode);
+                        n += 1;
+                    }
+                    n
+                }
+                Slot::Others(i) => std::mem::take(&mut self.others[i]).settle(
+                    &bucket,
+                    &self.paths,
+                    &mut revision,
+                    conflicts,
+                ),
+            };
+            census.buckets.insert(bucket, n);
+        }
+        debug_assert!(kept.next().is_none(), "every kept group's bucket is known");
+        drop(self.others);
+        let mut lines = self.other_selectors;
+        lines.extend(self.selectors.iter().map(selector_line));
+        Merged {
+            revision: revision.finish(lines),
+            // Already sorted: the map is built in one go, its nodes full.
+            groups: groups.into_iter().collect(),
+            selectors: self.selectors,
+            census,
         }
     }
 }
@@ -58,10 +224,10 @@ pub(crate) fn sorted(groups: HashMap<GroupKey, DesiredGroup>) -> BTreeMap<GroupK
 }
 
 /// "cn-hangzhou", or "cn-hangzhou of account 1234…" for a group of a named account.
-fn place(key: &GroupKey) -> String {
-    match key.owner() {
-        Account::Own => key.region.to_string(),
-        Account::Named(account) => format!("{} of account {account}", key.region),
+fn place(bucket: &Bucket) -> String {
+    match Account::of(&bucket.account) {
+        Account::Own => bucket.region.to_string(),
+        Account::Named(account) => format!("{} of account {account}", bucket.region),
     }
 }
 
@@ -121,54 +287,73 @@ pub(crate) fn revision_with_selectors(
     groups: &BTreeMap<GroupKey, DesiredGroup>,
     selectors: &[Selector],
 ) -> String {
-    let mut hasher = Sha256::new();
+    let mut revision = Revision::default();
     for (key, group) in groups {
-        let mode = match group.mode {
-            Mode::Enforce => "",
-            Mode::Observe => "\tobserve",
-        };
-        let account = match key.owner() {
-            Account::Own => String::new(),
-            Account::Named(a) => format!("{a}\t"),
-        };
-        hasher.update(
-            format!(
-                "{account}{}\t{}\t{}{mode}\n",
-                key.region, key.id, group.policy
-            )
-            .as_bytes(),
-        );
+        revision.group(&key.account, &key.region, &key.id, group.policy, group.mode);
     }
-    let mut lines: Vec<String> = selectors
-        .iter()
-        .map(|s| {
-            let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let account = match Account::of(&s.account) {
-                Account::Own => String::new(),
-                Account::Named(a) => format!("\t{a}"),
-            };
-            format!(
-                "selector{account}\t{}\t{}\t{}\t{}\t{}\t{}\n",
-                s.region,
-                tags.join(","),
-                s.vpc_id.as_deref().unwrap_or(""),
-                s.name.as_deref().unwrap_or(""),
-                s.policy,
-                s.mode
-            )
-        })
-        .collect();
-    lines.sort();
-    lines.dedup();
-    for line in lines {
-        hasher.update(line.as_bytes());
+    revision.finish(selectors.iter().map(selector_line).collect())
+}
+
+/// The revision digest fed one group at a time, in key order: a load digests the groups it keeps and
+/// the ones it does not (`others`) in one ordered walk, without holding every group at once.
+#[derive(Default)]
+pub(crate) struct Revision(Sha256);
+
+impl Revision {
+    /// The line of one group (see [`revision_of`]); groups must come in (account, region, id) order.
+    pub(crate) fn group(
+        &mut self,
+        account: &str,
+        region: &str,
+        id: &str,
+        policy: Policy,
+        mode: Mode,
+    ) {
+        if let Account::Named(a) = Account::of(account) {
+            self.0.update(a.as_bytes());
+            self.0.update(b"\t");
+        }
+        for part in [region, "\t", id, "\t", policy.as_str()] {
+            self.0.update(part.as_bytes());
+        }
+        if mode == Mode::Observe {
+            self.0.update(b"\tobserve");
+        }
+        self.0.update(b"\n");
     }
-    hasher
-        .finalize()
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+
+    /// The digest, after the selectors' lines (any order: they are sorted and deduplicated here).
+    pub(crate) fn finish(mut self, mut selector_lines: Vec<String>) -> String {
+        selector_lines.sort();
+        selector_lines.dedup();
+        for line in selector_lines {
+            self.0.update(line.as_bytes());
+        }
+        self.0
+            .finalize()
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// One selector's line of the revision (see [`revision_with_selectors`]).
+pub(crate) fn selector_line(s: &Selector) -> String {
+    let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let account = match Account::of(&s.account) {
+        Account::Own => String::new(),
+        Account::Named(a) => format!("\t{a}"),
+    };
+    format!(
+        "selector{account}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+        s.region,
+        tags.join(","),
+        s.vpc_id.as_deref().unwrap_or(""),
+        s.name.as_deref().unwrap_or(""),
+        s.policy,
+        s.mode
+    )
 }
 
 #[cfg(test)]

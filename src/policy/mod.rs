@@ -20,6 +20,7 @@ mod bytes;
 pub mod commit;
 pub mod json_schema;
 mod merge;
+mod others;
 mod schema;
 mod selector;
 mod walk;
@@ -29,6 +30,8 @@ pub(crate) mod yaml;
 mod tests;
 #[cfg(test)]
 mod tests_hostile;
+#[cfg(test)]
+mod tests_keep;
 #[cfg(test)]
 mod tests_walk;
 #[cfg(test)]
@@ -40,10 +43,11 @@ pub use selector::{glob_match, Selector};
 pub(crate) use walk::is_policy_name;
 pub use walk::{MAX_DIR_DEPTH, MAX_ENTRIES, MAX_FILES, MAX_TOTAL_BYTES, TIME_BUDGET};
 
-use crate::model::{AccountRef, GroupKey, Location, Mode, Note, Policy};
+use crate::model::{AccountRef, Bucket, GroupKey, Location, Mode, Note, Policy};
 use schema::Fallback;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Most errors reported for one file; a hostile file could otherwise produce one per node.
 const MAX_ERRORS_PER_FILE: usize = 100;
@@ -112,31 +116,93 @@ impl Default for LoadOptions {
 /// A folder that breaks one of the stated limits (`walk`'s `MAX_*` and [`TIME_BUDGET`]) is an error
 /// saying which, returned as soon as it is found.
 pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadError>> {
+    load_folder_keeping(dir, opts, &|_, _| true).map(|loaded| loaded.desired)
+}
+
+/// What [`load_folder_keeping`] returns: the part of the desired state it kept, and the census of
+/// the whole folder.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The groups and selectors of the kept buckets; the revision, file count and accounts of the
+    /// whole folder.
+    pub desired: Desired,
+    pub census: Census,
+}
+
+/// Every (account, region) bucket the whole folder names (by groups or selectors) and how many groups
+/// it declares there by id: the same on every replica of one revision, whatever each one keeps, so a
+/// shard can say what it owns out of what (`crate::shard::Shard::assignment`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Census {
+    pub buckets: BTreeMap<Bucket, usize>,
+}
+
+impl Census {
+    /// The census of a whole desired state.
+    pub fn of(desired: &Desired) -> Census {
+        let mut census = Census::default();
+        for key in desired.groups.keys() {
+            *census.buckets.entry(key.bucket()).or_default() += 1;
+        }
+        for s in &desired.selectors {
+            let bucket = Bucket {
+                account: s.account.as_str().into(),
+                region: s.region.as_str().into(),
+            };
+            census.buckets.entry(bucket).or_default();
+        }
+        census
+    }
+
+    /// Groups declared by id in the whole folder.
+    pub fn groups(&self) -> usize {
+        self.buckets.values().sum()
+    }
+}
+
+/// [`load_folder`] for one shard: validates and digests the whole folder (the same errors, at the same
+/// `file:line:column`, and the same revision as [`load_folder`]) but keeps only the groups and
+/// selectors of the (account, region) buckets `keep` accepts. The others are never held as groups:
+/// each file's are set aside compactly as it is merged (`others`: about 35 bytes a group) and, once
+/// the whole folder is read, checked for duplicates, counted and digested bucket by bucket. So the
+/// memory a replica keeps grows with the groups it owns, and its peak with the whole folder only by
+/// those few bytes a group.
+pub fn load_folder_keeping(
+    dir: &Path,
+    opts: &LoadOptions,
+    keep: &dyn Fn(&str, &str) -> bool,
+) -> Result<Loaded, Vec<LoadError>> {
+    // Lines and columns are held as u32 (`others`): no file of 4 GiB or more is read.
+    let opts = &LoadOptions {
+        max_file_bytes: opts.max_file_bytes.min(u64::from(u32::MAX) - 1),
+        ..opts.clone()
+    };
     // A folder may always hold one file of the largest size `--max-file-bytes` allows.
     let limits = walk::Limits {
         total_bytes: walk::LIMITS.total_bytes.max(opts.max_file_bytes),
         ..walk::LIMITS
     };
-    load_folder_within(dir, opts, &limits)
+    load_folder_within(dir, opts, &limits, keep)
 }
 
 fn load_folder_within(
     dir: &Path,
     opts: &LoadOptions,
     limits: &walk::Limits,
-) -> Result<Desired, Vec<LoadError>> {
+    keep: &dyn Fn(&str, &str) -> bool,
+) -> Result<Loaded, Vec<LoadError>> {
     let mut errors = Vec::new();
     let mut budget = walk::Budget::new(limits);
     let fallback = fallback_region(dir, opts, &mut errors);
     let files = walk::policy_files(dir, &mut budget, &mut errors);
-    let mut groups = HashMap::new();
-    let mut selectors = Vec::new();
+    let mut merger = merge::Merger::new(keep);
     let mut accounts = BTreeMap::new();
+    // Each file's errors, capped per file once the conflicts found at the end have joined them.
+    let mut per_file = PerFile::default();
     for found in &files {
         if budget.exceeded() {
             break;
         }
-        let path = &found.path;
         let tree = match read_tree(found, opts, &mut budget) {
             Ok(tree) => tree,
             Err(e) => {
@@ -144,34 +210,64 @@ fn load_folder_within(
                 continue;
             }
         };
-        let decls = schema::groups_of_file(tree.as_ref(), path, fallback);
+        let decls = schema::groups_of_file(tree.as_ref(), &found.path, fallback);
+        drop(tree);
         let mut file_errors = decls.errors;
-        selectors.extend(decls.selectors);
+        merger.add_selectors(decls.selectors);
         if let Some((account, at)) = decls.account {
             merge::add_account(&mut accounts, account, at, &mut file_errors);
         }
         for group in decls.groups {
-            merge::add(&mut groups, group, &mut file_errors);
+            merger.add(group, &mut file_errors);
         }
-        errors.extend(capped(file_errors));
+        file_errors.into_iter().for_each(|e| per_file.push(e));
     }
-    if errors.is_empty() {
-        let groups = merge::sorted(groups);
-        Ok(Desired {
-            revision: merge::revision_with_selectors(&groups, &selectors),
-            groups,
+    let merged = merger.finish(&mut |e| per_file.push(e));
+    let errors = per_file.listed(errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Loaded {
+        desired: Desired {
+            revision: merged.revision,
+            groups: merged.groups,
             files: files.len(),
-            selectors,
+            selectors: merged.selectors,
             notes: Vec::new(),
             accounts: accounts
                 .into_iter()
                 .map(|(id, (account, _))| (id, account))
                 .collect(),
-        })
-    } else {
-        errors.sort_by(|a, b| a.location.cmp(&b.location));
+        },
+        census: merged.census,
+    })
+}
+
+/// The errors of each file, by its path, each file's capped ([`Capped`]).
+#[derive(Default)]
+struct PerFile(HashMap<Arc<Path>, Capped>);
+
+impl PerFile {
+    fn push(&mut self, e: LoadError) {
+        self.0.entry(e.location.path.clone()).or_default().push(e);
+    }
+
+    /// Every error, `errors` (the folder's own) and each file's, [`in_order`], duplicates dropped, a
+    /// file's "more errors" line after the last of its errors shown.
+    fn listed(self, mut errors: Vec<LoadError>) -> Vec<LoadError> {
+        let mut summaries = Vec::new();
+        for capped in self.0.into_values() {
+            let (kept, summary) = capped.into_errors();
+            errors.extend(kept);
+            summaries.extend(summary);
+        }
+        errors.sort_by(in_order);
         errors.dedup();
-        Err(errors)
+        for summary in summaries {
+            let at = errors.partition_point(|e| e.location <= summary.location);
+            errors.insert(at, summary);
+        }
+        errors
     }
 }
 
@@ -209,19 +305,47 @@ fn fallback_region<'a>(
     }
 }
 
-/// One file's errors, at most [`MAX_ERRORS_PER_FILE`] of them (the first by location) and a line
-/// saying how many more there are: a hostile or broken file cannot flood the output.
-fn capped(mut file_errors: Vec<LoadError>) -> Vec<LoadError> {
-    if file_errors.len() > MAX_ERRORS_PER_FILE {
-        file_errors.sort_by(|a, b| a.location.cmp(&b.location));
-        let rest = file_errors.len() - MAX_ERRORS_PER_FILE;
-        file_errors.truncate(MAX_ERRORS_PER_FILE);
-        if let Some(last) = file_errors.last().map(|e| e.location.clone()) {
-            file_errors.push(LoadError {
-                location: last,
-                message: format!("{rest} more errors in this file not shown"),
-            });
+/// The order errors are listed in: by location, then by message, so the list is the same whatever
+/// order they were found in (a shard finds the conflicts of the groups it does not keep last).
+fn in_order(a: &LoadError, b: &LoadError) -> std::cmp::Ordering {
+    (&a.location, &a.message).cmp(&(&b.location, &b.message))
+}
+
+/// One file's errors, at most [`MAX_ERRORS_PER_FILE`] of them (the first [`in_order`]) and a line
+/// saying how many more there are: a hostile or broken file cannot flood the output, nor the memory
+/// while the folder is read (at most twice the cap is held).
+#[derive(Debug, Default)]
+struct Capped {
+    kept: Vec<LoadError>,
+    more: usize,
+}
+
+impl Capped {
+    fn push(&mut self, e: LoadError) {
+        self.kept.push(e);
+        if self.kept.len() >= 2 * MAX_ERRORS_PER_FILE {
+            self.trim();
         }
     }
-    file_errors
+
+    fn trim(&mut self) {
+        if self.kept.len() > MAX_ERRORS_PER_FILE {
+            self.kept.sort_by(in_order);
+            self.more += self.kept.len() - MAX_ERRORS_PER_FILE;
+            self.kept.truncate(MAX_ERRORS_PER_FILE);
+        }
+    }
+
+    /// The errors shown, and the line saying how many more there are, if any (placed after them).
+    fn into_errors(mut self) -> (Vec<LoadError>, Option<LoadError>) {
+        self.trim();
+        let summary = match self.kept.last() {
+            Some(last) if self.more > 0 => Some(LoadError {
+                location: last.location.clone(),
+                message: format!("{} more errors in this file not shown", self.more),
+            }),
+            _ => None,
+        };
+        (self.kept, summary)
+    }
 }

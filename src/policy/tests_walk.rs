@@ -11,7 +11,7 @@ use std::time::Duration;
 const GROUP: &[u8] = b"groups: [{id: sg-a, region: cn-a, innerAccessPolicy: Drop}]\n";
 
 fn load_within(dir: &Path, limits: &Limits) -> Vec<String> {
-    match load_folder_within(dir, &LoadOptions::default(), limits) {
+    match load_folder_within(dir, &LoadOptions::default(), limits, &|_, _| true) {
         Ok(d) => panic!("expected errors, got {d:#?}"),
         Err(errors) => errors.iter().map(|e| e.message.clone()).collect(),
     }
@@ -119,7 +119,7 @@ fn a_folder_past_a_stated_limit_is_an_error_that_names_the_limit() {
         e[0].starts_with("reading the policy folder took longer than 0s"),
         "{e:?}"
     );
-    assert!(load_folder_within(dir.path(), &LoadOptions::default(), &LIMITS).is_ok());
+    assert!(load_folder_within(dir.path(), &LoadOptions::default(), &LIMITS, &|_, _| true).is_ok());
     fs::create_dir_all(dir.path().join("b/c")).expect("mkdir");
     let e = load_within(dir.path(), &Limits { depth: 1, ..LIMITS });
     assert_eq!(e, ["folders nested more than 1 levels deep are not read"]);

@@ -426,7 +426,16 @@ fn describe_groups(
                 (None, _) => false,
             })
     };
-    let matched: Vec<&Group> = state.groups.values().filter(wanted).collect();
+    // Groups are keyed by (account, region, id): read only this account's region, in key order as
+    // before (a full scan per call made a million-group benchmark quadratic).
+    let from = (account.to_string(), region.to_string(), String::new());
+    let matched: Vec<&Group> = state
+        .groups
+        .range(from..)
+        .take_while(|((a, r, _), _)| a == account && r == region)
+        .map(|(_, g)| g)
+        .filter(wanted)
+        .collect();
     let total = matched.len();
     let page: Vec<Value> = matched
         .iter()

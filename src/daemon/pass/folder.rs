@@ -4,7 +4,8 @@
 use super::{Runner, State};
 use crate::accounts::Fleet;
 use crate::daemon::health::FolderStatus;
-use crate::policy::{self, Desired, LoadError, LoadOptions};
+use crate::policy::{self, Desired, LoadError, LoadOptions, Loaded};
+use crate::shard::Shard;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,10 +20,12 @@ fn folder_identity(dir: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
     )
 }
 
-fn load_consistent(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadError>> {
+/// Loads the whole folder consistently, keeping `shard`'s buckets only (validated and digested whole).
+fn load_consistent(dir: &Path, opts: &LoadOptions, shard: Shard) -> Result<Loaded, Vec<LoadError>> {
+    let keep = shard.keeps();
     for _ in 0..LOAD_ATTEMPTS {
         let before = folder_identity(dir);
-        let result = policy::load_folder(dir, opts);
+        let result = policy::load_folder_keeping(dir, opts, &keep);
         if folder_identity(dir) == before {
             return result;
         }
@@ -39,10 +42,11 @@ fn load_consistent(dir: &Path, opts: &LoadOptions) -> Result<Desired, Vec<LoadEr
 }
 
 impl<F: Fleet> Runner<F> {
-    pub(super) async fn load(&self) -> Result<Desired, Vec<LoadError>> {
+    pub(super) async fn load(&self) -> Result<Loaded, Vec<LoadError>> {
         let dir = self.setup.policies.clone();
         let opts = self.setup.load.clone();
-        match tokio::task::spawn_blocking(move || load_consistent(&dir, &opts)).await {
+        let shard = self.setup.shard;
+        match tokio::task::spawn_blocking(move || load_consistent(&dir, &opts, shard)).await {
             Ok(r) => r,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => Err(vec![LoadError {
@@ -61,15 +65,15 @@ impl<F: Fleet> Runner<F> {
     pub(super) fn take_folder(
         &self,
         st: &mut State,
-        loaded: Result<Desired, Vec<LoadError>>,
+        loaded: Result<Loaded, Vec<LoadError>>,
         commit: Option<String>,
     ) -> bool {
-        let loaded = loaded.map(|d| {
-            // Validated and named as a whole; this replica keeps only its buckets.
+        let loaded = loaded.map(|l| {
+            // Validated and named as a whole; this replica kept only its buckets.
             self.metrics
                 .shard
-                .set_assignment(self.setup.shard.assignment(&d));
-            self.setup.shard.restrict(d)
+                .set_assignment(self.setup.shard.assignment(&l.census));
+            l.desired
         });
         let taken = st.folder.take(loaded, commit);
         match (&taken, &st.folder) {
