@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod pass;
 pub mod settings;
 pub mod shard;
+pub mod sweep;
 pub mod triggers;
 pub mod watch;
 
@@ -265,10 +266,15 @@ async fn run_lanes(
     let exit = tokio::task::LocalSet::new()
         .run_until(async move {
             let lane = tokio::task::spawn_local(runner.clone().targeted_lane());
+            let sweep = tokio::task::spawn_local(runner.clone().sweep_lane());
             let exit = triggers::run(runner, timing, inputs, shutdown).await;
             // Shutdown set the cancel flag: a targeted pass stops starting work; give its in-flight
             // writes the grace period like the main lane's.
-            let _ = tokio::time::timeout(grace, lane).await;
+            let _ = tokio::time::timeout(grace, async {
+                let _ = lane.await;
+                let _ = sweep.await;
+            })
+            .await;
             exit
         })
         .await;

@@ -8,6 +8,7 @@ mod folder;
 mod results;
 mod scope;
 mod survey;
+mod sweeping;
 mod targeted;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ use super::Setup;
 use crate::accounts::{Clients, Fleet};
 use crate::daemon::health::{CloudTrouble, Health};
 use crate::daemon::metrics::Metrics;
+use crate::daemon::sweep;
 use crate::daemon::watch::FolderWatch;
 use crate::events::poller::Targets;
 use crate::model::GroupKey;
@@ -68,6 +70,10 @@ pub struct Runner<F: Fleet = Clients> {
     started: Instant,
     /// The oldest last successful read of any governed group, as of the last pass.
     oldest_read: std::sync::Mutex<Option<Instant>>,
+    /// Set while the main lane runs a pass that reads every group: the sweep waits meanwhile.
+    full_running: AtomicBool,
+    /// `--max-changes` over one `--interval`, for the sweep's and the targeted lane's corrections.
+    changes: std::sync::Mutex<crate::daemon::sweep::ChangeWindow>,
 }
 
 impl<F: Fleet> Runner<F> {
@@ -93,6 +99,11 @@ impl<F: Fleet> Runner<F> {
             targets,
             started: Instant::now(),
             oldest_read: std::sync::Mutex::new(None),
+            full_running: AtomicBool::new(false),
+            changes: std::sync::Mutex::new(crate::daemon::sweep::ChangeWindow::new(
+                setup.pass.rails.max_changes,
+                settings.interval,
+            )),
             setup,
             settings,
             fleet,
@@ -105,6 +116,15 @@ impl<F: Fleet> Runner<F> {
     }
 
     async fn pass(&self, trigger: Trigger) -> Verdict {
+        // The interval pass beside the sweep reads only what the sweep has not: no need to pause it.
+        let reads_all = trigger.is_full() && trigger != Trigger::Interval;
+        self.full_running.store(reads_all, Ordering::SeqCst);
+        let verdict = self.main_pass(trigger).await;
+        self.full_running.store(false, Ordering::SeqCst);
+        verdict
+    }
+
+    async fn main_pass(&self, trigger: Trigger) -> Verdict {
         let started = Instant::now();
         self.health.pass_started();
         if let Some(w) = &self.watch {
@@ -148,8 +168,10 @@ impl<F: Fleet> Runner<F> {
             }
             Some(Ok(d)) => d,
         };
-        let scope = self.choose_scope(desired, full).await;
-        let reports = self.run_scoped(scope.active, scope.held).await;
+        let stale_only = trigger == Trigger::Interval;
+        let scope = self.choose_scope(desired, full, stale_only).await;
+        let max_changes = self.setup.pass.rails.max_changes;
+        let reports = self.run_scoped(scope.active, scope.held, max_changes).await;
         let (tally, cloud_failure) = self
             .conclude(reports, &scope.desired, scope.size, full)
             .await;
@@ -201,8 +223,10 @@ impl<F: Fleet> Runner<F> {
     }
 
     /// Publishes the governed groups (to the targeted lane, the intake, the poller) and chooses
-    /// the groups this pass reads, under a short lock.
-    async fn choose_scope(&self, desired: Desired, full: bool) -> Scope {
+    /// the groups this pass reads, under a short lock. The interval pass (`stale_only`) runs beside
+    /// the sweep, which reads every group once per interval: it lists selectors anew and reads only
+    /// the groups the sweep has not read within the interval (new ones, or those it fell behind on).
+    async fn choose_scope(&self, desired: Desired, full: bool, stale_only: bool) -> Scope {
         let mut st = self.state.lock().await;
         self.metrics
             .shard
@@ -213,7 +237,14 @@ impl<F: Fleet> Runner<F> {
         let (held, active): (Vec<&DesiredGroup>, Vec<&DesiredGroup>) = desired
             .groups
             .values()
-            .filter(|g| full || !st.groups.settled(g))
+            .filter(|g| {
+                if stale_only {
+                    let verified = st.groups.records.get(&g.key).and_then(|r| r.verified);
+                    sweep::stale(verified, now, self.settings.interval)
+                } else {
+                    full || !st.groups.settled(g)
+                }
+            })
             .partition(|g| st.groups.fights.held(&g.key, now));
         let size = held.len() + active.len();
         let (active, held) = (subset(&desired, active), subset(&desired, held));
@@ -320,12 +351,20 @@ fn subset<'a>(desired: &Desired, groups: impl IntoIterator<Item = &'a DesiredGro
 }
 
 impl<F: Fleet> Runner<F> {
-    /// Runs the active groups as the options say and the held (fighting) ones watch-only.
-    async fn run_scoped(&self, active: Desired, held: Desired) -> Vec<fold::Scoped> {
-        let opts = PassOptions {
+    /// Runs the active groups as the options say (but for the `--max-changes` in force: the
+    /// whole plan's for the main lane, the window's room for the sweep and the targeted lane) and
+    /// the held (fighting) ones watch-only.
+    async fn run_scoped(
+        &self,
+        active: Desired,
+        held: Desired,
+        max_changes: Option<usize>,
+    ) -> Vec<fold::Scoped> {
+        let mut opts = PassOptions {
             cancel: Some(self.cancel.clone()),
             ..self.setup.pass.clone()
         };
+        opts.rails.max_changes = max_changes;
         let mut reports = Vec::new();
         if !active.groups.is_empty() {
             reports.push(fold::Scoped {

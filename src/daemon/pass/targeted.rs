@@ -11,11 +11,16 @@
 use super::results::{Finished, FoundBy, PassOutcome, Tally};
 use super::{subset, Runner};
 use crate::accounts::Fleet;
+use crate::daemon::sweep::ChangeWindow;
 use crate::daemon::triggers::Trigger;
-use crate::policy::DesiredGroup;
+use crate::events::Author;
+use crate::model::GroupKey;
+use crate::policy::{Desired, DesiredGroup};
+use crate::reconcile::Outcome;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 impl<F: Fleet> Runner<F> {
     /// Runs targeted passes until shutdown.
@@ -42,10 +47,26 @@ impl<F: Fleet> Runner<F> {
             return;
         };
         let batch = self.intake.take();
+        let keys: Vec<GroupKey> = batch.keys().cloned().collect();
+        self.lane_pass(st, started, desired, &keys, &batch, Lane::Targeted)
+            .await;
+    }
+
+    /// One pass of a lane beside the main one (the targeted lane, the sweep) over `keys`, begun
+    /// under `st`: reads, plans, corrects within the `--max-changes` window, folds and reports.
+    pub(super) async fn lane_pass(
+        &self,
+        st: tokio::sync::MutexGuard<'_, super::State>,
+        started: Instant,
+        desired: Arc<Desired>,
+        keys: &[GroupKey],
+        authors: &BTreeMap<GroupKey, Arc<Author>>,
+        lane: Lane,
+    ) {
         let now = Instant::now();
-        // A group the folder stopped governing since the event was queued is not read.
-        let (held, active): (Vec<&DesiredGroup>, Vec<&DesiredGroup>) = batch
-            .keys()
+        // A group the folder stopped governing since it was queued is not read.
+        let (held, active): (Vec<&DesiredGroup>, Vec<&DesiredGroup>) = keys
+            .iter()
             .filter_map(|k| desired.groups.get(k))
             .partition(|g| st.groups.fights.held(&g.key, now));
         let scope = held.len() + active.len();
@@ -54,7 +75,15 @@ impl<F: Fleet> Runner<F> {
         }
         let (active, held) = (subset(&desired, active), subset(&desired, held));
         drop(st);
-        let reports = self.run_scoped(active, held).await;
+        let room = self.lock_changes().reserve(Instant::now());
+        let reports = self.run_scoped(active, held, room).await;
+        let made = reports
+            .iter()
+            .filter(|s| s.held.is_none())
+            .flat_map(|s| &s.report.results)
+            .filter(|r| matches!(r.outcome, Outcome::Changed))
+            .count();
+        self.lock_changes().settle(Instant::now(), room, made);
 
         let mut st = self.state.lock().await;
         let commit = st.folder.commit().map(str::to_string);
@@ -63,24 +92,41 @@ impl<F: Fleet> Runner<F> {
             reports,
             &desired.groups,
             commit.as_deref(),
-            FoundBy::Event,
-            &batch,
+            lane.cause(),
+            authors,
         );
         self.publish_groups(&st);
         self.note_oldest_read(&st);
         drop(st);
+        let trigger = lane.trigger();
         if let Some(why) = &cloud_failure {
             // The main lane clears it again after its next pass that reads the cloud through.
             self.health.cloud(Some(why.clone()));
             tracing::warn!(
-                trigger = "event",
-                "targeted pass failed on the cloud: {why}"
+                trigger = trigger.as_str(),
+                "{} pass failed on the cloud: {why}",
+                lane.name()
             );
         }
-        // The targeted lane never loads the folder: only the main lane says it is broken.
+        if tally.held > 0 {
+            if let Some(at) = self.lock_changes().room_at(Instant::now()) {
+                tracing::warn!(
+                    trigger = trigger.as_str(),
+                    held = tally.held,
+                    "corrections held: --max-changes {} were made within the last {}; the next \
+                     has room in {} (or a SIGHUP or a commit applies them as a whole plan)",
+                    self.setup.pass.rails.max_changes.unwrap_or(0),
+                    humantime::format_duration(self.settings.interval),
+                    humantime::format_duration(Duration::from_secs(
+                        at.saturating_duration_since(Instant::now()).as_secs()
+                    ))
+                );
+            }
+        }
+        // A lane beside the main one never loads the folder: only the main lane says it is broken.
         let outcome = PassOutcome::of(cloud_failure.is_some(), true, &tally);
         self.finish(Finished {
-            trigger: Trigger::Event,
+            trigger,
             outcome,
             started,
             tally: &tally,
@@ -88,5 +134,40 @@ impl<F: Fleet> Runner<F> {
             declared: desired.groups.len(),
             revision: Some(&desired.revision),
         });
+    }
+
+    pub(super) fn lock_changes(&self) -> std::sync::MutexGuard<'_, ChangeWindow> {
+        self.changes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The lanes beside the main one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Lane {
+    Targeted,
+    Sweep,
+}
+
+impl Lane {
+    fn trigger(self) -> Trigger {
+        match self {
+            Lane::Targeted => Trigger::Event,
+            Lane::Sweep => Trigger::Sweep,
+        }
+    }
+
+    /// What found the drift its corrections undo: the sweep is the resync's successor.
+    fn cause(self) -> FoundBy {
+        match self {
+            Lane::Targeted => FoundBy::Event,
+            Lane::Sweep => FoundBy::Resync,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Lane::Targeted => "targeted",
+            Lane::Sweep => "sweep",
+        }
     }
 }

@@ -201,11 +201,19 @@ impl Daemon {
     /// A daemon that surveys coverage after each full pass when `surveying`, and never writes
     /// when `dry_run`.
     fn with(files: &[(&str, &str)], surveying: bool, dry_run: bool) -> Daemon {
+        Daemon::built(files, |setup| {
+            setup.settings.report_ungoverned = surveying;
+            setup.pass.dry_run = dry_run;
+        })
+    }
+
+    /// A daemon over `files` whose setup `adjust` changed from the tests' default.
+    fn built(files: &[(&str, &str)], adjust: impl FnOnce(&mut Setup)) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).expect("write policy file");
         }
-        let setup = Setup {
+        let mut setup = Setup {
             policies: dir.path().to_path_buf(),
             load: LoadOptions::default(),
             connect: ConnectSettings {
@@ -221,7 +229,6 @@ impl Daemon {
                 connect_timeout: Duration::from_secs(5),
             },
             pass: PassOptions {
-                dry_run,
                 concurrency: 1,
                 verify_reads: 1,
                 verify_delay: Duration::ZERO,
@@ -230,12 +237,13 @@ impl Daemon {
                 ..PassOptions::default()
             },
             settings: DaemonSettings {
-                report_ungoverned: surveying,
+                report_ungoverned: false,
                 ..DaemonSettings::default()
             },
             report: None,
             shard: crate::shard::Shard::default(),
         };
+        adjust(&mut setup);
         let cloud = Fake::default();
         let fleet = Arc::new(FakeFleet {
             cloud: cloud.clone(),
@@ -381,7 +389,7 @@ async fn a_targeted_correction_does_not_wait_for_the_main_lanes_selector_listing
     assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
     d.cloud.script().done();
 
-    // The next resync's listing hangs; meanwhile a console user opens sg-a.
+    // The next full pass's listing (a SIGHUP's) hangs; meanwhile a console user opens sg-a.
     d.cloud.gate.armed.store(true, Ordering::SeqCst);
     d.cloud.expect(
         Scripted::new()
@@ -404,7 +412,7 @@ async fn a_targeted_correction_does_not_wait_for_the_main_lanes_selector_listing
             .then(read(&a), Answer::Policy(Drop))
             .then(read(&b), Answer::Policy(Drop)),
     );
-    let resync = d.runner.pass(Trigger::Interval);
+    let resync = d.runner.pass(Trigger::Signal);
     let targeted = async {
         d.cloud.gate.listing.notified().await;
         assert!(matches!(
@@ -484,18 +492,19 @@ async fn a_broken_edit_keeps_the_last_good_state_enforced_until_a_fix_recovers()
     d.cloud.script().done();
 
     std::fs::write(d.dir.path().join("prod.yaml"), "region: [").expect("break the file");
-    // A file pass over a broken folder reads nothing; a resync still enforces the last good state.
+    // A file pass over a broken folder reads nothing; a full pass (SIGHUP) still enforces the
+    // last good state.
     d.cloud.expect(Scripted::new());
     assert_eq!(d.runner.pass(Trigger::File).await, Verdict::Done);
     d.cloud.expect(reads_a_in_sync());
-    assert_eq!(d.runner.pass(Trigger::Interval).await, Verdict::Done);
+    assert_eq!(d.runner.pass(Trigger::Signal).await, Verdict::Done);
     d.cloud.script().done();
     assert_eq!(d.metric("sgpolicy_policy_load_errors"), 1.0);
     let (ready, why) = d.health.ready();
     assert!(ready, "the last good state is enforced: {why}");
     assert!(why.contains("1 error"), "{why}");
     assert_eq!(
-        d.metric(r#"sgpolicy_passes_total{trigger="interval",outcome="folder_error"}"#),
+        d.metric(r#"sgpolicy_passes_total{trigger="signal",outcome="folder_error"}"#),
         1.0
     );
 
@@ -552,7 +561,7 @@ groups:
 ";
     let d = Daemon::with(&[("prod.yaml", TWO)], false, true);
     let (a, b) = (sg("sg-a"), sg("sg-b"));
-    for trigger in [Trigger::Startup, Trigger::Interval] {
+    for trigger in [Trigger::Startup, Trigger::Signal] {
         // No write is scripted: the fake fails the test on any.
         d.cloud.expect(
             Scripted::new()
@@ -574,5 +583,212 @@ groups:
     assert_eq!(
         st.groups.records[&a].hold, None,
         "a dry run holds nothing back"
+    );
+}
+
+/// `sg-a` and `sg-b`, both declared `Drop`.
+const TWO_GROUPS: &str = "region: cn-hangzhou
+groups:
+  - id: sg-a
+    innerAccessPolicy: Drop
+  - id: sg-b
+    innerAccessPolicy: Drop
+";
+
+/// The script of a start-up pass that finds `sg-a` and `sg-b` in sync.
+fn reads_both_in_sync() -> Scripted {
+    let (a, b) = (sg("sg-a"), sg("sg-b"));
+    Scripted::new()
+        .then(
+            describe(&[&a, &b]),
+            found(&[(&a, normal()), (&b, normal())]),
+        )
+        .then(read(&a), Answer::Policy(Drop))
+        .then(read(&b), Answer::Policy(Drop))
+}
+
+/// The script of a correction of `key` found `Accept`: read, write, verifying read.
+fn corrects(d: &Daemon, key: &GroupKey) -> Scripted {
+    Scripted::new()
+        .then(describe(&[key]), found(&[(key, normal())]))
+        .then(read(key), Answer::Policy(Accept))
+        .then(
+            Request::Modify {
+                key: key.clone(),
+                policy: Drop,
+                token: d.token(key, Accept, Drop),
+            },
+            Answer::RequestId("R-1"),
+        )
+        .then(read(key), Answer::Policy(Drop))
+}
+
+#[tokio::test]
+async fn the_sweep_reads_the_group_read_longest_ago_and_corrects_its_drift_at_once() {
+    let d = Daemon::new(&[("prod.yaml", TWO_GROUPS)]);
+    d.cloud.expect(reads_both_in_sync());
+    assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
+    d.cloud.script().done();
+
+    // Both were read by the start-up pass; sg-a, flipped meanwhile, is read (and corrected) first.
+    let (a, b) = (sg("sg-a"), sg("sg-b"));
+    d.cloud.expect(corrects(&d, &a));
+    d.runner.sweep_tick(1).await;
+    d.cloud.script().done();
+    // sg-a is now the youngest: the next tick reads sg-b, not sg-a again.
+    d.cloud.expect(
+        Scripted::new()
+            .then(describe(&[&b]), found(&[(&b, normal())]))
+            .then(read(&b), Answer::Policy(Drop)),
+    );
+    d.runner.sweep_tick(1).await;
+    d.cloud.script().done();
+    assert_eq!(
+        d.metric(r#"sgpolicy_passes_total{trigger="sweep",outcome="success"}"#),
+        2.0,
+        "{}",
+        d.metrics.encode()
+    );
+    assert_eq!(
+        d.metric(r#"sgpolicy_corrections_by_cause_total{cause="resync",actor_type="unknown"}"#),
+        1.0,
+        "{}",
+        d.metrics.encode()
+    );
+}
+
+#[tokio::test]
+async fn the_interval_pass_beside_the_sweep_reads_only_groups_not_read_within_the_interval() {
+    let d = Daemon::new(&[("prod.yaml", ONE_GROUP)]);
+    d.cloud.expect(reads_a_in_sync());
+    assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
+    d.cloud.script().done();
+
+    // sg-b is added; sg-a was read moments ago: the interval pass reads sg-b only.
+    std::fs::write(d.dir.path().join("prod.yaml"), TWO_GROUPS).expect("add sg-b");
+    let b = sg("sg-b");
+    d.cloud.expect(
+        Scripted::new()
+            .then(describe(&[&b]), found(&[(&b, normal())]))
+            .then(read(&b), Answer::Policy(Drop)),
+    );
+    assert_eq!(d.runner.pass(Trigger::Interval).await, Verdict::Done);
+    d.cloud.script().done();
+
+    // Nothing is stale now: the next interval pass reads nothing at all.
+    d.cloud.expect(Scripted::new());
+    assert_eq!(d.runner.pass(Trigger::Interval).await, Verdict::Done);
+    d.cloud.script().done();
+}
+
+#[tokio::test]
+async fn corrections_beyond_max_changes_in_the_window_are_held_until_it_has_room_or_a_sighup() {
+    let d = Daemon::built(&[("prod.yaml", TWO_GROUPS)], |s| {
+        s.pass.rails.max_changes = Some(1);
+    });
+    d.cloud.expect(reads_both_in_sync());
+    assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
+    d.cloud.script().done();
+
+    // Both flipped; the window allows one correction: a plan of two writes neither, held.
+    let (a, b) = (sg("sg-a"), sg("sg-b"));
+    d.cloud.expect(
+        Scripted::new()
+            .then(
+                describe(&[&a, &b]),
+                found(&[(&a, normal()), (&b, normal())]),
+            )
+            .then(read(&a), Answer::Policy(Accept))
+            .then(read(&b), Answer::Policy(Accept)),
+    );
+    d.runner.sweep_tick(2).await;
+    d.cloud.script().done();
+    {
+        let st = d.runner.state.lock().await;
+        for key in [&a, &b] {
+            assert!(
+                matches!(
+                    st.groups.records[key].hold,
+                    Some(fold::HoldReason::Rail(
+                        crate::reconcile::gate::Hold::MaxChanges { .. }
+                    ))
+                ),
+                "{:?}",
+                st.groups.records[key]
+            );
+        }
+    }
+    assert_eq!(d.metric(r#"sgpolicy_groups{state="drifted"}"#), 2.0);
+
+    // The window has room for one: the next tick takes one held group (sg-a) and corrects it.
+    d.cloud.expect(corrects(&d, &a));
+    d.runner.sweep_tick(0).await;
+    d.cloud.script().done();
+
+    // The window is full now: a tick with nothing due reads nothing, sg-b stays held.
+    d.cloud.expect(Scripted::new());
+    d.runner.sweep_tick(0).await;
+    d.cloud.script().done();
+
+    // A human acts (SIGHUP): the whole plan has its own --max-changes, and sg-b is corrected.
+    d.cloud.expect(
+        Scripted::new()
+            .then(
+                describe(&[&a, &b]),
+                found(&[(&a, normal()), (&b, normal())]),
+            )
+            .then(read(&a), Answer::Policy(Drop))
+            .then(read(&b), Answer::Policy(Accept))
+            .then(
+                Request::Modify {
+                    key: b.clone(),
+                    policy: Drop,
+                    token: d.token(&b, Accept, Drop),
+                },
+                Answer::RequestId("R-2"),
+            )
+            .then(read(&b), Answer::Policy(Drop)),
+    );
+    assert_eq!(d.runner.pass(Trigger::Signal).await, Verdict::Done);
+    d.cloud.script().done();
+    assert_eq!(d.metric(r#"sgpolicy_groups{state="in_sync"}"#), 2.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sweep_lane_reads_each_group_once_per_interval_at_an_even_pace() {
+    let d = Daemon::built(&[("prod.yaml", TWO_GROUPS)], |s| {
+        s.settings.interval = Duration::from_secs(10);
+    });
+    d.cloud.expect(reads_both_in_sync());
+    assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
+    d.cloud.script().done();
+
+    // Two groups over 10 s: one group every 5 s, sg-a then sg-b; each read once in the interval.
+    let (a, b) = (sg("sg-a"), sg("sg-b"));
+    d.cloud.expect(
+        Scripted::new()
+            .then(describe(&[&a]), found(&[(&a, normal())]))
+            .then(read(&a), Answer::Policy(Drop))
+            .then(describe(&[&b]), found(&[(&b, normal())]))
+            .then(read(&b), Answer::Policy(Drop)),
+    );
+    tokio::task::LocalSet::new()
+        .run_until(async {
+            let lane = tokio::task::spawn_local(d.runner.clone().sweep_lane());
+            tokio::time::sleep(Duration::from_millis(4_900)).await;
+            assert_eq!(
+                d.metric(r#"sgpolicy_passes_total{trigger="sweep",outcome="success"}"#),
+                0.0,
+                "nothing before the first group's share of the interval"
+            );
+            tokio::time::sleep(Duration::from_millis(5_200)).await;
+            d.runner.stopping();
+            lane.await.expect("the sweep lane ends at shutdown");
+        })
+        .await;
+    d.cloud.script().done();
+    assert_eq!(
+        d.metric(r#"sgpolicy_passes_total{trigger="sweep",outcome="success"}"#),
+        2.0
     );
 }

@@ -1,0 +1,108 @@
+//! The sweep lane: the continuous verification. Every tick it reads the few governed groups read
+//! longest ago (the schedule is `daemon::sweep`, pure), corrects a drifted one at once within the
+//! `--max-changes` window, and folds the results like any pass. It waits while the main lane runs a
+//! pass that reads every group (start-up, SIGHUP, retry) and drops what it owed meanwhile, since that
+//! pass read everything; before the first pass resolved the folder it reads nothing.
+//!
+//! Pacing adapts to the AIMD limiter without asking it: a tick's reads queue behind the limiter
+//! like any request, the next tick starts only when they are done, and what the slowed tick could
+//! not read is not made up in a burst.
+
+use super::targeted::Lane;
+use super::Runner;
+use crate::accounts::Fleet;
+use crate::daemon::sweep::{self, Pace};
+use crate::model::GroupKey;
+use crate::reconcile::gate::Hold;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl<F: Fleet> Runner<F> {
+    /// Runs the sweep until shutdown.
+    pub async fn sweep_lane(self: Arc<Self>) {
+        let mut pace = Pace::new(
+            self.settings.interval,
+            self.setup.connect.rate_limits.default_rps,
+        );
+        let mut last = tokio::time::Instant::now();
+        loop {
+            let n = self.governed_count().await;
+            let wait = pace.tick(n);
+            if self
+                .unless_stopped(tokio::time::sleep(wait))
+                .await
+                .is_none()
+            {
+                return;
+            }
+            let now = tokio::time::Instant::now();
+            let elapsed = now - last;
+            last = now;
+            if self.full_running.load(Ordering::SeqCst) {
+                pace.reset();
+                continue;
+            }
+            let k = pace.take(n, elapsed);
+            self.sweep_tick(k).await;
+            if self.cancel.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+
+    async fn governed_count(&self) -> usize {
+        let st = self.state.lock().await;
+        st.effective.as_ref().map_or(0, |d| d.groups.len())
+    }
+
+    /// Reads the `k` groups read longest ago, and the groups the `--max-changes` window held back
+    /// once it has room again.
+    pub(super) async fn sweep_tick(&self, k: usize) {
+        let started = Instant::now();
+        let st = self.state.lock().await;
+        let Some(desired) = st.effective.clone() else {
+            return;
+        };
+        let mut keys = sweep::oldest(
+            desired.groups.keys().map(|key| {
+                let verified = st.groups.records.get(key).and_then(|r| r.verified);
+                (key.clone(), verified)
+            }),
+            k,
+        );
+        // As many held groups as the window has room for: more would be held again as a whole.
+        let room = self
+            .lock_changes()
+            .room(Instant::now())
+            .unwrap_or(usize::MAX);
+        let held: Vec<GroupKey> = st
+            .groups
+            .records
+            .iter()
+            .filter(|(key, r)| held_by_window(r) && desired.groups.contains_key(*key))
+            .map(|(key, _)| key.clone())
+            .filter(|key| !keys.contains(key))
+            .take(room)
+            .collect();
+        keys.extend(held);
+        if keys.is_empty() {
+            return;
+        }
+        let authors: BTreeMap<_, _> = keys
+            .iter()
+            .filter_map(|key| Some((key.clone(), self.intake.author_of(key)?)))
+            .collect();
+        self.lane_pass(st, started, desired, &keys, &authors, Lane::Sweep)
+            .await;
+    }
+}
+
+/// Whether the group's last drift was held by `--max-changes` (over the window or a whole plan).
+fn held_by_window(r: &super::fold::Record) -> bool {
+    matches!(
+        &r.hold,
+        Some(super::fold::HoldReason::Rail(Hold::MaxChanges { .. }))
+    ) && r.state == super::results::GroupState::Drifted
+}
