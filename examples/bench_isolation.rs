@@ -7,7 +7,11 @@
 //!
 //! Options: `--groups N` (10000), `--interfaces N` (50000), `--max-groups N` (5, groups per interface),
 //! `--vpcs N` (1), `--calls` (also run `sgpolicy --once --dry-run --check-isolation` against the
-//! simulator; slow: one attribute read per group), `--max-rps F` (for `--calls`, 2000).
+//! simulator; slow: one attribute read per group), `--max-rps F` (for `--calls` and `--daemon`,
+//! 2000), `--daemon` (run the real daemon against the simulator holding the estate, with the push
+//! receiver on; once its start-up pass is done, add a self-referencing SSH rule to an isolated
+//! declared group through the simulator's console, whose EventBridge pushes the
+//! `AuthorizeSecurityGroup` event, and print the time from the push to the daemon's warning).
 //!
 //! The estate is deterministic (a fixed seed). Every group has three ingress rules (HTTPS from an
 //! outside CIDR, SSH from a "bastion" group, a priority-1 drop of the bastion's telnet) and one egress
@@ -70,6 +74,7 @@ struct Options {
     max_groups: usize,
     vpcs: usize,
     calls: bool,
+    daemon: bool,
     max_rps: f64,
 }
 
@@ -80,6 +85,7 @@ fn options() -> Options {
         max_groups: 5,
         vpcs: 1,
         calls: false,
+        daemon: false,
         max_rps: 2000.0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -94,6 +100,11 @@ fn options() -> Options {
             "--max-rps" => o.max_rps = value().parse().expect("--max-rps F"),
             "--calls" => {
                 o.calls = true;
+                i += 1;
+                continue;
+            }
+            "--daemon" => {
+                o.daemon = true;
                 i += 1;
                 continue;
             }
@@ -291,57 +302,45 @@ fn main() {
         by(Status::Unknown),
         verdicts.iter().map(|v| v.paths.len()).sum::<usize>()
     );
+    // An isolated declared group with members, none of whose members is in a group with the
+    // priority-1 wall (which would shadow the SSH rule the daemon run adds): where it opens a path.
+    let walled = |g: &String| {
+        g.trim_start_matches("sg-bench")
+            .parse::<usize>()
+            .is_ok_and(|i| i % 20 == 1)
+    };
+    let quiet = declared
+        .iter()
+        .zip(&verdicts)
+        .filter(|(_, v)| v.status == Status::Isolated && v.members >= 2)
+        .map(|(g, _)| g)
+        .find(|g| {
+            estate
+                .members
+                .iter()
+                .filter(|m| m.groups.contains(g))
+                .all(|m| !m.groups.iter().any(walled))
+        })
+        .cloned();
     drop(analysis);
     if o.calls {
         calls(&o, &interfaces, declared.len());
     }
+    if o.daemon {
+        match quiet {
+            Some(g) => daemon(&o, &interfaces, &g),
+            None => {
+                println!("daemon: no isolated declared group with two members to open a path in")
+            }
+        }
+    }
 }
 
-/// The real binary against the simulator holding the same estate: its calls by action against the
-/// formula (docs/scale.md).
-fn calls(o: &Options, interfaces: &[(String, String, Vec<String>, usize)], declared: usize) {
-    use std::fmt::Write;
-    let mut seed =
-        String::from("accessKeys:\n  - {id: testid, secret: testsecret}\nsecurityGroups:\n");
-    // A group lives in the VPC of its first member, or the first VPC.
-    let mut vpc_of = std::collections::HashMap::new();
-    for (_, _, groups, vpc) in interfaces {
-        for g in groups {
-            vpc_of.entry(g.clone()).or_insert(*vpc);
-        }
-    }
-    for i in 0..o.groups {
-        let _ = writeln!(
-            seed,
-            "  - id: {}\n    region: cn-hangzhou\n    innerAccessPolicy: {}\n    vpcId: vpc-bench{}\n    permissions:",
-            gid(i),
-            policy_of(i).as_str(),
-            vpc_of.get(&gid(i)).copied().unwrap_or(0)
-        );
-        for r in rules_of(i, o.groups) {
-            let v = serde_json::to_value(PermissionYaml(&r)).expect("rule");
-            let _ = writeln!(seed, "      - {v}");
-        }
-    }
-    seed.push_str("networkInterfaces:\n");
-    for (id, address, groups, vpc) in interfaces {
-        let _ = writeln!(
-            seed,
-            "  - {{NetworkInterfaceId: {id}, region: cn-hangzhou, VpcId: vpc-bench{vpc}, InstanceId: i-{id}, Type: Primary, Status: InUse, PrivateIpAddress: {address}, SecurityGroupIds: [{}]}}",
-            groups.join(", ")
-        );
-    }
-    let dir = tempfile_dir();
-    let mut policy = String::from("region: cn-hangzhou\ngroups:\n");
-    for i in 0..o.groups {
-        let _ = writeln!(
-            policy,
-            "  - {{id: {}, innerAccessPolicy: {}}}",
-            gid(i),
-            policy_of(i).as_str()
-        );
-    }
-    std::fs::write(dir.join("bench.yaml"), policy).expect("policy file");
+/// The real daemon against the simulator holding the estate: the time from an
+/// `AuthorizeSecurityGroup` push (a console user adding SSH from `group` to itself) to the warning.
+fn daemon(o: &Options, interfaces: &[(String, String, Vec<String>, usize)], group: &str) {
+    use std::io::BufRead;
+    let (seed, dir) = sim_estate(o, interfaces);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let sim = sgpolicy_sim::Simulator::new(sgpolicy_sim::Seed::from_yaml(&seed).expect("seed"));
     let listener = rt
@@ -350,14 +349,159 @@ fn calls(o: &Options, interfaces: &[(String, String, Vec<String>, usize)], decla
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let server = sim.clone();
     rt.spawn(async move { server.serve(listener, std::future::pending()).await });
-    let bin = std::env::current_exe()
+    let events = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let token = dir.join("events-token");
+    std::fs::write(&token, "bench-token\n").expect("token file");
+    let policies = dir.join("policies");
+    let target: sgpolicy_sim::PushTarget = serde_json::from_value(serde_json::json!({
+        "url": format!("http://{events}/events"), "token": "bench-token"}))
+    .expect("a push target");
+    sim.set_eventbridge(sgpolicy_sim::EventBridgeConfig {
+        targets: vec![target],
+    })
+    .expect("loopback target");
+    let started = Instant::now();
+    let mut child = std::process::Command::new(sgpolicy_bin())
+        .args(["--policies", policies.to_str().expect("utf-8")])
+        .args([
+            "--interval",
+            "1h",
+            "--events-poll",
+            "0",
+            "--no-report-ungoverned",
+        ])
+        .args(["--events-addr", &events.to_string()])
+        .args(["--events-token-file", token.to_str().expect("utf-8")])
+        .args(["--max-rps", &o.max_rps.to_string(), "--concurrency", "32"])
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "testid")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "testsecret")
+        .env("ALIBABA_CLOUD_ENDPOINT_ECS", &url)
+        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "sgpolicy=info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the daemon");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<(Instant, String)>();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |what: &str, want: &dyn Fn(&str) -> bool| -> Option<(Instant, String)> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while let Ok((at, line)) =
+            lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if want(&line) {
+                return Some((at, line));
+            }
+        }
+        println!("daemon: never saw {what}");
+        None
+    };
+    let Some((ready, _)) = wait_for("the start-up pass", &|l| {
+        l.contains("pass finished") && l.contains("startup")
+    }) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    };
+    println!(
+        "daemon: start-up pass (with the isolation check) done {:.1} s after launch",
+        (ready - started).as_secs_f64()
+    );
+    let rule: sgpolicy_sim::SeedRule = serde_json::from_value(serde_json::json!({
+        "Direction": "ingress", "IpProtocol": "TCP", "PortRange": "22/22", "SourceGroupId": group}))
+    .expect("rule");
+    let bob = sgpolicy_sim::ConsoleActor {
+        user_name: Some("bob".into()),
+        ..sgpolicy_sim::ConsoleActor::default()
+    };
+    let before = sim.call_counts().by_action;
+    // EventBridge delivers from the runtime the simulator serves on.
+    let _inside = rt.enter();
+    let pushed = Instant::now();
+    sim.add_rule(
+        sgpolicy_sim::DEFAULT_ACCOUNT,
+        "cn-hangzhou",
+        group,
+        &rule,
+        Some(&bob),
+    )
+    .expect("the rule is added");
+    println!("daemon: a console user (ram-user bob) adds tcp 22/22 from {group} to {group}");
+    let needle = format!("to {group}: members of {group} reach each other on tcp 22/22");
+    if let Some((warned, _)) = wait_for("the warning", &|l| {
+        l.contains("WARN") && l.contains(&needle)
+    }) {
+        let checked = wait_for("the re-check line", &|l| l.contains("isolation re-checked"));
+        println!(
+            "daemon: AuthorizeSecurityGroup push to the warning naming ram-user bob: {:.3} s ({} interfaces in the group's VPC listed, the estate's {} groups)",
+            (warned - pushed).as_secs_f64(),
+            interfaces.len(),
+            o.groups
+        );
+        if let Some((_, line)) = checked {
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name))
+                    .unwrap_or("?")
+                    .to_string()
+            };
+            println!(
+                "daemon: the re-check: {} declared groups whose members share {group} ({} not isolated), {} calls, {} ms",
+                field("scope="),
+                field("not_isolated="),
+                field("api_calls="),
+                field("duration_ms=")
+            );
+            let after = sim.call_counts().by_action;
+            let since: std::collections::BTreeMap<&String, u64> = after
+                .iter()
+                .map(|(a, n)| (a, n - before.get(a).copied().unwrap_or(0)))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            println!("daemon: the simulator's calls from the push to the re-check: {since:?}");
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The binary next to this example (`target/<profile>/sgpolicy`).
+fn sgpolicy_bin() -> std::path::PathBuf {
+    std::env::current_exe()
         .expect("exe")
         .parent()
         .and_then(|p| p.parent())
         .expect("target dir")
-        .join("sgpolicy");
+        .join("sgpolicy")
+}
+
+/// The real binary against the simulator holding the same estate: its calls by action against the
+/// formula (docs/scale.md).
+fn calls(o: &Options, interfaces: &[(String, String, Vec<String>, usize)], declared: usize) {
+    let (seed, root) = sim_estate(o, interfaces);
+    let dir = root.join("policies");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let sim = sgpolicy_sim::Simulator::new(sgpolicy_sim::Seed::from_yaml(&seed).expect("seed"));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = sim.clone();
+    rt.spawn(async move { server.serve(listener, std::future::pending()).await });
     let started = Instant::now();
-    let out = std::process::Command::new(bin)
+    let out = std::process::Command::new(sgpolicy_bin())
         .args([
             "--policies",
             dir.to_str().expect("utf-8"),
@@ -400,7 +544,60 @@ fn calls(o: &Options, interfaces: &[(String, String, Vec<String>, usize)], decla
         "the agent's verdicts: {} checked, {} not isolated, {} unknown",
         declared, doc["summary"]["notIsolated"], doc["summary"]["isolationUnknown"]
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The simulator's seed holding the estate, and a temporary folder whose `policies/` declares
+/// every group.
+fn sim_estate(
+    o: &Options,
+    interfaces: &[(String, String, Vec<String>, usize)],
+) -> (String, std::path::PathBuf) {
+    use std::fmt::Write;
+    let mut seed =
+        String::from("accessKeys:\n  - {id: testid, secret: testsecret}\nsecurityGroups:\n");
+    // A group lives in the VPC of its first member, or the first VPC.
+    let mut vpc_of = std::collections::HashMap::new();
+    for (_, _, groups, vpc) in interfaces {
+        for g in groups {
+            vpc_of.entry(g.clone()).or_insert(*vpc);
+        }
+    }
+    for i in 0..o.groups {
+        let _ = writeln!(
+            seed,
+            "  - id: {}\n    region: cn-hangzhou\n    innerAccessPolicy: {}\n    vpcId: vpc-bench{}\n    permissions:",
+            gid(i),
+            policy_of(i).as_str(),
+            vpc_of.get(&gid(i)).copied().unwrap_or(0)
+        );
+        for r in rules_of(i, o.groups) {
+            let v = serde_json::to_value(PermissionYaml(&r)).expect("rule");
+            let _ = writeln!(seed, "      - {v}");
+        }
+    }
+    seed.push_str("networkInterfaces:\n");
+    for (id, address, groups, vpc) in interfaces {
+        let _ = writeln!(
+            seed,
+            "  - {{NetworkInterfaceId: {id}, region: cn-hangzhou, VpcId: vpc-bench{vpc}, InstanceId: i-{id}, Type: Primary, Status: InUse, PrivateIpAddress: {address}, SecurityGroupIds: [{}]}}",
+            groups.join(", ")
+        );
+    }
+    let dir = tempfile_dir();
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).expect("policy folder");
+    let mut policy = String::from("region: cn-hangzhou\ngroups:\n");
+    for i in 0..o.groups {
+        let _ = writeln!(
+            policy,
+            "  - {{id: {}, innerAccessPolicy: {}}}",
+            gid(i),
+            policy_of(i).as_str()
+        );
+    }
+    std::fs::write(policies.join("bench.yaml"), policy).expect("policy file");
+    (seed, dir)
 }
 
 /// A rule as the seed's flow mapping: only the fields that are set.

@@ -38,3 +38,19 @@ echo "(exit $rc: 1 means a group declared Drop does not isolate its members)"
 echo
 echo "\$ sgpolicy --policies examples/accounts --once      # another account, through STS AssumeRole"
 "$bin" --policies examples/accounts --once
+echo
+echo "\$ sgpolicy --policies examples/policies --metrics-addr 127.0.0.1:0 --events-poll 0   # the daemon checks isolation too"
+"$bin" --policies examples/policies --metrics-addr 127.0.0.1:0 --events-poll 0 --interval 1h \
+  >"$tmp/daemon.out" 2>"$tmp/daemon.err" &
+daemon_pid=$!
+trap 'kill "$daemon_pid" "$sim_pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+metrics=""
+for _ in $(seq 1 300); do
+  metrics=$(sed -n 's/.*serving \/metrics, \/healthz and \/readyz on \(http:[^ ]*\).*/\1/p' "$tmp/daemon.err" | head -1)
+  [ -n "$metrics" ] && grep -q 'is not isolated' "$tmp/daemon.err" && break
+  sleep 0.1
+done
+grep 'is not isolated' "$tmp/daemon.err" | sed 's/^/  /' || { echo "the daemon reported nothing:"; cat "$tmp/daemon.err"; exit 1; }
+[ -n "$metrics" ] && curl -fsS "$metrics/metrics" 2>/dev/null | grep '^sgpolicy_isolation_groups' | sed 's/^/  /' || true
+kill -TERM "$daemon_pid"
+wait "$daemon_pid" 2>/dev/null || true

@@ -52,22 +52,7 @@ fn main() -> ExitCode {
         },
         None => match cli.run.validate() {
             Ok(config) => match config.mode.clone() {
-                RunMode::Daemon(settings) => {
-                    let setup = daemon::Setup {
-                        policies: config.policies,
-                        load: config.load,
-                        connect: config.connect,
-                        pass: config.pass,
-                        settings: *settings,
-                        report: config.report,
-                        shard: config.shard,
-                    };
-                    match runtime.block_on(daemon::run(setup)) {
-                        Ended::Stopped => exit::OK,
-                        Ended::Misconfigured => exit::USAGE,
-                        Ended::Failed => exit::ERROR,
-                    }
-                }
+                RunMode::Daemon(settings) => run_daemon(&runtime, config, *settings),
                 RunMode::Apply | RunMode::Plan(_) => runtime.block_on(run_once(config)),
             },
             Err(problems) => usage(problems, "sgpolicy --help"),
@@ -78,6 +63,28 @@ fn main() -> ExitCode {
     // the exit up for seconds. Everything that matters has finished by now.
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     ExitCode::from(code as u8)
+}
+
+/// The daemon, until it stops; its exit code.
+fn run_daemon(
+    runtime: &tokio::runtime::Runtime,
+    config: Config,
+    settings: sgpolicy::daemon::settings::DaemonSettings,
+) -> i32 {
+    let setup = daemon::Setup {
+        policies: config.policies,
+        load: config.load,
+        connect: config.connect,
+        pass: config.pass,
+        settings,
+        report: config.report,
+        shard: config.shard,
+    };
+    match runtime.block_on(daemon::run(setup)) {
+        Ended::Stopped => exit::OK,
+        Ended::Misconfigured => exit::USAGE,
+        Ended::Failed => exit::ERROR,
+    }
 }
 
 /// How long the exit waits for blocking tasks left running (see the end of `main`).
@@ -254,16 +261,7 @@ async fn run_import(config: ImportConfig) -> i32 {
             for f in &summary.files {
                 println!("{}", f.display());
             }
-            let mut also = String::new();
-            if summary.skipped > 0 {
-                also += &format!(
-                    ", {} written as comments (cannot be managed)",
-                    summary.skipped
-                );
-            }
-            if summary.vanished > 0 {
-                also += &format!(", {} gone before their policy was read", summary.vanished);
-            }
+            let also = import_also(&summary);
             eprintln!(
                 "imported {} group(s) into {} file(s) in {}{also} ({:.1}s; API calls: {})",
                 summary.declared,
@@ -279,6 +277,21 @@ async fn run_import(config: ImportConfig) -> i32 {
             exit::ERROR
         }
     }
+}
+
+/// The groups an import skipped or lost, as the tail of its summary line (empty when none).
+fn import_also(summary: &import::Summary) -> String {
+    let mut also = String::new();
+    if summary.skipped > 0 {
+        also += &format!(
+            ", {} written as comments (cannot be managed)",
+            summary.skipped
+        );
+    }
+    if summary.vanished > 0 {
+        also += &format!(", {} gone before their policy was read", summary.vanished);
+    }
+    also
 }
 
 fn calls(stats: &sgpolicy::ecs::client::CallStats) -> String {

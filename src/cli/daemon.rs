@@ -236,6 +236,9 @@ pub enum TokenFileError {
     NotUtf8 { path: PathBuf },
     #[error("--events-token-file {} is empty; put the bearer token the EventBridge target sends in it", path.display())]
     Empty { path: PathBuf },
+    #[error("--events-token-file {}: the token is {len} bytes; it must be at least {} bytes so it cannot \
+             be guessed (generate one with `head -c 32 /dev/urandom | base64`)", path.display(), events::MIN_TOKEN_BYTES)]
+    TooShort { path: PathBuf, len: usize },
     #[error("--events-token-file {}: the token must be one line of at most 4096 printable characters", path.display())]
     NotOneLine { path: PathBuf },
 }
@@ -252,6 +255,12 @@ fn read_token(path: &Path) -> Result<Secret, TokenFileError> {
     let token = text.trim();
     if token.is_empty() {
         return Err(TokenFileError::Empty { path: path_buf() });
+    }
+    if token.len() < events::MIN_TOKEN_BYTES {
+        return Err(TokenFileError::TooShort {
+            path: path_buf(),
+            len: token.len(),
+        });
     }
     if token.len() > 4096 || token.chars().any(|c| c.is_control() || c == ' ') {
         return Err(TokenFileError::NotOneLine { path: path_buf() });
@@ -373,8 +382,11 @@ mod tests {
     fn the_token_file_is_read_trimmed_and_an_empty_one_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("token");
-        std::fs::write(&good, "abc123\n").unwrap();
-        assert_eq!(read_token(&good).unwrap().expose(), "abc123");
+        std::fs::write(&good, "abc123-0123456789abcdef\n").unwrap();
+        assert_eq!(
+            read_token(&good).unwrap().expose(),
+            "abc123-0123456789abcdef"
+        );
         let empty = dir.path().join("empty");
         std::fs::write(&empty, " \n").unwrap();
         assert!(matches!(
@@ -397,9 +409,9 @@ mod tests {
         let s = args.validate(false, &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         let receiver = s.events.receiver.expect("a receiver");
-        assert_eq!(receiver.token.expose(), "abc123");
+        assert_eq!(receiver.token.expose(), "abc123-0123456789abcdef");
         assert!(
-            !format!("{receiver:?}").contains("abc123"),
+            !format!("{receiver:?}").contains("abc123-0123456789abcdef"),
             "the token never reaches Debug"
         );
     }

@@ -168,8 +168,8 @@ pub struct RunArgs {
     /// (not isolated, or unknown) is an error (exit 1, also with --detailed-exitcode).
     #[arg(long)]
     pub require_isolation: bool,
-    /// Daemon: skip the isolation check after full passes (the daemon's check arrives with the
-    /// daemon part of issue 19; the flag is accepted now so deployments can set it).
+    /// Daemon: skip the isolation check (after full and file passes, and the re-checks that
+    /// ActionTrail events of rule, membership and interface changes trigger).
     #[arg(long, conflicts_with_all = ["check_isolation", "require_isolation"])]
     pub no_check_isolation: bool,
     /// Deadline for a whole pass (e.g. 30m, 90s; 0 for none); unfinished groups are reported as errors.
@@ -281,7 +281,13 @@ impl RunArgs {
                     allow_open: self.allow_open,
                 },
                 pass_timeout,
-                check_isolation: self.once && (self.check_isolation || self.require_isolation),
+                // The daemon checks after every full pass unless told not to; a one-shot run
+                // only when asked.
+                check_isolation: if self.once {
+                    self.check_isolation || self.require_isolation
+                } else {
+                    !self.no_check_isolation
+                },
                 ..PassOptions::default()
             },
             mode,
@@ -483,6 +489,8 @@ mod tests {
             .validate()
             .unwrap();
         assert!(!daemon.pass.check_isolation);
+        let daemon = parse(&["--policies", "p"]).run.validate().unwrap();
+        assert!(daemon.pass.check_isolation, "the daemon checks by default");
         assert!(Cli::try_parse_from([
             "sgpolicy",
             "--policies",

@@ -110,6 +110,11 @@ pub struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IsolationLabels {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
     pub source: String,
 }
@@ -122,6 +127,8 @@ pub struct Metrics {
     pub passes: Family<PassLabels, Counter>,
     pub pass_duration: Family<TriggerLabels, Histogram, fn() -> Histogram>,
     pub groups: Family<StateLabels, Gauge>,
+    /// Groups declared `Drop` by their last isolation verdict.
+    pub isolation_groups: Family<IsolationLabels, Gauge>,
     pub writes: Family<OutcomeLabels, Counter>,
     pub api_calls: Family<ApiLabels, Counter>,
     pub last_success: FloatGauge,
@@ -146,6 +153,8 @@ pub struct Metrics {
     pub api_throttled: Counter,
     /// `sgpolicy_shard_*` (`daemon::shard`).
     pub shard: crate::daemon::shard::ShardMetrics,
+    /// `sgpolicy_notifications_total{sink,result}`, counted by the notifier's sinks.
+    pub notify: crate::notify::NotifyMetrics,
     /// `--report-ungoverned`: groups no declaration governs, per (account, region).
     pub ungoverned: Family<CoverageLabels, Gauge>,
     /// The client's counts already added to `api_calls`.
@@ -169,6 +178,7 @@ impl Metrics {
             passes: Family::default(),
             pass_duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
             groups: Family::default(),
+            isolation_groups: Family::default(),
             writes: Family::default(),
             api_calls: Family::default(),
             last_success: FloatGauge::default(),
@@ -191,6 +201,7 @@ impl Metrics {
             api_retries: Counter::default(),
             api_throttled: Counter::default(),
             shard: Default::default(),
+            notify: Default::default(),
             ungoverned: Family::default(),
             api_seen: Mutex::new(BTreeMap::new()),
             trail_seen: Mutex::new(BTreeMap::new()),
@@ -205,6 +216,7 @@ impl Metrics {
         m.register_corrections(r);
         m.register_events_and_health(r);
         m.shard.register(r);
+        m.notify.register(r);
         Metrics { registry, ..m }
     }
 
@@ -224,6 +236,11 @@ impl Metrics {
             "sgpolicy_groups",
             "Declared groups by state after the last pass that read them (in_sync, drifted, unmanageable, error)",
             self.groups.clone(),
+        );
+        r.register(
+            "sgpolicy_isolation_groups",
+            "Groups declared Drop by their last isolation verdict (isolated, not-isolated, unknown)",
+            self.isolation_groups.clone(),
         );
         r.register(
             "sgpolicy_writes",
@@ -491,6 +508,17 @@ impl Metrics {
                 commit: commit.unwrap_or("").to_string(),
             })
             .set(1);
+    }
+
+    /// Checked groups by isolation status (every status is set, zeros included).
+    pub fn set_isolation_groups(&self, counts: &BTreeMap<&'static str, i64>) {
+        for (status, n) in counts {
+            self.isolation_groups
+                .get_or_create(&IsolationLabels {
+                    status: status.to_string(),
+                })
+                .set(*n);
+        }
     }
 
     /// Groups by (account, state). Every state of every account is set, zeros included, so a

@@ -9,8 +9,10 @@
 pub mod fights;
 pub mod health;
 pub mod intake;
+pub mod listen;
 pub mod metrics;
 pub mod pass;
+pub mod reach;
 pub mod settings;
 pub mod shard;
 pub mod sweep;
@@ -246,13 +248,34 @@ pub async fn serve<S: std::future::Future<Output = ()>>(setup: Setup, shell: She
         heartbeat: HEARTBEAT,
     };
     let grace = settings.shutdown_grace;
-    let runner = Arc::new(pass::Runner::new(
-        setup, clients, metrics, health, watch, intake, targets_tx,
-    ));
+    let notifier = start_notifier(&settings, &metrics);
+    let runner = Arc::new(
+        pass::Runner::new(setup, clients, metrics, health, watch, intake, targets_tx)
+            .notifying(notifier),
+    );
     run_lanes(runner, timing, rx, shutdown, grace).await;
     hangup_task.abort();
     events.stop().await;
     server.stop().await;
+}
+
+/// The notifier of `--notify-config` (its sinks' tasks run until the daemon's runtime ends). A sink
+/// that cannot start (its HTTP client) is said once; the daemon carries on without notifications
+/// rather than stop enforcing.
+fn start_notifier(settings: &DaemonSettings, metrics: &Metrics) -> crate::notify::Notifier {
+    if settings.notify.sinks.is_empty() {
+        return crate::notify::Notifier::default();
+    }
+    match crate::notify::Notifier::start(settings.notify.clone(), metrics.notify.clone()) {
+        Ok(n) => {
+            tracing::info!(sinks = settings.notify.sinks.len(), "notifications on");
+            n
+        }
+        Err(e) => {
+            tracing::error!("notifications are off: {e:#}");
+            crate::notify::Notifier::default()
+        }
+    }
 }
 
 /// The main lane (the trigger loop) and the targeted lane, until `shutdown` and the grace period.
@@ -320,7 +343,7 @@ impl EventSources {
             Some(r) => Server::start(
                 listener,
                 "POST /events (EventBridge)",
-                crate::events::receiver::router(r.token.clone(), heard_tx.clone(), status.clone()),
+                crate::events::receiver::router(r.token.clone(), intake.clone(), status.clone()),
             ),
             None => Server { task: None },
         };
@@ -396,7 +419,7 @@ impl Signals {
 /// An HTTP endpoint of the daemon (`/metrics` and health, `POST /events`), when its flag asks for one.
 struct Server {
     task: Option<(
-        tokio::task::JoinHandle<std::io::Result<()>>,
+        tokio::task::JoinHandle<()>,
         tokio::sync::oneshot::Sender<()>,
     )>,
 }
@@ -416,13 +439,15 @@ impl Server {
             .map_or_else(|e| format!("(unknown address: {e})"), |a| a.to_string());
         tracing::info!("serving {what} on http://{shown}");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        // Bounded: header and body timeouts, a connection cap that sheds idle connections first.
+        let task = tokio::spawn(listen::serve(
+            listener,
+            router,
+            listen::Limits::DEFAULT,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Server {
             task: Some((task, stop)),
         }

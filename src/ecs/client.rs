@@ -410,8 +410,8 @@ impl EcsClient {
         }
     }
 
-    /// One page of ActionTrail `LookupEvents` in `region`, newest first: the events named
-    /// `query.event_name` in `[query.start, query.end]`. Pass the previous page's `next_token` for
+    /// One page of ActionTrail `LookupEvents` in `region`, newest first: the events
+    /// `query.filter` selects in `[query.start, query.end]`. Pass the previous page's `next_token` for
     /// the next one (the query itself must be the same). `RegionId` is sent too, as the legacy
     /// ActionTrail SDK does, so a single `--actiontrail-endpoint` still tells regions apart.
     pub async fn lookup_events(
@@ -425,10 +425,16 @@ impl EcsClient {
             ("RegionId", region),
             ("StartTime", &start),
             ("EndTime", &end),
-            ("LookupAttribute.1.Key", "EventName"),
-            ("LookupAttribute.1.Value", &query.event_name),
             ("MaxResults", trail::MAX_RESULTS),
         ];
+        const KEYS: [[&str; 2]; 2] = [
+            ["LookupAttribute.1.Key", "LookupAttribute.1.Value"],
+            ["LookupAttribute.2.Key", "LookupAttribute.2.Value"],
+        ];
+        for ([k, v], (key, value)) in KEYS.iter().zip(query.filter.attributes()) {
+            params.push((k, key));
+            params.push((v, value));
+        }
         if let Some(t) = next_token {
             params.push(("NextToken", t));
         }

@@ -22,12 +22,33 @@ pub const ACCOUNT_WIDE: &str = "(all regions)";
 /// Short: the next poll asks for the same overlapping window anyway, so waiting longer gains nothing.
 pub const THROTTLE_BUDGET: Duration = Duration::from_secs(30);
 
-/// One `LookupEvents` query: the events named `event_name` with an `eventTime` in `[start, end]`.
+/// One `LookupEvents` query: the events `filter` selects with an `eventTime` in `[start, end]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventQuery {
     pub start: chrono::DateTime<chrono::Utc>,
     pub end: chrono::DateTime<chrono::Utc>,
-    pub event_name: String,
+    pub filter: Filter,
+}
+
+/// Which events a query asks for. ActionTrail takes at most two exact-match conditions and one
+/// value each, so many event names cannot be asked for in one query: every ECS write is one
+/// query instead of one per name (docs/events.md measures the difference).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Filter {
+    /// `EventName` = this name.
+    EventName(String),
+    /// `ServiceName` = `Ecs` and `EventRW` = `Write`: every ECS write.
+    EcsWrites,
+}
+
+impl Filter {
+    /// The `LookupAttribute.N.Key` / `.Value` pairs.
+    pub fn attributes(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Filter::EventName(name) => vec![("EventName", name.as_str())],
+            Filter::EcsWrites => vec![("ServiceName", "Ecs"), ("EventRW", "Write")],
+        }
+    }
 }
 
 /// One page of events, newest first. Each record is kept as JSON for `events::record`.

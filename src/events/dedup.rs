@@ -35,6 +35,12 @@ impl RecentIds {
         true
     }
 
+    /// Forgets `id` (an event recorded but then refused, so its redelivery is not a duplicate). Its
+    /// place in the eviction order stays: at worst another id is forgotten a little early.
+    pub fn forget(&mut self, id: &str) {
+        self.set.remove(id);
+    }
+
     /// Whether `id` is known, without recording it.
     pub fn contains(&self, id: &str) -> bool {
         self.set.contains(id)

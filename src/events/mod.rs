@@ -58,6 +58,9 @@ pub const MIN_POLL: Duration = Duration::from_secs(10);
 /// minutes, unconfirmed), so each poll asks for the whole window and the `eventId`s already seen are
 /// dropped; an event that becomes queryable later than this is left to the backstop resync.
 pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(20 * 60);
+/// Shortest accepted push token: anyone holding it can make the daemon read groups, so it must not
+/// be guessable (`head -c 32 /dev/urandom | base64` gives 44 characters).
+pub const MIN_TOKEN_BYTES: usize = 16;
 /// Largest accepted push body (the 256 KiB).
 pub const MAX_PUSH_BODY: usize = 256 * 1024;
 

@@ -25,7 +25,7 @@ use super::record::{parse_record, MODIFY_POLICY_EVENT};
 use super::status::{self, Status};
 use super::{Heard, Via};
 use crate::accounts::Clients;
-use crate::ecs::trail::EventQuery;
+use crate::ecs::trail::{EventQuery, Filter};
 use crate::ecs::EcsError;
 use crate::model::{AccountRef, Bucket};
 use serde_json::Value;
@@ -53,6 +53,9 @@ const MAX_LOOKBACK: Duration = Duration::from_secs(30 * 86_400);
 pub struct Targets {
     pub buckets: BTreeSet<Bucket>,
     pub roles: BTreeMap<String, AccountRef>,
+    /// The daemon checks isolation: ask for every ECS write (rule, membership and interface
+    /// changes too), not only ModifySecurityGroupPolicy.
+    pub reach_events: bool,
 }
 
 /// Why one (account, region) could not be polled.
@@ -226,7 +229,11 @@ impl Poller {
         let query = EventQuery {
             start: end - back,
             end,
-            event_name: MODIFY_POLICY_EVENT.to_string(),
+            filter: if targets.reach_events {
+                Filter::EcsWrites
+            } else {
+                Filter::EventName(MODIFY_POLICY_EVENT.to_string())
+            },
         };
         let started = Instant::now();
         let mut by_account: BTreeMap<&str, Vec<&Bucket>> = BTreeMap::new();
@@ -382,6 +389,7 @@ actionTrail: {queryDelaySeconds: 0}
                 region: "cn-hangzhou".into(),
             }]),
             roles: BTreeMap::new(),
+            reach_events: false,
         }
     }
 
@@ -468,8 +476,8 @@ actionTrail: {queryDelaySeconds: 0}
         let h = &heard[0];
         assert_eq!((h.via, h.account.as_deref()), (Via::Pull, Some("")));
         assert_eq!(
-            (h.change.region.as_str(), h.change.group_id.as_str()),
-            ("cn-hangzhou", "sg-1")
+            (h.change.region.as_str(), h.change.group_id.as_deref()),
+            ("cn-hangzhou", Some("sg-1"))
         );
         assert_eq!(h.change.author.set_to, Some(Policy::Drop));
         assert_eq!(h.change.author.event_id, event_id);
@@ -490,6 +498,76 @@ actionTrail: {queryDelaySeconds: 0}
             .await
             .expect("the poller stops when its sink is closed")
             .expect("no panic");
+    }
+
+    /// What asking for every ECS write costs one poll: 3 policy flips among 100 rule changes in the
+    /// window are one page by name, three pages as ECS writes (50 a page), and only the latter
+    /// hears the rule changes. At ActionTrail's 2 calls/s per account the client paces them, so the
+    /// price is time per poll (pages / 2 s), never the quota.
+    #[tokio::test]
+    async fn every_ecs_write_costs_one_page_per_fifty_writes_and_hears_the_rule_changes() {
+        let (sim, url) = simulator().await;
+        for i in 0..100 {
+            let rule: sgpolicy_sim::SeedRule = serde_json::from_value(serde_json::json!({
+                "Direction": "ingress", "IpProtocol": "TCP", "PortRange": format!("{p}/{p}", p = 1000 + i),
+                "SourceCidrIp": "10.0.0.0/8"}))
+            .expect("rule");
+            sim.add_rule(
+                sgpolicy_sim::DEFAULT_ACCOUNT,
+                "cn-hangzhou",
+                "sg-1",
+                &rule,
+                Some(&ConsoleActor::default()),
+            )
+            .expect("added");
+        }
+        for p in [Policy::Drop, Policy::Accept, Policy::Drop] {
+            let p = match p {
+                Policy::Drop => sgpolicy_sim::Policy::Drop,
+                Policy::Accept => sgpolicy_sim::Policy::Accept,
+            };
+            sim.flip_in_console("cn-hangzhou", "sg-1", p, &ConsoleActor::default())
+                .expect("group exists");
+        }
+        let clients = Clients::single(client(&url, "AKID", "SECRET"));
+        let bucket = hangzhou().buckets.into_iter().next().expect("one bucket");
+        let end = chrono::Utc::now() + chrono::Duration::seconds(1);
+        let mut cost = Vec::new();
+        for filter in [
+            Filter::EventName(MODIFY_POLICY_EVENT.to_string()),
+            Filter::EcsWrites,
+        ] {
+            let query = EventQuery {
+                start: end - chrono::Duration::minutes(20),
+                end,
+                filter: filter.clone(),
+            };
+            let before = sim
+                .calls()
+                .iter()
+                .filter(|c| c.action == "LookupEvents")
+                .count();
+            let read = read_bucket(&clients, &BTreeMap::new(), &bucket, &query)
+                .await
+                .unwrap_or_else(|p| panic!("{filter:?}: {}", p.reason));
+            let pages = sim
+                .calls()
+                .iter()
+                .filter(|c| c.action == "LookupEvents")
+                .count()
+                - before;
+            let heard = read
+                .records
+                .iter()
+                .filter(|r| crate::events::record::parse_record(r, None).is_ok())
+                .count();
+            eprintln!(
+                "{filter:?}: {pages} LookupEvents call(s), {} records, {heard} usable",
+                read.records.len()
+            );
+            cost.push((pages, read.records.len()));
+        }
+        assert_eq!(cost, [(1, 3), (3, 103)]);
     }
 
     #[tokio::test]

@@ -10,12 +10,13 @@
 //! 3. Not JSON: **400**.
 //! 4. Valid JSON that is not a `ModifySecurityGroupPolicy` event (another event, a failed call, a
 //!    malformed envelope, a number): **202**, counted by reason in [`Status`].
-//! 5. An event: handed to the channel with `try_send` and answered **202** at once; whoever reads
-//!    the channel does the work. The same (`source`, `id`) twice is handed over once (a bounded
+//! 5. An event: offered to the [`Sink`] and answered **202** at once; the daemon's intake queues it
+//!    and the targeted lane does the work. The same (`source`, `id`) twice is handed over once (a bounded
 //!    [`RecentIds`] of [`SEEN_CAP`] deliveries) and counted `duplicate`.
 //!
-//! When the channel is full (or closed: the daemon is stopping) the answer is **503** with
-//! `Retry-After`, and the envelopes not handed over are not remembered, so EventBridge's retry of the
+//! When the [`Sink`] refuses an event (the daemon's queue of routine events is full, see
+//! `daemon::intake`; or a channel is full or closed) the answer is **503** with `Retry-After`, and
+//! the envelopes not handed over are not remembered, so EventBridge's retry of the
 //! same body delivers them (those that were handed over count as duplicates then). Every answer is a
 //! short JSON body; the token is never echoed or logged.
 
@@ -91,19 +92,38 @@ impl Token {
     }
 }
 
+/// Where the receiver hands each event: the daemon's intake (which may refuse a routine event while
+/// its queue is full), or a channel.
+pub trait Sink: Send + Sync + 'static {
+    /// `false` when the event cannot be taken now: the answer is 503 with `Retry-After`.
+    fn offer(&self, heard: Heard) -> bool;
+}
+
+impl Sink for mpsc::Sender<Heard> {
+    fn offer(&self, heard: Heard) -> bool {
+        self.try_send(heard).is_ok()
+    }
+}
+
+impl<S: Sink> Sink for Arc<S> {
+    fn offer(&self, heard: Heard) -> bool {
+        (**self).offer(heard)
+    }
+}
+
 struct Receiver {
     token: Token,
-    sink: mpsc::Sender<Heard>,
+    sink: Box<dyn Sink>,
     status: Arc<Status>,
     seen: Mutex<RecentIds>,
 }
 
 /// The push receiver's routes: `POST /events`. The daemon serves it on `--events-addr`.
-pub fn router(token: Secret, sink: mpsc::Sender<Heard>, status: Arc<Status>) -> Router {
+pub fn router(token: Secret, sink: impl Sink, status: Arc<Status>) -> Router {
     status.turn_on(Via::Push);
     let receiver = Arc::new(Receiver {
         token: Token::new(&token),
-        sink,
+        sink: Box::new(sink),
         status,
         seen: Mutex::new(RecentIds::new(SEEN_CAP)),
     });
@@ -196,13 +216,12 @@ impl Receiver {
             via: Via::Push,
             account: None,
         };
-        match self.sink.try_send(heard) {
-            Ok(()) => {
-                seen.first_time(&key);
-                self.count(status::ACCEPTED);
-                tally.accepted += 1;
-            }
-            Err(_) => tally.refused += 1,
+        if self.sink.offer(heard) {
+            seen.first_time(&key);
+            self.count(status::ACCEPTED);
+            tally.accepted += 1;
+        } else {
+            tally.refused += 1;
         }
     }
 }
@@ -403,7 +422,7 @@ mod tests {
     #[tokio::test]
     async fn another_event_or_other_json_is_202_and_counted_as_ignored() {
         let mut f = fixture(8);
-        let other = envelope("2", "AuthorizeSecurityGroup").to_string();
+        let other = envelope("2", "CreateSecurityGroup").to_string();
         let (status, text, _) = send(&f.app, post(Some(&bearer()), other)).await;
         assert_eq!(status, StatusCode::ACCEPTED);
         assert!(text.contains("\"ignored\":1"), "{text}");
@@ -434,7 +453,7 @@ mod tests {
         let h = &heard[0];
         assert_eq!((h.via, h.account.as_deref()), (Via::Push, None));
         assert_eq!(h.change.account_id.as_deref(), Some("1000000000000001"));
-        assert_eq!(h.change.group_id, "sg-1");
+        assert_eq!(h.change.group_id.as_deref(), Some("sg-1"));
         assert_eq!(h.change.author.name.as_deref(), Some("alice"));
         assert_eq!(count(&f.status, status::ACCEPTED), 1);
         assert_eq!(count(&f.status, status::DUPLICATE), 1);

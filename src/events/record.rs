@@ -9,8 +9,131 @@ use crate::model::Policy;
 use serde_json::Value;
 use std::fmt;
 
-/// The one ECS action whose events matter.
+/// The ECS action whose events the policy is corrected for.
 pub const MODIFY_POLICY_EVENT: &str = "ModifySecurityGroupPolicy";
+
+/// The ECS actions that can change who can reach whom (the isolation reference's section 6; an
+/// ActionTrail event name is the action's name): the daemon re-checks the isolation of the declared
+/// `Drop` groups they affect. `ModifySecurityGroupPolicy` is one too (the policy of a group that
+/// members share).
+pub const REACH_EVENTS: &[&str] = &[
+    "AuthorizeSecurityGroup",
+    "AuthorizeSecurityGroupEgress",
+    "RevokeSecurityGroup",
+    "RevokeSecurityGroupEgress",
+    "ModifySecurityGroupRule",
+    "ModifySecurityGroupEgressRule",
+    MODIFY_POLICY_EVENT,
+    "JoinSecurityGroup",
+    "LeaveSecurityGroup",
+    "ModifyInstanceAttribute",
+    "ModifyNetworkInterfaceAttribute",
+    "CreateNetworkInterface",
+    "AttachNetworkInterface",
+    "DetachNetworkInterface",
+    "DeleteNetworkInterface",
+    "RunInstances",
+    "CreateInstance",
+    "AssignPrivateIpAddresses",
+    "ModifyPrefixList",
+];
+
+/// How many ids of one kind a record may name before the rest are dropped (a hostile or broken
+/// record cannot make the daemon hold more; such a record still re-checks what it names).
+const MAX_NAMED: usize = 1000;
+/// How deep nested request parameters are followed.
+const MAX_DEPTH: usize = 8;
+
+/// The ids a write names, whichever form its repeated parameters took: flat (`SecurityGroupIds.1`,
+/// `Permissions.1.SourceGroupId`), nested (`{"Permissions": [{"SourceGroupId": …}]}`), or a JSON
+/// string of a list (`"SecurityGroupIds": "[\"sg-1\"]"`, as the SDKs send some lists). How real
+/// records carry them is not documented, so every form is read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Named {
+    /// `SecurityGroupId(s)`, `SourceGroupId`, `DestGroupId`.
+    pub groups: Vec<String>,
+    /// `NetworkInterfaceId(s)`.
+    pub interfaces: Vec<String>,
+    /// `InstanceId(s)`.
+    pub instances: Vec<String>,
+    /// `PrefixListId`, `SourcePrefixListId`, `DestPrefixListId`.
+    pub prefix_lists: Vec<String>,
+    /// `VpcId`, when the call names one.
+    pub vpc: Option<String>,
+}
+
+impl Named {
+    /// Nothing placeable: the daemon re-checks every declared `Drop` group of the region (or VPC).
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+            && self.interfaces.is_empty()
+            && self.instances.is_empty()
+            && self.prefix_lists.is_empty()
+    }
+
+    fn add(&mut self, key: &str, value: &str) {
+        let value = value.trim();
+        if value.is_empty() {
+            return;
+        }
+        let list = match key.to_ascii_lowercase().as_str() {
+            "securitygroupid" | "securitygroupids" | "sourcegroupid" | "destgroupid" => {
+                &mut self.groups
+            }
+            "networkinterfaceid" | "networkinterfaceids" => &mut self.interfaces,
+            "instanceid" | "instanceids" => &mut self.instances,
+            "prefixlistid" | "sourceprefixlistid" | "destprefixlistid" => &mut self.prefix_lists,
+            "vpcid" => {
+                self.vpc.get_or_insert_with(|| value.to_string());
+                return;
+            }
+            _ => return,
+        };
+        if list.len() < MAX_NAMED && !list.iter().any(|v| v == value) {
+            list.push(value.to_string());
+        }
+    }
+
+    /// Collects the ids under `key` in `v`, following objects, lists and JSON strings of lists.
+    fn collect(&mut self, key: &str, v: &Value, depth: usize) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        match v {
+            Value::Object(map) => {
+                for (k, inner) in map {
+                    // `Permissions.1.SourceGroupId` → `SourceGroupId`; `SecurityGroupIds.2` →
+                    // `SecurityGroupIds`: the last part that is not a number.
+                    let name = k
+                        .rsplit('.')
+                        .find(|p| !p.is_empty() && !p.bytes().all(|b| b.is_ascii_digit()))
+                        .unwrap_or(key);
+                    self.collect(name, inner, depth + 1);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    self.collect(key, item, depth + 1);
+                }
+            }
+            Value::String(s) if s.trim_start().starts_with('[') => {
+                match serde_json::from_str::<Value>(s) {
+                    Ok(list @ Value::Array(_)) => self.collect(key, &list, depth + 1),
+                    _ => self.add(key, s),
+                }
+            }
+            Value::String(s) => self.add(key, s),
+            _ => {}
+        }
+    }
+
+    /// The ids `params` names.
+    pub fn of(params: &Value) -> Named {
+        let mut named = Named::default();
+        named.collect("", params, 0);
+        named
+    }
+}
 /// Every ClientToken sgpolicy sends starts with this (see `token`): such a write is its own.
 pub const OWN_TOKEN_PREFIX: &str = "sgpolicy-";
 
@@ -92,6 +215,17 @@ pub struct Author {
     /// The `InnerAccessPolicy` the call sent (the value the group has if nothing undid it since): a
     /// read that finds it is the drift this event announced.
     pub set_to: Option<Policy>,
+    /// How the daemon heard it (`None` until it does): a pushed identity is taken on the token
+    /// holder's word, a pulled one is ActionTrail's own.
+    pub via: Option<super::Via>,
+}
+
+impl Author {
+    /// Whether two records name the same principal (type, name, principal id).
+    pub fn same_identity(&self, other: &Author) -> bool {
+        (self.actor, &self.name, &self.principal_id)
+            == (other.actor, &other.name, &other.principal_id)
+    }
 }
 
 impl fmt::Display for Author {
@@ -105,18 +239,31 @@ impl fmt::Display for Author {
     }
 }
 
-/// What one ModifySecurityGroupPolicy record announces.
+/// What one record announces: a ModifySecurityGroupPolicy of a group, or another write that can
+/// change who can reach whom ([`REACH_EVENTS`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
+    /// The event's name (the API action).
+    pub action: String,
     /// The account the record belongs to (`userIdentity.accountId`, or the envelope's), if named.
     pub account_id: Option<String>,
     pub region: String,
-    pub group_id: String,
+    /// The group a ModifySecurityGroupPolicy names (always present: a record without one is
+    /// [`Ignored::Malformed`]); the first group another write names, if it names one (an interface or
+    /// prefix-list write may name none: see `named`).
+    pub group_id: Option<String>,
+    /// Every id the call names (for the isolation re-check).
+    pub named: Named,
     pub client_token: Option<String>,
     pub author: Author,
 }
 
 impl Change {
+    /// A ModifySecurityGroupPolicy record: the group's policy may have drifted.
+    pub fn is_policy_change(&self) -> bool {
+        self.action == MODIFY_POLICY_EVENT
+    }
+
     /// One of sgpolicy's own writes that set the value the folder wants: nothing to look at. A write
     /// with sgpolicy's token prefix that sent anything else (an older revision on another replica, or
     /// a tool borrowing the prefix) is still read.
@@ -153,7 +300,10 @@ impl Ignored {
 impl fmt::Display for Ignored {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Ignored::OtherEvent(name) => write!(f, "event {name:?} is not {MODIFY_POLICY_EVENT}"),
+            Ignored::OtherEvent(name) => write!(
+                f,
+                "event {name:?} changes neither a group's policy nor who can reach whom"
+            ),
             Ignored::FailedCall(code) => write!(f, "the call failed ({code}) and changed nothing"),
             Ignored::Malformed(what) => write!(f, "the record has no usable {what}"),
         }
@@ -182,7 +332,7 @@ fn param<'a>(params: &'a Value, name: &str) -> Option<&'a str> {
 /// parameters name one (the region polled, or the envelope's).
 pub fn parse_record(record: &Value, region: Option<&str>) -> Result<Change, Ignored> {
     let name = text(record, "eventName").ok_or(Ignored::Malformed("eventName"))?;
-    if name != MODIFY_POLICY_EVENT {
+    if !REACH_EVENTS.contains(&name) {
         return Err(Ignored::OtherEvent(name.to_string()));
     }
     if let Some(code) = text(record, "errorCode") {
@@ -200,17 +350,42 @@ pub fn parse_record(record: &Value, region: Option<&str>) -> Result<Change, Igno
         Some(v @ Value::Object(_)) => v,
         _ => return Err(Ignored::Malformed("requestParameters")),
     };
-    let group_id = param(params, "SecurityGroupId")
-        .ok_or(Ignored::Malformed("requestParameters.SecurityGroupId"))?
-        .to_string();
+    let mut named = Named::of(params);
+    let group_id = match param(params, "SecurityGroupId") {
+        Some(id) => {
+            // The group the call changed comes first (parameters are read in name order).
+            if let Some(at) = named.groups.iter().position(|g| g == id.trim()) {
+                let own = named.groups.remove(at);
+                named.groups.insert(0, own);
+            }
+            Some(id.to_string())
+        }
+        None if name == MODIFY_POLICY_EVENT => {
+            return Err(Ignored::Malformed("requestParameters.SecurityGroupId"))
+        }
+        None => named.groups.first().cloned(),
+    };
     let region = text(record, "acsRegion")
         .or_else(|| param(params, "RegionId"))
         .or(region)
         .ok_or(Ignored::Malformed("acsRegion"))?
         .to_string();
     let identity = record.get("userIdentity").unwrap_or(&Value::Null);
+    Ok(Change {
+        action: name.to_string(),
+        account_id: owned(identity, "accountId"),
+        region,
+        group_id,
+        named,
+        client_token: param(params, "ClientToken").map(str::to_string),
+        author: author_of(record, identity, params, event_id),
+    })
+}
+
+/// Who made the call the record describes, from where, and what policy it set.
+fn author_of(record: &Value, identity: &Value, params: &Value, event_id: String) -> Author {
     let principal_id = owned(identity, "principalId");
-    let author = Author {
+    Author {
         actor: ActorType::parse(text(identity, "type").unwrap_or_default()),
         name: owned(identity, "userName").or_else(|| principal_id.clone()),
         principal_id,
@@ -220,14 +395,8 @@ pub fn parse_record(record: &Value, region: Option<&str>) -> Result<Change, Igno
         event_time: owned(record, "eventTime"),
         event_id,
         set_to: param(params, "InnerAccessPolicy").and_then(Policy::parse),
-    };
-    Ok(Change {
-        account_id: owned(identity, "accountId"),
-        region,
-        group_id,
-        client_token: param(params, "ClientToken").map(str::to_string),
-        author,
-    })
+        via: None,
+    }
 }
 
 /// A CloudEvents 1.0 envelope (EventBridge's HTTP target body) around one record.
@@ -296,8 +465,8 @@ mod tests {
     fn a_console_flip_names_the_group_the_value_and_the_author() {
         let c = parse_record(&console_flip(), None).unwrap();
         assert_eq!(
-            (c.region.as_str(), c.group_id.as_str()),
-            ("cn-hangzhou", "sg-1")
+            (c.region.as_str(), c.group_id.as_deref()),
+            ("cn-hangzhou", Some("sg-1"))
         );
         assert_eq!(c.author.set_to, Some(Policy::Accept));
         assert_eq!(c.account_id.as_deref(), Some("1234"));
@@ -319,7 +488,7 @@ mod tests {
         );
         r.as_object_mut().unwrap().remove("acsRegion");
         let c = parse_record(&r, Some("cn-beijing")).unwrap();
-        assert_eq!(c.group_id, "sg-9");
+        assert_eq!(c.group_id.as_deref(), Some("sg-9"));
         assert_eq!(c.region, "cn-beijing");
         assert_eq!(c.author.set_to, Some(Policy::Drop));
         assert_eq!(c.client_token.as_deref(), Some("sgpolicy-x"));
@@ -334,7 +503,7 @@ mod tests {
             Err(Ignored::FailedCall("Forbidden.RAM".into()))
         );
         let mut other = console_flip();
-        other["eventName"] = json!("AuthorizeSecurityGroup");
+        other["eventName"] = json!("DescribeInstances");
         assert_eq!(
             parse_record(&other, None).unwrap_err().label(),
             "ignored_other_event"
@@ -349,6 +518,108 @@ mod tests {
             parse_record(&json!([1]), None),
             Err(Ignored::Malformed("eventName"))
         );
+    }
+
+    fn reach_event(name: &str, params: Value) -> Value {
+        json!({"eventId": "e-reach", "eventName": name, "acsRegion": "cn-hangzhou",
+            "eventType": "ApiCall", "requestParameters": params,
+            "userIdentity": {"type": "ram-user", "userName": "bob", "accountId": "1234"}})
+    }
+
+    #[test]
+    fn a_rule_change_names_its_group_and_the_source_group_in_flat_or_nested_form() {
+        let flat = reach_event(
+            "AuthorizeSecurityGroup",
+            json!({"SecurityGroupId": "sg-d", "Permissions.1.SourceGroupId": "sg-src",
+                   "Permissions.1.IpProtocol": "TCP", "Permissions.2.SourcePrefixListId": "pl-1"}),
+        );
+        let nested = reach_event(
+            "AuthorizeSecurityGroup",
+            json!({"SecurityGroupId": "sg-d", "Permissions": [
+                {"SourceGroupId": "sg-src", "IpProtocol": "TCP"}, {"SourcePrefixListId": "pl-1"}]}),
+        );
+        for record in [flat, nested] {
+            let c = parse_record(&record, None).unwrap();
+            assert_eq!(c.action, "AuthorizeSecurityGroup");
+            assert!(!c.is_policy_change());
+            assert_eq!(c.group_id.as_deref(), Some("sg-d"));
+            assert_eq!(c.named.groups, ["sg-d", "sg-src"]);
+            assert_eq!(c.named.prefix_lists, ["pl-1"]);
+            assert_eq!(c.author.to_string(), "ram-user bob");
+        }
+    }
+
+    #[test]
+    fn repeated_ids_are_read_as_numbered_names_lists_or_a_json_string_of_a_list() {
+        let numbered = reach_event(
+            "ModifyInstanceAttribute",
+            json!({"InstanceId": "i-1", "SecurityGroupIds.1": "sg-a", "SecurityGroupIds.2": "sg-b"}),
+        );
+        let listed = reach_event(
+            "ModifyInstanceAttribute",
+            json!({"InstanceId": "i-1", "SecurityGroupIds": ["sg-a", "sg-b"]}),
+        );
+        let stringed = reach_event(
+            "RunInstances",
+            json!({"InstanceId": "i-1", "SecurityGroupIds": "[\"sg-a\",\"sg-b\"]"}),
+        );
+        for record in [numbered, listed, stringed] {
+            let c = parse_record(&record, None).unwrap();
+            assert_eq!(c.named.groups, ["sg-a", "sg-b"], "{record}");
+            assert_eq!(c.named.instances, ["i-1"]);
+            assert_eq!(c.group_id.as_deref(), Some("sg-a"));
+        }
+    }
+
+    #[test]
+    fn an_interface_event_names_only_the_interface_and_one_naming_nothing_is_unplaceable() {
+        let attach = parse_record(
+            &reach_event(
+                "AttachNetworkInterface",
+                json!({"NetworkInterfaceId": "eni-9", "InstanceId": "i-2"}),
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(attach.named.interfaces, ["eni-9"]);
+        assert_eq!(attach.group_id, None);
+        let bare = parse_record(
+            &reach_event("ModifyPrefixList", json!({"RegionId": "cn-hangzhou"})),
+            None,
+        )
+        .unwrap();
+        assert!(
+            bare.named.is_empty(),
+            "nothing to place it by: {:?}",
+            bare.named
+        );
+        // A policy change still needs its group.
+        assert_eq!(
+            parse_record(
+                &reach_event(MODIFY_POLICY_EVENT, json!({"RegionId": "cn-hangzhou"})),
+                None
+            ),
+            Err(Ignored::Malformed("requestParameters.SecurityGroupId"))
+        );
+    }
+
+    #[test]
+    fn hostile_parameters_are_bounded_in_depth_and_count() {
+        let mut deep = json!("sg-deep");
+        for _ in 0..100 {
+            deep = json!({"SecurityGroupId": deep});
+        }
+        let many: Vec<String> = (0..5000).map(|i| format!("sg-{i}")).collect();
+        let c = parse_record(
+            &reach_event(
+                "JoinSecurityGroup",
+                json!({"Deep": deep, "SecurityGroupIds": many}),
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.named.groups.len(), MAX_NAMED);
+        assert!(!c.named.groups.iter().any(|g| g == "sg-deep"));
     }
 
     #[test]

@@ -12,4 +12,4 @@ pub mod read;
 #[cfg(test)]
 mod tests;
 
-pub use model::{Path, PathKind, Status, Unknown, Verdict};
+pub use model::{Depends, Path, PathKind, Status, Unknown, Verdict};

@@ -98,6 +98,20 @@ impl Rule {
             (_, Err(e)) => Err(e),
             _ => Traffic::of_rule(&protocol, set(&p.port_range)),
         };
+        let peer = Rule::peer(p, ingress);
+        Rule {
+            id: set(&p.security_group_rule_id).map(str::to_string),
+            ingress,
+            accept,
+            priority: priority.unwrap_or(1),
+            protocol,
+            ports,
+            traffic,
+            peer,
+        }
+    }
+    /// The source of an ingress rule, the destination of an egress one.
+    fn peer(p: &Permission, ingress: bool) -> Peer {
         let (v4, v6, group, owner, list) = if ingress {
             (
                 set(&p.source_cidr_ip),
@@ -115,7 +129,7 @@ impl Rule {
                 set(&p.dest_prefix_list_id),
             )
         };
-        let peer = if v4.is_some() || v6.is_some() {
+        if v4.is_some() || v6.is_some() {
             let texts: Vec<&str> = v4.into_iter().chain(v6).collect();
             let cidrs: Option<Vec<Cidr>> = texts.iter().map(|t| Cidr::parse(t)).collect();
             match cidrs {
@@ -131,16 +145,6 @@ impl Rule {
             Peer::PrefixList(id.to_string())
         } else {
             Peer::Invalid("the rule names no source or destination".to_string())
-        };
-        Rule {
-            id: set(&p.security_group_rule_id).map(str::to_string),
-            ingress,
-            accept,
-            priority: priority.unwrap_or(1),
-            protocol,
-            ports,
-            traffic,
-            peer,
         }
     }
 }
@@ -229,6 +233,22 @@ pub struct Verdict {
     pub members: usize,
     pub paths: Vec<Path>,
     pub unknown: Vec<Unknown>,
+    /// What the answer depends on besides the group itself: the daemon re-checks the group when an
+    /// event names any of it (filled by `read`; not part of the report).
+    #[serde(skip)]
+    pub depends: Depends,
+}
+
+/// The ids a verdict depends on: the groups its members are in (the group itself included), the
+/// members and their instances, the prefix lists those groups' rules name, and the group's VPC.
+/// A write naming none of them cannot change the verdict, so an event about it costs nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Depends {
+    pub groups: BTreeSet<String>,
+    pub interfaces: BTreeSet<String>,
+    pub instances: BTreeSet<String>,
+    pub prefix_lists: BTreeSet<String>,
+    pub vpc: Option<String>,
 }
 
 impl Verdict {
@@ -243,6 +263,10 @@ impl Verdict {
                 group: Some(group.to_string()),
                 rule_id: None,
             }],
+            depends: Depends {
+                groups: BTreeSet::from([group.to_string()]),
+                ..Depends::default()
+            },
         }
     }
 
@@ -259,6 +283,7 @@ impl Verdict {
             members,
             paths,
             unknown: unknown.into_iter().collect(),
+            depends: Depends::default(),
         }
     }
 }
@@ -459,8 +484,21 @@ impl<'a> Analysis<'a> {
         }
         let mut paths = Vec::new();
         let mut unknown = BTreeSet::new();
+        let shared = self.shared_groups(g, members, &mut unknown);
+        self.shared_group_paths(&shared, &mut paths, &mut unknown);
+        self.ingress_paths(members, &mut paths, &mut unknown);
+        Verdict::of(members.len(), paths, unknown)
+    }
 
-        // Shared groups: the first two members of each group they share.
+    /// The groups two or more `members` share, with the first two members of each, `g` first
+    /// and then by name. A group whose rules could not be read may hold an accept rule: that
+    /// goes to `unknown`.
+    fn shared_groups(
+        &self,
+        g: GroupIx,
+        members: &[usize],
+        unknown: &mut BTreeSet<Unknown>,
+    ) -> Vec<(GroupIx, usize, usize)> {
         let mut shared: BTreeMap<GroupIx, (usize, Option<usize>)> = BTreeMap::new();
         for &m in members {
             for &s in self.sets[m].iter() {
@@ -472,7 +510,6 @@ impl<'a> Analysis<'a> {
                     .or_insert((m, None));
             }
         }
-        // A group whose rules could not be read may hold an accept rule.
         for &s in shared.keys() {
             let why = match self.state(s) {
                 Some(GroupState {
@@ -492,7 +529,18 @@ impl<'a> Analysis<'a> {
             .filter_map(|(s, (a, b))| Some((s, a, b?)))
             .collect();
         shared.sort_by_key(|&(s, _, _)| (s != g, self.name(s)));
-        for &(s, a, b) in &shared {
+        shared
+    }
+
+    /// The paths through `shared` groups whose policy accepts traffic between their members; a
+    /// shared group whose policy could not be read goes to `unknown`.
+    fn shared_group_paths(
+        &self,
+        shared: &[(GroupIx, usize, usize)],
+        paths: &mut Vec<Path>,
+        unknown: &mut BTreeSet<Unknown>,
+    ) {
+        for &(s, a, b) in shared {
             let name = self.name(s).to_string();
             match self.state(s) {
                 Some(GroupState {
@@ -529,8 +577,15 @@ impl<'a> Analysis<'a> {
                 }
             }
         }
+    }
 
-        // Ingress rules, destination class by destination class.
+    /// The paths ingress rules open between `members`, destination class by destination class.
+    fn ingress_paths(
+        &self,
+        members: &[usize],
+        paths: &mut Vec<Path>,
+        unknown: &mut BTreeSet<Unknown>,
+    ) {
         let mut classes: BTreeMap<Rc<[GroupIx]>, Vec<usize>> = BTreeMap::new();
         for &m in members {
             classes.entry(self.sets[m].clone()).or_default().push(m);
@@ -549,15 +604,12 @@ impl<'a> Analysis<'a> {
                         continue;
                     }
                 };
-                if let Some(path) =
-                    self.open_by(r, pos, traffic, &rules, members, dests, &mut unknown)
-                {
+                if let Some(path) = self.open_by(r, pos, traffic, &rules, members, dests, unknown) {
                     opened.insert((r.group, r.rule as *const Rule));
                     paths.push(path);
                 }
             }
         }
-        Verdict::of(members.len(), paths, unknown)
     }
 
     fn rule_unknown(&self, r: &Ranked<'a>, reason: String) -> Unknown {

@@ -13,7 +13,7 @@
 //! list. A failed read never fails the pass: the groups it concerns become **unknown**, with a reason
 //! that names the missing permission when ECS answered 403.
 
-use super::model::{Analysis, Estate, GroupState, Member, Rule, Verdict};
+use super::model::{Analysis, Depends, Estate, GroupState, Member, Rule, Verdict};
 use super::ranges::Cidr;
 use crate::accounts::Reach;
 use crate::ecs::api::{self, Permission, RulePage};
@@ -218,17 +218,77 @@ async fn check_bucket<C: Cloud>(
             .map(str::to_string),
         ..Estate::default()
     };
-    let effective = |key: &GroupKey, live: Option<Policy>| policies.get(key).copied().or(live);
-
     // 1. The checked groups' rules.
-    let reads: Vec<(GroupKey, Read)> = stream::iter(targets)
+    let by_vpc = read_targets(
+        client,
+        targets,
+        policies,
+        concurrency,
+        &mut estate,
+        &mut out,
+    )
+    .await;
+    // 2. The members, VPC by VPC.
+    let (checked, instances) =
+        list_members(client, bucket, by_vpc, concurrency, &mut estate, &mut out).await;
+    // 3. Every other group of the members.
+    read_other_groups(client, bucket, pages, policies, concurrency, &mut estate).await;
+    // 4. The prefix lists the rules name.
+    read_prefix_lists(client, bucket, concurrency, &mut estate).await;
+
+    let analysis = Analysis::new(&estate);
+    for (key, vpc) in checked {
+        let mut verdict = analysis.check(&key.id);
+        verdict.depends = depends_of(&estate, &key.id, vpc, &instances);
+        out.insert(key, verdict);
+    }
+    out
+}
+
+/// Reads the rules of the groups of `targets` in parallel.
+async fn read_groups<C: Cloud>(
+    client: &C,
+    targets: Vec<(GroupKey, Option<RulePage>)>,
+    concurrency: usize,
+) -> Vec<(GroupKey, Read)> {
+    stream::iter(targets)
         .map(|(key, first)| async move {
             let r = read_group(client, &key, first).await;
             (key, r)
         })
         .buffer_unordered(concurrency)
         .collect()
-        .await;
+        .await
+}
+
+/// Records what was read of `key` in `estate`, the policy of the file taking precedence over the
+/// live one.
+fn record_group(
+    estate: &mut Estate,
+    policies: &HashMap<GroupKey, Policy>,
+    key: &GroupKey,
+    read: Read,
+) {
+    estate.groups.insert(
+        key.id.to_string(),
+        GroupState {
+            policy: policies.get(key).copied().or(read.policy),
+            rules: read.rules,
+        },
+    );
+}
+
+/// Reads the checked groups' rules; returns the readable ones by VPC, the others get an unknown
+/// verdict in `out`.
+async fn read_targets<C: Cloud>(
+    client: &C,
+    targets: Vec<(GroupKey, Option<RulePage>)>,
+    policies: &HashMap<GroupKey, Policy>,
+    concurrency: usize,
+    estate: &mut Estate,
+    out: &mut BTreeMap<GroupKey, Verdict>,
+) -> BTreeMap<String, Vec<GroupKey>> {
+    let reads = read_groups(client, targets, concurrency).await;
     let mut by_vpc: BTreeMap<String, Vec<GroupKey>> = BTreeMap::new();
     for (key, read) in reads {
         match (&read.rules, &read.vpc_id) {
@@ -246,16 +306,22 @@ async fn check_bucket<C: Cloud>(
             }
             (Ok(_), Some(vpc)) => by_vpc.entry(vpc.clone()).or_default().push(key.clone()),
         }
-        estate.groups.insert(
-            key.id.to_string(),
-            GroupState {
-                policy: effective(&key, read.policy),
-                rules: read.rules,
-            },
-        );
+        record_group(estate, policies, &key, read);
     }
+    by_vpc
+}
 
-    // 2. The members, VPC by VPC.
+/// Lists the members of the groups of `by_vpc`, VPC by VPC, into `estate`; returns the groups
+/// that can be checked (with their VPC) and each member's instance. A VPC that cannot be listed
+/// gives its groups an unknown verdict in `out`.
+async fn list_members<C: Cloud>(
+    client: &C,
+    bucket: &Bucket,
+    mut by_vpc: BTreeMap<String, Vec<GroupKey>>,
+    concurrency: usize,
+    estate: &mut Estate,
+    out: &mut BTreeMap<GroupKey, Verdict>,
+) -> (Vec<(GroupKey, String)>, HashMap<String, String>) {
     let vpcs: Vec<String> = by_vpc.keys().cloned().collect();
     let listings: Vec<(String, Result<Vec<api::Interface>, String>)> = stream::iter(vpcs)
         .map(|vpc| async move {
@@ -265,7 +331,9 @@ async fn check_bucket<C: Cloud>(
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    let mut checked: Vec<GroupKey> = Vec::new();
+    let mut checked: Vec<(GroupKey, String)> = Vec::new();
+    // Each member's instance (the model does not need it; the daemon's event routing does).
+    let mut instances: HashMap<String, String> = HashMap::new();
     for (vpc, listing) in listings {
         let keys = by_vpc.remove(&vpc).unwrap_or_default();
         match listing {
@@ -282,14 +350,29 @@ async fn check_bucket<C: Cloud>(
                         .filter(|i| {
                             in_use(i) && i.groups.iter().any(|g| wanted.contains(g.as_str()))
                         })
+                        .inspect(|i| {
+                            if let Some(instance) = &i.instance_id {
+                                instances.insert(i.id.clone(), instance.clone());
+                            }
+                        })
                         .map(member),
                 );
-                checked.extend(keys);
+                checked.extend(keys.into_iter().map(|k| (k, vpc.clone())));
             }
         }
     }
+    (checked, instances)
+}
 
-    // 3. Every other group of the members.
+/// Reads the rules of every group of the members that `estate` does not hold yet.
+async fn read_other_groups<C: Cloud>(
+    client: &C,
+    bucket: &Bucket,
+    pages: &mut HashMap<GroupKey, RulePage>,
+    policies: &HashMap<GroupKey, Policy>,
+    concurrency: usize,
+    estate: &mut Estate,
+) {
     let others: BTreeSet<String> = estate
         .members
         .iter()
@@ -306,25 +389,18 @@ async fn check_bucket<C: Cloud>(
             (key, first)
         })
         .collect();
-    let reads: Vec<(GroupKey, Read)> = stream::iter(others)
-        .map(|(key, first)| async move {
-            let r = read_group(client, &key, first).await;
-            (key, r)
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    for (key, read) in reads {
-        estate.groups.insert(
-            key.id.to_string(),
-            GroupState {
-                policy: effective(&key, read.policy),
-                rules: read.rules,
-            },
-        );
+    for (key, read) in read_groups(client, others, concurrency).await {
+        record_group(estate, policies, &key, read);
     }
+}
 
-    // 4. The prefix lists the rules name.
+/// Reads the prefix lists the rules of `estate` name.
+async fn read_prefix_lists<C: Cloud>(
+    client: &C,
+    bucket: &Bucket,
+    concurrency: usize,
+    estate: &mut Estate,
+) {
     let lists: BTreeSet<String> = estate
         .groups
         .values()
@@ -355,11 +431,39 @@ async fn check_bucket<C: Cloud>(
         .collect()
         .await;
     estate.prefix_lists.extend(read_lists);
+}
 
-    let analysis = Analysis::new(&estate);
-    for key in checked {
-        let verdict = analysis.check(&key.id);
-        out.insert(key, verdict);
+/// What `group`'s verdict depends on: its members, their instances and groups, and the prefix
+/// lists those groups' rules name.
+fn depends_of(
+    estate: &Estate,
+    group: &str,
+    vpc: String,
+    instances: &HashMap<String, String>,
+) -> Depends {
+    let mut d = Depends {
+        groups: BTreeSet::from([group.to_string()]),
+        vpc: Some(vpc),
+        ..Depends::default()
+    };
+    for m in estate
+        .members
+        .iter()
+        .filter(|m| m.groups.iter().any(|g| g == group))
+    {
+        d.interfaces.insert(m.id.clone());
+        if let Some(i) = instances.get(&m.id) {
+            d.instances.insert(i.clone());
+        }
+        d.groups.extend(m.groups.iter().cloned());
     }
-    out
+    for g in &d.groups {
+        let rules = estate.groups.get(g).and_then(|s| s.rules.as_ref().ok());
+        for r in rules.into_iter().flatten() {
+            if let super::model::Peer::PrefixList(id) = &r.peer {
+                d.prefix_lists.insert(id.clone());
+            }
+        }
+    }
+    d
 }

@@ -139,7 +139,6 @@ const KEYS: [&str; 10] = [
 
 /// The sinks of a notify config, or every problem found.
 pub fn parse(text: &str) -> Result<Vec<SinkSpec>, Vec<ConfigError>> {
-    let mut errs = Vec::new();
     let root = match yaml::parse(text) {
         Ok(Some(root)) => root,
         Ok(None) => {
@@ -157,16 +156,34 @@ pub fn parse(text: &str) -> Result<Vec<SinkSpec>, Vec<ConfigError>> {
             }])
         }
     };
-    let at = |n: &Node, message: String| ConfigError {
-        line: n.pos.line,
-        column: n.pos.column,
-        message,
+    let mut errs = Vec::new();
+    let Some(items) = sink_items(&root, &mut errs) else {
+        return Err(errs);
     };
+    let out = sinks(items, &mut errs);
+    if errs.is_empty() {
+        Ok(out)
+    } else {
+        Err(errs)
+    }
+}
+
+fn at(node: &Node, message: String) -> ConfigError {
+    ConfigError {
+        line: node.pos.line,
+        column: node.pos.column,
+        message,
+    }
+}
+
+/// The entries of the top-level `sinks:` list; `None` when there is no list to read.
+fn sink_items<'a>(root: &'a Node, errs: &mut Vec<ConfigError>) -> Option<&'a [Node]> {
     let Value::Map(top) = &root.value else {
-        return Err(vec![at(
-            &root,
+        errs.push(at(
+            root,
             format!("expected a mapping with `sinks:`, found {}", root.kind()),
-        )]);
+        ));
+        return None;
     };
     let mut sinks_node = None;
     for (k, v) in top {
@@ -182,15 +199,15 @@ pub fn parse(text: &str) -> Result<Vec<SinkSpec>, Vec<ConfigError>> {
         }
     }
     let Some(list) = sinks_node else {
-        errs.push(at(&root, "missing `sinks:`".into()));
-        return Err(errs);
+        errs.push(at(root, "missing `sinks:`".into()));
+        return None;
     };
     let Value::Seq(items) = &list.value else {
         errs.push(at(
             list,
             format!("`sinks` must be a list, found {}", list.kind()),
         ));
-        return Err(errs);
+        return None;
     };
     if items.is_empty() {
         errs.push(at(
@@ -198,10 +215,15 @@ pub fn parse(text: &str) -> Result<Vec<SinkSpec>, Vec<ConfigError>> {
             "`sinks` is empty; remove --notify-config to send nothing".into(),
         ));
     }
+    Some(items)
+}
+
+/// Every entry read into its spec, numbered from 1 for the default names, names unique.
+fn sinks(items: &[Node], errs: &mut Vec<ConfigError>) -> Vec<SinkSpec> {
     let mut out = Vec::new();
     let mut names = BTreeSet::new();
     for (i, item) in items.iter().enumerate() {
-        if let Some(spec) = sink(item, i + 1, &mut errs) {
+        if let Some(spec) = sink(item, i + 1, errs) {
             if !names.insert(spec.name.clone()) {
                 errs.push(at(
                     item,
@@ -214,11 +236,7 @@ pub fn parse(text: &str) -> Result<Vec<SinkSpec>, Vec<ConfigError>> {
             out.push(spec);
         }
     }
-    if errs.is_empty() {
-        Ok(out)
-    } else {
-        Err(errs)
-    }
+    out
 }
 
 fn show(s: Option<&str>) -> String {
@@ -228,31 +246,25 @@ fn show(s: Option<&str>) -> String {
     }
 }
 
-fn sink(item: &Node, n: usize, errs: &mut Vec<ConfigError>) -> Option<SinkSpec> {
-    let at = |node: &Node, message: String| ConfigError {
-        line: node.pos.line,
-        column: node.pos.column,
-        message,
-    };
-    let Value::Map(entries) = &item.value else {
-        errs.push(at(
-            item,
-            format!(
-                "a sink must be a mapping like {{kind: slack, url: ...}}, found {}",
-                item.kind()
-            ),
-        ));
-        return None;
-    };
-    let before = errs.len();
-    let get = |key: &str| {
-        entries
+/// One sink entry's keys, read by type; each reader records what is wrong at the value's position.
+struct Fields<'a> {
+    entries: &'a [(Node, Node)],
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, key: &str) -> Option<&'a Node> {
+        self.entries
             .iter()
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(_, v)| v)
-    };
-    for (k, _) in entries {
-        if !k.as_str().is_some_and(|k| KEYS.contains(&k)) {
+    }
+
+    /// Every key that is not one of `KEYS`, with a suggestion when it is a near miss.
+    fn unknown_keys(&self, errs: &mut Vec<ConfigError>) {
+        for (k, _) in self.entries {
+            if k.as_str().is_some_and(|k| KEYS.contains(&k)) {
+                continue;
+            }
             let hint = k
                 .as_str()
                 .and_then(|k| KEYS.iter().find(|c| strsim::levenshtein(c, k) <= 2))
@@ -268,8 +280,10 @@ fn sink(item: &Node, n: usize, errs: &mut Vec<ConfigError>) -> Option<SinkSpec> 
             ));
         }
     }
-    let text = |key: &str, errs: &mut Vec<ConfigError>| -> Option<(String, &Node)> {
-        let v = get(key)?;
+
+    /// `key` as non-blank text with its node, `None` when absent or not text (then recorded).
+    fn text(&self, key: &str, errs: &mut Vec<ConfigError>) -> Option<(String, &'a Node)> {
+        let v = self.get(key)?;
         match v.as_str() {
             Some(s) if !s.trim().is_empty() => Some((s.to_string(), v)),
             _ => {
@@ -277,48 +291,13 @@ fn sink(item: &Node, n: usize, errs: &mut Vec<ConfigError>) -> Option<SinkSpec> 
                 None
             }
         }
-    };
-    let kind = match text("kind", errs) {
-        Some((k, node)) => match SinkKind::NAMES.iter().find(|(name, _)| *name == k) {
-            Some((_, kind)) => Some(*kind),
-            None => {
-                errs.push(at(node, format!("unknown sink kind {}; expected webhook, slack, dingtalk, lark or alertmanager", show(Some(&k)))));
-                None
-            }
-        },
-        None => {
-            if get("kind").is_none() {
-                errs.push(at(
-                    item,
-                    "a sink needs `kind:` (webhook, slack, dingtalk, lark or alertmanager)".into(),
-                ));
-            }
-            None
-        }
-    };
-    let url = match text("url", errs) {
-        Some((u, node)) => match url::Url::parse(&u) {
-            // The URL is not quoted back: its path or query often is the sink's token.
-            Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => Some(u),
-            _ => {
-                errs.push(at(
-                    node,
-                    "`url` must be an http:// or https:// URL with a host".into(),
-                ));
-                None
-            }
-        },
-        None => {
-            if get("url").is_none() {
-                errs.push(at(item, "a sink needs `url:`".into()));
-            }
-            None
-        }
-    };
-    let name = text("name", errs).map(|(s, _)| s);
-    let secret_file = text("secretFile", errs).map(|(s, _)| PathBuf::from(s));
-    let list = |key: &str, errs: &mut Vec<ConfigError>| -> Vec<(String, &Node)> {
-        let Some(v) = get(key) else { return Vec::new() };
+    }
+
+    /// `key` as a non-empty list of non-empty text entries; empty when absent.
+    fn list(&self, key: &str, errs: &mut Vec<ConfigError>) -> Vec<(String, &'a Node)> {
+        let Some(v) = self.get(key) else {
+            return Vec::new();
+        };
         let Value::Seq(items) = &v.value else {
             errs.push(at(v, format!("`{key}` must be a list, found {}", v.kind())));
             return Vec::new();
@@ -342,11 +321,122 @@ fn sink(item: &Node, n: usize, errs: &mut Vec<ConfigError>) -> Option<SinkSpec> 
                 }
             })
             .collect()
+    }
+
+    /// `key` as a humantime duration (`30s`, `15m`, `1h`).
+    fn duration(&self, key: &str, errs: &mut Vec<ConfigError>) -> Option<Duration> {
+        let (s, node) = self.text(key, errs)?;
+        match humantime::parse_duration(&s) {
+            Ok(d) => Some(d),
+            Err(_) => {
+                errs.push(at(
+                    node,
+                    format!(
+                        "`{key}` must be a duration like 30s, 15m or 1h, found {}",
+                        show(Some(&s))
+                    ),
+                ));
+                None
+            }
+        }
+    }
+
+    /// A required text field: absent is recorded at the sink entry with `missing`.
+    fn required(
+        &self,
+        item: &Node,
+        key: &str,
+        missing: &str,
+        errs: &mut Vec<ConfigError>,
+    ) -> Option<(String, &'a Node)> {
+        let found = self.text(key, errs);
+        if found.is_none() && self.get(key).is_none() {
+            errs.push(at(item, missing.into()));
+        }
+        found
+    }
+}
+
+fn sink(item: &Node, n: usize, errs: &mut Vec<ConfigError>) -> Option<SinkSpec> {
+    let Value::Map(entries) = &item.value else {
+        errs.push(at(
+            item,
+            format!(
+                "a sink must be a mapping like {{kind: slack, url: ...}}, found {}",
+                item.kind()
+            ),
+        ));
+        return None;
     };
+    let before = errs.len();
+    let fields = Fields { entries };
+    fields.unknown_keys(errs);
+    let kind = sink_kind(&fields, item, errs);
+    let url = sink_url(&fields, item, errs);
+    let name = fields.text("name", errs).map(|(s, _)| s);
+    let secret_file = fields
+        .text("secretFile", errs)
+        .map(|(s, _)| PathBuf::from(s));
+    let filter = sink_filter(&fields, errs);
+    let remind = remind(&fields, errs);
+    let coalesce = coalesce(&fields, errs);
+    let format = message_format(&fields, kind, errs);
+    if errs.len() > before {
+        return None;
+    }
+    let kind = kind?;
+    let mut spec = SinkSpec::new(
+        kind,
+        name.unwrap_or_else(|| format!("{}-{n}", kind.as_str())),
+        url?,
+    );
+    spec.secret_file = secret_file;
+    spec.filter = filter;
+    spec.remind = remind;
+    spec.coalesce = coalesce;
+    spec.format = format;
+    Some(spec)
+}
+
+fn sink_kind(fields: &Fields, item: &Node, errs: &mut Vec<ConfigError>) -> Option<SinkKind> {
+    let missing = "a sink needs `kind:` (webhook, slack, dingtalk, lark or alertmanager)";
+    let (k, node) = fields.required(item, "kind", missing, errs)?;
+    match SinkKind::NAMES.iter().find(|(name, _)| *name == k) {
+        Some((_, kind)) => Some(*kind),
+        None => {
+            errs.push(at(
+                node,
+                format!(
+                    "unknown sink kind {}; expected webhook, slack, dingtalk, lark or alertmanager",
+                    show(Some(&k))
+                ),
+            ));
+            None
+        }
+    }
+}
+
+fn sink_url(fields: &Fields, item: &Node, errs: &mut Vec<ConfigError>) -> Option<String> {
+    let (u, node) = fields.required(item, "url", "a sink needs `url:`", errs)?;
+    match url::Url::parse(&u) {
+        // The URL is not quoted back: its path or query often is the sink's token.
+        Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => Some(u),
+        _ => {
+            errs.push(at(
+                node,
+                "`url` must be an http:// or https:// URL with a host".into(),
+            ));
+            None
+        }
+    }
+}
+
+/// `kinds:`, `groups:` and `files:`; each left out takes everything.
+fn sink_filter(fields: &Fields, errs: &mut Vec<ConfigError>) -> Filter {
     let mut filter = Filter::default();
-    if get("kinds").is_some() {
+    if fields.get("kinds").is_some() {
         let mut kinds = BTreeSet::new();
-        for (k, node) in list("kinds", errs) {
+        for (k, node) in fields.list("kinds", errs) {
             match Kind::parse(&k) {
                 Some(kind) => {
                     kinds.insert(kind);
@@ -363,65 +453,55 @@ fn sink(item: &Node, n: usize, errs: &mut Vec<ConfigError>) -> Option<SinkSpec> 
         }
         filter.kinds = Some(kinds);
     }
-    filter.groups = list("groups", errs).into_iter().map(|(s, _)| s).collect();
-    filter.files = list("files", errs).into_iter().map(|(s, _)| s).collect();
-    let duration = |key: &str, errs: &mut Vec<ConfigError>| -> Option<Duration> {
-        let (s, node) = text(key, errs)?;
-        match humantime::parse_duration(&s) {
-            Ok(d) => Some(d),
-            Err(_) => {
-                errs.push(at(
-                    node,
-                    format!(
-                        "`{key}` must be a duration like 30s, 15m or 1h, found {}",
-                        show(Some(&s))
-                    ),
-                ));
-                None
-            }
-        }
+    let texts = |key: &str, errs: &mut Vec<ConfigError>| -> Vec<String> {
+        fields.list(key, errs).into_iter().map(|(s, _)| s).collect()
     };
-    let remind = duration("remind", errs);
-    if let (Some(r), Some(node)) = (remind, get("remind")) {
+    filter.groups = texts("groups", errs);
+    filter.files = texts("files", errs);
+    filter
+}
+
+fn remind(fields: &Fields, errs: &mut Vec<ConfigError>) -> Option<Duration> {
+    let remind = fields.duration("remind", errs);
+    if let (Some(r), Some(node)) = (remind, fields.get("remind")) {
         if r < MIN_REMIND {
             errs.push(at(node, "`remind` must be at least 1m".into()));
         }
     }
-    let coalesce = duration("coalesce", errs).unwrap_or(DEFAULT_COALESCE);
+    remind
+}
+
+fn coalesce(fields: &Fields, errs: &mut Vec<ConfigError>) -> Duration {
+    let coalesce = fields
+        .duration("coalesce", errs)
+        .unwrap_or(DEFAULT_COALESCE);
     if coalesce > Duration::from_secs(600) {
-        if let Some(node) = get("coalesce") {
+        if let Some(node) = fields.get("coalesce") {
             errs.push(at(node, "`coalesce` must be at most 10m".into()));
         }
     }
-    let format = match text("format", errs) {
-        None => Format::Rich,
-        Some((f, node)) => match (kind, f.as_str()) {
-            (Some(SinkKind::Dingtalk), "markdown") | (Some(SinkKind::Lark), "post") => Format::Rich,
-            (Some(SinkKind::Dingtalk | SinkKind::Lark), "text") => Format::Text,
-            _ => {
-                errs.push(at(node, format!(
+    coalesce
+}
+
+/// `format:`, which only DingTalk and Lark take.
+fn message_format(fields: &Fields, kind: Option<SinkKind>, errs: &mut Vec<ConfigError>) -> Format {
+    let Some((f, node)) = fields.text("format", errs) else {
+        return Format::Rich;
+    };
+    match (kind, f.as_str()) {
+        (Some(SinkKind::Dingtalk), "markdown") | (Some(SinkKind::Lark), "post") => Format::Rich,
+        (Some(SinkKind::Dingtalk | SinkKind::Lark), "text") => Format::Text,
+        _ => {
+            errs.push(at(
+                node,
+                format!(
                     "`format` {} does not apply here: dingtalk takes markdown or text, lark post or text",
                     show(Some(&f))
-                )));
-                Format::Rich
-            }
-        },
-    };
-    if errs.len() > before {
-        return None;
+                ),
+            ));
+            Format::Rich
+        }
     }
-    let kind = kind?;
-    let mut spec = SinkSpec::new(
-        kind,
-        name.unwrap_or_else(|| format!("{}-{n}", kind.as_str())),
-        url?,
-    );
-    spec.secret_file = secret_file;
-    spec.filter = filter;
-    spec.remind = remind;
-    spec.coalesce = coalesce;
-    spec.format = format;
-    Some(spec)
 }
 
 #[cfg(test)]

@@ -154,29 +154,37 @@ impl Sink {
 
     /// One POST, signed afresh (a retry carries a new timestamp).
     async fn attempt(&self, body: &Value) -> Result<(), Failed> {
+        let response = self
+            .signed_request(body)?
+            .send()
+            .await
+            .map_err(|e| Failed {
+                why: e.without_url().to_string(),
+                retry: true,
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(Failed {
+                why: format!("HTTP {status}"),
+                retry: status.is_server_error() || status.as_u16() == 429,
+            });
+        }
+        // DingTalk and Lark answer 200 with an error code in the body (a bad signature, a keyword).
+        if matches!(self.settings.spec.kind, SinkKind::Dingtalk | SinkKind::Lark) {
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            return chat_answer(&answer);
+        }
+        Ok(())
+    }
+
+    /// The POST of `body` to this sink, signed the way its kind expects, timestamped now.
+    fn signed_request(&self, body: &Value) -> Result<reqwest::RequestBuilder, Failed> {
         let url = self.settings.spec.url.expose();
         let secret = self.settings.secret.as_ref().map(|s| s.expose());
         let now = Utc::now();
-        let mut body = body.clone();
-        let request = match self.settings.spec.kind {
-            SinkKind::Webhook => {
-                let bytes = serde_json::to_vec(&body).unwrap_or_default();
-                let mut r = self
-                    .client
-                    .post(url)
-                    .header("content-type", "application/json");
-                if let Some(secret) = secret {
-                    let ts = now.timestamp();
-                    r = r
-                        .header(sign::WEBHOOK_TIMESTAMP_HEADER, ts.to_string())
-                        .header(
-                            sign::WEBHOOK_SIGNATURE_HEADER,
-                            sign::webhook(secret, ts, &bytes),
-                        );
-                }
-                r.body(bytes)
-            }
-            SinkKind::Slack => self.client.post(url).json(&body),
+        Ok(match self.settings.spec.kind {
+            SinkKind::Webhook => self.webhook_request(url, secret, now.timestamp(), body),
+            SinkKind::Slack => self.client.post(url).json(body),
             SinkKind::Dingtalk => {
                 let mut u = url::Url::parse(url).map_err(|_| Failed {
                     why: "the url does not parse".into(),
@@ -188,9 +196,10 @@ impl Sink {
                         .append_pair("timestamp", &ts.to_string())
                         .append_pair("sign", &sign::dingtalk(secret, ts));
                 }
-                self.client.post(u).json(&body)
+                self.client.post(u).json(body)
             }
             SinkKind::Lark => {
+                let mut body = body.clone();
                 if let (Some(secret), Some(obj)) = (secret, body.as_object_mut()) {
                     let ts = now.timestamp();
                     obj.insert("timestamp".into(), Value::String(ts.to_string()));
@@ -200,47 +209,62 @@ impl Sink {
             }
             SinkKind::Alertmanager => {
                 let endpoint = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
-                let mut r = self.client.post(endpoint).json(&body);
-                if let Some(secret) = secret {
-                    r = r.bearer_auth(secret);
+                let r = self.client.post(endpoint).json(body);
+                match secret {
+                    Some(secret) => r.bearer_auth(secret),
+                    None => r,
                 }
-                r
             }
-        };
-        let response = request.send().await.map_err(|e| Failed {
-            why: e.without_url().to_string(),
-            retry: true,
-        })?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(Failed {
-                why: format!("HTTP {status}"),
-                retry: status.is_server_error() || status.as_u16() == 429,
-            });
-        }
-        // DingTalk and Lark answer 200 with an error code in the body (a bad signature, a keyword).
-        if matches!(self.settings.spec.kind, SinkKind::Dingtalk | SinkKind::Lark) {
-            let answer: Value = response.json().await.unwrap_or(Value::Null);
-            let code = answer
-                .get("errcode")
-                .or_else(|| answer.get("code"))
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            if code != 0 {
-                let msg = answer
-                    .get("errmsg")
-                    .or_else(|| answer.get("msg"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                return Err(Failed {
-                    why: format!(
-                        "refused with code {code}: {}",
-                        crate::policy::yaml::clip(msg)
-                    ),
-                    retry: false,
-                });
-            }
-        }
-        Ok(())
+        })
     }
+
+    /// A generic webhook's POST: the exact bytes are signed, so they are serialized once here and sent
+    /// as they are, with the timestamp and signature headers when a secret is set.
+    fn webhook_request(
+        &self,
+        url: &str,
+        secret: Option<&str>,
+        ts: i64,
+        body: &Value,
+    ) -> reqwest::RequestBuilder {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let mut r = self
+            .client
+            .post(url)
+            .header("content-type", "application/json");
+        if let Some(secret) = secret {
+            r = r
+                .header(sign::WEBHOOK_TIMESTAMP_HEADER, ts.to_string())
+                .header(
+                    sign::WEBHOOK_SIGNATURE_HEADER,
+                    sign::webhook(secret, ts, &bytes),
+                );
+        }
+        r.body(bytes)
+    }
+}
+
+/// A DingTalk or Lark answer: code 0 (or none) is delivered, anything else a refusal that a retry
+/// would not change.
+fn chat_answer(answer: &Value) -> Result<(), Failed> {
+    let code = answer
+        .get("errcode")
+        .or_else(|| answer.get("code"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if code == 0 {
+        return Ok(());
+    }
+    let msg = answer
+        .get("errmsg")
+        .or_else(|| answer.get("msg"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    Err(Failed {
+        why: format!(
+            "refused with code {code}: {}",
+            crate::policy::yaml::clip(msg)
+        ),
+        retry: false,
+    })
 }

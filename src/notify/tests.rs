@@ -111,6 +111,7 @@ fn author() -> Arc<Author> {
         event_time: Some("2026-12-07T10:00:00Z".into()),
         event_id: "ev-1".into(),
         set_to: None,
+        via: Some(crate::events::Via::Pull),
     })
 }
 

@@ -137,20 +137,10 @@ fn load_folder_within(
             break;
         }
         let path = &found.path;
-        let text = match walk::read_policy_file(found, opts.max_file_bytes, &mut budget) {
-            Ok(text) => text,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
-        let tree = match yaml::parse(&text) {
+        let tree = match read_tree(found, opts, &mut budget) {
             Ok(tree) => tree,
             Err(e) => {
-                errors.push(LoadError {
-                    location: schema::location(path, e.pos),
-                    message: e.message,
-                });
+                errors.push(e);
                 continue;
             }
         };
@@ -183,6 +173,19 @@ fn load_folder_within(
         errors.dedup();
         Err(errors)
     }
+}
+
+/// Reads and parses one policy file into its YAML tree (`None`: no document).
+fn read_tree(
+    found: &walk::Found,
+    opts: &LoadOptions,
+    budget: &mut walk::Budget,
+) -> Result<Option<yaml::Node>, LoadError> {
+    let text = walk::read_policy_file(found, opts.max_file_bytes, budget)?;
+    yaml::parse(&text).map_err(|e| LoadError {
+        location: schema::location(&found.path, e.pos),
+        message: e.message,
+    })
 }
 
 /// The region of files that name none (`--region`); an invalid one is an error of the folder.

@@ -166,56 +166,78 @@ fn build(text: &str) -> Result<Option<Node>, SyntaxError> {
             }
             Event::SequenceStart(..) | Event::MappingStart(..) => {
                 count(&mut nodes, &mark)?;
-                if stack.len() >= MAX_DEPTH {
-                    return Err(SyntaxError::at(
-                        &mark,
-                        format!("nested more than {MAX_DEPTH} levels deep"),
-                    ));
-                }
-                stack.push(if matches!(event, Event::SequenceStart(..)) {
-                    Frame::Seq(pos, Vec::new())
-                } else {
-                    Frame::Map(pos, Vec::new(), None)
-                });
+                let seq = matches!(event, Event::SequenceStart(..));
+                open(&mut stack, seq, pos, &mark)?;
                 continue;
             }
-            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
-                Some(Frame::Seq(pos, items)) => Node {
-                    pos,
-                    value: Value::Seq(items),
-                },
-                Some(Frame::Map(pos, entries, None)) => Node {
-                    pos,
-                    value: Value::Map(entries),
-                },
-                Some(Frame::Map(_, _, Some(_))) | None => {
-                    return Err(SyntaxError::at(
-                        &mark,
-                        "YAML syntax error: unbalanced structure",
-                    ));
-                }
-            },
+            Event::SequenceEnd | Event::MappingEnd => close(&mut stack, &mark)?,
         };
-        match stack.last_mut() {
-            None if root.is_none() => root = Some(finished),
-            None => {
-                return Err(SyntaxError::at(
-                    &mark,
-                    "YAML syntax error: more than one root node",
-                ))
-            }
-            Some(Frame::Seq(_, items)) => items.push(finished),
-            Some(Frame::Map(map_pos, entries, pending)) => match pending.take() {
-                None => {
-                    // A block mapping's start event is marked after its first key; the key is where it starts.
-                    *map_pos = (*map_pos).min(finished.pos);
-                    *pending = Some(finished);
-                }
-                Some(key) => entries.push((key, finished)),
-            },
-        }
+        attach(&mut stack, &mut root, finished, &mark)?;
     }
     Ok(root)
+}
+
+/// Opens a sequence (`seq`) or a mapping at `pos`, refusing to nest deeper than `MAX_DEPTH`.
+fn open(stack: &mut Vec<Frame>, seq: bool, pos: Pos, mark: &Marker) -> Result<(), SyntaxError> {
+    if stack.len() >= MAX_DEPTH {
+        return Err(SyntaxError::at(
+            mark,
+            format!("nested more than {MAX_DEPTH} levels deep"),
+        ));
+    }
+    stack.push(if seq {
+        Frame::Seq(pos, Vec::new())
+    } else {
+        Frame::Map(pos, Vec::new(), None)
+    });
+    Ok(())
+}
+
+/// Closes the innermost sequence or mapping into its node.
+fn close(stack: &mut Vec<Frame>, mark: &Marker) -> Result<Node, SyntaxError> {
+    match stack.pop() {
+        Some(Frame::Seq(pos, items)) => Ok(Node {
+            pos,
+            value: Value::Seq(items),
+        }),
+        Some(Frame::Map(pos, entries, None)) => Ok(Node {
+            pos,
+            value: Value::Map(entries),
+        }),
+        Some(Frame::Map(_, _, Some(_))) | None => Err(SyntaxError::at(
+            mark,
+            "YAML syntax error: unbalanced structure",
+        )),
+    }
+}
+
+/// Puts a finished node where it belongs: the root, the next item of a sequence, or a mapping's
+/// key or value.
+fn attach(
+    stack: &mut [Frame],
+    root: &mut Option<Node>,
+    finished: Node,
+    mark: &Marker,
+) -> Result<(), SyntaxError> {
+    match stack.last_mut() {
+        None if root.is_none() => *root = Some(finished),
+        None => {
+            return Err(SyntaxError::at(
+                mark,
+                "YAML syntax error: more than one root node",
+            ))
+        }
+        Some(Frame::Seq(_, items)) => items.push(finished),
+        Some(Frame::Map(map_pos, entries, pending)) => match pending.take() {
+            None => {
+                // A block mapping's start event is marked after its first key; the key is where it starts.
+                *map_pos = (*map_pos).min(finished.pos);
+                *pending = Some(finished);
+            }
+            Some(key) => entries.push((key, finished)),
+        },
+    }
+    Ok(())
 }
 
 fn count(nodes: &mut usize, mark: &Marker) -> Result<(), SyntaxError> {

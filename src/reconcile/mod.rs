@@ -347,14 +347,7 @@ pub async fn run_pass_on<C: Cloud>(
     let (mut results, pages) = observe(reach, desired, opts, &state).await;
     // Every group but the drifted ones is final; those are gated and written from a plan of just
     // them (the rails only count enforced changes), and their results take their places.
-    let plan = Plan {
-        revision: desired.revision.clone(),
-        entries: results
-            .iter()
-            .filter(|r| matches!(r.entry.action, Action::Change { .. }))
-            .map(|r| r.entry.clone())
-            .collect(),
-    };
+    let plan = drifted_plan(desired, &results);
     let gate = gate::gate(&plan, &opts.rails);
     apply(reach, &plan, &gate, observed_at, opts, &state, &mut results).await;
     let isolation = match opts.check_isolation {
@@ -380,6 +373,18 @@ pub async fn run_pass_on<C: Cloud>(
         notes,
         coverage: None,
         isolation,
+    }
+}
+
+/// The plan of just the drifted groups of `results`.
+fn drifted_plan(desired: &Desired, results: &[GroupResult]) -> Plan {
+    Plan {
+        revision: desired.revision.clone(),
+        entries: results
+            .iter()
+            .filter(|r| matches!(r.entry.action, Action::Change { .. }))
+            .map(|r| r.entry.clone())
+            .collect(),
     }
 }
 

@@ -240,6 +240,7 @@ mod tests {
                 members: 4,
                 paths: vec![ssh_path("sg-web")],
                 unknown: vec![],
+                depends: Default::default(),
             },
         );
         isolation.insert(
@@ -253,6 +254,7 @@ mod tests {
                     group: Some("sg-odd".into()),
                     rule_id: Some("sgr-<b>".into()),
                 }],
+                depends: Default::default(),
             },
         );
         isolation.insert(
@@ -262,6 +264,7 @@ mod tests {
                 members: 3,
                 paths: vec![],
                 unknown: vec![],
+                depends: Default::default(),
             },
         );
         PassReport {

@@ -274,6 +274,7 @@ pub fn author_json(a: &crate::events::Author) -> Value {
         "userAgent": a.user_agent,
         "eventTime": a.event_time,
         "eventId": a.event_id,
+        "via": a.via.map(|v| v.label()),
     })
 }
 

@@ -1016,6 +1016,7 @@ async fn the_daemon_uses_the_chain_and_exports_credential_refresh_health() {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("ALIBABA_CLOUD_ENDPOINT_ECS", &sim.url)
+        .env("ALIBABA_CLOUD_ENDPOINT_ACTIONTRAIL", &sim.url)
         .env("ALIBABA_CLOUD_ENDPOINT_STS", &fake.url)
         .env("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/r")
         .env(

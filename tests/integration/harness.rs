@@ -165,6 +165,9 @@ pub async fn run(sim: &Sim, args: &[&str], env: &[(&str, Option<&str>)]) -> Run 
         .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "testid")
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "testsecret")
         .env("ALIBABA_CLOUD_ENDPOINT_ECS", &sim.url)
+        // The LookupEvents poller (on by default in the daemon) asks the simulator, never a
+        // real ActionTrail host: nothing in the tests may leave loopback.
+        .env("ALIBABA_CLOUD_ENDPOINT_ACTIONTRAIL", &sim.url)
         .env("RUST_LOG", "sgpolicy=debug")
         // Tests never reach for the real instance metadata service at 100.100.100.200.
         .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true");

@@ -17,14 +17,16 @@
 use super::results::{FoundBy, GroupState, Tally};
 use crate::daemon::fights::Fights;
 use crate::daemon::health::CloudTrouble;
+use crate::daemon::reach::Cause;
 use crate::events::Author;
+use crate::isolation::{Depends, Path, Status, Verdict};
 use crate::model::{GroupKey, Mode, Policy};
 use crate::plan::Action;
 use crate::policy::DesiredGroup;
 use crate::reconcile::gate::Hold;
 use crate::reconcile::{GroupResult, Outcome, PassReport};
 use crate::report::audit;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,6 +58,19 @@ pub(super) struct Record {
     pub(super) undid: Option<Arc<Author>>,
     /// Why its last drift was not corrected.
     pub(super) hold: Option<HoldReason>,
+    /// Its last isolation verdict, while it is declared `Drop` and checked.
+    pub(super) isolation: Option<Checked>,
+}
+
+/// What the daemon keeps of a group's last isolation verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Checked {
+    pub(super) status: Status,
+    /// The paths it found, by (group, rule): a new one is warned about even if the group was
+    /// already not isolated.
+    pub(super) paths: BTreeSet<(String, Option<String>)>,
+    /// What the verdict depends on: events naming any of it re-check the group.
+    pub(super) depends: Arc<Depends>,
 }
 
 /// Everything the daemon folds results into: one record per governed group, and the fights.
@@ -98,6 +113,29 @@ impl Groups {
                     .unwrap_or(start)
             })
             .min()
+    }
+
+    /// Checked groups by isolation status (every status, zero included), for
+    /// `sgpolicy_isolation_groups`.
+    pub(super) fn isolation_counts(&self) -> BTreeMap<&'static str, i64> {
+        let mut counts: BTreeMap<&'static str, i64> =
+            [Status::Isolated, Status::NotIsolated, Status::Unknown]
+                .into_iter()
+                .map(|s| (s.as_str(), 0))
+                .collect();
+        for c in self.records.values().filter_map(|r| r.isolation.as_ref()) {
+            *counts.entry(c.status.as_str()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// The routing index of what every checked group depends on.
+    pub(super) fn reach_index(&self) -> crate::daemon::reach::Index {
+        crate::daemon::reach::Index::build(
+            self.records
+                .iter()
+                .filter_map(|(k, r)| r.isolation.as_ref().map(|c| (k, &*c.depends))),
+        )
     }
 
     /// Groups by (account, state label), for `sgpolicy_groups`.
@@ -144,15 +182,55 @@ pub(super) enum Effect {
         hold: Duration,
         by: Option<Arc<Author>>,
     },
+    /// A group declared `Drop` became not isolated, or a new path opened in one that was not: the
+    /// warning naming each new path (and the write that opened it, when an event said so). The
+    /// hook of an "isolation lost" notification.
+    IsolationLost {
+        key: GroupKey,
+        paths: Vec<Path>,
+        cause: Option<Arc<Cause>>,
+    },
+    /// A group that was not isolated is proven isolated again: the info line. The hook of an
+    /// "isolation restored" notification.
+    IsolationRestored {
+        key: GroupKey,
+        cause: Option<Arc<Cause>>,
+    },
+}
+
+/// A group's transition worth telling people (the notifier, in `tell.rs`), kept apart from
+/// [`Effect`] so that the metrics and log effects stay one per decision. (Isolation lost and
+/// restored are told from their effects, which carry everything a notification needs.)
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Told {
+    /// A correction took effect (not a replay): from → to, and who made the change it undid.
+    Corrected {
+        key: GroupKey,
+        source: String,
+        from: Option<Policy>,
+        to: Policy,
+        author: Option<Arc<Author>>,
+    },
+    /// A drift was held back this pass (every pass that holds it: the sink says it once and then
+    /// only reminds).
+    Held {
+        key: GroupKey,
+        source: String,
+        from: Option<Policy>,
+        to: Policy,
+        reason: HoldReason,
+        author: Option<Arc<Author>>,
+    },
 }
 
 /// What a fold decided: the reports with their authors attached, the tally, the first cloud
-/// failure (the pass then failed on the cloud), and the effects.
+/// failure (the pass then failed on the cloud), the effects, and what to tell.
 pub(super) struct Folded {
     pub(super) reports: Vec<PassReport>,
     pub(super) tally: Tally,
     pub(super) cloud: Option<CloudTrouble>,
     pub(super) effects: Vec<Effect>,
+    pub(super) told: Vec<Told>,
 }
 
 /// What a pass brings to the fold besides its reports.
@@ -182,6 +260,7 @@ pub(super) fn fold(groups: &mut Groups, scoped: Vec<Scoped>, cx: &Context<'_>) -
         tally: Tally::default(),
         cloud: None,
         effects: Vec::new(),
+        told: Vec::new(),
     };
     for Scoped { mut report, held } in scoped {
         if let Some(f) = &report.fatal {
@@ -189,6 +268,7 @@ pub(super) fn fold(groups: &mut Groups, scoped: Vec<Scoped>, cx: &Context<'_>) -
                 .get_or_insert_with(|| CloudTrouble::Failed(f.clone()));
         }
         out.tally.api_calls += report.api_calls.values().sum::<u64>();
+        let verdicts = report.isolation.take();
         for r in &mut report.results {
             if matches!(
                 r.outcome,
@@ -198,6 +278,10 @@ pub(super) fn fold(groups: &mut Groups, scoped: Vec<Scoped>, cx: &Context<'_>) -
             }
             fold_one(groups, r, held.as_ref(), cx, &mut out);
         }
+        if let Some(v) = &verdicts {
+            out.effects.extend(isolation(groups, v, &BTreeMap::new()));
+        }
+        report.isolation = verdicts;
         out.reports.push(report);
     }
     out
@@ -212,7 +296,8 @@ fn fold_one(
     out: &mut Folded,
 ) {
     let key = &r.entry.key;
-    // What outlives one read: when it was last verified, its last correction and who it undid.
+    // What outlives one read: when it was last verified, its last correction and who it undid,
+    // its isolation verdict.
     let previous = groups.records.remove(key);
     let mut record = Record {
         state: GroupState::Error,
@@ -225,8 +310,17 @@ fn fold_one(
             correction: None,
             undid: None,
             hold: None,
+            isolation: None,
         })
     };
+    // A verdict holds while the group stays declared Drop (a new one replaces it in `isolation`).
+    if !cx
+        .declared
+        .get(key)
+        .is_some_and(|g| g.policy == Policy::Drop)
+    {
+        record.isolation = None;
+    }
     if r.entry.observed.is_some() {
         record.verified = Some(cx.now);
     }
@@ -250,6 +344,17 @@ fn fold_one(
                 Some(HoldReason::Rail(_) | HoldReason::Fight) => t.held += 1,
                 // `mode: observe` and a dry run report the drift they would correct.
                 Some(HoldReason::Observe) | None => t.would_change += 1,
+            }
+            // A dry run's drift has no hold and is not news: it is what the operator asked for.
+            if let Some(reason) = &record.hold {
+                out.told.push(Told::Held {
+                    key: key.clone(),
+                    source: r.entry.source.to_string(),
+                    from: r.entry.observed,
+                    to: r.entry.desired,
+                    reason: reason.clone(),
+                    author: r.changed_by.clone(),
+                });
             }
             GroupState::Drifted
         }
@@ -300,6 +405,63 @@ fn failed(r: &GroupResult, out: &mut Folded) -> GroupState {
     }
 }
 
+/// Folds isolation verdicts (of a full or file pass, or of a targeted check) into the records of
+/// the groups they concern: a group becoming not isolated, or gaining a path, is
+/// [`Effect::IsolationLost`]; one not isolated becoming isolated is [`Effect::IsolationRestored`].
+/// `causes` names the write each re-check was queued for. An unknown verdict is neither: it is
+/// counted (`sgpolicy_isolation_groups{status="unknown"}`), never taken for isolation.
+pub(super) fn isolation(
+    groups: &mut Groups,
+    verdicts: &BTreeMap<GroupKey, Verdict>,
+    causes: &BTreeMap<GroupKey, Arc<Cause>>,
+) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    for (key, v) in verdicts {
+        let Some(record) = groups.records.get_mut(key) else {
+            continue;
+        };
+        let before = record.isolation.take();
+        let paths: BTreeSet<(String, Option<String>)> = v
+            .paths
+            .iter()
+            .map(|p| (p.group.clone(), p.rule_id.clone()))
+            .collect();
+        let cause = causes.get(key).cloned();
+        let new: Vec<Path> = v
+            .paths
+            .iter()
+            .filter(|p| {
+                !before
+                    .as_ref()
+                    .is_some_and(|b| b.paths.contains(&(p.group.clone(), p.rule_id.clone())))
+            })
+            .cloned()
+            .collect();
+        if v.status == Status::NotIsolated && !new.is_empty() {
+            effects.push(Effect::IsolationLost {
+                key: key.clone(),
+                paths: new,
+                cause,
+            });
+        } else if v.status == Status::Isolated
+            && before
+                .as_ref()
+                .is_some_and(|b| b.status == Status::NotIsolated)
+        {
+            effects.push(Effect::IsolationRestored {
+                key: key.clone(),
+                cause,
+            });
+        }
+        record.isolation = Some(Checked {
+            status: v.status,
+            paths,
+            depends: Arc::new(v.depends.clone()),
+        });
+    }
+    effects
+}
+
 /// A correction that took effect (not a replay of the last one).
 fn corrected(
     groups: &mut Groups,
@@ -321,6 +483,13 @@ fn corrected(
         account: key.account.to_string(),
         cause,
         actor,
+    });
+    out.told.push(Told::Corrected {
+        key: key.clone(),
+        source: r.entry.source.to_string(),
+        from: r.entry.observed,
+        to: r.entry.desired,
+        author: r.changed_by.clone(),
     });
     if let Some(a) = &r.changed_by {
         out.effects.push(Effect::Undid {
@@ -465,6 +634,7 @@ mod tests {
             event_time: None,
             event_id: "e-1".into(),
             set_to: Some(set_to),
+            via: None,
         })
     }
 
@@ -585,6 +755,58 @@ mod tests {
             "not the drift it announced"
         );
         assert_eq!(g.records[&a].undid, Some(alice(Accept)));
+    }
+
+    #[test]
+    fn a_correction_is_told_once_from_what_was_read_to_what_is_declared_with_its_author() {
+        let a = sg("sg-a");
+        let decl = declared(&[(&a, Mode::Enforce)]);
+        let mut g = groups();
+        let authors = BTreeMap::from([(a.clone(), alice(Accept))]);
+        let now = Instant::now();
+        let runs = || vec![run(vec![result(&a, Accept, Outcome::Changed)], None)];
+        let first = fold_at(&mut g, runs(), &decl, &authors, now);
+        let replay = fold_at(&mut g, runs(), &decl, &authors, now);
+        assert_eq!(
+            first.told,
+            [Told::Corrected {
+                key: a.clone(),
+                source: "prod.yaml:3:5".into(),
+                from: Some(Accept),
+                to: Drop,
+                author: Some(alice(Accept)),
+            }]
+        );
+        assert_eq!(replay.told, [], "ECS replayed the same correction");
+    }
+
+    #[test]
+    fn a_held_drift_is_told_on_every_pass_that_holds_it_and_a_dry_run_tells_nothing() {
+        let (a, b) = (sg("sg-a"), sg("sg-b"));
+        let decl = declared(&[(&a, Mode::Enforce), (&b, Mode::Enforce)]);
+        let mut g = groups();
+        let now = Instant::now();
+        let held = |k: &GroupKey| Told::Held {
+            key: k.clone(),
+            source: "prod.yaml:3:5".into(),
+            from: Some(Accept),
+            to: Drop,
+            reason: HoldReason::Rail(Hold::Open),
+            author: None,
+        };
+        for _ in 0..2 {
+            let f = fold_at(
+                &mut g,
+                vec![
+                    run(vec![result(&a, Accept, Outcome::Held(Hold::Open))], None),
+                    run(vec![result(&b, Accept, Outcome::WouldChange)], None),
+                ],
+                &decl,
+                &BTreeMap::new(),
+                now,
+            );
+            assert_eq!(f.told, [held(&a)], "sg-b's drift is a dry run's");
+        }
     }
 
     #[test]
@@ -771,6 +993,218 @@ mod tests {
             "the fatal error first"
         );
         assert_eq!(g.records[&a].state, GroupState::Error);
+    }
+
+    fn ssh(group: &str, rule: &str) -> Path {
+        Path {
+            kind: crate::isolation::PathKind::IngressRule,
+            group: group.into(),
+            rule_id: Some(rule.into()),
+            protocol: "tcp".into(),
+            ports: "22/22".into(),
+            source: Some(group.into()),
+            from: "eni-1".into(),
+            to: "eni-2".into(),
+        }
+    }
+
+    fn verdict(status: Status, paths: Vec<Path>) -> Verdict {
+        Verdict {
+            status,
+            members: 2,
+            paths,
+            unknown: Vec::new(),
+            depends: Depends {
+                groups: BTreeSet::from(["sg-a".to_string(), "sg-shared".to_string()]),
+                ..Depends::default()
+            },
+        }
+    }
+
+    /// `a` folded in sync, then each verdict in turn; the effects of each.
+    fn verdicts_in_turn(
+        a: &GroupKey,
+        turns: Vec<(Verdict, Option<Arc<Cause>>)>,
+    ) -> (Groups, Vec<Vec<Effect>>) {
+        let decl = declared(&[(a, Mode::Enforce)]);
+        let mut g = groups();
+        fold_at(
+            &mut g,
+            vec![run(vec![result(a, Drop, Outcome::InSync)], None)],
+            &decl,
+            &BTreeMap::new(),
+            Instant::now(),
+        );
+        let effects = turns
+            .into_iter()
+            .map(|(v, cause)| {
+                let causes: BTreeMap<_, _> = cause.into_iter().map(|c| (a.clone(), c)).collect();
+                isolation(&mut g, &BTreeMap::from([(a.clone(), v)]), &causes)
+            })
+            .collect();
+        (g, effects)
+    }
+
+    fn bob_added_a_rule() -> Arc<Cause> {
+        Arc::new(Cause {
+            action: "AuthorizeSecurityGroup".into(),
+            groups: vec!["sg-a".into()],
+            author: (*alice(Accept)).clone(),
+        })
+    }
+
+    #[test]
+    fn a_group_that_becomes_not_isolated_is_a_warning_naming_the_write_and_counts_as_not_isolated()
+    {
+        let a = sg("sg-a");
+        let (g, effects) = verdicts_in_turn(
+            &a,
+            vec![
+                (verdict(Status::Isolated, vec![]), None),
+                (
+                    verdict(Status::NotIsolated, vec![ssh("sg-a", "sgr-1")]),
+                    Some(bob_added_a_rule()),
+                ),
+            ],
+        );
+        assert_eq!(effects[0], [], "isolated from the start: nothing to say");
+        assert_eq!(
+            effects[1],
+            [Effect::IsolationLost {
+                key: a.clone(),
+                paths: vec![ssh("sg-a", "sgr-1")],
+                cause: Some(bob_added_a_rule()),
+            }]
+        );
+        let counts = g.isolation_counts();
+        assert_eq!(
+            (
+                counts["isolated"],
+                counts["not-isolated"],
+                counts["unknown"]
+            ),
+            (0, 1, 0)
+        );
+        // Its dependencies route events now: a rule event on a group its members share.
+        let ix = g.reach_index();
+        let mut change = crate::events::record::parse_record(
+            &serde_json::json!({"eventId": "e", "eventName": "RevokeSecurityGroup", "acsRegion": "cn-hangzhou",
+                "requestParameters": {"SecurityGroupId": "sg-shared"}}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(ix.affected(&change), BTreeSet::from([a.clone()]));
+        change.named.groups = vec!["sg-other".into()];
+        assert_eq!(ix.affected(&change), BTreeSet::new());
+    }
+
+    #[test]
+    fn a_group_isolated_again_is_an_info_effect_and_an_unknown_verdict_is_neither() {
+        let a = sg("sg-a");
+        let (g, effects) = verdicts_in_turn(
+            &a,
+            vec![
+                (
+                    verdict(Status::NotIsolated, vec![ssh("sg-a", "sgr-1")]),
+                    None,
+                ),
+                (verdict(Status::Isolated, vec![]), Some(bob_added_a_rule())),
+                (verdict(Status::Unknown, vec![]), None),
+                (verdict(Status::Isolated, vec![]), None),
+            ],
+        );
+        assert!(matches!(
+            &effects[0][..],
+            [Effect::IsolationLost { cause: None, .. }]
+        ));
+        assert_eq!(
+            effects[1],
+            [Effect::IsolationRestored {
+                key: a.clone(),
+                cause: Some(bob_added_a_rule())
+            }]
+        );
+        assert_eq!(
+            effects[2],
+            [],
+            "unknown is not a loss, and never counts as isolated"
+        );
+        assert_eq!(
+            effects[3],
+            [],
+            "from unknown to isolated is not a restoration"
+        );
+        assert_eq!(g.isolation_counts()["isolated"], 1);
+    }
+
+    #[test]
+    fn only_a_new_path_is_warned_about_again() {
+        let a = sg("sg-a");
+        let (_, effects) = verdicts_in_turn(
+            &a,
+            vec![
+                (
+                    verdict(Status::NotIsolated, vec![ssh("sg-a", "sgr-1")]),
+                    None,
+                ),
+                (
+                    verdict(Status::NotIsolated, vec![ssh("sg-a", "sgr-1")]),
+                    None,
+                ),
+                (
+                    verdict(
+                        Status::NotIsolated,
+                        vec![ssh("sg-a", "sgr-1"), ssh("sg-a", "sgr-2")],
+                    ),
+                    None,
+                ),
+            ],
+        );
+        assert_eq!(
+            effects[1],
+            [],
+            "the same path every resync is one warning, not one per pass"
+        );
+        assert!(
+            matches!(&effects[2][..], [Effect::IsolationLost { paths, .. }] if paths == &[ssh("sg-a", "sgr-2")])
+        );
+    }
+
+    #[test]
+    fn a_pass_report_s_verdicts_are_folded_and_a_group_no_longer_declared_drop_drops_its_verdict() {
+        let a = sg("sg-a");
+        let decl = declared(&[(&a, Mode::Enforce)]);
+        let mut g = groups();
+        let mut scoped = run(vec![result(&a, Drop, Outcome::InSync)], None);
+        scoped.report.isolation = Some(BTreeMap::from([(
+            a.clone(),
+            verdict(Status::NotIsolated, vec![ssh("sg-a", "sgr-1")]),
+        )]));
+        let f = fold_at(
+            &mut g,
+            vec![scoped],
+            &decl,
+            &BTreeMap::new(),
+            Instant::now(),
+        );
+        assert!(matches!(&f.effects[..], [Effect::IsolationLost { .. }]));
+        assert!(
+            f.reports[0].isolation.is_some(),
+            "the report keeps its verdicts"
+        );
+        let mut accept = decl.clone();
+        accept.get_mut(&a).unwrap().policy = Accept;
+        let mut r = result(&a, Drop, Outcome::InSync);
+        r.entry.desired = Accept;
+        fold_at(
+            &mut g,
+            vec![run(vec![r], None)],
+            &accept,
+            &BTreeMap::new(),
+            Instant::now(),
+        );
+        assert_eq!(g.records[&a].isolation, None);
+        assert_eq!(g.isolation_counts()["not-isolated"], 0);
     }
 
     #[test]

@@ -118,6 +118,10 @@ impl<F: Fleet> Runner<F> {
             for e in errors {
                 tracing::error!(target: "sgpolicy::policy", "{e}");
             }
+            if let Some(first) = errors.first() {
+                let kept = folder.in_force().map(|g| g.revision.as_str());
+                self.tell.folder_error(&first.to_string(), n, kept);
+            }
         }
         self.metrics.load_errors.set(n as i64);
         self.metrics.load_failures.inc();

@@ -10,6 +10,7 @@ mod scope;
 mod survey;
 mod sweeping;
 mod targeted;
+mod tell;
 #[cfg(test)]
 mod tests;
 
@@ -70,6 +71,8 @@ pub struct Runner<F: Fleet = Clients> {
     started: Instant,
     /// The oldest last successful read of any governed group, as of the last pass.
     oldest_read: std::sync::Mutex<Option<Instant>>,
+    /// What the notifier is told (nothing, until [`Runner::notifying`]).
+    tell: tell::Teller,
     /// Set while the main lane runs a pass that reads every group: the sweep waits meanwhile.
     full_running: AtomicBool,
     /// `--max-changes` over one `--interval`, for the sweep's and the targeted lane's corrections.
@@ -99,6 +102,7 @@ impl<F: Fleet> Runner<F> {
             targets,
             started: Instant::now(),
             oldest_read: std::sync::Mutex::new(None),
+            tell: tell::Teller::default(),
             full_running: AtomicBool::new(false),
             changes: std::sync::Mutex::new(crate::daemon::sweep::ChangeWindow::new(
                 setup.pass.rails.max_changes,
@@ -113,6 +117,12 @@ impl<F: Fleet> Runner<F> {
             cancel: Arc::new(AtomicBool::new(false)),
             stopped: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Tells `notifier` what the passes do (corrections, holds, fights, failures).
+    pub fn notifying(mut self, notifier: crate::notify::Notifier) -> Runner<F> {
+        self.tell = tell::Teller::new(notifier);
+        self
     }
 
     async fn pass(&self, trigger: Trigger) -> Verdict {
@@ -153,6 +163,7 @@ impl<F: Fleet> Runner<F> {
                 // Nothing can be read with these credentials: report it like any cloud failure.
                 let why = CloudTrouble::Failed(e);
                 self.health.cloud(Some(why.clone()));
+                self.tell.pass_failed(&why.to_string());
                 let revision = Some(folder.revision.as_str());
                 self.finish(Finished::nothing_read(
                     trigger,
@@ -170,8 +181,17 @@ impl<F: Fleet> Runner<F> {
         };
         let stale_only = trigger == Trigger::Interval;
         let scope = self.choose_scope(desired, full, stale_only).await;
+        // Full and file passes check the isolation of the declared Drop groups they read (a file
+        // pass reads only the groups whose declaration changed: a targeted check); a plan made as
+        // a whole has the whole plan's --max-changes.
         let max_changes = self.setup.pass.rails.max_changes;
-        let reports = self.run_scoped(scope.active, scope.held, max_changes).await;
+        let reports = self
+            .run_scoped(scope.active, scope.held, true, max_changes)
+            .await;
+        // Events older than these reads cost nothing (daemon::intake).
+        let wall_start = std::time::SystemTime::now() - started.elapsed();
+        self.intake
+            .note_reads(reports.iter().map(|s| &s.report), wall_start);
         let (tally, cloud_failure) = self
             .conclude(reports, &scope.desired, scope.size, full)
             .await;
@@ -190,6 +210,7 @@ impl<F: Fleet> Runner<F> {
             revision: Some(&scope.desired.revision),
         });
         if let Some(why) = &cloud_failure {
+            self.tell.pass_failed(&why.to_string());
             tracing::warn!(
                 trigger = trigger.as_str(),
                 "pass failed on the cloud: {why}"
@@ -353,15 +374,18 @@ fn subset<'a>(desired: &Desired, groups: impl IntoIterator<Item = &'a DesiredGro
 impl<F: Fleet> Runner<F> {
     /// Runs the active groups as the options say (but for the `--max-changes` in force: the
     /// whole plan's for the main lane, the window's room for the sweep and the targeted lane) and
-    /// the held (fighting) ones watch-only.
+    /// the held (fighting) ones watch-only; with `check`, and unless `--no-check-isolation`, the
+    /// isolation of the declared Drop groups read.
     async fn run_scoped(
         &self,
         active: Desired,
         held: Desired,
+        check: bool,
         max_changes: Option<usize>,
     ) -> Vec<fold::Scoped> {
         let mut opts = PassOptions {
             cancel: Some(self.cancel.clone()),
+            check_isolation: check && self.setup.pass.check_isolation,
             ..self.setup.pass.clone()
         };
         opts.rails.max_changes = max_changes;
@@ -390,6 +414,7 @@ impl<F: Fleet> Runner<F> {
         let targets = Targets {
             buckets: desired.groups.keys().map(GroupKey::bucket).collect(),
             roles: desired.accounts.clone(),
+            reach_events: self.setup.pass.check_isolation,
         };
         self.targets.send_if_modified(|t| {
             if **t == targets {
@@ -446,6 +471,7 @@ impl<F: Fleet> Passes for Runner<F> {
 
     fn heartbeat(&self) {
         self.health.beat();
+        self.tell.events(&self.intake.status);
         self.publish_verification_age();
         self.metrics.sync_events(&self.intake.status);
         self.metrics.sync_trail_calls(self.fleet.trail_calls());

@@ -189,12 +189,14 @@ impl<F: Fleet> Runner<F> {
         }
         for effect in &folded.effects {
             self.carry_out(effect);
+            self.tell.isolation(effect, declared);
         }
+        self.tell.told(&folded.told);
         (folded.tally, folded.cloud)
     }
 
     /// One effect of a fold: metrics and log lines.
-    fn carry_out(&self, effect: &Effect) {
+    pub(super) fn carry_out(&self, effect: &Effect) {
         match effect {
             Effect::Corrected {
                 account,
@@ -220,6 +222,29 @@ impl<F: Fleet> Runner<F> {
                 a.event_type.as_str(),
                 a.event_time.as_deref().unwrap_or("time unknown"),
                 desired
+            ),
+            Effect::IsolationLost { key, paths, cause } => {
+                for p in paths {
+                    let a = cause.as_deref().map(|c| &c.author);
+                    tracing::warn!(
+                        group = %key.id, account = %key.account, region = %key.region,
+                        path = match p.kind {
+                            crate::isolation::PathKind::IngressRule => "ingress-rule",
+                            crate::isolation::PathKind::SharedGroup => "shared-group",
+                        },
+                        path_group = %p.group,
+                        rule_id = p.rule_id.as_deref().unwrap_or("-"),
+                        changed_by = %a.map_or_else(|| "-".to_string(), |a| a.to_string()),
+                        event_id = a.map_or("-", |a| a.event_id.as_str()),
+                        "{}",
+                        crate::daemon::reach::lost_sentence(&key.id, p, cause.as_deref())
+                    );
+                }
+            }
+            Effect::IsolationRestored { key, cause } => tracing::info!(
+                group = %key.id, account = %key.account, region = %key.region,
+                "{}",
+                crate::daemon::reach::restored_sentence(&key.id, cause.as_deref())
             ),
             Effect::Fight {
                 key,
@@ -275,8 +300,16 @@ impl<F: Fleet> Runner<F> {
 
     pub(super) fn publish_groups(&self, st: &State) {
         self.metrics.set_groups(&st.groups.counts());
+        self.metrics
+            .set_isolation_groups(&st.groups.isolation_counts());
+        self.intake.depend(st.groups.reach_index());
         let fighting = st.groups.fights.fighting(Instant::now());
         self.metrics.fighting_groups.set(fighting.len() as i64);
+        self.tell.fights(
+            fighting.iter().map(|(k, _)| *k),
+            &st.groups.records,
+            st.effective.as_deref().map(|d| &d.groups),
+        );
         self.metrics.fight_hold.clear();
         for (key, hold) in fighting {
             self.metrics
@@ -312,6 +345,7 @@ impl<F: Fleet> Runner<F> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or(Duration::ZERO);
             self.metrics.last_success.set(unix.as_secs_f64());
+            self.tell.pass_read();
         }
         if !matches!(trigger, Trigger::Event | Trigger::Sweep) {
             // The targeted lane runs beside the main one; only the main one's passes can stall.

@@ -1,26 +1,29 @@
 //! The targeted lane: passes over the groups ActionTrail events named, run beside the main lane so
 //! a console flip is corrected in seconds even while a full resync of a large estate is under way.
 //!
-//! Each targeted pass takes every queued group at once (a burst of events is debounced like file
-//! events), reads them, plans, writes and verifies exactly like any pass, and reports through the
-//! same fold as the main lane. It never starts before the first pass resolved the folder: events
-//! heard earlier stay queued, and that pass reads every group anyway. It cannot starve the resync:
-//! the main lane's timer and triggers do not wait for it, and both share the rate limiter, whose
-//! queue is first come, first served.
+//! Each targeted pass takes up to [`TARGETED_BATCH`] queued groups, urgent ones first (the intake's
+//! order: events announcing drift before the rest), reads them, plans, writes and verifies exactly
+//! like any pass, and reports through the same fold as the main lane. A burst of events is debounced
+//! like file events; while groups remain queued the next batch starts at once, so a real drift that
+//! arrives during a flood waits for at most the batch in progress. It never starts before the first
+//! pass resolved the folder: events heard earlier stay queued, and that pass reads every group
+//! anyway. It cannot starve the resync: the main lane's timer and triggers do not wait for it, and
+//! both share the rate limiter, whose queue is first come, first served.
 
 use super::results::{Finished, FoundBy, PassOutcome, Tally};
 use super::{subset, Runner};
 use crate::accounts::Fleet;
+use crate::daemon::intake::TARGETED_BATCH;
 use crate::daemon::sweep::ChangeWindow;
 use crate::daemon::triggers::Trigger;
 use crate::events::Author;
-use crate::model::GroupKey;
+use crate::model::{GroupKey, Policy, SharedStr};
 use crate::policy::{Desired, DesiredGroup};
 use crate::reconcile::Outcome;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 impl<F: Fleet> Runner<F> {
     /// Runs targeted passes until shutdown.
@@ -35,25 +38,117 @@ impl<F: Fleet> Runner<F> {
             if self.unless_stopped(debounce).await.is_none() {
                 return;
             }
-            self.targeted_pass().await;
+            loop {
+                if self.cancel.load(Ordering::SeqCst) {
+                    return;
+                }
+                let resolved = self.targeted_pass().await;
+                self.targeted_check().await;
+                if !resolved || !self.intake.has_queued() {
+                    break;
+                }
+            }
         }
     }
 
-    pub(super) async fn targeted_pass(&self) {
+    /// Re-checks the isolation of the declared Drop groups that writes queued (rule, membership,
+    /// interface and prefix-list changes): their rules, their VPC's interfaces, their members'
+    /// other groups and the prefix lists those name, and nothing else (no group listing, no pass).
+    pub(super) async fn targeted_check(&self) {
+        let started = Instant::now();
+        let st = self.state.lock().await;
+        let Some(desired) = st.effective.clone() else {
+            return;
+        };
+        let causes = self.intake.take_checks();
+        let targets: BTreeSet<GroupKey> = causes
+            .keys()
+            .filter(|k| {
+                desired
+                    .groups
+                    .get(*k)
+                    .is_some_and(|g| g.policy == Policy::Drop)
+            })
+            .cloned()
+            .collect();
+        if targets.is_empty() || !self.setup.pass.check_isolation {
+            return;
+        }
+        let inputs = crate::isolation::read::Inputs {
+            targets,
+            pages: Default::default(),
+            // A governed group in sync has its declared policy (what the pass's check assumes too).
+            policies: st
+                .groups
+                .records
+                .iter()
+                .filter(|(_, r)| r.state == super::results::GroupState::InSync)
+                .filter_map(|(k, _)| Some((k.clone(), desired.groups.get(k)?.policy)))
+                .collect(),
+        };
+        drop(st);
+        let scope = inputs.targets.len();
+        let calls_before: u64 = self.fleet.calls().snapshot().values().sum();
+        let accounts: BTreeSet<SharedStr> =
+            inputs.targets.iter().map(|k| k.account.clone()).collect();
+        let checking = async {
+            let reach = self
+                .fleet
+                .reach_accounts(accounts.iter().map(|a| &**a).collect(), &desired.accounts)
+                .await;
+            crate::isolation::read::check(&reach, inputs, self.setup.pass.concurrency).await
+        };
+        let Some(verdicts) = self.unless_stopped(checking).await else {
+            return;
+        };
+        let mut st = self.state.lock().await;
+        let effects = super::fold::isolation(&mut st.groups, &verdicts, &causes);
+        for effect in &effects {
+            self.carry_out(effect);
+            self.tell.isolation(effect, &desired.groups);
+        }
+        self.publish_groups(&st);
+        drop(st);
+        self.metrics.sync_api_calls(self.fleet.calls());
+        tracing::info!(
+            trigger = "event",
+            scope,
+            not_isolated = verdicts
+                .values()
+                .filter(|v| v.status == crate::isolation::Status::NotIsolated)
+                .count(),
+            api_calls = self
+                .fleet
+                .calls()
+                .snapshot()
+                .values()
+                .sum::<u64>()
+                .saturating_sub(calls_before),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "isolation re-checked"
+        );
+    }
+
+    /// One batch; `false` when no folder is resolved yet (the batch stays queued).
+    pub(super) async fn targeted_pass(&self) -> bool {
         let started = Instant::now();
         let st = self.state.lock().await;
         let Some(desired) = st.effective.clone() else {
             // No folder resolved yet: the first pass reads every group (and nudges us after).
-            return;
+            return false;
         };
-        let batch = self.intake.take();
+        let batch = self.intake.take_batch(TARGETED_BATCH);
         let keys: Vec<GroupKey> = batch.keys().cloned().collect();
         self.lane_pass(st, started, desired, &keys, &batch, Lane::Targeted)
             .await;
+        true
     }
 
     /// One pass of a lane beside the main one (the targeted lane, the sweep) over `keys`, begun
     /// under `st`: reads, plans, corrects within the `--max-changes` window, folds and reports.
+    /// Neither checks isolation: a policy event's group is corrected to its declaration, which the
+    /// isolation verdict already assumes (a reach event's re-check is `targeted_check`), and the
+    /// sweep's tick costs only its policy reads.
     pub(super) async fn lane_pass(
         &self,
         st: tokio::sync::MutexGuard<'_, super::State>,
@@ -63,6 +158,7 @@ impl<F: Fleet> Runner<F> {
         authors: &BTreeMap<GroupKey, Arc<Author>>,
         lane: Lane,
     ) {
+        let wall_start = SystemTime::now() - started.elapsed();
         let now = Instant::now();
         // A group the folder stopped governing since it was queued is not read.
         let (held, active): (Vec<&DesiredGroup>, Vec<&DesiredGroup>) = keys
@@ -76,7 +172,9 @@ impl<F: Fleet> Runner<F> {
         let (active, held) = (subset(&desired, active), subset(&desired, held));
         drop(st);
         let room = self.lock_changes().reserve(Instant::now());
-        let reports = self.run_scoped(active, held, room).await;
+        let reports = self.run_scoped(active, held, false, room).await;
+        self.intake
+            .note_reads(reports.iter().map(|s| &s.report), wall_start);
         let made = reports
             .iter()
             .filter(|s| s.held.is_none())

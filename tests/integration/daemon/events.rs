@@ -286,7 +286,7 @@ async fn the_receiver_refuses_missing_tokens_huge_bodies_and_non_json() {
     assert_eq!(announce_body(&addr, 300 * 1024).await, 413);
     assert_eq!(status(post(b"not json".to_vec(), Some(TOKEN)).await), 400);
     let other = serde_json::json!({"specversion": "1.0", "id": "x-1", "source": "acs.actiontrail",
-        "data": {"eventName": "AuthorizeSecurityGroup", "eventId": "e-x"}});
+        "data": {"eventName": "CreateSecurityGroup", "eventId": "e-x"}});
     assert_eq!(
         status(post(other.to_string().into_bytes(), Some(TOKEN)).await),
         202

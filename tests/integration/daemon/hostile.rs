@@ -52,6 +52,7 @@ async fn trace_logging_into(sim: &Sim, policies: &Path, log: &Path) -> Daemon {
         .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "testid")
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "testsecret")
         .env("ALIBABA_CLOUD_ENDPOINT_ECS", &sim.url)
+        .env("ALIBABA_CLOUD_ENDPOINT_ACTIONTRAIL", &sim.url)
         .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
         .env("RUST_LOG", "trace")
         .stdout(std::process::Stdio::null())

@@ -7,6 +7,7 @@ mod coverage;
 mod events;
 mod files;
 mod hostile;
+mod hostile_net;
 mod notify;
 mod ops;
 mod shards;
@@ -48,6 +49,9 @@ impl Daemon {
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "testid")
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "testsecret")
             .env("ALIBABA_CLOUD_ENDPOINT_ECS", &sim.url)
+            // The LookupEvents poller (on by default in the daemon) asks the simulator, never a
+            // real ActionTrail host: nothing in the tests may leave loopback.
+            .env("ALIBABA_CLOUD_ENDPOINT_ACTIONTRAIL", &sim.url)
             // Tests must never reach for the real metadata service at 100.100.100.200.
             .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
             .env("RUST_LOG", "sgpolicy=debug");
