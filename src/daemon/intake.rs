@@ -813,6 +813,7 @@ mod tests {
             duration: Duration::ZERO,
             notes: Vec::new(),
             coverage: None,
+            unmanageable: Default::default(),
             isolation: None,
         }
     }

@@ -55,8 +55,8 @@ impl Trigger {
         }
     }
 
-    /// A full pass re-reads every declared group (the interval pass beside the sweep: those it has
-    /// not read within the interval); a file pass only those whose declaration changed.
+    /// A full pass re-reads every declared group (but the interval pass beside the sweep, which
+    /// lists selectors and reads none); a file pass only those whose declaration changed.
     pub fn is_full(self) -> bool {
         !matches!(self, Trigger::File | Trigger::Event | Trigger::Sweep)
     }

@@ -284,6 +284,7 @@ mod tests {
             duration: Duration::from_millis(5),
             notes: Vec::new(),
             coverage: None,
+            unmanageable: Default::default(),
             isolation: Some(isolation),
         }
     }

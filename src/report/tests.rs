@@ -87,6 +87,7 @@ fn hostile_report() -> PassReport {
             required: false,
         }),
         isolation: None,
+        unmanageable: Default::default(),
     }
 }
 

@@ -20,7 +20,7 @@ use crate::daemon::health::CloudTrouble;
 use crate::daemon::reach::Cause;
 use crate::events::Author;
 use crate::isolation::{Depends, Path, Status, Verdict};
-use crate::model::{GroupKey, Mode, Policy};
+use crate::model::{GroupKey, GroupMeta, Mode, Policy};
 use crate::plan::Action;
 use crate::policy::DesiredGroup;
 use crate::reconcile::gate::Hold;
@@ -60,6 +60,29 @@ pub(super) struct Record {
     pub(super) hold: Option<HoldReason>,
     /// Its last isolation verdict, while it is declared `Drop` and checked.
     pub(super) isolation: Option<Checked>,
+    /// What the last listing said of it, while its reads keep finding it: the sweep reads it
+    /// without listing it again (`None`: list it first).
+    pub(super) listed: Option<Listed>,
+}
+
+/// What a DescribeSecurityGroups listing told of a group the plan needs: whether ECS refuses writes
+/// to it. Its type and managed flags do not change while it exists; a deleted group answers the
+/// read with `NotFound`, which forgets this.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Listed {
+    Manageable,
+    /// Enterprise or service-managed, with the flags that say why (few groups: boxed).
+    Unmanageable(Box<GroupMeta>),
+}
+
+impl Listed {
+    /// The flags a pass is given for the group (`PassOptions::known`).
+    pub(super) fn meta(&self) -> GroupMeta {
+        match self {
+            Listed::Manageable => GroupMeta::default(),
+            Listed::Unmanageable(meta) => (**meta).clone(),
+        }
+    }
 }
 
 /// What the daemon keeps of a group's last isolation verdict.
@@ -276,7 +299,7 @@ pub(super) fn fold(groups: &mut Groups, scoped: Vec<Scoped>, cx: &Context<'_>) -
             ) {
                 r.changed_by = announced_drift(r, cx.authors.get(&r.entry.key));
             }
-            fold_one(groups, r, held.as_ref(), cx, &mut out);
+            fold_one(groups, r, held.as_ref(), &report.unmanageable, cx, &mut out);
         }
         if let Some(v) = &verdicts {
             out.effects.extend(isolation(groups, v, &BTreeMap::new()));
@@ -287,11 +310,12 @@ pub(super) fn fold(groups: &mut Groups, scoped: Vec<Scoped>, cx: &Context<'_>) -
     out
 }
 
-/// Folds one group's result.
+/// Folds one group's result (`unmanageable`: the flags its report gives of unmanageable groups).
 fn fold_one(
     groups: &mut Groups,
     r: &GroupResult,
     held: Option<&HoldReason>,
+    unmanageable: &BTreeMap<GroupKey, GroupMeta>,
     cx: &Context<'_>,
     out: &mut Folded,
 ) {
@@ -311,6 +335,7 @@ fn fold_one(
             undid: None,
             hold: None,
             isolation: None,
+            listed: None,
         })
     };
     // A verdict holds while the group stays declared Drop (a new one replaces it in `isolation`).
@@ -324,6 +349,7 @@ fn fold_one(
     if r.entry.observed.is_some() {
         record.verified = Some(cx.now);
     }
+    record.listed = listed(r, unmanageable, record.listed.take());
     let t = &mut out.tally;
     record.state = match &r.outcome {
         Outcome::InSync => {
@@ -367,6 +393,24 @@ fn fold_one(
         record.settled = cx.declared.get(key).map(|g| (g.policy, g.mode));
     }
     groups.records.insert(key.clone(), record);
+}
+
+/// What the daemon knows of a group's flags after `r`: a read that found it says it exists, with
+/// the flags its report gives (manageable unless named); one that did not find it forgets them; a
+/// failed read says nothing new.
+fn listed(
+    r: &GroupResult,
+    unmanageable: &BTreeMap<GroupKey, GroupMeta>,
+    before: Option<Listed>,
+) -> Option<Listed> {
+    match (&r.entry.observed, &r.entry.action) {
+        (Some(_), _) => Some(match unmanageable.get(&r.entry.key) {
+            Some(meta) => Listed::Unmanageable(Box::new(meta.clone())),
+            None => Listed::Manageable,
+        }),
+        (None, Action::NotFound) => None,
+        (None, _) => before,
+    }
 }
 
 /// Why a drifted group was not corrected: a rail, `mode: observe`, or the fight its watch-only run
@@ -617,6 +661,7 @@ mod tests {
                 duration: Duration::ZERO,
                 notes: Vec::new(),
                 coverage: None,
+                unmanageable: Default::default(),
                 isolation: None,
             },
             held,
@@ -692,6 +737,54 @@ mod tests {
         assert_eq!(ra.verified, Some(now));
         assert_eq!(ra.correction.as_deref(), Some("sgpolicy-tok-1"));
         assert!(g.settled(&decl[&a]), "a file pass skips it now");
+    }
+
+    #[test]
+    fn a_group_found_keeps_its_listing_for_the_sweep_until_a_read_no_longer_finds_it() {
+        let (a, ent) = (sg("sg-a"), sg("sg-ent"));
+        let decl = declared(&[(&a, Mode::Enforce), (&ent, Mode::Enforce)]);
+        let mut g = groups();
+        let now = Instant::now();
+        let flags = GroupMeta {
+            enterprise: true,
+            ..GroupMeta::default()
+        };
+        let mut found = run(
+            vec![
+                result(&a, Drop, Outcome::InSync),
+                result(&ent, Drop, Outcome::InSync),
+            ],
+            None,
+        );
+        found.report.unmanageable = [(ent.clone(), flags.clone())].into_iter().collect();
+        fold_at(&mut g, vec![found], &decl, &BTreeMap::new(), now);
+        assert_eq!(g.records[&a].listed, Some(Listed::Manageable));
+        assert_eq!(
+            g.records[&ent].listed.as_ref().map(Listed::meta),
+            Some(flags),
+            "an enterprise group in sync is still one ECS refuses writes to"
+        );
+
+        // A throttled read says nothing new; a read that does not find the group forgets it.
+        let throttled = unread(&a, 503, "ServiceUnavailable");
+        fold_at(
+            &mut g,
+            vec![run(vec![throttled], None)],
+            &decl,
+            &BTreeMap::new(),
+            now,
+        );
+        assert_eq!(g.records[&a].listed, Some(Listed::Manageable));
+        let mut gone = unread(&a, 404, "InvalidSecurityGroupId.NotFound");
+        gone.entry.action = Action::NotFound;
+        fold_at(
+            &mut g,
+            vec![run(vec![gone], None)],
+            &decl,
+            &BTreeMap::new(),
+            now,
+        );
+        assert_eq!(g.records[&a].listed, None, "the next read lists it first");
     }
 
     #[test]

@@ -22,15 +22,15 @@ use super::Setup;
 use crate::accounts::{Clients, Fleet};
 use crate::daemon::health::{CloudTrouble, Health};
 use crate::daemon::metrics::Metrics;
-use crate::daemon::sweep;
 use crate::daemon::watch::FolderWatch;
 use crate::events::poller::Targets;
-use crate::model::GroupKey;
+use crate::model::{GroupKey, GroupMeta};
 use crate::policy::commit;
 use crate::policy::{Desired, DesiredGroup};
 use crate::reconcile::{self, PassOptions};
 use futures::future::LocalBoxFuture;
 use results::{Finished, FoundBy, PassOutcome, Tally};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,7 +126,7 @@ impl<F: Fleet> Runner<F> {
     }
 
     async fn pass(&self, trigger: Trigger) -> Verdict {
-        // The interval pass beside the sweep reads only what the sweep has not: no need to pause it.
+        // The interval pass beside the sweep reads no group: no need to pause the sweep.
         let reads_all = trigger.is_full() && trigger != Trigger::Interval;
         self.full_running.store(reads_all, Ordering::SeqCst);
         let verdict = self.main_pass(trigger).await;
@@ -179,15 +179,18 @@ impl<F: Fleet> Runner<F> {
             }
             Some(Ok(d)) => d,
         };
-        let stale_only = trigger == Trigger::Interval;
-        let scope = self.choose_scope(desired, full, stale_only).await;
+        // The interval pass runs beside the sweep, which reads every group once per interval.
+        let reads_none = trigger == Trigger::Interval;
+        let scope = self.choose_scope(desired, full, reads_none).await;
         // Full and file passes check the isolation of the declared Drop groups they read (a file
         // pass reads only the groups whose declaration changed: a targeted check); a plan made as
         // a whole has the whole plan's --max-changes.
-        let max_changes = self.setup.pass.rails.max_changes;
-        let reports = self
-            .run_scoped(scope.active, scope.held, true, max_changes)
-            .await;
+        let run = Run {
+            check: true,
+            max_changes: self.setup.pass.rails.max_changes,
+            known: BTreeMap::new(),
+        };
+        let reports = self.run_scoped(scope.active, scope.held, run).await;
         // Events older than these reads cost nothing (daemon::intake).
         let wall_start = std::time::SystemTime::now() - started.elapsed();
         self.intake
@@ -244,10 +247,11 @@ impl<F: Fleet> Runner<F> {
     }
 
     /// Publishes the governed groups (to the targeted lane, the intake, the poller) and chooses
-    /// the groups this pass reads, under a short lock. The interval pass (`stale_only`) runs beside
-    /// the sweep, which reads every group once per interval: it lists selectors anew and reads only
-    /// the groups the sweep has not read within the interval (new ones, or those it fell behind on).
-    async fn choose_scope(&self, desired: Desired, full: bool, stale_only: bool) -> Scope {
+    /// the groups this pass reads, under a short lock. The interval pass (`reads_none`) runs beside
+    /// the sweep, which reads every group once per interval: it lists selectors anew and reads no
+    /// group itself. A group it finds new has never been read, so the sweep reads it next, at its
+    /// pace; one the sweep fell behind on is the sweep's to catch up, never read here in a burst.
+    async fn choose_scope(&self, desired: Desired, full: bool, reads_none: bool) -> Scope {
         let mut st = self.state.lock().await;
         self.metrics
             .shard
@@ -258,14 +262,7 @@ impl<F: Fleet> Runner<F> {
         let (held, active): (Vec<&DesiredGroup>, Vec<&DesiredGroup>) = desired
             .groups
             .values()
-            .filter(|g| {
-                if stale_only {
-                    let verified = st.groups.records.get(&g.key).and_then(|r| r.verified);
-                    sweep::stale(verified, now, self.settings.interval)
-                } else {
-                    full || !st.groups.settled(g)
-                }
-            })
+            .filter(|g| !reads_none && (full || !st.groups.settled(g)))
             .partition(|g| st.groups.fights.held(&g.key, now));
         let size = held.len() + active.len();
         let (active, held) = (subset(&desired, active), subset(&desired, held));
@@ -320,6 +317,17 @@ impl<F: Fleet> Runner<F> {
     }
 }
 
+/// How a lane runs its groups, beside the setup's pass options.
+struct Run {
+    /// Check the isolation of the declared Drop groups read (unless `--no-check-isolation`).
+    check: bool,
+    /// The `--max-changes` in force: the whole plan's for the main lane, the window's room for
+    /// the sweep and the targeted lane.
+    max_changes: Option<usize>,
+    /// Groups read without listing them again (`PassOptions::known`): the sweep's.
+    known: BTreeMap<GroupKey, GroupMeta>,
+}
+
 /// The groups one main pass reads: the active ones as the options say, the fighting ones
 /// watch-only.
 struct Scope {
@@ -372,23 +380,16 @@ fn subset<'a>(desired: &Desired, groups: impl IntoIterator<Item = &'a DesiredGro
 }
 
 impl<F: Fleet> Runner<F> {
-    /// Runs the active groups as the options say (but for the `--max-changes` in force: the
-    /// whole plan's for the main lane, the window's room for the sweep and the targeted lane) and
-    /// the held (fighting) ones watch-only; with `check`, and unless `--no-check-isolation`, the
-    /// isolation of the declared Drop groups read.
-    async fn run_scoped(
-        &self,
-        active: Desired,
-        held: Desired,
-        check: bool,
-        max_changes: Option<usize>,
-    ) -> Vec<fold::Scoped> {
+    /// Runs the active groups as the options say, but for what `run` changes, and the held
+    /// (fighting) ones watch-only.
+    async fn run_scoped(&self, active: Desired, held: Desired, run: Run) -> Vec<fold::Scoped> {
         let mut opts = PassOptions {
             cancel: Some(self.cancel.clone()),
-            check_isolation: check && self.setup.pass.check_isolation,
+            check_isolation: run.check && self.setup.pass.check_isolation,
+            known: run.known,
             ..self.setup.pass.clone()
         };
-        opts.rails.max_changes = max_changes;
+        opts.rails.max_changes = run.max_changes;
         let mut reports = Vec::new();
         if !active.groups.is_empty() {
             reports.push(fold::Scoped {

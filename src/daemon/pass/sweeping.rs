@@ -4,9 +4,13 @@
 //! pass that reads every group (start-up, SIGHUP, retry) and drops what it owed meanwhile, since that
 //! pass read everything; before the first pass resolved the folder it reads nothing.
 //!
+//! A tick costs the policy reads of its groups (and a write and a verifying read for a drifted
+//! one): the flags a group's listing gave are kept in its record from the last pass that found it,
+//! so the sweep lists only a group never found (a deleted one answers the read with `NotFound`).
+//!
 //! Pacing adapts to the AIMD limiter without asking it: a tick's reads queue behind the limiter
-//! like any request, the next tick starts only when they are done, and what the slowed tick could
-//! not read is not made up in a burst.
+//! like any request, the next tick starts only when they are done, and what a slowed tick could
+//! not read is owed and caught up at most 10% above the pace (`sweep::Pace`), never in a burst.
 
 use super::targeted::Lane;
 use super::Runner;
@@ -29,12 +33,10 @@ impl<F: Fleet> Runner<F> {
         let mut last = tokio::time::Instant::now();
         loop {
             let n = self.governed_count().await;
-            let wait = pace.tick(n);
-            if self
-                .unless_stopped(tokio::time::sleep(wait))
-                .await
-                .is_none()
-            {
+            // Ticks keep their cadence: the wait counts from the last tick's start, so a tick's own
+            // reads do not slow the pace (the schedule counts the time that really passed).
+            let wait = tokio::time::sleep_until(last + pace.tick(n));
+            if self.unless_stopped(wait).await.is_none() {
                 return;
             }
             let now = tokio::time::Instant::now();

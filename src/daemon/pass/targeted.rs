@@ -11,13 +11,13 @@
 //! both share the rate limiter, whose queue is first come, first served.
 
 use super::results::{Finished, FoundBy, PassOutcome, Tally};
-use super::{subset, Runner};
+use super::{subset, Run, Runner};
 use crate::accounts::Fleet;
 use crate::daemon::intake::TARGETED_BATCH;
 use crate::daemon::sweep::ChangeWindow;
 use crate::daemon::triggers::Trigger;
 use crate::events::Author;
-use crate::model::{GroupKey, Policy, SharedStr};
+use crate::model::{GroupKey, GroupMeta, Policy, SharedStr};
 use crate::policy::{Desired, DesiredGroup};
 use crate::reconcile::Outcome;
 use std::collections::{BTreeMap, BTreeSet};
@@ -169,10 +169,19 @@ impl<F: Fleet> Runner<F> {
         if scope == 0 {
             return;
         }
+        let known = match lane {
+            Lane::Sweep => sweep_known(&st, keys),
+            Lane::Targeted => BTreeMap::new(),
+        };
         let (active, held) = (subset(&desired, active), subset(&desired, held));
         drop(st);
-        let room = self.lock_changes().reserve(Instant::now());
-        let reports = self.run_scoped(active, held, false, room).await;
+        let run = Run {
+            check: false,
+            max_changes: self.lock_changes().reserve(Instant::now()),
+            known,
+        };
+        let room = run.max_changes;
+        let reports = self.run_scoped(active, held, run).await;
         self.intake
             .note_reads(reports.iter().map(|s| &s.report), wall_start);
         let made = reports
@@ -198,28 +207,19 @@ impl<F: Fleet> Runner<F> {
         drop(st);
         let trigger = lane.trigger();
         if let Some(why) = &cloud_failure {
-            // The main lane clears it again after its next pass that reads the cloud through.
+            // The main lane (or the sweep) clears it again after a pass that reads the cloud through.
             self.health.cloud(Some(why.clone()));
             tracing::warn!(
                 trigger = trigger.as_str(),
                 "{} pass failed on the cloud: {why}",
                 lane.name()
             );
+        } else if lane == Lane::Sweep {
+            // The sweep is what reads the cloud through now that the interval pass reads nothing.
+            self.health.cloud(None);
         }
         if tally.held > 0 {
-            if let Some(at) = self.lock_changes().room_at(Instant::now()) {
-                tracing::warn!(
-                    trigger = trigger.as_str(),
-                    held = tally.held,
-                    "corrections held: --max-changes {} were made within the last {}; the next \
-                     has room in {} (or a SIGHUP or a commit applies them as a whole plan)",
-                    self.setup.pass.rails.max_changes.unwrap_or(0),
-                    humantime::format_duration(self.settings.interval),
-                    humantime::format_duration(Duration::from_secs(
-                        at.saturating_duration_since(Instant::now()).as_secs()
-                    ))
-                );
-            }
+            self.warn_window_full(trigger, tally.held);
         }
         // A lane beside the main one never loads the folder: only the main lane says it is broken.
         let outcome = PassOutcome::of(cloud_failure.is_some(), true, &tally);
@@ -234,9 +234,38 @@ impl<F: Fleet> Runner<F> {
         });
     }
 
+    /// Says why `held` corrections waited, when the `--max-changes` window is what is full.
+    fn warn_window_full(&self, trigger: Trigger, held: usize) {
+        let Some(at) = self.lock_changes().room_at(Instant::now()) else {
+            return;
+        };
+        tracing::warn!(
+            trigger = trigger.as_str(),
+            held,
+            "corrections held: --max-changes {} were made within the last {}; the next has room \
+             in {} (or a SIGHUP or a commit applies them as a whole plan)",
+            self.setup.pass.rails.max_changes.unwrap_or(0),
+            humantime::format_duration(self.settings.interval),
+            humantime::format_duration(Duration::from_secs(
+                at.saturating_duration_since(Instant::now()).as_secs()
+            ))
+        );
+    }
+
     pub(super) fn lock_changes(&self) -> std::sync::MutexGuard<'_, ChangeWindow> {
         self.changes.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// What the last listings said of `keys`, for the groups the sweep reads without listing them
+/// again (a tick costs its policy reads only; a group never found is listed first).
+fn sweep_known(st: &super::State, keys: &[GroupKey]) -> BTreeMap<GroupKey, GroupMeta> {
+    keys.iter()
+        .filter_map(|k| {
+            let listed = st.groups.records.get(k)?.listed.as_ref()?;
+            Some((k.clone(), listed.meta()))
+        })
+        .collect()
 }
 
 /// The lanes beside the main one.
