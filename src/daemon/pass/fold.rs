@@ -122,6 +122,14 @@ impl Groups {
         self.records.get(&g.key).and_then(|r| r.settled) == Some((g.policy, g.mode))
     }
 
+    /// Whether `key`'s last drift was held by a rail (`--max-changes`, `--allow-open`): a file
+    /// pass plans it again with the rest, as a whole, though its declaration did not change.
+    pub(super) fn held_by_rail(&self, key: &GroupKey) -> bool {
+        self.records.get(key).is_some_and(|r| {
+            r.state == GroupState::Drifted && matches!(r.hold, Some(HoldReason::Rail(_)))
+        })
+    }
+
     /// The oldest successful read of `governed` (a group never read counts from `start`).
     pub(super) fn oldest_read<'a>(
         &self,

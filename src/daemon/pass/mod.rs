@@ -262,7 +262,9 @@ impl<F: Fleet> Runner<F> {
         let (held, active): (Vec<&DesiredGroup>, Vec<&DesiredGroup>) = desired
             .groups
             .values()
-            .filter(|g| !reads_none && (full || !st.groups.settled(g)))
+            .filter(|g| {
+                !reads_none && (full || !st.groups.settled(g) || st.groups.held_by_rail(&g.key))
+            })
             .partition(|g| st.groups.fights.held(&g.key, now));
         let size = held.len() + active.len();
         let (active, held) = (subset(&desired, active), subset(&desired, held));

@@ -754,6 +754,51 @@ async fn corrections_beyond_max_changes_in_the_window_are_held_until_it_has_room
     assert_eq!(d.metric(r#"sgpolicy_groups{state="in_sync"}"#), 2.0);
 }
 
+#[tokio::test]
+async fn a_commit_plans_a_correction_the_window_held_as_a_whole_with_the_rest() {
+    let d = Daemon::built(&[("prod.yaml", TWO_GROUPS)], |s| {
+        s.pass.rails.max_changes = Some(1);
+    });
+    d.cloud.expect(reads_both_in_sync());
+    assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
+    d.cloud.script().done();
+
+    // The sweep corrects sg-a, which fills the window of one; sg-b, flipped too, is held.
+    let (a, b) = (sg("sg-a"), sg("sg-b"));
+    d.cloud.expect(corrects(&d, &a));
+    d.runner.sweep_tick(1).await;
+    d.cloud
+        .expect(Scripted::new().then(read(&b), Answer::Policy(Accept)));
+    d.runner.sweep_tick(1).await;
+    d.cloud.script().done();
+    assert_eq!(d.metric(r#"sgpolicy_groups{state="drifted"}"#), 1.0);
+
+    // A commit that leaves both declarations as they were: the file pass plans sg-b again, as a
+    // whole plan of one change (within --max-changes 1, which the window does not count against).
+    std::fs::write(
+        d.dir.path().join("prod.yaml"),
+        format!("# reviewed\n{TWO_GROUPS}"),
+    )
+    .expect("commit");
+    d.cloud.expect(
+        Scripted::new()
+            .then(describe(&[&b]), found(&[(&b, normal())]))
+            .then(read(&b), Answer::Policy(Accept))
+            .then(
+                Request::Modify {
+                    key: b.clone(),
+                    policy: Drop,
+                    token: d.token(&b, Accept, Drop),
+                },
+                Answer::RequestId("R-2"),
+            )
+            .then(read(&b), Answer::Policy(Drop)),
+    );
+    assert_eq!(d.runner.pass(Trigger::File).await, Verdict::Done);
+    d.cloud.script().done();
+    assert_eq!(d.metric(r#"sgpolicy_groups{state="in_sync"}"#), 2.0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_sweep_lane_reads_each_group_once_per_interval_at_an_even_pace() {
     let d = Daemon::built(&[("prod.yaml", TWO_GROUPS)], |s| {
