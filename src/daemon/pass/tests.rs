@@ -755,6 +755,32 @@ async fn corrections_beyond_max_changes_in_the_window_are_held_until_it_has_room
 }
 
 #[tokio::test]
+async fn the_sweep_holds_an_opening_without_allow_open_as_a_whole_plan_would() {
+    let declared_open = ONE_GROUP.replace("Drop", "Accept");
+    let d = Daemon::new(&[("prod.yaml", &declared_open)]);
+    let a = sg("sg-a");
+    d.cloud.expect(
+        Scripted::new()
+            .then(describe(&[&a]), found(&[(&a, normal())]))
+            .then(read(&a), Answer::Policy(Accept)),
+    );
+    assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
+    d.cloud.script().done();
+
+    // Someone closed sg-a; its declaration opens it, which --allow-open alone permits: held.
+    d.cloud
+        .expect(Scripted::new().then(read(&a), Answer::Policy(Drop)));
+    d.runner.sweep_tick(1).await;
+    d.cloud.script().done();
+    let hold = d.runner.state.lock().await.groups.records[&a].hold.clone();
+    assert_eq!(
+        hold,
+        Some(fold::HoldReason::Rail(crate::reconcile::gate::Hold::Open))
+    );
+    assert_eq!(d.metric(r#"sgpolicy_groups{state="drifted"}"#), 1.0);
+}
+
+#[tokio::test]
 async fn a_commit_plans_a_correction_the_window_held_as_a_whole_with_the_rest() {
     let d = Daemon::built(&[("prod.yaml", TWO_GROUPS)], |s| {
         s.pass.rails.max_changes = Some(1);
