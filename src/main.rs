@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     // its connection on a worker), which cost more CPU than the request itself (docs/scale.md).
     let one_shot = match &cli.command {
         None => cli.run.once,
-        Some(command) => matches!(command, Command::Import(_)),
+        Some(command) => matches!(command, Command::Import(_) | Command::Status(_)),
     };
     let mut builder = if one_shot {
         tokio::runtime::Builder::new_current_thread()
@@ -49,6 +49,10 @@ fn main() -> ExitCode {
         Some(Command::Import(args)) => match args.validate() {
             Ok(config) => runtime.block_on(run_import(config)),
             Err(problems) => usage(problems, "sgpolicy import --help"),
+        },
+        Some(Command::Status(args)) => match args.validate() {
+            Ok(config) => runtime.block_on(run_status(config)),
+            Err(problems) => usage(problems, "sgpolicy status --help"),
         },
         None => match cli.run.validate() {
             Ok(config) => match config.mode.clone() {
@@ -85,6 +89,38 @@ fn run_daemon(
         Ended::Misconfigured => exit::USAGE,
         Ended::Failed => exit::ERROR,
     }
+}
+
+/// `sgpolicy status`: a daemon's `/status.json`, filtered, as a table or JSON on stdout.
+async fn run_status(config: sgpolicy::cli::status::StatusConfig) -> i32 {
+    use sgpolicy::daemon::status::{fetch, table};
+    use std::io::Write;
+    if let Some(w) = sgpolicy::cli::status::clear_text_warning(&config) {
+        eprintln!("warning: {w}");
+    }
+    let doc = match fetch::fetch(&config.target).await {
+        Ok(doc) => doc,
+        Err(e) => {
+            eprintln!("error: {}", sgpolicy::escape::text(&e.to_string()));
+            return exit::ERROR;
+        }
+    };
+    let doc = match table::filtered(doc, &config.filter) {
+        Ok(doc) => doc,
+        Err(e) => {
+            eprintln!("error: {}: {e}", config.target.url());
+            return exit::ERROR;
+        }
+    };
+    let out = match config.output {
+        sgpolicy::cli::status::StatusOutput::Json => {
+            serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+        }
+        sgpolicy::cli::status::StatusOutput::Text => table::text(&doc),
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    exit::OK
 }
 
 /// How long the exit waits for blocking tasks left running (see the end of `main`).

@@ -52,6 +52,9 @@ pub struct PlanEntry {
     pub action: Action,
     /// `Observe`: a `Change` here is reported, never written.
     pub mode: Mode,
+    /// The group's name as the listing returned it, when it has one (the status page shows it;
+    /// untrusted text, escaped where printed).
+    pub name: Option<String>,
 }
 
 impl PlanEntry {
@@ -89,6 +92,10 @@ impl Plan {
 /// What `d` needs, given what the cloud reported about it (`None`: nothing, the group was not read).
 /// A pass plans each group as its read arrives, so there is no whole-pass map of observations.
 pub fn entry(d: &DesiredGroup, observed: Option<&Observation>) -> PlanEntry {
+    let name = match observed {
+        Some(Observation::Found { meta, .. }) => meta.name.clone(),
+        _ => None,
+    };
     let (observed_policy, action) = match observed {
         None => (None, Action::ReadFailed(Failure::NotObserved)),
         Some(Observation::NotFound) => (None, Action::NotFound),
@@ -114,6 +121,7 @@ pub fn entry(d: &DesiredGroup, observed: Option<&Observation>) -> PlanEntry {
         source: d.source.clone(),
         action,
         mode: d.mode,
+        name,
     }
 }
 

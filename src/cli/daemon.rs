@@ -52,6 +52,15 @@ pub struct DaemonArgs {
     /// the sinks this YAML file lists (docs/notifications.md) [default: none].
     #[arg(long, value_name = "FILE")]
     pub notify_config: Option<std::path::PathBuf>,
+    /// Serve the read-only status page (/status, /status.json) on this address, e.g.
+    /// 127.0.0.1:8082 (reach it with `kubectl port-forward`); any other than loopback needs
+    /// --status-auth-file (docs/status.md) [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub status_addr: Option<String>,
+    /// htpasswd file of the users allowed to see the status page (`htpasswd -B`: bcrypt lines
+    /// user:$2y$…); every request then needs HTTP basic authentication.
+    #[arg(long, value_name = "FILE")]
+    pub status_auth_file: Option<PathBuf>,
 }
 
 /// A `--metrics-addr` that is not `HOST:PORT` or `:PORT`.
@@ -82,6 +91,34 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, BadListenAddr> {
             .ok_or_else(bad),
         _ => Err(bad()),
     }
+}
+
+/// `--status-addr`: a loopback address, or any with `authenticated`. The page names the people who
+/// changed groups (personal data), so a wider bind without `--status-auth-file` is refused rather
+/// than exposed.
+fn status_addr(text: &str, authenticated: bool) -> Result<SocketAddr, String> {
+    let addr = parse_listen_addr(text)
+        .map_err(|_| format!("--status-addr {text:?} is not an address like 127.0.0.1:8082"))?;
+    if !addr.ip().is_loopback() && !authenticated {
+        return Err(format!(
+            "--status-addr {text} is not a loopback address and there is no --status-auth-file: the \
+             status page shows who changed each group (personal data); bind it to 127.0.0.1 and \
+             reach it with kubectl port-forward, or give --status-auth-file (docs/status.md)"
+        ));
+    }
+    Ok(addr)
+}
+
+/// `--status-auth-file`: read and parsed, every problem at file:line.
+fn status_auth(path: &Path) -> Result<crate::daemon::status::auth::Htpasswd, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "--status-auth-file {}: {e}; create it with `htpasswd -cB FILE USER`",
+            path.display()
+        )
+    })?;
+    crate::daemon::status::auth::Htpasswd::parse(&path.display().to_string(), &text)
+        .map_err(|e| format!("--status-auth-file {e}"))
 }
 
 impl DaemonArgs {
@@ -143,7 +180,27 @@ impl DaemonArgs {
                 Err(e) => problems.push(e.to_string()),
             }
         }
+        self.status(&mut s, problems);
         s
+    }
+
+    /// `--status-addr` and `--status-auth-file`.
+    fn status(&self, s: &mut DaemonSettings, problems: &mut Vec<String>) {
+        if let Some(path) = &self.status_auth_file {
+            if self.status_addr.is_none() {
+                problems.push("--status-auth-file only applies with --status-addr".to_string());
+            }
+            match status_auth(path) {
+                Ok(file) => s.status_auth = Some(std::sync::Arc::new(file)),
+                Err(e) => problems.push(e),
+            }
+        }
+        if let Some(a) = &self.status_addr {
+            match status_addr(a, self.status_auth_file.is_some()) {
+                Ok(addr) => s.status_addr = Some(addr),
+                Err(e) => problems.push(e),
+            }
+        }
     }
 
     /// Each daemon-only flag given to a `--once` run is a problem.
@@ -157,6 +214,8 @@ impl DaemonArgs {
             ("--events-addr", self.events_addr.is_some()),
             ("--events-token-file", self.events_token_file.is_some()),
             ("--notify-config", self.notify_config.is_some()),
+            ("--status-addr", self.status_addr.is_some()),
+            ("--status-auth-file", self.status_auth_file.is_some()),
         ] {
             if given {
                 problems.push(format!(
@@ -376,6 +435,70 @@ mod tests {
             ..base.clone()
         });
         assert!(problems[0].contains("--events-token-file"), "{problems:?}");
+    }
+
+    fn status_flags(addr: &str, auth: Option<&Path>) -> (DaemonSettings, Vec<String>) {
+        let mut problems = Vec::new();
+        let s = DaemonArgs {
+            status_addr: Some(addr.into()),
+            status_auth_file: auth.map(Path::to_path_buf),
+            fight_threshold: 3,
+            ..DaemonArgs::default()
+        }
+        .validate(false, &mut problems);
+        (s, problems)
+    }
+
+    #[test]
+    fn the_status_page_binds_loopback_without_auth_and_a_wider_address_without_it_is_refused_naming_why(
+    ) {
+        let (s, problems) = status_flags("127.0.0.1:8082", None);
+        assert_eq!(
+            (s.status_addr.map(|a| a.port()), problems.len()),
+            (Some(8082), 0)
+        );
+        for wide in [":8082", "0.0.0.0:8082", "10.0.0.5:8082"] {
+            let (s, problems) = status_flags(wide, None);
+            assert_eq!(s.status_addr, None, "{wide}");
+            assert!(
+                problems[0].contains("not a loopback address")
+                    && problems[0].contains("--status-auth-file")
+                    && problems[0].contains("personal data"),
+                "{wide}: {problems:?}"
+            );
+        }
+        let (_, problems) = status_flags("nowhere", None);
+        assert!(problems[0].contains("--status-addr"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_wider_status_address_binds_with_an_auth_file_and_a_bad_file_is_refused_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("users");
+        std::fs::write(
+            &good,
+            "alice:$2y$05$pZg9b.aP/gynner98lGl3ubOtsbRkQ3PvpFqwkMtnXh4OpV5O0gzq\n",
+        )
+        .unwrap();
+        let (s, problems) = status_flags(":8082", Some(&good));
+        assert_eq!(problems, Vec::<String>::new());
+        assert_eq!(s.status_addr.map(|a| a.port()), Some(8082));
+        assert_eq!(
+            s.status_auth.expect("users").users().collect::<Vec<_>>(),
+            ["alice"]
+        );
+
+        let bad = dir.path().join("bad");
+        std::fs::write(&bad, "# users\nalice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n").unwrap();
+        let (s, problems) = status_flags(":8082", Some(&bad));
+        assert_eq!(s.status_auth, None);
+        assert!(
+            problems[0].starts_with(&format!("--status-auth-file {}:2: expected", bad.display())),
+            "{problems:?}"
+        );
+        let missing = dir.path().join("missing");
+        let (_, problems) = status_flags("127.0.0.1:8082", Some(&missing));
+        assert!(problems[0].contains("htpasswd -cB"), "{problems:?}");
     }
 
     #[test]

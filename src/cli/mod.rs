@@ -19,6 +19,7 @@ pub mod import;
 pub mod notify;
 pub mod scale;
 pub mod shard;
+pub mod status;
 pub mod validate;
 
 /// Exit statuses scripts can rely on.
@@ -55,6 +56,8 @@ pub enum Command {
     Schema,
     /// Write policy files from the live state of existing security groups (adoption).
     Import(Box<import::ImportArgs>),
+    /// Show a running daemon's status page (/status.json) in the terminal.
+    Status(status::StatusArgs),
 }
 
 #[derive(Args, Debug)]

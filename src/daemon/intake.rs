@@ -794,6 +794,7 @@ mod tests {
             },
             action: crate::plan::Action::InSync,
             mode: Mode::Enforce,
+            name: None,
         };
         crate::reconcile::PassReport {
             revision: "r".into(),

@@ -17,9 +17,9 @@
 //!   unauthenticated connections go first and a probe or a real event always finds room. When every
 //!   connection is in the middle of a request, the new one is closed at once.
 //!
-//! The daemon's file budget follows: two listeners of `max_connections` each plus [`OTHER_FILES`]
-//! stay below the systemd default of 1,024 open files ([`FILE_BUDGET`]); the unit sets
-//! `LimitNOFILE` higher anyway.
+//! The daemon's file budget follows: two listeners of `max_connections` each, the status page's
+//! smaller cap ([`Limits::STATUS`]) and [`OTHER_FILES`] stay below the systemd default of 1,024 open
+//! files ([`FILE_BUDGET`]); the unit sets `LimitNOFILE` higher anyway.
 
 use axum::body::Body;
 use axum::Router;
@@ -58,6 +58,14 @@ impl Limits {
         header_timeout: Duration::from_secs(10),
         body_idle_timeout: Duration::from_secs(10),
     };
+
+    /// The status page's (`--status-addr`): a few people with browsers (each opens a handful of
+    /// connections) and `sgpolicy status`, so 64 connections are plenty, and the smaller cap keeps all
+    /// three listeners inside [`FILE_BUDGET`].
+    pub const STATUS: Limits = Limits {
+        max_connections: 64,
+        ..Limits::DEFAULT
+    };
 }
 
 /// The systemd default `LimitNOFILE` (its soft limit): what the daemon must fit even when the unit
@@ -69,7 +77,8 @@ pub const FILE_BUDGET: usize = 1024;
 /// wake descriptors, the folder watcher's inotify descriptor, a policy file being read, the report
 /// file being replaced).
 pub const OTHER_FILES: usize = 256 + 64;
-/// The listeners the daemon serves at most: `--metrics-addr` and `--events-addr`.
+/// The listeners at [`Limits::DEFAULT`] the daemon serves at most: `--metrics-addr` and
+/// `--events-addr` (`--status-addr` is served within [`Limits::STATUS`]).
 pub const LISTENERS: usize = 2;
 
 /// The state of one open connection, shared by its task, its requests and the accept loop.
@@ -301,8 +310,10 @@ mod tests {
     const PATIENCE: Duration = Duration::from_secs(30);
 
     #[test]
-    fn both_listeners_at_their_default_cap_fit_the_systemd_default_file_budget() {
-        let worst = LISTENERS * Limits::DEFAULT.max_connections + OTHER_FILES;
+    fn every_listener_at_its_cap_fits_the_systemd_default_file_budget() {
+        let worst = LISTENERS * Limits::DEFAULT.max_connections
+            + Limits::STATUS.max_connections
+            + OTHER_FILES;
         assert!(worst < FILE_BUDGET, "{worst} files against {FILE_BUDGET}");
     }
 

@@ -15,6 +15,7 @@ pub mod pass;
 pub mod reach;
 pub mod settings;
 pub mod shard;
+pub mod status;
 pub mod sweep;
 pub mod triggers;
 pub mod watch;
@@ -138,6 +139,8 @@ pub struct Listeners {
     pub metrics: Option<tokio::net::TcpListener>,
     /// `POST /events` for EventBridge (`--events-addr`).
     pub events: Option<tokio::net::TcpListener>,
+    /// `/status` and `/status.json` (`--status-addr`).
+    pub status: Option<tokio::net::TcpListener>,
 }
 
 /// A port the daemon was told to listen on and cannot.
@@ -150,7 +153,7 @@ pub struct BindError {
 }
 
 impl Listeners {
-    /// Binds `--metrics-addr` and `--events-addr`, when given.
+    /// Binds `--metrics-addr`, `--events-addr` and `--status-addr`, when given.
     pub async fn bind(settings: &DaemonSettings) -> Result<Listeners, BindError> {
         async fn bind_one(
             addr: Option<std::net::SocketAddr>,
@@ -171,6 +174,7 @@ impl Listeners {
                 "--events-addr",
             )
             .await?,
+            status: bind_one(settings.status_addr, "--status-addr").await?,
         })
     }
 }
@@ -249,13 +253,22 @@ pub async fn serve<S: std::future::Future<Output = ()>>(setup: Setup, shell: She
     };
     let grace = settings.shutdown_grace;
     let notifier = start_notifier(&settings, &metrics);
+    let board = Arc::new(status::Board::default());
+    let status_page = Server::start_within(
+        listeners.status,
+        "the status page /status and /status.json",
+        status::page::router(board.clone(), settings.status_auth.clone()),
+        listen::Limits::STATUS,
+    );
     let runner = Arc::new(
         pass::Runner::new(setup, clients, metrics, health, watch, intake, targets_tx)
-            .notifying(notifier),
+            .notifying(notifier)
+            .showing(board),
     );
     run_lanes(runner, timing, rx, shutdown, grace).await;
     hangup_task.abort();
     events.stop().await;
+    status_page.stop().await;
     server.stop().await;
 }
 
@@ -431,6 +444,16 @@ impl Server {
         what: &str,
         router: axum::Router,
     ) -> Server {
+        Server::start_within(listener, what, router, listen::Limits::DEFAULT)
+    }
+
+    /// [`Server::start`] within other `limits` (the status page's smaller connection cap).
+    fn start_within(
+        listener: Option<tokio::net::TcpListener>,
+        what: &str,
+        router: axum::Router,
+        limits: listen::Limits,
+    ) -> Server {
         let Some(listener) = listener else {
             return Server { task: None };
         };
@@ -440,14 +463,9 @@ impl Server {
         tracing::info!("serving {what} on http://{shown}");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // Bounded: header and body timeouts, a connection cap that sheds idle connections first.
-        let task = tokio::spawn(listen::serve(
-            listener,
-            router,
-            listen::Limits::DEFAULT,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let task = tokio::spawn(listen::serve(listener, router, limits, async {
+            let _ = stopped.await;
+        }));
         Server {
             task: Some((task, stop)),
         }

@@ -29,6 +29,10 @@ pub struct DaemonSettings {
     pub report_ungoverned: bool,
     /// `--notify-config`: the sinks notifications go to (none: off).
     pub notify: crate::notify::NotifySettings,
+    /// `--status-addr`: the status page (loopback only unless `status_auth`: it shows user names).
+    pub status_addr: Option<SocketAddr>,
+    /// `--status-auth-file`: the users allowed to see it (HTTP basic, bcrypt).
+    pub status_auth: Option<std::sync::Arc<crate::daemon::status::auth::Htpasswd>>,
 }
 
 /// When corrections of one group count as a fight, and how long to hold off.
@@ -61,6 +65,8 @@ impl Default for DaemonSettings {
         DaemonSettings {
             interval: DEFAULT_INTERVAL,
             metrics_addr: None,
+            status_addr: None,
+            status_auth: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             debounce: DEFAULT_DEBOUNCE,
             fight: FightPolicy {

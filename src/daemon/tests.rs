@@ -133,7 +133,7 @@ async fn serve_corrects_drift_on_the_port_its_caller_bound_and_returns_when_told
         credentials: None,
         listeners: Listeners {
             metrics: Some(listener),
-            events: None,
+            ..Listeners::default()
         },
         shutdown: async {
             let _ = stopped.await;
@@ -188,7 +188,7 @@ const ISOLATION_SEED: &str = "accessKeys:
   - {id: testid, secret: testsecret}
   - {id: bobid, secret: bobsecret, userName: bob}
 securityGroups:
-  - {id: sg-d, region: cn-hangzhou, innerAccessPolicy: Drop, vpcId: vpc-1}
+  - {id: sg-d, region: cn-hangzhou, innerAccessPolicy: Drop, vpcId: vpc-1, name: payments-db}
   - {id: sg-zz, region: cn-hangzhou, innerAccessPolicy: Accept, vpcId: vpc-1}
   - id: sg-web
     region: cn-hangzhou
@@ -258,6 +258,8 @@ struct Isolating {
     sim: Simulator,
     url: String,
     metrics_url: String,
+    /// The status page's `/status.json`.
+    status_url: String,
     folder: tempfile::TempDir,
     log: Captured,
     _log: tracing::subscriber::DefaultGuard,
@@ -293,6 +295,10 @@ async fn isolating(seed: &str, policy: &str) -> (Isolating, Setup, Shell<Stopped
         .await
         .expect("bind");
     let events = events_listener.local_addr().expect("addr");
+    let status_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let status = status_listener.local_addr().expect("addr");
     let target: sgpolicy_sim::PushTarget = serde_json::from_value(serde_json::json!({
         "url": format!("http://{events}/events"), "token": TOKEN,
     }))
@@ -315,6 +321,7 @@ async fn isolating(seed: &str, policy: &str) -> (Isolating, Setup, Shell<Stopped
         listeners: Listeners {
             metrics: Some(metrics_listener),
             events: Some(events_listener),
+            status: Some(status_listener),
         },
         shutdown: Box::pin(async {
             let _ = stopped.await;
@@ -325,6 +332,7 @@ async fn isolating(seed: &str, policy: &str) -> (Isolating, Setup, Shell<Stopped
         sim,
         url,
         metrics_url: format!("http://{metrics}/metrics"),
+        status_url: format!("http://{status}/status.json"),
         folder,
         log,
         _log: guard,
@@ -555,7 +563,7 @@ async fn a_correction_in_a_daemon_run_reaches_a_webhook_with_the_documented_body
         credentials: None,
         listeners: Listeners {
             metrics: Some(listener),
-            events: None,
+            ..Listeners::default()
         },
         shutdown: async {
             let _ = stopped.await;
@@ -601,4 +609,132 @@ async fn until(url: &str, cond: impl Fn(&str) -> bool) -> String {
         assert!(Instant::now() < deadline, "{url} never satisfied: {body}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn the_status_page_shows_a_corrected_group_with_its_last_correction_and_history() {
+    let (_sim, url) = simulator().await;
+    let folder = tempfile::tempdir().expect("temp dir");
+    std::fs::write(folder.path().join("prod.yaml"), FOLDER).expect("policy file");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (_hangup, hangups) = mpsc::channel(1);
+    let shell = Shell {
+        clients: clients(&url),
+        credentials: None,
+        listeners: Listeners {
+            status: Some(listener),
+            ..Listeners::default()
+        },
+        shutdown: async {
+            let _ = stopped.await;
+        },
+        hangups,
+    };
+    let check = async {
+        let body = until(&format!("http://{addr}/status.json"), |b| {
+            b.contains(r#""state":"in-sync""#)
+        })
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(v["version"], 1);
+        let g = &v["groups"][0];
+        assert_eq!(
+            (&g["id"], &g["declared"], &g["observed"]),
+            (&"sg-a".into(), &"Drop".into(), &"Drop".into())
+        );
+        assert_eq!(g["lastCorrection"]["cause"], "resync", "{g}");
+        assert_eq!(g["lastCorrection"]["changedBy"], serde_json::Value::Null);
+        let history = until_ok(&format!(
+            "http://{addr}/status/group.json?account=&region=cn-hangzhou&id=sg-a"
+        ))
+        .await;
+        let h: serde_json::Value = serde_json::from_str(&history).expect("JSON");
+        assert_eq!(h["history"][0]["what"], "corrected", "{h}");
+        assert_eq!(h["history"][0]["detail"], "Accept → Drop");
+        let page = reqwest::get(format!("http://{addr}/status"))
+            .await
+            .expect("page");
+        let csp = page.headers()["content-security-policy"]
+            .to_str()
+            .expect("csp");
+        assert!(
+            csp.starts_with("default-src 'none'; script-src 'self'"),
+            "{csp}"
+        );
+        let html = page.text().await.expect("html");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no external asset"
+        );
+        stop.send(()).expect("serve is running");
+    };
+    tokio::join!(serve(setup(folder.path()), shell), check);
+}
+
+#[tokio::test]
+async fn the_status_page_names_a_group_shows_its_isolation_as_the_report_does_and_who_opened_a_path(
+) {
+    let (d, setup, shell) = isolating(
+        ISOLATION_SEED,
+        "region: cn-hangzhou\ngroups:\n  - id: sg-d\n    innerAccessPolicy: Drop\n",
+    )
+    .await;
+    let served = serve(setup, shell);
+    let check = async {
+        let isolation_of_sg_d = |want: &'static str| {
+            let url = d.status_url.clone();
+            async move {
+                eventually(&format!("sg-d {want} on the status page"), || async {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&until_ok(&url).await).expect("JSON");
+                    match v["groups"][0]["isolation"]["status"] == want {
+                        true => Ok(v),
+                        false => Err(v.to_string()),
+                    }
+                })
+                .await
+            }
+        };
+        let v = isolation_of_sg_d("isolated").await;
+        let g = &v["groups"][0];
+        assert_eq!(
+            (&g["id"], &g["name"]),
+            (&"sg-d".into(), &"payments-db".into())
+        );
+        assert_eq!(
+            g["isolation"],
+            serde_json::json!({"status": "isolated", "members": 2, "paths": [], "unknown": []}),
+            "the JSON report's object"
+        );
+
+        bob_opens_ssh(&d.url, "sg-d").await;
+        let v = isolation_of_sg_d("not-isolated").await;
+        assert_eq!(v["summary"]["notIsolated"], 1);
+        let path = &v["groups"][0]["isolation"]["paths"][0];
+        assert_eq!(
+            (&path["protocol"], &path["ports"], &path["source"]),
+            (&"tcp".into(), &"22/22".into(), &"sg-d".into()),
+            "{path}"
+        );
+        let group_url = d.status_url.replace(
+            "/status.json",
+            "/status/group.json?account=&region=cn-hangzhou&id=sg-d",
+        );
+        let h: serde_json::Value = serde_json::from_str(&until_ok(&group_url).await).expect("JSON");
+        let latest = &h["history"][0];
+        assert_eq!(latest["what"], "isolation-lost", "{h}");
+        assert_eq!(latest["changedBy"]["name"], "bob", "{latest}");
+        assert!(
+            latest["detail"]
+                .as_str()
+                .is_some_and(|t| t.contains("reach each other on tcp 22/22")),
+            "{latest}"
+        );
+        d.stop.send(()).expect("serve is running");
+    };
+    tokio::join!(served, check);
 }

@@ -162,6 +162,7 @@ mod tests {
                 Action::Change { from, to }
             },
             mode,
+            name: None,
         }
     }
 

@@ -427,10 +427,11 @@ async fn observe<C: Cloud>(
 ) {
     let groups: Vec<&DesiredGroup> = desired.groups.values().collect();
     let mut results = Results::new(&groups);
-    let (to_read, unmanageable) = describe_groups(reach, opts, state, &mut results).await;
-    let pages = read_policies(reach, to_read, &unmanageable, opts, state, &mut results).await;
-    let unmanageable = unmanageable
+    let (to_read, metas) = describe_groups(reach, opts, state, &mut results).await;
+    let pages = read_policies(reach, to_read, &metas, opts, state, &mut results).await;
+    let unmanageable = metas
         .into_iter()
+        .filter(|(_, meta)| meta.unmanageable_reason().is_some())
         .map(|(i, meta)| (groups[i].key.clone(), meta))
         .collect();
     (results.finish(), pages, unmanageable)
@@ -510,7 +511,8 @@ fn listing_batches(
 
 /// Type and managed flags, 100 ids a call: records every group that does not exist or whose batch
 /// failed, and returns the groups whose policy must be read, with the flags of the unmanageable ones
-/// (only what the plan needs of a group's flags: why ECS would refuse a write, when it would).
+/// and the names of the named ones (only what the plan needs of a group's flags: why ECS would refuse
+/// a write, when it would; and the name the daemon's status page shows).
 /// A group `PassOptions::known` names is not listed: its flags are those given.
 async fn describe_groups<'a, C: Cloud>(
     reach: &Reach<C>,
@@ -520,11 +522,11 @@ async fn describe_groups<'a, C: Cloud>(
 ) -> (Vec<(usize, &'a GroupKey)>, BTreeMap<usize, GroupMeta>) {
     let groups = results.groups;
     let mut to_read = Vec::with_capacity(groups.len());
-    let mut unmanageable: BTreeMap<usize, GroupMeta> = BTreeMap::new();
+    let mut kept: BTreeMap<usize, GroupMeta> = BTreeMap::new();
     for (i, d) in groups.iter().enumerate() {
         if let Some(meta) = opts.known.get(&d.key) {
-            if meta.unmanageable_reason().is_some() {
-                unmanageable.insert(i, meta.clone());
+            if meta.unmanageable_reason().is_some() || meta.name.is_some() {
+                kept.insert(i, meta.clone());
             }
             to_read.push((i, &d.key));
         }
@@ -552,8 +554,8 @@ async fn describe_groups<'a, C: Cloud>(
             let observation = match &result {
                 Ok(found) => match found.get(&*groups[i].key.id) {
                     Some(meta) => {
-                        if meta.unmanageable_reason().is_some() {
-                            unmanageable.insert(i, meta.clone());
+                        if meta.unmanageable_reason().is_some() || meta.name.is_some() {
+                            kept.insert(i, meta.clone());
                         }
                         to_read.push((i, &groups[i].key));
                         continue;
@@ -565,7 +567,7 @@ async fn describe_groups<'a, C: Cloud>(
             results.record(i, &observation);
         }
     }
-    (to_read, unmanageable)
+    (to_read, kept)
 }
 
 /// The policy of every group that exists, one DescribeSecurityGroupAttribute each, recorded as it
@@ -574,7 +576,7 @@ async fn describe_groups<'a, C: Cloud>(
 async fn read_policies<C: Cloud>(
     reach: &Reach<C>,
     to_read: Vec<(usize, &GroupKey)>,
-    unmanageable: &BTreeMap<usize, GroupMeta>,
+    metas: &BTreeMap<usize, GroupMeta>,
     opts: &PassOptions,
     state: &PassState,
     results: &mut Results<'_>,
@@ -609,7 +611,7 @@ async fn read_policies<C: Cloud>(
                 }
                 Observation::Found {
                     policy,
-                    meta: unmanageable.get(&i).cloned().unwrap_or_default(),
+                    meta: metas.get(&i).cloned().unwrap_or_default(),
                 }
             }
             Err(Failure::Ecs(e)) if e.is_not_found() => Observation::NotFound,

@@ -208,6 +208,7 @@ mod tests {
                 },
                 action: Action::InSync,
                 mode: Mode::Enforce,
+                name: None,
             },
             outcome: Outcome::InSync,
             token: None,

@@ -312,6 +312,7 @@ mod tests {
                     Action::Change { from, to }
                 },
                 mode: Mode::Enforce,
+                name: None,
             },
             outcome,
             token: None,

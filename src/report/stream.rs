@@ -65,6 +65,7 @@ mod tests {
                 },
                 action,
                 mode: Mode::Enforce,
+                name: None,
             },
             outcome,
             token: Some(format!("tok-{i}")),

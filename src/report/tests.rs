@@ -26,6 +26,7 @@ fn hostile_report() -> PassReport {
         source: source.clone(),
         action,
         mode: Mode::Enforce,
+        name: None,
     };
     let result = |entry: PlanEntry, outcome: Outcome| GroupResult {
         entry,

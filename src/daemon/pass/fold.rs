@@ -63,6 +63,8 @@ pub(super) struct Record {
     /// What the last listing said of it, while its reads keep finding it: the sweep reads it
     /// without listing it again (`None`: list it first).
     pub(super) listed: Option<Listed>,
+    /// Its name, as the last listing that named it returned it (the status page's `name`).
+    pub(super) name: Option<Arc<str>>,
 }
 
 /// What a DescribeSecurityGroups listing told of a group the plan needs: whether ECS refuses writes
@@ -85,6 +87,17 @@ impl Listed {
     }
 }
 
+impl Record {
+    /// Keeps the name a listing returned (a read that named none keeps the last one).
+    fn note_name(&mut self, name: Option<&str>) {
+        if let Some(name) = name {
+            if self.name.as_deref() != Some(name) {
+                self.name = Some(name.into());
+            }
+        }
+    }
+}
+
 /// What the daemon keeps of a group's last isolation verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Checked {
@@ -94,6 +107,9 @@ pub(super) struct Checked {
     pub(super) paths: BTreeSet<(String, Option<String>)>,
     /// What the verdict depends on: events naming any of it re-check the group.
     pub(super) depends: Arc<Depends>,
+    /// The verdict as the JSON report shows it (the status page's `isolation`; its `depends` is
+    /// the field above, not kept twice).
+    pub(super) verdict: Arc<Verdict>,
 }
 
 /// Everything the daemon folds results into: one record per governed group, and the fights.
@@ -240,6 +256,8 @@ pub(super) enum Told {
         source: String,
         from: Option<Policy>,
         to: Policy,
+        /// What found the drift (the status page's `lastCorrection.cause`).
+        cause: FoundBy,
         author: Option<Arc<Author>>,
     },
     /// A drift was held back this pass (every pass that holds it: the sink says it once and then
@@ -344,8 +362,10 @@ fn fold_one(
             hold: None,
             isolation: None,
             listed: None,
+            name: None,
         })
     };
+    record.note_name(r.entry.name.as_deref());
     // A verdict holds while the group stays declared Drop (a new one replaces it in `isolation`).
     if !cx
         .declared
@@ -509,6 +529,10 @@ pub(super) fn isolation(
             status: v.status,
             paths,
             depends: Arc::new(v.depends.clone()),
+            verdict: Arc::new(Verdict {
+                depends: Depends::default(),
+                ..v.clone()
+            }),
         });
     }
     effects
@@ -541,6 +565,7 @@ fn corrected(
         source: r.entry.source.to_string(),
         from: r.entry.observed,
         to: r.entry.desired,
+        cause,
         author: r.changed_by.clone(),
     });
     if let Some(a) = &r.changed_by {
@@ -627,6 +652,7 @@ mod tests {
                 },
                 action,
                 mode: Mode::Enforce,
+                name: None,
             },
             token: (outcome == Outcome::Changed).then(|| "sgpolicy-tok-1".to_string()),
             outcome,
@@ -875,6 +901,7 @@ mod tests {
                 source: "prod.yaml:3:5".into(),
                 from: Some(Accept),
                 to: Drop,
+                cause: FoundBy::Event,
                 author: Some(alice(Accept)),
             }]
         );

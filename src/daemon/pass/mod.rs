@@ -7,6 +7,7 @@ mod fold;
 mod folder;
 mod results;
 mod scope;
+mod show;
 mod survey;
 mod sweeping;
 mod targeted;
@@ -77,6 +78,8 @@ pub struct Runner<F: Fleet = Clients> {
     full_running: AtomicBool,
     /// `--max-changes` over one `--interval`, for the sweep's and the targeted lane's corrections.
     changes: std::sync::Mutex<crate::daemon::sweep::ChangeWindow>,
+    /// What the status page shows (`--status-addr`; kept whether served or not).
+    board: Arc<crate::daemon::status::Board>,
 }
 
 impl<F: Fleet> Runner<F> {
@@ -108,6 +111,7 @@ impl<F: Fleet> Runner<F> {
                 setup.pass.rails.max_changes,
                 settings.interval,
             )),
+            board: Arc::default(),
             setup,
             settings,
             fleet,
@@ -122,6 +126,12 @@ impl<F: Fleet> Runner<F> {
     /// Tells `notifier` what the passes do (corrections, holds, fights, failures).
     pub fn notifying(mut self, notifier: crate::notify::Notifier) -> Runner<F> {
         self.tell = tell::Teller::new(notifier);
+        self
+    }
+
+    /// Publishes the status page's data to `board` (served by `--status-addr`).
+    pub fn showing(mut self, board: Arc<crate::daemon::status::Board>) -> Runner<F> {
+        self.board = board;
         self
     }
 

@@ -103,7 +103,7 @@ impl PassOutcome {
     }
 
     /// Whether the pass read the cloud through (what `sgpolicy_last_success_timestamp` records).
-    fn read_the_cloud(self) -> bool {
+    pub(super) fn read_the_cloud(self) -> bool {
         matches!(self, PassOutcome::Success | PassOutcome::GroupErrors)
     }
 }
@@ -190,8 +190,10 @@ impl<F: Fleet> Runner<F> {
         for effect in &folded.effects {
             self.carry_out(effect);
             self.tell.isolation(effect, declared);
+            self.show_isolation(effect);
         }
         self.tell.told(&folded.told);
+        self.show_told(&folded.told);
         (folded.tally, folded.cloud)
     }
 
@@ -305,11 +307,12 @@ impl<F: Fleet> Runner<F> {
         self.intake.depend(st.groups.reach_index());
         let fighting = st.groups.fights.fighting(Instant::now());
         self.metrics.fighting_groups.set(fighting.len() as i64);
-        self.tell.fights(
+        let fights = self.tell.fights(
             fighting.iter().map(|(k, _)| *k),
             &st.groups.records,
             st.effective.as_deref().map(|d| &d.groups),
         );
+        self.show(st, &fights);
         self.metrics.fight_hold.clear();
         for (key, hold) in fighting {
             self.metrics
@@ -337,6 +340,7 @@ impl<F: Fleet> Runner<F> {
         let elapsed = started.elapsed();
         self.metrics
             .pass_done(trigger.as_str(), outcome.as_str(), elapsed.as_secs_f64());
+        self.show_pass(trigger, outcome, elapsed);
         self.metrics.sync_api_calls(self.fleet.calls());
         self.metrics.sync_events(&self.intake.status);
         self.metrics.sync_trail_calls(self.fleet.trail_calls());

@@ -76,6 +76,7 @@ impl<F: Fleet> Runner<F> {
             })
             .collect();
         self.metrics.set_ungoverned(&counts);
+        self.board.surveyed(next.values().map(BTreeSet::len).sum());
         st.survey.by_bucket = next;
     }
 }

@@ -106,6 +106,7 @@ impl<F: Fleet> Runner<F> {
         for effect in &effects {
             self.carry_out(effect);
             self.tell.isolation(effect, &desired.groups);
+            self.show_isolation(effect);
         }
         self.publish_groups(&st);
         drop(st);

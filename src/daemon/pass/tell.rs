@@ -75,6 +75,7 @@ fn notification(t: &Told) -> Notification {
             from,
             to,
             author,
+            ..
         } => (
             Notification::new(
                 Kind::Corrected,
@@ -180,12 +181,13 @@ impl Teller {
 
     /// Fights that started or ended since the last call: `fighting` is every group in a fight now;
     /// the other party is who made the change the group's last correction undid, when known.
+    /// Returns each change, `true` for a fight that started (the status page's history).
     pub(super) fn fights<'a>(
         &self,
         fighting: impl Iterator<Item = &'a GroupKey>,
         records: &BTreeMap<GroupKey, Record>,
         declared: Option<&BTreeMap<GroupKey, DesiredGroup>>,
-    ) {
+    ) -> Vec<(GroupKey, bool)> {
         let now: BTreeSet<GroupKey> = fighting.cloned().collect();
         let mut seen = self.seen();
         let source = |k: &GroupKey| {
@@ -193,6 +195,11 @@ impl Teller {
                 .and_then(|d| d.get(k))
                 .map_or_else(String::new, |g| g.source.to_string())
         };
+        let changes: Vec<(GroupKey, bool)> = now
+            .difference(&seen.fighting)
+            .map(|k| (k.clone(), true))
+            .chain(seen.fighting.difference(&now).map(|k| (k.clone(), false)))
+            .collect();
         for key in now.difference(&seen.fighting) {
             let other = records.get(key).and_then(|r| r.undid.clone());
             let text = match &other {
@@ -215,6 +222,7 @@ impl Teller {
             self.notifier.send(n);
         }
         seen.fighting = now;
+        changes
     }
 
     /// Event sources that became unavailable or recovered since the last call.

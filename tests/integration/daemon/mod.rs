@@ -3,6 +3,7 @@
 //! ConfigMap `..data` swap, folder removed and re-created), signals, metrics and readiness.
 //! Every wait polls with a deadline ([`eventually`]); nothing depends on a sleep being long enough.
 
+mod browser;
 mod coverage;
 mod events;
 mod files;
@@ -11,6 +12,7 @@ mod hostile_net;
 mod notify;
 mod ops;
 mod shards;
+mod status;
 
 use crate::harness::*;
 use sgpolicy_sim::Policy;
