@@ -815,6 +815,7 @@ mod tests {
             notes: Vec::new(),
             coverage: None,
             unmanageable: Default::default(),
+            pages: Default::default(),
             isolation: None,
         }
     }

@@ -62,6 +62,10 @@ pub struct PassOptions {
     /// daemon's sweep, whose tick should cost only its policy reads). A group deleted since answers
     /// the read with `InvalidSecurityGroupId.NotFound`, planned `NotFound` like a listing's miss.
     pub known: BTreeMap<GroupKey, GroupMeta>,
+    /// Read each group's first rule page (`MaxResults=1000`, the same one call as the policy read)
+    /// and return those of the groups declared `Drop` in `PassReport::pages`: the daemon keeps them
+    /// so its interval pass can re-check isolation without reading these groups again.
+    pub keep_pages: bool,
 }
 
 /// The wall clock of a pass: the system's, or a fixed instant so tests can compute the exact tokens.
@@ -96,6 +100,7 @@ impl Default for PassOptions {
             clock: Clock::System,
             check_isolation: false,
             known: BTreeMap::new(),
+            keep_pages: false,
         }
     }
 }
@@ -207,6 +212,9 @@ pub struct PassReport {
     /// the listing (or `PassOptions::known`) said: with the policies read, all the daemon needs to
     /// read these groups again without listing them.
     pub unmanageable: BTreeMap<GroupKey, GroupMeta>,
+    /// `PassOptions::keep_pages`: the first rule page of every group declared `Drop` whose policy
+    /// was read (the live policy, VPC and first 1,000 rules as of the read).
+    pub pages: HashMap<GroupKey, api::RulePage>,
 }
 
 impl PassReport {
@@ -359,6 +367,10 @@ pub async fn run_pass_on<C: Cloud>(
     let plan = drifted_plan(desired, &results);
     let gate = gate::gate(&plan, &opts.rails);
     apply(reach, &plan, &gate, observed_at, opts, &state, &mut results).await;
+    let kept = match opts.keep_pages {
+        true => drop_pages(desired, &pages),
+        false => HashMap::new(),
+    };
     let isolation = match opts.check_isolation {
         true => {
             let check = isolation::check(reach, &results, pages, opts.concurrency, state.deadline);
@@ -383,7 +395,25 @@ pub async fn run_pass_on<C: Cloud>(
         coverage: None,
         isolation,
         unmanageable,
+        pages: kept,
     }
+}
+
+/// The pages of the groups declared `Drop` (`PassOptions::keep_pages`).
+fn drop_pages(
+    desired: &Desired,
+    pages: &HashMap<GroupKey, api::RulePage>,
+) -> HashMap<GroupKey, api::RulePage> {
+    pages
+        .iter()
+        .filter(|(k, _)| {
+            desired
+                .groups
+                .get(*k)
+                .is_some_and(|g| g.policy == Policy::Drop)
+        })
+        .map(|(k, p)| (k.clone(), p.clone()))
+        .collect()
 }
 
 /// The plan of just the drifted groups of `results`.
@@ -571,8 +601,8 @@ async fn describe_groups<'a, C: Cloud>(
 }
 
 /// The policy of every group that exists, one DescribeSecurityGroupAttribute each, recorded as it
-/// arrives. With `check_isolation` the read is the group's first rule page, returned by group so the
-/// check never reads it twice.
+/// arrives. With `check_isolation` (or `keep_pages`) the read is the group's first rule page,
+/// returned by group so the check never reads it twice.
 async fn read_policies<C: Cloud>(
     reach: &Reach<C>,
     to_read: Vec<(usize, &GroupKey)>,
@@ -585,7 +615,7 @@ async fn read_policies<C: Cloud>(
     let mut reads = stream::iter(to_read)
         .map(|(i, key)| async move {
             let r = match reach.client(&key.account) {
-                Ok(client) if opts.check_isolation => {
+                Ok(client) if opts.check_isolation || opts.keep_pages => {
                     let rules = client.describe_rules(key, None);
                     let page = state.read(&key.account, api::DESCRIBE_ATTRIBUTE, rules);
                     page.await.and_then(policy_of)

@@ -286,6 +286,7 @@ mod tests {
             notes: Vec::new(),
             coverage: None,
             unmanageable: Default::default(),
+            pages: Default::default(),
             isolation: Some(isolation),
         }
     }

@@ -335,6 +335,7 @@ mod tests {
             notes: Vec::new(),
             coverage: None,
             unmanageable: Default::default(),
+            pages: Default::default(),
             isolation: None,
         }
     }

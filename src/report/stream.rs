@@ -98,6 +98,7 @@ mod tests {
             notes: Vec::new(),
             coverage: None,
             unmanageable: Default::default(),
+            pages: Default::default(),
             isolation: None,
         };
         for _ in 0..2 {

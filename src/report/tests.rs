@@ -89,6 +89,7 @@ fn hostile_report() -> PassReport {
         }),
         isolation: None,
         unmanageable: Default::default(),
+        pages: Default::default(),
     }
 }
 

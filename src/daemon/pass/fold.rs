@@ -696,6 +696,7 @@ mod tests {
                 notes: Vec::new(),
                 coverage: None,
                 unmanageable: Default::default(),
+                pages: Default::default(),
                 isolation: None,
             },
             held,

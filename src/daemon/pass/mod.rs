@@ -5,6 +5,7 @@
 
 mod fold;
 mod folder;
+mod kept;
 mod results;
 mod scope;
 mod show;
@@ -46,6 +47,9 @@ struct State {
     effective: Option<Arc<Desired>>,
     /// Unless `--no-report-ungoverned`: what the last coverage survey found.
     survey: survey::LastSurvey,
+    /// The first rule pages of the groups declared `Drop` the lanes read, for the interval pass's
+    /// isolation check (`kept`).
+    pages: kept::Pages,
 }
 
 /// Runs the daemon's passes over a [`Fleet`] of clients: the real [`Clients`], or a fake in tests.
@@ -99,6 +103,7 @@ impl<F: Fleet> Runner<F> {
                 survey: survey::LastSurvey::default(),
                 groups: fold::Groups::new(Fights::new(settings.fight)),
                 effective: None,
+                pages: kept::Pages::default(),
             }),
             selection: tokio::sync::Mutex::new(scope::Selection::default()),
             intake,
@@ -199,6 +204,7 @@ impl<F: Fleet> Runner<F> {
             check: true,
             max_changes: self.setup.pass.rails.max_changes,
             known: BTreeMap::new(),
+            keep_pages: true,
         };
         let reports = self.run_scoped(scope.active, scope.held, run).await;
         // Events older than these reads cost nothing (daemon::intake).
@@ -206,8 +212,13 @@ impl<F: Fleet> Runner<F> {
         self.intake
             .note_reads(reports.iter().map(|s| &s.report), wall_start);
         let (tally, cloud_failure) = self
-            .conclude(reports, &scope.desired, scope.size, full)
+            .conclude(reports, &scope.desired, scope.size, full, started)
             .await;
+        if reads_none {
+            // Isolation must not go stale while the sweep reads: every verdict is re-made each
+            // interval, from the pages the sweep kept (`kept`).
+            self.interval_check(&scope.desired).await;
+        }
         let outcome = PassOutcome::of(cloud_failure.is_some(), folder_ok, &tally);
         if full {
             self.survey_coverage(&folder).await;
@@ -294,12 +305,14 @@ impl<F: Fleet> Runner<F> {
     /// cloud failure.
     async fn conclude(
         &self,
-        reports: Vec<fold::Scoped>,
+        mut reports: Vec<fold::Scoped>,
         desired: &Desired,
         scope: usize,
         full: bool,
+        started: Instant,
     ) -> (Tally, Option<CloudTrouble>) {
         let mut st = self.state.lock().await;
+        self.keep_pages(&mut st, &mut reports, started);
         let commit = st.folder.commit().map(str::to_string);
         let cause = if full { FoundBy::Resync } else { FoundBy::File };
         // A resync that corrects a group an event named still names who changed it.
@@ -338,6 +351,9 @@ struct Run {
     max_changes: Option<usize>,
     /// Groups read without listing them again (`PassOptions::known`): the sweep's.
     known: BTreeMap<GroupKey, GroupMeta>,
+    /// Return the first rule pages of the groups declared `Drop` read (when checking isolation),
+    /// for the interval pass's check (`kept`).
+    keep_pages: bool,
 }
 
 /// The groups one main pass reads: the active ones as the options say, the fighting ones
@@ -399,6 +415,7 @@ impl<F: Fleet> Runner<F> {
             cancel: Some(self.cancel.clone()),
             check_isolation: run.check && self.setup.pass.check_isolation,
             known: run.known,
+            keep_pages: run.keep_pages && self.setup.pass.check_isolation,
             ..self.setup.pass.clone()
         };
         opts.rails.max_changes = run.max_changes;

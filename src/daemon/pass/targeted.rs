@@ -56,11 +56,18 @@ impl<F: Fleet> Runner<F> {
     /// other groups and the prefix lists those name, and nothing else (no group listing, no pass).
     pub(super) async fn targeted_check(&self) {
         let started = Instant::now();
-        let st = self.state.lock().await;
+        let mut st = self.state.lock().await;
         let Some(desired) = st.effective.clone() else {
             return;
         };
         let causes = self.intake.take_checks();
+        // A page read before these writes must not undo their re-check's verdict (`kept`).
+        let named: BTreeSet<&str> = causes
+            .values()
+            .flat_map(|c| c.groups.iter().map(String::as_str))
+            .collect();
+        st.pages.forget_named(started, &named);
+        st.pages.forget(started, causes.keys());
         let targets: BTreeSet<GroupKey> = causes
             .keys()
             .filter(|k| {
@@ -147,9 +154,10 @@ impl<F: Fleet> Runner<F> {
 
     /// One pass of a lane beside the main one (the targeted lane, the sweep) over `keys`, begun
     /// under `st`: reads, plans, corrects within the `--max-changes` window, folds and reports.
-    /// Neither checks isolation: a policy event's group is corrected to its declaration, which the
-    /// isolation verdict already assumes (a reach event's re-check is `targeted_check`), and the
-    /// sweep's tick costs only its policy reads.
+    /// Neither checks isolation as a pass: a policy event's group is corrected to its declaration,
+    /// which the isolation verdict already assumes (a reach event's re-check is `targeted_check`),
+    /// and the sweep's tick costs only its policy reads; the sweep keeps its reads' first rule pages
+    /// and re-checks only a group whose rules it found changed (`kept`).
     pub(super) async fn lane_pass(
         &self,
         st: tokio::sync::MutexGuard<'_, super::State>,
@@ -180,9 +188,11 @@ impl<F: Fleet> Runner<F> {
             check: false,
             max_changes: self.lock_changes().reserve(Instant::now()),
             known,
+            // The sweep's pages serve the interval pass's isolation check (`kept`).
+            keep_pages: lane == Lane::Sweep,
         };
         let room = run.max_changes;
-        let reports = self.run_scoped(active, held, run).await;
+        let mut reports = self.run_scoped(active, held, run).await;
         self.intake
             .note_reads(reports.iter().map(|s| &s.report), wall_start);
         let made = reports
@@ -194,6 +204,7 @@ impl<F: Fleet> Runner<F> {
         self.lock_changes().settle(Instant::now(), room, made);
 
         let mut st = self.state.lock().await;
+        let changed = self.keep_pages(&mut st, &mut reports, started);
         let commit = st.folder.commit().map(str::to_string);
         let (tally, cloud_failure): (Tally, _) = self.fold_reports(
             &mut st,
@@ -206,6 +217,8 @@ impl<F: Fleet> Runner<F> {
         self.publish_groups(&st);
         self.note_oldest_read(&st);
         drop(st);
+        // Rules changed with no event yet: re-checked now rather than at the interval pass.
+        self.sweep_check(&desired, changed).await;
         let trigger = lane.trigger();
         if let Some(why) = &cloud_failure {
             // The main lane (or the sweep) clears it again after a pass that reads the cloud through.

@@ -11,7 +11,7 @@ use crate::ecs::{Cloud, EcsError, GroupFilter, GroupPage};
 use crate::events::{Heard, Via};
 use crate::model::{GroupMeta, Policy, Policy::*};
 use crate::policy::LoadOptions;
-use crate::reconcile::fixtures::{found, listed, normal, Answer, Request, Scripted};
+use crate::reconcile::fixtures::{self, found, listed, normal, Answer, Request, Scripted};
 use crate::reconcile::Clock;
 use crate::token::{client_token, Attempt, TokenInput};
 use std::collections::BTreeMap;
@@ -861,4 +861,135 @@ async fn the_sweep_lane_reads_each_group_once_per_interval_at_an_even_pace() {
         d.metric(r#"sgpolicy_passes_total{trigger="sweep",outcome="success"}"#),
         2.0
     );
+}
+
+/// A daemon over `sg-a` (declared `Drop`) that checks isolation, with `--interval` `interval`.
+fn checking_a(interval: Duration) -> Daemon {
+    Daemon::built(&[("prod.yaml", ONE_GROUP)], |s| {
+        s.pass.check_isolation = true;
+        s.settings.interval = interval;
+    })
+}
+
+/// `sg-a`'s first rule page: `Drop` in vpc-1 with `rules`.
+fn rules_of_a(rules: &[crate::ecs::api::Permission]) -> (Request, Answer) {
+    let request = Request::Rules {
+        key: sg("sg-a"),
+        next_token: None,
+    };
+    (request, fixtures::rules(Drop, Some("vpc-1"), rules, None))
+}
+
+/// vpc-1's interfaces: `members` in use, each only in `sg-a`.
+fn members_of_a(members: &[&str]) -> (Request, Answer) {
+    let request = Request::Interfaces {
+        region: HZ.to_string(),
+        vpc: "vpc-1".to_string(),
+        next_token: None,
+    };
+    let list = members
+        .iter()
+        .enumerate()
+        .map(|(i, id)| fixtures::interface(id, "InUse", &format!("10.0.0.{}", i + 1), &["sg-a"]))
+        .collect();
+    (request, fixtures::interfaces(list, None))
+}
+
+/// The calls the script answered, by action.
+fn calls_by_action(d: &Daemon) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for ((action, _), n) in d.cloud.script().stats().snapshot() {
+        *out.entry(action).or_default() += n;
+    }
+    out
+}
+
+/// SSH open between the members of `sg-a` (the rule's source is the group itself).
+fn ssh_within_a() -> crate::ecs::api::Permission {
+    fixtures::accept_from_group("sgr-ssh", "22/22", "sg-a")
+}
+
+/// The start-up pass of `checking_a`: sg-a listed, its rule page (`rules`) read, its `members`
+/// listed; isolated.
+async fn start_isolated(d: &Daemon, rules: &[crate::ecs::api::Permission], members: &[&str]) {
+    let a = sg("sg-a");
+    let (read_rules, page) = rules_of_a(rules);
+    let (vpc, interfaces) = members_of_a(members);
+    d.cloud.expect(
+        Scripted::new()
+            .then(describe(&[&a]), found(&[(&a, normal())]))
+            .then(read_rules, page)
+            .then(vpc, interfaces),
+    );
+    assert_eq!(d.runner.pass(Trigger::Startup).await, Verdict::Done);
+    d.cloud.script().done();
+    assert_eq!(
+        d.metric(r#"sgpolicy_isolation_groups{status="isolated"}"#),
+        1.0
+    );
+}
+
+/// The isolation gauge's `not-isolated` series.
+fn not_isolated(d: &Daemon) -> f64 {
+    d.metric(r#"sgpolicy_isolation_groups{status="not-isolated"}"#)
+}
+
+#[tokio::test]
+async fn an_interface_attached_with_no_event_is_found_by_the_interval_pass_from_the_kept_page() {
+    // SSH is open within sg-a, but it has one member: isolated.
+    let d = checking_a(Duration::from_secs(600));
+    start_isolated(&d, &[ssh_within_a()], &["eni-1"]).await;
+
+    // The sweep reads sg-a (one call, with its first rule page): nothing changed, nothing checked.
+    let (rules, page) = rules_of_a(&[ssh_within_a()]);
+    d.cloud.expect(Scripted::new().then(rules, page));
+    d.runner.sweep_tick(1).await;
+    d.cloud.script().done();
+
+    // A second instance joins sg-a and the event is lost. The interval pass reads no group policy:
+    // it checks sg-a from the page the sweep kept, listing only the VPC's interfaces.
+    let (vpc, members) = members_of_a(&["eni-1", "eni-2"]);
+    d.cloud.expect(Scripted::new().then(vpc, members));
+    assert_eq!(d.runner.pass(Trigger::Interval).await, Verdict::Done);
+    d.cloud.script().done();
+    assert_eq!(
+        calls_by_action(&d),
+        BTreeMap::from([("DescribeNetworkInterfaces".to_string(), 1)])
+    );
+    assert_eq!(not_isolated(&d), 1.0, "{}", d.metrics.encode());
+    assert_eq!(
+        d.metric(r#"sgpolicy_isolation_groups{status="isolated"}"#),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_rule_opened_with_no_event_is_rechecked_by_the_sweep_tick_that_reads_it() {
+    let d = checking_a(Duration::from_secs(600));
+    start_isolated(&d, &[], &["eni-1", "eni-2"]).await;
+
+    // SSH is opened between the members and the event is lost: the sweep's read of sg-a finds its
+    // rules changed since the kept page and re-checks it at once (the VPC's interfaces only).
+    let (rules, page) = rules_of_a(&[ssh_within_a()]);
+    let (vpc, members) = members_of_a(&["eni-1", "eni-2"]);
+    d.cloud
+        .expect(Scripted::new().then(rules, page).then(vpc, members));
+    d.runner.sweep_tick(1).await;
+    d.cloud.script().done();
+    assert_eq!(not_isolated(&d), 1.0, "{}", d.metrics.encode());
+}
+
+#[tokio::test]
+async fn a_page_older_than_the_interval_is_read_again_by_the_interval_pass_never_assumed() {
+    // An interval of zero makes every kept page too old to use.
+    let d = checking_a(Duration::ZERO);
+    start_isolated(&d, &[], &["eni-1", "eni-2"]).await;
+
+    let (rules, page) = rules_of_a(&[ssh_within_a()]);
+    let (vpc, members) = members_of_a(&["eni-1", "eni-2"]);
+    d.cloud
+        .expect(Scripted::new().then(rules, page).then(vpc, members));
+    assert_eq!(d.runner.pass(Trigger::Interval).await, Verdict::Done);
+    d.cloud.script().done();
+    assert_eq!(not_isolated(&d), 1.0, "{}", d.metrics.encode());
 }
