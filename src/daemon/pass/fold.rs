@@ -113,10 +113,19 @@ pub(super) struct Checked {
 }
 
 /// Everything the daemon folds results into: one record per governed group, and the fights.
+/// Beside the records, indexes the sweep asks every tick, kept where a read is folded so a tick
+/// costs O(groups due · log N) rather than a scan of every record.
 #[derive(Debug)]
 pub(super) struct Groups {
     pub(super) records: BTreeMap<GroupKey, Record>,
     pub(super) fights: Fights,
+    /// Every record read at least once, by its last successful read (then key).
+    by_read: BTreeSet<(Instant, GroupKey)>,
+    /// The governed groups never read successfully (as of the last [`Groups::govern`], less those
+    /// read since).
+    unread: BTreeSet<GroupKey>,
+    /// The records whose drift `--max-changes` held.
+    window_held: BTreeSet<GroupKey>,
 }
 
 impl Groups {
@@ -124,13 +133,68 @@ impl Groups {
         Groups {
             records: BTreeMap::new(),
             fights,
+            by_read: BTreeSet::new(),
+            unread: BTreeSet::new(),
+            window_held: BTreeSet::new(),
         }
     }
 
     /// Forgets every group `governed` does not name (and fights gone cold).
     pub(super) fn keep_only(&mut self, governed: impl Fn(&GroupKey) -> bool, now: Instant) {
         self.records.retain(|k, _| governed(k));
+        self.by_read.retain(|(_, k)| governed(k));
+        self.unread.retain(|k| governed(k));
+        self.window_held.retain(|k| governed(k));
         self.fights.prune(governed, now);
+    }
+
+    /// Takes in the governed groups a main pass resolved: those never read are the sweep's first.
+    pub(super) fn govern<'a>(&mut self, governed: impl Iterator<Item = &'a GroupKey>) {
+        let records = &self.records;
+        self.unread = governed
+            .filter(|k| records.get(*k).and_then(|r| r.verified).is_none())
+            .cloned()
+            .collect();
+    }
+
+    /// The `k` governed groups read longest ago, a group never read first (as
+    /// `daemon::sweep::oldest` would order them), from the indexes.
+    pub(super) fn oldest(
+        &self,
+        k: usize,
+        governed: &BTreeMap<GroupKey, DesiredGroup>,
+    ) -> Vec<GroupKey> {
+        self.unread
+            .iter()
+            .chain(self.by_read.iter().map(|(_, key)| key))
+            .filter(|key| governed.contains_key(*key))
+            .take(k)
+            .cloned()
+            .collect()
+    }
+
+    /// The groups whose drift `--max-changes` held.
+    pub(super) fn window_held(&self) -> impl Iterator<Item = &GroupKey> {
+        self.window_held.iter()
+    }
+
+    /// Keeps the indexes of `key` equal to its record (`None`: removed).
+    fn index(&mut self, key: &GroupKey, before: Option<Instant>, record: Option<&Record>) {
+        let after = record.and_then(|r| r.verified);
+        if before != after {
+            if let Some(t) = before {
+                self.by_read.remove(&(t, key.clone()));
+            }
+            if let Some(t) = after {
+                self.by_read.insert((t, key.clone()));
+                self.unread.remove(key);
+            }
+        }
+        if record.is_some_and(held_by_window) {
+            self.window_held.insert(key.clone());
+        } else {
+            self.window_held.remove(key);
+        }
     }
 
     /// Whether a file pass may skip `g`: its declaration was last seen in effect.
@@ -146,20 +210,28 @@ impl Groups {
         })
     }
 
-    /// The oldest successful read of `governed` (a group never read counts from `start`).
-    pub(super) fn oldest_read<'a>(
+    /// The oldest successful read of `governed` (a group never read counts from `start`), from
+    /// the indexes: O(log N) unless groups no longer governed wait to be forgotten.
+    pub(super) fn oldest_read(
         &self,
-        governed: impl Iterator<Item = &'a GroupKey>,
+        governed: &BTreeMap<GroupKey, DesiredGroup>,
         start: Instant,
     ) -> Option<Instant> {
-        governed
-            .map(|k| {
-                self.records
-                    .get(k)
-                    .and_then(|r| r.verified)
-                    .unwrap_or(start)
-            })
-            .min()
+        if governed.is_empty() {
+            return None;
+        }
+        let read = self
+            .by_read
+            .iter()
+            .find(|(_, k)| governed.contains_key(k))
+            .map(|(t, _)| *t);
+        // Every governed group is in one index or the other (`govern` runs with each resolution).
+        let never = self.unread.iter().any(|k| governed.contains_key(k));
+        match (read, never) {
+            (Some(t), false) => Some(t),
+            (Some(t), true) => Some(t.min(start)),
+            (None, _) => Some(start),
+        }
     }
 
     /// Checked groups by isolation status (every status, zero included), for
@@ -349,6 +421,7 @@ fn fold_one(
     // What outlives one read: when it was last verified, its last correction and who it undid,
     // its isolation verdict.
     let previous = groups.records.remove(key);
+    let before = previous.as_ref().and_then(|r| r.verified);
     let mut record = Record {
         state: GroupState::Error,
         settled: None,
@@ -420,7 +493,14 @@ fn fold_one(
     if matches!(record.state, GroupState::InSync | GroupState::Drifted) {
         record.settled = cx.declared.get(key).map(|g| (g.policy, g.mode));
     }
+    groups.index(key, before, Some(&record));
     groups.records.insert(key.clone(), record);
+}
+
+/// Whether the group's last drift was held by `--max-changes` (over the window or a whole plan).
+pub(super) fn held_by_window(r: &Record) -> bool {
+    matches!(&r.hold, Some(HoldReason::Rail(Hold::MaxChanges { .. })))
+        && r.state == GroupState::Drifted
 }
 
 /// What the daemon knows of a group's flags after `r`: a read that found it says it exists, with
@@ -1357,11 +1437,104 @@ mod tests {
         g.keep_only(|k| *k == a, later);
         assert_eq!(g.records.keys().collect::<Vec<_>>(), [&a]);
         let c = sg("sg-c");
+        let with_c = declared(&[(&a, Mode::Enforce), (&c, Mode::Enforce)]);
+        g.govern(with_c.keys());
         assert_eq!(
-            g.oldest_read([&a, &c].into_iter(), start),
+            g.oldest_read(&with_c, start),
             Some(start),
             "sg-c never read"
         );
-        assert_eq!(g.oldest_read([&a].into_iter(), start), Some(later));
+        let only_a = declared(&[(&a, Mode::Enforce)]);
+        assert_eq!(g.oldest_read(&only_a, start), Some(later));
+    }
+
+    /// The sweep's indexes against a scan of every record: the order of the oldest reads (as
+    /// `daemon::sweep::oldest` sorts a scan), the oldest read, and the groups the window held.
+    fn assert_indexes_match_a_scan(
+        g: &Groups,
+        decl: &BTreeMap<GroupKey, DesiredGroup>,
+        start: Instant,
+    ) {
+        let scan: Vec<(GroupKey, Option<Instant>)> = decl
+            .keys()
+            .map(|k| (k.clone(), g.records.get(k).and_then(|r| r.verified)))
+            .collect();
+        for k in [1, 2, decl.len()] {
+            assert_eq!(
+                g.oldest(k, decl),
+                crate::daemon::sweep::oldest(scan.clone(), k),
+                "the {k} oldest"
+            );
+        }
+        let oldest = scan.iter().map(|(_, t)| t.unwrap_or(start)).min();
+        assert_eq!(g.oldest_read(decl, start), oldest);
+        let held: Vec<&GroupKey> = g
+            .records
+            .iter()
+            .filter(|(k, r)| held_by_window(r) && decl.contains_key(*k))
+            .map(|(k, _)| k)
+            .collect();
+        let indexed: Vec<&GroupKey> = g.window_held().filter(|k| decl.contains_key(*k)).collect();
+        assert_eq!(indexed, held);
+    }
+
+    #[test]
+    fn the_sweeps_indexes_stay_equal_to_a_scan_after_reads_removals_and_a_folder_change() {
+        let keys: Vec<GroupKey> = (0..8).map(|i| sg(&format!("sg-{i}"))).collect();
+        let enforced = |ks: &[GroupKey]| -> BTreeMap<GroupKey, DesiredGroup> {
+            declared(&ks.iter().map(|k| (k, Mode::Enforce)).collect::<Vec<_>>())
+        };
+        let decl = enforced(&keys[..6]);
+        let none = BTreeMap::new();
+        let mut g = groups();
+        g.govern(decl.keys());
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        assert_indexes_match_a_scan(&g, &decl, start);
+
+        // sg-3 read first, sg-0..sg-2 later, sg-2 again; sg-4's read fails; sg-5 is never read.
+        let in_sync = |k: &GroupKey| result(k, Drop, Outcome::InSync);
+        fold_at(
+            &mut g,
+            vec![run(vec![in_sync(&keys[3])], None)],
+            &decl,
+            &none,
+            at(1),
+        );
+        let reads = keys[..3].iter().map(in_sync).collect();
+        fold_at(&mut g, vec![run(reads, None)], &decl, &none, at(2));
+        let again = vec![
+            in_sync(&keys[2]),
+            unread(&keys[4], 503, "ServiceUnavailable"),
+        ];
+        fold_at(&mut g, vec![run(again, None)], &decl, &none, at(3));
+        // sg-0's correction is held by --max-changes, then read in sync again.
+        let max = Hold::MaxChanges { planned: 2, max: 1 };
+        let held = result(&keys[0], Accept, Outcome::Held(max));
+        fold_at(&mut g, vec![run(vec![held], None)], &decl, &none, at(4));
+        assert_indexes_match_a_scan(&g, &decl, start);
+        assert_eq!(g.oldest(2, &decl), [keys[4].clone(), keys[5].clone()]);
+        fold_at(
+            &mut g,
+            vec![run(vec![in_sync(&keys[0])], None)],
+            &decl,
+            &none,
+            at(5),
+        );
+        assert_indexes_match_a_scan(&g, &decl, start);
+
+        // A folder change: sg-1 and sg-3 no longer governed, sg-6 and sg-7 new.
+        let changed: Vec<GroupKey> = [0, 2, 4, 5, 6, 7]
+            .iter()
+            .map(|&i| keys[i].clone())
+            .collect();
+        let decl = enforced(&changed);
+        g.keep_only(|k| decl.contains_key(k), at(6));
+        g.govern(decl.keys());
+        assert_indexes_match_a_scan(&g, &decl, start);
+        let reads = vec![in_sync(&keys[6]), in_sync(&keys[4]), in_sync(&keys[5])];
+        fold_at(&mut g, vec![run(reads, None)], &decl, &none, at(7));
+        assert_indexes_match_a_scan(&g, &decl, start);
+        assert_eq!(g.oldest(1, &decl), [keys[7].clone()], "the one never read");
     }
 }

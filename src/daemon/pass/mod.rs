@@ -50,7 +50,14 @@ struct State {
     /// The first rule pages of the groups declared `Drop` the lanes read, for the interval pass's
     /// isolation check (`kept`).
     pages: kept::Pages,
+    /// When the groups were last published (gauges, the status page, the reach index): a sweep
+    /// tick that found nothing new publishes at most once a second ([`PUBLISH_EVERY`]).
+    published: Option<Instant>,
 }
+
+/// How often a sweep tick that found nothing new republishes the groups: each publication walks
+/// every record, and the sweep ticks up to 10 times a second.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the daemon's passes over a [`Fleet`] of clients: the real [`Clients`], or a fake in tests.
 pub struct Runner<F: Fleet = Clients> {
@@ -104,6 +111,7 @@ impl<F: Fleet> Runner<F> {
                 groups: fold::Groups::new(Fights::new(settings.fight)),
                 effective: None,
                 pages: kept::Pages::default(),
+                published: None,
             }),
             selection: tokio::sync::Mutex::new(scope::Selection::default()),
             intake,
@@ -280,6 +288,7 @@ impl<F: Fleet> Runner<F> {
             .set(desired.groups.len() as i64);
         let now = Instant::now();
         st.groups.keep_only(|k| desired.groups.contains_key(k), now);
+        st.groups.govern(desired.groups.keys());
         let (held, active): (Vec<&DesiredGroup>, Vec<&DesiredGroup>) = desired
             .groups
             .values()
@@ -470,7 +479,7 @@ impl<F: Fleet> Runner<F> {
         let Some(governed) = &st.effective else {
             return;
         };
-        let oldest = st.groups.oldest_read(governed.groups.keys(), self.started);
+        let oldest = st.groups.oldest_read(&governed.groups, self.started);
         *self.oldest_read.lock().unwrap_or_else(|e| e.into_inner()) = oldest;
         self.publish_verification_age();
     }

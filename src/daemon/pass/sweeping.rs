@@ -15,9 +15,8 @@
 use super::targeted::Lane;
 use super::Runner;
 use crate::accounts::Fleet;
-use crate::daemon::sweep::{self, Pace};
+use crate::daemon::sweep::Pace;
 use crate::model::GroupKey;
-use crate::reconcile::gate::Hold;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -67,13 +66,8 @@ impl<F: Fleet> Runner<F> {
         let Some(desired) = st.effective.clone() else {
             return;
         };
-        let mut keys = sweep::oldest(
-            desired.groups.keys().map(|key| {
-                let verified = st.groups.records.get(key).and_then(|r| r.verified);
-                (key.clone(), verified)
-            }),
-            k,
-        );
+        // From the indexes the fold keeps: O(k log N), never a scan of every record.
+        let mut keys = st.groups.oldest(k, &desired.groups);
         // As many held groups as the window has room for: more would be held again as a whole.
         let room = self
             .lock_changes()
@@ -81,12 +75,11 @@ impl<F: Fleet> Runner<F> {
             .unwrap_or(usize::MAX);
         let held: Vec<GroupKey> = st
             .groups
-            .records
-            .iter()
-            .filter(|(key, r)| held_by_window(r) && desired.groups.contains_key(*key))
-            .map(|(key, _)| key.clone())
+            .window_held()
+            .filter(|key| desired.groups.contains_key(*key))
             .filter(|key| !keys.contains(key))
             .take(room)
+            .cloned()
             .collect();
         keys.extend(held);
         if keys.is_empty() {
@@ -99,12 +92,4 @@ impl<F: Fleet> Runner<F> {
         self.lane_pass(st, started, desired, &keys, &authors, Lane::Sweep)
             .await;
     }
-}
-
-/// Whether the group's last drift was held by `--max-changes` (over the window or a whole plan).
-fn held_by_window(r: &super::fold::Record) -> bool {
-    matches!(
-        &r.hold,
-        Some(super::fold::HoldReason::Rail(Hold::MaxChanges { .. }))
-    ) && r.state == super::results::GroupState::Drifted
 }

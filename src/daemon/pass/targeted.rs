@@ -214,7 +214,16 @@ impl<F: Fleet> Runner<F> {
             lane.cause(),
             authors,
         );
-        self.publish_groups(&st);
+        let news = tally.changed + tally.held + tally.errors + tally.would_change > 0;
+        let recent = st
+            .published
+            .is_some_and(|t| t.elapsed() < super::PUBLISH_EVERY);
+        if lane != Lane::Sweep || news || !recent {
+            // The gauges, the status page and the reach index walk every record: a quiet sweep
+            // tick (only verification times moved) leaves them to the next one a second later.
+            self.publish_groups(&st);
+            st.published = Some(Instant::now());
+        }
         self.note_oldest_read(&st);
         drop(st);
         // Rules changed with no event yet: re-checked now rather than at the interval pass.
