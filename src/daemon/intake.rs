@@ -814,6 +814,8 @@ mod tests {
             duration: Duration::ZERO,
             notes: Vec::new(),
             coverage: None,
+            unmanageable: Default::default(),
+            pages: Default::default(),
             isolation: None,
         }
     }

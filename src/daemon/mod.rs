@@ -16,6 +16,7 @@ pub mod reach;
 pub mod settings;
 pub mod shard;
 pub mod status;
+pub mod sweep;
 pub mod triggers;
 pub mod watch;
 
@@ -301,10 +302,15 @@ async fn run_lanes(
     let exit = tokio::task::LocalSet::new()
         .run_until(async move {
             let lane = tokio::task::spawn_local(runner.clone().targeted_lane());
+            let sweep = tokio::task::spawn_local(runner.clone().sweep_lane());
             let exit = triggers::run(runner, timing, inputs, shutdown).await;
             // Shutdown set the cancel flag: a targeted pass stops starting work; give its in-flight
             // writes the grace period like the main lane's.
-            let _ = tokio::time::timeout(grace, lane).await;
+            let _ = tokio::time::timeout(grace, async {
+                let _ = lane.await;
+                let _ = sweep.await;
+            })
+            .await;
             exit
         })
         .await;

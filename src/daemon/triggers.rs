@@ -37,6 +37,9 @@ pub enum Trigger {
     Retry,
     /// An ActionTrail event: a targeted pass of the targeted lane (never scheduled by this loop).
     Event,
+    /// The continuous verification: a few groups read longest ago (the sweep lane, never
+    /// scheduled by this loop).
+    Sweep,
 }
 
 impl Trigger {
@@ -48,12 +51,14 @@ impl Trigger {
             Trigger::Signal => "signal",
             Trigger::Retry => "retry",
             Trigger::Event => "event",
+            Trigger::Sweep => "sweep",
         }
     }
 
-    /// A full pass re-reads every declared group; a file pass only those whose declaration changed.
+    /// A full pass re-reads every declared group (but the interval pass beside the sweep, which
+    /// lists selectors and reads none); a file pass only those whose declaration changed.
     pub fn is_full(self) -> bool {
-        !matches!(self, Trigger::File | Trigger::Event)
+        !matches!(self, Trigger::File | Trigger::Event | Trigger::Sweep)
     }
 
     fn merge(pending: Option<Trigger>, new: Trigger) -> Trigger {

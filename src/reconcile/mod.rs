@@ -58,6 +58,14 @@ pub struct PassOptions {
     /// page, `MaxResults=1000`) and check whether groups declared `Drop` isolate their members.
     /// Off, the pass's calls are exactly those without the check.
     pub check_isolation: bool,
+    /// Groups an earlier listing found, with their flags: read without listing them again (the
+    /// daemon's sweep, whose tick should cost only its policy reads). A group deleted since answers
+    /// the read with `InvalidSecurityGroupId.NotFound`, planned `NotFound` like a listing's miss.
+    pub known: BTreeMap<GroupKey, GroupMeta>,
+    /// Read each group's first rule page (`MaxResults=1000`, the same one call as the policy read)
+    /// and return those of the groups declared `Drop` in `PassReport::pages`: the daemon keeps them
+    /// so its interval pass can re-check isolation without reading these groups again.
+    pub keep_pages: bool,
 }
 
 /// The wall clock of a pass: the system's, or a fixed instant so tests can compute the exact tokens.
@@ -91,6 +99,8 @@ impl Default for PassOptions {
             pass_timeout: Some(Duration::from_secs(30 * 60)),
             clock: Clock::System,
             check_isolation: false,
+            known: BTreeMap::new(),
+            keep_pages: false,
         }
     }
 }
@@ -198,6 +208,13 @@ pub struct PassReport {
     pub coverage: Option<survey::Coverage>,
     /// `--check-isolation`: the verdict of every group declared `Drop` whose policy was read.
     pub isolation: Option<BTreeMap<crate::model::GroupKey, crate::isolation::Verdict>>,
+    /// The flags of the groups found that ECS refuses writes to (enterprise, service-managed), as
+    /// the listing (or `PassOptions::known`) said: with the policies read, all the daemon needs to
+    /// read these groups again without listing them.
+    pub unmanageable: BTreeMap<GroupKey, GroupMeta>,
+    /// `PassOptions::keep_pages`: the first rule page of every group declared `Drop` whose policy
+    /// was read (the live policy, VPC and first 1,000 rules as of the read).
+    pub pages: HashMap<GroupKey, api::RulePage>,
 }
 
 impl PassReport {
@@ -344,12 +361,16 @@ pub async fn run_pass_on<C: Cloud>(
         resolved = d;
         &resolved
     };
-    let (mut results, pages) = observe(reach, desired, opts, &state).await;
+    let (mut results, pages, unmanageable) = observe(reach, desired, opts, &state).await;
     // Every group but the drifted ones is final; those are gated and written from a plan of just
     // them (the rails only count enforced changes), and their results take their places.
     let plan = drifted_plan(desired, &results);
     let gate = gate::gate(&plan, &opts.rails);
     apply(reach, &plan, &gate, observed_at, opts, &state, &mut results).await;
+    let kept = match opts.keep_pages {
+        true => drop_pages(desired, &pages),
+        false => HashMap::new(),
+    };
     let isolation = match opts.check_isolation {
         true => {
             let check = isolation::check(reach, &results, pages, opts.concurrency, state.deadline);
@@ -373,7 +394,26 @@ pub async fn run_pass_on<C: Cloud>(
         notes,
         coverage: None,
         isolation,
+        unmanageable,
+        pages: kept,
     }
+}
+
+/// The pages of the groups declared `Drop` (`PassOptions::keep_pages`).
+fn drop_pages(
+    desired: &Desired,
+    pages: &HashMap<GroupKey, api::RulePage>,
+) -> HashMap<GroupKey, api::RulePage> {
+    pages
+        .iter()
+        .filter(|(k, _)| {
+            desired
+                .groups
+                .get(*k)
+                .is_some_and(|g| g.policy == Policy::Drop)
+        })
+        .map(|(k, p)| (k.clone(), p.clone()))
+        .collect()
 }
 
 /// The plan of just the drifted groups of `results`.
@@ -404,17 +444,27 @@ fn calls_by_action(stats: &CallStats) -> BTreeMap<String, u64> {
 /// result: a pass holds no map of observations and no second copy of the plan, so memory stays at the
 /// desired state plus one result per group (docs/scale.md, "Memory and CPU").
 /// With `check_isolation`, the policy read is the first rule page, kept (by group) for the check.
+/// Also returns the flags of the unmanageable groups (`PassReport::unmanageable`).
 async fn observe<C: Cloud>(
     reach: &Reach<C>,
     desired: &Desired,
     opts: &PassOptions,
     state: &PassState,
-) -> (Vec<GroupResult>, HashMap<GroupKey, api::RulePage>) {
+) -> (
+    Vec<GroupResult>,
+    HashMap<GroupKey, api::RulePage>,
+    BTreeMap<GroupKey, GroupMeta>,
+) {
     let groups: Vec<&DesiredGroup> = desired.groups.values().collect();
     let mut results = Results::new(&groups);
     let (to_read, metas) = describe_groups(reach, opts, state, &mut results).await;
-    let pages = read_policies(reach, to_read, metas, opts, state, &mut results).await;
-    (results.finish(), pages)
+    let pages = read_policies(reach, to_read, &metas, opts, state, &mut results).await;
+    let unmanageable = metas
+        .into_iter()
+        .filter(|(_, meta)| meta.unmanageable_reason().is_some())
+        .map(|(i, meta)| (groups[i].key.clone(), meta))
+        .collect();
+    (results.finish(), pages, unmanageable)
 }
 
 /// The results of [`observe`], one per declared group in key order, each planned as its group's
@@ -465,12 +515,17 @@ fn planned(d: &DesiredGroup, observation: Option<&Observation>) -> GroupResult {
     result_of(entry, outcome)
 }
 
-/// The DescribeSecurityGroups batches of `groups` (indices), at most 100 ids each and never mixing
-/// accounts, whose credentials differ; in the order work starts ([`order`]).
-fn listing_batches(groups: &[&DesiredGroup]) -> Vec<(Bucket, Vec<usize>)> {
+/// The DescribeSecurityGroups batches of `groups` (indices) but those `known`, at most 100 ids
+/// each and never mixing accounts, whose credentials differ; in the order work starts ([`order`]).
+fn listing_batches(
+    groups: &[&DesiredGroup],
+    known: &BTreeMap<GroupKey, GroupMeta>,
+) -> Vec<(Bucket, Vec<usize>)> {
     let mut by_bucket: BTreeMap<Bucket, Vec<usize>> = BTreeMap::new();
     for (i, d) in groups.iter().enumerate() {
-        by_bucket.entry(d.key.bucket()).or_default().push(i);
+        if !known.contains_key(&d.key) {
+            by_bucket.entry(d.key.bucket()).or_default().push(i);
+        }
     }
     let batches: Vec<(Bucket, Vec<usize>)> = by_bucket
         .into_iter()
@@ -488,6 +543,7 @@ fn listing_batches(groups: &[&DesiredGroup]) -> Vec<(Bucket, Vec<usize>)> {
 /// failed, and returns the groups whose policy must be read, with the flags of the unmanageable ones
 /// and the names of the named ones (only what the plan needs of a group's flags: why ECS would refuse
 /// a write, when it would; and the name the daemon's status page shows).
+/// A group `PassOptions::known` names is not listed: its flags are those given.
 async fn describe_groups<'a, C: Cloud>(
     reach: &Reach<C>,
     opts: &PassOptions,
@@ -495,7 +551,17 @@ async fn describe_groups<'a, C: Cloud>(
     results: &mut Results<'a>,
 ) -> (Vec<(usize, &'a GroupKey)>, BTreeMap<usize, GroupMeta>) {
     let groups = results.groups;
-    let mut metas = stream::iter(listing_batches(groups))
+    let mut to_read = Vec::with_capacity(groups.len());
+    let mut kept: BTreeMap<usize, GroupMeta> = BTreeMap::new();
+    for (i, d) in groups.iter().enumerate() {
+        if let Some(meta) = opts.known.get(&d.key) {
+            if meta.unmanageable_reason().is_some() || meta.name.is_some() {
+                kept.insert(i, meta.clone());
+            }
+            to_read.push((i, &d.key));
+        }
+    }
+    let mut metas = stream::iter(listing_batches(groups, &opts.known))
         .map(|(bucket, members)| async move {
             let ids: Vec<String> = members
                 .iter()
@@ -513,8 +579,6 @@ async fn describe_groups<'a, C: Cloud>(
             (members, r)
         })
         .buffer_unordered(opts.concurrency.max(1));
-    let mut to_read = Vec::with_capacity(groups.len());
-    let mut kept: BTreeMap<usize, GroupMeta> = BTreeMap::new();
     while let Some((members, result)) = metas.next().await {
         for i in members {
             let observation = match &result {
@@ -537,12 +601,12 @@ async fn describe_groups<'a, C: Cloud>(
 }
 
 /// The policy of every group that exists, one DescribeSecurityGroupAttribute each, recorded as it
-/// arrives. With `check_isolation` the read is the group's first rule page, returned by group so the
-/// check never reads it twice.
+/// arrives. With `check_isolation` (or `keep_pages`) the read is the group's first rule page,
+/// returned by group so the check never reads it twice.
 async fn read_policies<C: Cloud>(
     reach: &Reach<C>,
     to_read: Vec<(usize, &GroupKey)>,
-    mut metas: BTreeMap<usize, GroupMeta>,
+    metas: &BTreeMap<usize, GroupMeta>,
     opts: &PassOptions,
     state: &PassState,
     results: &mut Results<'_>,
@@ -551,7 +615,7 @@ async fn read_policies<C: Cloud>(
     let mut reads = stream::iter(to_read)
         .map(|(i, key)| async move {
             let r = match reach.client(&key.account) {
-                Ok(client) if opts.check_isolation => {
+                Ok(client) if opts.check_isolation || opts.keep_pages => {
                     let rules = client.describe_rules(key, None);
                     let page = state.read(&key.account, api::DESCRIBE_ATTRIBUTE, rules);
                     page.await.and_then(policy_of)
@@ -577,7 +641,7 @@ async fn read_policies<C: Cloud>(
                 }
                 Observation::Found {
                     policy,
-                    meta: metas.remove(&i).unwrap_or_default(),
+                    meta: metas.get(&i).cloned().unwrap_or_default(),
                 }
             }
             Err(Failure::Ecs(e)) if e.is_not_found() => Observation::NotFound,

@@ -221,6 +221,57 @@ async fn a_missing_group_is_not_read_and_an_unmanageable_one_is_never_written() 
 }
 
 #[tokio::test]
+async fn groups_known_from_an_earlier_listing_are_read_without_listing_them_again() {
+    // What an earlier listing said: sg-a exists (plain), sg-ent is enterprise, sg-gone existed.
+    let (a, enterprise, gone, new) = (sg("sg-a"), sg("sg-ent"), sg("sg-gone"), sg("sg-new"));
+    let d = desired()
+        .group(&a, Drop)
+        .group(&enterprise, Drop)
+        .group(&gone, Drop)
+        .group(&new, Drop)
+        .build();
+    let flags = GroupMeta {
+        enterprise: true,
+        ..GroupMeta::default()
+    };
+    let known = [
+        (&a, normal()),
+        (&enterprise, flags.clone()),
+        (&gone, normal()),
+    ]
+    .into_iter()
+    .map(|(k, m)| (k.clone(), m))
+    .collect();
+    // Only the group nobody listed yet is listed; sg-gone was deleted since: its read says so.
+    let cloud = Scripted::new()
+        .then(listing(&[&new]), found(&[(&new, normal())]))
+        .then(read(&a), Answer::Policy(Drop))
+        .then(read(&enterprise), Answer::Policy(Accept))
+        .then(
+            read(&gone),
+            ecs_error(DESCRIBE_ATTRIBUTE, 404, "InvalidSecurityGroupId.NotFound"),
+        )
+        .then(read(&new), Answer::Policy(Drop));
+    let opts = PassOptions { known, ..opts() };
+    let (report, cloud) = pass_on(cloud, &d, &opts).await;
+    cloud.done();
+    let action = |k: &GroupKey| {
+        let r = report.results.iter().find(|r| r.entry.key == *k);
+        r.expect("result").entry.action.clone()
+    };
+    assert_eq!(action(&a), Action::InSync);
+    assert!(matches!(action(&enterprise), Action::Unmanageable { .. }));
+    assert_eq!(action(&gone), Action::NotFound);
+    assert_eq!(action(&new), Action::InSync);
+    assert_eq!(report.api_calls[DESCRIBE_GROUPS], 1);
+    assert_eq!(
+        report.unmanageable,
+        [(enterprise.clone(), flags)].into_iter().collect(),
+        "the flags the daemon keeps for the next read"
+    );
+}
+
+#[tokio::test]
 async fn a_write_refused_for_one_group_does_not_stop_the_next() {
     let (managed, b) = (sg("sg-a"), sg("sg-b"));
     let d = desired().group(&managed, Drop).group(&b, Drop).build();

@@ -285,6 +285,8 @@ mod tests {
             duration: Duration::from_millis(5),
             notes: Vec::new(),
             coverage: None,
+            unmanageable: Default::default(),
+            pages: Default::default(),
             isolation: Some(isolation),
         }
     }

@@ -88,6 +88,8 @@ fn hostile_report() -> PassReport {
             required: false,
         }),
         isolation: None,
+        unmanageable: Default::default(),
+        pages: Default::default(),
     }
 }
 

@@ -20,7 +20,7 @@ use crate::daemon::health::CloudTrouble;
 use crate::daemon::reach::Cause;
 use crate::events::Author;
 use crate::isolation::{Depends, Path, Status, Verdict};
-use crate::model::{GroupKey, Mode, Policy};
+use crate::model::{GroupKey, GroupMeta, Mode, Policy};
 use crate::plan::Action;
 use crate::policy::DesiredGroup;
 use crate::reconcile::gate::Hold;
@@ -60,8 +60,31 @@ pub(super) struct Record {
     pub(super) hold: Option<HoldReason>,
     /// Its last isolation verdict, while it is declared `Drop` and checked.
     pub(super) isolation: Option<Checked>,
+    /// What the last listing said of it, while its reads keep finding it: the sweep reads it
+    /// without listing it again (`None`: list it first).
+    pub(super) listed: Option<Listed>,
     /// Its name, as the last listing that named it returned it (the status page's `name`).
     pub(super) name: Option<Arc<str>>,
+}
+
+/// What a DescribeSecurityGroups listing told of a group the plan needs: whether ECS refuses writes
+/// to it. Its type and managed flags do not change while it exists; a deleted group answers the
+/// read with `NotFound`, which forgets this.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Listed {
+    Manageable,
+    /// Enterprise or service-managed, with the flags that say why (few groups: boxed).
+    Unmanageable(Box<GroupMeta>),
+}
+
+impl Listed {
+    /// The flags a pass is given for the group (`PassOptions::known`).
+    pub(super) fn meta(&self) -> GroupMeta {
+        match self {
+            Listed::Manageable => GroupMeta::default(),
+            Listed::Unmanageable(meta) => (**meta).clone(),
+        }
+    }
 }
 
 impl Record {
@@ -90,10 +113,19 @@ pub(super) struct Checked {
 }
 
 /// Everything the daemon folds results into: one record per governed group, and the fights.
+/// Beside the records, indexes the sweep asks every tick, kept where a read is folded so a tick
+/// costs O(groups due · log N) rather than a scan of every record.
 #[derive(Debug)]
 pub(super) struct Groups {
     pub(super) records: BTreeMap<GroupKey, Record>,
     pub(super) fights: Fights,
+    /// Every record read at least once, by its last successful read (then key).
+    by_read: BTreeSet<(Instant, GroupKey)>,
+    /// The governed groups never read successfully (as of the last [`Groups::govern`], less those
+    /// read since).
+    unread: BTreeSet<GroupKey>,
+    /// The records whose drift `--max-changes` held.
+    window_held: BTreeSet<GroupKey>,
 }
 
 impl Groups {
@@ -101,13 +133,68 @@ impl Groups {
         Groups {
             records: BTreeMap::new(),
             fights,
+            by_read: BTreeSet::new(),
+            unread: BTreeSet::new(),
+            window_held: BTreeSet::new(),
         }
     }
 
     /// Forgets every group `governed` does not name (and fights gone cold).
     pub(super) fn keep_only(&mut self, governed: impl Fn(&GroupKey) -> bool, now: Instant) {
         self.records.retain(|k, _| governed(k));
+        self.by_read.retain(|(_, k)| governed(k));
+        self.unread.retain(|k| governed(k));
+        self.window_held.retain(|k| governed(k));
         self.fights.prune(governed, now);
+    }
+
+    /// Takes in the governed groups a main pass resolved: those never read are the sweep's first.
+    pub(super) fn govern<'a>(&mut self, governed: impl Iterator<Item = &'a GroupKey>) {
+        let records = &self.records;
+        self.unread = governed
+            .filter(|k| records.get(*k).and_then(|r| r.verified).is_none())
+            .cloned()
+            .collect();
+    }
+
+    /// The `k` governed groups read longest ago, a group never read first (as
+    /// `daemon::sweep::oldest` would order them), from the indexes.
+    pub(super) fn oldest(
+        &self,
+        k: usize,
+        governed: &BTreeMap<GroupKey, DesiredGroup>,
+    ) -> Vec<GroupKey> {
+        self.unread
+            .iter()
+            .chain(self.by_read.iter().map(|(_, key)| key))
+            .filter(|key| governed.contains_key(*key))
+            .take(k)
+            .cloned()
+            .collect()
+    }
+
+    /// The groups whose drift `--max-changes` held.
+    pub(super) fn window_held(&self) -> impl Iterator<Item = &GroupKey> {
+        self.window_held.iter()
+    }
+
+    /// Keeps the indexes of `key` equal to its record (`None`: removed).
+    fn index(&mut self, key: &GroupKey, before: Option<Instant>, record: Option<&Record>) {
+        let after = record.and_then(|r| r.verified);
+        if before != after {
+            if let Some(t) = before {
+                self.by_read.remove(&(t, key.clone()));
+            }
+            if let Some(t) = after {
+                self.by_read.insert((t, key.clone()));
+                self.unread.remove(key);
+            }
+        }
+        if record.is_some_and(held_by_window) {
+            self.window_held.insert(key.clone());
+        } else {
+            self.window_held.remove(key);
+        }
     }
 
     /// Whether a file pass may skip `g`: its declaration was last seen in effect.
@@ -115,20 +202,36 @@ impl Groups {
         self.records.get(&g.key).and_then(|r| r.settled) == Some((g.policy, g.mode))
     }
 
-    /// The oldest successful read of `governed` (a group never read counts from `start`).
-    pub(super) fn oldest_read<'a>(
+    /// Whether `key`'s last drift was held by a rail (`--max-changes`, `--allow-open`): a file
+    /// pass plans it again with the rest, as a whole, though its declaration did not change.
+    pub(super) fn held_by_rail(&self, key: &GroupKey) -> bool {
+        self.records.get(key).is_some_and(|r| {
+            r.state == GroupState::Drifted && matches!(r.hold, Some(HoldReason::Rail(_)))
+        })
+    }
+
+    /// The oldest successful read of `governed` (a group never read counts from `start`), from
+    /// the indexes: O(log N) unless groups no longer governed wait to be forgotten.
+    pub(super) fn oldest_read(
         &self,
-        governed: impl Iterator<Item = &'a GroupKey>,
+        governed: &BTreeMap<GroupKey, DesiredGroup>,
         start: Instant,
     ) -> Option<Instant> {
-        governed
-            .map(|k| {
-                self.records
-                    .get(k)
-                    .and_then(|r| r.verified)
-                    .unwrap_or(start)
-            })
-            .min()
+        if governed.is_empty() {
+            return None;
+        }
+        let read = self
+            .by_read
+            .iter()
+            .find(|(_, k)| governed.contains_key(k))
+            .map(|(t, _)| *t);
+        // Every governed group is in one index or the other (`govern` runs with each resolution).
+        let never = self.unread.iter().any(|k| governed.contains_key(k));
+        match (read, never) {
+            (Some(t), false) => Some(t),
+            (Some(t), true) => Some(t.min(start)),
+            (None, _) => Some(start),
+        }
     }
 
     /// Checked groups by isolation status (every status, zero included), for
@@ -294,7 +397,7 @@ pub(super) fn fold(groups: &mut Groups, scoped: Vec<Scoped>, cx: &Context<'_>) -
             ) {
                 r.changed_by = announced_drift(r, cx.authors.get(&r.entry.key));
             }
-            fold_one(groups, r, held.as_ref(), cx, &mut out);
+            fold_one(groups, r, held.as_ref(), &report.unmanageable, cx, &mut out);
         }
         if let Some(v) = &verdicts {
             out.effects.extend(isolation(groups, v, &BTreeMap::new()));
@@ -305,11 +408,12 @@ pub(super) fn fold(groups: &mut Groups, scoped: Vec<Scoped>, cx: &Context<'_>) -
     out
 }
 
-/// Folds one group's result.
+/// Folds one group's result (`unmanageable`: the flags its report gives of unmanageable groups).
 fn fold_one(
     groups: &mut Groups,
     r: &GroupResult,
     held: Option<&HoldReason>,
+    unmanageable: &BTreeMap<GroupKey, GroupMeta>,
     cx: &Context<'_>,
     out: &mut Folded,
 ) {
@@ -317,6 +421,7 @@ fn fold_one(
     // What outlives one read: when it was last verified, its last correction and who it undid,
     // its isolation verdict.
     let previous = groups.records.remove(key);
+    let before = previous.as_ref().and_then(|r| r.verified);
     let mut record = Record {
         state: GroupState::Error,
         settled: None,
@@ -329,6 +434,7 @@ fn fold_one(
             undid: None,
             hold: None,
             isolation: None,
+            listed: None,
             name: None,
         })
     };
@@ -344,6 +450,7 @@ fn fold_one(
     if r.entry.observed.is_some() {
         record.verified = Some(cx.now);
     }
+    record.listed = listed(r, unmanageable, record.listed.take());
     let t = &mut out.tally;
     record.state = match &r.outcome {
         Outcome::InSync => {
@@ -386,7 +493,32 @@ fn fold_one(
     if matches!(record.state, GroupState::InSync | GroupState::Drifted) {
         record.settled = cx.declared.get(key).map(|g| (g.policy, g.mode));
     }
+    groups.index(key, before, Some(&record));
     groups.records.insert(key.clone(), record);
+}
+
+/// Whether the group's last drift was held by `--max-changes` (over the window or a whole plan).
+pub(super) fn held_by_window(r: &Record) -> bool {
+    matches!(&r.hold, Some(HoldReason::Rail(Hold::MaxChanges { .. })))
+        && r.state == GroupState::Drifted
+}
+
+/// What the daemon knows of a group's flags after `r`: a read that found it says it exists, with
+/// the flags its report gives (manageable unless named); one that did not find it forgets them; a
+/// failed read says nothing new.
+fn listed(
+    r: &GroupResult,
+    unmanageable: &BTreeMap<GroupKey, GroupMeta>,
+    before: Option<Listed>,
+) -> Option<Listed> {
+    match (&r.entry.observed, &r.entry.action) {
+        (Some(_), _) => Some(match unmanageable.get(&r.entry.key) {
+            Some(meta) => Listed::Unmanageable(Box::new(meta.clone())),
+            None => Listed::Manageable,
+        }),
+        (None, Action::NotFound) => None,
+        (None, _) => before,
+    }
 }
 
 /// Why a drifted group was not corrected: a rail, `mode: observe`, or the fight its watch-only run
@@ -643,6 +775,8 @@ mod tests {
                 duration: Duration::ZERO,
                 notes: Vec::new(),
                 coverage: None,
+                unmanageable: Default::default(),
+                pages: Default::default(),
                 isolation: None,
             },
             held,
@@ -718,6 +852,54 @@ mod tests {
         assert_eq!(ra.verified, Some(now));
         assert_eq!(ra.correction.as_deref(), Some("sgpolicy-tok-1"));
         assert!(g.settled(&decl[&a]), "a file pass skips it now");
+    }
+
+    #[test]
+    fn a_group_found_keeps_its_listing_for_the_sweep_until_a_read_no_longer_finds_it() {
+        let (a, ent) = (sg("sg-a"), sg("sg-ent"));
+        let decl = declared(&[(&a, Mode::Enforce), (&ent, Mode::Enforce)]);
+        let mut g = groups();
+        let now = Instant::now();
+        let flags = GroupMeta {
+            enterprise: true,
+            ..GroupMeta::default()
+        };
+        let mut found = run(
+            vec![
+                result(&a, Drop, Outcome::InSync),
+                result(&ent, Drop, Outcome::InSync),
+            ],
+            None,
+        );
+        found.report.unmanageable = [(ent.clone(), flags.clone())].into_iter().collect();
+        fold_at(&mut g, vec![found], &decl, &BTreeMap::new(), now);
+        assert_eq!(g.records[&a].listed, Some(Listed::Manageable));
+        assert_eq!(
+            g.records[&ent].listed.as_ref().map(Listed::meta),
+            Some(flags),
+            "an enterprise group in sync is still one ECS refuses writes to"
+        );
+
+        // A throttled read says nothing new; a read that does not find the group forgets it.
+        let throttled = unread(&a, 503, "ServiceUnavailable");
+        fold_at(
+            &mut g,
+            vec![run(vec![throttled], None)],
+            &decl,
+            &BTreeMap::new(),
+            now,
+        );
+        assert_eq!(g.records[&a].listed, Some(Listed::Manageable));
+        let mut gone = unread(&a, 404, "InvalidSecurityGroupId.NotFound");
+        gone.entry.action = Action::NotFound;
+        fold_at(
+            &mut g,
+            vec![run(vec![gone], None)],
+            &decl,
+            &BTreeMap::new(),
+            now,
+        );
+        assert_eq!(g.records[&a].listed, None, "the next read lists it first");
     }
 
     #[test]
@@ -1255,11 +1437,104 @@ mod tests {
         g.keep_only(|k| *k == a, later);
         assert_eq!(g.records.keys().collect::<Vec<_>>(), [&a]);
         let c = sg("sg-c");
+        let with_c = declared(&[(&a, Mode::Enforce), (&c, Mode::Enforce)]);
+        g.govern(with_c.keys());
         assert_eq!(
-            g.oldest_read([&a, &c].into_iter(), start),
+            g.oldest_read(&with_c, start),
             Some(start),
             "sg-c never read"
         );
-        assert_eq!(g.oldest_read([&a].into_iter(), start), Some(later));
+        let only_a = declared(&[(&a, Mode::Enforce)]);
+        assert_eq!(g.oldest_read(&only_a, start), Some(later));
+    }
+
+    /// The sweep's indexes against a scan of every record: the order of the oldest reads (as
+    /// `daemon::sweep::oldest` sorts a scan), the oldest read, and the groups the window held.
+    fn assert_indexes_match_a_scan(
+        g: &Groups,
+        decl: &BTreeMap<GroupKey, DesiredGroup>,
+        start: Instant,
+    ) {
+        let scan: Vec<(GroupKey, Option<Instant>)> = decl
+            .keys()
+            .map(|k| (k.clone(), g.records.get(k).and_then(|r| r.verified)))
+            .collect();
+        for k in [1, 2, decl.len()] {
+            assert_eq!(
+                g.oldest(k, decl),
+                crate::daemon::sweep::oldest(scan.clone(), k),
+                "the {k} oldest"
+            );
+        }
+        let oldest = scan.iter().map(|(_, t)| t.unwrap_or(start)).min();
+        assert_eq!(g.oldest_read(decl, start), oldest);
+        let held: Vec<&GroupKey> = g
+            .records
+            .iter()
+            .filter(|(k, r)| held_by_window(r) && decl.contains_key(*k))
+            .map(|(k, _)| k)
+            .collect();
+        let indexed: Vec<&GroupKey> = g.window_held().filter(|k| decl.contains_key(*k)).collect();
+        assert_eq!(indexed, held);
+    }
+
+    #[test]
+    fn the_sweeps_indexes_stay_equal_to_a_scan_after_reads_removals_and_a_folder_change() {
+        let keys: Vec<GroupKey> = (0..8).map(|i| sg(&format!("sg-{i}"))).collect();
+        let enforced = |ks: &[GroupKey]| -> BTreeMap<GroupKey, DesiredGroup> {
+            declared(&ks.iter().map(|k| (k, Mode::Enforce)).collect::<Vec<_>>())
+        };
+        let decl = enforced(&keys[..6]);
+        let none = BTreeMap::new();
+        let mut g = groups();
+        g.govern(decl.keys());
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        assert_indexes_match_a_scan(&g, &decl, start);
+
+        // sg-3 read first, sg-0..sg-2 later, sg-2 again; sg-4's read fails; sg-5 is never read.
+        let in_sync = |k: &GroupKey| result(k, Drop, Outcome::InSync);
+        fold_at(
+            &mut g,
+            vec![run(vec![in_sync(&keys[3])], None)],
+            &decl,
+            &none,
+            at(1),
+        );
+        let reads = keys[..3].iter().map(in_sync).collect();
+        fold_at(&mut g, vec![run(reads, None)], &decl, &none, at(2));
+        let again = vec![
+            in_sync(&keys[2]),
+            unread(&keys[4], 503, "ServiceUnavailable"),
+        ];
+        fold_at(&mut g, vec![run(again, None)], &decl, &none, at(3));
+        // sg-0's correction is held by --max-changes, then read in sync again.
+        let max = Hold::MaxChanges { planned: 2, max: 1 };
+        let held = result(&keys[0], Accept, Outcome::Held(max));
+        fold_at(&mut g, vec![run(vec![held], None)], &decl, &none, at(4));
+        assert_indexes_match_a_scan(&g, &decl, start);
+        assert_eq!(g.oldest(2, &decl), [keys[4].clone(), keys[5].clone()]);
+        fold_at(
+            &mut g,
+            vec![run(vec![in_sync(&keys[0])], None)],
+            &decl,
+            &none,
+            at(5),
+        );
+        assert_indexes_match_a_scan(&g, &decl, start);
+
+        // A folder change: sg-1 and sg-3 no longer governed, sg-6 and sg-7 new.
+        let changed: Vec<GroupKey> = [0, 2, 4, 5, 6, 7]
+            .iter()
+            .map(|&i| keys[i].clone())
+            .collect();
+        let decl = enforced(&changed);
+        g.keep_only(|k| decl.contains_key(k), at(6));
+        g.govern(decl.keys());
+        assert_indexes_match_a_scan(&g, &decl, start);
+        let reads = vec![in_sync(&keys[6]), in_sync(&keys[4]), in_sync(&keys[5])];
+        fold_at(&mut g, vec![run(reads, None)], &decl, &none, at(7));
+        assert_indexes_match_a_scan(&g, &decl, start);
+        assert_eq!(g.oldest(1, &decl), [keys[7].clone()], "the one never read");
     }
 }

@@ -5,10 +5,12 @@
 
 mod fold;
 mod folder;
+mod kept;
 mod results;
 mod scope;
 mod show;
 mod survey;
+mod sweeping;
 mod targeted;
 mod tell;
 #[cfg(test)]
@@ -24,12 +26,13 @@ use crate::daemon::health::{CloudTrouble, Health};
 use crate::daemon::metrics::Metrics;
 use crate::daemon::watch::FolderWatch;
 use crate::events::poller::Targets;
-use crate::model::GroupKey;
+use crate::model::{GroupKey, GroupMeta};
 use crate::policy::commit;
 use crate::policy::{Desired, DesiredGroup};
 use crate::reconcile::{self, PassOptions};
 use futures::future::LocalBoxFuture;
 use results::{Finished, FoundBy, PassOutcome, Tally};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +47,17 @@ struct State {
     effective: Option<Arc<Desired>>,
     /// Unless `--no-report-ungoverned`: what the last coverage survey found.
     survey: survey::LastSurvey,
+    /// The first rule pages of the groups declared `Drop` the lanes read, for the interval pass's
+    /// isolation check (`kept`).
+    pages: kept::Pages,
+    /// When the groups were last published (gauges, the status page, the reach index): a sweep
+    /// tick that found nothing new publishes at most once a second ([`PUBLISH_EVERY`]).
+    published: Option<Instant>,
 }
+
+/// How often a sweep tick that found nothing new republishes the groups: each publication walks
+/// every record, and the sweep ticks up to 10 times a second.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the daemon's passes over a [`Fleet`] of clients: the real [`Clients`], or a fake in tests.
 pub struct Runner<F: Fleet = Clients> {
@@ -72,6 +85,10 @@ pub struct Runner<F: Fleet = Clients> {
     oldest_read: std::sync::Mutex<Option<Instant>>,
     /// What the notifier is told (nothing, until [`Runner::notifying`]).
     tell: tell::Teller,
+    /// Set while the main lane runs a pass that reads every group: the sweep waits meanwhile.
+    full_running: AtomicBool,
+    /// `--max-changes` over one `--interval`, for the sweep's and the targeted lane's corrections.
+    changes: std::sync::Mutex<crate::daemon::sweep::ChangeWindow>,
     /// What the status page shows (`--status-addr`; kept whether served or not).
     board: Arc<crate::daemon::status::Board>,
 }
@@ -93,6 +110,8 @@ impl<F: Fleet> Runner<F> {
                 survey: survey::LastSurvey::default(),
                 groups: fold::Groups::new(Fights::new(settings.fight)),
                 effective: None,
+                pages: kept::Pages::default(),
+                published: None,
             }),
             selection: tokio::sync::Mutex::new(scope::Selection::default()),
             intake,
@@ -100,6 +119,11 @@ impl<F: Fleet> Runner<F> {
             started: Instant::now(),
             oldest_read: std::sync::Mutex::new(None),
             tell: tell::Teller::default(),
+            full_running: AtomicBool::new(false),
+            changes: std::sync::Mutex::new(crate::daemon::sweep::ChangeWindow::new(
+                setup.pass.rails.max_changes,
+                settings.interval,
+            )),
             board: Arc::default(),
             setup,
             settings,
@@ -125,6 +149,15 @@ impl<F: Fleet> Runner<F> {
     }
 
     async fn pass(&self, trigger: Trigger) -> Verdict {
+        // The interval pass beside the sweep reads no group: no need to pause the sweep.
+        let reads_all = trigger.is_full() && trigger != Trigger::Interval;
+        self.full_running.store(reads_all, Ordering::SeqCst);
+        let verdict = self.main_pass(trigger).await;
+        self.full_running.store(false, Ordering::SeqCst);
+        verdict
+    }
+
+    async fn main_pass(&self, trigger: Trigger) -> Verdict {
         let started = Instant::now();
         self.health.pass_started();
         if let Some(w) = &self.watch {
@@ -169,17 +202,31 @@ impl<F: Fleet> Runner<F> {
             }
             Some(Ok(d)) => d,
         };
-        let scope = self.choose_scope(desired, full).await;
+        // The interval pass runs beside the sweep, which reads every group once per interval.
+        let reads_none = trigger == Trigger::Interval;
+        let scope = self.choose_scope(desired, full, reads_none).await;
         // Full and file passes check the isolation of the declared Drop groups they read (a file
-        // pass reads only the groups whose declaration changed: a targeted check).
-        let reports = self.run_scoped(scope.active, scope.held, true).await;
+        // pass reads only the groups whose declaration changed: a targeted check); a plan made as
+        // a whole has the whole plan's --max-changes.
+        let run = Run {
+            check: true,
+            max_changes: self.setup.pass.rails.max_changes,
+            known: BTreeMap::new(),
+            keep_pages: true,
+        };
+        let reports = self.run_scoped(scope.active, scope.held, run).await;
         // Events older than these reads cost nothing (daemon::intake).
         let wall_start = std::time::SystemTime::now() - started.elapsed();
         self.intake
             .note_reads(reports.iter().map(|s| &s.report), wall_start);
         let (tally, cloud_failure) = self
-            .conclude(reports, &scope.desired, scope.size, full)
+            .conclude(reports, &scope.desired, scope.size, full, started)
             .await;
+        if reads_none {
+            // Isolation must not go stale while the sweep reads: every verdict is re-made each
+            // interval, from the pages the sweep kept (`kept`).
+            self.interval_check(&scope.desired).await;
+        }
         let outcome = PassOutcome::of(cloud_failure.is_some(), folder_ok, &tally);
         if full {
             self.survey_coverage(&folder).await;
@@ -229,8 +276,11 @@ impl<F: Fleet> Runner<F> {
     }
 
     /// Publishes the governed groups (to the targeted lane, the intake, the poller) and chooses
-    /// the groups this pass reads, under a short lock.
-    async fn choose_scope(&self, desired: Desired, full: bool) -> Scope {
+    /// the groups this pass reads, under a short lock. The interval pass (`reads_none`) runs beside
+    /// the sweep, which reads every group once per interval: it lists selectors anew and reads no
+    /// group itself. A group it finds new has never been read, so the sweep reads it next, at its
+    /// pace; one the sweep fell behind on is the sweep's to catch up, never read here in a burst.
+    async fn choose_scope(&self, desired: Desired, full: bool, reads_none: bool) -> Scope {
         let mut st = self.state.lock().await;
         self.metrics
             .shard
@@ -238,10 +288,13 @@ impl<F: Fleet> Runner<F> {
             .set(desired.groups.len() as i64);
         let now = Instant::now();
         st.groups.keep_only(|k| desired.groups.contains_key(k), now);
+        st.groups.govern(desired.groups.keys());
         let (held, active): (Vec<&DesiredGroup>, Vec<&DesiredGroup>) = desired
             .groups
             .values()
-            .filter(|g| full || !st.groups.settled(g))
+            .filter(|g| {
+                !reads_none && (full || !st.groups.settled(g) || st.groups.held_by_rail(&g.key))
+            })
             .partition(|g| st.groups.fights.held(&g.key, now));
         let size = held.len() + active.len();
         let (active, held) = (subset(&desired, active), subset(&desired, held));
@@ -261,12 +314,14 @@ impl<F: Fleet> Runner<F> {
     /// cloud failure.
     async fn conclude(
         &self,
-        reports: Vec<fold::Scoped>,
+        mut reports: Vec<fold::Scoped>,
         desired: &Desired,
         scope: usize,
         full: bool,
+        started: Instant,
     ) -> (Tally, Option<CloudTrouble>) {
         let mut st = self.state.lock().await;
+        self.keep_pages(&mut st, &mut reports, started);
         let commit = st.folder.commit().map(str::to_string);
         let cause = if full { FoundBy::Resync } else { FoundBy::File };
         // A resync that corrects a group an event named still names who changed it.
@@ -294,6 +349,20 @@ impl<F: Fleet> Runner<F> {
         }
         (tally, cloud_failure)
     }
+}
+
+/// How a lane runs its groups, beside the setup's pass options.
+struct Run {
+    /// Check the isolation of the declared Drop groups read (unless `--no-check-isolation`).
+    check: bool,
+    /// The `--max-changes` in force: the whole plan's for the main lane, the window's room for
+    /// the sweep and the targeted lane.
+    max_changes: Option<usize>,
+    /// Groups read without listing them again (`PassOptions::known`): the sweep's.
+    known: BTreeMap<GroupKey, GroupMeta>,
+    /// Return the first rule pages of the groups declared `Drop` read (when checking isolation),
+    /// for the interval pass's check (`kept`).
+    keep_pages: bool,
 }
 
 /// The groups one main pass reads: the active ones as the options say, the fighting ones
@@ -348,14 +417,17 @@ fn subset<'a>(desired: &Desired, groups: impl IntoIterator<Item = &'a DesiredGro
 }
 
 impl<F: Fleet> Runner<F> {
-    /// Runs the active groups as the options say and the held (fighting) ones watch-only; with
-    /// `check`, and unless `--no-check-isolation`, the isolation of the declared Drop groups read.
-    async fn run_scoped(&self, active: Desired, held: Desired, check: bool) -> Vec<fold::Scoped> {
-        let opts = PassOptions {
+    /// Runs the active groups as the options say, but for what `run` changes, and the held
+    /// (fighting) ones watch-only.
+    async fn run_scoped(&self, active: Desired, held: Desired, run: Run) -> Vec<fold::Scoped> {
+        let mut opts = PassOptions {
             cancel: Some(self.cancel.clone()),
-            check_isolation: check && self.setup.pass.check_isolation,
+            check_isolation: run.check && self.setup.pass.check_isolation,
+            known: run.known,
+            keep_pages: run.keep_pages && self.setup.pass.check_isolation,
             ..self.setup.pass.clone()
         };
+        opts.rails.max_changes = run.max_changes;
         let mut reports = Vec::new();
         if !active.groups.is_empty() {
             reports.push(fold::Scoped {
@@ -407,7 +479,7 @@ impl<F: Fleet> Runner<F> {
         let Some(governed) = &st.effective else {
             return;
         };
-        let oldest = st.groups.oldest_read(governed.groups.keys(), self.started);
+        let oldest = st.groups.oldest_read(&governed.groups, self.started);
         *self.oldest_read.lock().unwrap_or_else(|e| e.into_inner()) = oldest;
         self.publish_verification_age();
     }

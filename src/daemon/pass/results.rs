@@ -351,9 +351,20 @@ impl<F: Fleet> Runner<F> {
             self.metrics.last_success.set(unix.as_secs_f64());
             self.tell.pass_read();
         }
-        if trigger != Trigger::Event {
+        if !matches!(trigger, Trigger::Event | Trigger::Sweep) {
             // The targeted lane runs beside the main one; only the main one's passes can stall.
             self.health.pass_ended();
+        }
+        if trigger == Trigger::Sweep && t.changed + t.held + t.errors + t.would_change == 0 {
+            // The sweep runs every tick: a tick that found everything in sync is not news.
+            tracing::debug!(
+                trigger = trigger.as_str(),
+                groups = declared,
+                scope,
+                api_calls = t.api_calls,
+                "sweep tick in sync"
+            );
+            return;
         }
         tracing::info!(
             trigger = trigger.as_str(),

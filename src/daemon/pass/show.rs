@@ -206,7 +206,7 @@ impl<F: Fleet> Runner<F> {
             .collect();
         // Computed here rather than taken from the gauge's last value: the main lane notes the
         // oldest read only after publishing.
-        let oldest = st.groups.oldest_read(desired.groups.keys(), self.started);
+        let oldest = st.groups.oldest_read(&desired.groups, self.started);
         self.board.publish(Snapshot {
             revision: Some(desired.revision.clone()),
             commit: st.folder.commit().map(str::to_string),
