@@ -86,7 +86,8 @@ pub struct Snapshot {
     /// When the oldest successful read of any governed group was made (never read: the daemon's
     /// start), as `sgpolicy_oldest_verification_age_seconds` counts it.
     pub oldest_verification: Option<DateTime<Utc>>,
-    /// `--interval`: the verification promise is the interval plus twice the last full pass.
+    /// `--interval`: the verification promise is the interval, plus the sweep's margin
+    /// ([`crate::daemon::sweep::AGE_MARGIN`]), plus the last full pass (see `verification_json`).
     pub interval: Duration,
     /// The event sources, read when the document is built (their health changes between passes).
     pub events: Option<Arc<crate::events::Status>>,
@@ -262,13 +263,17 @@ fn seconds(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
-/// The oldest verification against its promise (`--interval` plus twice the last full pass, the
-/// bound `SgpolicyVerificationBeyondPromise` alerts on): unknown until a full pass finished.
+/// The oldest verification against its promise, the bound `SgpolicyVerificationBeyondPromise` alerts
+/// on: `--interval` plus the sweep's margin (docs/events.md), plus the last full pass, because the
+/// sweep pauses while a pass that reads every group (SIGHUP, a retry) runs, and the group read
+/// longest ago may be that pass's last read. Unknown until a full pass (the start-up pass) finished.
 fn verification_json(s: &Snapshot, p: &Passes, now: DateTime<Utc>) -> Value {
     let age = s
         .oldest_verification
         .map(|t| (now - t).to_std().unwrap_or_default());
-    let promise = p.last_full.map(|full| s.interval + 2 * full);
+    let promise = p
+        .last_full
+        .map(|full| s.interval + crate::daemon::sweep::AGE_MARGIN + full);
     json!({
         "oldest": s.oldest_verification.as_ref().map(time),
         "ageSeconds": age.map(seconds),

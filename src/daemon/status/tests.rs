@@ -155,7 +155,8 @@ fn the_page_script_builds_markup_from_text_only() {
 }
 
 #[test]
-fn the_oldest_verification_is_measured_against_the_interval_plus_twice_the_last_full_pass() {
+fn the_oldest_verification_is_measured_against_the_interval_the_sweeps_margin_and_the_last_full_pass(
+) {
     let board = Board::default();
     board.publish(Snapshot {
         oldest_verification: Some(at(0)),
@@ -176,25 +177,25 @@ fn the_oldest_verification_is_measured_against_the_interval_plus_twice_the_last_
         outcome: "success",
         duration: Duration::from_secs(secs),
     };
-    board.pass_finished(pass(20, "interval"), true);
+    board.pass_finished(pass(20, "startup"), true);
     let verification = |b: &Board| b.json(at(11))["summary"]["verification"].clone();
     assert_eq!(
         (
             &verification(&board)["promiseSeconds"],
             &verification(&board)["beyondPromise"]
         ),
-        (&json!(640.0), &json!(true)),
-        "600 s + 2 x 20 s, and 660 s is beyond it"
+        (&json!(625.0), &json!(true)),
+        "600 s + the sweep's 5 s + a 20 s pass, and 660 s is beyond it"
     );
-    board.pass_finished(pass(40, "interval"), true);
+    board.pass_finished(pass(500, "signal"), true);
     board.pass_finished(pass(500, "event"), false);
     assert_eq!(
         (
             &verification(&board)["promiseSeconds"],
             &verification(&board)["beyondPromise"]
         ),
-        (&json!(680.0), &json!(false)),
-        "only a full pass sets the promise"
+        (&json!(1105.0), &json!(false)),
+        "only a full pass sets the promise: the sweep pauses while it runs"
     );
     assert_eq!(
         board.json(at(11))["summary"]["lastPass"],
