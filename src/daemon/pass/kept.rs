@@ -16,6 +16,7 @@
 
 use super::{Runner, State};
 use crate::accounts::Fleet;
+use crate::daemon::reach::Cause;
 use crate::ecs::api::RulePage;
 use crate::model::{GroupKey, Policy, SharedStr};
 use crate::policy::Desired;
@@ -128,7 +129,8 @@ impl<F: Fleet> Runner<F> {
             })
             .map(|g| g.key.clone())
             .collect();
-        self.check_kept(st, desired, targets, "interval").await;
+        self.check_kept(st, desired, targets, "interval", &BTreeMap::new())
+            .await;
     }
 
     /// After a sweep tick whose reads found the rules of `changed` groups changed: re-checks them
@@ -155,17 +157,20 @@ impl<F: Fleet> Runner<F> {
             })
             .cloned()
             .collect();
-        self.check_kept(st, desired, targets, "sweep").await;
+        self.check_kept(st, desired, targets, "sweep", &BTreeMap::new())
+            .await;
     }
 
     /// Checks `targets` from the kept pages no older than the interval (the others are read), and
-    /// folds the verdicts.
-    async fn check_kept(
+    /// folds the verdicts, each with the write that asked for it (`causes`: the targeted lane's
+    /// re-checks; none for the sweep's and the interval pass's).
+    pub(super) async fn check_kept(
         &self,
         mut st: tokio::sync::MutexGuard<'_, State>,
         desired: &Arc<Desired>,
         targets: BTreeSet<GroupKey>,
         trigger: &'static str,
+        causes: &BTreeMap<GroupKey, Arc<Cause>>,
     ) {
         let started = Instant::now();
         if targets.is_empty() {
@@ -197,7 +202,7 @@ impl<F: Fleet> Runner<F> {
             return;
         };
         let mut st = self.state.lock().await;
-        let effects = super::fold::isolation(&mut st.groups, &verdicts, &BTreeMap::new());
+        let effects = super::fold::isolation(&mut st.groups, &verdicts, causes);
         for effect in &effects {
             self.carry_out(effect);
             self.tell.isolation(effect, &desired.groups);

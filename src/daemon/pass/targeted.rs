@@ -17,7 +17,7 @@ use crate::daemon::intake::TARGETED_BATCH;
 use crate::daemon::sweep::ChangeWindow;
 use crate::daemon::triggers::Trigger;
 use crate::events::Author;
-use crate::model::{GroupKey, GroupMeta, Policy, SharedStr};
+use crate::model::{GroupKey, GroupMeta, Policy};
 use crate::policy::{Desired, DesiredGroup};
 use crate::reconcile::Outcome;
 use std::collections::{BTreeMap, BTreeSet};
@@ -81,60 +81,9 @@ impl<F: Fleet> Runner<F> {
         if targets.is_empty() || !self.setup.pass.check_isolation {
             return;
         }
-        let inputs = crate::isolation::read::Inputs {
-            targets,
-            pages: Default::default(),
-            // A governed group in sync has its declared policy (what the pass's check assumes too).
-            policies: st
-                .groups
-                .records
-                .iter()
-                .filter(|(_, r)| r.state == super::results::GroupState::InSync)
-                .filter_map(|(k, _)| Some((k.clone(), desired.groups.get(k)?.policy)))
-                .collect(),
-        };
-        drop(st);
-        let scope = inputs.targets.len();
-        let calls_before: u64 = self.fleet.calls().snapshot().values().sum();
-        let accounts: BTreeSet<SharedStr> =
-            inputs.targets.iter().map(|k| k.account.clone()).collect();
-        let checking = async {
-            let reach = self
-                .fleet
-                .reach_accounts(accounts.iter().map(|a| &**a).collect(), &desired.accounts)
-                .await;
-            crate::isolation::read::check(&reach, inputs, self.setup.pass.concurrency).await
-        };
-        let Some(verdicts) = self.unless_stopped(checking).await else {
-            return;
-        };
-        let mut st = self.state.lock().await;
-        let effects = super::fold::isolation(&mut st.groups, &verdicts, &causes);
-        for effect in &effects {
-            self.carry_out(effect);
-            self.tell.isolation(effect, &desired.groups);
-            self.show_isolation(effect);
-        }
-        self.publish_groups(&st);
-        drop(st);
-        self.metrics.sync_api_calls(self.fleet.calls());
-        tracing::info!(
-            trigger = "event",
-            scope,
-            not_isolated = verdicts
-                .values()
-                .filter(|v| v.status == crate::isolation::Status::NotIsolated)
-                .count(),
-            api_calls = self
-                .fleet
-                .calls()
-                .snapshot()
-                .values()
-                .sum::<u64>()
-                .saturating_sub(calls_before),
-            duration_ms = started.elapsed().as_millis() as u64,
-            "isolation re-checked"
-        );
+        // The targets' pages were just forgotten, so the check reads each of them anew.
+        self.check_kept(st, &desired, targets, "event", &causes)
+            .await;
     }
 
     /// One batch; `false` when no folder is resolved yet (the batch stays queued).
