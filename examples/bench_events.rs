@@ -163,25 +163,10 @@ async fn flips(
         } else {
             sim.flip_in_console(REGION, &gid, Policy::Accept, &actor)
         };
-        let s = sim.clone();
-        watchers.push(tokio::spawn(async move {
-            loop {
-                if s.policy_of(REGION, &gid) == Some(Policy::Drop) {
-                    return (gid, event, at.elapsed(), true);
-                }
-                if at.elapsed() > patience {
-                    return (gid, event, at.elapsed(), false);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }));
+        watchers.push(watch(sim, gid, event, at, patience));
         tokio::time::sleep(spacing).await;
     }
-    let mut out = Vec::new();
-    for w in watchers {
-        out.push(w.await.expect("watcher"));
-    }
-    out
+    corrections(watchers).await
 }
 
 /// Flips `n` groups, `spacing` apart, each the group the sweep read last (no event at all): the
@@ -209,20 +194,38 @@ async fn flips_just_read(
         flipped.insert(gid.clone());
         let at = Instant::now();
         sim.set_policy(REGION, &gid, Policy::Accept);
-        let s = sim.clone();
-        watchers.push(tokio::spawn(async move {
-            loop {
-                if s.policy_of(REGION, &gid) == Some(Policy::Drop) {
-                    return (gid, None, at.elapsed(), true);
-                }
-                if at.elapsed() > patience {
-                    return (gid, None, at.elapsed(), false);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }));
+        watchers.push(watch(sim, gid, None, at, patience));
         tokio::time::sleep(spacing).await;
     }
+    corrections(watchers).await
+}
+
+type Watched = (String, Option<String>, Duration, bool);
+
+/// Watches a flipped group until sgpolicy has set it back to `Drop` (true) or `patience` passed.
+fn watch(
+    sim: &Simulator,
+    gid: String,
+    event: Option<String>,
+    at: Instant,
+    patience: Duration,
+) -> tokio::task::JoinHandle<Watched> {
+    let s = sim.clone();
+    tokio::spawn(async move {
+        loop {
+            if s.policy_of(REGION, &gid) == Some(Policy::Drop) {
+                return (gid, event, at.elapsed(), true);
+            }
+            if at.elapsed() > patience {
+                return (gid, event, at.elapsed(), false);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+/// Each watched flip, in the order flipped.
+async fn corrections(watchers: Vec<tokio::task::JoinHandle<Watched>>) -> Vec<Watched> {
     let mut out = Vec::new();
     for w in watchers {
         out.push(w.await.expect("watcher"));
